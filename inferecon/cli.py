@@ -1,0 +1,56 @@
+"""The `inferecon` command. Each subcommand lives in inferecon/commands/<name>.py and exposes
+`register(subparsers)`; this module only wires them together and turns errors into one line."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from inferecon import __version__
+from inferecon.errors import UserError
+
+# Subcommand modules, in the order `inferecon --help` lists them. A module that fails to
+# import (e.g. torch missing for `bench`) must not take the whole CLI down with it.
+COMMANDS = ["specs", "frontier", "bench", "calibrate", "validate", "regress", "report"]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2 — never a usage dump
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="inferecon", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"inferecon {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"inferecon.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.startswith("inferecon.commands"):
+                continue  # not written yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        sys.stderr.write(f"inferecon: error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("inferecon: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

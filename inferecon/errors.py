@@ -1,0 +1,19 @@
+"""The one error type the CLI turns into a one-line message and exit status 2."""
+
+
+class UserError(Exception):
+    """Bad input or an impossible request: the message is shown to the user as is."""
+
+
+def suggest(name: str, choices, n: int = 3) -> str:
+    """' (did you mean a, b?)' for the closest known names, or '' when none is close."""
+    import difflib
+
+    close = difflib.get_close_matches(name.lower(), [c.lower() for c in choices], n=n, cutoff=0.5)
+    # Keep the catalog's spelling, not the lower-cased one.
+    by_lower = {c.lower(): c for c in choices}
+    close = [by_lower[c] for c in close]
+    if not close:
+        # Substring matches catch "70b" -> "llama-3-70b" that difflib's ratio misses.
+        close = [c for c in choices if name.lower() in c.lower()][:n]
+    return f" (did you mean {', '.join(close)}?)" if close else ""

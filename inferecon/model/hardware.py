@@ -1,0 +1,216 @@
+"""HardwareProfile: everything the cost model needs to know about one kind of GPU node.
+
+One type for both origins: published datasheet specs (calibration/published.py) and
+profiles fitted to a node's measurements (calibration, later). It is plain data, saved as
+schema-versioned JSON; the cost terms that use it live in model/terms.py.
+
+Units are in the field names: *_tflops (1e12 FLOP/s), *_gbps (1e9 bytes/s), *_gb (1e9
+bytes), *_us (microseconds).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from inferecon.errors import UserError
+
+SCHEMA_VERSION = 1
+
+INTRA = "intra"  # a collective whose group stays inside one node (NVLink/NVSwitch)
+INTER = "inter"  # a collective whose group spans nodes (InfiniBand/RoCE)
+
+
+@dataclass(frozen=True)
+class ComputeSpec:
+    # Dense (no sparsity) datasheet peak per dtype: "bf16", "fp16", "fp8", "tf32", "fp32", "int8".
+    peak_tflops: dict[str, float]
+    # Fraction of peak a large GEMM achieves. Published profiles use the paper's 70% cap; a
+    # calibrated profile measures it (and adds a shape-dependent fit in `gemm_fit`).
+    efficiency: float
+    # Shape-dependent GEMM model fitted by calibration; None on published profiles.
+    gemm_fit: dict[str, Any] | None = None
+
+    def achieved_tflops(self, dtype: str) -> float:
+        if dtype not in self.peak_tflops:
+            raise UserError(f"this GPU has no {dtype} peak (known: {', '.join(sorted(self.peak_tflops))})")
+        return self.peak_tflops[dtype] * self.efficiency
+
+
+@dataclass(frozen=True)
+class MemorySpec:
+    capacity_gb: float
+    bandwidth_gbps: float  # datasheet HBM bandwidth
+    # Sustained fraction of the datasheet bandwidth (paper: 75% cap; calibration: measured).
+    efficiency: float
+    l2_mb: float = 0.0
+    # Measured read bandwidth by transfer size: [[bytes, gbps], ...]; None when published.
+    read_curve: list[list[float]] | None = None
+
+    @property
+    def achieved_gbps(self) -> float:
+        return self.bandwidth_gbps * self.efficiency
+
+
+@dataclass(frozen=True)
+class LinkSpec:
+    """One communication scope (inside a node, or between nodes), per GPU."""
+
+    bandwidth_gbps: float  # per GPU, per direction
+    efficiency: float  # achieved bus bandwidth / bandwidth_gbps
+    base_latency_us: float  # fixed cost of one collective call
+    hop_latency_us: float  # cost of one sequential ring step over this kind of link
+    tree_hop_latency_us: float | None = None  # per tree level, where trees are used (between nodes)
+
+    @property
+    def achieved_gbps(self) -> float:
+        return self.bandwidth_gbps * self.efficiency
+
+
+@dataclass(frozen=True)
+class CollectiveFit:
+    """A measured α + bytes/β line for one collective at one world size and scope."""
+
+    collective: str  # "all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv"
+    world_size: int
+    scope: str  # INTRA or INTER
+    alpha_us: float
+    beta_gbps: float  # algorithm bandwidth: message bytes / (time - alpha)
+    alpha_stderr_us: float = 0.0
+    beta_stderr_gbps: float = 0.0
+    heldout_mape: float | None = None
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    gpus_per_node: int
+    intra: LinkSpec
+    inter: LinkSpec
+    collectives: list[CollectiveFit] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LatencySpec:
+    kernel_launch_us: float  # per kernel not hidden behind the previous one
+    step_overhead_us: float = 0.0  # per decode step: sampling, embedding, host work
+
+
+@dataclass(frozen=True)
+class Provenance:
+    kind: str  # "published" or "calibrated"
+    sources: list[str] = field(default_factory=list)
+    run_id: str | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    # Held-out error of each fitted term, e.g. {"memory": {"heldout_mape": 0.03}}.
+    fit_quality: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class HardwareProfile:
+    name: str  # catalog key, e.g. "h100-sxm"
+    display_name: str
+    compute: ComputeSpec
+    memory: MemorySpec
+    network: NetworkSpec
+    latency: LatencySpec
+    price_usd_per_gpu_hour: float
+    provenance: Provenance
+    schema_version: int = SCHEMA_VERSION
+
+    # -- derived figures -------------------------------------------------------------------
+    @property
+    def pipeline_threshold_tok_s(self) -> float:
+        """HBM bandwidth / HBM size: one full read of a GPU's memory per token. Pipeline
+        parallelism only pays below this speed (a PP stage must fill its HBM to be worth it,
+        and each token must then read it)."""
+        return self.memory.bandwidth_gbps / self.memory.capacity_gb
+
+    def with_price(self, usd_per_gpu_hour: float) -> "HardwareProfile":
+        if not usd_per_gpu_hour > 0:
+            raise UserError(f"price must be a positive $/GPU-hour, got {usd_per_gpu_hour}")
+        return dataclasses.replace(self, price_usd_per_gpu_hour=float(usd_per_gpu_hour))
+
+    def without_network_latency(self) -> "HardwareProfile":
+        """The paper's thought experiment: collectives cost only their bandwidth term."""
+        zero = dict(base_latency_us=0.0, hop_latency_us=0.0, tree_hop_latency_us=0.0)
+        net = dataclasses.replace(
+            self.network,
+            intra=dataclasses.replace(self.network.intra, **zero),
+            inter=dataclasses.replace(self.network.inter, **zero),
+            collectives=[dataclasses.replace(c, alpha_us=0.0) for c in self.network.collectives],
+        )
+        return dataclasses.replace(self, network=net, name=self.name + "-no-net-latency")
+
+    # -- JSON ------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        tmp.replace(path)  # atomic: a reader never sees half a profile
+        return path
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "profile") -> "HardwareProfile":
+        if not isinstance(data, dict):
+            raise UserError(f"{source}: not a JSON object")
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise UserError(
+                f"{source}: schema_version {version!r}, this inferecon reads version {SCHEMA_VERSION}"
+            )
+        try:
+            net = data["network"]
+            return cls(
+                name=str(data["name"]),
+                display_name=str(data["display_name"]),
+                compute=_build(ComputeSpec, data["compute"]),
+                memory=_build(MemorySpec, data["memory"]),
+                network=NetworkSpec(
+                    gpus_per_node=int(net["gpus_per_node"]),
+                    intra=_build(LinkSpec, net["intra"]),
+                    inter=_build(LinkSpec, net["inter"]),
+                    collectives=[_build(CollectiveFit, c) for c in net.get("collectives", [])],
+                ),
+                latency=_build(LatencySpec, data["latency"]),
+                price_usd_per_gpu_hour=float(data["price_usd_per_gpu_hour"]),
+                provenance=_build(Provenance, data["provenance"]),
+            )
+        except KeyError as exc:
+            raise UserError(f"{source}: missing field {exc.args[0]!r}") from None
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"{source}: malformed field ({exc})") from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> "HardwareProfile":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise UserError(f"{path}: no such profile file") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise UserError(f"{path}: not valid JSON ({exc})") from None
+        return cls.from_dict(data, source=str(path))
+
+
+def _build(cls, data):
+    """Construct a flat dataclass from a dict, naming the first missing required field."""
+    if not isinstance(data, dict):
+        raise TypeError(f"{cls.__name__} must be an object")
+    names = {f.name for f in dataclasses.fields(cls)}
+    required = [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    for name in required:
+        if name not in data:
+            raise KeyError(f"{cls.__name__}.{name}")
+    return cls(**{k: v for k, v in data.items() if k in names})
