@@ -1,0 +1,236 @@
+"""The result store: one run directory per `inferecon bench` invocation.
+
+    <run_dir>/manifest.json       run context (command line, versions, device, start/end)
+    <run_dir>/<benchmark>.parquet one row per timed case (tidy), rewritten after every case
+
+Every write is atomic (temp file in the same directory, fsync, os.replace), so a run killed at
+any instant leaves the last complete table, never a half-written one; `resume=True` reopens a
+run and `done()` tells the sweep which cases are already stored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from inferecon.errors import UserError
+
+# Bump when a column is renamed, removed or changes meaning; readers refuse other versions.
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+_META_KEY = b"inferecon.schema_version"
+
+# Columns every record carries; benchmarks add their own parameters and derived figures.
+COMMON_COLUMNS = (
+    "benchmark",
+    "benchmark_version",
+    "schema_version",
+    "case_id",
+    "device",
+    "device_name",
+    "gpu_count",
+    "samples_us",
+    "median_us",
+    "iqr_us",
+    "reps",
+    "noisy",
+    "throttled",
+    "skipped",
+)
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _atomic_write_bytes(path: Path, write) -> None:
+    """Call write(fileobj) on a temp file beside `path`, then rename it over `path`."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    data = (json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n").encode()
+    _atomic_write_bytes(Path(path), lambda f: f.write(data))
+
+
+def _check_record(benchmark: str, record: dict) -> dict:
+    rec = dict(record)
+    rec.setdefault("benchmark", benchmark)
+    rec.setdefault("schema_version", SCHEMA_VERSION)
+    rec.setdefault("skipped", "")
+    if rec["benchmark"] != benchmark:
+        raise ValueError(f"record for {rec['benchmark']!r} appended to {benchmark!r}")
+    missing = [c for c in COMMON_COLUMNS if c not in rec]
+    if missing:
+        raise ValueError(f"record {rec.get('case_id')!r} lacks columns {missing}")
+    rec["samples_us"] = [float(x) for x in (rec["samples_us"] or [])]
+    return rec
+
+
+def _to_table(records: list[dict]) -> pa.Table:
+    df = pd.DataFrame.from_records(records)
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    # An all-skipped table has empty sample lists pandas cannot type; force list<double>.
+    idx = table.schema.get_field_index("samples_us")
+    if idx >= 0 and table.schema.field(idx).type != pa.list_(pa.float64()):
+        col = pa.array([list(map(float, r.get("samples_us") or [])) for r in records], type=pa.list_(pa.float64()))
+        table = table.set_column(idx, "samples_us", col)
+    meta = dict(table.schema.metadata or {})
+    meta[_META_KEY] = str(SCHEMA_VERSION).encode()
+    return table.replace_schema_metadata(meta)
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """Read one benchmark table; a clear UserError for corrupt files or another schema."""
+    path = Path(path)
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise UserError(f"cannot read {path}: not a complete Parquet file ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+    meta = table.schema.metadata or {}
+    found = meta.get(_META_KEY)
+    if found is None:
+        raise UserError(f"{path} has no inferecon schema version: not written by inferecon bench")
+    try:
+        version = int(found.decode())
+    except ValueError:
+        version = None
+    if version != SCHEMA_VERSION:
+        raise UserError(
+            f"{path} has schema version {found.decode(errors='replace')}, this inferecon reads version {SCHEMA_VERSION}"
+        )
+    return table.to_pandas()
+
+
+def read_manifest(run_dir: Path) -> dict:
+    path = Path(run_dir) / MANIFEST
+    if not path.is_file():
+        raise UserError(f"{run_dir} is not a run directory (no {MANIFEST})")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read {path}: {exc}") from None
+    version = manifest.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise UserError(f"{path} has schema version {version}, this inferecon reads version {SCHEMA_VERSION}")
+    return manifest
+
+
+def read_run(run_dir) -> tuple[dict, dict[str, pd.DataFrame]]:
+    """(manifest, {benchmark: DataFrame}) of a finished or interrupted run."""
+    run_dir = Path(run_dir)
+    manifest = read_manifest(run_dir)
+    tables = {p.stem: read_table(p) for p in sorted(run_dir.glob("*.parquet"))}
+    return manifest, tables
+
+
+class RunStore:
+    """Append-only store of one run. Not thread-safe; one process writes a run directory
+    (under torchrun, rank 0)."""
+
+    def __init__(self, run_dir, manifest: Optional[dict] = None, resume: bool = False):
+        self.run_dir = Path(run_dir)
+        self._records: dict[str, list[dict]] = {}
+        self._done: set[tuple[str, str]] = set()
+        manifest = dict(manifest or {})
+        if resume:
+            if not (self.run_dir / MANIFEST).is_file():
+                raise UserError(f"--resume: no run to resume at {self.run_dir}")
+            old = read_manifest(self.run_dir)
+            for path in sorted(self.run_dir.glob("*.parquet")):
+                df = read_table(path)
+                recs = df.to_dict(orient="records")
+                for r in recs:
+                    r["samples_us"] = [float(x) for x in (r.get("samples_us") if r.get("samples_us") is not None else [])]
+                self._records[path.stem] = recs
+                self._done.update((path.stem, str(c)) for c in df["case_id"])
+            # Keep the original start and command; list every resumption with its own context.
+            resumes = list(old.get("resumes", []))
+            resumes.append({k: manifest.get(k) for k in ("command_line", "start_time", "device") if k in manifest} or {"start_time": utc_now()})
+            self.manifest = {**old, "resumes": resumes, "status": "running", "end_time": None}
+        else:
+            if self.run_dir.exists() and any(self.run_dir.iterdir()):
+                raise UserError(f"{self.run_dir} already holds results: pass --resume to continue it, or choose another --out")
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.manifest = {
+                "schema_version": SCHEMA_VERSION,
+                "host": socket.gethostname(),
+                "start_time": utc_now(),
+                **manifest,
+                "status": "running",
+                "end_time": None,
+            }
+            self.manifest["schema_version"] = SCHEMA_VERSION
+        self.manifest.setdefault("benchmarks", {})
+        self._write_manifest()
+
+    # ---------------------------------------------------------------------------------------
+    def _write_manifest(self) -> None:
+        write_json_atomic(self.run_dir / MANIFEST, self.manifest)
+
+    def path(self, benchmark: str) -> Path:
+        return self.run_dir / f"{benchmark}.parquet"
+
+    def done(self, benchmark: str, case_id: str) -> bool:
+        return (benchmark, str(case_id)) in self._done
+
+    def records(self, benchmark: str) -> list[dict]:
+        return list(self._records.get(benchmark, []))
+
+    def benchmarks(self) -> list[str]:
+        return list(self._records)
+
+    def append(self, benchmark: str, record: dict) -> None:
+        """Add one case and rewrite the benchmark's table atomically."""
+        rec = _check_record(benchmark, record)
+        key = (benchmark, str(rec["case_id"]))
+        if key in self._done:
+            raise ValueError(f"case {key} is already stored")
+        recs = self._records.setdefault(benchmark, [])
+        recs.append(rec)
+        try:
+            table = _to_table(recs)
+            _atomic_write_bytes(self.path(benchmark), lambda f: pq.write_table(table, f))
+        except BaseException:
+            recs.pop()  # the file still holds the previous complete table
+            raise
+        self._done.add(key)
+        info = self.manifest["benchmarks"].setdefault(benchmark, {})
+        info["benchmark_version"] = rec.get("benchmark_version")
+        info["cases"] = len(recs)
+        self._write_manifest()
+
+    def note(self, **fields) -> None:
+        """Merge fields into the manifest (e.g. a benchmark's planned case count)."""
+        self.manifest.update(fields)
+        self._write_manifest()
+
+    def finish(self, status: str = "complete") -> None:
+        """Stamp the end time; status is "complete" or "interrupted"."""
+        self.manifest["end_time"] = utc_now()
+        self.manifest["status"] = status
+        self._write_manifest()
+
+    def read(self, benchmark: str) -> pd.DataFrame:
+        return read_table(self.path(benchmark))

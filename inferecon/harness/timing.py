@@ -1,0 +1,270 @@
+"""The one timing function every benchmark uses (DESIGN.md, "Measuring").
+
+Contract of `measure(fn, device=..., config=...)`:
+
+1. synchronize, call `fn` once (compilation, allocator and cuBLAS heuristics warm up);
+2. estimate the per-call time from a few timed calls;
+3. warm up for `warmup_ms`, then time `reps` repetitions, with `reps` chosen so the timed
+   part lasts about `budget_ms` (clamped to [min_reps, max_reps]);
+4. each repetition is timed on its own: CUDA events recorded around it on GPU (one
+   synchronize at the end, so the host never stalls the stream between repetitions),
+   `time.perf_counter_ns` around it on CPU;
+5. optional: an L2 flush (write a buffer larger than L2) before every repetition, outside
+   the timed window; CUDA-graph replay of `inner_reps` calls for microsecond-scale ops;
+6. the raw per-repetition samples are kept; median and IQR summarise them, and a case whose
+   IQR/median exceeds `noisy_iqr_ratio` is flagged `noisy` — never silently averaged in.
+
+`timer` (a callable returning nanoseconds) replaces the device clock, so the statistics and
+the repetition logic are testable with a seeded fake timer and no GPU.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+
+# Flush buffer when the device does not say how big its L2 is: larger than any current
+# GPU's L2 (H100 50 MB, H200 60 MB as torch reports it, B200 126 MB) and than common CPU LLCs.
+_DEFAULT_FLUSH_BYTES = 256 * 1024 * 1024
+# Calls timed to estimate the per-call time before choosing the repetition count.
+_ESTIMATE_CALLS = 3
+
+
+@dataclass(frozen=True)
+class TimingConfig:
+    """What a measurement is allowed to cost and how it is taken."""
+
+    warmup_ms: float = 25.0
+    budget_ms: float = 100.0
+    min_reps: int = 5
+    max_reps: int = 1000
+    flush_l2: bool = False
+    cuda_graph: bool = False
+    noisy_iqr_ratio: float = 0.10
+    # Calls of `fn` per timed repetition (sample = elapsed / inner_reps). Amortises the clock's
+    # own overhead for microsecond ops; inside a CUDA graph, the calls captured in one graph.
+    inner_reps: int = 1
+
+    def __post_init__(self):
+        if self.min_reps < 1 or self.max_reps < self.min_reps:
+            raise ValueError("need 1 <= min_reps <= max_reps")
+        if self.inner_reps < 1:
+            raise ValueError("inner_reps must be >= 1")
+        if self.budget_ms <= 0 or self.warmup_ms < 0:
+            raise ValueError("budget_ms must be > 0 and warmup_ms >= 0")
+
+
+@dataclass
+class Measurement:
+    """Raw per-repetition times and their robust summary (seconds)."""
+
+    samples_s: list[float]
+    median_s: float
+    iqr_s: float
+    noisy: bool
+    reps: int
+    inner_reps: int = 1
+    timer_name: str = "perf_counter_ns"
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_samples(
+        cls, samples_s, *, noisy_iqr_ratio: float = 0.10, inner_reps: int = 1, timer_name: str = ""
+    ) -> "Measurement":
+        arr = np.asarray(list(samples_s), dtype=float)
+        if arr.size == 0:
+            raise ValueError("no samples")
+        q1, med, q3 = np.percentile(arr, [25, 50, 75])
+        iqr = float(q3 - q1)
+        # A zero median happens only with a broken clock; call it noisy rather than divide by 0.
+        noisy = bool(med <= 0 or iqr / med > noisy_iqr_ratio)
+        return cls(
+            samples_s=[float(x) for x in arr],
+            median_s=float(med),
+            iqr_s=iqr,
+            noisy=noisy,
+            reps=int(arr.size),
+            inner_reps=inner_reps,
+            timer_name=timer_name,
+        )
+
+    @property
+    def median_us(self) -> float:
+        return self.median_s * 1e6
+
+    @property
+    def iqr_us(self) -> float:
+        return self.iqr_s * 1e6
+
+    def record_fields(self) -> dict:
+        """The timing columns of a measurement record (DESIGN.md schema)."""
+        return {
+            "samples_us": [s * 1e6 for s in self.samples_s],
+            "median_us": self.median_us,
+            "iqr_us": self.iqr_us,
+            "reps": self.reps,
+            "noisy": self.noisy,
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Clocks: each times `n` repetitions of `run` and returns per-repetition seconds.
+
+
+class _HostClock:
+    """perf_counter_ns (or an injected timer) around each repetition; the device is
+    synchronized inside the window so asynchronous work is counted."""
+
+    def __init__(self, timer: Callable[[], int], sync: Callable[[], None], name: str):
+        self.timer = timer
+        self.sync = sync
+        self.name = name
+
+    def time_reps(self, run, n: int, before_each=None) -> list[float]:
+        out = []
+        for _ in range(n):
+            if before_each is not None:
+                before_each()
+            self.sync()
+            t0 = self.timer()
+            run()
+            self.sync()
+            t1 = self.timer()
+            out.append((t1 - t0) * 1e-9)
+        return out
+
+
+class _CudaEventClock:
+    """A pair of CUDA events per repetition on the current stream; a single synchronize at the
+    end so the host keeps the queue full and launch gaps are not timed (triton's do_bench)."""
+
+    name = "cuda_event"
+
+    def __init__(self, torch_mod):
+        self.torch = torch_mod
+
+    def time_reps(self, run, n: int, before_each=None) -> list[float]:
+        torch = self.torch
+        starts = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
+        ends = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
+        for i in range(n):
+            if before_each is not None:
+                before_each()  # the L2 flush is enqueued before the start event: not timed
+            starts[i].record()
+            run()
+            ends[i].record()
+        torch.cuda.synchronize()
+        return [s.elapsed_time(e) * 1e-3 for s, e in zip(starts, ends)]  # ms -> s
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+def l2_flush_bytes(device: str) -> int:
+    """Bytes to write so that nothing of the previous repetition stays in the last-level cache."""
+    if device == "cuda":
+        torch = _torch()
+        l2 = int(getattr(torch.cuda.get_device_properties(torch.cuda.current_device()), "L2_cache_size", 0) or 0)
+        if l2 > 0:
+            return max(2 * l2, 64 * 1024 * 1024)
+    return _DEFAULT_FLUSH_BYTES
+
+
+def _make_flush(device: str, flush_bytes: Optional[int]):
+    torch = _torch()
+    nbytes = flush_bytes or l2_flush_bytes(device)
+    buf = torch.empty(nbytes // 4, dtype=torch.int32, device=device)
+    return buf.zero_  # a write of the whole buffer evicts what the last repetition cached
+
+
+def _capture_graph(fn, inner: int):
+    """Capture `inner` calls of fn in one CUDA graph and return its replay (torch.cuda.graphs:
+    warm up on a side stream first, as capture requires)."""
+    torch = _torch()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(inner):
+            fn()
+    torch.cuda.synchronize()
+    return graph
+
+
+def measure(
+    fn: Callable[[], object],
+    *,
+    device: str,
+    config: TimingConfig = TimingConfig(),
+    timer: Optional[Callable[[], int]] = None,
+    flush_bytes: Optional[int] = None,
+) -> Measurement:
+    """Time `fn` per the module contract. `device` is "cuda" or "cpu"."""
+    if device not in ("cuda", "cpu"):
+        raise ValueError(f"device must be 'cuda' or 'cpu', not {device!r}")
+    inner = config.inner_reps
+    graph = None
+
+    if device == "cuda" and timer is None:
+        torch = _torch()
+        sync = torch.cuda.synchronize
+        clock = _CudaEventClock(torch)
+    else:
+        if device == "cuda":
+            sync = _torch().cuda.synchronize
+        else:
+            sync = lambda: None  # noqa: E731 — CPU work is synchronous
+        clock = _HostClock(timer or time.perf_counter_ns, sync, "injected" if timer else "perf_counter_ns")
+
+    if config.cuda_graph and device == "cuda":
+        graph = _capture_graph(fn, inner)
+        run = graph.replay
+    elif inner == 1:
+        run = fn
+    else:
+        def run():
+            for _ in range(inner):
+                fn()
+
+    before_each = _make_flush(device, flush_bytes) if config.flush_l2 else None
+
+    # 1. first call: compilation, autotuning, lazy allocation.
+    sync()
+    run()
+    sync()
+    # 2. estimate the per-repetition time.
+    est = clock.time_reps(run, _ESTIMATE_CALLS, before_each)
+    est_s = max(float(np.median(est)), 1e-9)
+    # 3. warm-up for warmup_ms (keeps clocks up and caches in their steady state).
+    n_warm = int(min(config.max_reps, math.ceil(config.warmup_ms * 1e-3 / est_s)))
+    if n_warm > 0:
+        for _ in range(n_warm):
+            if before_each is not None:
+                before_each()
+            run()
+        sync()
+    # 4. the timed repetitions, to the budget.
+    n = int(min(config.max_reps, max(config.min_reps, math.ceil(config.budget_ms * 1e-3 / est_s))))
+    samples = clock.time_reps(run, n, before_each)
+    samples = [s / inner for s in samples]
+    m = Measurement.from_samples(
+        samples, noisy_iqr_ratio=config.noisy_iqr_ratio, inner_reps=inner, timer_name=clock.name
+    )
+    m.extra["estimate_s"] = est_s / inner
+    m.extra["warmup_reps"] = n_warm
+    m.extra["cuda_graph"] = graph is not None
+    m.extra["flush_l2"] = before_each is not None
+    del graph
+    return m
