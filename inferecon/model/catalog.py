@@ -1,0 +1,102 @@
+"""Named models with the shapes of their published configs (Hugging Face config.json or the
+paper). `published_params_b` is the total the authors state; tests check that the counts
+derived from the shapes match it within 2%."""
+
+from __future__ import annotations
+
+from inferecon.errors import UserError, suggest
+from inferecon.model.spec import ModelSpec
+
+_LLAMA3_VOCAB = 128256
+
+MODELS: dict[str, ModelSpec] = {
+    m.name: m
+    for m in [
+        ModelSpec(
+            name="llama-3-8b", n_layers=32, d_model=4096, n_heads=32, n_kv_heads=8, d_head=128,
+            d_ff=14336, vocab_size=_LLAMA3_VOCAB, published_params_b=8.03,
+            source="meta-llama/Meta-Llama-3-8B config.json; Llama 3 model card (8.03B)",
+        ),
+        ModelSpec(
+            name="llama-3-70b", n_layers=80, d_model=8192, n_heads=64, n_kv_heads=8, d_head=128,
+            d_ff=28672, vocab_size=_LLAMA3_VOCAB, published_params_b=70.6,
+            source="meta-llama/Meta-Llama-3-70B config.json; Llama 3 model card (70.6B)",
+        ),
+        ModelSpec(
+            name="llama-3.1-405b", n_layers=126, d_model=16384, n_heads=128, n_kv_heads=8, d_head=128,
+            d_ff=53248, vocab_size=_LLAMA3_VOCAB, published_params_b=405.0,
+            source="meta-llama/Llama-3.1-405B config.json; The Llama 3 Herd of Models (405B)",
+        ),
+        ModelSpec(
+            name="mixtral-8x7b", n_layers=32, d_model=4096, n_heads=32, n_kv_heads=8, d_head=128,
+            d_ff=14336, vocab_size=32000, n_experts=8, n_active_experts=2, d_ff_expert=14336,
+            published_params_b=46.7, published_active_params_b=12.9,
+            source="mistralai/Mixtral-8x7B-v0.1 config.json; Mixtral of Experts (46.7B, 12.9B active)",
+        ),
+        ModelSpec(
+            name="mixtral-8x22b", n_layers=56, d_model=6144, n_heads=48, n_kv_heads=8, d_head=128,
+            d_ff=16384, vocab_size=32768, n_experts=8, n_active_experts=2, d_ff_expert=16384,
+            published_params_b=141.0, published_active_params_b=39.0,
+            source="mistralai/Mixtral-8x22B-v0.1 config.json; Mistral announcement (141B, 39B active)",
+        ),
+        ModelSpec(
+            name="mistral-large-2", n_layers=88, d_model=12288, n_heads=96, n_kv_heads=8, d_head=128,
+            d_ff=28672, vocab_size=32768, published_params_b=123.0,
+            source="mistralai/Mistral-Large-Instruct-2407 config.json; Mistral announcement (123B)",
+        ),
+        ModelSpec(
+            name="deepseek-v3", n_layers=61, d_model=7168, n_heads=128, n_kv_heads=128, d_head=128,
+            d_ff=18432, vocab_size=129280, n_experts=256, n_active_experts=8, n_shared_experts=1,
+            d_ff_expert=2048, n_dense_layers=3, q_lora_rank=1536, kv_lora_rank=512,
+            qk_rope_dim=64, qk_nope_dim=128, v_head_dim=128,
+            published_params_b=671.0, published_active_params_b=37.0,
+            source="deepseek-ai/DeepSeek-V3 config.json; DeepSeek-V3 Technical Report (671B, 37B active; "
+            "the 14B multi-token-prediction module is not counted)",
+        ),
+        ModelSpec(
+            name="qwen3-32b", n_layers=64, d_model=5120, n_heads=64, n_kv_heads=8, d_head=128,
+            d_ff=25600, vocab_size=151936, published_params_b=32.8,
+            source="Qwen/Qwen3-32B config.json; Qwen3 model card (32.8B)",
+        ),
+        ModelSpec(
+            name="qwen3-235b-a22b", n_layers=94, d_model=4096, n_heads=64, n_kv_heads=4, d_head=128,
+            d_ff=12288, vocab_size=151936, n_experts=128, n_active_experts=8, d_ff_expert=1536,
+            published_params_b=235.0, published_active_params_b=22.0,
+            source="Qwen/Qwen3-235B-A22B config.json; Qwen3 Technical Report (235B, 22B active)",
+        ),
+        ModelSpec(
+            name="gpt-3-175b", n_layers=96, d_model=12288, n_heads=96, n_kv_heads=96, d_head=128,
+            d_ff=49152, vocab_size=50257, mlp_matrices=2, tied_embeddings=True, learned_positions=2048,
+            published_params_b=175.0,
+            source="Language Models are Few-Shot Learners, Table 2.1 (175B)",
+        ),
+    ]
+}
+
+# Short names people type.
+ALIASES = {
+    "llama-3.1-8b": "llama-3-8b",
+    "llama-3.1-70b": "llama-3-70b",
+    "llama-3-405b": "llama-3.1-405b",
+    "gpt-3": "gpt-3-175b",
+    "deepseek-r1": "deepseek-v3",
+}
+
+
+def get_model(name: str) -> ModelSpec:
+    key = name.strip().lower()
+    key = ALIASES.get(key, key)
+    if key in MODELS:
+        return MODELS[key]
+    raise UserError(f"unknown model {name!r}{suggest(name, list(MODELS))}; `inferecon specs` lists them, "
+                    "or pass a Hugging Face config.json path")
+
+
+def resolve_model(name_or_path: str) -> ModelSpec:
+    """A catalog name, or a path to a local Hugging Face config.json (or its folder)."""
+    from pathlib import Path
+
+    p = Path(name_or_path)
+    if name_or_path.endswith(".json") or p.is_dir() or p.is_file():
+        return ModelSpec.from_hf_config(p)
+    return get_model(name_or_path)

@@ -1,0 +1,276 @@
+"""ModelSpec: the shapes of a decoder-only transformer, and the byte and FLOP counts derived
+from them. Dense, GQA/MQA, mixture-of-experts (routed + shared experts, leading dense layers)
+and multi-head latent attention (DeepSeek's MLA) are covered.
+
+Counting conventions (documented once, used everywhere):
+- Biases, norms and rotary tables are left out: they are < 0.1% of any catalog model.
+- `embedding_params` is the input table; the output projection (lm head) is counted apart
+  so that tied embeddings share one table. Decoding reads the lm head in full every step
+  but only b rows of the input table, so the input table costs memory capacity, not time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from inferecon.errors import UserError
+
+WEIGHT_BITS = (16, 8, 4)
+KV_BITS = (16, 8, 4)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    n_layers: int
+    d_model: int
+    n_heads: int
+    n_kv_heads: int
+    d_head: int
+    d_ff: int  # hidden size of a dense MLP layer
+    vocab_size: int
+    mlp_matrices: int = 3  # 3 for gated MLPs (SwiGLU), 2 for GELU MLPs (GPT-3)
+    tied_embeddings: bool = False
+    learned_positions: int = 0  # rows of a learned position table (GPT-3: 2048)
+    # Mixture of experts: routed experts of hidden size d_ff_expert, n_active of them per
+    # token, plus always-on shared experts; the first n_dense_layers layers are dense.
+    n_experts: int = 0
+    n_active_experts: int = 0
+    n_shared_experts: int = 0
+    d_ff_expert: int = 0
+    n_dense_layers: int = 0
+    # Multi-head latent attention (MLA): low-rank query/key-value projections; the KV cache
+    # holds the kv_lora_rank latent plus the shared rotary key.
+    q_lora_rank: int = 0
+    kv_lora_rank: int = 0
+    qk_rope_dim: int = 0
+    qk_nope_dim: int = 0
+    v_head_dim: int = 0
+    # Precision of what is stored and moved.
+    weight_bits: int = 16
+    kv_bits: int = 16
+    act_bits: int = 16
+    # Bookkeeping: the published parameter count and where the shapes come from.
+    published_params_b: float | None = None
+    published_active_params_b: float | None = None
+    source: str = ""
+
+    def __post_init__(self):
+        for f in ("n_layers", "d_model", "n_heads", "n_kv_heads", "d_head", "vocab_size"):
+            if getattr(self, f) <= 0:
+                raise UserError(f"model {self.name}: {f} must be positive, got {getattr(self, f)}")
+        if self.weight_bits not in WEIGHT_BITS:
+            raise UserError(f"weight precision must be one of {WEIGHT_BITS} bits, got {self.weight_bits}")
+        if self.kv_bits not in KV_BITS:
+            raise UserError(f"KV-cache precision must be one of {KV_BITS} bits, got {self.kv_bits}")
+        if self.is_moe and not (0 < self.n_active_experts <= self.n_experts and self.d_ff_expert > 0):
+            raise UserError(f"model {self.name}: MoE needs 0 < active experts <= experts and d_ff_expert > 0")
+        if self.n_heads % self.n_kv_heads:
+            raise UserError(f"model {self.name}: {self.n_heads} heads not divisible by {self.n_kv_heads} KV heads")
+
+    # -- structure ---------------------------------------------------------------------
+    @property
+    def is_moe(self) -> bool:
+        return self.n_experts > 0
+
+    @property
+    def is_mla(self) -> bool:
+        return self.kv_lora_rank > 0
+
+    @property
+    def n_moe_layers(self) -> int:
+        return self.n_layers - self.n_dense_layers if self.is_moe else 0
+
+    # -- parameter counts ----------------------------------------------------------------
+    @property
+    def attention_params(self) -> int:
+        """Per layer."""
+        d, h = self.d_model, self.n_heads
+        if self.is_mla:
+            qk = self.qk_nope_dim + self.qk_rope_dim
+            q = d * self.q_lora_rank + self.q_lora_rank * h * qk if self.q_lora_rank else d * h * qk
+            kv_down = d * (self.kv_lora_rank + self.qk_rope_dim)
+            kv_up = self.kv_lora_rank * h * (self.qk_nope_dim + self.v_head_dim)
+            return q + kv_down + kv_up + h * self.v_head_dim * d
+        q_and_o = 2 * d * h * self.d_head
+        kv = 2 * d * self.n_kv_heads * self.d_head
+        return q_and_o + kv
+
+    @property
+    def dense_mlp_params(self) -> int:
+        return self.mlp_matrices * self.d_model * self.d_ff
+
+    @property
+    def expert_params(self) -> int:
+        """One routed (or shared) expert."""
+        return self.mlp_matrices * self.d_model * self.d_ff_expert
+
+    @property
+    def router_params(self) -> int:
+        return self.d_model * self.n_experts
+
+    @property
+    def embedding_params(self) -> int:
+        return self.vocab_size * self.d_model + self.learned_positions * self.d_model
+
+    @property
+    def lm_head_params(self) -> int:
+        return self.vocab_size * self.d_model
+
+    @property
+    def always_on_params(self) -> int:
+        """Weights every token touches in the layer stack: attention, dense MLPs, shared
+        experts and routers (the lm head is counted apart)."""
+        moe = self.n_moe_layers * (self.n_shared_experts * self.expert_params + self.router_params)
+        dense = (self.n_layers - self.n_moe_layers) * self.dense_mlp_params
+        return self.n_layers * self.attention_params + dense + moe
+
+    @property
+    def routed_expert_params(self) -> int:
+        """All routed experts of all MoE layers."""
+        return self.n_moe_layers * self.n_experts * self.expert_params
+
+    @property
+    def total_params(self) -> int:
+        head = 0 if self.tied_embeddings else self.lm_head_params
+        return self.always_on_params + self.routed_expert_params + self.embedding_params + head
+
+    @property
+    def active_params(self) -> int:
+        """Parameters used per token (input embedding included, as model cards count it)."""
+        routed = self.n_moe_layers * self.n_active_experts * self.expert_params
+        head = 0 if self.tied_embeddings else self.lm_head_params
+        return self.always_on_params + routed + self.embedding_params + head
+
+    # -- bytes and FLOPs -----------------------------------------------------------------
+    @property
+    def weight_bytes_per_param(self) -> float:
+        return self.weight_bits / 8
+
+    @property
+    def act_bytes(self) -> float:
+        return self.act_bits / 8
+
+    @property
+    def weight_bytes(self) -> float:
+        return self.total_params * self.weight_bytes_per_param
+
+    @property
+    def kv_bytes_per_token_layer(self) -> float:
+        """KV-cache bytes one token adds to one layer (all heads)."""
+        if self.is_mla:
+            width = self.kv_lora_rank + self.qk_rope_dim  # the compressed latent is what is cached
+        else:
+            width = 2 * self.n_kv_heads * self.d_head  # K and V
+        return width * self.kv_bits / 8
+
+    def kv_bytes(self, context: int, batch: int = 1) -> float:
+        return self.kv_bytes_per_token_layer * self.n_layers * context * batch
+
+    @property
+    def matmul_flop_per_token(self) -> float:
+        """2 FLOP per active weight: the layer stack plus the lm head (not the embedding lookup)."""
+        routed = self.n_moe_layers * self.n_active_experts * self.expert_params
+        return 2.0 * (self.always_on_params + routed + self.lm_head_params)
+
+    def attention_flop_per_token(self, context: int) -> float:
+        """Scores and weighted sum over `context` cached positions, all layers."""
+        if self.is_mla:
+            # With the up-projections absorbed, scores run over the latent + rotary key and
+            # the weighted sum over the latent, per head.
+            per_pos = 2 * self.n_heads * (self.kv_lora_rank + self.qk_rope_dim) + 2 * self.n_heads * self.kv_lora_rank
+        else:
+            per_pos = 4 * self.n_heads * self.d_head
+        return float(per_pos) * context * self.n_layers
+
+    def flop_per_token(self, context: int) -> float:
+        return self.matmul_flop_per_token + self.attention_flop_per_token(context)
+
+    # -- variants ------------------------------------------------------------------------
+    def with_precision(self, weight_bits: int | None = None, kv_bits: int | None = None) -> "ModelSpec":
+        changes = {}
+        if weight_bits is not None:
+            changes["weight_bits"] = int(weight_bits)
+        if kv_bits is not None:
+            changes["kv_bits"] = int(kv_bits)
+        return dataclasses.replace(self, **changes)
+
+    def with_layers(self, n_layers: int) -> "ModelSpec":
+        """The same model cut to n_layers (kept dense-layer share for MoE)."""
+        dense = min(self.n_dense_layers, n_layers)
+        return dataclasses.replace(self, n_layers=n_layers, n_dense_layers=dense)
+
+    # -- Hugging Face config.json ----------------------------------------------------------
+    @classmethod
+    def from_hf_config(cls, path: str | Path, name: str | None = None) -> "ModelSpec":
+        path = Path(path)
+        if path.is_dir():
+            path = path / "config.json"
+        try:
+            cfg = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise UserError(f"{path}: no such config.json") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise UserError(f"{path}: not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})") from None
+        if not isinstance(cfg, dict):
+            raise UserError(f"{path}: a config.json must be a JSON object")
+        if isinstance(cfg.get("text_config"), dict):  # multimodal wrappers keep the LM inside
+            cfg = {**cfg, **cfg["text_config"]}
+        return _from_hf_dict(cfg, name or cfg.get("_name_or_path") or path.parent.name or "hf-model", str(path))
+
+
+def _from_hf_dict(cfg: dict, name: str, source: str) -> ModelSpec:
+    def get(*keys, default=None, required=True):
+        for k in keys:
+            if k in cfg and cfg[k] is not None:
+                value = cfg[k]
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise UserError(f"{source}: {k} must be a number, got {value!r}")
+                return int(value)
+        if required and default is None:
+            raise UserError(f"{source}: missing {' / '.join(keys)}")
+        return default
+
+    d_model = get("hidden_size", "n_embd", "d_model")
+    n_heads = get("num_attention_heads", "n_head")
+    n_layers = get("num_hidden_layers", "n_layer")
+    n_kv = get("num_key_value_heads", "multi_query_group_num", default=n_heads)
+    d_head = get("head_dim", default=d_model // n_heads)
+    n_experts = get("num_local_experts", "num_experts", "n_routed_experts", default=0)
+    moe = n_experts > 1
+    d_ff = get("intermediate_size", "n_inner", "ffn_dim", default=4 * d_model)
+    act = str(cfg.get("hidden_act", cfg.get("activation_function", "silu"))).lower()
+    gated = act in ("silu", "swiglu", "swish", "geglu") or "llama" in str(cfg.get("model_type", ""))
+    first_dense = get("first_k_dense_replace", default=0, required=False) or 0 if moe else 0
+    spec = ModelSpec(
+        name=str(name),
+        n_layers=n_layers,
+        d_model=d_model,
+        n_heads=n_heads,
+        n_kv_heads=n_kv,
+        d_head=d_head,
+        d_ff=d_ff,
+        vocab_size=get("vocab_size"),
+        mlp_matrices=3 if gated else 2,
+        tied_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+        learned_positions=get("n_positions", default=0, required=False) or 0
+        if str(cfg.get("model_type", "")) in ("gpt2", "gpt3", "openai-gpt") else 0,
+        n_experts=n_experts if moe else 0,
+        n_active_experts=get("num_experts_per_tok", "num_experts_per_token", "top_k", default=0, required=False) or 0
+        if moe else 0,
+        n_shared_experts=(get("n_shared_experts", default=0, required=False) or 0) if moe else 0,
+        d_ff_expert=(get("moe_intermediate_size", default=d_ff, required=False) or d_ff) if moe else 0,
+        n_dense_layers=first_dense,
+        q_lora_rank=get("q_lora_rank", default=0, required=False) or 0,
+        kv_lora_rank=get("kv_lora_rank", default=0, required=False) or 0,
+        qk_rope_dim=get("qk_rope_head_dim", default=0, required=False) or 0,
+        qk_nope_dim=get("qk_nope_head_dim", default=0, required=False) or 0,
+        v_head_dim=get("v_head_dim", default=0, required=False) or 0,
+        source=f"Hugging Face config {source}",
+    )
+    if spec.is_mla and not (spec.qk_nope_dim and spec.v_head_dim):
+        raise UserError(f"{source}: MLA config needs qk_nope_head_dim and v_head_dim")
+    return spec

@@ -1,0 +1,258 @@
+"""The decode-step cost model of DESIGN.md, vectorised over arrays of configurations.
+
+A configuration (one element of each array in `Layouts`) places one model instance on
+n_gpu = pp · ep · tp GPUs:
+
+- tp: tensor parallelism inside a pipeline stage, either 1D (tp_r = 1: every matmul's
+  output is all-reduced over the tp group, 2 all-reduces per layer) or 2D (tp_r × tp_c grid:
+  each block all-gathers over a row and reduce-scatters over a column, so the bytes per GPU
+  shrink as 1/sqrt(tp) — Pope et al. 2022, "Efficiently Scaling Transformer Inference").
+- ep: expert parallelism. Attention and dense layers are data-parallel across the ep ranks
+  (each holds a replica and serves batch/ep of the sequences, DeepSeek-style DP attention);
+  routed experts are spread over all ep · tp GPUs of the stage, and every MoE layer costs
+  two all-to-alls (dispatch, combine) over the ep group. Dense models use ep = 1.
+- pp: pipeline stages. The batch is split into pp micro-batches that keep every stage busy;
+  one token of one sequence passes all pp stages in turn, plus pp - 1 point-to-point hops.
+
+One token step of one sequence (speculative decoding: one draft-and-verify round) takes
+
+    t_step = pp · [max(t_memory, t_arithmetic) + t_network + t_fixed]_stage + hops + overhead
+
+Speed = accepted tokens / t_step per sequence; cost = n_gpu · t_step / (batch · tokens)
+GPU-seconds per token. No term is capped or tuned here: efficiencies come from the profile.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from inferecon.model import network as net
+from inferecon.model.hardware import HardwareProfile
+from inferecon.model.spec import ModelSpec
+
+TERMS = ("arithmetic", "memory", "network", "latency")
+
+
+@dataclass(frozen=True)
+class CostOptions:
+    # Share of HBM that can hold weights and KV cache; the rest is CUDA context, activations,
+    # workspace and allocator slack.
+    hbm_usable_fraction: float = 0.9
+    # Kernel launches per layer whose latency is exposed, i.e. not overlapped with the
+    # previous kernel's work. The paper charges one launch latency per layer; a calibrated
+    # profile measures the per-kernel gap and validation checks the count. An MoE layer adds
+    # a dependent router -> expert launch.
+    exposed_launches_per_dense_layer: float = 1.0
+    exposed_launches_per_moe_layer: float = 2.0
+    # Per-token activation traffic per layer, in units of d_model (GEMM inputs and outputs,
+    # residual stream, norms), on top of the MLP hidden activations.
+    activation_elems_per_layer_in_d_model: float = 8.0
+
+
+@dataclass
+class Layouts:
+    """Parallel layouts and batch sizes, one configuration per array element."""
+
+    tp_r: np.ndarray  # 2D-TP rows (1 for 1D tensor parallelism)
+    tp_c: np.ndarray  # 2D-TP columns (= tp for 1D)
+    pp: np.ndarray
+    ep: np.ndarray
+    micro_batch: np.ndarray  # sequences per ep rank per micro-batch
+    gamma: np.ndarray = field(default=None)  # draft tokens per round (0: no speculative decoding)
+
+    def __post_init__(self):
+        arrays = [np.asarray(a) for a in (self.tp_r, self.tp_c, self.pp, self.ep, self.micro_batch)]
+        size = np.broadcast(*arrays).shape
+        self.tp_r, self.tp_c, self.pp, self.ep, self.micro_batch = (
+            np.broadcast_to(a, size).astype(np.int64) for a in arrays
+        )
+        g = np.zeros(size, np.int64) if self.gamma is None else np.asarray(self.gamma)
+        self.gamma = np.broadcast_to(g, size).astype(np.int64)
+        if (self.micro_batch < 1).any():
+            from inferecon.errors import UserError
+
+            raise UserError("batch size must be at least 1")
+
+    @property
+    def tp(self):
+        return self.tp_r * self.tp_c
+
+    @property
+    def n_gpu(self):
+        return self.tp * self.pp * self.ep
+
+    @property
+    def batch(self):
+        """Sequences decoded together by one instance."""
+        return self.micro_batch * self.ep * self.pp
+
+    def __len__(self):
+        return int(self.tp_r.size)
+
+
+def compute_dtype(model: ModelSpec, hw: HardwareProfile) -> str:
+    """8-bit weights run FP8 GEMMs where the GPU has FP8 (W8A8); 4-bit weights are
+    weight-only quantised and multiply in 16-bit (W4A16), as deployed engines do."""
+    if model.weight_bits == 8 and "fp8" in hw.compute.peak_tflops:
+        return "fp8"
+    return "bf16"
+
+
+def moe_expert_fraction(model: ModelSpec, tokens):
+    """Expected share of a layer's routed experts that a batch of `tokens` touches, each token
+    picking k of E experts uniformly: 1 - (1 - k/E)^tokens."""
+    if not model.is_moe:
+        return np.zeros_like(np.asarray(tokens, dtype=float))
+    return 1.0 - (1.0 - model.n_active_experts / model.n_experts) ** np.asarray(tokens, dtype=float)
+
+
+def _kv_share_per_gpu(model: ModelSpec, tp):
+    """Share of a layer's KV cache one GPU of a tp group holds. KV heads are split across the
+    group but never below one head per GPU (GQA heads are replicated when tp > kv heads);
+    MLA's latent is shared by all heads, so every GPU keeps all of it."""
+    if model.is_mla:
+        return np.ones_like(tp, dtype=float)
+    return np.maximum(1.0 / tp, 1.0 / model.n_kv_heads)
+
+
+def _stage(model, hw, lay, tokens_per_seq, context, opts):
+    """Per-stage times (seconds) and per-GPU traffic for one micro-batch step."""
+    tp = lay.tp.astype(float)
+    ep = lay.ep.astype(float)
+    pp = lay.pp.astype(float)
+    layers = model.n_layers / pp
+    moe_layers = model.n_moe_layers / pp
+    dense_layers = layers - moe_layers
+    tok_rank = lay.micro_batch * tokens_per_seq  # tokens through one ep rank's attention
+    tok_group = tok_rank * ep  # tokens reaching the experts of the stage
+    wbytes = model.weight_bytes_per_param
+    ab = model.act_bytes
+
+    # Memory: weights touched, KV cache of this rank's sequences, activations.
+    always_on = (model.always_on_params + model.lm_head_params) / pp / tp
+    routed = model.routed_expert_params / pp / (ep * tp) * moe_expert_fraction(model, tok_group)
+    weight_bytes = (always_on + routed) * wbytes
+    kv_bytes = (lay.micro_batch * context * layers * model.kv_bytes_per_token_layer
+                * _kv_share_per_gpu(model, tp))
+    ff_active = model.d_ff if not model.is_moe else model.n_active_experts * model.d_ff_expert
+    act_elems = opts.activation_elems_per_layer_in_d_model * model.d_model + 2 * ff_active
+    act_bytes = tok_rank * layers * act_elems * ab / tp
+    mem_bytes = weight_bytes + kv_bytes + act_bytes
+    t_mem = mem_bytes / (hw.memory.achieved_gbps * 1e9)
+
+    # Arithmetic: every token of this rank through the always-on weights and attention; the
+    # routed-expert FLOPs of the whole ep group spread evenly over its ep · tp GPUs.
+    routed_active = model.n_moe_layers * model.n_active_experts * model.expert_params
+    flops = (2.0 * (model.always_on_params + model.lm_head_params + routed_active)
+             + model.attention_flop_per_token(context)) / pp * tok_rank / tp
+    t_arith = flops / (hw.compute.achieved_tflops(compute_dtype(model, hw)) * 1e12)
+
+    # Network: two tensor-parallel reductions per layer (attention out, MLP/expert out).
+    msg = tok_rank * model.d_model * ab
+    r = lay.tp_r
+    c = lay.tp_c
+    block_1d = net.collective_time_s(hw, net.ALL_REDUCE, c, 1, msg)
+    block_2d = (net.collective_time_s(hw, net.ALL_GATHER, c, 1, msg / np.maximum(r, 1))
+                + net.collective_time_s(hw, net.REDUCE_SCATTER, r, c, msg / c))
+    block = np.where(r > 1, block_2d, block_1d)
+    t_net = 2.0 * layers * block
+    if model.is_moe:
+        # Dispatch and combine: every token goes to k experts across the ep group.
+        a2a = net.collective_time_s(hw, net.ALL_TO_ALL, lay.ep, lay.tp, msg * model.n_active_experts)
+        t_net = t_net + 2.0 * moe_layers * a2a
+
+    kernels = dense_layers * opts.exposed_launches_per_dense_layer + moe_layers * opts.exposed_launches_per_moe_layer
+    t_fixed = kernels * hw.latency.kernel_launch_us * 1e-6
+    return dict(t_mem=t_mem, t_arith=t_arith, t_net=t_net, t_fixed=t_fixed, flops=flops,
+                mem_bytes=mem_bytes)
+
+
+def _stored_bytes_per_gpu(model, lay, context):
+    tp = lay.tp.astype(float)
+    ep = lay.ep.astype(float)
+    pp = lay.pp.astype(float)
+    replicated = model.always_on_params + model.lm_head_params * (not model.tied_embeddings) + model.embedding_params
+    weights = (replicated / (pp * tp) + model.routed_expert_params / (pp * ep * tp)) * model.weight_bytes_per_param
+    # Every micro-batch's sequences keep their cache on the stage: micro_batch · pp per rank.
+    seqs = lay.micro_batch * lay.pp
+    kv = seqs * context * (model.n_layers / pp) * model.kv_bytes_per_token_layer * _kv_share_per_gpu(model, tp)
+    return weights + kv
+
+
+def expected_tokens(gamma, acceptance):
+    """Tokens a speculative round yields on average: with γ drafted tokens each accepted
+    independently with probability α, the target keeps the accepted prefix plus one token of
+    its own, E = (1 - α^(γ+1)) / (1 - α)  (Leviathan et al. 2023, eq. 1). γ = 0 gives 1."""
+    gamma = np.asarray(gamma, dtype=float)
+    if acceptance >= 1.0:
+        return gamma + 1.0
+    return (1.0 - acceptance ** (gamma + 1.0)) / (1.0 - acceptance)
+
+
+def evaluate(model: ModelSpec, hw: HardwareProfile, lay: Layouts, context: int,
+             draft: ModelSpec | None = None, acceptance: float = 0.0,
+             opts: CostOptions = CostOptions()) -> dict[str, np.ndarray]:
+    """All figures for every configuration in `lay`, as arrays (seconds, bytes, $, ...)."""
+    gamma = lay.gamma.astype(float)
+    spec = gamma > 0
+    if spec.any() and draft is None:
+        from inferecon.errors import UserError
+
+        raise UserError("speculative decoding (gamma > 0) needs a draft model")
+    pp = lay.pp.astype(float)
+
+    target = _stage(model, hw, lay, tokens_per_seq=gamma + 1.0, context=context, opts=opts)
+    parts = {k: pp * target[k] for k in ("t_mem", "t_arith", "t_net", "t_fixed")}
+    compute = pp * np.maximum(target["t_mem"], target["t_arith"])
+    flops_per_gpu = pp * target["flops"]
+    stored = _stored_bytes_per_gpu(model, lay, context)
+
+    if draft is not None and spec.any():
+        # The draft runs on the same GPUs with the same layout, one token per sequence per
+        # drafted position; its own pipeline is never split (speculation requires pp = 1).
+        d = _stage(draft, hw, lay, tokens_per_seq=1.0, context=context, opts=opts)
+        for k in parts:
+            parts[k] = parts[k] + np.where(spec, gamma * d[k], 0.0)
+        compute = compute + np.where(spec, gamma * np.maximum(d["t_mem"], d["t_arith"]), 0.0)
+        stored = stored + np.where(spec, _stored_bytes_per_gpu(draft, lay, context), 0.0)
+
+    # Pipeline hops: one activation send per stage boundary, per micro-batch pass.
+    msg = lay.micro_batch * lay.ep * (gamma + 1.0) * model.d_model * model.act_bytes
+    gpus_per_stage = lay.tp * lay.ep
+    gpn = hw.network.gpus_per_node
+    # A hop is between nodes when its two stages sit on different nodes.
+    stride = np.where(gpus_per_stage >= gpn, gpn, gpus_per_stage)
+    hop = net.collective_time_s(hw, net.SEND_RECV, 2, stride, msg)
+    parts["t_net"] = parts["t_net"] + (pp - 1.0) * hop
+    parts["t_fixed"] = parts["t_fixed"] + hw.latency.step_overhead_us * 1e-6
+
+    t_step = compute + parts["t_net"] + parts["t_fixed"]
+    tokens = expected_tokens(gamma, acceptance) if spec.any() else np.ones_like(gamma)
+    n_gpu = lay.n_gpu.astype(float)
+    batch = lay.batch.astype(float)
+    speed = tokens / t_step
+    gpu_s_per_token = n_gpu * t_step / (batch * tokens)
+    usd_per_mtok = gpu_s_per_token * hw.price_usd_per_gpu_hour / 3600.0 * 1e6
+    useful_flops = model.flop_per_token(context) * speed * batch  # per instance per second
+    peak = hw.compute.peak_tflops[compute_dtype(model, hw)] * 1e12
+    mfu = useful_flops / (n_gpu * peak)
+    capacity = hw.memory.capacity_gb * 1e9 * opts.hbm_usable_fraction
+
+    # Which term the step waits on: memory and arithmetic overlap, so only the larger counts.
+    arith_eff = np.where(parts["t_arith"] >= parts["t_mem"], compute, 0.0)
+    mem_eff = np.where(parts["t_arith"] < parts["t_mem"], compute, 0.0)
+    stacked = np.stack([arith_eff, mem_eff, parts["t_net"], parts["t_fixed"]])
+    dominant = np.array(TERMS)[np.argmax(stacked, axis=0)]
+
+    return dict(
+        n_gpu=lay.n_gpu, tp=lay.tp, tp_r=lay.tp_r, tp_c=lay.tp_c, pp=lay.pp, ep=lay.ep,
+        batch=lay.batch, gamma=lay.gamma,
+        t_arithmetic_s=parts["t_arith"], t_memory_s=parts["t_mem"], t_network_s=parts["t_net"],
+        t_latency_s=parts["t_fixed"], t_step_s=t_step, tokens_per_step=np.broadcast_to(tokens, t_step.shape),
+        tokens_per_s_per_seq=speed, tokens_per_s_per_gpu=batch * speed / n_gpu,
+        usd_per_mtok=usd_per_mtok, mfu=mfu, mem_per_gpu_gb=stored / 1e9,
+        feasible=stored <= capacity, dominant=dominant,
+        flops_per_gpu_step=flops_per_gpu,
+    )
