@@ -226,7 +226,8 @@ def measure(
             sync = _torch().cuda.synchronize
         else:
             sync = lambda: None  # noqa: E731 — CPU work is synchronous
-        clock = _HostClock(timer or time.perf_counter_ns, sync, "injected" if timer else "perf_counter_ns")
+        name = getattr(timer, "__name__", "injected") if timer else "perf_counter_ns"
+        clock = _HostClock(timer or time.perf_counter_ns, sync, name)
 
     if config.cuda_graph and device == "cuda":
         graph = _capture_graph(fn, inner)
