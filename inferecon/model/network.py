@@ -46,9 +46,7 @@ def collective_time_s(hw: HardwareProfile, op: str, group, stride, nbytes):
     """Seconds for one `op` over groups of `group` ranks whose members are `stride` ranks
     apart (so a group spans nodes when group * stride > GPUs per node). Groups of one cost
     nothing: no collective is issued."""
-    group = np.asarray(group, dtype=float)
-    stride = np.asarray(stride, dtype=float)
-    nbytes = np.asarray(nbytes, dtype=float)
+    group, stride, nbytes = (np.asarray(a, dtype=float) for a in np.broadcast_arrays(group, stride, nbytes))
     gpn = hw.network.gpus_per_node
     nodes = np.maximum(1.0, np.ceil(group * stride / gpn))
 

@@ -63,13 +63,12 @@ class Layouts:
     gamma: np.ndarray = field(default=None)  # draft tokens per round (0: no speculative decoding)
 
     def __post_init__(self):
-        arrays = [np.asarray(a) for a in (self.tp_r, self.tp_c, self.pp, self.ep, self.micro_batch)]
+        gamma = 0 if self.gamma is None else self.gamma
+        arrays = [np.atleast_1d(a) for a in (self.tp_r, self.tp_c, self.pp, self.ep, self.micro_batch, gamma)]
         size = np.broadcast(*arrays).shape
-        self.tp_r, self.tp_c, self.pp, self.ep, self.micro_batch = (
+        self.tp_r, self.tp_c, self.pp, self.ep, self.micro_batch, self.gamma = (
             np.broadcast_to(a, size).astype(np.int64) for a in arrays
         )
-        g = np.zeros(size, np.int64) if self.gamma is None else np.asarray(self.gamma)
-        self.gamma = np.broadcast_to(g, size).astype(np.int64)
         if (self.micro_batch < 1).any():
             from inferecon.errors import UserError
 

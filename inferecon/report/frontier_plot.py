@@ -1,0 +1,34 @@
+"""The speed-versus-cost plot of one or more frontiers (log axes), written to PNG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+
+def plot_frontiers(frontiers: dict[str, pd.DataFrame], path: str | Path, title: str = "") -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: never needs a display
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    for label, df in frontiers.items():
+        df = df.sort_values("tokens_per_s_per_seq")
+        ax.step(df["tokens_per_s_per_seq"], df["usd_per_mtok"], where="post", label=label, lw=1.6)
+        ax.scatter(df["tokens_per_s_per_seq"], df["usd_per_mtok"], s=10)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("speed (output tokens/s per sequence)")
+    ax.set_ylabel("cost ($ per million output tokens)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path

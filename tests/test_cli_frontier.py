@@ -1,0 +1,75 @@
+"""The frontier and specs commands end to end, and their one-line errors."""
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from inferecon.cli import main
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "inferecon.cli", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_frontier_writes_table_csv_and_png(tmp_path, capsys):
+    assert main(["frontier", "--model", "llama-3-70b", "--gpu", "h100-sxm", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "Pareto-optimal" in out and "dominant" in out
+    df = pd.read_csv(tmp_path / "frontier.csv")
+    assert {"tokens_per_s_per_seq", "usd_per_mtok", "n_gpu", "tp", "pp", "ep", "batch", "dominant",
+            "t_arithmetic_s", "t_memory_s", "t_network_s", "t_latency_s", "mfu"} <= set(df.columns)
+    # A frontier: faster points cost more.
+    df = df.sort_values("tokens_per_s_per_seq")
+    assert df["usd_per_mtok"].is_monotonic_increasing
+    assert (tmp_path / "frontier.png").stat().st_size > 10_000
+
+
+def test_several_models_and_gpus_share_one_csv_and_plot(tmp_path, capsys):
+    assert main(["frontier", "--model", "llama-3-8b,mixtral-8x7b", "--gpu", "h100-sxm", "--gpu", "a100",
+                 "--context", "2048", "--precision", "8", "--price", "3", "--out", str(tmp_path)]) == 0
+    df = pd.read_csv(tmp_path / "frontier.csv")
+    assert set(zip(df["model"], df["gpu"])) == {("llama-3-8b", "h100-sxm"), ("mixtral-8x7b", "h100-sxm"),
+                                                ("llama-3-8b", "a100-sxm-80gb"), ("mixtral-8x7b", "a100-sxm-80gb")}
+    assert (df["weight_bits"] == 8).all()
+    assert "$3.00/GPU-hour" in capsys.readouterr().out
+
+
+def test_spec_decode_and_hf_config_and_calibrated_profile_path(tmp_path):
+    from inferecon.calibration.published import get_profile
+
+    prof = get_profile("h200").save(tmp_path / "profile.json")
+    cfg = "tests/fixtures/hf/llama-3-8b.json"
+    assert main(["frontier", "--model", "llama-3-70b", "--spec-decode", cfg, "--acceptance", "0.7",
+                 "--hardware", str(prof), "--max-gpus", "16", "--out", str(tmp_path)]) == 0
+    df = pd.read_csv(tmp_path / "frontier.csv")
+    assert (df["gpu"] == "h200").all() and (df["n_gpu"] <= 16).all()
+    assert (df["gamma"] > 0).any()
+
+
+def test_specs_lists_gpus_models_and_sources():
+    r = run_cli("specs")
+    assert r.returncode == 0
+    for word in ("h100-sxm", "b200", "deepseek-v3", "qwen3-235b-a22b", "source:", "datasheet"):
+        assert word in r.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--model", "llama-3-7b"], "unknown model 'llama-3-7b' (did you mean llama-3-70b"),
+    (["--model", "llama-3-70b", "--gpu", "h10"], "unknown GPU 'h10'"),
+    (["--model", "tests/fixtures/hf/truncated.json"], "not valid JSON"),
+    (["--model", "llama-3-70b", "--context", "100000000"], "does not fit"),
+    (["--model", "llama-3-70b", "--context", "0"], "--context must be at least 1"),
+    (["--model", "llama-3-70b", "--price", "-1"], "price must be a positive"),
+    (["--model", "llama-3-70b", "--max-gpus", "0"], "--max-gpus must be at least 1"),
+    (["--model", "llama-3-70b", "--spec-decode", "llama-3-8b", "--acceptance", "1.5"], "acceptance must be in"),
+    (["--model", "llama-3-70b", "--precision", "3"], "invalid choice"),
+    (["--model", "llama-3-70b", "--hardware", "nope.json"], "no such profile file"),
+])
+def test_bad_input_is_one_line_exit_2(args, message, tmp_path):
+    r = run_cli("frontier", *args, "--out", str(tmp_path))
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "Traceback" not in r.stderr

@@ -1,0 +1,183 @@
+"""Each cost term against a hand computation from DESIGN.md's equations, on published H100 specs."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from inferecon.calibration.published import get_profile
+from inferecon.errors import UserError
+from inferecon.model.catalog import get_model
+from inferecon.model.hardware import CollectiveFit, HardwareProfile
+from inferecon.model.network import ALL_REDUCE, collective_time_s
+from inferecon.model.terms import Layouts, evaluate, expected_tokens, moe_expert_fraction
+
+H100 = get_profile("h100-sxm")
+BW = 3.35e12 * 0.75  # achieved HBM bytes/s on the published profile
+FLOPS = 989e12 * 0.70
+
+
+def one(model, lay, context=1, **kw):
+    res = evaluate(model, H100, lay, context, **kw)
+    return {k: np.asarray(v)[0] for k, v in res.items()}
+
+
+def tp8_batch1():
+    return Layouts(tp_r=[1], tp_c=[8], pp=[1], ep=[1], micro_batch=[1])
+
+
+def test_llama70b_tp8_batch1_memory_time_is_weights_over_8_bandwidths():
+    m = get_model("llama-3-70b")
+    r = one(m, tp8_batch1(), context=1)
+    # The issue's hand figure: ~141 GB of bf16 weights over 8 GPUs' bandwidth.
+    assert r["t_memory_s"] == pytest.approx(141e9 / (8 * BW), rel=0.03)
+    # Exactly: every weight but the input embedding table, plus 1 token of KV and activations.
+    weights = (m.total_params - m.embedding_params) * 2 / 8
+    kv = m.kv_bytes(1) / 8
+    act = 80 * (8 * 8192 + 2 * 28672) * 2 / 8
+    assert r["t_memory_s"] == pytest.approx((weights + kv + act) / BW, rel=1e-9)
+
+
+def test_arithmetic_network_latency_and_cost_by_hand():
+    m = get_model("llama-3-70b")
+    ctx = 4096
+    r = one(m, tp8_batch1(), context=ctx)
+    flops = 2 * (m.total_params - m.embedding_params) + 4 * 64 * 128 * ctx * 80
+    assert r["t_arithmetic_s"] == pytest.approx(flops / 8 / FLOPS, rel=1e-9)
+    # 2 ring all-reduces per layer over 8 GPUs: 6.8 µs + 2·7 steps × 0.6 µs, plus
+    # 8192 × 2 bytes × 2·7/8 over 450 GB/s.
+    per_ar = (6.8 + 14 * 0.6) * 1e-6 + 8192 * 2 * 1.75 / 450e9
+    assert r["t_network_s"] == pytest.approx(2 * 80 * per_ar, rel=1e-9)
+    assert r["t_latency_s"] == pytest.approx(80 * 4e-6, rel=1e-9)
+    step = max(r["t_memory_s"], r["t_arithmetic_s"]) + r["t_network_s"] + r["t_latency_s"]
+    assert r["t_step_s"] == pytest.approx(step)
+    assert r["tokens_per_s_per_seq"] == pytest.approx(1 / step)
+    assert r["usd_per_mtok"] == pytest.approx(8 * step * 2.0 / 3600 * 1e6)
+    assert r["dominant"] == "memory"
+    assert r["feasible"]
+
+
+def test_batch_amortises_weights_but_not_kv():
+    m = get_model("llama-3-8b")
+    lay = Layouts(tp_r=1, tp_c=1, pp=1, ep=1, micro_batch=[1, 64])
+    r = evaluate(m, H100, lay, 2048)
+    kv_per_seq = m.kv_bytes(2048) / BW
+    # Going from 1 to 64 sequences adds 63 KV reads (plus activations) to the step.
+    extra = r["t_memory_s"][1] - r["t_memory_s"][0]
+    assert kv_per_seq * 63 < extra < kv_per_seq * 63 * 1.02
+    assert r["usd_per_mtok"][1] < r["usd_per_mtok"][0] / 20
+
+
+def test_gqa_kv_is_replicated_beyond_kv_heads_and_mla_everywhere():
+    m = get_model("llama-3-70b")  # 8 KV heads
+    lay = Layouts(tp_r=1, tp_c=[8, 16], pp=1, ep=1, micro_batch=64)
+    r = evaluate(m, H100, lay, 8192)
+    # TP 16 halves the weights per GPU but each GPU still holds one whole KV head.
+    kv_gpu = 64 * m.kv_bytes(8192) / 8
+    weights8 = (m.total_params) * 2 / 8
+    assert r["mem_per_gpu_gb"][0] * 1e9 == pytest.approx(weights8 + kv_gpu)
+    assert r["mem_per_gpu_gb"][1] * 1e9 == pytest.approx(weights8 / 2 + kv_gpu)
+
+
+def test_pipeline_splits_layers_and_adds_hops():
+    m = get_model("llama-3-70b")
+    lay = Layouts(tp_r=1, tp_c=8, pp=[1, 2], ep=1, micro_batch=4)
+    r = evaluate(m, H100, lay, 1024)
+    assert r["batch"].tolist() == [4, 8]
+    # Same memory time per token (each stage reads half the layers), one extra hop.
+    assert r["t_memory_s"][1] == pytest.approx(r["t_memory_s"][0], rel=1e-9)
+    hop = r["t_network_s"][1] - r["t_network_s"][0]
+    # 2 stages of 8 GPUs sit on 2 nodes: one send over the network.
+    assert hop == pytest.approx((6.8 + 2.7) * 1e-6 + 4 * 8192 * 2 / 50e9, rel=1e-6)
+    assert r["mem_per_gpu_gb"][1] < r["mem_per_gpu_gb"][0]
+
+
+def test_moe_reads_expected_experts_for_the_batch():
+    assert moe_expert_fraction(get_model("mixtral-8x7b"), 1) == pytest.approx(0.25)
+    assert moe_expert_fraction(get_model("mixtral-8x7b"), 4) == pytest.approx(1 - 0.75 ** 4)
+    assert moe_expert_fraction(get_model("deepseek-v3"), 1000) == pytest.approx(1.0, abs=1e-12)
+    m = get_model("mixtral-8x7b")
+    r = one(m, Layouts(tp_r=1, tp_c=1, pp=1, ep=1, micro_batch=1))
+    read = m.always_on_params + m.lm_head_params + 0.25 * m.routed_expert_params
+    assert r["t_memory_s"] * BW == pytest.approx(read * 2, rel=0.01)
+
+
+def test_expert_parallel_adds_two_all_to_alls_per_moe_layer():
+    m = get_model("deepseek-v3")
+    lay = Layouts(tp_r=1, tp_c=1, pp=1, ep=[1, 8], micro_batch=1)
+    r = evaluate(m, H100, lay, 1024)
+    a2a = (6.8 + 7 * 0.6) * 1e-6 + 8 * 7168 * 2 * (7 / 8) / 450e9
+    assert r["t_network_s"][1] - r["t_network_s"][0] == pytest.approx(2 * 58 * a2a, rel=1e-6)
+
+
+def test_2d_tensor_parallel_moves_fewer_bytes_per_gpu():
+    m = get_model("llama-3-70b")
+    big = Layouts(tp_r=[1, 4], tp_c=[16, 4], pp=1, ep=1, micro_batch=512)
+    r = evaluate(m.with_precision(8), H100.without_network_latency(), big, 128)
+    assert r["t_network_s"][1] < r["t_network_s"][0] / 3
+
+
+def test_speculative_decoding_expected_tokens():
+    assert expected_tokens(4, 0.8) == pytest.approx((1 - 0.8 ** 5) / 0.2)
+    assert expected_tokens(0, 0.8) == pytest.approx(1.0)
+    assert expected_tokens(3, 1.0) == pytest.approx(4.0)
+    m, d = get_model("llama-3-70b"), get_model("llama-3-8b")
+    lay = Layouts(tp_r=1, tp_c=8, pp=1, ep=1, micro_batch=1, gamma=[0, 4])
+    r = evaluate(m, H100, lay, 1024, draft=d, acceptance=0.8)
+    dr = evaluate(d, H100, Layouts(tp_r=1, tp_c=8, pp=1, ep=1, micro_batch=1), 1024)
+    # Step = 4 draft steps + one target pass over 5 tokens; yields 3.36 tokens.
+    assert r["t_latency_s"][1] == pytest.approx(r["t_latency_s"][0] + 4 * dr["t_latency_s"][0])
+    assert r["tokens_per_s_per_seq"][1] == pytest.approx(expected_tokens(4, 0.8) / r["t_step_s"][1])
+    with pytest.raises(UserError, match="draft"):
+        evaluate(m, H100, lay, 1024)
+
+
+def test_infeasible_when_weights_and_kv_exceed_hbm():
+    m = get_model("llama-3-70b")
+    r = evaluate(m, H100, Layouts(tp_r=1, tp_c=[1, 4, 4], pp=1, ep=1, micro_batch=[1, 1, 4096]), 8192)
+    assert r["feasible"].tolist() == [False, True, False]
+
+
+def test_zero_batch_is_rejected():
+    with pytest.raises(UserError, match="batch"):
+        Layouts(tp_r=1, tp_c=1, pp=1, ep=1, micro_batch=[0])
+
+
+def test_collective_latency_grows_with_group_and_crosses_nodes():
+    t = collective_time_s(H100, ALL_REDUCE, np.array([1, 2, 8, 16, 64]), 1, 8.0)
+    assert t[0] == 0.0
+    assert t[1] == pytest.approx((6.8 + 2 * 0.6) * 1e-6, rel=1e-3)
+    assert t[1] < t[2] < t[3]
+    # Between nodes NCCL takes the cheaper of ring and tree: 64 ranks on 8 nodes.
+    ring = 6.8 + (126 - 14) * 0.6 * 1.8 + 14 * 2.7
+    tree = 6.8 + 2 * (7 * 0.6 * 1.8 + 3 * 5.0)
+    assert t[4] == pytest.approx(min(ring, tree) * 1e-6, rel=1e-3)
+
+
+def test_calibrated_collective_fits_replace_the_published_latency():
+    fits = [CollectiveFit("all_reduce", 2, "intra", alpha_us=20.0, beta_gbps=100.0),
+            CollectiveFit("all_reduce", 8, "intra", alpha_us=30.0, beta_gbps=100.0 * (1.0 / 1.75))]
+    hw = dataclasses.replace(H100, network=dataclasses.replace(H100.network, collectives=fits))
+    t = collective_time_s(hw, ALL_REDUCE, np.array([2, 4, 8]), 1, 1e6)
+    assert t[0] == pytest.approx(20e-6 + 1e6 / 100e9)
+    assert t[1] == pytest.approx((20 + 10 * 2 / 6) * 1e-6 + 1e6 * 1.5 / 100e9)  # α interpolated, busbw kept
+    assert t[2] == pytest.approx(30e-6 + 1e6 * 1.75 / 100e9)
+
+
+def test_profile_json_round_trip_and_errors(tmp_path):
+    p = H100.save(tmp_path / "p.json")
+    assert HardwareProfile.load(p) == H100
+    data = json.loads(p.read_text())
+    data["schema_version"] = 99
+    (tmp_path / "v.json").write_text(json.dumps(data))
+    with pytest.raises(UserError, match="schema_version 99"):
+        HardwareProfile.load(tmp_path / "v.json")
+    data["schema_version"] = 1
+    del data["memory"]["bandwidth_gbps"]
+    (tmp_path / "m.json").write_text(json.dumps(data))
+    with pytest.raises(UserError, match="MemorySpec.bandwidth_gbps"):
+        HardwareProfile.load(tmp_path / "m.json")
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(UserError, match="not valid JSON"):
+        HardwareProfile.load(tmp_path / "bad.json")

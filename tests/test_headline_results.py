@@ -1,0 +1,98 @@
+"""The paper's headline results, reproduced on the published H100 profile (DESIGN.md)."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from inferecon.calibration.published import get_profile
+from inferecon.model.catalog import get_model
+from inferecon.model.frontier import SearchSpace, search
+
+H100 = get_profile("h100-sxm")
+WIDE = SearchSpace(max_gpus=1024)
+DENSE_FAMILY = ["llama-3-8b", "qwen3-32b", "llama-3-70b", "mistral-large-2", "gpt-3-175b", "llama-3.1-405b"]
+
+
+def max_speed(model, hw, context=2048, space=WIDE):
+    return search(model, hw, context, space)["tokens_per_s_per_seq"].max()
+
+
+def test_max_speed_scales_as_inverse_square_root_of_parameters():
+    params = [get_model(n).total_params for n in DENSE_FAMILY]
+    speeds = [max_speed(get_model(n), H100) for n in DENSE_FAMILY]
+    slope = np.polyfit(np.log(params), np.log(speeds), 1)[0]
+    assert -0.6 <= slope <= -0.4, slope
+
+
+def test_max_speed_scales_as_cube_root_of_hbm_bandwidth():
+    m = get_model("llama-3-70b")
+    factors = [0.5, 1.0, 2.0, 4.0]
+    speeds = []
+    for f in factors:
+        mem = dataclasses.replace(H100.memory, bandwidth_gbps=H100.memory.bandwidth_gbps * f)
+        speeds.append(max_speed(m, dataclasses.replace(H100, memory=mem)))
+    slope = np.polyfit(np.log(factors), np.log(speeds), 1)[0]
+    assert 0.25 <= slope <= 0.42, slope
+
+
+@pytest.mark.parametrize("name", ["llama-3-70b", "llama-3.1-405b", "mistral-large-2", "gpt-3-175b"])
+def test_pipeline_parallelism_only_pays_below_bandwidth_over_capacity(name):
+    threshold = H100.pipeline_threshold_tok_s
+    assert 41.0 <= threshold <= 42.0
+    front = search(get_model(name), H100, 4096)
+    pipelined = front[front["pp"] > 1]
+    # Every frontier point that pipelines is slower than one HBM read per token; the fast end
+    # of the frontier never pipelines.
+    assert (pipelined["tokens_per_s_per_seq"] <= threshold).all()
+    assert front.iloc[0]["pp"] == 1
+
+
+def _speed_at_cost(front, cost):
+    ok = front["usd_per_mtok"] <= cost
+    return front.loc[ok, "tokens_per_s_per_seq"].max()
+
+
+def test_speculative_decoding_gives_at_least_1_5x_speed_at_equal_cost():
+    m, draft = get_model("llama-3-70b"), get_model("llama-3-8b")
+    base = search(m, H100, 4096)
+    spec = search(m, H100, 4096, draft=draft, acceptance=0.8)
+    ratios = np.array([_speed_at_cost(spec, c) / s
+                       for c, s in zip(base["usd_per_mtok"], base["tokens_per_s_per_seq"])
+                       if (spec["usd_per_mtok"] <= c).any()])
+    assert len(ratios) >= 10
+    # DESIGN.md: ≈1.6–2× for 70B models at acceptance 0.8. At the latency-bound fast end the
+    # draft's own per-layer latencies eat part of the gain; nowhere does it fall below 1.45×.
+    assert np.median(ratios) >= 1.5, ratios
+    assert ratios.min() >= 1.45, ratios
+    assert ratios.max() <= 3.4  # never above the expected-tokens bound (1-0.8^9)/0.2 = 4.3 less draft cost
+
+
+def _latency_bound_costs(front):
+    waits = front["t_network_s"] + front["t_latency_s"]
+    bound = front[waits > np.maximum(front["t_memory_s"], front["t_arithmetic_s"])]
+    return bound["usd_per_mtok"].min(), bound["usd_per_mtok"].max()
+
+
+def test_without_network_latency_the_latency_bound_end_speeds_up_severalfold():
+    m = get_model("llama-3-70b")
+    with_lat = search(m, H100, 4096)
+    without = search(m, H100.without_network_latency(), 4096)
+    lo, hi = _latency_bound_costs(with_lat)
+    assert hi > lo  # the fast end of the published frontier is latency-bound
+    for cost in np.geomspace(lo, hi, 5):
+        assert _speed_at_cost(without, cost) >= 2.0 * _speed_at_cost(with_lat, cost)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "paper: ≈4x speed per 2x cost without network latency. inferecon keeps one exposed kernel "
+    "launch per layer (0.32 ms for 80 layers) and caps tensor parallelism at the head count, so its "
+    "zero-network-latency frontier grows ≈1.3-1.9x per 2x cost over that range; see README"))
+def test_without_network_latency_speed_grows_4x_per_2x_cost():
+    m = get_model("llama-3-70b")
+    with_lat = search(m, H100, 4096)
+    without = search(m, H100.without_network_latency(), 4096)
+    lo, hi = _latency_bound_costs(with_lat)
+    sel = without[(without["usd_per_mtok"] >= lo) & (without["usd_per_mtok"] <= hi)]
+    slope = np.polyfit(np.log(sel["usd_per_mtok"]), np.log(sel["tokens_per_s_per_seq"]), 1)[0]
+    assert 1.7 <= slope <= 2.3, slope  # 4x per 2x is a log-log slope of 2
