@@ -581,19 +581,34 @@ def _manifest(opts: Options, extra: Optional[dict] = None) -> dict:
                             "quick": opts.quick, **(extra or {})}}
 
 
-def _bind_to_parent() -> None:
-    """Die with the torchrun agent that started us: an orphaned rank can only wait for peers
-    that are gone (Linux; elsewhere the process-group timeout still ends it)."""
+def _set_parent_death_signal(sig: int) -> bool:
+    """Ask Linux to send `sig` to this process when its parent dies (prctl PR_SET_PDEATHSIG);
+    False where that does not exist."""
     try:
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
         PR_SET_PDEATHSIG = 1
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() == 1:  # the agent died before prctl took effect
-            os._exit(1)
+        return libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
     except (OSError, AttributeError):
-        pass
+        return False
+
+
+def _die_with_parent(sig: int):
+    parent = os.getpid()
+
+    def preexec():  # runs in the child between fork and exec; the setting survives exec
+        if _set_parent_death_signal(sig) and os.getppid() != parent:
+            os._exit(1)  # the parent died before prctl took effect
+
+    return preexec if sys.platform.startswith("linux") else None
+
+
+def _bind_to_parent() -> None:
+    """Die with the torchrun agent that started us: an orphaned rank can only wait for peers
+    that are gone (Linux; elsewhere the process-group timeout still ends it)."""
+    if _set_parent_death_signal(signal.SIGKILL) and os.getppid() == 1:
+        os._exit(1)  # the agent died before prctl took effect
 
 
 def run_in_world(opts: Options, store=None) -> int:
@@ -691,8 +706,12 @@ def relaunch(opts: Options, store) -> None:
     errors: list[str] = []
     last_activity = [time.monotonic()]
 
+    # torchrun gets a session of its own so a terminal's Ctrl-C reaches it once, forwarded by
+    # us, not twice (a second SIGINT interrupts torchrun's own shutdown of the ranks); and it
+    # is told to stop (SIGTERM) if we die, so no orphaned world keeps running.
     proc = subprocess.Popen(_torchrun_cmd(opts), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, text=True, bufsize=1)
+                            stdin=subprocess.DEVNULL, text=True, bufsize=1, start_new_session=True,
+                            preexec_fn=_die_with_parent(signal.SIGTERM))
 
     def pump():
         with open(log_path, "a") as log:
@@ -727,7 +746,8 @@ def relaunch(opts: Options, store) -> None:
                         _stop(proc, signal.SIGTERM)
                         break
         except KeyboardInterrupt:
-            # A terminal's Ctrl-C reached the ranks too; a SIGTERM to us did not: pass it on.
+            # Ctrl-C (or SIGTERM) reached only us: pass it to torchrun, which passes it to the
+            # ranks; rank 0 stops between cases, so every finished case is on disk.
             _stop(proc, signal.SIGINT)
             reader.join(timeout=5)
             _merge_manifest(store, run_dir)
