@@ -90,6 +90,10 @@ class Layouts:
     def __len__(self):
         return int(self.tp_r.size)
 
+    def subset(self, rows) -> "Layouts":
+        return Layouts(tp_r=self.tp_r[rows], tp_c=self.tp_c[rows], pp=self.pp[rows], ep=self.ep[rows],
+                       micro_batch=self.micro_batch[rows], gamma=self.gamma[rows])
+
 
 def compute_dtype(model: ModelSpec, hw: HardwareProfile) -> str:
     """8-bit weights run FP8 GEMMs where the GPU has FP8 (W8A8); 4-bit weights are
@@ -204,6 +208,7 @@ def evaluate(model: ModelSpec, hw: HardwareProfile, lay: Layouts, context: int,
 
     target = _stage(model, hw, lay, tokens_per_seq=gamma + 1.0, context=context, opts=opts)
     parts = {k: pp * target[k] for k in ("t_mem", "t_arith", "t_net", "t_fixed")}
+    parts["t_fixed"] = np.broadcast_to(parts["t_fixed"], pp.shape).copy()
     compute = pp * np.maximum(target["t_mem"], target["t_arith"])
     flops_per_gpu = pp * target["flops"]
     stored = _stored_bytes_per_gpu(model, lay, context)
@@ -211,11 +216,15 @@ def evaluate(model: ModelSpec, hw: HardwareProfile, lay: Layouts, context: int,
     if draft is not None and spec.any():
         # The draft runs on the same GPUs with the same layout, one token per sequence per
         # drafted position; its own pipeline is never split (speculation requires pp = 1).
-        d = _stage(draft, hw, lay, tokens_per_seq=1.0, context=context, opts=opts)
+        # Only the speculative rows are evaluated for it.
+        rows = np.flatnonzero(spec)
+        sub = lay.subset(rows)
+        d = _stage(draft, hw, sub, tokens_per_seq=1.0, context=context, opts=opts)
+        g = gamma[rows]
         for k in parts:
-            parts[k] = parts[k] + np.where(spec, gamma * d[k], 0.0)
-        compute = compute + np.where(spec, gamma * np.maximum(d["t_mem"], d["t_arith"]), 0.0)
-        stored = stored + np.where(spec, _stored_bytes_per_gpu(draft, lay, context), 0.0)
+            parts[k][rows] += g * d[k]
+        compute[rows] += g * np.maximum(d["t_mem"], d["t_arith"])
+        stored[rows] += _stored_bytes_per_gpu(draft, sub, context)
 
     # Pipeline hops: one activation send per stage boundary, per micro-batch pass.
     msg = lay.micro_batch * lay.ep * (gamma + 1.0) * model.d_model * model.act_bytes
