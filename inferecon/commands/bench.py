@@ -59,7 +59,7 @@ def register(subparsers) -> None:
                    help="run directory (default results/<device>-<UTC time>/)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out, skipping stored cases")
     p.add_argument("--nproc-per-node", type=int, default=None,
-                   help="collectives: processes (GPUs) per node (default: all visible GPUs, 2 on CPU)")
+                   help="collectives: processes (GPUs) per node, started with torchrun (default 1)")
     p.add_argument("--timeout-s", type=float, default=300.0,
                    help="collectives: give up on a hung collective after this many seconds")
     p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
@@ -104,9 +104,18 @@ def handler(args) -> int:
     if args.timeout_s <= 0:
         raise UserError("--timeout-s must be positive")
     device = resolve_device(args.device)
+    names = list(BENCHMARKS) if args.benchmark == "all" else [args.benchmark]
+    world = _launcher_world()
+    if world is not None and world.world_size > 1:
+        # Under torchrun/srun every rank runs this command: only the collectives need them all,
+        # and only rank 0 may own the run directory.
+        if names != ["collectives"]:
+            raise UserError("inside a torchrun/srun world only `bench collectives` runs; start the others on their own")
+        if world.rank != 0:
+            args.device = device
+            return _run_collectives(args, None, None) or 0
     device_name, gpu_count = device_identity(device)
     ctx = SweepContext(device=device, device_name=device_name, gpu_count=gpu_count, quick=args.quick)
-    names = list(BENCHMARKS) if args.benchmark == "all" else [args.benchmark]
     out = Path(args.out) if args.out else default_out(device_name)
     manifest = {
         "command_line": list(sys.argv),
@@ -119,6 +128,8 @@ def handler(args) -> int:
         "metadata": collect_metadata(device),
     }
     store = RunStore(out, manifest, resume=args.resume)
+    # The collectives read these from args: the resolved values, not the defaults.
+    args.out, args.device = str(out), device
     if args.resume and store.manifest.get("device") not in (None, device):
         raise UserError(f"--resume: {out} was measured on {store.manifest.get('device')}, not {device}")
     progress = Progress(enabled=not args.no_progress)
@@ -149,7 +160,15 @@ def handler(args) -> int:
     return 0
 
 
-def _run_collectives(args, store, progress) -> None:
+def _launcher_world():
+    try:
+        from inferecon.harness import distributed
+    except ModuleNotFoundError:
+        return None
+    return distributed.detect()
+
+
+def _run_collectives(args, store, progress):
     try:
         mod = importlib.import_module("inferecon.kernels.collectives")
     except ModuleNotFoundError as exc:
@@ -158,9 +177,10 @@ def _run_collectives(args, store, progress) -> None:
         mod = None
     run = getattr(mod, "run_from_cli", None)
     if run is None:
-        progress.message("[collectives] not available in this version of inferecon: skipped")
-        return
-    run(args, store)
+        if progress is not None:
+            progress.message("[collectives] not available in this version of inferecon: skipped")
+        return None
+    return run(args, store)
 
 
 # --------------------------------------------------------------------------------------------

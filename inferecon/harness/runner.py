@@ -99,7 +99,8 @@ def _fmt_s(seconds: float) -> str:
 
 class Progress:
     """One status line per case on stderr: `[matmul 3/20] m=1 n=4096 ... ETA 12s`. Rewrites
-    the line in place on a terminal, prints plain lines otherwise (CI logs)."""
+    the line in place on a terminal, prints plain lines otherwise (CI logs). `enabled=False`
+    silences the per-case lines, not the messages."""
 
     def __init__(self, stream: Optional[TextIO] = None, enabled: bool = True):
         self.stream = stream or sys.stderr
@@ -120,8 +121,7 @@ class Progress:
         self.stream.flush()
 
     def message(self, text: str) -> None:
-        if not self.enabled:
-            return
+        # Messages (resume, skipped cases) are shown even without the per-case lines.
         if self.tty and self._width:
             self.stream.write("\n")
             self._width = 0

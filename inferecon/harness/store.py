@@ -158,6 +158,10 @@ class RunStore:
             if not (self.run_dir / MANIFEST).is_file():
                 raise UserError(f"--resume: no run to resume at {self.run_dir}")
             old = read_manifest(self.run_dir)
+            # A run killed (SIGKILL, power loss) inside a write leaves its temp file behind;
+            # the table it was replacing is intact, so the temp file is only litter.
+            for tmp in self.run_dir.glob(".*.tmp"):
+                tmp.unlink(missing_ok=True)
             for path in sorted(self.run_dir.glob("*.parquet")):
                 df = read_table(path)
                 recs = df.to_dict(orient="records")
