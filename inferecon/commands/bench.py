@@ -201,6 +201,9 @@ def _derived(row: dict):
         return v, "GB/s", (v / peak if peak and _ok(v) else None)
     if bench == "launch":
         return row.get("time_us"), "us", None
+    if bench == "collectives" and _ok(row.get("algbw_gbps")):
+        # busbw is 0 by definition at world size 1; algbw still says what one call moved.
+        return row["algbw_gbps"], f"GB/s algbw, busbw {_fmt(row.get('busbw_gbps'))}", None
     for key, unit in (("busbw_gbps", "GB/s busbw"), ("gbps", "GB/s"), ("tflops", "TFLOP/s")):
         if key in row and _ok(row[key]):
             return row[key], unit, None

@@ -55,7 +55,7 @@ def timing_config(device: str, quick: bool, **overrides) -> TimingConfig:
     """Default budgets: quick sweeps exist for CI and smoke tests, full ones for numbers."""
     if device == "cuda":
         base = dict(warmup_ms=10, budget_ms=50, min_reps=10, max_reps=2000) if quick else \
-            dict(warmup_ms=25, budget_ms=200, min_reps=20, max_reps=10000)
+            dict(warmup_ms=25, budget_ms=200, min_reps=20, max_reps=5000)
     else:
         base = dict(warmup_ms=2, budget_ms=25, min_reps=5, max_reps=500) if quick else \
             dict(warmup_ms=20, budget_ms=200, min_reps=10, max_reps=5000)
