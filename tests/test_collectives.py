@@ -102,18 +102,21 @@ def _env(**extra):
     return env
 
 
-def _cmd(out, *args):
-    return [sys.executable, "-m", "inferecon.kernels.collectives", "--device", "cpu", "--quick", "--out", str(out), *args]
+def _cmd(out, *args, module=False):
+    # The user's command (`inferecon bench collectives`, here as `python -m inferecon`), or the
+    # module torchrun starts, which also takes --ops and --max-bytes for shorter runs.
+    entry = ["inferecon.kernels.collectives"] if module else ["inferecon", "bench", "collectives"]
+    return [sys.executable, "-m", *entry, "--device", "cpu", "--quick", "--out", str(out), *args]
 
 
-def _start(out, *args, **env):
+def _start(out, *args, module=False, **env):
     # A session of its own so the test can signal the whole tree it started.
-    return subprocess.Popen(_cmd(out, *args), env=_env(**env), cwd=REPO, stdout=subprocess.PIPE,
+    return subprocess.Popen(_cmd(out, *args, module=module), env=_env(**env), cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
-def _run(out, *args, timeout=120, **env):
-    proc = _start(out, *args, **env)
+def _run(out, *args, timeout=120, module=False, **env):
+    proc = _start(out, *args, module=module, **env)
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -190,7 +193,7 @@ def _check_arithmetic(df):
 
 def test_two_rank_gloo_run_through_torchrun(tmp_path):
     out = tmp_path / "run"
-    rc, _, err = _run(out, "--nproc-per-node", "2", "--timeout-s", "30")
+    rc, out_text, err = _run(out, "--nproc-per-node", "2", "--timeout-s", "30")
     assert rc == 0, err[-3000:]
     manifest, df = _rows(out)
     assert manifest["status"] == "complete"
@@ -211,27 +214,41 @@ def test_two_rank_gloo_run_through_torchrun(tmp_path):
     # Progress reaches the user; the ranks' raw output is kept in the run directory.
     assert "[collectives] 28/28" in err
     assert (out / "collectives.log").exists()
+    assert "all_reduce/eager/8B/w2n1/gloo" in out_text  # bench's summary lists the cases
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def test_world_of_one_measures_the_fixed_cost_of_a_call(tmp_path):
+    # Started as rank 0 of a world of one by its environment (what torchrun or srun set), so
+    # this also covers the path where `inferecon bench collectives` is already inside a world.
     out = tmp_path / "one"
-    rc, _, err = _run(out, "--nproc-per-node", "1", "--ops", "all_reduce,send_recv", "--max-bytes", "4096")
+    world = {"RANK": 0, "WORLD_SIZE": 1, "LOCAL_RANK": 0, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": _free_port()}
+    rc, _, err = _run(out, "--timeout-s", "30", **world)
     assert rc == 0, err[-3000:]
-    _, df = _rows(out)
-    ar = df[df["op"] == "all_reduce"]
-    assert len(ar) == 4 and (ar["skipped"] == "").all() and (ar["world_size"] == 1).all()
-    assert (ar["median_us"] > 0).all() and (ar["algbw_gbps"] > 0).all()
-    assert (ar["busbw_gbps"] == 0).all()  # 2(n-1)/n = 0: nothing crosses a link
-    _check_arithmetic(ar)
+    manifest, df = _rows(out)
+    assert manifest["status"] == "complete"
+    n_sizes = len(coll.sweep_config("cpu", quick=True).sizes)
+    measured = df[df["op"] != "send_recv"]
+    assert len(measured) == 3 * n_sizes and (measured["skipped"] == "").all() and (measured["world_size"] == 1).all()
+    assert (measured["median_us"] > 0).all() and (measured["algbw_gbps"] > 0).all()
+    assert (measured["busbw_gbps"] == 0).all()  # factors (n-1)/n and 2(n-1)/n are 0: no link crossed
+    _check_arithmetic(measured)
     sr = df[df["op"] == "send_recv"]
-    assert len(sr) == 4 and (sr["skipped"] == "send_recv needs two ranks").all()
+    assert len(sr) == n_sizes and (sr["skipped"] == "send_recv needs two ranks").all()
 
 
 def test_killed_run_resumes_without_losing_or_redoing_cases(tmp_path):
     out = tmp_path / "killed"
     ops = ("--ops", "all_reduce,all_gather")
     # Rank 1 hangs before the 6th case, so the kill lands after exactly 5 stored cases.
-    proc = _start(out, "--nproc-per-node", "2", "--timeout-s", "120", *ops,
+    proc = _start(out, "--nproc-per-node", "2", "--timeout-s", "120", *ops, module=True,
                   **{coll.HANG_RANK_ENV: 1, coll.HANG_CASE_ENV: 5})
     try:
         _wait_rows(out, 5, proc)
@@ -253,7 +270,7 @@ def test_killed_run_resumes_without_losing_or_redoing_cases(tmp_path):
     _, before = _rows(out)
     assert len(before) == 5
 
-    rc, _, err = _run(out, "--nproc-per-node", "2", "--timeout-s", "30", "--resume", *ops)
+    rc, _, err = _run(out, "--nproc-per-node", "2", "--timeout-s", "30", "--resume", *ops, module=True)
     assert rc == 0, err[-3000:]
     assert "9 of 14 cases to run" in err and "(5 already stored)" in err
     manifest, after = _rows(out)
@@ -267,8 +284,8 @@ def test_killed_run_resumes_without_losing_or_redoing_cases(tmp_path):
 def test_hung_rank_ends_after_the_timeout_with_one_line(tmp_path):
     out = tmp_path / "hung"
     t0 = time.monotonic()
-    rc, _, err = _run(out, "--nproc-per-node", "2", "--timeout-s", "4", "--ops", "all_reduce",
-                      timeout=90, **{coll.HANG_RANK_ENV: 1, coll.HANG_CASE_ENV: 2})
+    rc, _, err = _run(out, "--nproc-per-node", "2", "--timeout-s", "4", timeout=90,
+                      **{coll.HANG_RANK_ENV: 1, coll.HANG_CASE_ENV: 2})
     elapsed = time.monotonic() - t0
     assert rc != 0
     lines = [l for l in err.splitlines() if l.startswith("inferecon:")]
@@ -291,7 +308,7 @@ def test_ctrl_c_stops_after_saving_finished_cases(tmp_path):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130, err[-3000:]
-    assert err.strip().splitlines()[-1] == "inferecon: interrupted"
+    assert err.strip().splitlines()[-1].startswith("inferecon: interrupted")
     manifest, df = _rows(out)
     assert manifest["status"] == "interrupted"
     total = len(coll.plan(coll.sweep_config("cpu", quick=True)))

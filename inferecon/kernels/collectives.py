@@ -613,25 +613,30 @@ def _bind_to_parent() -> None:
 
 def run_in_world(opts: Options, store=None) -> int:
     """Run the sweep as one rank of the launcher's world. Rank 0 writes to `store` (or opens
-    the run directory itself when given none); other ranks never write. Returns the exit
-    status; failures after init are reported as one line on stderr."""
+    the run directory itself when given none); other ranks never write. Returns 0; a failure
+    after init is one line on stderr and the process exits (status 1), Ctrl-C exits 130 —
+    except that a caller's store (rank 0 of `inferecon bench`) gets the KeyboardInterrupt back
+    to stamp and summarise the run itself."""
     env = hdist.detect()
     if os.environ.get(_ATTACH_ENV):
         _bind_to_parent()
     cfg = sweep_config(opts.device, opts.quick, opts.ops, opts.max_bytes)
     progress = _Progress()
+    callers_store = store
     own_store = False
     ctx = None
     try:
         ctx = hdist.init(opts.device, opts.timeout_s, env)
-        if ctx.rank == 0 and store is None:
+        if ctx.rank != 0:
+            store = None
+        elif store is None:
             from inferecon.harness.store import RunStore
 
             attach = bool(os.environ.get(_ATTACH_ENV))
             # Attached: the parent created the run directory and stamps its end; we append.
             store = RunStore(opts.out, {} if attach else _manifest(opts), resume=attach or opts.resume)
             own_store = not attach
-        run_sweep(ctx, cfg, store if ctx.rank == 0 else None, progress)
+        run_sweep(ctx, cfg, store, progress)
         if own_store:
             store.finish("complete")
         hdist.destroy()
@@ -641,9 +646,11 @@ def run_in_world(opts: Options, store=None) -> int:
             _progress(f"interrupted: {progress.saved} finished case(s) saved in {opts.out}")
         if own_store:
             _safe_finish(store, "interrupted")
+        if callers_store is not None and store is callers_store:
+            raise  # the caller stamps "interrupted" and prints what was saved
         _exit_now(130)
     except UserError as exc:
-        _fail(2, str(exc), own_store and store, "failed")
+        _fail(2, str(exc), store if (own_store or store is callers_store) else None, "failed")
     except Exception as exc:  # a collective that timed out or lost a peer, mostly
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         where = ""
@@ -651,10 +658,10 @@ def run_in_world(opts: Options, store=None) -> int:
             c = progress.current
             where = f" during {c.op} {c.mode} {_format_bytes(c.nominal_bytes)}"
         rank = ctx.rank if ctx is not None else (env.rank if env else 0)
+        saved = f"{progress.saved} finished case(s) saved" if rank == 0 else "finished cases are saved"
         msg = (f"rank {rank}{where}: {type(exc).__name__}: {first[:300]} "
-               f"(a rank died or hung; --timeout-s {opts.timeout_s:g}); "
-               f"{progress.saved if rank == 0 else 'finished'} case(s) saved in {opts.out}")
-        _fail(1, msg, own_store and store, "failed")
+               f"(a rank died or hung; --timeout-s {opts.timeout_s:g}); {saved} in {opts.out}")
+        _fail(1, msg, store if (own_store or store is callers_store) else None, "failed")
     return 1  # not reached
 
 
@@ -822,8 +829,7 @@ def run_from_cli(args, store) -> int:
             store.finish("interrupted")
         raise
     except UserError:
-        if own:
-            store.finish("failed")
+        store.finish("failed")  # the caller turns the error into one line and stops
         raise
     if own:
         store.finish("complete")
