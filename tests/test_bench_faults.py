@@ -163,3 +163,11 @@ def test_bad_collective_options(capsys, tmp_path):
     line = _one_line_error(capsys, ["bench", "collectives", "--device", "cpu", "--timeout-s", "0",
                                     "--out", str(tmp_path / "r")])
     assert "--timeout-s" in line
+
+
+def test_resume_on_another_device_is_refused(capsys, tmp_path):
+    RunStore(tmp_path / "r", {"device": "cuda"})
+    before = (tmp_path / "r" / "manifest.json").read_text()
+    line = _one_line_error(capsys, ["bench", "launch", "--device", "cpu", "--out", str(tmp_path / "r"), "--resume"])
+    assert "measured on cuda, not cpu" in line
+    assert (tmp_path / "r" / "manifest.json").read_text() == before  # the run is left untouched

@@ -95,7 +95,7 @@ def handler(args) -> int:
         raise UserError("bench needs torch: install it (make install pulls the CPU build)") from None
     from inferecon.harness.device import collect_metadata, device_identity
     from inferecon.harness.runner import Progress, SweepContext, run_sweep, warm_device
-    from inferecon.harness.store import RunStore
+    from inferecon.harness.store import RunStore, read_manifest
 
     if args.resume and not args.out:
         raise UserError("--resume needs --out DIR: the run directory to continue")
@@ -127,11 +127,14 @@ def handler(args) -> int:
         "benchmarks_requested": names,
         "metadata": collect_metadata(device),
     }
+    if args.resume:
+        # Checked before the store touches the run: a CPU run is not continued on a GPU.
+        old_device = read_manifest(out).get("device") if (out / "manifest.json").is_file() else None
+        if old_device not in (None, device):
+            raise UserError(f"--resume: {out} was measured on {old_device}, not {device}")
     store = RunStore(out, manifest, resume=args.resume)
     # The collectives read these from args: the resolved values, not the defaults.
     args.out, args.device = str(out), device
-    if args.resume and store.manifest.get("device") not in (None, device):
-        raise UserError(f"--resume: {out} was measured on {store.manifest.get('device')}, not {device}")
     progress = Progress(enabled=not args.no_progress)
     progress.message(f"inferecon bench {args.benchmark} on {device_name} ({device}) -> {out}")
 
@@ -152,6 +155,9 @@ def handler(args) -> int:
         sys.stderr.write(f"inferecon: interrupted; finished cases are saved in {out} "
                          f"(continue with --resume --out {out})\n")
         return 130
+    except Exception:
+        store.finish("failed")  # what finished is saved; the manifest says the run broke
+        raise
     finally:
         signal.signal(signal.SIGTERM, old_term)
     store.finish("complete")
