@@ -82,6 +82,11 @@ class CollectiveFit:
     alpha_stderr_us: float = 0.0
     beta_stderr_gbps: float = 0.0
     heldout_mape: float | None = None
+    mode: str = "eager"  # "graph": timed inside a CUDA graph, as a captured decode step runs it
+    # Message range this line covers: NCCL switches protocol (LL, LL128, Simple) with size,
+    # so one collective may need two lines.
+    min_bytes: float = 0.0
+    max_bytes: float | None = None
 
 
 @dataclass(frozen=True)

@@ -79,25 +79,46 @@ def _published_time_s(hw, op, n, nodes, nbytes):
 
 def _fitted_time_s(hw, op, n, nodes, nbytes):
     is_inter = nodes > 1
-    fits = [c for c in hw.network.collectives if c.collective == op]
+    # A world of one measures the fixed cost of a call, not a group: it cannot say how α and β
+    # grow with ranks, so only fits over two or more ranks drive predictions.
+    fits = [c for c in hw.network.collectives if c.collective == op and c.world_size >= 2]
     if not fits:
         return None
     out = np.full(n.shape, np.nan)
     for scope, mask in ((INTRA, ~is_inter), (INTER, is_inter)):
-        scoped = sorted((c for c in fits if c.scope == scope), key=lambda c: c.world_size)
+        scoped = [c for c in fits if c.scope == scope]
         if not scoped or not mask.any():
             continue
-        worlds = np.array([c.world_size for c in scoped], dtype=float)
-        alpha_us = np.array([c.alpha_us for c in scoped])
-        # Interpolate bus bandwidth, not algorithm bandwidth: busbw is what stays roughly
-        # constant as the group grows (that is why nccl-tests reports it).
-        busbw = np.array([c.beta_gbps * float(bus_factor(op, c.world_size) or 1.0) for c in scoped])
-        a = np.interp(n[mask], worlds, alpha_us)
-        bw = np.interp(n[mask], worlds, busbw) * 1e9
-        factor = bus_factor(op, n[mask])
-        out[mask] = a * 1e-6 + nbytes[mask] * np.where(factor > 0, factor, 1.0) / bw
+        if any(c.mode == "graph" for c in scoped):  # decode steps run as captured graphs
+            scoped = [c for c in scoped if c.mode == "graph"]
+        worlds = np.array(sorted({c.world_size for c in scoped}), dtype=float)
+        b = nbytes[mask]
+        # α and bus bandwidth of the line covering each message, at every measured world size.
+        alpha = np.empty((len(worlds), b.size))
+        busbw = np.empty((len(worlds), b.size))
+        for i, w in enumerate(worlds):
+            pieces = sorted((c for c in scoped if c.world_size == w), key=lambda c: c.min_bytes)
+            chosen = np.zeros(b.size, dtype=int)
+            for j, c in enumerate(pieces):
+                chosen = np.where(b >= c.min_bytes, j, chosen)
+            alpha[i] = np.array([c.alpha_us for c in pieces])[chosen]
+            # Interpolate bus bandwidth, not algorithm bandwidth: busbw is what stays roughly
+            # constant as the group grows (that is why nccl-tests reports it).
+            busbw[i] = np.array([c.beta_gbps for c in pieces])[chosen] * float(bus_factor(op, w))
+        a = _interp_rows(n[mask], worlds, alpha)
+        bw = _interp_rows(n[mask], worlds, busbw) * 1e9
+        out[mask] = a * 1e-6 + b * bus_factor(op, n[mask]) / bw
     if np.isnan(out).any():
         # Scopes the calibration did not measure keep the published model.
-        pub = _published_time_s(hw, op, n, nodes, nbytes)
-        out = np.where(np.isnan(out), pub, out)
+        out = np.where(np.isnan(out), _published_time_s(hw, op, n, nodes, nbytes), out)
     return out
+
+
+def _interp_rows(x, xp, fp):
+    """Linear interpolation in x over the rows of fp (one row per xp), clamped at the ends."""
+    if len(xp) == 1:
+        return fp[0]
+    pos = np.clip(np.searchsorted(xp, x) - 1, 0, len(xp) - 2)
+    w = np.clip((x - xp[pos]) / (xp[pos + 1] - xp[pos]), 0.0, 1.0)
+    cols = np.arange(x.size)
+    return fp[pos, cols] * (1 - w) + fp[pos + 1, cols] * w

@@ -18,8 +18,9 @@ from pathlib import Path
 
 from inferecon.errors import UserError
 
-WEIGHT_BITS = (16, 8, 4)
-KV_BITS = (16, 8, 4)
+# 32-bit is for CPU validation runs (fp32 decoders); GPUs serve 16-bit and below.
+WEIGHT_BITS = (32, 16, 8, 4)
+KV_BITS = (32, 16, 8, 4)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from inferecon.model import network as net
+from inferecon.model.gemm import gemm_time_s
 from inferecon.model.hardware import HardwareProfile
 from inferecon.model.spec import ModelSpec
 
@@ -97,9 +98,12 @@ class Layouts:
 
 def compute_dtype(model: ModelSpec, hw: HardwareProfile) -> str:
     """8-bit weights run FP8 GEMMs where the GPU has FP8 (W8A8); 4-bit weights are
-    weight-only quantised and multiply in 16-bit (W4A16), as deployed engines do."""
+    weight-only quantised and multiply in 16-bit (W4A16), as deployed engines do; 32-bit
+    weights (CPU validation runs) multiply in fp32."""
     if model.weight_bits == 8 and "fp8" in hw.compute.peak_tflops:
         return "fp8"
+    if model.weight_bits == 32:
+        return "fp32"
     return "bf16"
 
 
@@ -168,8 +172,55 @@ def _stage(model, hw, lay, tokens_per_seq, context, opts):
 
     kernels = dense_layers * opts.exposed_launches_per_dense_layer + moe_layers * opts.exposed_launches_per_moe_layer
     t_fixed = kernels * hw.latency.kernel_launch_us * 1e-6
-    return dict(t_mem=t_mem, t_arith=t_arith, t_net=t_net, t_fixed=t_fixed, flops=flops,
-                mem_bytes=mem_bytes)
+
+    t_compute = np.maximum(t_mem, t_arith)
+    dtype = compute_dtype(model, hw)
+    t_gemm = _gemm_stage_s(model, hw, dtype, tok_rank, tok_group, tp, ep, pp) if hw.compute.gemm_fit else None
+    if t_gemm is not None:
+        # Calibrated: the weight GEMMs take their measured, shape-dependent time (weight reads
+        # and activations included); what is left is attention over the KV cache, which cannot
+        # start before the QKV GEMM ends and so adds to it.
+        attn_flops = model.attention_flop_per_token(context) / pp * tok_rank / tp
+        t_attn = attn_flops / (hw.compute.achieved_tflops(dtype) * 1e12)
+        t_arith = t_gemm
+        t_mem = kv_bytes / (hw.memory.achieved_gbps * 1e9)
+        t_compute = t_gemm + np.maximum(t_mem, t_attn)
+    return dict(t_mem=t_mem, t_arith=t_arith, t_net=t_net, t_fixed=t_fixed, t_compute=t_compute,
+                flops=flops, mem_bytes=mem_bytes)
+
+
+def _gemm_stage_s(model, hw, dtype, tok_rank, tok_group, tp, ep, pp):
+    """Seconds of one stage's weight GEMMs on one GPU from the calibrated GEMM fit, or None
+    when the fit has no entry for this dtype. Column-parallel matrices split N over the tp
+    group, row-parallel ones split K; each GPU runs its share of the touched routed experts."""
+    def g(m, n, k):
+        return gemm_time_s(hw.compute.gemm_fit, dtype, m, n, k)
+
+    if g(1.0, 1.0, 1.0) is None:
+        return None
+    d, gated = model.d_model, model.mlp_matrices - 1
+    if model.is_mla:
+        attn = g(tok_rank, model.attention_params / d / tp, d)
+    else:
+        q = model.n_heads * model.d_head
+        kv = 2 * model.d_head * np.maximum(model.n_kv_heads / tp, 1.0)
+        attn = g(tok_rank, q / tp + kv, d) + g(tok_rank, d, q / tp)
+    dense_mlp = g(tok_rank, gated * model.d_ff / tp, d) + g(tok_rank, d, model.d_ff / tp)
+    layers = model.n_layers / pp
+    moe_layers = model.n_moe_layers / pp
+    total = layers * attn + (layers - moe_layers) * dense_mlp + g(tok_rank, model.vocab_size / tp, d) / pp
+    if model.is_moe:
+        ff = model.d_ff_expert
+        shared = 0.0
+        if model.n_shared_experts:
+            width = ff * model.n_shared_experts
+            shared = g(tok_rank, gated * width / tp, d) + g(tok_rank, d, width / tp)
+        frac = np.maximum(moe_expert_fraction(model, tok_group), 1e-12)
+        touched = model.n_experts / ep * frac
+        tokens_each = tok_group * model.n_active_experts / model.n_experts / frac
+        routed = touched * (g(tokens_each, gated * ff / tp, d) + g(tokens_each, d, ff / tp))
+        total = total + moe_layers * (shared + routed)
+    return total
 
 
 def _stored_bytes_per_gpu(model, lay, context):
@@ -209,7 +260,7 @@ def evaluate(model: ModelSpec, hw: HardwareProfile, lay: Layouts, context: int,
     target = _stage(model, hw, lay, tokens_per_seq=gamma + 1.0, context=context, opts=opts)
     parts = {k: pp * target[k] for k in ("t_mem", "t_arith", "t_net", "t_fixed")}
     parts["t_fixed"] = np.broadcast_to(parts["t_fixed"], pp.shape).copy()
-    compute = pp * np.maximum(target["t_mem"], target["t_arith"])
+    compute = pp * target["t_compute"]
     flops_per_gpu = pp * target["flops"]
     stored = _stored_bytes_per_gpu(model, lay, context)
 
@@ -223,7 +274,7 @@ def evaluate(model: ModelSpec, hw: HardwareProfile, lay: Layouts, context: int,
         g = gamma[rows]
         for k in parts:
             parts[k][rows] += g * d[k]
-        compute[rows] += g * np.maximum(d["t_mem"], d["t_arith"])
+        compute[rows] += g * d["t_compute"]
         stored[rows] += _stored_bytes_per_gpu(draft, sub, context)
 
     # Pipeline hops: one activation send per stage boundary, per micro-batch pass.

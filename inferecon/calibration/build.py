@@ -1,0 +1,224 @@
+"""Measurements -> HardwareProfile. Each term is fitted where the run measured it; a term the
+run lacks, or whose fit did not converge, keeps the base profile's value and says so in the
+profile's provenance notes."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from inferecon.calibration.fit import FitResult
+from inferecon.calibration.fit_compute import fit_gemm
+from inferecon.calibration.fit_latency import fit_launch
+from inferecon.calibration.fit_memory import fit_read_bandwidth
+from inferecon.calibration.fit_network import fit_collectives
+from inferecon.calibration.published import PROFILES
+from inferecon.errors import UserError
+from inferecon.model.hardware import (
+    ComputeSpec,
+    HardwareProfile,
+    LatencySpec,
+    LinkSpec,
+    MemorySpec,
+    NetworkSpec,
+    Provenance,
+)
+
+BENCHMARKS = ("matmul", "memory", "launch", "collectives")
+# A CPU has no datasheet in the catalog; its price is a placeholder the user should override.
+CPU_PRICE_USD_PER_HOUR = 0.10
+
+
+@dataclass
+class CalibrationResult:
+    profile: HardwareProfile
+    fits: list[FitResult]
+    missing: list[str]  # benchmarks the run lacks
+    kept_published: list[str] = field(default_factory=list)  # terms left at the base profile's value
+    tables: dict = field(default_factory=dict)  # the measurements the fits used
+
+
+def published_base(device_name: str) -> HardwareProfile | None:
+    """The published profile of this GPU model, or None (CPUs, unknown GPUs)."""
+    name = (device_name or "").lower()
+    if "h100" in name and "pcie" not in name and "nvl" not in name:
+        return PROFILES["h100-sxm"]
+    if "h200" in name:
+        return PROFILES["h200"]
+    if "a100" in name and "80gb" in name and "pcie" not in name:
+        return PROFILES["a100-sxm-80gb"]
+    if "b200" in name:
+        return PROFILES["b200"]
+    return None
+
+
+def _cpu_base(manifest) -> HardwareProfile:
+    cpu = manifest.get("metadata", {}).get("cpu", {})
+    cores = int(cpu.get("logical_cores") or os.cpu_count() or 1)
+    mem_gb = (cpu.get("memory_bytes") or 16e9) / 1e9
+    # Placeholders until measured: every measured term replaces them.
+    link = LinkSpec(bandwidth_gbps=10.0, efficiency=1.0, base_latency_us=50.0, hop_latency_us=10.0)
+    return HardwareProfile(
+        name="cpu", display_name=manifest.get("device_name") or cpu.get("model") or "CPU",
+        compute=ComputeSpec(peak_tflops={"fp32": 0.1, "bf16": 0.1}, efficiency=1.0),
+        memory=MemorySpec(capacity_gb=mem_gb, bandwidth_gbps=10.0, efficiency=1.0),
+        network=NetworkSpec(gpus_per_node=cores, intra=link, inter=link),
+        latency=LatencySpec(kernel_launch_us=10.0),
+        price_usd_per_gpu_hour=CPU_PRICE_USD_PER_HOUR,
+        provenance=Provenance(kind="placeholder", notes=["CPU: no published datasheet; price is a placeholder"]),
+    )
+
+
+def _gpu_generic_base(manifest) -> HardwareProfile:
+    """A GPU the catalog does not know: capacity from the driver, the rest measured."""
+    devs = manifest.get("metadata", {}).get("torch_devices") or [{}]
+    cap = (devs[0].get("total_memory_bytes") or 80e9) / 1e9
+    link = LinkSpec(bandwidth_gbps=100.0, efficiency=1.0, base_latency_us=10.0, hop_latency_us=1.0)
+    net = LinkSpec(bandwidth_gbps=25.0, efficiency=1.0, base_latency_us=10.0, hop_latency_us=5.0,
+                   tree_hop_latency_us=5.0)
+    return HardwareProfile(
+        name="gpu", display_name=manifest.get("device_name") or "GPU",
+        compute=ComputeSpec(peak_tflops={"bf16": 100.0}, efficiency=1.0),
+        memory=MemorySpec(capacity_gb=cap, bandwidth_gbps=1000.0, efficiency=1.0),
+        network=NetworkSpec(gpus_per_node=max(1, int(manifest.get("gpu_count") or 1)), intra=link, inter=net),
+        latency=LatencySpec(kernel_launch_us=4.0), price_usd_per_gpu_hour=2.0,
+        provenance=Provenance(kind="placeholder", notes=["GPU not in the catalog: unmeasured figures are placeholders"]),
+    )
+
+
+def _slug(text: str) -> str:
+    import re
+
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def profile_from_tables(manifest: dict, tables: dict, run_id: str,
+                        base: HardwareProfile | None = None) -> CalibrationResult:
+    device = manifest.get("device", "cpu")
+    device_name = manifest.get("device_name", "")
+    if base is None:
+        base = published_base(device_name) if device == "cuda" else None
+    if base is None:
+        base = _cpu_base(manifest) if device == "cpu" else _gpu_generic_base(manifest)
+    has_datasheet = base.provenance.kind == "published"
+    missing = [b for b in BENCHMARKS if b not in tables or len(tables[b]) == 0]
+    fits: list[FitResult] = []
+    kept: list[str] = []
+
+    # -- arithmetic ---------------------------------------------------------------------
+    compute = base.compute
+    gemm_fit, gemm_results, peaks = fit_gemm(tables.get("matmul"))
+    fits += gemm_results.values()
+    bad = [d for d, r in gemm_results.items() if not r.converged]
+    for d in bad:
+        gemm_fit.pop(d, None)
+        kept.append(f"arithmetic:{d} (GEMM fit did not converge: {gemm_results[d].message})")
+    if peaks:
+        ref = "bf16" if "bf16" in peaks else max(peaks, key=peaks.get)
+        if has_datasheet and ref in base.compute.peak_tflops:
+            compute = dataclasses.replace(compute, efficiency=peaks[ref] / base.compute.peak_tflops[ref])
+        else:
+            compute = dataclasses.replace(compute, peak_tflops={**base.compute.peak_tflops, **peaks}, efficiency=1.0)
+    elif "matmul" in missing:
+        kept.append("arithmetic (no matmul measurements)")
+    if gemm_fit:
+        compute = dataclasses.replace(compute, gemm_fit=gemm_fit)
+
+    # -- memory ---------------------------------------------------------------------------
+    memory = base.memory
+    cache = base.memory.l2_mb * 1e6 if base.memory.l2_mb else None
+    mem_fit = fit_read_bandwidth(tables.get("memory"), cache_bytes=cache)
+    if mem_fit is None:
+        kept.append("memory (no read-bandwidth measurements)")
+    elif not mem_fit.converged:
+        fits.append(mem_fit)
+        kept.append(f"memory (fit did not converge: {mem_fit.message})")
+    else:
+        fits.append(mem_fit)
+        gbps = mem_fit.params["gbps"]
+        curve = mem_fit.extra.get("curve")
+        if has_datasheet:
+            memory = dataclasses.replace(memory, efficiency=gbps / base.memory.bandwidth_gbps, read_curve=curve)
+        else:
+            memory = dataclasses.replace(memory, bandwidth_gbps=gbps, efficiency=1.0, read_curve=curve)
+
+    # -- network --------------------------------------------------------------------------
+    network = base.network
+    coll_fits, coll_results = fit_collectives(tables.get("collectives"))
+    fits += coll_results
+    good = [f for f, r in zip(coll_fits, _expand(coll_fits, coll_results)) if r.converged]
+    if good:
+        network = dataclasses.replace(network, collectives=good)
+    if not any(f.world_size >= 2 for f in good):
+        kept.append("network (no collective measured over 2+ ranks: NCCL-model latencies kept for groups)")
+
+    # -- fixed latency ----------------------------------------------------------------------
+    latency = base.latency
+    launch, step = fit_launch(tables.get("launch"))
+    if launch is not None:
+        fits.append(launch)
+        latency = dataclasses.replace(latency, kernel_launch_us=launch.params["us"])
+    else:
+        kept.append("latency: kernel launch (not measured)")
+    if step is not None:
+        fits.append(step)
+        latency = dataclasses.replace(latency, step_overhead_us=step.params["us"])
+
+    meta = manifest.get("metadata", {})
+    nv = meta.get("nvml", {})
+    versions = {k: str(v) for k, v in {
+        "torch": meta.get("torch_version"), "cuda": meta.get("torch_cuda_version"),
+        "nccl": meta.get("nccl_version"), "driver": nv.get("driver_version"),
+        "inferecon": manifest.get("inferecon_version")}.items() if v}
+    notes = [f"kept {k}" for k in kept] + [f"run lacks {m} measurements" for m in missing]
+    profile = HardwareProfile(
+        name=f"{_slug(base.name if has_datasheet else device_name or base.name)}-calibrated",
+        display_name=f"{device_name or base.display_name} (calibrated)",
+        compute=compute, memory=memory, network=network, latency=latency,
+        price_usd_per_gpu_hour=base.price_usd_per_gpu_hour,
+        provenance=Provenance(
+            kind="calibrated",
+            sources=[f"inferecon run {run_id}"] + ([f"base: {base.name} published profile"] if has_datasheet else []),
+            run_id=run_id, versions=versions,
+            fit_quality={r.term: r.quality() for r in fits}, notes=notes,
+        ),
+    )
+    return CalibrationResult(profile, fits, missing, kept, tables)
+
+
+def _expand(coll_fits, coll_results):
+    """Pair each CollectiveFit with the FitResult it came from (a piecewise result yields two)."""
+    out, i = [], 0
+    for r in coll_results:
+        n = 2 if r.form.startswith("piecewise") else 1
+        out += [r] * n
+        i += n
+    return out
+
+
+def profile_from_run(run_dir, base: HardwareProfile | None = None, extra_tables: dict | None = None) -> CalibrationResult:
+    """Fit a run directory's measurements (plus any ingested tables) into a calibrated profile."""
+    from inferecon.harness.store import read_run
+
+    run_dir = Path(run_dir)
+    manifest, tables = read_run(run_dir)
+    for name, df in (extra_tables or {}).items():
+        import pandas as pd
+
+        tables[name] = pd.concat([tables[name], df], ignore_index=True) if name in tables else df
+    if not tables:
+        raise UserError(f"{run_dir} holds no measurements to calibrate from")
+    return profile_from_tables(manifest, tables, run_id=run_dir.name, base=base)
+
+
+def heldout_summary(result: CalibrationResult) -> list[tuple[str, str, float | None, float, int]]:
+    """(term, form, held-out MAPE, training MAPE, points) for printing."""
+    return [(r.term, r.form, r.heldout_mape, r.train_mape, r.n_points) for r in result.fits]
+
+
+def finite(x) -> bool:
+    return x is not None and bool(np.isfinite(x))
