@@ -105,3 +105,45 @@ def test_bad_config_and_device_rejected():
         TimingConfig(min_reps=10, max_reps=5)
     with pytest.raises(ValueError):
         measure(lambda: None, device="tpu", config=TimingConfig())
+
+
+def test_cuda_event_path_with_a_fake_torch(monkeypatch):
+    """The GPU path (events around each repetition, one synchronize at the end, ms -> s)
+    driven by a stand-in for torch.cuda whose clock advances only when fn runs."""
+    import types
+
+    from inferecon.harness import timing
+
+    clock = {"ms": 0.0, "syncs": 0}
+
+    class Event:
+        def __init__(self, enable_timing=False):
+            assert enable_timing
+            self.t = None
+
+        def record(self):
+            self.t = clock["ms"]
+
+        def elapsed_time(self, end):
+            return end.t - self.t
+
+    def sync():
+        clock["syncs"] += 1
+
+    fake = types.SimpleNamespace(cuda=types.SimpleNamespace(Event=Event, synchronize=sync))
+    monkeypatch.setattr(timing, "_torch", lambda: fake)
+    rng = np.random.default_rng(3)
+    durations_ms = []
+
+    def fn():
+        d = float(rng.uniform(0.9, 1.1))  # one "kernel" of about 1 ms
+        durations_ms.append(d)
+        clock["ms"] += d
+
+    m = measure(fn, device="cuda", config=TimingConfig(warmup_ms=0, budget_ms=20, min_reps=5))
+    assert m.timer_name == "cuda_event"
+    np.testing.assert_allclose(m.samples_s, np.array(durations_ms[-m.reps:]) * 1e-3)
+    assert 15 <= m.reps <= 25
+    # 2 syncs around the first call, 1 after the estimate, 1 after the timed repetitions:
+    # never one per repetition.
+    assert clock["syncs"] == 4
