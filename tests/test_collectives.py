@@ -94,8 +94,8 @@ def test_bad_options_are_user_errors(tmp_path):
 
 def _env(**extra):
     env = dict(os.environ)
-    env.pop("WORLD_SIZE", None)
-    env.pop("RANK", None)
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "SLURM_PROCID", "SLURM_STEP_ID", "SLURM_STEPID"):
+        env.pop(name, None)  # the test starts its own worlds
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env["OMP_NUM_THREADS"] = "1"
     env.update({k: str(v) for k, v in extra.items()})
@@ -226,10 +226,12 @@ def _free_port():
 
 
 def test_world_of_one_measures_the_fixed_cost_of_a_call(tmp_path):
-    # Started as rank 0 of a world of one by its environment (what torchrun or srun set), so
-    # this also covers the path where `inferecon bench collectives` is already inside a world.
+    # Started as the one task of an `srun python -m inferecon bench collectives` (the variables
+    # srun sets, plus the rendezvous address the batch script exports): this covers the Slurm
+    # launcher and the path where the command is already inside a world.
     out = tmp_path / "one"
-    world = {"RANK": 0, "WORLD_SIZE": 1, "LOCAL_RANK": 0, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": _free_port()}
+    world = {"SLURM_PROCID": 0, "SLURM_NTASKS": 1, "SLURM_LOCALID": 0, "SLURM_STEP_ID": 0,
+             "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": _free_port()}
     rc, _, err = _run(out, "--timeout-s", "30", **world)
     assert rc == 0, err[-3000:]
     manifest, df = _rows(out)

@@ -109,6 +109,19 @@ def backend_for(device: str) -> str:
     return "nccl" if device == "cuda" else "gloo"
 
 
+def gpu_index(local_rank: int, visible: int) -> int:
+    """The GPU a rank drives: its local rank, or the only GPU it sees (srun --gpus-per-task=1
+    gives every task one GPU, numbered 0, whatever its local rank)."""
+    if visible == 1:
+        return 0
+    if local_rank >= visible:
+        raise UserError(
+            f"local rank {local_rank} has no GPU: {visible} visible on {socket.gethostname()} "
+            "(start at most one rank per GPU)"
+        )
+    return local_rank
+
+
 def init(device: str, timeout_s: float, env: Optional[DistEnv] = None) -> DistContext:
     """Join the world described by the launcher's environment; call `destroy()` at the end."""
     import torch
@@ -129,15 +142,11 @@ def init(device: str, timeout_s: float, env: Optional[DistEnv] = None) -> DistCo
     if device == "cuda":
         if not torch.cuda.is_available():
             raise UserError("--device cuda but no CUDA device is visible")
-        if env.local_rank >= torch.cuda.device_count():
-            raise UserError(
-                f"local rank {env.local_rank} has no GPU: {torch.cuda.device_count()} visible on "
-                f"{socket.gethostname()} (use --nproc-per-node <= GPUs per node)"
-            )
-        torch.cuda.set_device(env.local_rank)
+        index = gpu_index(env.local_rank, torch.cuda.device_count())
+        torch.cuda.set_device(index)
         # Binding the group to the device creates the NCCL communicator now (not lazily inside
         # the first timed call) and lets barrier() know which GPU to use.
-        kwargs["device_id"] = torch.device("cuda", env.local_rank)
+        kwargs["device_id"] = torch.device("cuda", index)
 
     if env.launcher == "slurm":
         # env:// reads MASTER_ADDR/MASTER_PORT; rank and size come from Slurm's variables.

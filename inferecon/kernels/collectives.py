@@ -68,6 +68,7 @@ HANG_CASE_ENV = "INFERECON_COLLECTIVES_HANG_CASE"
 _ATTACH_ENV = "INFERECON_COLLECTIVES_ATTACH"
 _PROGRESS = "[collectives]"
 _ERROR_PREFIX = "inferecon: error: "
+_NCCL_TIMEOUT = "Watchdog caught collective operation timeout"
 
 
 def busbw_factor(op: str, world_size: int) -> float:
@@ -711,6 +712,7 @@ def relaunch(opts: Options, store) -> None:
     env = dict(os.environ, **{_ATTACH_ENV: "1"})
     env.setdefault("OMP_NUM_THREADS", "1")  # torchrun's own default; said here to silence its warning
     errors: list[str] = []
+    watchdog: list[str] = []  # NCCL's watchdog kills a rank on timeout before it can say why
     last_activity = [time.monotonic()]
 
     # torchrun gets a session of its own so a terminal's Ctrl-C reaches it once, forwarded by
@@ -728,6 +730,8 @@ def relaunch(opts: Options, store) -> None:
                 log.flush()
                 if line.startswith(_ERROR_PREFIX):
                     errors.append(line[len(_ERROR_PREFIX):].strip())
+                elif _NCCL_TIMEOUT in line and not watchdog:
+                    watchdog.append(line.strip())
                 elif line.startswith(_PROGRESS):
                     sys.stderr.write(line)
                     sys.stderr.flush()
@@ -774,6 +778,9 @@ def relaunch(opts: Options, store) -> None:
         raise KeyboardInterrupt
     if errors:
         raise UserError(errors[0])
+    if watchdog:
+        raise UserError(f"collectives: a collective exceeded --timeout-s {opts.timeout_s:g} and NCCL's watchdog "
+                        f"stopped the run (a rank died or hung); finished cases are saved in {run_dir}; log: {log_path}")
     raise UserError(f"collectives: torchrun exited with status {rc} (finished cases are saved in {run_dir}; log: {log_path})")
 
 
