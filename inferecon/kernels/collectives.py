@@ -411,14 +411,25 @@ def _free_device_cache(ctx):
 
 @contextlib.contextmanager
 def _signals_deferred():
-    """Hold SIGINT/SIGTERM while a record is written, so Ctrl-C lands between cases and the
-    table on disk always has every case that finished."""
-    sigs = {signal.SIGINT, signal.SIGTERM}
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+    """Hold Ctrl-C/SIGTERM while a record is written, so they land between cases and the table
+    on disk always has every case that finished. Python-level handlers (they always run in the
+    main thread) rather than a signal mask, which gloo's and NVML's threads would not share."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    old = {sig: signal.signal(sig, lambda signum, frame: got.append(signum)) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    if got:
+        raise KeyboardInterrupt
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _hang_hook(rank: int, index: int) -> None:
@@ -626,6 +637,10 @@ def run_in_world(opts: Options, store=None) -> int:
     callers_store = store
     own_store = False
     ctx = None
+    old_term = None
+    if threading.current_thread() is threading.main_thread():
+        # torchrun stops the other ranks with SIGTERM when one fails: stop like Ctrl-C.
+        old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         ctx = hdist.init(opts.device, opts.timeout_s, env)
         if ctx.rank != 0:
@@ -641,18 +656,20 @@ def run_in_world(opts: Options, store=None) -> int:
         if own_store:
             store.finish("complete")
         hdist.destroy()
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
         return 0
     except KeyboardInterrupt:
-        if ctx is not None and ctx.rank == 0:
-            _progress(f"interrupted: {progress.saved} finished case(s) saved in {opts.out}")
-        if own_store:
-            _safe_finish(store, "interrupted")
-        if callers_store is not None and store is callers_store:
-            raise  # the caller stamps "interrupted" and prints what was saved
-        _exit_now(130)
+        return _interrupted(ctx, progress, opts, store, own_store, callers_store)
     except UserError as exc:
         _fail(2, str(exc), store if (own_store or store is callers_store) else None, "failed")
     except Exception as exc:  # a collective that timed out or lost a peer, mostly
+        try:
+            # A Ctrl-C forwarded to every rank makes a peer quit, and our call fail, a moment
+            # before our own SIGINT is handled: let it land, so it reads as an interruption.
+            time.sleep(0.2)
+        except KeyboardInterrupt:
+            return _interrupted(ctx, progress, opts, store, own_store, callers_store)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         where = ""
         if progress.current is not None:
@@ -664,6 +681,17 @@ def run_in_world(opts: Options, store=None) -> int:
                f"(a rank died or hung; --timeout-s {opts.timeout_s:g}); {saved} in {opts.out}")
         _fail(1, msg, store if (own_store or store is callers_store) else None, "failed")
     return 1  # not reached
+
+
+def _interrupted(ctx, progress, opts, store, own_store, callers_store) -> int:
+    if ctx is not None and ctx.rank == 0:
+        _progress(f"interrupted: {progress.saved} finished case(s) saved in {opts.out}")
+    if own_store:
+        _safe_finish(store, "interrupted")
+    if callers_store is not None and store is callers_store:
+        raise KeyboardInterrupt  # the caller stamps "interrupted" and prints what was saved
+    _exit_now(130)
+    return 130  # not reached
 
 
 def _safe_finish(store, status):
