@@ -158,7 +158,7 @@ class HardwareProfile:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True, default=_plain) + "\n")
         tmp.replace(path)  # atomic: a reader never sees half a profile
         return path
 
@@ -203,6 +203,15 @@ class HardwareProfile:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise UserError(f"{path}: not valid JSON ({exc})") from None
         return cls.from_dict(data, source=str(path))
+
+
+def _plain(obj):
+    """numpy scalars and arrays (from fits) as plain JSON values."""
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if hasattr(obj, "item"):
+        return obj.item()
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
 
 
 def _build(cls, data):

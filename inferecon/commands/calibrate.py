@@ -1,0 +1,166 @@
+"""`inferecon calibrate`: measure what the cost model needs (or read a run that did), fit the
+four terms with uncertainty and held-out error, and write a calibrated HardwareProfile, a plot
+per term and a self-contained report.html."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from inferecon import __version__
+from inferecon.errors import UserError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("calibrate", help="fit a HardwareProfile to this node's measurements",
+                       description=__doc__.splitlines()[0])
+    p.add_argument("--device", choices=("cuda", "cpu"), default=None, help="default: cuda if available, else cpu")
+    p.add_argument("--quick", action="store_true",
+                   help="the sentinel set: GEMM peak and decode shapes, HBM read, small/large all-reduce, launch")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="run directory (default results/calibrate-<device>-<UTC time>/; with --from, that run)")
+    p.add_argument("--from", dest="from_run", metavar="RUN_DIR", default=None,
+                   help="refit the measurements of an existing run instead of measuring")
+    p.add_argument("--nccl-tests", action="append", default=[], metavar="FILE[:OP]",
+                   help="nccl-tests *_perf output (text or -J JSON) to use as collective measurements; repeatable")
+    p.add_argument("--nvbandwidth", action="append", default=[], metavar="FILE",
+                   help="nvbandwidth output (text or -j JSON) to use as memory measurements; repeatable")
+    p.add_argument("--nproc-per-node", type=int, default=None,
+                   help="ranks for the collectives (default: GPUs on this node; 2 on CPU)")
+    p.add_argument("--timeout-s", type=float, default=300.0, help="bound on a hung collective")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted calibration in --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(func=run)
+
+
+def _ingest(args):
+    from inferecon.calibration.ingest import parse_nccl_tests, parse_nvbandwidth
+    import pandas as pd
+
+    tables = {}
+    frames = []
+    for spec in args.nccl_tests:
+        path, _, op = spec.partition(":") if not Path(spec).exists() else (spec, "", "")
+        frames.append(parse_nccl_tests(path, op or None))
+    if frames:
+        tables["collectives"] = pd.concat(frames, ignore_index=True)
+    for path in args.nvbandwidth:
+        df = parse_nvbandwidth(path)
+        for bench, g in df.groupby("benchmark"):
+            tables[bench] = pd.concat([tables[bench], g], ignore_index=True) if bench in tables else g
+    return tables
+
+
+def _measure(args, out: Path) -> None:
+    """Run the calibration sweep into `out` (an ordinary run directory)."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise UserError("measuring needs torch (make install pulls the CPU build); or use --from RUN_DIR") from None
+    from inferecon.commands.bench import print_summary, resolve_device
+    from inferecon.harness import calibration_sweep as cs
+    from inferecon.harness.device import collect_metadata, device_identity
+    from inferecon.harness.runner import Progress, SweepContext, run_sweep, warm_device
+    from inferecon.harness.store import RunStore
+    from inferecon.kernels import launch, matmul, memory
+
+    device = resolve_device(args.device)
+    device_name, gpu_count = device_identity(device)
+    ctx = SweepContext(device=device, device_name=device_name, gpu_count=gpu_count, quick=args.quick)
+    plan = cs.plan(device, args.quick, matmul.supports_fp8(device))
+    manifest = {"command_line": list(sys.argv), "inferecon_version": __version__, "device": device,
+                "device_name": device_name, "gpu_count": gpu_count, "quick": args.quick,
+                "purpose": "calibrate", "metadata": collect_metadata(device)}
+    store = RunStore(out, manifest, resume=args.resume)
+    progress = Progress(enabled=not args.no_progress)
+    progress.message(f"inferecon calibrate{' --quick' if args.quick else ''} on {device_name} ({device}) -> {out}")
+    old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        warm_device(device, 0.5 if args.quick else 2.0)
+        for mod, cases in ((matmul, cs.matmul_cases), (memory, cs.memory_cases), (launch, cs.launch_cases)):
+            run_sweep(store, mod.BENCHMARK, mod.BENCHMARK_VERSION, cases(ctx, plan, args.quick), ctx, progress)
+        nproc = args.nproc_per_node or (max(1, gpu_count) if device == "cuda" else 2)
+        coll_args = argparse.Namespace(device=device, quick=args.quick, out=str(out), resume=args.resume,
+                                       nproc_per_node=nproc, timeout_s=args.timeout_s,
+                                       ops=",".join(plan.collective_ops), max_bytes=plan.collective_max_bytes)
+        from inferecon.kernels.collectives import run_from_cli
+
+        run_from_cli(coll_args, store)
+    except KeyboardInterrupt:
+        store.finish("interrupted")
+        progress.close()
+        sys.stderr.write(f"inferecon: interrupted; finished cases are saved in {out} "
+                         f"(continue with calibrate --resume --out {out})\n")
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+    store.finish("complete")
+    progress.close()
+    if not args.no_progress:
+        print_summary(store, sys.stderr)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def run(args) -> int:
+    from inferecon.calibration.build import profile_from_run
+    from inferecon.report.calibration_report import write_calibration_outputs
+
+    if args.from_run and (args.quick or args.resume or args.device):
+        raise UserError("--from refits an existing run: --quick, --resume and --device do not apply")
+    if args.resume and not args.out:
+        raise UserError("--resume needs --out DIR: the calibration run to continue")
+    extra = _ingest(args)
+    started = time.monotonic()
+    if args.from_run:
+        run_dir = Path(args.from_run)
+        out = Path(args.out) if args.out else run_dir
+        measured_s = None
+    else:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        out = Path(args.out) if args.out else Path("results") / f"calibrate-{args.device or 'node'}-{stamp}"
+        run_dir = out
+        try:
+            _measure(args, out)
+        except KeyboardInterrupt:
+            return 130
+        measured_s = time.monotonic() - started
+    result = profile_from_run(run_dir, extra_tables=extra)
+    fit_s = time.monotonic() - started - (measured_s or 0.0)
+    out.mkdir(parents=True, exist_ok=True)
+    result.profile.save(out / "profile.json")
+    summary = write_calibration_outputs(result, out, measured_s=measured_s, fit_s=fit_s)
+    print(_table(result))
+    for note in result.profile.provenance.notes:
+        print(f"note: {note}")
+    took = f"measured in {measured_s:.1f} s, " if measured_s is not None else ""
+    print(f"\n{took}fitted in {fit_s:.1f} s; wrote {out / 'profile.json'}, {out / 'report.html'} "
+          f"and {len(summary['plots'])} plots")
+    print(f"use it: inferecon frontier --model llama-3-70b --hardware {out / 'profile.json'}")
+    (out / "calibration.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return 0
+
+
+def _pct(x):
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def _table(result) -> str:
+    lines = [f"\ncalibrated {result.profile.display_name}",
+             f"{'term':44s} {'form':34s} {'held-out':>9s} {'train':>7s} {'points':>6s}"]
+    for r in result.fits:
+        flag = "" if r.converged else "  (did not converge: published value kept)"
+        lines.append(f"{r.term:44s} {r.form[:34]:34s} {_pct(r.heldout_mape):>9s} {_pct(r.train_mape):>7s} "
+                     f"{r.n_points:6d}{flag}")
+    p = result.profile
+    lines.append(f"\nprofile: peak {', '.join(f'{k} {v:.3g}' for k, v in p.compute.peak_tflops.items())} TFLOP/s "
+                 f"x efficiency {p.compute.efficiency:.3f}; HBM {p.memory.achieved_gbps:.1f} GB/s sustained; "
+                 f"launch {p.latency.kernel_launch_us:.2f} µs; {len(p.network.collectives)} collective fits")
+    return "\n".join(lines)

@@ -1,0 +1,156 @@
+"""Calibration outputs of a run directory: the per-term plots, a summary dict (held-out errors,
+what was kept published, timings) and report.html, one self-contained page that also shows
+any validation, regression or frontier results found in the run."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+from inferecon.report import calibration_plots as cp
+
+
+def _fmt(x, unit="", digits=3):
+    if x is None:
+        return "-"
+    try:
+        return f"{float(x):.{digits}g}{unit}"
+    except (TypeError, ValueError):
+        return html.escape(str(x))
+
+
+def write_calibration_outputs(result, out: Path, measured_s=None, fit_s=None) -> dict:
+    out = Path(out)
+    t = result.tables
+    prof = result.profile
+    plots = []
+    plots += cp.plot_gemm(t.get("matmul"), prof.compute.gemm_fit or {}, out)
+    mem_fit = next((f for f in result.fits if f.term == "memory"), None)
+    plots += cp.plot_memory(t.get("memory"), mem_fit, out)
+    plots += cp.plot_network(t.get("collectives"), prof.network.collectives, out)
+    plots += cp.plot_latency(t.get("launch"), out)
+    summary = {
+        "profile": str(out / "profile.json"),
+        "run_id": prof.provenance.run_id,
+        "measured_s": measured_s,
+        "fit_s": fit_s,
+        "missing_benchmarks": result.missing,
+        "kept_published": result.kept_published,
+        "fits": [{"term": r.term, "form": r.form, "heldout_mape": r.heldout_mape, "train_mape": r.train_mape,
+                  "n_points": r.n_points, "converged": r.converged, "params": r.params, "stderr": r.stderr}
+                 for r in result.fits],
+        "plots": [p.name for p in plots],
+    }
+    (out / "report.html").write_text(render_report(out, summary))
+    return summary
+
+
+def _img(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(path.name)}"><figcaption>{html.escape(path.name)}</figcaption></figure>'
+
+
+def _published_comparison(prof) -> str:
+    from inferecon.calibration.build import published_base
+
+    base = published_base(prof.display_name)
+    rows = []
+    if base is not None:
+        for dtype, peak in prof.compute.peak_tflops.items():
+            if dtype in base.compute.peak_tflops:
+                rows.append((f"{dtype} matmul peak", f"{base.compute.peak_tflops[dtype]:.0f} TFLOP/s (datasheet) "
+                             f"x {base.compute.efficiency:.0%} cap", f"{peak * prof.compute.efficiency:.0f} TFLOP/s measured"))
+        rows.append(("HBM read", f"{base.memory.bandwidth_gbps:.0f} GB/s x {base.memory.efficiency:.0%} cap",
+                     f"{prof.memory.achieved_gbps:.0f} GB/s measured"))
+        rows.append(("kernel launch", f"{base.latency.kernel_launch_us:.1f} µs (paper)",
+                     f"{prof.latency.kernel_launch_us:.2f} µs measured"))
+    else:
+        rows.append(("compute", "no datasheet for this device",
+                     ", ".join(f"{k} {v:.3g} TFLOP/s" for k, v in prof.compute.peak_tflops.items())))
+        rows.append(("memory read", "-", f"{prof.memory.achieved_gbps:.1f} GB/s measured"))
+        rows.append(("kernel launch", "-", f"{prof.latency.kernel_launch_us:.2f} µs measured"))
+    body = "".join(f"<tr><td>{html.escape(a)}</td><td>{html.escape(b)}</td><td>{html.escape(c)}</td></tr>" for a, b, c in rows)
+    return f"<table><tr><th>term</th><th>published</th><th>this node</th></tr>{body}</table>"
+
+
+def render_report(run_dir: Path, summary: dict) -> str:
+    from inferecon.model.hardware import HardwareProfile
+
+    run_dir = Path(run_dir)
+    parts = []
+    manifest = {}
+    mpath = run_dir / "manifest.json"
+    if mpath.exists():
+        manifest = json.loads(mpath.read_text())
+    title = f"inferecon report — {manifest.get('device_name', run_dir.name)}"
+    parts.append(f"<h1>{html.escape(title)}</h1>")
+    meta = manifest.get("metadata", {})
+    facts = {"run": run_dir.name, "device": manifest.get("device"), "GPUs": manifest.get("gpu_count"),
+             "torch": meta.get("torch_version"), "CUDA": meta.get("torch_cuda_version"),
+             "NCCL": meta.get("nccl_version"), "driver": (meta.get("nvml") or {}).get("driver_version"),
+             "started": manifest.get("start_time"), "ended": manifest.get("end_time"),
+             "status": manifest.get("status"), "inferecon": manifest.get("inferecon_version")}
+    parts.append("<table>" + "".join(f"<tr><th>{k}</th><td>{html.escape(str(v))}</td></tr>"
+                                     for k, v in facts.items() if v is not None) + "</table>")
+    if (run_dir / "profile.json").exists():
+        prof = HardwareProfile.load(run_dir / "profile.json")
+        parts.append("<h2>Calibrated terms against published figures</h2>" + _published_comparison(prof))
+    if summary:
+        timing = []
+        if summary.get("measured_s") is not None:
+            timing.append(f"measured in {summary['measured_s']:.1f} s")
+        if summary.get("fit_s") is not None:
+            timing.append(f"fitted in {summary['fit_s']:.1f} s")
+        parts.append("<h2>Fits (errors on held-out cases)</h2>" + (f"<p>{', '.join(timing)}</p>" if timing else ""))
+        rows = "".join(_fit_row(f) for f in summary.get("fits", []))
+        parts.append("<table><tr><th>term</th><th>form</th><th>held-out MAPE</th><th>train MAPE</th><th>points</th>"
+                     f"<th>parameters ± std. error</th><th>converged</th></tr>{rows}</table>")
+        notes = [f"kept: {k}" for k in summary.get("kept_published", [])] + \
+                [f"run lacks {m} measurements" for m in summary.get("missing_benchmarks", [])]
+        if notes:
+            parts.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
+        for name in summary.get("plots", []):
+            if (run_dir / name).exists():
+                parts.append(_img(run_dir / name))
+    parts += _optional_sections(run_dir)
+    style = ("body{font-family:sans-serif;max-width:980px;margin:2em auto;color:#222}"
+             "table{border-collapse:collapse;margin:1em 0;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px}"
+             "img{max-width:100%}figure{margin:1em 0}figcaption{font-size:11px;color:#666}pre{background:#f6f6f6;padding:8px}")
+    return f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style></head><body>{''.join(parts)}</body></html>\n"
+
+
+def _fit_row(f: dict) -> str:
+    held = None if f["heldout_mape"] is None else 100 * f["heldout_mape"]
+    params = ", ".join(f"{k}={_fmt(v)}±{_fmt(f['stderr'].get(k))}" for k, v in f["params"].items())
+    ok = "yes" if f["converged"] else "NO: published kept"
+    return (f"<tr><td>{html.escape(f['term'])}</td><td>{html.escape(f['form'])}</td><td>{_fmt(held, '%')}</td>"
+            f"<td>{_fmt(100 * f['train_mape'], '%')}</td><td>{f['n_points']}</td><td>{html.escape(params)}</td>"
+            f"<td>{ok}</td></tr>")
+
+
+def _optional_sections(run_dir: Path) -> list[str]:
+    """Validation, regression and frontier outputs, wherever a command left them in the run
+    directory (or one folder below it)."""
+    parts = []
+    found = {p.name: p for p in sorted(run_dir.glob("*")) if p.is_file()}
+    found.update({p.name: p for p in sorted(run_dir.glob("*/*")) if p.is_file() and p.name not in found})
+    if "validation_summary.json" in found or "validation.csv" in found:
+        parts.append("<h2>Validation: predicted vs measured decode</h2>")
+        if "validation_summary.json" in found:
+            parts.append(f"<pre>{html.escape(found['validation_summary.json'].read_text())}</pre>")
+        if "validation.csv" in found:
+            import pandas as pd
+
+            parts.append(pd.read_csv(found["validation.csv"]).to_html(index=False, float_format=lambda v: f"{v:.4g}"))
+        for name in ("validation.png",):
+            if name in found:
+                parts.append(_img(found[name]))
+    if "regress.md" in found:
+        parts.append("<h2>Regression check</h2>")
+        parts.append(f"<pre>{html.escape(found['regress.md'].read_text())}</pre>")
+    for name, p in found.items():
+        if name.startswith("frontier") and name.endswith(".png"):
+            parts.append("<h2>Frontier</h2>" + _img(p))
+    return parts
