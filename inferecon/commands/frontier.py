@@ -29,6 +29,9 @@ def register(sub) -> None:
     p.add_argument("--max-gpus", type=int, default=512, help="largest instance to consider (default 512)")
     p.add_argument("--out", default="frontier", help="directory for frontier.csv and frontier.png (default ./frontier)")
     p.add_argument("--rows", type=int, default=16, help="frontier rows printed per model and GPU (default 16)")
+    p.add_argument("--compare", action="store_true",
+                   help="with --hardware: draw the published and the calibrated frontiers together and say "
+                        "where they differ and which term moved (published profile: --gpu, else the matching one)")
     p.set_defaults(func=run)
 
 
@@ -49,11 +52,34 @@ def _profiles(args):
     return profiles
 
 
+def _comparison_pairs(args):
+    """[(published, calibrated)] for --compare."""
+    from inferecon.calibration.build import published_base
+    from inferecon.calibration.published import get_profile
+    from inferecon.errors import UserError
+    from inferecon.model.hardware import HardwareProfile
+
+    calibrated = [HardwareProfile.load(p) for p in _split(args.hardware)]
+    if not calibrated:
+        raise UserError("--compare needs a calibrated profile: --hardware results/RUN/profile.json")
+    named = [get_profile(g) for g in _split(args.gpu)]
+    pairs = []
+    for cal in calibrated:
+        pub = named[0] if named else published_base(cal.display_name)
+        if pub is None:
+            raise UserError(f"--compare: no published profile matches {cal.display_name!r}; name one with --gpu")
+        if args.price is not None:
+            pub, cal = pub.with_price(args.price), cal.with_price(args.price)
+        pairs.append((pub, cal))
+    return pairs
+
+
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from inferecon.errors import UserError
     from inferecon.model.catalog import resolve_model
+    from inferecon.model.compare import compare
     from inferecon.model.frontier import SearchSpace, search
     from inferecon.report.frontier_plot import plot_frontiers
 
@@ -70,22 +96,35 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--acceptance must be in [0, 1], got {acceptance}")
 
     models = [resolve_model(m).with_precision(args.precision, args.kv_precision) for m in _split(args.model)]
+    comparisons = _comparison_pairs(args) if args.compare else []
     draft = None
     if args.spec_decode:
         draft = resolve_model(args.spec_decode).with_precision(args.precision, args.kv_precision)
     profiles = _profiles(args)
+    if comparisons:
+        # Each calibrated profile next to its published one, in that order.
+        profiles = [p for pair in comparisons for p in pair]
     space = SearchSpace(max_gpus=args.max_gpus)
+    acc = acceptance if draft else 0.0
 
-    frames, curves = [], {}
+    frames, curves, fronts = [], {}, {}
     for hw in profiles:
         for model in models:
-            df = search(model, hw, args.context, space, draft=draft, acceptance=acceptance if draft else 0.0)
+            df = search(model, hw, args.context, space, draft=draft, acceptance=acc)
             label = f"{model.name} on {hw.name}" + (f" ({hw.provenance.kind})" if hw.provenance.kind != "published" else "")
             if draft:
                 label += f" + {draft.name} draft (α={acceptance:g})"
             print(_table(df, label, hw, args.rows))
             frames.append(df)
             curves[label] = df
+            fronts[(hw.name, model.name)] = df
+    for pub, cal in comparisons:
+        for model in models:
+            delta = compare(model, pub, cal, fronts[(pub.name, model.name)], fronts[(cal.name, model.name)],
+                            args.context, draft=draft, acceptance=acc)
+            print(f"\n{model.name}: {pub.name} (published) vs {cal.name} (calibrated)")
+            for line in delta.lines("published", "calibrated"):
+                print(f"  {line}")
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

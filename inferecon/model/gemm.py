@@ -6,6 +6,8 @@ better on that node:
 
 - "roofline": t = t0 + max(2MNK / F, bytes / B), bytes = (NK + MK + MN) · element size;
   F, B, t0 fitted. Three numbers that extrapolate sensibly to unmeasured shapes.
+- "additive": t = t0 + 2MNK / F + bytes / B — the same three numbers, for processors that
+  do not overlap loading W with multiplying (CPUs, small GEMMs with one wave of blocks);
 - "interp": measured efficiency against that roofline bound, interpolated linearly in
   (log M, log NK) between measured shapes (nearest measured shape outside their hull). It
   follows kernel-selection steps a line cannot, but extrapolates flat.
@@ -21,10 +23,12 @@ import numpy as np
 ELEMENT_BYTES = {"fp8": 1.0, "bf16": 2.0, "fp16": 2.0, "tf32": 4.0, "fp32": 4.0}
 
 
-def roofline_us(params: dict, m, n, k, elem_bytes: float):
+def roofline_us(params: dict, m, n, k, elem_bytes: float, additive: bool = False):
     m, n, k = (np.asarray(a, dtype=float) for a in (m, n, k))
     flop_us = 2.0 * m * n * k / (params["tflops"] * 1e6)
     bytes_us = (n * k + m * k + m * n) * elem_bytes / (params["gbps"] * 1e3)
+    if additive:
+        return params["t0_us"] + flop_us + bytes_us
     return params["t0_us"] + np.maximum(flop_us, bytes_us)
 
 
@@ -35,6 +39,8 @@ def gemm_time_s(gemm_fit: dict, dtype: str, m, n, k):
         return None
     elem = ELEMENT_BYTES.get(dtype, 2.0)
     m, n, k = np.broadcast_arrays(*(np.maximum(np.asarray(a, dtype=float), 1.0) for a in (m, n, k)))
+    if entry["form"] == "additive":
+        return roofline_us(entry["additive"], m, n, k, elem, additive=True) * 1e-6
     base = roofline_us(entry["roofline"], m, n, k, elem)
     if entry["form"] == "roofline":
         return base * 1e-6
