@@ -1,0 +1,319 @@
+"""Validation: a real decode step measured on this node against the cost model's prediction.
+
+The glue between the model package (ModelSpec, HardwareProfile, terms.evaluate) and the
+decode kernel (kernels/decode.py, which never imports the model):
+
+- `decoder_shape(spec, dtype)`: ModelSpec -> DecoderShape (MLA and GELU MLPs refused);
+- `plan_layers(...)`: how many layers to build, and the layer counts to measure;
+- `measure_decode(...)`: every (layers, batch, context) case, in-process for tp = 1 and on tp
+  ranks under torchrun otherwise;
+- `predict(...)`: terms.evaluate at the same layer count, batch, context and tp;
+- `compare(...)`: the table of measured vs predicted, per-term breakdown and error %, for
+  the calibrated profile and (where one matches the device) the published one.
+
+Layer scaling. A model that does not fit, or `--layers K` below the model's layer count, is
+measured at two layer counts, L1 = max(1, K // 2) and K, and the step time is fitted as
+t(L) = a + b·L: a is the per-step part (embedding, final norm, lm head, sampling, graph
+launch), b one layer. The full model's step is extrapolated as a + b·n_layers. The headline
+comparison is at the layer count actually measured (prediction for `spec.with_layers(K)`);
+the extrapolated full-model step is reported beside it, never in place of it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from inferecon.errors import UserError
+from inferecon.model.hardware import HardwareProfile
+from inferecon.model.spec import ModelSpec
+
+# Small models for CPU validation (CI): shapes of a Llama-style decoder at a size a 2-core
+# machine decodes in milliseconds. Their vocabulary is kept small so that the layers, not
+# the lm head, are most of the step (the layer-scaling fit needs a visible per-layer part).
+VALIDATION_MODELS: dict[str, ModelSpec] = {
+    m.name: m
+    for m in (
+        ModelSpec(name="tiny-llama", n_layers=4, d_model=512, n_heads=8, n_kv_heads=4, d_head=64, d_ff=1536,
+                  vocab_size=8192, source="inferecon validation model (Llama-style, CPU-sized)"),
+        ModelSpec(name="tiny-moe", n_layers=4, d_model=512, n_heads=8, n_kv_heads=4, d_head=64, d_ff=1536,
+                  vocab_size=8192, n_experts=8, n_active_experts=2, d_ff_expert=512,
+                  source="inferecon validation model (Mixtral-style top-2 of 8, CPU-sized)"),
+    )
+}
+
+DTYPE_BITS = {"bf16": 16}  # what ModelSpec can express today (see decoder_shape)
+
+
+def resolve_model(name: str) -> ModelSpec:
+    """A validation model, a catalog model or a Hugging Face config.json path."""
+    key = name.strip().lower()
+    if key in VALIDATION_MODELS:
+        return VALIDATION_MODELS[key]
+    from inferecon.model.catalog import resolve_model as catalog_resolve
+
+    try:
+        return catalog_resolve(name)
+    except UserError as exc:
+        if "unknown model" in str(exc):
+            raise UserError(f"{exc}; validation models: {', '.join(VALIDATION_MODELS)}") from None
+        raise
+
+
+def decoder_shape(spec: ModelSpec, dtype: str):
+    """The DecoderShape that runs `spec`. The decoder is Llama-style: MLA (DeepSeek) and
+    two-matrix GELU MLPs (GPT-3) are refused rather than run as something else."""
+    from inferecon.kernels.decode import DecoderShape
+
+    if spec.is_mla:
+        raise UserError(f"{spec.name}: multi-head latent attention (MLA) is not implemented by the validation "
+                        "decoder; validate a GQA model")
+    if spec.mlp_matrices != 3:
+        raise UserError(f"{spec.name}: the validation decoder runs gated (SwiGLU) MLPs only, this model has "
+                        f"{spec.mlp_matrices}-matrix MLPs")
+    if dtype not in DTYPE_BITS:
+        # ModelSpec accepts 16/8/4-bit weights: an fp32 run could not be predicted honestly.
+        raise UserError(f"--dtype {dtype}: the cost model has no 32-bit weights; validate in bf16")
+    return DecoderShape(
+        n_layers=spec.n_layers, d_model=spec.d_model, n_heads=spec.n_heads, n_kv_heads=spec.n_kv_heads,
+        d_head=spec.d_head, d_ff=spec.d_ff, vocab=spec.vocab_size, n_experts=spec.n_experts,
+        n_active_experts=spec.n_active_experts, n_shared_experts=spec.n_shared_experts,
+        d_ff_expert=spec.d_ff_expert, n_dense_layers=spec.n_dense_layers, dtype=dtype,
+    )
+
+
+def spec_for_dtype(spec: ModelSpec, dtype: str) -> ModelSpec:
+    """The model at the precision that really runs: weights, KV cache and activations."""
+    bits = DTYPE_BITS[dtype]
+    return dataclasses.replace(spec, weight_bits=bits, kv_bits=bits, act_bits=bits)
+
+
+# --------------------------------------------------------------------------------------------
+# What to measure
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    n_layers_full: int
+    layers: tuple[int, ...]  # layer counts measured, ascending; the last is the headline
+    reason: str  # why fewer layers than the model has ("" when the full model runs)
+
+    @property
+    def measured(self) -> int:
+        return self.layers[-1]
+
+    @property
+    def extrapolated(self) -> bool:
+        return self.measured < self.n_layers_full
+
+
+def device_memory_bytes(device: str) -> float:
+    """Memory one rank may fill with weights and cache: 80% of free GPU memory, or half of the
+    host's available memory on CPU (the ranks of a CPU world share it)."""
+    if device == "cuda":
+        import torch
+
+        free, _ = torch.cuda.mem_get_info()
+        return 0.8 * free
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return 0.5 * int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4e9
+
+
+def plan_layers(shape, requested: Optional[int], batches, contexts, tp: int, memory_bytes: float) -> LayerPlan:
+    full = shape.n_layers
+    if requested is not None and requested <= 0:
+        raise UserError(f"--layers must be positive, got {requested}")
+    k = min(requested or full, full)
+    reason = f"--layers {k}" if k < full else ""
+    per_rank = lambda n: (shape.with_layers(n).weight_bytes()  # noqa: E731
+                          + shape.with_layers(n).kv_bytes(max(batches), max(contexts))) / tp
+    while k > 1 and per_rank(k) > memory_bytes:
+        k -= 1
+        reason = f"{full} layers do not fit in {memory_bytes / 1e9:.1f} GB per rank"
+    if per_rank(k) > memory_bytes:
+        raise UserError(f"{shape.n_layers}-layer model: not even one layer fits in {memory_bytes / 1e9:.1f} GB "
+                        "per rank at the largest batch and context")
+    if k == full:
+        return LayerPlan(full, (k,), "")
+    if k < 2:
+        raise UserError("fewer layers than the model has are measured at two layer counts to extrapolate: "
+                        "--layers must be at least 2")
+    return LayerPlan(full, (max(1, k // 2), k), reason)
+
+
+# --------------------------------------------------------------------------------------------
+# Prediction
+
+
+def predict(spec: ModelSpec, hw: HardwareProfile, batch: int, context: int, tp: int) -> dict[str, float]:
+    """The cost model's step for one instance of tp GPUs (1D tensor parallel, no PP/EP)."""
+    from inferecon.model.terms import Layouts, evaluate
+
+    lay = Layouts(tp_r=np.array([1]), tp_c=np.array([tp]), pp=np.array([1]), ep=np.array([1]),
+                  micro_batch=np.array([batch]))
+    out = evaluate(spec, hw, lay, context)
+    keys = ("t_arithmetic_s", "t_memory_s", "t_network_s", "t_latency_s", "t_step_s")
+    res = {k: float(np.asarray(out[k])[0]) for k in keys}
+    res["dominant"] = str(np.asarray(out["dominant"])[0])
+    return res
+
+
+def published_for_device(device: str, device_name: str, hw: HardwareProfile,
+                         requested: Optional[str]) -> tuple[Optional[HardwareProfile], str]:
+    """(the published profile to compare with, or None, and why)."""
+    from inferecon.calibration import published
+
+    if requested:
+        if device != "cuda":
+            raise UserError("--published: there is no published CPU profile to compare a CPU run with")
+        return published.get_profile(requested), f"--published {requested}"
+    if device != "cuda":
+        return None, "no published CPU profile"
+    if hw.provenance.kind == "published":
+        return hw, "--hardware is itself a published profile"
+    name = device_name.lower()
+    if hw.name in published.PROFILES:
+        return published.PROFILES[hw.name], f"matches the profile name {hw.name!r}"
+    rules = (("h100", ("pcie", "nvl"), "h100-sxm"), ("h200", ("nvl",), "h200"),
+             ("a100", ("pcie", "40gb"), "a100-sxm-80gb"), ("b200", (), "b200"))
+    for needle, exclude, key in rules:
+        if needle in name and not any(x in name for x in exclude):
+            return published.PROFILES[key], f"matches the device name {device_name!r}"
+    return None, f"no published profile matches {device_name!r} (pass --published GPU)"
+
+
+# --------------------------------------------------------------------------------------------
+# Measurement
+
+
+def measure_decode(shape, plan: LayerPlan, batches, contexts, tp: int, device: str, quick: bool,
+                   work_dir: Path, progress=None) -> list[dict]:
+    """Time every (layers, batch, context) case; tp > 1 runs under torchrun."""
+    from inferecon.harness.device import ClockWatcher
+    from inferecon.kernels import decode
+
+    def throttle(watch):
+        f = watch.result.record_fields()
+        return {"throttled": bool(f["throttled"]), "throttle_reasons": f.get("throttle_reasons", "")}
+
+    cases = [decode.DecodeCase(L, b, c) for c in contexts for b in batches for L in plan.layers]
+    if tp == 1:
+        rows = []
+        for i, case in enumerate(cases):
+            if progress:
+                progress(f"[decode {i + 1}/{len(cases)}] layers {case.layers} batch {case.batch} context {case.context}")
+            with ClockWatcher(device) as watch:
+                rec = decode.measure_case(shape, case, device, quick=quick)
+            rows.append({**rec, **throttle(watch)})
+        return rows
+    if progress:
+        progress(f"[decode] {len(cases)} cases on {tp} ranks (torchrun)")
+    reps = 10 if quick else 30
+    # The ranks run in other processes: watch GPU 0's clocks over the whole world's run.
+    with ClockWatcher(device, gpu_index=0 if device == "cuda" else None) as watch:
+        rows = decode.run_torchrun(shape, cases, tp, device, work_dir, quick, reps)
+    return [{**r, **throttle(watch)} for r in rows]
+
+
+# --------------------------------------------------------------------------------------------
+# Comparison
+
+
+def _err_pct(pred: float, meas: float) -> float:
+    return 100.0 * (pred - meas) / meas if meas > 0 else float("nan")
+
+
+def compare(spec: ModelSpec, rows: list[dict], plan: LayerPlan, tp: int,
+            profiles: dict[str, HardwareProfile]) -> list[dict]:
+    """One row per (batch, context): measured at the headline layer count, the prediction of
+    every profile ({"calibrated": hw, "published": hw}) with its terms and signed error %;
+    and, when fewer layers ran, the extrapolated full-model step against the full prediction."""
+    by_case = {(r["layers_measured"], r["batch"], r["context"]): r for r in rows}
+    keys = sorted({(b, c) for (_, b, c) in by_case}, key=lambda k: (k[1], k[0]))
+    out = []
+    for batch, context in keys:
+        meas = by_case[(plan.measured, batch, context)]
+        t_meas = meas["median_us"] * 1e-6
+        row = {"model": spec.name, "layers_measured": plan.measured, "n_layers_full": plan.n_layers_full,
+               "batch": batch, "context": context, "tp": tp, "dtype": meas["dtype"],
+               "measured_step_us": meas["median_us"], "measured_iqr_us": meas["iqr_us"],
+               "noisy": meas["noisy"], "cuda_graph": meas.get("cuda_graph", False),
+               "measured_tokens_per_s_per_seq": 1.0 / t_meas}
+        if plan.extrapolated:
+            times = {L: by_case[(L, batch, context)]["median_us"] * 1e-6 for L in plan.layers}
+            from inferecon.kernels.decode import fit_layers
+
+            a, b = fit_layers(times)
+            row.update(per_step_us=a * 1e6, per_layer_us=b * 1e6,
+                       full_measured_step_us=(a + b * plan.n_layers_full) * 1e6)
+        for label, hw in profiles.items():
+            p = predict(spec.with_layers(plan.measured), hw, batch, context, tp)
+            for k in ("t_arithmetic_s", "t_memory_s", "t_network_s", "t_latency_s"):
+                row[f"{label}_{k[2:-2]}_us"] = p[k] * 1e6
+            row[f"{label}_dominant"] = p["dominant"]
+            row[f"{label}_step_us"] = p["t_step_s"] * 1e6
+            row[f"{label}_error_pct"] = _err_pct(p["t_step_s"], t_meas)
+            if plan.extrapolated:
+                pf = predict(spec, hw, batch, context, tp)
+                row[f"{label}_full_step_us"] = pf["t_step_s"] * 1e6
+                row[f"{label}_full_error_pct"] = _err_pct(pf["t_step_s"] * 1e6, row["full_measured_step_us"])
+        out.append(row)
+    return out
+
+
+def mape(table: list[dict], label: str, full: bool = False) -> Optional[float]:
+    """Mean absolute percentage error of a profile's step time over the table's cases."""
+    col = f"{label}_full_error_pct" if full else f"{label}_error_pct"
+    errs = [abs(r[col]) for r in table if col in r and math.isfinite(r[col])]
+    return float(np.mean(errs)) if errs else None
+
+
+def plot(table: list[dict], labels: list[str], path: Path, title: str) -> Path:
+    """Predicted against measured step time, log-log, with the y = x line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 5.5))
+    meas = np.array([r["measured_step_us"] for r in table]) / 1e3
+    lo, hi = meas.min(), meas.max()
+    markers = {"calibrated": "o", "published": "s"}
+    for label in labels:
+        pred = np.array([r[f"{label}_step_us"] for r in table]) / 1e3
+        m = mape(table, label)
+        ax.scatter(meas, pred, marker=markers.get(label, "^"), label=f"{label} (MAPE {m:.1f}%)", alpha=0.8)
+        lo, hi = min(lo, pred.min()), max(hi, pred.max())
+        for r, x, y in zip(table, meas, pred):
+            ax.annotate(f"b{r['batch']}/c{r['context']}", (x, y), fontsize=6, alpha=0.6,
+                        xytext=(3, 3), textcoords="offset points")
+    lo, hi = lo / 1.5, hi * 1.5
+    ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="y = x")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_xlabel("measured step time (ms)")
+    ax.set_ylabel("predicted step time (ms)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,192 @@
+"""`inferecon validate`: run a real transformer decode on this node and compare its measured
+step time with the cost model's prediction, for the calibrated profile (--hardware) and the
+published profile of the same GPU; print the table and both MAPEs, and save the
+measurements (decode.parquet), validation.csv, validation.png and validation.json in one run
+directory."""
+
+from __future__ import annotations
+
+import math
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from inferecon.errors import UserError
+
+# Defaults per device: the issue's GPU grid; on CPU a grid a 2-core machine measures in
+# seconds (a batch-256 × 8192-token cache of even a tiny model is gigabytes on CPU).
+DEFAULT_BATCH = {"cuda": "1,8,64,256", "cpu": "1,8"}
+DEFAULT_CONTEXT = {"cuda": "512,8192", "cpu": "128,512"}
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("validate", help="measure a real decode step and compare with the prediction",
+                              description=__doc__.splitlines()[0])
+    p.add_argument("--hardware", metavar="PROFILE", required=True,
+                   help="calibrated HardwareProfile JSON (e.g. from `inferecon calibrate --out DIR`: DIR/profile.json)")
+    p.add_argument("--model", required=True,
+                   help="catalog model, validation model (tiny-llama, tiny-moe) or a Hugging Face config.json")
+    p.add_argument("--batch", default=None, help="comma-separated batch sizes (default 1,8,64,256 on GPU; 1,8 on CPU)")
+    p.add_argument("--context", default=None,
+                   help="comma-separated context lengths, KV cache pre-filled (default 512,8192 on GPU; 128,512 on CPU)")
+    p.add_argument("--tp", type=int, default=1, help="tensor-parallel ranks, started with torchrun (default 1)")
+    p.add_argument("--layers", type=int, default=None,
+                   help="build K layers and extrapolate to the full model from K and K//2 (default: all that fit)")
+    p.add_argument("--published", metavar="GPU", default=None,
+                   help="published profile to compare with (default: matched from the GPU's name)")
+    p.add_argument("--device", choices=("cuda", "cpu"), default=None, help="default: cuda if available, else cpu")
+    p.add_argument("--dtype", choices=("bf16",), default="bf16",
+                   help="precision of weights, KV cache and activations (the cost model has no fp32)")
+    p.add_argument("--quick", action="store_true", help="shorter timing budgets (CI)")
+    p.add_argument("--out", metavar="DIR", default=None, help="run directory (default results/validate-<model>-<device>-<UTC>/)")
+    p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(func=handler)
+
+
+def parse_ints(text: str, what: str) -> list[int]:
+    try:
+        values = [int(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"--{what}: expected comma-separated integers, got {text!r}") from None
+    if not values:
+        raise UserError(f"--{what}: no values given")
+    bad = [v for v in values if v <= 0]
+    if bad:
+        raise UserError(f"--{what} must be positive, got {bad[0]}")
+    return sorted(set(values))
+
+
+def _default_out(model: str, device_name: str) -> Path:
+    from inferecon.commands.bench import slug
+
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return Path("results") / f"validate-{slug(model)}-{slug(device_name)}-{stamp}"
+
+
+def _fmt_pct(x) -> str:
+    return "—" if x is None or not math.isfinite(x) else f"{x:+.1f}%"
+
+
+def print_table(table: list[dict], labels: list[str], stream=None) -> None:
+    stream = stream or sys.stdout
+    head = f"{'batch':>5} {'context':>7} {'measured ms':>11} {'iqr':>6}"
+    for label in labels:
+        head += f" | {label + ' ms':>14} {'arith':>7} {'mem':>7} {'net':>7} {'lat':>7} {'error':>7}"
+    if "full_measured_step_us" in table[0]:
+        head += f" | {'full extrap ms':>14}" + "".join(f" {label[:5] + ' err':>10}" for label in labels)
+    print(head, file=stream)
+    for r in table:
+        line = f"{r['batch']:>5} {r['context']:>7} {r['measured_step_us'] / 1e3:>11.3f} " \
+               f"{100 * r['measured_iqr_us'] / r['measured_step_us']:>5.1f}%"
+        for label in labels:
+            line += (f" | {r[f'{label}_step_us'] / 1e3:>14.3f} {r[f'{label}_arithmetic_us'] / 1e3:>7.3f}"
+                     f" {r[f'{label}_memory_us'] / 1e3:>7.3f} {r[f'{label}_network_us'] / 1e3:>7.3f}"
+                     f" {r[f'{label}_latency_us'] / 1e3:>7.3f} {_fmt_pct(r[f'{label}_error_pct']):>7}")
+        if "full_measured_step_us" in r:
+            line += f" | {r['full_measured_step_us'] / 1e3:>14.3f}"
+            line += "".join(f" {_fmt_pct(r.get(f'{label}_full_error_pct')):>10}" for label in labels)
+        print(line, file=stream)
+
+
+def handler(args) -> int:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise UserError("validate needs torch: install it (make install pulls the CPU build)") from None
+    import pandas as pd
+
+    from inferecon import __version__
+    from inferecon.calibration import validate as v
+    from inferecon.commands.bench import resolve_device
+    from inferecon.harness.device import collect_metadata, device_identity
+    from inferecon.harness.store import RunStore, write_json_atomic
+    from inferecon.kernels import decode
+    from inferecon.model.hardware import HardwareProfile
+
+    # Everything the user typed is checked before any measurement starts.
+    hw = HardwareProfile.load(args.hardware)
+    spec = v.resolve_model(args.model)
+    device = resolve_device(args.device)
+    batches = parse_ints(args.batch or DEFAULT_BATCH[device], "batch")
+    contexts = parse_ints(args.context or DEFAULT_CONTEXT[device], "context")
+    if args.tp < 1:
+        raise UserError(f"--tp must be at least 1, got {args.tp}")
+    if args.layers is not None and args.layers <= 0:
+        raise UserError(f"--layers must be positive, got {args.layers}")
+    if device == "cuda" and args.tp > torch.cuda.device_count():
+        raise UserError(f"--tp {args.tp}: only {torch.cuda.device_count()} GPU(s) visible")
+    shape = v.decoder_shape(spec, args.dtype)
+    shape.check_tp(args.tp)
+    spec_run = v.spec_for_dtype(spec, args.dtype)
+    device_name, gpu_count = device_identity(device)
+    published, published_why = v.published_for_device(device, device_name, hw, args.published)
+    plan = v.plan_layers(shape, args.layers, batches, contexts, args.tp, v.device_memory_bytes(device))
+
+    out = Path(args.out) if args.out else _default_out(spec.name, device_name)
+    manifest = {"command_line": sys.argv, "inferecon_version": __version__, "benchmark": decode.BENCHMARK,
+                "start_time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "validate": {"model": spec.name, "hardware": str(args.hardware), "profile_name": hw.name,
+                             "profile_kind": hw.provenance.kind, "published": published.name if published else None,
+                             "published_reason": published_why, "batches": batches, "contexts": contexts,
+                             "tp": args.tp, "dtype": args.dtype, "layers_measured": list(plan.layers),
+                             "n_layers_full": plan.n_layers_full, "layer_reason": plan.reason},
+                **collect_metadata(device)}
+    store = RunStore(out, manifest)
+    progress = None if args.no_progress else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    if progress and plan.extrapolated:
+        progress(f"[validate] {plan.reason}: measuring {plan.layers} layers, extrapolating to {plan.n_layers_full}")
+    try:
+        rows = v.measure_decode(shape, plan, batches, contexts, args.tp, device, args.quick, out, progress)
+    except KeyboardInterrupt:
+        store.finish("interrupted")
+        raise
+    except UserError:
+        store.finish("failed")
+        raise
+    for rec in rows:
+        store.append(decode.BENCHMARK, {
+            **rec, "benchmark": decode.BENCHMARK, "benchmark_version": decode.BENCHMARK_VERSION,
+            "device": device, "device_name": device_name, "gpu_count": gpu_count,
+            "model": spec.name, "n_layers_full": plan.n_layers_full, "skipped": "",
+        })
+
+    profiles = {"calibrated": hw}
+    if published is not None:
+        profiles["published"] = published
+    table = v.compare(spec_run, rows, plan, args.tp, profiles)
+    for r in table:
+        r.update(device=device, device_name=device_name, gpu_count=gpu_count)
+    labels = list(profiles)
+    pd.DataFrame(table).to_csv(out / ".validation.csv.tmp", index=False)
+    (out / ".validation.csv.tmp").replace(out / "validation.csv")
+    title = (f"{spec.name} ({plan.measured}/{plan.n_layers_full} layers, tp {args.tp}, {args.dtype}) on {device_name}")
+    v.plot(table, labels, out / "validation.png", title)
+    summary = {
+        "model": spec.name, "device": device, "device_name": device_name, "tp": args.tp, "dtype": args.dtype,
+        "layers_measured": plan.measured, "n_layers_full": plan.n_layers_full, "layer_reason": plan.reason,
+        "cases": len(table),
+        "mape_pct": {label: v.mape(table, label) for label in labels},
+        "full_model_mape_pct": {label: v.mape(table, label, full=True) for label in labels} if plan.extrapolated else None,
+        "calibrated_profile": {"path": str(args.hardware), "name": hw.name, "kind": hw.provenance.kind},
+        "published_profile": published.name if published else None,
+        "published_reason": published_why,
+        "noisy_cases": int(sum(bool(r["noisy"]) for r in table)),
+    }
+    write_json_atomic(out / "validation.json", summary)
+    store.note(validation=summary)
+    store.finish("complete")
+
+    print(f"{spec.name}: {plan.measured} of {plan.n_layers_full} layers, tp {args.tp}, {args.dtype}, {device_name}"
+          + (f" ({plan.reason}; full model extrapolated from {list(plan.layers)} layers)" if plan.extrapolated else ""))
+    print_table(table, labels)
+    cal = summary["mape_pct"]["calibrated"]
+    print(f"MAPE calibrated ({hw.name}): {cal:.1f}%")
+    if published is not None:
+        print(f"MAPE published ({published.name}): {summary['mape_pct']['published']:.1f}%")
+    else:
+        print(f"MAPE published: none ({published_why})")
+    if plan.extrapolated:
+        full = summary["full_model_mape_pct"]
+        print("full-model MAPE (extrapolated): " + ", ".join(f"{k} {x:.1f}%" for k, x in full.items() if x is not None))
+    print(f"saved {out}/ (decode.parquet, validation.csv, validation.png, validation.json)")
+    return 0
