@@ -20,6 +20,11 @@ One token step of one sequence (speculative decoding: one draft-and-verify round
 
 Speed = accepted tokens / t_step per sequence; cost = n_gpu · t_step / (batch · tokens)
 GPU-seconds per token. No term is capped or tuned here: efficiencies come from the profile.
+
+With a calibrated profile that carries a GEMM fit (model/gemm.py), the weight GEMMs are timed
+from that shape-dependent fit (their weight reads included) and reported as the arithmetic
+term; the memory term is then the KV-cache read, and the two add: attention needs the QKV
+GEMM's output before it can start.
 """
 
 from __future__ import annotations
