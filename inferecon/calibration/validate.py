@@ -48,7 +48,11 @@ VALIDATION_MODELS: dict[str, ModelSpec] = {
     )
 }
 
-DTYPE_BITS = {"bf16": 16}  # what ModelSpec can express today (see decoder_shape)
+# Bits of weights, KV cache and activations per run dtype. fp32 (what CPU calibration measures)
+# needs ModelSpec to accept 32-bit weights and terms.compute_dtype to map them to "fp32";
+# until the model package does, `spec_for_dtype` refuses it with one line.
+DTYPE_BITS = {"bf16": 16, "fp32": 32}
+COMPUTE_DTYPE = {"bf16": "bf16", "fp32": "fp32"}
 
 
 def resolve_model(name: str) -> ModelSpec:
@@ -78,8 +82,7 @@ def decoder_shape(spec: ModelSpec, dtype: str):
         raise UserError(f"{spec.name}: the validation decoder runs gated (SwiGLU) MLPs only, this model has "
                         f"{spec.mlp_matrices}-matrix MLPs")
     if dtype not in DTYPE_BITS:
-        # ModelSpec accepts 16/8/4-bit weights: an fp32 run could not be predicted honestly.
-        raise UserError(f"--dtype {dtype}: the cost model has no 32-bit weights; validate in bf16")
+        raise UserError(f"--dtype {dtype}: choose from {', '.join(DTYPE_BITS)}")
     return DecoderShape(
         n_layers=spec.n_layers, d_model=spec.d_model, n_heads=spec.n_heads, n_kv_heads=spec.n_kv_heads,
         d_head=spec.d_head, d_ff=spec.d_ff, vocab=spec.vocab_size, n_experts=spec.n_experts,
@@ -90,8 +93,23 @@ def decoder_shape(spec: ModelSpec, dtype: str):
 
 def spec_for_dtype(spec: ModelSpec, dtype: str) -> ModelSpec:
     """The model at the precision that really runs: weights, KV cache and activations."""
+    from inferecon.model.spec import KV_BITS, WEIGHT_BITS
+
     bits = DTYPE_BITS[dtype]
+    if bits not in WEIGHT_BITS or bits not in KV_BITS:
+        # Predicting an fp32 run as a 16-bit model would halve every byte term: refuse instead.
+        raise UserError(f"--dtype {dtype}: the cost model has no {bits}-bit weights yet (ModelSpec accepts "
+                        f"{'/'.join(map(str, WEIGHT_BITS))}); validate in bf16")
     return dataclasses.replace(spec, weight_bits=bits, kv_bits=bits, act_bits=bits)
+
+
+def check_compute_dtype(spec: ModelSpec, hw: HardwareProfile, dtype: str) -> None:
+    """The cost model must price the GEMMs in the dtype that runs (fp32 runs, fp32 figures)."""
+    from inferecon.model.terms import compute_dtype
+
+    priced = compute_dtype(spec, hw)
+    if priced != COMPUTE_DTYPE[dtype]:
+        raise UserError(f"--dtype {dtype}: the cost model prices {spec.weight_bits}-bit weights as {priced} GEMMs")
 
 
 # --------------------------------------------------------------------------------------------

@@ -35,8 +35,9 @@ def register(subparsers) -> None:
     p.add_argument("--published", metavar="GPU", default=None,
                    help="published profile to compare with (default: matched from the GPU's name)")
     p.add_argument("--device", choices=("cuda", "cpu"), default=None, help="default: cuda if available, else cpu")
-    p.add_argument("--dtype", choices=("bf16",), default="bf16",
-                   help="precision of weights, KV cache and activations (the cost model has no fp32)")
+    p.add_argument("--dtype", choices=("bf16", "fp32"), default=None,
+                   help="precision of weights, KV cache and activations (default bf16 on GPU, fp32 on CPU: "
+                        "what `inferecon calibrate` measures there)")
     p.add_argument("--quick", action="store_true", help="shorter timing budgets (CI)")
     p.add_argument("--out", metavar="DIR", default=None, help="run directory (default results/validate-<model>-<device>-<UTC>/)")
     p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
@@ -115,9 +116,11 @@ def handler(args) -> int:
         raise UserError(f"--layers must be positive, got {args.layers}")
     if device == "cuda" and args.tp > torch.cuda.device_count():
         raise UserError(f"--tp {args.tp}: only {torch.cuda.device_count()} GPU(s) visible")
+    args.dtype = args.dtype or ("bf16" if device == "cuda" else "fp32")
     shape = v.decoder_shape(spec, args.dtype)
     shape.check_tp(args.tp)
     spec_run = v.spec_for_dtype(spec, args.dtype)
+    v.check_compute_dtype(spec_run, hw, args.dtype)
     device_name, gpu_count = device_identity(device)
     published, published_why = v.published_for_device(device, device_name, hw, args.published)
     plan = v.plan_layers(shape, args.layers, batches, contexts, args.tp, v.device_memory_bytes(device))
@@ -129,7 +132,8 @@ def handler(args) -> int:
                              "profile_kind": hw.provenance.kind, "published": published.name if published else None,
                              "published_reason": published_why, "batches": batches, "contexts": contexts,
                              "tp": args.tp, "dtype": args.dtype, "layers_measured": list(plan.layers),
-                             "n_layers_full": plan.n_layers_full, "layer_reason": plan.reason},
+                             "n_layers_full": plan.n_layers_full, "layer_reason": plan.reason,
+                             "torch_threads": torch.get_num_threads()},
                 **collect_metadata(device)}
     store = RunStore(out, manifest)
     progress = None if args.no_progress else (lambda msg: print(msg, file=sys.stderr, flush=True))
