@@ -1,0 +1,271 @@
+"""The regression gate's statistics: match the cases of two runs, compare each case's raw
+samples, and classify it — regression, improvement, unchanged, noisy or missing.
+
+Everything is compared as time (samples_us): a slower GEMM, a lower read bandwidth and a
+slower all-reduce all show up as a ratio of medians above 1, so one rule serves every
+benchmark. Pure numpy/pandas; no torch, no model.
+
+The rule (GateConfig, defaults justified by benchmarks/bench_regress_gate.py, see the numbers
+next to each default):
+
+    r   = median(candidate) / median(baseline)
+    CI  = percentile bootstrap CI of r at `confidence`, each side resampled independently
+          (seeded per case and side, vectorised), then widened in log space by a between-run
+          drift term: half-width' = sqrt(half-width² + (z · drift)²)
+    regression   r > 1 + tol  and  CI lower bound > 1            (point AND significance)
+    improvement  r < 1/(1 + tol)  and  CI upper bound < 1
+    noisy        throttled on either side, fewer than min_samples samples, a side flagged
+                 noisy whose verdict would rest on it, or a CI wider than max_ci_width
+    unchanged    otherwise
+
+Why "point beyond tolerance AND CI excludes 1" rather than "whole CI beyond 1 + tol": the
+second needs a CI half-width below (effect − tol), i.e. < 2% to see a 5% slowdown at 3%
+tolerance, which only the best-sampled cases reach; the first keeps tolerance as the
+minimum effect size (a case 1.5% slower with a tight CI is *not* a regression) and uses the
+CI only to say the effect is real.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from inferecon.errors import UserError
+
+VERDICTS = ("regression", "improvement", "noisy", "missing", "unchanged")
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    # Minimum effect size: a case must be at least this much slower (ratio of medians) to
+    # count as a regression. 3% is the issue's default.
+    tolerance: float = 0.03
+    confidence: float = 0.99
+    resamples: int = 2000
+    seed: int = 0
+    # Between-run relative spread (σ of log ratio) added in quadrature to the within-run
+    # bootstrap CI: samples inside one run share the process, the clocks and the neighbours,
+    # so their CI understates the spread of two runs minutes apart. 0 = trust the bootstrap.
+    drift: float = 0.0
+    # A CI whose upper/lower bound ratio exceeds 1 + this gives no verdict ("noisy").
+    max_ci_width: float = 0.25
+    min_samples: int = 3
+    # How the harness's per-case noisy flag (IQR/median > 10%) is used: "veto" — a flagged
+    # case never gets a verdict; "ci" — the flag only forbids calling it unchanged, the CI
+    # decides regression/improvement.
+    noisy_flag: str = "veto"
+    # "point": regression when r > 1 + tol and the CI excludes 1; "whole": when the whole CI
+    # lies beyond 1 + tol (stricter; measured side by side in the quality benchmark).
+    rule: str = "point"
+
+    def __post_init__(self):
+        if not 0 <= self.tolerance < 1:
+            raise UserError(f"--tolerance must be in [0%, 100%), got {100 * self.tolerance:g}%")
+        if not 0.5 < self.confidence < 1:
+            raise UserError(f"--confidence must be in (0.5, 1), got {self.confidence}")
+        if self.resamples < 100:
+            raise UserError(f"--resamples must be at least 100, got {self.resamples}")
+        if self.noisy_flag not in ("veto", "ci"):
+            raise ValueError(f"noisy_flag must be 'veto' or 'ci', got {self.noisy_flag!r}")
+        if self.rule not in ("point", "whole"):
+            raise ValueError(f"rule must be 'point' or 'whole', got {self.rule!r}")
+
+
+@dataclass
+class CaseResult:
+    benchmark: str
+    case_id: str
+    verdict: str
+    reason: str
+    ratio: float = math.nan  # median(candidate) / median(baseline); > 1 is slower
+    ci_low: float = math.nan
+    ci_high: float = math.nan
+    median_us_a: float = math.nan
+    median_us_b: float = math.nan
+    n_a: int = 0
+    n_b: int = 0
+
+    @property
+    def change_pct(self) -> float:
+        return 100 * (self.ratio - 1)
+
+
+@dataclass
+class GateResult:
+    config: GateConfig
+    cases: list[CaseResult] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return {v: sum(c.verdict == v for c in self.cases) for v in VERDICTS}
+
+    @property
+    def regressed(self) -> bool:
+        return any(c.verdict == "regression" for c in self.cases)
+
+    @property
+    def compared(self) -> int:
+        return sum(c.verdict != "missing" for c in self.cases)
+
+    def ordered(self) -> list[CaseResult]:
+        """Changed cases first (regressions, improvements, noisy, missing, unchanged), the
+        largest change first inside each group."""
+        rank = {v: i for i, v in enumerate(VERDICTS)}
+
+        def key(c):
+            size = abs(math.log(c.ratio)) if c.ratio > 0 and math.isfinite(c.ratio) else -1.0
+            return (rank[c.verdict], -size, c.benchmark, c.case_id)
+
+        return sorted(self.cases, key=key)
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame([{**asdict(c), "change_pct": c.change_pct} for c in self.ordered()])
+
+
+# ------------------------------------------------------------------------------------------
+# Statistics
+
+
+def _case_seed(seed: int, benchmark: str, case_id: str, side: int) -> np.random.Generator:
+    # One stream per case and side: results do not depend on case order, and the baseline's
+    # and candidate's resamples are independent even when both have the same sample count
+    # (shared indices would make A vs A·1.05 a zero-width CI).
+    return np.random.default_rng([seed, zlib.crc32(f"{benchmark}\0{case_id}".encode()), side])
+
+
+def bootstrap_medians(samples: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """Medians of `resamples` bootstrap resamples of `samples`, vectorised."""
+    x = np.asarray(samples, dtype=float)
+    idx = rng.integers(0, x.size, size=(resamples, x.size))
+    return np.median(x[idx], axis=1)
+
+
+def ratio_ci(boot_a: np.ndarray, boot_b: np.ndarray, confidence: float, drift: float,
+             point: float) -> tuple[float, float]:
+    """Percentile CI of median_b/median_a from independent bootstrap medians, widened in log
+    space by the between-run drift term."""
+    lr = np.log(boot_b) - np.log(boot_a)
+    alpha = 1 - confidence
+    lo, hi = np.quantile(lr, [alpha / 2, 1 - alpha / 2])
+    if drift > 0:
+        z = _z(confidence)
+        lp = math.log(point)
+        lo = lp - math.hypot(lp - lo, z * drift)
+        hi = lp + math.hypot(hi - lp, z * drift)
+    return math.exp(lo), math.exp(hi)
+
+
+def _z(confidence: float) -> float:
+    from scipy.stats import norm
+
+    return float(norm.ppf(0.5 + confidence / 2))
+
+
+def classify(ratio: float, lo: float, hi: float, flagged: bool, cfg: GateConfig) -> tuple[str, str]:
+    """(verdict, reason) of one case from its ratio, CI and the harness flags."""
+    up, down = 1 + cfg.tolerance, 1 / (1 + cfg.tolerance)
+    ci = f"CI [{lo:.3f}, {hi:.3f}]"
+    if flagged and cfg.noisy_flag == "veto":
+        return "noisy", "flagged noisy (IQR/median > 10%) in a run: no verdict"
+    if hi / lo > 1 + cfg.max_ci_width:
+        return "noisy", f"{ci} wider than {100 * cfg.max_ci_width:.0f}%: no verdict"
+    slow_bound, fast_bound = (1.0, 1.0) if cfg.rule == "point" else (up, down)
+    if ratio > up and lo > slow_bound:
+        return "regression", f"{100 * (ratio - 1):+.1f}% beyond {100 * cfg.tolerance:g}%, {ci} excludes {slow_bound:g}"
+    if ratio < down and hi < fast_bound:
+        return "improvement", f"{100 * (ratio - 1):+.1f}% beyond {100 * cfg.tolerance:g}%, {ci} excludes {fast_bound:.3g}"
+    if flagged:
+        return "noisy", f"flagged noisy in a run and no significant change beyond tolerance ({ci})"
+    if ratio > up or ratio < down:
+        return "noisy", f"{100 * (ratio - 1):+.1f}% but {ci} includes 1: not significant"
+    return "unchanged", f"{100 * (ratio - 1):+.1f}% within {100 * cfg.tolerance:g}%"
+
+
+def _samples(row) -> np.ndarray:
+    s = row.get("samples_us")
+    x = np.asarray(s if s is not None else [], dtype=float)
+    return x[np.isfinite(x) & (x > 0)]
+
+
+def compare_case(bench: str, case_id: str, ra: dict, rb: dict, cfg: GateConfig,
+                 boot_a: np.ndarray | None = None, boot_b: np.ndarray | None = None) -> CaseResult:
+    """Compare one matched case. `boot_a`/`boot_b` may be passed in precomputed (the quality
+    benchmark reuses a run's bootstrap medians across all its pairs)."""
+    a, b = _samples(ra), _samples(rb)
+    res = CaseResult(bench, case_id, "noisy", "", n_a=a.size, n_b=b.size)
+    if a.size:
+        res.median_us_a = float(np.median(a))
+    if b.size:
+        res.median_us_b = float(np.median(b))
+    if min(a.size, b.size) < cfg.min_samples:
+        res.reason = f"too few samples ({a.size} vs {b.size}, need {cfg.min_samples})"
+        return res
+    res.ratio = res.median_us_b / res.median_us_a
+    if bool(ra.get("throttled")) or bool(rb.get("throttled")):
+        side = " and ".join(s for s, r in (("baseline", ra), ("candidate", rb)) if bool(r.get("throttled")))
+        res.reason = f"throttled in {side}: the clocks, not the software, may explain a change"
+        return res
+    if boot_a is None:
+        boot_a = bootstrap_medians(a, cfg.resamples, _case_seed(cfg.seed, bench, case_id, 0))
+    if boot_b is None:
+        boot_b = bootstrap_medians(b, cfg.resamples, _case_seed(cfg.seed, bench, case_id, 1))
+    res.ci_low, res.ci_high = ratio_ci(boot_a, boot_b, cfg.confidence, cfg.drift, res.ratio)
+    flagged = bool(ra.get("noisy")) or bool(rb.get("noisy"))
+    res.verdict, res.reason = classify(res.ratio, res.ci_low, res.ci_high, flagged, cfg)
+    return res
+
+
+# ------------------------------------------------------------------------------------------
+# Matching
+
+
+def _is_skipped(row) -> bool:
+    s = row.get("skipped")
+    return bool(s) and not (isinstance(s, float) and math.isnan(s))
+
+
+def index_cases(tables: dict[str, pd.DataFrame]) -> dict[tuple[str, str], dict]:
+    """{(benchmark, case_id): row} of a run; a case stored twice (resumed runs never do
+    that) keeps its last row."""
+    out = {}
+    for bench, df in tables.items():
+        if "case_id" not in df.columns:
+            continue
+        for row in df.to_dict(orient="records"):
+            out[(bench, str(row["case_id"]))] = row
+    return out
+
+
+def compare_runs(tables_a: dict[str, pd.DataFrame], tables_b: dict[str, pd.DataFrame],
+                 cfg: GateConfig = GateConfig()) -> GateResult:
+    """Match the cases of two runs and classify each. Raises UserError when no case is
+    measured in both."""
+    ia, ib = index_cases(tables_a), index_cases(tables_b)
+    result = GateResult(cfg)
+    both = 0
+    for key in sorted(set(ia) | set(ib)):
+        bench, case_id = key
+        ra, rb = ia.get(key), ib.get(key)
+        if ra is None or rb is None:
+            side = "baseline" if ra is None else "candidate"
+            result.cases.append(CaseResult(bench, case_id, "missing", f"not in the {side} run"))
+            continue
+        skipped = [s for s, r in (("baseline", ra), ("candidate", rb)) if _is_skipped(r)]
+        if skipped:
+            why = "; ".join(f"{s}: {r.get('skipped')}" for s, r in (("baseline", ra), ("candidate", rb)) if _is_skipped(r))
+            result.cases.append(CaseResult(bench, case_id, "missing", f"skipped ({why})"))
+            continue
+        va, vb = ra.get("benchmark_version"), rb.get("benchmark_version")
+        if va != vb:
+            result.cases.append(CaseResult(bench, case_id, "missing",
+                                           f"benchmark_version {va} vs {vb}: the method changed, not comparable"))
+            continue
+        both += 1
+        result.cases.append(compare_case(bench, case_id, ra, rb, cfg))
+    if both == 0:
+        raise UserError(f"the runs have no measured case in common ({len(ia)} cases in the baseline, "
+                        f"{len(ib)} in the candidate): compare runs of the same benchmarks")
+    return result

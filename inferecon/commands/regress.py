@@ -1,0 +1,286 @@
+"""`inferecon regress`: did the node get slower (or faster) at anything the cost model
+depends on? Compares two runs case by case, says what changed in their manifests and what it
+does to a reference model's frontier. Exit 0 unchanged/improved, 1 regression beyond
+tolerance, 2 unusable input."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+from inferecon.errors import UserError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("regress", help="regression gate: compare a run with a baseline (exit 1 on a regression)",
+                       description=__doc__.splitlines()[0])
+    p.add_argument("--baseline", metavar="RUN_A", default=None,
+                   help="baseline run directory (default: newest saved baseline of the candidate's GPU model and count)")
+    p.add_argument("--candidate", metavar="RUN_B", default=None, help="the run to check")
+    p.add_argument("--tolerance", default="3%", help="smallest slowdown that counts, e.g. 3%% or 0.03 (default 3%%)")
+    p.add_argument("--confidence", type=float, default=0.99, help="bootstrap CI level (default 0.99)")
+    p.add_argument("--drift", default="0%",
+                   help="between-run spread of this node (σ of log ratio) added to each CI, e.g. 2%% (default 0%%)")
+    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--force", action="store_true",
+                   help="compare runs of different GPU models; save an incomplete run as a baseline")
+    p.add_argument("--all", action="store_true", help="list unchanged cases too")
+    p.add_argument("--json", action="store_true", help="print a machine-readable object instead of the table")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="where regress.md and regress.json go (default: the candidate run directory)")
+    p.add_argument("--model", default="llama-3-70b", help="reference model for the impact (default llama-3-70b)")
+    p.add_argument("--context", type=int, default=4096, help="context for the impact (default 4096)")
+    p.add_argument("--max-gpus", type=int, default=64, help="largest instance in the impact search (default 64)")
+    p.add_argument("--no-model", action="store_true", help="skip the model impact (no profile fits)")
+    p.add_argument("--save-baseline", metavar="RUN_DIR", default=None,
+                   help="save RUN_DIR under --baselines-dir as <gpu>-x<count>-driver<ver>-<date> and exit")
+    p.add_argument("--baselines-dir", default=None, help="where baselines live (default results/baselines)")
+    p.set_defaults(func=run)
+
+
+def parse_fraction(text: str, flag: str) -> float:
+    """'3%' or '0.03' -> 0.03; a bare number >= 1 is refused as ambiguous."""
+    s = str(text).strip()
+    try:
+        if s.endswith("%"):
+            return float(s[:-1]) / 100
+        v = float(s)
+    except ValueError:
+        raise UserError(f"{flag} must be a percentage like 3% or a fraction like 0.03, got {text!r}") from None
+    if v >= 1:
+        raise UserError(f"{flag} {text!r} is ambiguous: write {v:g}% or {v / 100:g}")
+    return v
+
+
+# ------------------------------------------------------------------------------------------
+# Manifest differences
+
+
+def _gpu_values(meta: dict, key: str):
+    vals = [g.get(key) for g in (meta.get("nvml", {}) or {}).get("gpus", []) or []]
+    vals = [v for v in vals if v is not None]
+    if not vals:
+        return None
+    uniq = sorted(set(map(str, vals)))
+    return uniq[0] if len(uniq) == 1 else "/".join(uniq)
+
+
+def manifest_facts(m: dict) -> dict:
+    """The facts of a run that can explain a speed change, flat and printable."""
+    meta = m.get("metadata", {}) or {}
+    nv = meta.get("nvml", {}) or {}
+    cpu = meta.get("cpu", {}) or {}
+    facts = {
+        "device_name": m.get("device_name"), "gpu_count": m.get("gpu_count"),
+        "driver": nv.get("driver_version"), "cuda_driver": nv.get("cuda_driver_version"),
+        "cuda (torch)": meta.get("torch_cuda_version"), "nccl": meta.get("nccl_version"),
+        "torch": meta.get("torch_version"), "inferecon": m.get("inferecon_version"),
+        "python": meta.get("python"), "host": m.get("host"), "cpu": cpu.get("model"),
+        "cpu cores": cpu.get("logical_cores"), "torch threads": cpu.get("torch_threads"),
+        "platform": meta.get("platform"),
+    }
+    for key, label in (("sm_clock_max_mhz", "max SM clock MHz"), ("mem_clock_max_mhz", "max memory clock MHz"),
+                       ("applications_sm_clock_mhz", "application SM clock MHz"), ("power_limit_w", "power limit W"),
+                       ("ecc_mode", "ECC"), ("persistence_mode", "persistence mode"), ("mig_mode", "MIG"),
+                       ("nvlink_active_links", "NVLink links"), ("name", "GPU names")):
+        facts[label] = _gpu_values(meta, key)
+    for k, v in sorted((meta.get("env") or {}).items()):
+        facts[f"env {k}"] = v
+    return facts
+
+
+def manifest_diff(a: dict, b: dict) -> list[tuple[str, object, object]]:
+    fa, fb = manifest_facts(a), manifest_facts(b)
+    return [(k, fa.get(k), fb.get(k)) for k in dict.fromkeys([*fa, *fb]) if str(fa.get(k)) != str(fb.get(k))]
+
+
+# ------------------------------------------------------------------------------------------
+# Model impact
+
+
+def model_impact(run_a: Path, run_b: Path, model_name: str, context: int, max_gpus: int) -> dict:
+    """Fit each run's profile and compare a reference model's frontier under both. Returns
+    {"error": why} when it cannot (a profile that does not fit the model, say): the gate's
+    verdict does not depend on it."""
+    import warnings
+
+    from inferecon.calibration.build import profile_from_run
+    from inferecon.model.catalog import resolve_model
+    from inferecon.model.compare import compare
+    from inferecon.model.frontier import SearchSpace, search
+
+    try:
+        model = resolve_model(model_name)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # fits of noisy CPU runs warn; the numbers say enough
+            pa = profile_from_run(run_a).profile
+            pb = profile_from_run(run_b).profile
+        space = SearchSpace(max_gpus=max_gpus)
+        fa, fb = search(model, pa, context, space), search(model, pb, context, space)
+        d = compare(model, pa, pb, fa, fb, context)
+    except UserError as exc:
+        return {"model": model_name, "error": str(exc)}
+    except Exception as exc:  # a fit that blows up must not hide the case verdicts
+        return {"model": model_name, "error": f"{type(exc).__name__}: {exc}"}
+    return {"model": model.name, "context": context, "max_gpus": max_gpus,
+            "max_tok_s": [d.max_speed_a, d.max_speed_b], "max_tok_s_change": d.max_speed_change,
+            "min_usd_per_mtok": [d.min_cost_a, d.min_cost_b], "min_usd_per_mtok_change": d.min_cost_b / d.min_cost_a - 1,
+            "moved": d.moved_term, "terms_ms_a": {k: 1e3 * v for k, v in d.terms_a.items()},
+            "terms_ms_b": {k: 1e3 * v for k, v in d.terms_b.items()}}
+
+
+# ------------------------------------------------------------------------------------------
+# Output
+
+
+def _f(x, fmt):
+    return "-" if x is None or (isinstance(x, float) and not math.isfinite(x)) else format(x, fmt)
+
+
+def render(report: dict, show_all: bool) -> str:
+    cfg = report["config"]
+    lines = [f"# Regression check: {report['candidate']} vs {report['baseline']}", ""]
+    if report.get("baseline_picked"):
+        lines += [f"baseline picked automatically: {report['baseline']} (newest saved baseline of this GPU model and count)", ""]
+    lines.append(f"tolerance {100 * cfg['tolerance']:g}%, {100 * cfg['confidence']:g}% bootstrap CI of the ratio of "
+                 f"medians ({cfg['resamples']} resamples, seed {cfg['seed']}, drift {100 * cfg['drift']:g}%); "
+                 f"ratio > 1 = slower (times compared)")
+    counts = report["counts"]
+    lines += ["", "cases: " + ", ".join(f"{v} {counts[v]}" for v in counts), ""]
+    rows = [c for c in report["cases"] if show_all or c["verdict"] != "unchanged"]
+    if rows:
+        lines.append("| verdict | benchmark | case | baseline µs | candidate µs | change | CI of ratio | reason |")
+        lines.append("|---|---|---|---:|---:|---:|---|---|")
+        for c in rows:
+            ci = f"[{_f(c['ci_low'], '.3f')}, {_f(c['ci_high'], '.3f')}]" if math.isfinite(c["ci_low"]) else "-"
+            lines.append(f"| {c['verdict']} | {c['benchmark']} | {c['case_id']} | {_f(c['median_us_a'], '.4g')} | "
+                         f"{_f(c['median_us_b'], '.4g')} | {_f(c['change_pct'], '+.1f')}% | {ci} | {c['reason']} |")
+    if not show_all and counts["unchanged"]:
+        lines.append(f"\n{counts['unchanged']} unchanged cases not listed (--all lists them)")
+    lines += ["", "## What changed on the node"]
+    diff = report["manifest_diff"]
+    lines += [f"- {k}: {a} → {b}" for k, a, b in diff] if diff else ["- nothing recorded differs (driver, CUDA, NCCL, torch, clocks, power limit, host)"]
+    lines += ["", "## Impact on the model"]
+    imp = report.get("model_impact")
+    if imp is None:
+        lines.append("- skipped (--no-model)")
+    elif "error" in imp:
+        lines.append(f"- not available for {imp['model']}: {imp['error']}")
+    else:
+        a, b = imp["max_tok_s"]
+        ca, cb = imp["min_usd_per_mtok"]
+        lines.append(f"- max tok/s for {imp['model']}: {a:.4g} → {b:.4g}, {100 * imp['max_tok_s_change']:+.1f}%")
+        lines.append(f"- min $/M tokens: {ca:.4g} → {cb:.4g}, {100 * imp['min_usd_per_mtok_change']:+.1f}%")
+        terms = ", ".join(f"{k} {imp['terms_ms_a'][k]:.3g} → {imp['terms_ms_b'][k]:.3g} ms" for k in imp["terms_ms_a"])
+        lines.append(f"- baseline's fastest configuration, per step: {terms}; moved most: {imp['moved']}")
+    lines += ["", f"**{report['verdict_line']}**"]
+    return "\n".join(lines) + "\n"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _jsonable(x):
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    return x
+
+
+# ------------------------------------------------------------------------------------------
+
+
+def run(args) -> int:
+    from dataclasses import asdict
+
+    from inferecon.calibration import baselines
+    from inferecon.calibration.regress import GateConfig, compare_runs
+    from inferecon.harness.store import read_manifest, read_run
+
+    root = Path(args.baselines_dir) if args.baselines_dir else baselines.DEFAULT_DIR
+    if args.save_baseline:
+        if args.candidate or args.baseline:
+            raise UserError("--save-baseline RUN_DIR saves a baseline; run the check separately")
+        dest = baselines.save(args.save_baseline, root, allow_incomplete=args.force)
+        print(f"saved baseline {dest}")
+        return 0
+    if not args.candidate:
+        raise UserError("--candidate RUN_DIR is required (or --save-baseline RUN_DIR)")
+    cand = Path(args.candidate)
+    if not cand.is_dir():
+        raise UserError(f"--candidate {cand}: no such run directory")
+    cfg = GateConfig(tolerance=parse_fraction(args.tolerance, "--tolerance"), confidence=args.confidence,
+                     resamples=args.resamples, seed=args.seed, drift=parse_fraction(args.drift, "--drift"))
+    if args.context < 1 or args.max_gpus < 1:
+        raise UserError("--context and --max-gpus must be at least 1")
+    picked = args.baseline is None
+    base = baselines.pick(read_manifest(cand), root, exclude=cand) if picked else Path(args.baseline)
+    if not base.is_dir():
+        raise UserError(f"--baseline {base}: no such run directory")
+    if base.resolve() == cand.resolve():
+        raise UserError("--baseline and --candidate are the same run directory")
+    out = Path(args.out) if args.out else cand
+    if out.resolve() == base.resolve():
+        raise UserError("--out is the baseline run: the baseline is never written to")
+
+    man_a, tables_a = read_run(base)  # UserError (exit 2) on a truncated or foreign Parquet file
+    man_b, tables_b = read_run(cand)
+    (name_a, n_a), (name_b, n_b) = baselines.identity(man_a), baselines.identity(man_b)
+    if name_a != name_b and not args.force:
+        raise UserError(f"the runs are from different devices ({name_a!r} vs {name_b!r}): a speed change would "
+                        f"be the hardware, not the upgrade; pass --force to compare anyway")
+    gate = compare_runs(tables_a, tables_b, cfg)
+
+    notes = []
+    if n_a != n_b:
+        notes.append(f"GPU count differs ({n_a} vs {n_b}): collectives of other world sizes are missing, not compared")
+    for label, m in (("baseline", man_a), ("candidate", man_b)):
+        if m.get("status") != "complete":
+            notes.append(f"the {label} run is {m.get('status')!r}: its missing cases are listed as missing")
+    counts = gate.counts()
+    if gate.regressed:
+        worst = max((c for c in gate.cases if c.verdict == "regression"), key=lambda c: c.ratio)
+        verdict = (f"REGRESSION: {counts['regression']} case(s) slower beyond {100 * cfg.tolerance:g}% "
+                   f"(worst {worst.benchmark}/{worst.case_id} {worst.change_pct:+.1f}%)")
+    elif counts["improvement"]:
+        verdict = f"IMPROVED: {counts['improvement']} case(s) faster beyond {100 * cfg.tolerance:g}%, none slower"
+    else:
+        verdict = f"UNCHANGED within {100 * cfg.tolerance:g}%"
+    if counts["noisy"] or counts["missing"]:
+        verdict += f" ({counts['noisy']} noisy and {counts['missing']} missing cases gave no verdict)"
+    report = {
+        "baseline": str(base), "candidate": str(cand), "baseline_picked": picked,
+        "exit_status": 1 if gate.regressed else 0, "verdict_line": verdict,
+        "config": asdict(cfg), "counts": counts,
+        "cases": [{**asdict(c), "change_pct": c.change_pct} for c in gate.ordered()],
+        "manifest_diff": [(k, a, b) for k, a, b in manifest_diff(man_a, man_b)],
+        "notes": notes,
+        "model_impact": None if args.no_model else model_impact(base, cand, args.model, args.context, args.max_gpus),
+    }
+    text = render(report, args.all)
+    if notes:
+        text += "\n" + "\n".join(f"note: {n}" for n in notes) + "\n"
+    out.mkdir(parents=True, exist_ok=True)
+    _write_atomic(out / "regress.json", json.dumps(_jsonable(report), indent=2, default=str) + "\n")
+    _write_atomic(out / "regress.md", text)
+    if args.json:
+        print(json.dumps(_jsonable(report), indent=2, default=str))
+    else:
+        print(text, end="")
+        print(f"wrote {out / 'regress.md'} and {out / 'regress.json'}")
+    return report["exit_status"]
