@@ -17,3 +17,13 @@ def suggest(name: str, choices, n: int = 3) -> str:
         # Substring matches catch "70b" -> "llama-3-70b" that difflib's ratio misses.
         close = [c for c in choices if name.lower() in c.lower()][:n]
     return f" (did you mean {', '.join(close)}?)" if close else ""
+
+
+def lookup(kind: str, name: str, table: dict, aliases: dict, hint: str):
+    """table[name] by case-insensitive name or alias, else a UserError that suggests close
+    names and says where else to look (`hint`)."""
+    key = name.strip().lower()
+    key = aliases.get(key, key)
+    if key in table:
+        return table[key]
+    raise UserError(f"unknown {kind} {name!r}{suggest(name, list(table))}; `inferecon specs` lists them, {hint}")

@@ -11,7 +11,7 @@ constants (0.6 µs NVLink, 2.7 µs network ring step, 5.0 µs network tree level
 
 from __future__ import annotations
 
-from inferecon.errors import UserError, suggest
+from inferecon.errors import lookup
 from inferecon.model.hardware import (
     ComputeSpec,
     HardwareProfile,
@@ -96,9 +96,4 @@ ALIASES = {"h100": "h100-sxm", "h100-sxm5": "h100-sxm", "h200-sxm": "h200", "a10
 
 
 def get_profile(name: str) -> HardwareProfile:
-    key = name.strip().lower()
-    key = ALIASES.get(key, key)
-    if key in PROFILES:
-        return PROFILES[key]
-    raise UserError(f"unknown GPU {name!r}{suggest(name, list(PROFILES))}; `inferecon specs` lists them, "
-                    "or pass --hardware PROFILE.json")
+    return lookup("GPU", name, PROFILES, ALIASES, "or pass --hardware PROFILE.json")

@@ -184,9 +184,10 @@ def _make_flush(device: str, flush_bytes: Optional[int]):
     return buf.zero_  # a write of the whole buffer evicts what the last repetition cached
 
 
-def _capture_graph(fn, inner: int):
-    """Capture `inner` calls of fn in one CUDA graph and return its replay (torch.cuda.graphs:
-    warm up on a side stream first, as capture requires)."""
+def capture_graph(fn, inner: int):
+    """Capture `inner` calls of fn in one CUDA graph and return it (torch.cuda.graphs: warm up
+    on a side stream first, as capture requires — for NCCL calls this also creates the
+    communicator and its connections, which capture cannot)."""
     torch = _torch()
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
@@ -230,7 +231,7 @@ def measure(
         clock = _HostClock(timer or time.perf_counter_ns, sync, name)
 
     if config.cuda_graph and device == "cuda":
-        graph = _capture_graph(fn, inner)
+        graph = capture_graph(fn, inner)
         run = graph.replay
     elif inner == 1:
         run = fn

@@ -48,7 +48,7 @@ from typing import Callable, Optional
 
 from inferecon.errors import UserError
 from inferecon.harness import distributed as hdist
-from inferecon.harness.timing import Measurement, TimingConfig
+from inferecon.harness.timing import Measurement, TimingConfig, capture_graph
 
 BENCHMARK = "collectives"
 # Bump whenever what a row means changes (sizes' convention, timing method, pairing).
@@ -250,27 +250,6 @@ def _time_reps(ctx: hdist.DistContext, run: Callable[[], None], n: int) -> list[
     return out
 
 
-def _capture_graph(call: Callable[[], None], calls: int):
-    """K calls in one CUDA graph. Every rank captures the same calls (NCCL requires capture to
-    be uniform over the ranks of the communicator); the eager warm-up on a side stream comes
-    first because capture needs the communicator and P2P connections to exist already."""
-    import torch
-
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            call()
-    torch.cuda.current_stream().wait_stream(side)
-    torch.cuda.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for _ in range(calls):
-            call()
-    torch.cuda.synchronize()
-    return graph
-
-
 def _noop():
     return None
 
@@ -368,7 +347,9 @@ def measure_case(ctx, case: Case, cfg: SweepConfig, ident: dict, buffers: Option
         graph, err = None, ""
         try:
             if buffers.call is not None:
-                graph = _capture_graph(buffers.call, cfg.graph_calls)
+                # Every rank captures the same calls: NCCL requires capture to be uniform over
+                # the ranks of the communicator.
+                graph = capture_graph(buffers.call, cfg.graph_calls)
         except Exception as exc:  # capture unsupported by this NCCL/driver: say so, go on
             err = f"graph capture failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         if not _agree_ok(ctx, not err):

@@ -4,7 +4,7 @@ derived from the shapes match it within 2%."""
 
 from __future__ import annotations
 
-from inferecon.errors import UserError, suggest
+from inferecon.errors import lookup
 from inferecon.model.spec import ModelSpec
 
 _LLAMA3_VOCAB = 128256
@@ -84,12 +84,7 @@ ALIASES = {
 
 
 def get_model(name: str) -> ModelSpec:
-    key = name.strip().lower()
-    key = ALIASES.get(key, key)
-    if key in MODELS:
-        return MODELS[key]
-    raise UserError(f"unknown model {name!r}{suggest(name, list(MODELS))}; `inferecon specs` lists them, "
-                    "or pass a Hugging Face config.json path")
+    return lookup("model", name, MODELS, ALIASES, "or pass a Hugging Face config.json path")
 
 
 def resolve_model(name_or_path: str) -> ModelSpec:
