@@ -265,3 +265,21 @@ def test_validate_gpu_both_mapes(tmp_path, capsys):
     import pandas as pd
 
     assert pd.read_parquet(out / "decode.parquet")["cuda_graph"].all()
+
+
+def test_compare_extrapolates_and_refuses_a_negative_slope():
+    """Synthetic measurements: t = 1 ms + 2 ms/layer extrapolates to 4 layers exactly; a case
+    whose 1-layer step was slower than its 2-layer one gets no full-model figure."""
+    spec = v.VALIDATION_MODELS["tiny-llama"]
+    plan = v.LayerPlan(n_layers_full=4, layers=(1, 2), reason="--layers 2")
+    rec = lambda L, b, us: {"layers_measured": L, "batch": b, "context": 128, "median_us": us,  # noqa: E731
+                            "iqr_us": 1.0, "noisy": False, "dtype": "fp32"}
+    rows = [rec(1, 1, 3000.0), rec(2, 1, 5000.0), rec(1, 8, 6000.0), rec(2, 8, 5000.0)]
+    hw = HardwareProfile.load(CPU_PROFILE)
+    table = v.compare(v.spec_for_dtype(spec, "fp32"), rows, plan, 1, {"calibrated": hw})
+    good, bad = table
+    assert good["full_measured_step_us"] == pytest.approx(9000.0) and good["layer_fit_ok"]
+    assert good["calibrated_full_error_pct"] == pytest.approx(
+        100 * (good["calibrated_full_step_us"] - 9000.0) / 9000.0)
+    assert not bad["layer_fit_ok"] and math.isnan(bad["full_measured_step_us"])
+    assert v.mape(table, "calibrated", full=True) == pytest.approx(abs(good["calibrated_full_error_pct"]))

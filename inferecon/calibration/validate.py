@@ -274,8 +274,11 @@ def compare(spec: ModelSpec, rows: list[dict], plan: LayerPlan, tp: int,
             from inferecon.kernels.decode import fit_layers
 
             a, b = fit_layers(times)
-            row.update(per_step_us=a * 1e6, per_layer_us=b * 1e6,
-                       full_measured_step_us=(a + b * plan.n_layers_full) * 1e6)
+            # More layers measured faster (noise larger than a layer's time): no per-layer
+            # slope to extrapolate with, so no full-model figure rather than a wrong one.
+            ok = b > 0
+            row.update(per_step_us=a * 1e6, per_layer_us=b * 1e6, layer_fit_ok=ok,
+                       full_measured_step_us=(a + b * plan.n_layers_full) * 1e6 if ok else float("nan"))
         for label, hw in profiles.items():
             p = predict(spec.with_layers(plan.measured), hw, batch, context, tp)
             for k in ("t_arithmetic_s", "t_memory_s", "t_network_s", "t_latency_s"):
