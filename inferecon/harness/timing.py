@@ -174,7 +174,27 @@ def l2_flush_bytes(device: str) -> int:
         l2 = int(getattr(torch.cuda.get_device_properties(torch.cuda.current_device()), "L2_cache_size", 0) or 0)
         if l2 > 0:
             return max(2 * l2, 64 * 1024 * 1024)
-    return _DEFAULT_FLUSH_BYTES
+        return _DEFAULT_FLUSH_BYTES
+    # CPU: a few times the last-level cache is enough, and far cheaper than 256 MB per rep.
+    llc = cpu_last_level_cache_bytes()
+    return max(4 * llc, 32 * 1024 * 1024) if llc else _DEFAULT_FLUSH_BYTES
+
+
+def cpu_last_level_cache_bytes() -> Optional[int]:
+    """Size of the largest CPU cache Linux reports (sysfs), or None."""
+    import glob
+
+    sizes = []
+    for path in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*/size"):
+        try:
+            text = open(path).read().strip().upper()
+        except OSError:
+            continue
+        mult = {"K": 1024, "M": 1024**2, "G": 1024**3}.get(text[-1:], 1)
+        digits = text.rstrip("KMG")
+        if digits.isdigit():
+            sizes.append(int(digits) * mult)
+    return max(sizes) if sizes else None
 
 
 def _make_flush(device: str, flush_bytes: Optional[int]):
