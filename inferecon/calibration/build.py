@@ -16,7 +16,7 @@ from inferecon.calibration.fit_compute import fit_gemm
 from inferecon.calibration.fit_latency import fit_launch
 from inferecon.calibration.fit_memory import fit_read_bandwidth
 from inferecon.calibration.fit_network import fit_collectives
-from inferecon.calibration.published import PROFILES
+from inferecon.calibration.published import match_published
 from inferecon.errors import UserError
 from inferecon.model.hardware import (
     ComputeSpec,
@@ -44,16 +44,7 @@ class CalibrationResult:
 
 def published_base(device_name: str) -> HardwareProfile | None:
     """The published profile of this GPU model, or None (CPUs, unknown GPUs)."""
-    name = (device_name or "").lower()
-    if "h100" in name and "pcie" not in name and "nvl" not in name:
-        return PROFILES["h100-sxm"]
-    if "h200" in name:
-        return PROFILES["h200"]
-    if "a100" in name and "80gb" in name and "pcie" not in name:
-        return PROFILES["a100-sxm-80gb"]
-    if "b200" in name:
-        return PROFILES["b200"]
-    return None
+    return match_published(device_name)
 
 
 def _cpu_base(manifest) -> HardwareProfile:

@@ -201,14 +201,11 @@ def published_for_device(device: str, device_name: str, hw: HardwareProfile,
         return None, "no published CPU profile"
     if hw.provenance.kind == "published":
         return hw, "--hardware is itself a published profile"
-    name = device_name.lower()
     if hw.name in published.PROFILES:
         return published.PROFILES[hw.name], f"matches the profile name {hw.name!r}"
-    rules = (("h100", ("pcie", "nvl"), "h100-sxm"), ("h200", ("nvl",), "h200"),
-             ("a100", ("pcie", "40gb"), "a100-sxm-80gb"), ("b200", (), "b200"))
-    for needle, exclude, key in rules:
-        if needle in name and not any(x in name for x in exclude):
-            return published.PROFILES[key], f"matches the device name {device_name!r}"
+    match = published.match_published(device_name)
+    if match is not None:
+        return match, f"matches the device name {device_name!r}"
     return None, f"no published profile matches {device_name!r} (pass --published GPU)"
 
 

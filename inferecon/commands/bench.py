@@ -21,28 +21,21 @@ LOCAL = ("matmul", "memory", "launch")
 
 
 # --------------------------------------------------------------------------------------------
-# Published peaks (dense, no sparsity) for the "fraction of peak" column. bf16/fp16/fp8 and HBM
-# figures from /work/shared/reference/hardware.md (NVIDIA datasheets); tf32/fp32 from the same
-# datasheets (dense TF32 is half the "with sparsity" figure). Keyed on substrings of the name
-# torch/NVML report; PCIe and NVL variants have other peaks and are deliberately not matched.
-
-_PEAKS = (
-    # (must contain, must not contain, {what: value}) — tflops for dtypes, gbps for "hbm"
-    ("H100", ("PCIe", "NVL"), {"bf16": 989, "fp16": 989, "fp8": 1979, "tf32": 494.7, "fp32": 66.9, "hbm": 3350}),
-    ("H200", ("NVL",), {"bf16": 989, "fp16": 989, "fp8": 1979, "tf32": 494.7, "fp32": 66.9, "hbm": 4800}),
-    ("A100-SXM4-80GB", (), {"bf16": 312, "fp16": 312, "tf32": 156, "fp32": 19.5, "hbm": 2039}),
-    ("B200", (), {"bf16": 2250, "fp16": 2250, "fp8": 4500, "hbm": 8000}),
-)
+# Published peaks for the "fraction of peak" column: the published profiles' datasheet figures
+# (calibration/published.py, from shared/reference/hardware.md), matched by device name.
 
 
 def published_peak(device_name: str, what: str):
     """Datasheet peak of `what` ("bf16", "fp16", "fp8", "tf32", "fp32" in TFLOP/s; "hbm" in
     GB/s) for a GPU name, or None (CPUs, unknown GPUs, unknown figures)."""
-    name = device_name or ""
-    for needle, exclude, peaks in _PEAKS:
-        if needle.lower() in name.lower() and not any(x.lower() in name.lower() for x in exclude):
-            return peaks.get(what)
-    return None
+    from inferecon.calibration.published import match_published
+
+    prof = match_published(device_name)
+    if prof is None:
+        return None
+    if what == "hbm":
+        return prof.memory.bandwidth_gbps
+    return prof.compute.peak_tflops.get(what)
 
 
 # --------------------------------------------------------------------------------------------
