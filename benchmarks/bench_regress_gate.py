@@ -165,11 +165,13 @@ CONFIGS = {
     "default": {},
     "whole-CI-beyond-tol": {"rule": "whole"},
     "flag-not-veto": {"noisy_flag": "ci"},
-    "flag-not-veto+drift2%": {"noisy_flag": "ci", "drift": 0.02},
-    "flag-not-veto+drift5%": {"noisy_flag": "ci", "drift": 0.05},
-    "drift2%": {"drift": 0.02},
     "conf95%": {"confidence": 0.95},
     "width10%": {"max_ci_width": 0.10},
+    "min-samples-10": {"min_samples": 10},
+    "drift1%": {"drift": 0.01},
+    "drift2%": {"drift": 0.02},
+    "drift5%": {"drift": 0.05},
+    "drift10%": {"drift": 0.10},
 }
 
 
