@@ -164,7 +164,7 @@ def profile_from_tables(manifest: dict, tables: dict, run_id: str,
     versions = {k: str(v) for k, v in {
         "torch": meta.get("torch_version"), "cuda": meta.get("torch_cuda_version"),
         "nccl": meta.get("nccl_version"), "driver": nv.get("driver_version"),
-        "inferecon": manifest.get("inferecon_version")}.items() if v}
+        "inferecon": manifest.get("inferecon_version"), "cpu_threads": manifest.get("cpu_threads")}.items() if v}
     notes = [f"kept {k}" for k in kept] + [f"run lacks {m} measurements" for m in missing]
     profile = HardwareProfile(
         name=f"{_slug(base.name if has_datasheet else device_name or base.name)}-calibrated",

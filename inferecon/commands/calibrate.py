@@ -33,6 +33,8 @@ def register(sub) -> None:
     p.add_argument("--nproc-per-node", type=int, default=None,
                    help="ranks for the collectives (default: GPUs on this node; 2 on CPU)")
     p.add_argument("--timeout-s", type=float, default=300.0, help="bound on a hung collective")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU only: torch/OpenMP threads for every measurement (default 1; use the same for validate)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted calibration in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=run)
@@ -64,18 +66,19 @@ def _measure(args, out: Path) -> None:
         raise UserError("measuring needs torch (make install pulls the CPU build); or use --from RUN_DIR") from None
     from inferecon.commands.bench import print_summary, resolve_device
     from inferecon.harness import calibration_sweep as cs
-    from inferecon.harness.device import collect_metadata, device_identity
+    from inferecon.harness.device import apply_cpu_threads, collect_metadata, device_identity
     from inferecon.harness.runner import Progress, SweepContext, run_sweep, warm_device
     from inferecon.harness.store import RunStore
     from inferecon.kernels import launch, matmul, memory
 
     device = resolve_device(args.device)
+    threads = apply_cpu_threads(device, args.threads)
     device_name, gpu_count = device_identity(device)
     ctx = SweepContext(device=device, device_name=device_name, gpu_count=gpu_count, quick=args.quick)
     plan = cs.plan(device, args.quick, matmul.supports_fp8(device))
     manifest = {"command_line": list(sys.argv), "inferecon_version": __version__, "device": device,
                 "device_name": device_name, "gpu_count": gpu_count, "quick": args.quick,
-                "purpose": "calibrate", "metadata": collect_metadata(device)}
+                "purpose": "calibrate", "cpu_threads": threads, "metadata": collect_metadata(device)}
     store = RunStore(out, manifest, resume=args.resume)
     progress = Progress(enabled=not args.no_progress)
     progress.message(f"inferecon calibrate{' --quick' if args.quick else ''} on {device_name} ({device}) -> {out}")
@@ -113,8 +116,8 @@ def run(args) -> int:
     from inferecon.calibration.build import profile_from_run
     from inferecon.report.calibration_report import write_calibration_outputs
 
-    if args.from_run and (args.quick or args.resume or args.device):
-        raise UserError("--from refits an existing run: --quick, --resume and --device do not apply")
+    if args.from_run and (args.quick or args.resume or args.device or args.threads):
+        raise UserError("--from refits an existing run: --quick, --resume, --device and --threads do not apply")
     if args.resume and not args.out:
         raise UserError("--resume needs --out DIR: the calibration run to continue")
     extra = _ingest(args)

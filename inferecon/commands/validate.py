@@ -38,6 +38,8 @@ def register(subparsers) -> None:
     p.add_argument("--dtype", choices=("bf16", "fp32"), default=None,
                    help="precision of weights, KV cache and activations (default bf16 on GPU, fp32 on CPU: "
                         "what `inferecon calibrate` measures there)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU only: torch/OpenMP threads (default 1, as `inferecon calibrate` uses)")
     p.add_argument("--quick", action="store_true", help="shorter timing budgets (CI)")
     p.add_argument("--out", metavar="DIR", default=None, help="run directory (default results/validate-<model>-<device>-<UTC>/)")
     p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
@@ -99,7 +101,7 @@ def handler(args) -> int:
     from inferecon import __version__
     from inferecon.calibration import validate as v
     from inferecon.commands.bench import resolve_device
-    from inferecon.harness.device import collect_metadata, device_identity
+    from inferecon.harness.device import apply_cpu_threads, collect_metadata, device_identity
     from inferecon.harness.store import RunStore, write_json_atomic
     from inferecon.kernels import decode
     from inferecon.model.hardware import HardwareProfile
@@ -108,6 +110,11 @@ def handler(args) -> int:
     hw = HardwareProfile.load(args.hardware)
     spec = v.resolve_model(args.model)
     device = resolve_device(args.device)
+    threads = apply_cpu_threads(device, args.threads)
+    cal_threads = hw.provenance.versions.get("cpu_threads")
+    if threads is not None and cal_threads and int(cal_threads) != threads:
+        print(f"inferecon: warning: {args.hardware} was calibrated with {cal_threads} CPU threads, this run uses "
+              f"{threads} (--threads): the comparison mixes two machines", file=sys.stderr)
     batches = parse_ints(args.batch or DEFAULT_BATCH[device], "batch")
     contexts = parse_ints(args.context or DEFAULT_CONTEXT[device], "context")
     if args.tp < 1:
