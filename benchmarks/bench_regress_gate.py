@@ -40,7 +40,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from inferecon.calibration.regress import GateConfig, _samples, bootstrap_medians, compare_case, index_cases  # noqa: E402
+from inferecon.calibration.regress import (  # noqa: E402
+    GateConfig, _samples, bootstrap_medians, compare_case, index_cases, pool_rows)
 from inferecon.harness.store import read_run  # noqa: E402
 
 SLOWDOWNS = (0.02, 0.05, 0.10)
@@ -147,6 +148,32 @@ def evaluate(runs: list[Run], cfg: GateConfig, rng_seed: int = 1) -> dict:
     return res
 
 
+def evaluate_sets(runs: list[Run], k: int, cfg: GateConfig) -> dict:
+    """Baseline = k consecutive runs (`--baseline` repeated), candidate = the next run: each
+    CI includes the k runs' between-run spread. False positives on the unslowed candidate
+    ("0%"), detection with every case of the candidate slowed by s."""
+    out = {"k": k, "comparisons": len(runs) - k}
+    for s in (0.0,) + SLOWDOWNS:
+        runs_flagged = flagged = total = verdicts = 0
+        for c in range(k, len(runs)):
+            base, cand = runs[c - k:c], runs[c]
+            hit = 0
+            for key in sorted(cand.cases):
+                rows = [r.cases[key] for r in base if key in r.cases]
+                if not rows:
+                    continue
+                v = compare_case(key[0], key[1], pool_rows(rows), _scaled(cand.cases[key], 1 + s), cfg).verdict
+                hit += v == "regression"
+                verdicts += v != "noisy"
+                total += 1
+            flagged += hit
+            runs_flagged += hit > 0
+        out["0%" if s == 0 else f"{int(round(100 * s))}%"] = {
+            "run_rate": runs_flagged / out["comparisons"], "case_rate": flagged / max(total, 1),
+            "verdict_share": verdicts / max(total, 1), "cases": total}
+    return out
+
+
 def spread(runs: list[Run]) -> list[dict]:
     """Per case: σ of log(median) across runs vs the median within-run bootstrap σ."""
     out = []
@@ -200,6 +227,12 @@ def main(argv=None) -> int:
                   f"{k}: copy run {100 * d['copy']['run_rate']:.0f}%/case {100 * d['copy']['case_rate']:.0f}% "
                   f"pair run {100 * d['pair']['run_rate']:.0f}%/case {100 * d['pair']['case_rate']:.0f}%"
                   for k, d in det.items()))
+    sets = {}
+    for k in (3, 5):
+        sets[f"k{k}"] = evaluate_sets(base_runs, k, GateConfig())
+        print(f"baseline of {k} runs (default config, {sets[f'k{k}']['comparisons']} candidates): " + "  ".join(
+            f"{name}: runs flagged {100 * d['run_rate']:.0f}%, cases {100 * d['case_rate']:.1f}%, verdicts "
+            f"{100 * d['verdict_share']:.0f}%" for name, d in sets[f"k{k}"].items() if name not in ("k", "comparisons")))
     sp = spread(base_runs)
     ratio = [s["between_sigma"] / s["within_sigma"] for s in sp if s["within_sigma"] > 0]
     print(f"\nbetween-run σ(log median) / within-run bootstrap σ: median {np.median(ratio):.1f}x "
@@ -209,7 +242,7 @@ def main(argv=None) -> int:
               f"within {100 * s['within_sigma']:6.2f}%")
     out = {"runs": len(dirs), "runs_dir": str(args.runs_dir), "host_note": "shared 2-core CPU VM, other jobs running",
            "command": "python benchmarks/bench_regress_gate.py " + " ".join(argv or sys.argv[1:]),
-           "evaluate_s": round(time.monotonic() - t0, 1), "configs": results, "spread": sp}
+           "evaluate_s": round(time.monotonic() - t0, 1), "configs": results, "baseline_sets": sets, "spread": sp}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     print(f"wrote {args.out}")

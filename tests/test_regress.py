@@ -340,3 +340,25 @@ def test_model_impact_of_a_memory_slowdown(tmp_path, capsys):
     assert "error" not in imp, imp
     assert f"max tok/s for llama-3-8b: {imp['max_tok_s'][0]:.4g} → {imp['max_tok_s'][1]:.4g}" in out
     assert math.isfinite(imp["max_tok_s_change"]) and imp["moved"] in ("compute", "network", "latency")
+
+
+# ---------------------------------------------------------------------------------------
+# A baseline of several runs: the CI includes their measured between-run spread
+
+
+def test_baseline_set_widens_by_between_run_spread(tmp_path, capsys):
+    drifting = [make_run(tmp_path / f"a{i}", seed=i, slow=f) for i, f in enumerate((1.0, 1.06, 0.95))]
+    cand = make_run(tmp_path / "c", seed=9, slow=1.05)
+    # Against the first run alone, the 5% is significant: a regression.
+    assert _regress("--baseline", drifting[0], "--candidate", cand, "--out", tmp_path / "o1") == 1
+    # Against all three, 5% is inside the node's own run-to-run spread: no verdict, exit 0.
+    args = [x for d in drifting for x in ("--baseline", d)]
+    assert _regress(*args, "--candidate", cand, "--out", tmp_path / "o3") == 0
+    rep = json.loads((tmp_path / "o3" / "regress.json").read_text())
+    assert rep["counts"]["regression"] == 0 and rep["counts"]["noisy"] > 20
+    assert all("3 baseline runs" in c["reason"] for c in rep["cases"] if c["verdict"] == "noisy")
+    # Three steady runs leave the CI tight: a 10% slowdown is still caught.
+    steady = [make_run(tmp_path / f"s{i}", seed=20 + i) for i in range(3)]
+    slow = make_run(tmp_path / "slow", seed=30, slow=1.10)
+    args = [x for d in steady for x in ("--baseline", d)]
+    assert _regress(*args, "--candidate", slow, "--out", tmp_path / "o4") == 1

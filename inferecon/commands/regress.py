@@ -17,8 +17,10 @@ from inferecon.errors import UserError
 def register(sub) -> None:
     p = sub.add_parser("regress", help="regression gate: compare a run with a baseline (exit 1 on a regression)",
                        description=__doc__.splitlines()[0])
-    p.add_argument("--baseline", metavar="RUN_A", default=None,
-                   help="baseline run directory (default: newest saved baseline of the candidate's GPU model and count)")
+    p.add_argument("--baseline", metavar="RUN_A", action="append", default=None,
+                   help="baseline run directory (default: newest saved baseline of the candidate's GPU model and "
+                        "count); repeat it with several runs of the same node to widen each CI by their measured "
+                        "between-run spread")
     p.add_argument("--candidate", metavar="RUN_B", default=None, help="the run to check")
     p.add_argument("--tolerance", default="3%", help="smallest slowdown that counts, e.g. 3%% or 0.03 (default 3%%)")
     p.add_argument("--confidence", type=float, default=0.99, help="bootstrap CI level (default 0.99)")
@@ -229,22 +231,26 @@ def run(args) -> int:
     if args.context < 1 or args.max_gpus < 1:
         raise UserError("--context and --max-gpus must be at least 1")
     picked = args.baseline is None
-    base = baselines.pick(read_manifest(cand), root, exclude=cand) if picked else Path(args.baseline)
-    if not base.is_dir():
-        raise UserError(f"--baseline {base}: no such run directory")
-    if base.resolve() == cand.resolve():
-        raise UserError("--baseline and --candidate are the same run directory")
+    bases = [baselines.pick(read_manifest(cand), root, exclude=cand)] if picked else [Path(b) for b in args.baseline]
     out = Path(args.out) if args.out else cand
-    if out.resolve() == base.resolve():
-        raise UserError("--out is the baseline run: the baseline is never written to")
+    for base in bases:
+        if not base.is_dir():
+            raise UserError(f"--baseline {base}: no such run directory")
+        if base.resolve() == cand.resolve():
+            raise UserError("--baseline and --candidate are the same run directory")
+        if out.resolve() == base.resolve():
+            raise UserError("--out is a baseline run: a baseline is never written to")
 
-    man_a, tables_a = read_run(base)  # UserError (exit 2) on a truncated or foreign Parquet file
+    runs_a = [read_run(b) for b in bases]  # UserError (exit 2) on a truncated or foreign Parquet file
     man_b, tables_b = read_run(cand)
-    (name_a, n_a), (name_b, n_b) = baselines.identity(man_a), baselines.identity(man_b)
-    if name_a != name_b and not args.force:
-        raise UserError(f"the runs are from different devices ({name_a!r} vs {name_b!r}): a speed change would "
-                        f"be the hardware, not the upgrade; pass --force to compare anyway")
-    gate = compare_runs(tables_a, tables_b, cfg)
+    base, man_a = bases[-1], runs_a[-1][0]  # the manifest diff and the model impact use the last baseline
+    name_b, n_b = baselines.identity(man_b)
+    for b, (m, _) in zip(bases, runs_a):
+        name_a, n_a = baselines.identity(m)
+        if name_a != name_b and not args.force:
+            raise UserError(f"the runs are from different devices ({name_a!r} in {b} vs {name_b!r}): a speed change "
+                            f"would be the hardware, not the upgrade; pass --force to compare anyway")
+    gate = compare_runs([t for _, t in runs_a], tables_b, cfg)
 
     notes = []
     if n_a != n_b:
@@ -264,7 +270,7 @@ def run(args) -> int:
     if counts["noisy"] or counts["missing"]:
         verdict += f" ({counts['noisy']} noisy and {counts['missing']} missing cases gave no verdict)"
     report = {
-        "baseline": str(base), "candidate": str(cand), "baseline_picked": picked,
+        "baseline": ", ".join(map(str, bases)), "candidate": str(cand), "baseline_picked": picked,
         "exit_status": 1 if gate.regressed else 0, "verdict_line": verdict,
         "config": asdict(cfg), "counts": counts,
         "cases": [{**asdict(c), "change_pct": c.change_pct} for c in gate.ordered()],
