@@ -26,24 +26,26 @@ tolerance, which only the best-sampled cases reach; the first keeps tolerance as
 minimum effect size (a case 1.5% slower with a tight CI is *not* a regression) and uses the
 CI only to say the effect is real.
 
-Measured with benchmarks/bench_regress_gate.py on the project's shared 2-core CPU VM, two
+Measured with benchmarks/bench_regress_gate.py on the project's shared 2-core CPU VM: three
 sets of 20 `calibrate --device cpu --quick` runs, all 190 pairs, 31 cases each (JSON in
-benchmarks/results/regress_gate.json = set 1, busy machine; regress_gate_set2.json = set 2,
-quieter). Defaults: false regression in 35.8% / 79.5% of pairs (1.88% / 6.30% of cases); a
-5% slowdown injected into a copy of a run is caught in 95% / 100% of runs (12% / 21% of
-cases: most cases are flagged noisy and get no verdict). The goals (≤ 1% false positives,
-≥ 95% detection of 5%) are NOT met there, and no setting of this rule meets both: the
-between-run σ of every case's median is ≥ 3.1% (set 2; ≥ 7.5% in set 1; median 6–7× the within-run bootstrap σ), so
-a drift term large enough to stop false positives (5%: 0 of 190 pairs) also hides every 5%
-and 10% slowdown — with 99% CIs, drift above ln(1.05)/2.576 ≈ 1.9% makes 5% undetectable by
-construction. The whole-CI rule, 95% CIs, a 10% width bound and ≥ 10 samples trade along
-the same line (numbers in the JSON). A quieter machine made it worse, not better: fewer cases
-flagged noisy, so more verdicts rest on a within-run CI that ignores drift.
-Hence: `drift` stays 0 by default (the GPU case, unmeasured here: a dedicated node should be
+benchmarks/results/: regress_gate.json = set 1 and regress_gate_set2.json = set 2 with 2
+torch threads, before calibrate pinned 1; regress_gate_set3.json = set 3, the current
+1-thread sentinel). Defaults, one baseline run, sets 1 / 2 / 3:
+    false regression in 35.8% / 79.5% / 84.7% of pairs (1.9% / 6.3% / 16.7% of cases);
+    5% slowdown injected into a copy of a run caught in 95% / 100% / 100% of runs.
+The goals (≤ 1% false positives, ≥ 95% detection of 5%) are NOT met there, and no setting of
+this rule meets both from one baseline run: the between-run σ of a case's median is 1.4–93%
+(set 3, median 4.2%; 2–7× the within-run bootstrap σ), so a drift term large enough to stop
+false positives (5%: 0 of 190 pairs) also hides every 5% and 10% slowdown — with 99% CIs,
+drift above ln(1.05)/2.576 ≈ 1.9% makes 5% undetectable by construction. The whole-CI rule,
+95% CIs, a 10% width bound and ≥ 10 samples trade along the same line (numbers in the JSON).
+Steadier runs made single-run false positives worse, not better: fewer cases are flagged
+noisy, so more verdicts rest on a within-run CI that cannot see drift.
+Hence `drift` stays 0 by default (the GPU case, unmeasured here: a dedicated node should be
 far steadier), `--drift` takes a node's measured spread, and a baseline of several runs
-(`--baseline` repeated) measures it per case — on this CPU that flags 0/17 (3 runs) and
-0/15 and 1/15 (5 runs, set 1 and set 2) unchanged candidates, but gives almost no verdicts
-and so catches no injected slowdown either: the honest answer on such a machine.
+(`--baseline` repeated) measures the spread per case. Set 3, 17 and 15 candidates: 3-run
+baseline 0% of candidates falsely flagged, 5% slowdown caught in 53% of runs, 10% in 94%;
+5-run baseline 13% / 67% / 100% (t(4) assumes Gaussian drift; this CPU's is heavy-tailed).
 """
 
 from __future__ import annotations
