@@ -362,3 +362,17 @@ def test_baseline_set_widens_by_between_run_spread(tmp_path, capsys):
     slow = make_run(tmp_path / "slow", seed=30, slow=1.10)
     args = [x for d in steady for x in ("--baseline", d)]
     assert _regress(*args, "--candidate", slow, "--out", tmp_path / "o4") == 1
+
+
+def test_auto_pick_of_a_baseline_set(tmp_path, capsys):
+    root = tmp_path / "baselines"
+    for i, day in enumerate(("01", "02", "03", "04")):
+        r = make_run(tmp_path / f"r{i}", seed=i, start=f"2026-11-{day}T00:00:00+00:00")
+        assert main(["regress", "--save-baseline", str(r), "--baselines-dir", str(root)]) == 0
+    cand = make_run(tmp_path / "cand", seed=9)
+    capsys.readouterr()
+    assert _regress("--candidate", cand, "--baselines-dir", root, "--baseline-runs", "3") == 0
+    rep = json.loads((cand / "regress.json").read_text())
+    picked = rep["baseline"].split(", ")
+    assert [Path(p).name[-8:] for p in picked] == ["20261102", "20261103", "20261104"]
+    assert _regress("--candidate", cand, "--baselines-dir", root, "--baseline-runs", "0") == 2

@@ -90,6 +90,11 @@ class Candidate:
 def pick(candidate_manifest: dict, root=DEFAULT_DIR, exclude: Path | None = None) -> Path:
     """The newest baseline (by its run's start time) with the candidate's device model and
     GPU count; UserError saying how to save one if there is none."""
+    return pick_newest(candidate_manifest, root, exclude, 1)[0]
+
+
+def pick_newest(candidate_manifest: dict, root=DEFAULT_DIR, exclude: Path | None = None, count: int = 1) -> list[Path]:
+    """Up to `count` newest matching baselines, newest last (a baseline set for the gate)."""
     want = identity(candidate_manifest)
     root = Path(root)
     found = []
@@ -106,4 +111,5 @@ def pick(candidate_manifest: dict, root=DEFAULT_DIR, exclude: Path | None = None
         what = f"{want[0] or 'this device'}" + (f" x{want[1]}" if want[1] else "")
         raise UserError(f"no baseline for {what} under {root}: save one from a good run with "
                         f"`inferecon regress --save-baseline RUN_DIR`, or pass --baseline RUN_DIR")
-    return max(found, key=lambda c: (c.start_time, c.path.name)).path
+    found.sort(key=lambda c: (c.start_time, c.path.name))
+    return [c.path for c in found[-count:]]

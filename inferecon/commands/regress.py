@@ -40,6 +40,9 @@ def register(sub) -> None:
     p.add_argument("--no-model", action="store_true", help="skip the model impact (no profile fits)")
     p.add_argument("--save-baseline", metavar="RUN_DIR", default=None,
                    help="save RUN_DIR under --baselines-dir as <gpu>-x<count>-driver<ver>-<date> and exit")
+    p.add_argument("--baseline-runs", type=int, default=1, metavar="N",
+                   help="without --baseline: use the newest N saved baselines of this GPU model and count as one "
+                        "baseline set (default 1; 3+ lets the gate see the node's run-to-run spread)")
     p.add_argument("--baselines-dir", default=None, help="where baselines live (default results/baselines)")
     p.set_defaults(func=run)
 
@@ -147,7 +150,7 @@ def render(report: dict, show_all: bool) -> str:
     cfg = report["config"]
     lines = [f"# Regression check: {report['candidate']} vs {report['baseline']}", ""]
     if report.get("baseline_picked"):
-        lines += [f"baseline picked automatically: {report['baseline']} (newest saved baseline of this GPU model and count)", ""]
+        lines += [f"baseline picked automatically: {report['baseline']} (newest saved baseline(s) of this GPU model and count)", ""]
     lines.append(f"tolerance {100 * cfg['tolerance']:g}%, {100 * cfg['confidence']:g}% bootstrap CI of the ratio of "
                  f"medians ({cfg['resamples']} resamples, seed {cfg['seed']}, drift {100 * cfg['drift']:g}%); "
                  f"ratio > 1 = slower (times compared)")
@@ -231,7 +234,12 @@ def run(args) -> int:
     if args.context < 1 or args.max_gpus < 1:
         raise UserError("--context and --max-gpus must be at least 1")
     picked = args.baseline is None
-    bases = [baselines.pick(read_manifest(cand), root, exclude=cand)] if picked else [Path(b) for b in args.baseline]
+    if args.baseline_runs < 1:
+        raise UserError(f"--baseline-runs must be at least 1, got {args.baseline_runs}")
+    if picked:
+        bases = baselines.pick_newest(read_manifest(cand), root, exclude=cand, count=args.baseline_runs)
+    else:
+        bases = [Path(b) for b in args.baseline]
     out = Path(args.out) if args.out else cand
     for base in bases:
         if not base.is_dir():
