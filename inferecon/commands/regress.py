@@ -131,7 +131,7 @@ def model_impact(run_a: Path, run_b: Path, model_name: str, context: int, max_gp
         return {"model": model_name, "error": str(exc)}
     except Exception as exc:  # a fit that blows up must not hide the case verdicts
         return {"model": model_name, "error": f"{type(exc).__name__}: {exc}"}
-    return {"model": model.name, "context": context, "max_gpus": max_gpus,
+    return {"model": model.name, "context": context, "max_gpus": max_gpus, "baseline_run": str(run_a),
             "max_tok_s": [d.max_speed_a, d.max_speed_b], "max_tok_s_change": d.max_speed_change,
             "min_usd_per_mtok": [d.min_cost_a, d.min_cost_b], "min_usd_per_mtok_change": d.min_cost_b / d.min_cost_a - 1,
             "moved": d.moved_term, "terms_ms_a": {k: 1e3 * v for k, v in d.terms_a.items()},
@@ -182,6 +182,8 @@ def render(report: dict, show_all: bool) -> str:
         lines.append(f"- min $/M tokens: {ca:.4g} → {cb:.4g}, {100 * imp['min_usd_per_mtok_change']:+.1f}%")
         terms = ", ".join(f"{k} {imp['terms_ms_a'][k]:.3g} → {imp['terms_ms_b'][k]:.3g} ms" for k in imp["terms_ms_a"])
         lines.append(f"- baseline's fastest configuration, per step: {terms}; moved most: {imp['moved']}")
+        lines.append(f"- (profiles fitted to {imp['baseline_run']} and the candidate: point estimates that carry "
+                     f"both runs' noise; the case verdicts above say which changes are real)")
     lines += ["", f"**{report['verdict_line']}**"]
     return "\n".join(lines) + "\n"
 
