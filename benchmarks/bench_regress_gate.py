@@ -28,7 +28,6 @@ import argparse
 import dataclasses
 import itertools
 import json
-import math
 import subprocess
 import sys
 import time

@@ -8,7 +8,7 @@ import importlib
 import sys
 
 from inferecon import __version__
-from inferecon.errors import UserError
+from inferecon.errors import exit_status
 
 # Subcommand modules, in the order `inferecon --help` lists them. A module that fails to
 # import (e.g. torch missing for `bench`) must not take the whole CLI down with it.
@@ -42,14 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    try:
-        return int(args.func(args) or 0)
-    except UserError as exc:
-        sys.stderr.write(f"inferecon: error: {exc}\n")
-        return 2
-    except KeyboardInterrupt:
-        sys.stderr.write("inferecon: interrupted\n")
-        return 130
+    return exit_status(lambda: args.func(args))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,28 @@
 """The one error type the CLI turns into a one-line message and exit status 2."""
 
 
+# Every entry point (the CLI, and the modules torchrun starts on each rank) prints errors with
+# this prefix; a parent reading its ranks' output looks for it.
+ERROR_PREFIX = "inferecon: error: "
+
+
 class UserError(Exception):
     """Bad input or an impossible request: the message is shown to the user as is."""
+
+
+def exit_status(fn) -> int:
+    """Run an entry point: a UserError is one line on stderr and exit status 2, Ctrl-C is 130,
+    anything else keeps its traceback (a bug, not bad input)."""
+    import sys
+
+    try:
+        return int(fn() or 0)
+    except UserError as exc:
+        sys.stderr.write(ERROR_PREFIX + str(exc).replace("\n", " ") + "\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("inferecon: interrupted\n")
+        return 130
 
 
 def suggest(name: str, choices, n: int = 3) -> str:

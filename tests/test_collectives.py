@@ -4,7 +4,6 @@ rank, Ctrl-C). GPU-only checks (NCCL, CUDA graphs) are marked `gpu`."""
 
 from __future__ import annotations
 
-import math
 import os
 import signal
 import subprocess

@@ -42,11 +42,11 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from inferecon.errors import UserError
+from inferecon.errors import ERROR_PREFIX, UserError, exit_status
 from inferecon.harness import distributed as hdist
 from inferecon.harness.timing import Measurement, TimingConfig, capture_graph
 
@@ -67,7 +67,6 @@ HANG_CASE_ENV = "INFERECON_COLLECTIVES_HANG_CASE"
 # Set by the re-launching parent: it owns the run directory; the child only appends to it.
 _ATTACH_ENV = "INFERECON_COLLECTIVES_ATTACH"
 _PROGRESS = "[collectives]"
-_ERROR_PREFIX = "inferecon: error: "
 _NCCL_TIMEOUT = "Watchdog caught collective operation timeout"
 
 
@@ -691,7 +690,7 @@ def _exit_now(code: int):
 
 
 def _fail(code: int, msg: str, store, status: str):
-    sys.stderr.write(_ERROR_PREFIX + msg.replace("\n", " ") + "\n")
+    sys.stderr.write(ERROR_PREFIX + msg.replace("\n", " ") + "\n")
     if store:
         _safe_finish(store, status)
     _exit_now(code)
@@ -737,8 +736,8 @@ def relaunch(opts: Options, store) -> None:
                 last_activity[0] = time.monotonic()
                 log.write(line)
                 log.flush()
-                if line.startswith(_ERROR_PREFIX):
-                    errors.append(line[len(_ERROR_PREFIX):].strip())
+                if line.startswith(ERROR_PREFIX):
+                    errors.append(line[len(ERROR_PREFIX):].strip())
                 elif _NCCL_TIMEOUT in line and not watchdog:
                     watchdog.append(line.strip())
                 elif line.startswith(_PROGRESS):
@@ -863,15 +862,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                                      description="collectives microbenchmark (started by torchrun on every rank)")
     add_arguments(parser)
     args = parser.parse_args(argv)
-    try:
-        return run_from_cli(args, None)
-    except UserError as exc:
-        sys.stderr.write(_ERROR_PREFIX + str(exc) + "\n")
-        return 2
-    except KeyboardInterrupt:
-        sys.stderr.write("inferecon: interrupted\n")
-        return 130
-
+    return exit_status(lambda: run_from_cli(args, None))
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -41,14 +41,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from inferecon.errors import UserError
+from inferecon.errors import ERROR_PREFIX, UserError, exit_status
 from inferecon.harness.timing import Measurement, TimingConfig, measure
 
 BENCHMARK = "decode"
 # Bump whenever what a row means changes (step contents, timing method, layer scaling).
 BENCHMARK_VERSION = 1
 DTYPES = ("bf16", "fp32")
-_ERROR_PREFIX = "inferecon: error: "
 
 
 @dataclass(frozen=True)
@@ -532,7 +531,7 @@ def run_torchrun(shape: DecoderShape, cases: list[DecodeCase], tp: int, device: 
             raise UserError(f"decode --tp {tp}: no result after {timeout_s:g} s (log: {log})") from None
     if proc.returncode != 0:
         lines = log.read_text(errors="replace").splitlines()
-        err = next((ln[len(_ERROR_PREFIX):] for ln in lines if ln.startswith(_ERROR_PREFIX)), None)
+        err = next((ln[len(ERROR_PREFIX):] for ln in lines if ln.startswith(ERROR_PREFIX)), None)
         raise UserError(err or f"decode --tp {tp}: torchrun exited with status {proc.returncode} (log: {log})")
     if dump:
         return []
@@ -557,13 +556,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--dump", default=None, help="numerics check: save rank 0's hidden state and tokens")
     args = p.parse_args(argv)
-    try:
-        return run_in_world(_shape_from_json(args.shape), _parse_cases(args.cases), args.device, args.out,
-                            args.quick, args.reps, args.dump)
-    except UserError as exc:
-        sys.stderr.write(_ERROR_PREFIX + str(exc) + "\n")
-        return 2
-
+    return exit_status(lambda: run_in_world(_shape_from_json(args.shape), _parse_cases(args.cases), args.device,
+                                            args.out, args.quick, args.reps, args.dump))
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -88,7 +88,6 @@ def plot_memory(memory_df, fit, out_dir: Path) -> list[Path]:
 
 def plot_network(coll_df, fits, out_dir: Path) -> list[Path]:
     from inferecon.calibration.fit import usable
-    from inferecon.model.hardware import CollectiveFit  # noqa: F401  (type of `fits`)
 
     df = usable(coll_df)
     if df is None or len(df) == 0 or not fits:
