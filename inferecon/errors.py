@@ -47,3 +47,19 @@ def lookup(kind: str, name: str, table: dict, aliases: dict, hint: str):
     if key in table:
         return table[key]
     raise UserError(f"unknown {kind} {name!r}{suggest(name, list(table))}; `inferecon specs` lists them, {hint}")
+
+
+def load_json(path, what: str):
+    """The JSON in `path`, or a UserError naming `what` was expected there."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such {what}") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: a directory, not a {what}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not valid JSON ({getattr(exc, 'msg', exc)})") from None

@@ -12,11 +12,10 @@ Counting conventions (documented once, used everywhere):
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from inferecon.errors import UserError
+from inferecon.errors import UserError, load_json
 
 # 32-bit is for CPU validation runs (fp32 decoders); GPUs serve 16-bit and below.
 WEIGHT_BITS = (32, 16, 8, 4)
@@ -210,12 +209,7 @@ class ModelSpec:
         path = Path(path)
         if path.is_dir():
             path = path / "config.json"
-        try:
-            cfg = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise UserError(f"{path}: no such config.json") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise UserError(f"{path}: not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})") from None
+        cfg = load_json(path, "config.json")
         if not isinstance(cfg, dict):
             raise UserError(f"{path}: a config.json must be a JSON object")
         if isinstance(cfg.get("text_config"), dict):  # multimodal wrappers keep the LM inside
