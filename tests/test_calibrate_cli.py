@@ -47,11 +47,11 @@ def test_refit_from_run_with_ingested_files_and_report(cpu_run, tmp_path):
     prof = HardwareProfile.load(out / "profile.json")
     fits = {(c.collective, c.world_size) for c in prof.network.collectives}
     assert ("all_reduce", 8) in fits and ("all_reduce", 2) in fits
-    (cpu_run / "validation_summary.json").write_text('{"mape_calibrated": 0.1}')
+    (cpu_run / "validation.json").write_text('{"mape_calibrated": 0.1}')
     assert main(["report", str(cpu_run), "--out", str(tmp_path / "r.html")]) == 0
     page = (tmp_path / "r.html").read_text()
     assert "Validation" in page and "mape_calibrated" in page
-    (cpu_run / "validation_summary.json").unlink()
+    (cpu_run / "validation.json").unlink()
 
 
 def test_compare_needs_a_published_match_or_gpu(cpu_run, tmp_path, capsys):

@@ -133,24 +133,27 @@ def _fit_row(f: dict) -> str:
 def _optional_sections(run_dir: Path) -> list[str]:
     """Validation, regression and frontier outputs, wherever a command left them in the run
     directory (or one folder below it)."""
+    import pandas as pd
+
     parts = []
     found = {p.name: p for p in sorted(run_dir.glob("*")) if p.is_file()}
     found.update({p.name: p for p in sorted(run_dir.glob("*/*")) if p.is_file() and p.name not in found})
-    if "validation_summary.json" in found or "validation.csv" in found:
+    validation = sorted(n for n in found if n.startswith("validation"))
+    if validation:
         parts.append("<h2>Validation: predicted vs measured decode</h2>")
-        if "validation_summary.json" in found:
-            parts.append(f"<pre>{html.escape(found['validation_summary.json'].read_text())}</pre>")
-        if "validation.csv" in found:
-            import pandas as pd
-
-            parts.append(pd.read_csv(found["validation.csv"]).to_html(index=False, float_format=lambda v: f"{v:.4g}"))
-        for name in ("validation.png",):
-            if name in found:
-                parts.append(_img(found[name]))
+        for name in validation:
+            p = found[name]
+            if name.endswith(".json"):
+                parts.append(f"<h3>{html.escape(name)}</h3><pre>{html.escape(p.read_text())}</pre>")
+            elif name.endswith(".csv"):
+                parts.append(f"<h3>{html.escape(name)}</h3>"
+                             + pd.read_csv(p).to_html(index=False, float_format=lambda v: f"{v:.4g}"))
+            elif name.endswith(".png"):
+                parts.append(_img(p))
     if "regress.md" in found:
         parts.append("<h2>Regression check</h2>")
         parts.append(f"<pre>{html.escape(found['regress.md'].read_text())}</pre>")
-    for name, p in found.items():
-        if name.startswith("frontier") and name.endswith(".png"):
-            parts.append("<h2>Frontier</h2>" + _img(p))
+    frontiers = [n for n in found if n.startswith("frontier") and n.endswith(".png")]
+    if frontiers:
+        parts.append("<h2>Frontiers</h2>" + "".join(_img(found[n]) for n in frontiers))
     return parts
