@@ -22,7 +22,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="inferecon", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="inferecon", description="measure GPUs, calibrate an inference cost model, predict the speed/cost frontier")
     parser.add_argument("--version", action="version", version=f"inferecon {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:

@@ -3,6 +3,8 @@ run directory (manifest.json + one Parquet table per benchmark), then print a su
 
 from __future__ import annotations
 
+from inferecon.cli_text import first_paragraph
+
 import importlib
 import math
 import re
@@ -43,7 +45,7 @@ def published_peak(device_name: str, what: str):
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("bench", help="measure this node (matmul, memory, launch, collectives)",
-                              description=__doc__.splitlines()[0])
+                              description=first_paragraph(__doc__))
     p.add_argument("benchmark", choices=CHOICES, help="what to measure; all = " + ", ".join(BENCHMARKS))
     p.add_argument("--device", choices=("cuda", "cpu"), default=None,
                    help="default: cuda if available, else cpu")

@@ -4,6 +4,8 @@ per term and a self-contained report.html."""
 
 from __future__ import annotations
 
+from inferecon.cli_text import first_paragraph
+
 import argparse
 import json
 import signal
@@ -18,7 +20,7 @@ from inferecon.errors import UserError
 
 def register(sub) -> None:
     p = sub.add_parser("calibrate", help="fit a HardwareProfile to this node's measurements",
-                       description=__doc__.splitlines()[0])
+                       description=first_paragraph(__doc__))
     p.add_argument("--device", choices=("cuda", "cpu"), default=None, help="default: cuda if available, else cpu")
     p.add_argument("--quick", action="store_true",
                    help="the sentinel set: GEMM peak and decode shapes, HBM read, small/large all-reduce, launch")

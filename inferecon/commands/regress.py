@@ -5,6 +5,8 @@ tolerance, 2 unusable input."""
 
 from __future__ import annotations
 
+from inferecon.cli_text import first_paragraph
+
 import json
 import math
 import os
@@ -16,7 +18,7 @@ from inferecon.errors import UserError
 
 def register(sub) -> None:
     p = sub.add_parser("regress", help="regression gate: compare a run with a baseline (exit 1 on a regression)",
-                       description=__doc__.splitlines()[0])
+                       description=first_paragraph(__doc__))
     p.add_argument("--baseline", metavar="RUN_A", action="append", default=None,
                    help="baseline run directory (default: newest saved baseline of the candidate's GPU model and "
                         "count); repeat it with several runs of the same node to widen each CI by their measured "

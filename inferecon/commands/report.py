@@ -4,11 +4,13 @@ regression or frontier results saved there."""
 
 from __future__ import annotations
 
+from inferecon.cli_text import first_paragraph
+
 from pathlib import Path
 
 
 def register(sub) -> None:
-    p = sub.add_parser("report", help="regenerate RUN_DIR/report.html", description=__doc__.splitlines()[0])
+    p = sub.add_parser("report", help="regenerate RUN_DIR/report.html", description=first_paragraph(__doc__))
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--out", default=None, help="where to write the page (default RUN_DIR/report.html)")
     p.set_defaults(func=run)

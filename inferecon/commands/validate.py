@@ -6,6 +6,8 @@ directory."""
 
 from __future__ import annotations
 
+from inferecon.cli_text import first_paragraph
+
 import math
 import sys
 from datetime import datetime, timezone
@@ -21,7 +23,7 @@ DEFAULT_CONTEXT = {"cuda": "512,8192", "cpu": "128,512"}
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("validate", help="measure a real decode step and compare with the prediction",
-                              description=__doc__.splitlines()[0])
+                              description=first_paragraph(__doc__))
     p.add_argument("--hardware", metavar="PROFILE", required=True,
                    help="calibrated HardwareProfile JSON (e.g. from `inferecon calibrate --out DIR`: DIR/profile.json)")
     p.add_argument("--model", required=True,
