@@ -9,7 +9,6 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 
 from inferecon.calibration.fit import FitResult
 from inferecon.calibration.fit_compute import fit_gemm
@@ -141,7 +140,7 @@ def profile_from_tables(manifest: dict, tables: dict, run_id: str,
     network = base.network
     coll_fits, coll_results = fit_collectives(tables.get("collectives"))
     fits += coll_results
-    good = [f for f, r in zip(coll_fits, _expand(coll_fits, coll_results)) if r.converged]
+    good = [f for f, r in zip(coll_fits, _expand(coll_results)) if r.converged]
     if good:
         network = dataclasses.replace(network, collectives=good)
     if not any(f.world_size >= 2 for f in good):
@@ -181,13 +180,11 @@ def profile_from_tables(manifest: dict, tables: dict, run_id: str,
     return CalibrationResult(profile, fits, missing, kept, tables)
 
 
-def _expand(coll_fits, coll_results):
-    """Pair each CollectiveFit with the FitResult it came from (a piecewise result yields two)."""
-    out, i = [], 0
+def _expand(coll_results):
+    """The FitResult behind each CollectiveFit, in order (a piecewise result yields two fits)."""
+    out = []
     for r in coll_results:
-        n = 2 if r.form.startswith("piecewise") else 1
-        out += [r] * n
-        i += n
+        out += [r] * (2 if r.form.startswith("piecewise") else 1)
     return out
 
 
@@ -204,12 +201,3 @@ def profile_from_run(run_dir, base: HardwareProfile | None = None, extra_tables:
     if not tables:
         raise UserError(f"{run_dir} holds no measurements to calibrate from")
     return profile_from_tables(manifest, tables, run_id=run_dir.name, base=base)
-
-
-def heldout_summary(result: CalibrationResult) -> list[tuple[str, str, float | None, float, int]]:
-    """(term, form, held-out MAPE, training MAPE, points) for printing."""
-    return [(r.term, r.form, r.heldout_mape, r.train_mape, r.n_points) for r in result.fits]
-
-
-def finite(x) -> bool:
-    return x is not None and bool(np.isfinite(x))

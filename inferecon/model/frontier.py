@@ -106,15 +106,6 @@ def pareto_mask(speed: np.ndarray, cost: np.ndarray) -> np.ndarray:
     return mask
 
 
-def evaluate_space(model: ModelSpec, hw: HardwareProfile, context: int, space: SearchSpace = SearchSpace(),
-                   draft: ModelSpec | None = None, acceptance: float = 0.0,
-                   opts: CostOptions = CostOptions()) -> pd.DataFrame:
-    """Every configuration of the search space with all its figures (feasible or not)."""
-    lay = build_layouts(model, hw, space, with_spec=draft is not None)
-    res = evaluate(model, hw, lay, context, draft=draft, acceptance=acceptance, opts=opts)
-    return pd.DataFrame(res)
-
-
 def search(model: ModelSpec, hw: HardwareProfile, context: int, space: SearchSpace = SearchSpace(),
            draft: ModelSpec | None = None, acceptance: float = 0.0,
            opts: CostOptions = CostOptions()) -> pd.DataFrame:
