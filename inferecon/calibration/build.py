@@ -9,7 +9,6 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 from inferecon.calibration.fit import FitResult
 from inferecon.calibration.fit_compute import fit_gemm
 from inferecon.calibration.fit_latency import fit_launch
