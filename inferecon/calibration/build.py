@@ -15,6 +15,7 @@ from inferecon.calibration.fit_latency import fit_launch
 from inferecon.calibration.fit_memory import fit_read_bandwidth
 from inferecon.calibration.fit_network import fit_collectives
 from inferecon.calibration.published import match_published
+from inferecon.cli_text import slug
 from inferecon.errors import UserError
 from inferecon.model.hardware import (
     ComputeSpec,
@@ -77,12 +78,6 @@ def _gpu_generic_base(manifest) -> HardwareProfile:
         latency=LatencySpec(kernel_launch_us=4.0), price_usd_per_gpu_hour=2.0,
         provenance=Provenance(kind="placeholder", notes=["GPU not in the catalog: unmeasured figures are placeholders"]),
     )
-
-
-def _slug(text: str) -> str:
-    import re
-
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
 def profile_from_tables(manifest: dict, tables: dict, run_id: str,
@@ -165,7 +160,7 @@ def profile_from_tables(manifest: dict, tables: dict, run_id: str,
         "inferecon": manifest.get("inferecon_version"), "cpu_threads": manifest.get("cpu_threads")}.items() if v}
     notes = [f"kept {k}" for k in kept] + [f"run lacks {m} measurements" for m in missing]
     profile = HardwareProfile(
-        name=f"{_slug(base.name if has_datasheet else device_name or base.name)}-calibrated",
+        name=f"{slug(base.name if has_datasheet else device_name or base.name)}-calibrated",
         display_name=f"{device_name or base.display_name} (calibrated)",
         compute=compute, memory=memory, network=network, latency=latency,
         price_usd_per_gpu_hour=base.price_usd_per_gpu_hour,

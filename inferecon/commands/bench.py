@@ -3,11 +3,10 @@ run directory (manifest.json + one Parquet table per benchmark), then print a su
 
 from __future__ import annotations
 
-from inferecon.cli_text import first_paragraph
+from inferecon.cli_text import first_paragraph, slug
 
 import importlib
 import math
-import re
 import signal
 import sys
 from datetime import datetime, timezone
@@ -59,10 +58,6 @@ def register(subparsers) -> None:
                    help="collectives: give up on a hung collective after this many seconds")
     p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=handler)
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "device"
 
 
 def default_out(device_name: str) -> Path:

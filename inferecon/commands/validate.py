@@ -62,7 +62,7 @@ def parse_ints(text: str, what: str) -> list[int]:
 
 
 def _default_out(model: str, device_name: str) -> Path:
-    from inferecon.commands.bench import slug
+    from inferecon.cli_text import slug
 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     return Path("results") / f"validate-{slug(model)}-{slug(device_name)}-{stamp}"
