@@ -66,12 +66,12 @@ def _measure(args, out: Path) -> None:
         import torch  # noqa: F401
     except ImportError:
         raise UserError("measuring needs torch (make install pulls the CPU build); or use --from RUN_DIR") from None
-    from inferecon.commands.bench import print_summary, resolve_device
     from inferecon.harness import calibration_sweep as cs
-    from inferecon.harness.device import apply_cpu_threads, collect_metadata, device_identity
+    from inferecon.harness.device import apply_cpu_threads, collect_metadata, device_identity, resolve_device
     from inferecon.harness.runner import Progress, SweepContext, run_sweep, warm_device
     from inferecon.harness.store import RunStore
     from inferecon.kernels import launch, matmul, memory
+    from inferecon.report.summary import print_summary
 
     device = resolve_device(args.device)
     threads = apply_cpu_threads(device, args.threads)

@@ -102,7 +102,7 @@ def handler(args) -> int:
 
     from inferecon import __version__
     from inferecon.calibration import validate as v
-    from inferecon.commands.bench import resolve_device
+    from inferecon.harness.device import resolve_device
     from inferecon.harness.device import apply_cpu_threads, collect_metadata, device_identity
     from inferecon.harness.store import RunStore, write_json_atomic
     from inferecon.kernels import decode

@@ -228,6 +228,16 @@ def cuda_available() -> bool:
         return False
 
 
+def resolve_device(requested) -> str:
+    """The device a command runs on: the one asked for, else cuda where available, else cpu."""
+    from inferecon.errors import UserError
+
+    has_cuda = cuda_available()
+    if requested == "cuda" and not has_cuda:
+        raise UserError("--device cuda: no CUDA device is available here (use --device cpu)")
+    return requested or ("cuda" if has_cuda else "cpu")
+
+
 def device_identity(device: str) -> tuple[str, int]:
     """(device_name, gpu_count) for every record: GPU model on cuda, CPU model on cpu."""
     if device == "cuda":
