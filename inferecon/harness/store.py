@@ -145,6 +145,47 @@ def read_run(run_dir) -> tuple[dict, dict[str, pd.DataFrame]]:
     return manifest, tables
 
 
+# A run directory holds one kind of run measured on one machine: every row is read against
+# the manifest that describes it, so a resume that would add rows of another machine or merge
+# one command's cases into another's run is refused, with the field that differs.
+RUN_KINDS = ("bench", "calibrate", "validate")
+_IDENTITY = (  # manifest key, how it reads in the refusal
+    ("device", "measured on {old}, not {new}"),
+    ("device_name", "measured on {old!r}, this machine has {new!r}"),
+    ("gpu_count", "measured with {old} GPU(s), this machine has {new}"),
+    ("host_class", "measured on a {old} host, this one is a {new} host"),
+)
+
+
+def run_kind(manifest: dict) -> Optional[str]:
+    """bench, calibrate or validate; inferred for manifests written before `run_kind` existed."""
+    kind = manifest.get("run_kind") or manifest.get("purpose")
+    if kind:
+        return str(kind)
+    if "validate" in manifest:
+        return "validate"
+    if "benchmarks_requested" in manifest or "collectives" in manifest:
+        return "bench"
+    return None
+
+
+def check_same_run(run_dir, old: dict, new: dict) -> None:
+    """UserError naming the difference when `new` (the resuming command's manifest) describes
+    another kind of run or another machine than `old` (the run on disk). A field missing on
+    either side (an older manifest, the collectives' ranks attaching) is not compared."""
+    old_kind, new_kind = run_kind(old), run_kind(new)
+    if old_kind and new_kind and old_kind != new_kind:
+        raise UserError(f"--resume: {run_dir} is a {old_kind} run, not a {new_kind} run (continue it with "
+                        f"`inferecon {old_kind} --resume --out {run_dir}`, or choose another --out)")
+    for key, text in _IDENTITY:
+        if old.get(key) is None or new.get(key) is None:
+            continue
+        if str(old[key]) != str(new[key]):
+            why = text.format(old=old[key], new=new[key])
+            raise UserError(f"--resume: {run_dir} was {why}; a run directory holds one machine's "
+                            "measurements: choose another --out")
+
+
 class RunStore:
     """Append-only store of one run. Not thread-safe; one process writes a run directory
     (under torchrun, rank 0)."""
@@ -158,6 +199,7 @@ class RunStore:
             if not (self.run_dir / MANIFEST).is_file():
                 raise UserError(f"--resume: no run to resume at {self.run_dir}")
             old = read_manifest(self.run_dir)
+            check_same_run(self.run_dir, old, manifest)  # before anything on disk is touched
             # A run killed (SIGKILL, power loss) inside a write leaves its temp file behind;
             # the table it was replacing is intact, so the temp file is only litter.
             for tmp in self.run_dir.glob(".*.tmp"):
