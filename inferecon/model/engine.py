@@ -3,13 +3,26 @@
 An engine (vLLM, SGLang, TensorRT-LLM …) pays per decode step for scheduling, sampling and
 launches outside a CUDA graph, and its quantised kernels read weights below the HBM
 bandwidth a plain copy reaches. `EngineProfile` holds those three things; the cost model
-(model/terms.py, `evaluate(..., engine=...)`) adds them to every configuration. Fitting one
-from an engine's own benchmark results lives in calibration/; this module is plain data.
+(`evaluate(..., engine=...)`) adds them to every configuration. Fitting one from an engine's
+own benchmark results lives in calibration/engine_fit.py; this module is plain data, saved as
+schema-versioned JSON like the HardwareProfile.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import math
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from inferecon.errors import UserError, load_json
+
+ENGINE_SCHEMA_VERSION = 1
+# Weight formats an efficiency can be given for, by bits per weight: 16-bit (bf16/fp16),
+# 8-bit (FP8 or INT8) and 4-bit (AWQ, GPTQ, NVFP4 …).
+WEIGHT_FORMATS = ("16", "8", "4")
 
 
 @dataclass(frozen=True)
@@ -22,6 +35,61 @@ class EngineProfile:
     weight_read_efficiency: dict[str, float] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # The hardware profile the fit was made against: the overheads are relative to it.
+    hardware: str = ""
+    # Held-out error and per-parameter status of the fit that made this profile.
+    fit_quality: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = ENGINE_SCHEMA_VERSION
+
+    def __post_init__(self):
+        for name in ("step_overhead_us", "per_layer_us"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise UserError(f"engine profile {self.name!r}: {name} must be a finite number >= 0, got {value!r}")
+        for bits, eff in self.weight_read_efficiency.items():
+            if str(bits) not in WEIGHT_FORMATS:
+                raise UserError(f"engine profile {self.name!r}: weight_read_efficiency key {bits!r} is not one of "
+                                f"{', '.join(WEIGHT_FORMATS)} (bits per weight)")
+            if not (isinstance(eff, (int, float)) and math.isfinite(eff) and eff > 0):
+                raise UserError(f"engine profile {self.name!r}: weight_read_efficiency[{bits}] must be > 0, got {eff!r}")
 
     def weight_efficiency(self, weight_bits: int) -> float:
         return float(self.weight_read_efficiency.get(str(int(weight_bits)), 1.0))
+
+    # -- JSON ------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        tmp.replace(path)  # atomic: a reader never sees half a profile
+        return path
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "engine profile") -> "EngineProfile":
+        if not isinstance(data, dict):
+            raise UserError(f"{source}: not a JSON object")
+        version = data.get("schema_version")
+        if version != ENGINE_SCHEMA_VERSION:
+            raise UserError(f"{source}: engine profile schema_version {version!r}, "
+                            f"this inferecon reads version {ENGINE_SCHEMA_VERSION}")
+        if "name" not in data:
+            raise UserError(f"{source}: missing field 'name'")
+        known = {f.name for f in dataclasses.fields(cls)}
+        try:
+            values = {k: v for k, v in data.items() if k in known}
+            values["weight_read_efficiency"] = {str(k): float(v) for k, v in
+                                                dict(values.get("weight_read_efficiency") or {}).items()}
+            for k in ("step_overhead_us", "per_layer_us"):
+                if k in values:
+                    values[k] = float(values[k])
+            return cls(**values)
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"{source}: malformed engine profile ({exc})") from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> "EngineProfile":
+        return cls.from_dict(load_json(path, "engine profile"), source=str(path))

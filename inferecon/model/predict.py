@@ -1,0 +1,171 @@
+"""One deployment through the cost model: speed, cost, the time of each term, and memory per
+GPU (weights, KV cache, free), or why it does not fit.
+
+`predict(...)` is the one entry point (the `predict` command, the engine-result checks and the
+accuracy scorecard all call it); it returns a plain dict whose keys are the `--json` fields.
+Units are in the names: *_ms milliseconds, *_gb 1e9 bytes, usd_per_mtok $ per million tokens.
+
+This module must stay light: `inferecon predict` answers in well under half a second, so
+nothing here imports pandas, matplotlib or scipy.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+
+from inferecon.errors import UserError
+from inferecon.model.engine import EngineProfile
+from inferecon.model.hardware import HardwareProfile
+from inferecon.model.spec import ModelSpec
+from inferecon.model.terms import CostOptions, Layouts, evaluate, moe_expert_fraction
+
+# The fields of one prediction, in the order `predict` prints them.
+FIELDS = (
+    "model", "gpu", "profile", "engine", "n_gpu", "tp", "pp", "ep", "batch", "micro_batch", "context",
+    "weight_bits", "kv_bits", "draft", "gamma", "acceptance",
+    "tokens_per_s_per_seq", "tokens_per_s_per_gpu", "usd_per_mtok", "ms_per_token", "t_step_ms",
+    "t_arithmetic_ms", "t_memory_ms", "t_network_ms", "t_latency_ms", "dominant", "tokens_per_step",
+    "mfu", "hbm_per_gpu_gb", "usable_per_gpu_gb", "weights_per_gpu_gb", "kv_per_gpu_gb", "free_per_gpu_gb",
+    "feasible", "infeasible_reason", "price_usd_per_gpu_hour", "engine_applied_by",
+)
+
+
+def _cost_model_takes_engine() -> bool:
+    return "engine" in inspect.signature(evaluate).parameters
+
+
+def check_layout(model: ModelSpec, tp: int, pp: int, ep: int, batch: int, context: int,
+                 gamma: int = 0) -> int:
+    """The micro-batch (sequences per ep rank per micro-batch) of a request, or a UserError
+    naming what is impossible about it."""
+    for name, value in (("tp", tp), ("pp", pp), ("ep", ep), ("batch", batch), ("context", context)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+            raise UserError(f"--{name} must be a whole number >= 1, got {value!r}")
+    if gamma < 0:
+        raise UserError(f"--gamma must be >= 0, got {gamma}")
+    if tp > model.n_heads:
+        raise UserError(f"--tp {tp} is more than {model.name}'s {model.n_heads} attention heads")
+    if pp > model.n_layers:
+        raise UserError(f"--pp {pp} is more than {model.name}'s {model.n_layers} layers")
+    if ep > 1 and not model.is_moe:
+        raise UserError(f"--ep {ep}: {model.name} is dense; expert parallelism needs a mixture-of-experts model")
+    if model.is_moe and model.n_experts % ep:
+        raise UserError(f"--ep {ep} does not divide {model.name}'s {model.n_experts} experts")
+    if gamma > 0 and pp > 1:
+        raise UserError("speculative decoding needs --pp 1 (the draft must see every token the target emits)")
+    if batch % (pp * ep):
+        raise UserError(f"--batch {batch} is not a multiple of pp x ep = {pp * ep}: each pipeline micro-batch "
+                        f"and each expert-parallel rank needs a whole number of sequences")
+    return batch // (pp * ep)
+
+
+def stored_per_gpu_bytes(model: ModelSpec, tp: int, pp: int, ep: int, batch: int, context: int) -> tuple[float, float]:
+    """(weight bytes, KV-cache bytes) one GPU holds.
+
+    Weights: attention, dense layers, shared experts, embeddings and the lm head are split
+    over tp within a stage and replicated on every ep rank (data-parallel attention); the
+    routed experts are split over ep x tp. KV: each ep rank keeps the cache of its batch/ep
+    sequences for its stage's layers; tp splits the KV heads but never below one head per GPU
+    (GQA heads are replicated beyond that), and MLA's shared latent is held whole by every GPU."""
+    head = 0 if model.tied_embeddings else model.lm_head_params
+    replicated = model.always_on_params + model.embedding_params + head
+    weights = (replicated / (pp * tp) + model.routed_expert_params / (pp * ep * tp)) * model.weight_bytes_per_param
+    share = 1.0 if model.is_mla else max(1.0 / tp, 1.0 / model.n_kv_heads)
+    kv = (batch / ep) * context * (model.n_layers / pp) * model.kv_bytes_per_token_layer * share
+    return float(weights), float(kv)
+
+
+def predict(model: ModelSpec, hw: HardwareProfile, *, tp: int, batch: int, context: int, pp: int = 1,
+            ep: int = 1, draft: ModelSpec | None = None, acceptance: float = 0.0, gamma: int = 0,
+            engine: EngineProfile | None = None, opts: CostOptions = CostOptions()) -> dict:
+    """One configuration: `batch` sequences decoded together on tp x pp x ep GPUs (1D tensor
+    parallelism), each with `context` tokens of context. `model` carries its weight and KV
+    precision (ModelSpec.with_precision). Returns a plain dict with the keys of FIELDS."""
+    micro = check_layout(model, tp, pp, ep, batch, context, gamma)
+    if (draft is None) != (gamma == 0):
+        raise UserError("speculative decoding needs both a draft model and --gamma >= 1")
+    if not 0.0 <= acceptance <= 1.0:
+        raise UserError(f"--acceptance must be in [0, 1], got {acceptance}")
+    lay = Layouts(tp_r=1, tp_c=tp, pp=pp, ep=ep, micro_batch=micro, gamma=gamma)
+    takes_engine = _cost_model_takes_engine()
+    kwargs = {"engine": engine} if (engine is not None and takes_engine) else {}
+    res = {k: np.asarray(v)[0] for k, v in
+           evaluate(model, hw, lay, context, draft=draft, acceptance=acceptance if draft else 0.0, opts=opts,
+                    **kwargs).items()}
+    applied_by = None
+    if engine is not None:
+        applied_by = "cost model" if takes_engine else "predict (interim)"
+        if not takes_engine:
+            res = _with_engine(res, model, hw, micro, tp, ep, gamma, engine)
+
+    weights, kv = stored_per_gpu_bytes(model, tp, pp, ep, batch, context)
+    if draft is not None:
+        dw, dkv = stored_per_gpu_bytes(draft, tp, pp, ep, batch, context)
+        weights, kv = weights + dw, kv + dkv
+    hbm = hw.memory.capacity_gb * 1e9
+    usable = hbm * opts.hbm_usable_fraction
+    feasible = bool(res["feasible"]) and weights + kv <= usable
+    reason = None
+    if not feasible:
+        reason = (f"weights {weights / 1e9:.1f} GB + KV cache {kv / 1e9:.1f} GB per GPU exceed the "
+                  f"{usable / 1e9:.1f} GB usable of {hbm / 1e9:.0f} GB HBM "
+                  f"({opts.hbm_usable_fraction:.0%}; the rest is CUDA context, activations, workspace)")
+    speed = float(res["tokens_per_s_per_seq"])
+    return {
+        "model": model.name, "gpu": hw.name, "profile": hw.provenance.kind,
+        "engine": engine.name if engine is not None else None,
+        "n_gpu": int(res["n_gpu"]), "tp": tp, "pp": pp, "ep": ep, "batch": batch, "micro_batch": micro,
+        "context": context, "weight_bits": model.weight_bits, "kv_bits": model.kv_bits,
+        "draft": draft.name if draft is not None else None, "gamma": gamma,
+        "acceptance": float(acceptance) if draft is not None else None,
+        "tokens_per_s_per_seq": speed, "tokens_per_s_per_gpu": float(res["tokens_per_s_per_gpu"]),
+        "usd_per_mtok": float(res["usd_per_mtok"]), "ms_per_token": 1e3 / speed,
+        "t_step_ms": float(res["t_step_s"]) * 1e3,
+        "t_arithmetic_ms": float(res["t_arithmetic_s"]) * 1e3, "t_memory_ms": float(res["t_memory_s"]) * 1e3,
+        "t_network_ms": float(res["t_network_s"]) * 1e3, "t_latency_ms": float(res["t_latency_s"]) * 1e3,
+        "dominant": str(res["dominant"]), "tokens_per_step": float(res["tokens_per_step"]),
+        "mfu": float(res["mfu"]),
+        "hbm_per_gpu_gb": hbm / 1e9, "usable_per_gpu_gb": usable / 1e9,
+        "weights_per_gpu_gb": weights / 1e9, "kv_per_gpu_gb": kv / 1e9,
+        "free_per_gpu_gb": (usable - weights - kv) / 1e9,
+        "feasible": feasible, "infeasible_reason": reason,
+        "price_usd_per_gpu_hour": hw.price_usd_per_gpu_hour, "engine_applied_by": applied_by,
+    }
+
+
+def _with_engine(res: dict, model: ModelSpec, hw: HardwareProfile, micro: int, tp: int, ep: int, gamma: int,
+                 engine: EngineProfile) -> dict:
+    """Interim: the engine's terms added after the cost model, for as long as `evaluate` does not
+    take an engine itself (it then does this and this function is not called). Per step: the
+    fixed overhead plus one per-layer time per layer; the target's weight reads slowed to the
+    engine's efficiency for its weight format (the draft's are left as they are)."""
+    out = dict(res)
+    tokens_group = micro * ep * (gamma + 1)
+    per_gpu = ((model.always_on_params + model.lm_head_params) / tp
+               + model.routed_expert_params / (ep * tp) * float(moe_expert_fraction(model, tokens_group)))
+    t_weights = per_gpu * model.weight_bytes_per_param / (hw.memory.achieved_gbps * 1e9)
+    extra_read = t_weights * (1.0 / engine.weight_efficiency(model.weight_bits) - 1.0)
+    fixed = (engine.step_overhead_us + engine.per_layer_us * model.n_layers) * 1e-6
+    t_mem, t_arith = float(res["t_memory_s"]), float(res["t_arithmetic_s"])
+    if hw.compute.gemm_fit:
+        # Calibrated GEMM times already include their weight reads: slower reads add to them.
+        out["t_arithmetic_s"] = t_arith + extra_read
+        step = float(res["t_step_s"]) + extra_read
+    else:
+        out["t_memory_s"] = t_mem + extra_read
+        step = float(res["t_step_s"]) - max(t_mem, t_arith) + max(t_mem + extra_read, t_arith)
+    step += fixed
+    out["t_latency_s"] = float(res["t_latency_s"]) + fixed
+    scale = float(res["t_step_s"]) / step
+    out["t_step_s"] = step
+    for k in ("tokens_per_s_per_seq", "tokens_per_s_per_gpu", "mfu"):
+        out[k] = float(res[k]) * scale
+    out["usd_per_mtok"] = float(res["usd_per_mtok"]) / scale
+    terms = {"arithmetic": out["t_arithmetic_s"], "memory": out["t_memory_s"],
+             "network": out["t_network_s"], "latency": out["t_latency_s"]}
+    overlapped = "arithmetic" if terms["arithmetic"] >= terms["memory"] else "memory"
+    terms["arithmetic" if overlapped == "memory" else "memory"] = 0.0
+    out["dominant"] = max(terms, key=terms.get)
+    return out
