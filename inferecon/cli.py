@@ -12,7 +12,7 @@ from inferecon.errors import exit_status
 
 # Subcommand modules, in the order `inferecon --help` lists them. A module that fails to
 # import (e.g. torch missing for `bench`) must not take the whole CLI down with it.
-COMMANDS = ["specs", "frontier", "bench", "calibrate", "validate", "regress", "report"]
+COMMANDS = ["specs", "predict", "frontier", "bench", "calibrate", "validate", "regress", "report"]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -12,11 +12,21 @@ class UserError(Exception):
 
 def exit_status(fn) -> int:
     """Run an entry point: a UserError is one line on stderr and exit status 2, Ctrl-C is 130,
-    anything else keeps its traceback (a bug, not bad input)."""
+    a closed output pipe ends quietly (141), anything else keeps its traceback (a bug, not bad
+    input)."""
     import sys
 
     try:
-        return int(fn() or 0)
+        status = int(fn() or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return status
+    except BrokenPipeError:
+        # The reader went away (`inferecon specs | head`): stop quietly, as cat does. stdout is
+        # pointed at /dev/null so the interpreter's own flush at exit does not fail again.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a writer killed by a closed pipe
     except UserError as exc:
         sys.stderr.write(ERROR_PREFIX + str(exc).replace("\n", " ") + "\n")
         return 2

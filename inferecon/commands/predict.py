@@ -1,0 +1,84 @@
+"""`inferecon predict`: one deployment (model, GPUs, tp/pp/ep, batch, context, precision)
+through the cost model: tokens/s per sequence and per GPU, $ per million tokens, ms per step
+of each term, memory per GPU (weights, KV cache, free), and whether it fits."""
+
+from __future__ import annotations
+
+from inferecon.cli_text import first_paragraph
+
+
+def register(sub) -> None:
+    p = sub.add_parser("predict", help="speed, cost, term breakdown and memory of one deployment",
+                       description=first_paragraph(__doc__))
+    p.add_argument("--model", required=True, help="catalog name or path to a Hugging Face config.json")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--gpu", default=None, help="published GPU profile (default h100-sxm)")
+    where.add_argument("--hardware", default=None, metavar="PROFILE_JSON", help="a HardwareProfile JSON")
+    p.add_argument("--tp", type=int, default=1, help="tensor-parallel GPUs per pipeline stage (default 1)")
+    p.add_argument("--pp", type=int, default=1, help="pipeline stages (default 1)")
+    p.add_argument("--ep", type=int, default=1, help="expert-parallel ranks, MoE models only (default 1)")
+    p.add_argument("--batch", default="1", help="sequences decoded together; a list (1,8,64) prints one row each")
+    p.add_argument("--context", type=int, default=4096, help="tokens in context per sequence (default 4096)")
+    p.add_argument("--precision", type=int, default=16, choices=(16, 8, 4), metavar="BITS",
+                   help="weight precision in bits: 16, 8 or 4 (default 16)")
+    p.add_argument("--kv-precision", type=int, default=16, choices=(16, 8, 4), metavar="BITS",
+                   help="KV-cache precision in bits (default 16)")
+    p.add_argument("--spec-decode", default=None, metavar="DRAFT", help="draft model for speculative decoding")
+    p.add_argument("--acceptance", type=float, default=None,
+                   help="per-token acceptance probability of the draft (default 0.8 with --spec-decode)")
+    p.add_argument("--gamma", type=int, default=None, help="draft tokens per round (default 4 with --spec-decode)")
+    p.add_argument("--engine", default=None, metavar="ENGINE_JSON",
+                   help="engine profile (from `inferecon calibrate --engine-results`): adds its per-step and "
+                        "per-layer overheads and weight-read efficiency")
+    p.add_argument("--price", type=float, default=None, metavar="USD_PER_HOUR", help="$ per GPU-hour (default: the profile's)")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object per batch size (one line each) instead of the table")
+    p.set_defaults(func=run)
+
+
+def _batches(text: str) -> list[int]:
+    from inferecon.errors import UserError
+
+    try:
+        values = [int(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"--batch: expected comma-separated whole numbers, got {text!r}") from None
+    if not values:
+        raise UserError("--batch: no values given")
+    return values
+
+
+def run(args) -> int:
+    import json
+
+    from inferecon.calibration.published import get_profile
+    from inferecon.errors import UserError
+    from inferecon.model.catalog import resolve_model
+    from inferecon.model.engine import EngineProfile
+    from inferecon.model.hardware import HardwareProfile
+    from inferecon.model.predict import predict
+    from inferecon.report.predict_table import format_predictions
+
+    if (args.acceptance is not None or args.gamma is not None) and not args.spec_decode:
+        raise UserError("--acceptance and --gamma need --spec-decode DRAFT")
+    batches = _batches(args.batch)
+    hw = HardwareProfile.load(args.hardware) if args.hardware else get_profile(args.gpu or "h100-sxm")
+    if args.price is not None:
+        hw = hw.with_price(args.price)
+    model = resolve_model(args.model).with_precision(args.precision, args.kv_precision)
+    draft, gamma, acceptance = None, 0, 0.0
+    if args.spec_decode:
+        draft = resolve_model(args.spec_decode).with_precision(args.precision, args.kv_precision)
+        gamma = 4 if args.gamma is None else args.gamma
+        acceptance = 0.8 if args.acceptance is None else args.acceptance
+        if gamma < 1:
+            raise UserError(f"--gamma must be at least 1 with --spec-decode, got {gamma}")
+    engine = EngineProfile.load(args.engine) if args.engine else None
+    rows = [predict(model, hw, tp=args.tp, pp=args.pp, ep=args.ep, batch=b, context=args.context,
+                    draft=draft, gamma=gamma, acceptance=acceptance, engine=engine) for b in batches]
+    if args.json:
+        for r in rows:
+            print(json.dumps(r))
+    else:
+        print(format_predictions(rows, hw))
+    return 0
