@@ -134,7 +134,8 @@ def test_failed_write_keeps_previous_table(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(pq, "write_table", boom)
-    with pytest.raises(OSError):
+    # A failed write is one line for the user (inferecon.outpath), naming the kept file.
+    with pytest.raises(UserError, match="previous file is intact"):
         s.append("memory", rec("b"))
     monkeypatch.undo()
     assert s.read("memory")["case_id"].tolist() == ["a"]

@@ -3,32 +3,36 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
 import numpy as np
+
+from inferecon import cli_args
+from inferecon.errors import UserError
 
 
 def register(sub) -> None:
     p = sub.add_parser("frontier", help="Pareto frontier of tokens/s per sequence vs $ per million tokens")
     p.add_argument("--model", action="append", required=True,
                    help="catalog name or path to a Hugging Face config.json; repeat or comma-separate for several")
+    p.add_argument("--name", action="append", default=None,
+                   help="display name of each --model, in order (default: the catalog name, the config's "
+                        "_name_or_path, else its file name); repeat or comma-separate")
     p.add_argument("--gpu", action="append", default=None,
                    help="published GPU profile (default h100-sxm); repeat or comma-separate for several")
     p.add_argument("--hardware", action="append", default=None, metavar="PROFILE_JSON",
                    help="a HardwareProfile JSON (e.g. results/RUN/profile.json); repeatable")
-    p.add_argument("--context", type=int, default=4096, help="tokens in context per sequence (default 4096)")
+    p.add_argument("--context", type=cli_args.CONTEXT_TOKENS, default=4096, help="tokens in context per sequence (default 4096)")
     p.add_argument("--precision", type=int, default=16, choices=(16, 8, 4), metavar="BITS",
                    help="weight precision in bits: 16, 8 or 4 (default 16)")
     p.add_argument("--kv-precision", type=int, default=16, choices=(16, 8, 4), metavar="BITS",
                    help="KV-cache precision in bits (default 16)")
-    p.add_argument("--price", type=float, default=None, metavar="USD_PER_HOUR",
+    p.add_argument("--price", type=cli_args.PRICE_USD_PER_HOUR, default=None, metavar="USD_PER_HOUR",
                    help="$ per GPU-hour (default: the profile's)")
     p.add_argument("--spec-decode", default=None, metavar="DRAFT", help="draft model for speculative decoding")
-    p.add_argument("--acceptance", type=float, default=None,
+    p.add_argument("--acceptance", type=cli_args.ACCEPTANCE, default=None,
                    help="per-token acceptance probability of the draft (default 0.8 with --spec-decode)")
-    p.add_argument("--max-gpus", type=int, default=512, help="largest instance to consider (default 512)")
+    p.add_argument("--max-gpus", type=cli_args.MAX_GPUS, default=512, help="largest instance to consider (default 512)")
     p.add_argument("--out", default="frontier", help="directory for frontier.csv and frontier.png (default ./frontier)")
-    p.add_argument("--rows", type=int, default=16, help="frontier rows printed per model and GPU (default 16)")
+    p.add_argument("--rows", type=cli_args.ROWS, default=16, help="frontier rows printed per model and GPU (default 16)")
     p.add_argument("--compare", action="store_true",
                    help="with --hardware: draw the published and the calibrated frontiers together and say "
                         "where they differ and which term moved (published profile: --gpu, else the matching one)")
@@ -39,46 +43,66 @@ def _split(values):
     return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
 
 
+def _named(values, flag):
+    """The comma-separated names of a repeatable option; a given option that names nothing
+    (`--model ",,"`) is refused rather than read as absent."""
+    names = _split(values)
+    if values is not None and not names:
+        raise UserError(f"{flag} names nothing: give a name, e.g. {flag} {_EXAMPLE[flag]}")
+    return names
+
+
+_EXAMPLE = {"--model": "llama-3-70b", "--gpu": "h100-sxm", "--hardware": "results/RUN/profile.json",
+            "--name": "my-model"}
+
+
 def _profiles(args):
+    """[(label, profile)]: labels tell two calibrated profiles of one GPU model apart."""
     from inferecon.calibration.published import get_profile
     from inferecon.model.hardware import HardwareProfile
+    from inferecon.model.names import profile_labels
 
-    profiles = [get_profile(g) for g in _split(args.gpu)]
-    profiles += [HardwareProfile.load(p) for p in _split(args.hardware)]
+    profiles = [get_profile(g) for g in _named(args.gpu, "--gpu")]
+    sources = [None] * len(profiles)
+    paths = _named(args.hardware, "--hardware")
+    profiles += [HardwareProfile.load(p) for p in paths]
+    sources += paths
     if not profiles:
-        profiles = [get_profile("h100-sxm")]
+        profiles, sources = [get_profile("h100-sxm")], [None]
     if args.price is not None:
         profiles = [p.with_price(args.price) for p in profiles]
-    return profiles
+    return list(zip(profile_labels(profiles, sources), profiles))
 
 
-def _comparison_pairs(args):
-    """[(published, calibrated)] for --compare."""
+def _comparison_pairs(args, labelled):
+    """[((label, published), (label, calibrated))] for --compare, from the labelled profiles."""
     from inferecon.calibration.build import published_base
-    from inferecon.calibration.published import get_profile
-    from inferecon.errors import UserError
-    from inferecon.model.hardware import HardwareProfile
 
-    calibrated = [HardwareProfile.load(p) for p in _split(args.hardware)]
+    calibrated = [(lab, hw) for lab, hw in labelled if hw.provenance.kind != "published"]
     if not calibrated:
         raise UserError("--compare needs a calibrated profile: --hardware results/RUN/profile.json")
-    named = [get_profile(g) for g in _split(args.gpu)]
+    named = [(lab, hw) for lab, hw in labelled if hw.provenance.kind == "published"]
     pairs = []
     for cal in calibrated:
-        pub = named[0] if named else published_base(cal.display_name)
-        if pub is None:
-            raise UserError(f"--compare: no published profile matches {cal.display_name!r}; name one with --gpu")
-        if args.price is not None:
-            pub, cal = pub.with_price(args.price), cal.with_price(args.price)
+        if named:
+            pub = named[0]
+        else:
+            base = published_base(cal[1].display_name)
+            if base is None:
+                raise UserError(f"--compare: no published profile matches {cal[1].display_name!r}; name one with --gpu")
+            pub = (base.name, base.with_price(args.price) if args.price is not None else base)
         pairs.append((pub, cal))
     return pairs
 
 
 def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
     import pandas as pd
 
-    from inferecon.errors import UserError
     from inferecon.model.catalog import resolve_model
+    from inferecon.model.names import model_display_names
+    from inferecon.outpath import atomic_path, check_out_dir
     from inferecon.model.compare import compare
     from inferecon.model.frontier import SearchSpace, search
     from inferecon.report.frontier_plot import plot_frontiers
@@ -92,47 +116,49 @@ def run(args: argparse.Namespace) -> int:
     if args.acceptance is not None and args.spec_decode is None:
         raise UserError("--acceptance needs --spec-decode DRAFT")
     acceptance = 0.8 if args.acceptance is None else args.acceptance
-    if not 0.0 <= acceptance <= 1.0:
-        raise UserError(f"--acceptance must be in [0, 1], got {acceptance}")
+    out = check_out_dir(args.out)  # before the search: a bad --out fails in one line, not after the work
 
-    models = [resolve_model(m).with_precision(args.precision, args.kv_precision) for m in _split(args.model)]
-    comparisons = _comparison_pairs(args) if args.compare else []
+    entries = _named(args.model, "--model")
+    specs = [resolve_model(m) for m in entries]
+    names = model_display_names(entries, specs, _named(args.name, "--name") if args.name is not None else None)
+    models = [dataclasses.replace(s, name=n).with_precision(args.precision, args.kv_precision)
+              for s, n in zip(specs, names)]
+    labelled = _profiles(args)
+    comparisons = _comparison_pairs(args, labelled) if args.compare else []
     draft = None
     if args.spec_decode:
         draft = resolve_model(args.spec_decode).with_precision(args.precision, args.kv_precision)
-    profiles = _profiles(args)
     if comparisons:
-        # Each calibrated profile next to its published one, in that order.
-        profiles = [p for pair in comparisons for p in pair]
+        # Each calibrated profile next to its published one, in that order (a published one
+        # shared by several calibrated profiles is searched once).
+        labelled = list({lab: (lab, hw) for pair in comparisons for lab, hw in pair}.values())
     space = SearchSpace(max_gpus=args.max_gpus)
     acc = acceptance if draft else 0.0
 
     frames, curves, fronts = [], {}, {}
-    for hw in profiles:
+    for hw_label, hw in labelled:
         for model in models:
             df = search(model, hw, args.context, space, draft=draft, acceptance=acc)
-            label = f"{model.name} on {hw.name}" + (f" ({hw.provenance.kind})" if hw.provenance.kind != "published" else "")
+            df.insert(3, "profile_label", hw_label)  # "gpu" is the GPU model; this tells two profiles of it apart
+            label = f"{model.name} on {hw_label}" + (f" ({hw.provenance.kind})" if hw.provenance.kind != "published" else "")
             if draft:
                 label += f" + {draft.name} draft (α={acceptance:g})"
             print(_table(df, label, hw, args.rows))
             frames.append(df)
             curves[label] = df
-            fronts[(hw.name, model.name)] = df
-    for pub, cal in comparisons:
+            fronts[(hw_label, model.name)] = df
+    for (pub_label, pub), (cal_label, cal) in comparisons:
         for model in models:
-            delta = compare(model, pub, cal, fronts[(pub.name, model.name)], fronts[(cal.name, model.name)],
+            delta = compare(model, pub, cal, fronts[(pub_label, model.name)], fronts[(cal_label, model.name)],
                             args.context, draft=draft, acceptance=acc)
-            print(f"\n{model.name}: {pub.name} (published) vs {cal.name} (calibrated)")
+            print(f"\n{model.name}: {pub_label} (published) vs {cal_label} (calibrated)")
             for line in delta.lines("published", "calibrated"):
                 print(f"  {line}")
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     all_df = pd.concat(frames, ignore_index=True)
     csv = out / "frontier.csv"
-    tmp = csv.with_suffix(".csv.tmp")
-    all_df.to_csv(tmp, index=False)
-    tmp.replace(csv)
+    with atomic_path(csv) as tmp:
+        all_df.to_csv(tmp, index=False)
     png = plot_frontiers(curves, out / "frontier.png",
                          title=f"context {args.context}, {args.precision}-bit weights, {args.kv_precision}-bit KV")
     print(f"wrote {csv} ({len(all_df)} frontier points) and {png}")

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from inferecon.errors import UserError
+from inferecon.outpath import atomic_write as _atomic_write_bytes
 
 # Bump when a column is renamed, removed or changes meaning; readers refuse other versions.
 SCHEMA_VERSION = 1
@@ -50,23 +51,6 @@ COMMON_COLUMNS = (
 
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _atomic_write_bytes(path: Path, write) -> None:
-    """Call write(fileobj) on a temp file beside `path`, then rename it over `path`."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def write_json_atomic(path: Path, obj) -> None:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from inferecon.outpath import atomic_path
+
 
 def plot_frontiers(frontiers: dict[str, pd.DataFrame], path: str | Path, title: str = "") -> Path:
     import matplotlib
@@ -28,7 +30,9 @@ def plot_frontiers(frontiers: dict[str, pd.DataFrame], path: str | Path, title: 
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:  # a full disk leaves the previous plot, never half a PNG
+            fig.savefig(tmp, dpi=130, format="png")
+    finally:
+        plt.close(fig)
     return path

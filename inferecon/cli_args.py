@@ -1,0 +1,63 @@
+"""argparse types for numbers: finite, in range, integral where they must be.
+
+A bad number is refused while the command line is parsed, so the user sees one line
+("argument --price: must be ...", exit 2) before any work, never an overflow, a hang over a
+billion GPU counts, or a 300-digit cost. The bounds are generous sanity limits, not policy:
+each says why it is where it is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+
+def _fmt(x) -> str:
+    return f"{x:g}" if isinstance(x, float) else f"{x:,}"
+
+
+def int_in(lo: int, hi: int):
+    """An integer in [lo, hi]; "4.0", "1e3" and "inf" are refused (argparse's int() does too,
+    with a less helpful message)."""
+
+    def parse(text: str) -> int:
+        s = str(text).strip().replace("_", "")
+        try:
+            value = int(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number from {_fmt(lo)} to {_fmt(hi)}, got {text!r}") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"must be from {_fmt(lo)} to {_fmt(hi)}, got {text}")
+        return value
+
+    parse.__name__ = "integer"  # argparse names the type in its own messages
+    return parse
+
+
+def float_in(lo: float, hi: float, lo_open: bool = False, hi_open: bool = False):
+    """A finite float in [lo, hi] (open at either end on request)."""
+    left, right = "(" if lo_open else "[", ")" if hi_open else "]"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(str(text).strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number in {left}{_fmt(lo)}, {_fmt(hi)}{right}, got {text!r}") from None
+        ok = math.isfinite(value) and (lo < value if lo_open else lo <= value) and (value < hi if hi_open else value <= hi)
+        if not ok:
+            raise argparse.ArgumentTypeError(f"must be a finite number in {left}{_fmt(lo)}, {_fmt(hi)}{right}, got {text}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+# Shared limits. Context: 10 M tokens is beyond any released model's window. GPUs: 65,536 is
+# beyond the largest training cluster, and the frontier search grows with it. Price: $1,000 per
+# GPU-hour is 100x today's on-demand rate; above it costs print as meaningless digits.
+CONTEXT_TOKENS = int_in(1, 10_000_000)
+MAX_GPUS = int_in(1, 65_536)
+PRICE_USD_PER_HOUR = float_in(0.0, 1000.0, lo_open=True)
+ROWS = int_in(1, 100_000)
+# Speculative decoding: a per-token acceptance probability (1 is the limit gamma + 1 tokens per round).
+ACCEPTANCE = float_in(0.0, 1.0)
