@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from inferecon.errors import UserError, load_json
+from inferecon.model.profile_checks import check_profile_dict
 
 SCHEMA_VERSION = 1
 
@@ -57,17 +58,49 @@ class MemorySpec:
 
 @dataclass(frozen=True)
 class LinkSpec:
-    """One communication scope (inside a node, or between nodes), per GPU."""
+    """One communication scope, per GPU: NVLink/NVSwitch inside a node, or this GPU's share of
+    the node's NICs between nodes (a ring across whole nodes drives every NIC of the node at
+    once, so k GPUs of a node in one group move k NICs' worth)."""
 
-    bandwidth_gbps: float  # per GPU, per direction
-    efficiency: float  # achieved bus bandwidth / bandwidth_gbps
-    base_latency_us: float  # fixed cost of one collective call
-    hop_latency_us: float  # cost of one sequential ring step over this kind of link
-    tree_hop_latency_us: float | None = None  # per tree level, where trees are used (between nodes)
+    bandwidth_gbps: float  # per GPU, per direction (NVLink; between nodes: one NIC)
+    efficiency: float  # achieved ring bus bandwidth / bandwidth_gbps
+    # Latency of the single-protocol model, used only when NetworkSpec.protocols is empty
+    # (CPU/gloo profiles): fixed cost of one call, one sequential ring step, one tree level.
+    base_latency_us: float
+    hop_latency_us: float
+    tree_hop_latency_us: float | None = None
+    # NVLink SHARP (NVLS, Hopper and later): in-switch all-reduce inside a node. None: absent.
+    nvls_busbw_gbps: float | None = None
+    nvls_latency_us: float | None = None
+    # Between nodes: bus bandwidth lost per doubling of the node count beyond two (more switch
+    # hops, congestion): efficiency / (1 + loss · (log2(nodes) − 1)).
+    loss_per_node_doubling: float = 0.0
+    # Between nodes: a tree's bus bandwidth relative to the ring's at two nodes; it falls as
+    # 1 / log2(nodes) (each level adds a hop every byte crosses).
+    tree_bandwidth_factor: float = 1.0
 
     @property
     def achieved_gbps(self) -> float:
         return self.bandwidth_gbps * self.efficiency
+
+
+@dataclass(frozen=True)
+class ProtocolSpec:
+    """One NCCL protocol's latency and bandwidth (NCCL src/graph/tuning.cc names them LL,
+    LL128 and Simple). A collective costs base + per-step latencies of its algorithm (ring
+    steps over NVLink or the network, tree levels between nodes) + bytes / bus bandwidth; NCCL
+    picks the cheapest protocol and algorithm per call, and so does the model."""
+
+    name: str
+    base_latency_us: float
+    nvlink_step_us: float  # one ring step over NVLink
+    net_ring_step_us: float  # one ring step between nodes
+    net_tree_level_us: float  # one tree level between nodes
+    bandwidth_fraction: float  # share of the link's bus bandwidth the protocol reaches
+    max_busbw_gbps: float | None = None  # the protocol's own ceiling (LL's is low)
+    # Share of the network's bus bandwidth between nodes, where it differs from the share
+    # inside a node (None: the same). 0 disables the protocol between nodes.
+    net_bandwidth_fraction: float | None = None
 
 
 @dataclass(frozen=True)
@@ -95,12 +128,19 @@ class NetworkSpec:
     intra: LinkSpec
     inter: LinkSpec
     collectives: list[CollectiveFit] = field(default_factory=list)
+    # NCCL protocols of the published collective model; empty: one protocol from the links'
+    # own latencies (CPU/gloo profiles, older files).
+    protocols: list[ProtocolSpec] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class LatencySpec:
     kernel_launch_us: float  # per kernel not hidden behind the previous one
     step_overhead_us: float = 0.0  # per decode step: sampling, embedding, host work
+    # Kernels per layer that run one after another with their launch exposed. The paper's code
+    # charges 4 per layer (QKV, attention out, MLP in, MLP out), dense or MoE alike.
+    serial_kernels_per_dense_layer: float = 4.0
+    serial_kernels_per_moe_layer: float = 4.0
 
 
 @dataclass(frozen=True)
@@ -140,15 +180,25 @@ class HardwareProfile:
         return dataclasses.replace(self, price_usd_per_gpu_hour=float(usd_per_gpu_hour))
 
     def without_network_latency(self) -> "HardwareProfile":
-        """The paper's thought experiment: collectives cost only their bandwidth term."""
-        zero = dict(base_latency_us=0.0, hop_latency_us=0.0, tree_hop_latency_us=0.0)
+        """Collectives cost only their bandwidth term; kernel launches keep their latency."""
+        full = self.without_latency()
+        return dataclasses.replace(full, latency=self.latency, name=self.name + "-no-net-latency")
+
+    def without_latency(self) -> "HardwareProfile":
+        """The paper's thought experiment: no fixed latency anywhere — collectives cost only
+        their bandwidth term and kernel launches cost nothing."""
+        zero = dict(base_latency_us=0.0, hop_latency_us=0.0, tree_hop_latency_us=0.0,
+                    nvls_latency_us=0.0 if self.network.intra.nvls_latency_us is not None else None)
         net = dataclasses.replace(
             self.network,
             intra=dataclasses.replace(self.network.intra, **zero),
             inter=dataclasses.replace(self.network.inter, **zero),
             collectives=[dataclasses.replace(c, alpha_us=0.0) for c in self.network.collectives],
+            protocols=[dataclasses.replace(p, base_latency_us=0.0, nvlink_step_us=0.0, net_ring_step_us=0.0,
+                                           net_tree_level_us=0.0) for p in self.network.protocols],
         )
-        return dataclasses.replace(self, network=net, name=self.name + "-no-net-latency")
+        lat = dataclasses.replace(self.latency, kernel_launch_us=0.0, step_overhead_us=0.0)
+        return dataclasses.replace(self, network=net, latency=lat, name=self.name + "-no-latency")
 
     # -- JSON ------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -171,6 +221,7 @@ class HardwareProfile:
             raise UserError(
                 f"{source}: schema_version {version!r}, this inferecon reads version {SCHEMA_VERSION}"
             )
+        check_profile_dict(data, source)  # finite, positive, whole numbers (model/profile_checks.py)
         try:
             net = data["network"]
             return cls(
@@ -183,6 +234,7 @@ class HardwareProfile:
                     intra=_build(LinkSpec, net["intra"]),
                     inter=_build(LinkSpec, net["inter"]),
                     collectives=[_build(CollectiveFit, c) for c in net.get("collectives", [])],
+                    protocols=[_build(ProtocolSpec, c) for c in net.get("protocols", [])],
                 ),
                 latency=_build(LatencySpec, data["latency"]),
                 price_usd_per_gpu_hour=float(data["price_usd_per_gpu_hour"]),

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from inferecon.model.hardware import INTER, INTRA, HardwareProfile
+from inferecon.model.hardware import INTER, INTRA, HardwareProfile, ProtocolSpec
 
 ALL_REDUCE = "all_reduce"
 ALL_GATHER = "all_gather"
@@ -42,42 +42,99 @@ def _ring_steps(op: str, n):
     return n - 1.0
 
 
+def group_nodes(hw: HardwareProfile, group, stride):
+    """(nodes, ranks per node) of groups of `group` ranks whose members are `stride` ranks
+    apart on nodes of `gpus_per_node` GPUs."""
+    group, stride = (np.asarray(a, dtype=float) for a in np.broadcast_arrays(group, stride))
+    gpn = hw.network.gpus_per_node
+    nodes = np.clip(np.ceil(group * stride / gpn), 1.0, np.maximum(group, 1.0))
+    return nodes, group / nodes
+
+
 def collective_time_s(hw: HardwareProfile, op: str, group, stride, nbytes):
     """Seconds for one `op` over groups of `group` ranks whose members are `stride` ranks
     apart (so a group spans nodes when group * stride > GPUs per node). Groups of one cost
     nothing: no collective is issued."""
     group, stride, nbytes = (np.asarray(a, dtype=float) for a in np.broadcast_arrays(group, stride, nbytes))
-    gpn = hw.network.gpus_per_node
-    nodes = np.maximum(1.0, np.ceil(group * stride / gpn))
+    nodes, local = group_nodes(hw, group, stride)
 
-    fitted = _fitted_time_s(hw, op, group, nodes, nbytes)
-    if fitted is not None:
-        t = fitted
-    else:
-        t = _published_time_s(hw, op, group, nodes, nbytes)
+    fitted = _fitted_time_s(hw, op, group, nodes, local, nbytes)
+    t = fitted if fitted is not None else published_time_s(hw, op, group, nodes, local, nbytes)
     return np.where(group > 1, t, 0.0)
 
 
-def _published_time_s(hw, op, n, nodes, nbytes):
-    intra, inter_link = hw.network.intra, hw.network.inter
+def _protocols(hw):
+    """The profile's NCCL protocols, or one protocol built from the links' own latencies."""
+    if hw.network.protocols:
+        return hw.network.protocols
+    intra, inter = hw.network.intra, hw.network.inter
+    tree = inter.tree_hop_latency_us if inter.tree_hop_latency_us is not None else np.inf
+    return [ProtocolSpec(name="single", base_latency_us=intra.base_latency_us, nvlink_step_us=intra.hop_latency_us,
+                         net_ring_step_us=inter.hop_latency_us, net_tree_level_us=tree, bandwidth_fraction=1.0)]
+
+
+def published_time_s(hw, op, n, nodes, local, nbytes):
+    """The hierarchical NCCL model: every protocol with every algorithm that applies, the
+    cheapest taken (as NCCL's tuner does).
+
+    - ring: base + (ring steps inside nodes) × NVLink step + (ring steps between nodes) × net
+      step; bus bandwidth = NVLink's inside a node, and between nodes the smaller of NVLink's
+      and the group's NICs on one node (ranks per node × one NIC): a ring across whole nodes
+      drives all of a node's NICs at once.
+    - tree (all-reduce between nodes): a chain inside each node and a tree of depth log2(nodes)
+      between them, up and down: base + 2 · ((local − 1) · NVLink step + log2(nodes) · tree level).
+    - NVLS (all-reduce inside a node, where the switch reduces): its own latency and bus bandwidth.
+    - all-to-all: every rank exchanges with every peer at once (pairwise, not a ring), so its
+      latency is one step, not n − 1; the bytes to peers on other nodes go through this GPU's NIC.
+    - send/recv: one step, over NVLink or one NIC.
+    """
+    intra, inter = hw.network.intra, hw.network.inter
     is_inter = nodes > 1
+    nvlink_bw = intra.bandwidth_gbps * intra.efficiency * 1e9
+    fabric = 1.0 + inter.loss_per_node_doubling * np.maximum(np.log2(nodes) - 1.0, 0.0)
+    nic_bw = inter.bandwidth_gbps * inter.efficiency * 1e9 / fabric
+    ring_link_bw = np.where(is_inter, np.minimum(nvlink_bw, local * nic_bw), nvlink_bw)
     steps = _ring_steps(op, n)
-    inter_steps = np.where(is_inter, _ring_steps(op, nodes), 0.0)
-    inter_steps = np.minimum(inter_steps, steps)
-    # NCCL stretches the NVLink step when LL traffic must also cross the NIC.
-    intra_step = np.where(is_inter, 1.8, 1.0) * intra.hop_latency_us
-    base = np.where(is_inter, inter_link.base_latency_us, intra.base_latency_us)
-    ring_us = base + (steps - inter_steps) * intra_step + inter_steps * inter_link.hop_latency_us
-    lat_us = ring_us
-    if op == ALL_REDUCE and inter_link.tree_hop_latency_us is not None:
-        per_node = n / nodes
-        tree_us = base + 2.0 * ((per_node - 1) * intra_step + np.log2(nodes) * inter_link.tree_hop_latency_us)
-        lat_us = np.where(is_inter, np.minimum(ring_us, tree_us), ring_us)
-    busbw = np.where(is_inter, inter_link.achieved_gbps, intra.achieved_gbps) * 1e9
-    return lat_us * 1e-6 + nbytes * bus_factor(op, n) / busbw
+    inter_steps = np.where(is_inter, np.minimum(_ring_steps(op, nodes), steps), 0.0)
+    bus_bytes = nbytes * bus_factor(op, n)
+    best = np.full(np.shape(n), np.inf)
+    for p in _protocols(hw):
+        cap = np.inf if p.max_busbw_gbps is None else p.max_busbw_gbps * 1e9
+        net_frac = p.bandwidth_fraction if p.net_bandwidth_fraction is None else p.net_bandwidth_fraction
+        frac = np.where(is_inter, net_frac, p.bandwidth_fraction)
+        if not np.any(frac > 0):
+            continue
+
+        def bw(link):
+            with np.errstate(divide="ignore"):
+                return np.where(frac > 0, np.minimum(link * frac, cap), 0.0)
+
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if op == ALL_TO_ALL:
+                lat = p.base_latency_us + np.where(is_inter, p.net_ring_step_us, p.nvlink_step_us)
+                t_bw = np.maximum(nbytes * (local - 1) / n / bw(nvlink_bw),
+                                  np.where(is_inter, nbytes * (n - local) / n / bw(nic_bw), 0.0))
+                t = lat * 1e-6 + t_bw
+            elif op == SEND_RECV:
+                lat = p.base_latency_us + np.where(is_inter, p.net_ring_step_us, p.nvlink_step_us)
+                t = lat * 1e-6 + nbytes / bw(np.where(is_inter, nic_bw, nvlink_bw))
+            else:
+                ring_us = (p.base_latency_us + (steps - inter_steps) * p.nvlink_step_us
+                           + inter_steps * p.net_ring_step_us)
+                t = ring_us * 1e-6 + bus_bytes / bw(ring_link_bw)
+                if op == ALL_REDUCE and np.isfinite(p.net_tree_level_us):
+                    tree_us = p.base_latency_us + 2.0 * ((local - 1) * p.nvlink_step_us
+                                                         + np.log2(nodes) * p.net_tree_level_us)
+                    tree_bw = ring_link_bw * inter.tree_bandwidth_factor / np.maximum(np.log2(nodes), 1.0)
+                    t = np.where(is_inter, np.minimum(t, tree_us * 1e-6 + bus_bytes / bw(tree_bw)), t)
+        best = np.minimum(best, np.where(np.isfinite(t), t, np.inf))
+    if op == ALL_REDUCE and intra.nvls_busbw_gbps:
+        nvls = (intra.nvls_latency_us or 0.0) * 1e-6 + bus_bytes / (intra.nvls_busbw_gbps * 1e9)
+        best = np.where(is_inter, best, np.minimum(best, nvls))
+    return best
 
 
-def _fitted_time_s(hw, op, n, nodes, nbytes):
+def _fitted_time_s(hw, op, n, nodes, local, nbytes):
     is_inter = nodes > 1
     # A world of one measures the fixed cost of a call, not a group: it cannot say how α and β
     # grow with ranks, so only fits over two or more ranks drive predictions.
@@ -110,7 +167,7 @@ def _fitted_time_s(hw, op, n, nodes, nbytes):
         out[mask] = a * 1e-6 + b * bus_factor(op, n[mask]) / bw
     if np.isnan(out).any():
         # Scopes the calibration did not measure keep the published model.
-        out = np.where(np.isnan(out), _published_time_s(hw, op, n, nodes, nbytes), out)
+        out = np.where(np.isnan(out), published_time_s(hw, op, n, nodes, local, nbytes), out)
     return out
 
 
