@@ -1,0 +1,143 @@
+"""The public accuracy scorecard (benchmarks/accuracy.py) on its CSV of published decode figures:
+structure of the data, the metric conversions, and that the leave-one-source-out engine fit
+never sees the source it predicts."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from inferecon.calibration.published import get_profile
+from inferecon.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("accuracy", ROOT / "benchmarks" / "accuracy.py")
+acc = importlib.util.module_from_spec(_spec)
+sys.modules["accuracy"] = acc  # dataclasses look their module up by name
+_spec.loader.exec_module(acc)
+
+
+@pytest.fixture(scope="module")
+def points():
+    return acc.load_points(acc.DEFAULT_CSV)
+
+
+def test_csv_has_enough_cited_points(points):
+    assert len(points) >= 40
+    assert points["source_id"].nunique() >= 8
+    assert points["engine"].nunique() >= 4
+    assert all(str(u).startswith(("http://", "https://")) for u in points["source_url"])
+    # One source has one address: a source_id never points to two pages.
+    assert (points.groupby("source_id")["source_url"].nunique() == 1).all()
+    assert (points["measured_ms"] > 0).all()
+
+
+def test_every_model_and_gpu_resolves(points):
+    for name in points["model"].unique():
+        spec = acc.resolve_model(name)
+        assert spec.n_layers > 0
+    for gpu in points["gpu"].unique():
+        assert get_profile(gpu).memory.bandwidth_gbps > 0
+
+
+@pytest.mark.parametrize("name, total_b, active_b", [
+    # Parameter counts the model cards state (Llama 2 paper Table 1 sizes 7B/13B/70B as
+    # 6.74/13.0/69.0 B on the Hugging Face cards; Qwen3 cards: 14.8 B, 30.5 B with 3.3 B active).
+    ("llama-2-7b", 6.74, 6.74), ("llama-2-13b", 13.0, 13.0), ("llama-2-70b", 69.0, 69.0),
+    ("qwen3-14b", 14.8, 14.8), ("qwen3-30b-a3b", 30.5, 3.3),
+])
+def test_written_configs_match_published_sizes(name, total_b, active_b):
+    spec = acc.resolve_model(name)
+    assert spec.total_params / 1e9 == pytest.approx(total_b, rel=0.02)
+    assert spec.active_params / 1e9 == pytest.approx(active_b, rel=0.03)
+
+
+@pytest.mark.parametrize("metric, value, batch, n_gpu, output_len, expect_ms", [
+    ("tpot_ms_mean", 20.63, 1, 1, 200, 20.63),
+    ("tok_s_per_user", 104.9, 1, 1, 200, 1000 / 104.9),        # 9.533 ms
+    ("out_tok_s_total", 1504.72, 16, 1, 128, 16000 / 1504.72),  # 10.633 ms
+    ("out_tok_s_per_gpu", 1486.0, 480, 4, 2048, 480000 / (1486.0 * 4)),  # 80.75 ms
+    ("e2e_latency_s", 0.236, 1, 1, 32, 7.375),
+])
+def test_metric_conversion(metric, value, batch, n_gpu, output_len, expect_ms):
+    row = pd.Series(dict(metric=metric, value=value, batch=batch, n_gpu=n_gpu, output_len=output_len))
+    assert acc.measured_ms_per_token(row) == pytest.approx(expect_ms, rel=1e-9)
+
+
+def test_bad_rows_are_one_line_errors(tmp_path, points):
+    raw = pd.read_csv(acc.DEFAULT_CSV)
+    bad = raw.copy()
+    bad.loc[3, "source_url"] = "see the blog"
+    path = tmp_path / "bad.csv"
+    bad.to_csv(path, index=False)
+    with pytest.raises(UserError, match="row 5 .*source_url"):
+        acc.load_points(path)
+    bad = raw.drop(columns=["kv_bits"])
+    bad.to_csv(path, index=False)
+    with pytest.raises(UserError, match="missing column"):
+        acc.load_points(path)
+    bad = raw.copy()
+    bad.loc[0, "metric"] = "tokens_per_minute"
+    bad.to_csv(path, index=False)
+    with pytest.raises(UserError, match="unknown metric"):
+        acc.load_points(path)
+
+
+def test_fit_surrogate_agrees_with_predict(points):
+    """The fit's fast model of an engine's effect must give what predict(engine=...) gives."""
+    theta = {"step_overhead_us": 800.0, "per_layer_us": 25.0, "eff16": 0.8, "eff8": 0.6, "eff4": 0.35}
+    for r in points.drop_duplicates(["model", "gpu", "weight_bits"]).head(8).itertuples():
+        b = acc.basis(r)
+        profile = acc.engine_profile("t", theta, [], [])
+        assert acc.surrogate_ms(b, theta) == pytest.approx(acc.predict_row(r, profile)["ms_per_token"], rel=1e-6)
+
+
+def _with_fake_source(points, scale):
+    """vLLM's points plus a made-up vLLM source whose figures are `scale` times the real ones."""
+    vllm = points[points["engine"] == "vllm"].copy()
+    fake = vllm[vllm["source_id"] == "vllm-pr-23197"].copy()
+    fake["source_id"] = "fake-absurd"
+    fake["measured_ms"] = fake["measured_ms"] * scale
+    return pd.concat([vllm, fake], ignore_index=True)
+
+
+def test_leave_one_source_out_never_sees_the_held_out_source(points):
+    a, fits_a = acc.scorecard(_with_fake_source(points, 1000.0))
+    b, fits_b = acc.scorecard(_with_fake_source(points, 10.0))
+    held_a = a[a["source_id"] == "fake-absurd"]["pred_engine_ms"].to_numpy()
+    held_b = b[b["source_id"] == "fake-absurd"]["pred_engine_ms"].to_numpy()
+    # The fake's own figures never reach the fit that predicts it ...
+    np.testing.assert_allclose(held_a, held_b, rtol=1e-12)
+    assert "fake-absurd" not in fits_a["loso"]["fake-absurd"].sources
+    # ... but they do reach the fits of the other sources (so the check above can fail).
+    other_a = a[a["source_id"] == "tt-gpu-ref-qwen3"]["pred_engine_ms"].to_numpy()
+    other_b = b[b["source_id"] == "tt-gpu-ref-qwen3"]["pred_engine_ms"].to_numpy()
+    assert not np.allclose(other_a, other_b, rtol=1e-3)
+    assert "fake-absurd" in fits_a["loso"]["tt-gpu-ref-qwen3"].sources
+
+
+def test_single_source_engine_keeps_published_and_unsupported_parameters_are_held(points):
+    res, fits = acc.scorecard(points)
+    lone = res[res["engine"] == "gpt-fast"]
+    np.testing.assert_allclose(lone["pred_engine_ms"], lone["pred_published_ms"])
+    assert lone["engine_fit"].str.contains("no other gpt-fast source").all()
+    # Trained on one source only: time per layer and efficiencies cannot be told from that
+    # source's quirks, so they stay published and the fit says why.
+    one = [acc.basis(r) for r in points[points["source_id"] == "lmdeploy-a100-fp16"].itertuples()]
+    free, held = acc.supported(one, ["lmdeploy-a100-fp16"] * len(one))
+    assert free == ["step_overhead_us"]
+    assert held["per_layer_us"] == "one source only"
+    assert held["eff16"] == "16-bit points from one source only"
+    assert held["eff4"] == "no 4-bit points"
+    # The scorecard's figures are finite and cover every point.
+    for col in ("pred_published_ms", "pred_engine_ms"):
+        assert np.isfinite(res[col]).all() and (res[col] > 0).all()
+    table = acc.summary(res, "engine")
+    assert table.iloc[-1]["points"] == len(points)
+    assert math.isfinite(table.iloc[-1]["mape_engine_loso_pct"])
