@@ -1,0 +1,358 @@
+"""Readers for serving-engine benchmark results: what each run decoded and how fast.
+
+Formats (detected from the content, not the file name):
+- vLLM `vllm bench serve --save-result` JSON, and the older `benchmarks/benchmark_serving.py`
+  JSON with the same keys (`median_tpot_ms`, `max_concurrency`, `total_input_tokens` …); a file
+  of several such objects, one per line (`--append-result`), is read line by line.
+- SGLang `python -m sglang.bench_serving --output-file` JSONL: one object per run, the vLLM
+  keys plus `total_output_tokens_retokenized`, `concurrency`, `median_e2e_latency_ms`.
+- NVIDIA genai-perf (and its successor aiperf) profile export: `profile_export_genai_perf.json`
+  (`inter_token_latency: {unit, avg, p50, …}`, `input_config`) or the CSV of the same name
+  (`Metric,avg,min,max,p99,…` rows).
+- TensorRT-LLM `trtllm-bench throughput` report: the text it prints (the `= PERFORMANCE
+  OVERVIEW` block; the per-token time needs `--streaming`) or its `--report_json` file.
+
+Each run becomes an `EngineRun`: concurrency (sequences decoded together), mean input and
+output length, the per-output-token time and which statistic it is, and what the file says
+about the model, parallelism, precision and GPU (None where it says nothing). Anything that
+is not one of these formats, or lacks a per-token time, is a one-line UserError.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from inferecon.errors import UserError
+
+FORMATS = ("vllm", "sglang", "genai-perf", "trtllm-bench")
+
+
+@dataclass(frozen=True)
+class EngineRun:
+    source: str  # file (and line, for JSONL) the run came from
+    format: str  # one of FORMATS
+    engine: str  # "vllm", "sglang", "trtllm", or what the file names as backend ("unknown" if nothing)
+    concurrency: float  # sequences in flight, i.e. decoded together in steady state
+    concurrency_from: str  # the field (or rule) the concurrency came from
+    input_len: float  # mean prompt tokens per request
+    output_len: float  # mean generated tokens per request
+    tpot_ms: float  # time per output token after the first
+    tpot_metric: str  # which statistic: "median_tpot_ms", "inter_token_latency.p50", …
+    model: str | None = None  # as the file records it (a Hugging Face id, usually)
+    tp: int | None = None
+    pp: int | None = None
+    ep: int | None = None
+    weight_bits: int | None = None  # only where the file states the quantisation
+    kv_bits: int | None = None
+    gpu: str | None = None  # device name where the file records it
+    version: str | None = None  # engine version where recorded
+
+    @property
+    def context(self) -> float:
+        """Mean context over a request's decode: its prompt plus half of what it generates."""
+        return self.input_len + self.output_len / 2.0
+
+
+def read_engine_results(path: str | Path) -> list[EngineRun]:
+    """Every run in one result file, whatever of the supported formats it is in."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such engine result file") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: a directory, not an engine result file") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a text file (expected vLLM/SGLang JSON, genai-perf JSON/CSV or trtllm-bench output)") from None
+    src = str(path)
+    stripped = text.strip()
+    if not stripped:
+        raise UserError(f"{src}: empty file")
+    if stripped.startswith("{"):
+        try:
+            data = json.loads(stripped)
+        except json.JSONDecodeError:
+            return [_from_json(_json_line(line, src, i), f"{src}:{i}")
+                    for i, line in enumerate(stripped.splitlines(), 1) if line.strip()]
+        return [_from_json(data, src)]
+    if stripped.startswith("Metric,") or "\nMetric," in stripped[:200]:
+        return [_genai_perf_csv(stripped, src)]
+    if "PERFORMANCE OVERVIEW" in text:
+        return [_trtllm_text(text, src)]
+    raise UserError(f"{src}: not an engine result inferecon reads (vLLM or SGLang JSON/JSONL, genai-perf "
+                    f"profile export JSON/CSV, trtllm-bench output)")
+
+
+def _json_line(line: str, src: str, i: int) -> dict:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{src}:{i}: not valid JSON ({exc.msg})") from None
+
+
+def _from_json(d, src: str) -> EngineRun:
+    if not isinstance(d, dict):
+        raise UserError(f"{src}: expected a JSON object")
+    if "performance" in d and "world_info" in d:
+        return _trtllm_json(d, src)
+    if isinstance(d.get("inter_token_latency"), dict):
+        return _genai_perf_json(d, src)
+    if any(k in d for k in ("median_tpot_ms", "mean_tpot_ms", "median_itl_ms", "mean_itl_ms")):
+        return _serving_json(d, src)
+    raise UserError(f"{src}: a JSON object, but not a vLLM/SGLang result, a genai-perf profile export or a "
+                    f"trtllm-bench report (no per-token latency field)")
+
+
+# -- helpers -------------------------------------------------------------------------------------
+def _num(value, what: str, src: str, positive: bool = True) -> float:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise UserError(f"{src}: {what} must be a number, got {value!r}") from None
+    if not math.isfinite(x) or (positive and x <= 0):
+        raise UserError(f"{src}: {what} must be a positive number, got {value!r}")
+    return x
+
+
+def _first(d: dict, keys, what: str, src: str) -> tuple[float, str]:
+    for k in keys:
+        if d.get(k) is not None:
+            return _num(d[k], k, src), k
+    raise UserError(f"{src}: no {what} ({' / '.join(keys)})")
+
+
+def _opt_int(value) -> int | None:
+    try:
+        v = int(value)
+    except (TypeError, ValueError):
+        return None
+    return v if v >= 1 else None
+
+
+def _finite(value) -> float | None:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def _concurrency_from_path(src: str) -> float | None:
+    m = re.search(r"concurrency[_-]?(\d+)", src, re.IGNORECASE)
+    return float(m.group(1)) if m else None
+
+
+def quant_bits(name) -> int | None:
+    """Bits per weight of a quantisation name as engines write it (FP8, W4A16_AWQ, NVFP4,
+    INT8 …); None for none/unknown."""
+    if name is None:
+        return None
+    s = str(name).lower()
+    if s in ("", "none", "null", "auto", "no_quant"):
+        return None
+    if re.search(r"fp4|int4|w4a|awq|gptq|nf4|mxfp4|4bit", s):
+        return 4
+    if re.search(r"fp8|int8|w8a|8bit|sq", s):
+        return 8
+    if s in ("bfloat16", "float16", "bf16", "fp16", "half"):
+        return 16
+    return None
+
+
+# -- vLLM / SGLang ---------------------------------------------------------------------------------
+_ENGINE_OF_BACKEND = {"vllm": "vllm", "openai": "vllm", "openai-chat": "vllm", "sglang": "sglang",
+                      "sglang-oai": "sglang", "sglang-native": "sglang", "tensorrt-llm": "trtllm", "trt": "trtllm",
+                      "lmdeploy": "lmdeploy", "tgi": "tgi", "deepspeed-mii": "deepspeed-mii"}
+
+
+def _serving_json(d: dict, src: str) -> EngineRun:
+    sglang = "total_output_tokens_retokenized" in d or "median_e2e_latency_ms" in d
+    fmt = "sglang" if sglang else "vllm"
+    backend = str(d.get("backend") or fmt).lower()
+    engine = _ENGINE_OF_BACKEND.get(backend, backend)
+    tpot, metric = _first(d, ("median_tpot_ms", "mean_tpot_ms", "median_itl_ms", "mean_itl_ms"),
+                          "per-output-token time", src)
+    completed = _num(d.get("completed"), "completed", src)
+    input_len = _num(d.get("total_input_tokens"), "total_input_tokens", src) / completed
+    output_len = _num(d.get("total_output_tokens"), "total_output_tokens", src) / completed
+    conc, conc_from = _serving_concurrency(d, src)
+    meta = d.get("metadata") if isinstance(d.get("metadata"), dict) else {}
+    merged = {**meta, **d}
+    return EngineRun(
+        source=src, format=fmt, engine=engine, concurrency=conc, concurrency_from=conc_from,
+        input_len=input_len, output_len=output_len, tpot_ms=tpot, tpot_metric=metric,
+        model=merged.get("model_id") or merged.get("model") or merged.get("tokenizer_id"),
+        tp=_opt_int(merged.get("tensor_parallel_size", merged.get("tp_size", merged.get("tp")))),
+        pp=_opt_int(merged.get("pipeline_parallel_size", merged.get("pp_size"))),
+        ep=_opt_int(merged.get("expert_parallel_size", merged.get("ep_size"))),
+        weight_bits=quant_bits(merged.get("quantization")),
+        kv_bits=quant_bits(merged.get("kv_cache_dtype")),
+        gpu=merged.get("gpu") or merged.get("device"),
+        version=str(merged["version"]) if merged.get("version") else None,
+    )
+
+
+def _serving_concurrency(d: dict, src: str) -> tuple[float, str]:
+    """max_concurrency where the run capped it; otherwise the mean number of requests in flight
+    by Little's law (request throughput x mean end-to-end latency), as SGLang's `concurrency`."""
+    if d.get("max_concurrency") is not None:
+        conc = _num(d["max_concurrency"], "max_concurrency", src)
+        completed = _finite(d.get("completed"))
+        if completed is not None and completed < conc:
+            return completed, "completed (fewer requests than max_concurrency)"
+        return conc, "max_concurrency"
+    if _finite(d.get("concurrency")):
+        return _num(d["concurrency"], "concurrency", src), "concurrency (Little's law)"
+    rate = _finite(d.get("request_throughput"))
+    e2e = _finite(d.get("mean_e2el_ms", d.get("mean_e2e_latency_ms")))
+    if rate and e2e:
+        return rate * e2e / 1e3, "Little's law (request_throughput x mean_e2el_ms)"
+    raise UserError(f"{src}: no concurrency (max_concurrency, or request_throughput with mean_e2el_ms)")
+
+
+# -- genai-perf ------------------------------------------------------------------------------------
+_TIME_UNITS_MS = {"ms": 1.0, "s": 1e3, "sec": 1e3, "us": 1e-3, "ns": 1e-6}
+
+
+def _genai_perf_json(d: dict, src: str) -> EngineRun:
+    itl = d["inter_token_latency"]
+    unit = str(itl.get("unit", "ms")).lower()
+    if unit not in _TIME_UNITS_MS:
+        raise UserError(f"{src}: inter_token_latency unit {unit!r} is not a time unit")
+    stat = "p50" if itl.get("p50") is not None else "avg"
+    tpot = _num(itl.get(stat), f"inter_token_latency.{stat}", src) * _TIME_UNITS_MS[unit]
+    cfg = d.get("input_config") if isinstance(d.get("input_config"), dict) else {}
+    stimulus = ((cfg.get("perf_analyzer") or {}).get("stimulus") or {}) if isinstance(cfg.get("perf_analyzer"), dict) else {}
+    conc, conc_from = None, ""
+    for value, name in ((cfg.get("concurrency"), "input_config.concurrency"),
+                        (stimulus.get("concurrency"), "input_config.perf_analyzer.stimulus.concurrency"),
+                        (d.get("concurrency"), "concurrency"),
+                        (_concurrency_from_path(src), "the artifact path (...-concurrencyN)")):
+        if _finite(value):
+            conc, conc_from = float(value), name
+            break
+    if conc is None:
+        raise UserError(f"{src}: no concurrency (input_config.concurrency, or a ...-concurrencyN artifact path)")
+    model = cfg.get("model") or cfg.get("model_names") or d.get("model")
+    if isinstance(model, list):
+        model = model[0] if model else None
+    return EngineRun(
+        source=src, format="genai-perf", engine=str(cfg.get("backend") or cfg.get("service_kind") or "unknown"),
+        concurrency=conc, concurrency_from=conc_from,
+        input_len=_num((d.get("input_sequence_length") or {}).get("avg"), "input_sequence_length.avg", src),
+        output_len=_num((d.get("output_sequence_length") or {}).get("avg"), "output_sequence_length.avg", src),
+        tpot_ms=tpot, tpot_metric=f"inter_token_latency.{stat}", model=model,
+    )
+
+
+def _genai_perf_csv(text: str, src: str) -> EngineRun:
+    """The CSV export: a `Metric,avg,min,max,p99,…` table of latencies and lengths, then a
+    `Metric,Value` table of throughputs. It records neither model nor concurrency; the
+    concurrency is taken from the artifact path genai-perf writes it into."""
+    stats: dict[str, dict[str, str]] = {}
+    header = None
+    for row in csv.reader(io.StringIO(text)):
+        if not row or not any(c.strip() for c in row):
+            header = None
+            continue
+        if row[0].strip() == "Metric":
+            header = [c.strip().lower() for c in row]
+            continue
+        if header:
+            stats[row[0].strip().lower()] = dict(zip(header[1:], (c.strip().replace(",", "") for c in row[1:])))
+
+    def stat(prefix: str):
+        for name, values in stats.items():
+            if name.startswith(prefix):
+                for key in ("p50", "avg"):
+                    if values.get(key) not in (None, "", "N/A"):
+                        return values[key], key, name
+        return None, None, None
+
+    itl, key, name = stat("inter token latency")
+    if itl is None:
+        raise UserError(f"{src}: genai-perf CSV without an 'Inter Token Latency' row (was the run --streaming?)")
+    scale = 1e3 if "(s)" in name or "(sec)" in name else 1.0
+    conc = _concurrency_from_path(src)
+    if conc is None:
+        raise UserError(f"{src}: the genai-perf CSV records no concurrency; keep it in its artifact folder "
+                        f"(...-concurrencyN/) or use profile_export_genai_perf.json")
+    isl, _, _ = stat("input sequence length")
+    osl, _, _ = stat("output sequence length")
+    return EngineRun(
+        source=src, format="genai-perf", engine="unknown", concurrency=conc,
+        concurrency_from="the artifact path (...-concurrencyN)",
+        input_len=_num(isl, "Input Sequence Length", src), output_len=_num(osl, "Output Sequence Length", src),
+        tpot_ms=_num(itl, "Inter Token Latency", src) * scale, tpot_metric=f"Inter Token Latency {key}",
+    )
+
+
+# -- trtllm-bench ----------------------------------------------------------------------------------
+def _trtllm_json(d: dict, src: str) -> EngineRun:
+    engine = d.get("engine") or {}
+    world = d.get("world_info") or {}
+    req = d.get("request_info") or {}
+    stream = d.get("streaming_metrics")
+    if not isinstance(stream, dict):
+        raise UserError(f"{src}: trtllm-bench report without streaming_metrics: rerun with --streaming for a per-token time")
+    pct = stream.get("tpot_percentiles") or {}
+    if pct.get("p50") is not None:
+        tpot, metric = _num(pct["p50"], "tpot_percentiles.p50", src), "tpot_percentiles.p50"
+    else:
+        tpot, metric = _num(stream.get("avg_tpot_ms"), "avg_tpot_ms", src), "avg_tpot_ms"
+    conc = _num(req.get("avg_num_concurrent_requests"), "request_info.avg_num_concurrent_requests", src)
+    machine = d.get("machine") if isinstance(d.get("machine"), dict) else {}
+    return EngineRun(
+        source=src, format="trtllm-bench", engine="trtllm", concurrency=conc,
+        concurrency_from="avg_num_concurrent_requests",
+        input_len=_num(req.get("avg_input_length"), "avg_input_length", src),
+        output_len=_num(req.get("avg_output_length"), "avg_output_length", src),
+        tpot_ms=tpot, tpot_metric=metric, model=engine.get("model"),
+        tp=_opt_int(world.get("tp_size")), pp=_opt_int(world.get("pp_size")), ep=_opt_int(world.get("ep_size")),
+        weight_bits=quant_bits(engine.get("quantization")) or quant_bits(engine.get("dtype")),
+        kv_bits=quant_bits(engine.get("kv_cache_dtype")),
+        gpu=machine.get("name"), version=str(engine["version"]) if engine.get("version") else None,
+    )
+
+
+def _trtllm_text(text: str, src: str) -> EngineRun:
+    def field(label: str):
+        m = re.search(r"^\s*" + re.escape(label) + r"\s*:\s*(.+?)\s*$", text, re.MULTILINE)
+        return m.group(1) if m else None
+
+    tpot, metric = None, None
+    p50 = re.search(r"^\s*\[TPOT\]\s*P50\s*:\s*([0-9.eE+-]+)", text, re.MULTILINE)
+    if p50:
+        tpot, metric = _num(p50.group(1), "[TPOT] P50", src), "[TPOT] P50"
+    elif field("Average time-per-output-token [TPOT] (ms)"):
+        tpot = _num(field("Average time-per-output-token [TPOT] (ms)"), "average TPOT", src)
+        metric = "Average time-per-output-token [TPOT] (ms)"
+    if tpot is None:
+        raise UserError(f"{src}: trtllm-bench output without a TPOT: rerun with --streaming for a per-token time")
+    conc = field("Number of concurrent requests")
+    if conc is None:
+        raise UserError(f"{src}: trtllm-bench output without 'Number of concurrent requests' (a newer trtllm-bench "
+                        f"prints it in REQUEST DETAILS)")
+    machine = re.search(r"=\s*MACHINE DETAILS\s*\n=+\n(.+)", text)
+    gpu = machine.group(1).split(",")[0].strip() if machine else None
+    if gpu and gpu.lower().startswith("no gpu"):
+        gpu = None
+    dtype = field("Dtype")
+    weight_bits = quant_bits(field("Quantization")) or quant_bits(dtype)
+    kv = field("KV Cache Dtype")
+    return EngineRun(
+        source=src, format="trtllm-bench", engine="trtllm",
+        concurrency=_num(conc, "Number of concurrent requests", src), concurrency_from="Number of concurrent requests",
+        input_len=_num(field("Average Input Length (tokens)"), "Average Input Length", src),
+        output_len=_num(field("Average Output Length (tokens)"), "Average Output Length", src),
+        tpot_ms=tpot, tpot_metric=metric, model=field("Model"),
+        tp=_opt_int(field("TP Size")), pp=_opt_int(field("PP Size")), ep=_opt_int(field("EP Size")),
+        weight_bits=weight_bits, kv_bits=quant_bits(kv),
+        gpu=gpu, version=field("TensorRT LLM Version") or field("TensorRT-LLM Version"),
+    )
