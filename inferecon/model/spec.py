@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inferecon.errors import UserError, load_json
+from inferecon.model.spec_checks import check_hf_config
 
 # 32-bit is for CPU validation runs (fp32 decoders); GPUs serve 16-bit and below.
 WEIGHT_BITS = (32, 16, 8, 4)
@@ -214,6 +215,7 @@ class ModelSpec:
             raise UserError(f"{path}: a config.json must be a JSON object")
         if isinstance(cfg.get("text_config"), dict):  # multimodal wrappers keep the LM inside
             cfg = {**cfg, **cfg["text_config"]}
+        check_hf_config(cfg, str(path))  # whole, positive sizes; heads, KV heads, experts consistent
         return _from_hf_dict(cfg, name or cfg.get("_name_or_path") or path.parent.name or "hf-model", str(path))
 
 
