@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,7 +66,6 @@ METRICS = {
 }
 
 # Engine parameters and their published values (what the hardware profile alone assumes).
-PARAMS = ("step_overhead_us", "per_layer_us", "eff16", "eff8", "eff4")
 PUBLISHED = {"step_overhead_us": 0.0, "per_layer_us": 0.0, "eff16": 1.0, "eff8": 1.0, "eff4": 1.0}
 BOUNDS = {"step_overhead_us": (0.0, 50_000.0), "per_layer_us": (0.0, 2_000.0),
           # An efficiency above 1/0.75 would read faster than the HBM peak (published
@@ -232,7 +231,8 @@ def fit_engine(train: list[Basis], measured_ms: np.ndarray, sources: list[str]) 
     free, held = supported(train, sources)
     theta = dict(PUBLISHED)
     if free:
-        x0 = np.array([0.0 if p in ("step_overhead_us", "per_layer_us") else 1.0 for p in free])
+        # Start inside the bounds (a start on a bound can stall the trust-region solver).
+        x0 = np.array([10.0 if p in ("step_overhead_us", "per_layer_us") else 1.0 for p in free])
         lo = np.array([BOUNDS[p][0] for p in free])
         hi = np.array([BOUNDS[p][1] for p in free])
 
@@ -316,8 +316,10 @@ def summary(res: pd.DataFrame, by: str) -> pd.DataFrame:
 
 
 def worst(res: pd.DataFrame, n: int = 6, column: str = "ratio_engine") -> pd.DataFrame:
-    order = np.argsort(-np.abs(np.log(res[column].to_numpy())))
-    return res.iloc[order[:n]]
+    """The worst-predicted point of each source, the n worst sources first (by |log ratio|)."""
+    err = np.abs(np.log(res[column]))
+    idx = err.groupby(res["source_id"]).idxmax()
+    return res.loc[idx].assign(_err=err[idx]).sort_values("_err", ascending=False).head(n).drop(columns="_err")
 
 
 # -- printing --------------------------------------------------------------------------------
@@ -327,13 +329,20 @@ def _points_table(res: pd.DataFrame) -> str:
     return res[cols].to_string(index=False, float_format=lambda v: f"{v:.2f}")
 
 
-def _markdown(df: pd.DataFrame, floats: str = "{:.0f}") -> str:
-    head = "| " + " | ".join(df.columns) + " |"
-    sep = "|" + "|".join("---" for _ in df.columns) + "|"
-    lines = [head, sep]
+def _fmt(col: str, v) -> str:
+    if not isinstance(v, float):
+        return str(v)
+    if col.startswith("ratio"):
+        return f"{v:.2f}"
+    if col.endswith("_ms"):
+        return f"{v:.1f}"
+    return f"{v:.0f}"
+
+
+def _markdown(df: pd.DataFrame) -> str:
+    lines = ["| " + " | ".join(df.columns) + " |", "|" + "|".join("---" for _ in df.columns) + "|"]
     for r in df.itertuples(index=False):
-        cells = [floats.format(v) if isinstance(v, float) else str(v) for v in r]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(_fmt(c, v) for c, v in zip(df.columns, r)) + " |")
     return "\n".join(lines)
 
 
@@ -348,9 +357,9 @@ def report(res: pd.DataFrame, fits: dict, markdown: bool = False) -> str:
                 float_format=lambda v: f"{v:.0f}"), ""]
     w = worst(res)
     cols = ["source_id", "engine", "gpu", "model", "tp", "batch", "weight_bits", "measured_ms",
-            "pred_published_ms", "pred_engine_ms", "ratio_engine"]
-    out += ["Worst-predicted points (engine-fitted, by |log ratio|)",
-            _markdown(w[cols].round(2)).replace(".00 |", " |") if markdown else
+            "pred_published_ms", "pred_engine_ms", "ratio_published", "ratio_engine"]
+    out += ["Worst-predicted point of each source, worst sources first (engine-fitted, by |log ratio|)",
+            _markdown(w[cols]) if markdown else
             w[cols].to_string(index=False, float_format=lambda v: f"{v:.2f}"), ""]
     if not markdown:
         out.append("Engine profiles fitted on all sources of an engine (for reference, not scored):")
@@ -371,7 +380,11 @@ def main(argv=None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(report(res, fits, markdown=args.markdown))
+    try:
+        print(report(res, fits, markdown=args.markdown), flush=True)
+    except BrokenPipeError:  # `| head`: the reader left; end quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     if args.json:
         records = json.loads(res.to_json(orient="records"))
         Path(args.json).write_text(json.dumps(records, indent=1) + "\n")
