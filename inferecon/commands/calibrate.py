@@ -66,7 +66,7 @@ def _measure(args, out: Path) -> None:
         import torch  # noqa: F401
     except ImportError:
         raise UserError("measuring needs torch (make install pulls the CPU build); or use --from RUN_DIR") from None
-    from inferecon.harness import calibration_sweep as cs
+    from inferecon.kernels import calibration_sweep as cs
     from inferecon.harness.device import apply_cpu_threads, collect_metadata, device_identity, resolve_device
     from inferecon.harness.runner import Progress, SweepContext, run_sweep, warm_device
     from inferecon.harness.store import RunStore
@@ -91,7 +91,7 @@ def _measure(args, out: Path) -> None:
             run_sweep(store, mod.BENCHMARK, mod.BENCHMARK_VERSION, cases(ctx, plan, args.quick), ctx, progress)
         nproc = args.nproc_per_node or (max(1, gpu_count) if device == "cuda" else 2)
         coll_args = argparse.Namespace(device=device, quick=args.quick, out=str(out), resume=args.resume,
-                                       nproc_per_node=nproc, timeout_s=args.timeout_s,
+                                       nproc_per_node=nproc, timeout_s=args.timeout_s, no_progress=args.no_progress,
                                        ops=",".join(plan.collective_ops), max_bytes=plan.collective_max_bytes)
         from inferecon.kernels.collectives import run_from_cli
 

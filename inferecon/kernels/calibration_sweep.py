@@ -9,6 +9,10 @@ collective the cost model uses.
 The cases reuse the benchmarks' own case functions (kernels/matmul.py, memory.py, launch.py,
 collectives.py), so a calibration run is an ordinary run directory that `bench`,
 `calibrate --from` and `regress` all read.
+
+It lives in kernels/, beside the benchmarks it names, because it is a choice of what to time:
+harness/ (how to time and store) never imports kernels/, and `inferecon calibrate` (its only
+caller) is a command, which other code must not import.
 """
 
 from __future__ import annotations
