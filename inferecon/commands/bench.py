@@ -45,7 +45,9 @@ def register(subparsers) -> None:
                    help="collectives: processes (GPUs) per node, started with torchrun (default 1)")
     p.add_argument("--timeout-s", type=float, default=300.0,
                    help="collectives: give up on a hung collective after this many seconds")
-    p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU only: torch/OpenMP threads for every measurement (default 1, as calibrate and validate use)")
+    p.add_argument("--no-progress", action="store_true", help="no per-case progress lines on stderr")
     p.set_defaults(func=handler)
 
 
@@ -66,9 +68,9 @@ def handler(args) -> int:
         import torch  # noqa: F401
     except ImportError:
         raise UserError("bench needs torch: install it (make install pulls the CPU build)") from None
-    from inferecon.harness.device import collect_metadata, device_identity
+    from inferecon.harness.device import apply_cpu_threads, collect_metadata, device_identity, host_class
     from inferecon.harness.runner import Progress, SweepContext, run_sweep, warm_device
-    from inferecon.harness.store import RunStore, read_manifest
+    from inferecon.harness.store import RunStore
 
     if args.resume and not args.out:
         raise UserError("--resume needs --out DIR: the run directory to continue")
@@ -77,6 +79,9 @@ def handler(args) -> int:
     if args.timeout_s <= 0:
         raise UserError("--timeout-s must be positive")
     device = resolve_device(args.device)
+    # One thread by default on CPU, as calibrate and validate: a bench figure then means the
+    # same as the calibration's (two threads on a busy 2-core machine measure 2x slower).
+    threads = apply_cpu_threads(device, args.threads)
     names = list(BENCHMARKS) if args.benchmark == "all" else [args.benchmark]
     world = _launcher_world()
     if world is not None and world.world_size > 1:
@@ -96,15 +101,15 @@ def handler(args) -> int:
         "device": device,
         "device_name": device_name,
         "gpu_count": gpu_count,
+        "host_class": host_class(),
+        "run_kind": "bench",
+        "cpu_threads": threads,
         "quick": args.quick,
         "benchmarks_requested": names,
         "metadata": collect_metadata(device),
     }
-    if args.resume:
-        # Checked before the store touches the run: a CPU run is not continued on a GPU.
-        old_device = read_manifest(out).get("device") if (out / "manifest.json").is_file() else None
-        if old_device not in (None, device):
-            raise UserError(f"--resume: {out} was measured on {old_device}, not {device}")
+    # On --resume the store refuses, before touching the run, a run of another kind (calibrate,
+    # validate) or measured on another machine (device, model, GPU count, host, threads).
     store = RunStore(out, manifest, resume=args.resume)
     # The collectives read these from args: the resolved values, not the defaults.
     args.out, args.device = str(out), device

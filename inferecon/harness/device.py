@@ -199,6 +199,14 @@ def memory_bytes() -> Optional[int]:
         return None
 
 
+def host_class() -> str:
+    """The kind of host a run stands on, for its identity: CPU model, logical cores and memory.
+    Two hosts of one class are interchangeable for a run; a resume on another is refused
+    (harness.store.check_same_run)."""
+    mem = memory_bytes()
+    return f"{cpu_model()}, {os.cpu_count()} cores, {round(mem / 2**30) if mem else '?'} GiB"
+
+
 def _cpu_info() -> dict:
     info = {"model": cpu_model(), "logical_cores": os.cpu_count(), "memory_bytes": memory_bytes(),
             "machine": platform.machine()}

@@ -138,6 +138,7 @@ _IDENTITY = (  # manifest key, how it reads in the refusal
     ("device_name", "measured on {old!r}, this machine has {new!r}"),
     ("gpu_count", "measured with {old} GPU(s), this machine has {new}"),
     ("host_class", "measured on a {old} host, this one is a {new} host"),
+    ("cpu_threads", "measured with {old} CPU thread(s), this run uses {new} (--threads)"),
 )
 
 

@@ -34,11 +34,9 @@ Entry points: `run_from_cli(args, store)` (from `inferecon bench collectives`), 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -46,8 +44,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from inferecon.errors import ERROR_PREFIX, UserError, exit_status
+from inferecon.errors import UserError, exit_status
 from inferecon.harness import distributed as hdist
+from inferecon.harness import torchrun
 from inferecon.harness.timing import Measurement, TimingConfig, capture_graph
 
 BENCHMARK = "collectives"
@@ -64,10 +63,7 @@ DEFAULT_TIMEOUT_S = 120.0
 # before the INFERECON_COLLECTIVES_HANG_CASE-th case this run measures (0 = the first).
 HANG_RANK_ENV = "INFERECON_COLLECTIVES_HANG_RANK"
 HANG_CASE_ENV = "INFERECON_COLLECTIVES_HANG_CASE"
-# Set by the re-launching parent: it owns the run directory; the child only appends to it.
-_ATTACH_ENV = "INFERECON_COLLECTIVES_ATTACH"
 _PROGRESS = "[collectives]"
-_NCCL_TIMEOUT = "Watchdog caught collective operation timeout"
 
 
 def busbw_factor(op: str, world_size: int) -> float:
@@ -389,29 +385,6 @@ def _free_device_cache(ctx):
 # The sweep on every rank
 
 
-@contextlib.contextmanager
-def _signals_deferred():
-    """Hold Ctrl-C/SIGTERM while a record is written, so they land between cases and the table
-    on disk always has every case that finished. Python-level handlers (they always run in the
-    main thread) rather than a signal mask, which gloo's and NVML's threads would not share."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    got: list[int] = []
-    old = {sig: signal.signal(sig, lambda signum, frame: got.append(signum)) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
-    if got:
-        raise KeyboardInterrupt
-
-
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def _hang_hook(rank: int, index: int) -> None:
     want = os.environ.get(HANG_RANK_ENV)
     if want is not None and int(want) == rank and index == int(os.environ.get(HANG_CASE_ENV, "0")):
@@ -435,6 +408,7 @@ def _format_bytes(n: int) -> str:
 class _Progress:
     saved: int = 0
     current: Optional[Case] = None
+    lines: bool = True  # one line per measured case (--no-progress: only messages and skips)
 
 
 def run_sweep(ctx, cfg: SweepConfig, store, progress: _Progress) -> None:
@@ -464,12 +438,12 @@ def run_sweep(ctx, cfg: SweepConfig, store, progress: _Progress) -> None:
             _hang_hook(ctx.rank, i)
             rec = measure_case(ctx, case, cfg, ident, buffers)
             if ctx.rank == 0:
-                with _signals_deferred():
+                with torchrun.signals_deferred():
                     store.append(BENCHMARK, rec)
                 progress.saved += 1
                 if rec["skipped"]:
                     _progress(f"{i + 1}/{len(todo)} {case.op} {case.mode} {_format_bytes(case.nominal_bytes)}: skipped ({rec['skipped']})")
-                else:
+                elif progress.lines:
                     _progress(f"{i + 1}/{len(todo)} {case.op} {case.mode} {_format_bytes(rec['bytes'])}: "
                               f"{rec['median_us']:.1f} us, busbw {rec['busbw_gbps']:.3f} GB/s"
                               + (" [noisy]" if rec["noisy"] else "") + (" [throttled]" if rec["throttled"] else ""))
@@ -494,12 +468,15 @@ class Options:
     timeout_s: float = DEFAULT_TIMEOUT_S
     ops: tuple[str, ...] = OPS
     max_bytes: Optional[int] = None
+    progress: bool = True
 
     def child_argv(self) -> list[str]:
         argv = ["--device", self.device, "--out", self.out, "--timeout-s", f"{self.timeout_s:g}",
                 "--ops", ",".join(self.ops)]
         if self.quick:
             argv.append("--quick")
+        if not self.progress:
+            argv.append("--no-progress")
         if self.max_bytes is not None:
             argv += ["--max-bytes", str(self.max_bytes)]
         return argv
@@ -542,17 +519,19 @@ def options_from_args(args) -> Options:
     max_bytes = getattr(args, "max_bytes", None)
     return Options(device=device, out=str(out), quick=bool(getattr(args, "quick", False)),
                    resume=bool(getattr(args, "resume", False)), nproc_per_node=nproc, timeout_s=timeout_s,
-                   ops=_parse_ops(getattr(args, "ops", None)), max_bytes=None if max_bytes is None else int(max_bytes))
+                   ops=_parse_ops(getattr(args, "ops", None)), max_bytes=None if max_bytes is None else int(max_bytes),
+                   progress=not getattr(args, "no_progress", False))
 
 
 def add_arguments(parser: argparse.ArgumentParser, *, common: bool = True) -> None:
     """The collectives' own options; `common` adds those `inferecon bench` shares
-    (--device, --quick, --out, --resume) for the standalone entry point."""
+    (--device, --quick, --out, --resume, --no-progress) for the standalone entry point."""
     if common:
         parser.add_argument("--device", choices=("cuda", "cpu"), default=None, help="default: cuda if available")
         parser.add_argument("--quick", action="store_true", help="fewer, smaller messages and shorter budgets")
         parser.add_argument("--out", required=True, help="run directory")
         parser.add_argument("--resume", action="store_true", help="continue the run in --out, skipping stored cases")
+        parser.add_argument("--no-progress", action="store_true", help="no per-case lines on stderr")
     parser.add_argument("--nproc-per-node", type=int, default=None,
                         help="ranks to start on this node with torchrun when not already under torchrun/srun (default 1)")
     parser.add_argument("--timeout-s", type=float, default=None,
@@ -568,39 +547,10 @@ def add_arguments(parser: argparse.ArgumentParser, *, common: bool = True) -> No
 def _manifest(opts: Options, extra: Optional[dict] = None) -> dict:
     from inferecon.harness import device as hdevice
 
-    return {"command_line": list(sys.argv), **hdevice.collect_metadata(opts.device),
-            "collectives": {"nproc_per_node": opts.nproc_per_node, "timeout_s": opts.timeout_s,
+    # A bench run (run_kind): `bench --resume` may continue it, calibrate --resume may not.
+    return {"command_line": list(sys.argv), **hdevice.collect_metadata(opts.device), "run_kind": "bench",
+            "host_class": hdevice.host_class(), "collectives": {"nproc_per_node": opts.nproc_per_node, "timeout_s": opts.timeout_s,
                             "quick": opts.quick, **(extra or {})}}
-
-
-def _set_parent_death_signal(sig: int) -> bool:
-    """Ask Linux to send `sig` to this process when its parent dies (prctl PR_SET_PDEATHSIG);
-    False where that does not exist."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        PR_SET_PDEATHSIG = 1
-        return libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False
-
-
-def _die_with_parent(sig: int):
-    parent = os.getpid()
-
-    def preexec():  # runs in the child between fork and exec; the setting survives exec
-        if _set_parent_death_signal(sig) and os.getppid() != parent:
-            os._exit(1)  # the parent died before prctl took effect
-
-    return preexec if sys.platform.startswith("linux") else None
-
-
-def _bind_to_parent() -> None:
-    """Die with the torchrun agent that started us: an orphaned rank can only wait for peers
-    that are gone (Linux; elsewhere the process-group timeout still ends it)."""
-    if _set_parent_death_signal(signal.SIGKILL) and os.getppid() == 1:
-        os._exit(1)  # the agent died before prctl took effect
 
 
 def run_in_world(opts: Options, store=None) -> int:
@@ -610,17 +560,17 @@ def run_in_world(opts: Options, store=None) -> int:
     except that a caller's store (rank 0 of `inferecon bench`) gets the KeyboardInterrupt back
     to stamp and summarise the run itself."""
     env = hdist.detect()
-    if os.environ.get(_ATTACH_ENV):
-        _bind_to_parent()
+    if torchrun.attached():
+        torchrun.bind_to_parent()
     cfg = sweep_config(opts.device, opts.quick, opts.ops, opts.max_bytes)
-    progress = _Progress()
+    progress = _Progress(lines=opts.progress)
     callers_store = store
     own_store = False
     ctx = None
     old_term = None
     if threading.current_thread() is threading.main_thread():
         # torchrun stops the other ranks with SIGTERM when one fails: stop like Ctrl-C.
-        old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+        old_term = signal.signal(signal.SIGTERM, torchrun.raise_interrupt)
     try:
         ctx = hdist.init(opts.device, opts.timeout_s, env)
         if ctx.rank != 0:
@@ -628,7 +578,7 @@ def run_in_world(opts: Options, store=None) -> int:
         elif store is None:
             from inferecon.harness.store import RunStore
 
-            attach = bool(os.environ.get(_ATTACH_ENV))
+            attach = torchrun.attached()
             # Attached: the parent created the run directory and stamps its end; we append.
             store = RunStore(opts.out, {} if attach else _manifest(opts), resume=attach or opts.resume)
             own_store = not attach
@@ -642,7 +592,7 @@ def run_in_world(opts: Options, store=None) -> int:
     except KeyboardInterrupt:
         return _interrupted(ctx, progress, opts, store, own_store, callers_store)
     except UserError as exc:
-        _fail(2, str(exc), store if (own_store or store is callers_store) else None, "failed")
+        torchrun.fail(2, str(exc), store if (own_store or store is callers_store) else None, "failed")
     except Exception as exc:  # a collective that timed out or lost a peer, mostly
         try:
             # A Ctrl-C forwarded to every rank makes a peer quit, and our call fail, a moment
@@ -659,7 +609,7 @@ def run_in_world(opts: Options, store=None) -> int:
         saved = f"{progress.saved} finished case(s) saved" if rank == 0 else "finished cases are saved"
         msg = (f"rank {rank}{where}: {type(exc).__name__}: {first[:300]} "
                f"(a rank died or hung; --timeout-s {opts.timeout_s:g}); {saved} in {opts.out}")
-        _fail(1, msg, store if (own_store or store is callers_store) else None, "failed")
+        torchrun.fail(1, msg, store if (own_store or store is callers_store) else None, "failed")
     return 1  # not reached
 
 
@@ -667,155 +617,21 @@ def _interrupted(ctx, progress, opts, store, own_store, callers_store) -> int:
     if ctx is not None and ctx.rank == 0:
         _progress(f"interrupted: {progress.saved} finished case(s) saved in {opts.out}")
     if own_store:
-        _safe_finish(store, "interrupted")
+        torchrun.safe_finish(store, "interrupted")
     if callers_store is not None and store is callers_store:
         raise KeyboardInterrupt  # the caller stamps "interrupted" and prints what was saved
-    _exit_now(130)
+    torchrun.exit_now(130)
     return 130  # not reached
-
-
-def _safe_finish(store, status):
-    try:
-        store.finish(status)
-    except Exception:
-        pass
-
-
-def _exit_now(code: int):
-    # os._exit, not sys.exit: with a peer dead or hung, destroy_process_group and atexit
-    # hooks can block; every finished case is already on disk.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
-
-
-def _fail(code: int, msg: str, store, status: str):
-    sys.stderr.write(ERROR_PREFIX + msg.replace("\n", " ") + "\n")
-    if store:
-        _safe_finish(store, status)
-    _exit_now(code)
 
 
 # --------------------------------------------------------------------------------------------
 # Outside any world: start one with torchrun on this node
 
 
-def _torchrun_cmd(opts: Options) -> list[str]:
-    # `python -m torch.distributed.run` is torchrun with this very interpreter.
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
-            str(opts.nproc_per_node), "-m", "inferecon.kernels.collectives", *opts.child_argv()]
-
-
-def _stall_limit_s(opts: Options) -> float:
-    # Backstop above the process-group timeout: start-up (imports, rendezvous) plus a few
-    # timeouts' worth of silence before the parent decides the world itself is stuck.
-    return 3 * opts.timeout_s + 120
-
-
-def relaunch(opts: Options, store) -> None:
-    """Run the sweep under torchrun on this node and wait; raises UserError on failure and
-    KeyboardInterrupt when interrupted (after the ranks stopped and saved what finished)."""
-    run_dir = Path(opts.out)
-    log_path = run_dir / "collectives.log"
-    env = dict(os.environ, **{_ATTACH_ENV: "1"})
-    env.setdefault("OMP_NUM_THREADS", "1")  # torchrun's own default; said here to silence its warning
-    errors: list[str] = []
-    watchdog: list[str] = []  # NCCL's watchdog kills a rank on timeout before it can say why
-    last_activity = [time.monotonic()]
-
-    # torchrun gets a session of its own so a terminal's Ctrl-C reaches it once, forwarded by
-    # us, not twice (a second SIGINT interrupts torchrun's own shutdown of the ranks); and it
-    # is told to stop (SIGTERM) if we die, so no orphaned world keeps running.
-    proc = subprocess.Popen(_torchrun_cmd(opts), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, text=True, bufsize=1, start_new_session=True,
-                            preexec_fn=_die_with_parent(signal.SIGTERM))
-
-    def pump():
-        with open(log_path, "a") as log:
-            for line in proc.stdout:
-                last_activity[0] = time.monotonic()
-                log.write(line)
-                log.flush()
-                if line.startswith(ERROR_PREFIX):
-                    errors.append(line[len(ERROR_PREFIX):].strip())
-                elif _NCCL_TIMEOUT in line and not watchdog:
-                    watchdog.append(line.strip())
-                elif line.startswith(_PROGRESS):
-                    sys.stderr.write(line)
-                    sys.stderr.flush()
-
-    reader = threading.Thread(target=pump, daemon=True)
-    reader.start()
-    old_term = signal.getsignal(signal.SIGTERM)
-
-    def on_term(signum, frame):
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, on_term)
-    stalled = False
-    try:
-        try:
-            while proc.poll() is None:
-                try:
-                    proc.wait(timeout=1.0)
-                except subprocess.TimeoutExpired:
-                    if time.monotonic() - last_activity[0] > _stall_limit_s(opts):
-                        stalled = True
-                        _stop(proc, signal.SIGTERM)
-                        break
-        except KeyboardInterrupt:
-            # Ctrl-C (or SIGTERM) reached only us: pass it to torchrun, which passes it to the
-            # ranks; rank 0 stops between cases, so every finished case is on disk.
-            _stop(proc, signal.SIGINT)
-            reader.join(timeout=5)
-            _merge_manifest(store, run_dir)
-            raise
-    finally:
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, old_term)
-    reader.join(timeout=5)
-    _merge_manifest(store, run_dir)
-    rc = proc.returncode
-    if stalled:
-        raise UserError(f"collectives: no progress for {_stall_limit_s(opts):g} s, run stopped "
-                        f"(finished cases are saved in {run_dir}; log: {log_path})")
-    if rc == 0:
-        return
-    if rc in (130, -signal.SIGINT) and not errors:
-        raise KeyboardInterrupt
-    if errors:
-        raise UserError(errors[0])
-    if watchdog:
-        raise UserError(f"collectives: a collective exceeded --timeout-s {opts.timeout_s:g} and NCCL's watchdog "
-                        f"stopped the run (a rank died or hung); finished cases are saved in {run_dir}; log: {log_path}")
-    raise UserError(f"collectives: torchrun exited with status {rc} (finished cases are saved in {run_dir}; log: {log_path})")
-
-
-def _stop(proc: subprocess.Popen, sig: int, grace_s: float = 45.0) -> None:
-    """Signal torchrun (it forwards the signal to every rank), then kill it after grace_s
-    (torchrun itself gives its ranks 30 s before SIGKILL)."""
-    try:
-        proc.send_signal(sig)
-        proc.wait(timeout=grace_s)
-    except ProcessLookupError:
-        pass
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def _merge_manifest(store, run_dir: Path) -> None:
-    """The child appended to the run and updated the manifest's per-benchmark counts; copy
-    them into the parent's store so its finish() does not write stale ones back."""
-    from inferecon.harness.store import read_manifest
-
-    try:
-        disk = read_manifest(run_dir)
-    except UserError:
-        return
-    if "benchmarks" in disk:
-        store.note(benchmarks=disk["benchmarks"])
+def launch_spec(opts: Options) -> torchrun.Launch:
+    return torchrun.Launch(module="inferecon.kernels.collectives", argv=tuple(opts.child_argv()),
+                           nproc_per_node=opts.nproc_per_node, run_dir=Path(opts.out), timeout_s=opts.timeout_s,
+                           progress_prefix=_PROGRESS, what=BENCHMARK)
 
 
 # --------------------------------------------------------------------------------------------
@@ -829,7 +645,7 @@ def run_from_cli(args, store) -> int:
     None) owns the run directory and the ranks append to it."""
     opts = options_from_args(args)
     if hdist.detect() is not None:
-        if store is not None and not is_writer_rank():
+        if store is not None and not torchrun.is_writer_rank():
             raise UserError("internal: a run store was opened on a rank other than 0")
         return run_in_world(opts, store)
     own = store is None
@@ -838,7 +654,7 @@ def run_from_cli(args, store) -> int:
 
         store = RunStore(opts.out, _manifest(opts), resume=opts.resume)
     try:
-        relaunch(opts, store)
+        torchrun.relaunch(launch_spec(opts), store)
     except KeyboardInterrupt:
         if own:
             store.finish("interrupted")
@@ -851,18 +667,13 @@ def run_from_cli(args, store) -> int:
     return 0
 
 
-def is_writer_rank() -> bool:
-    """False on every rank of a torchrun/srun world but rank 0: those must not open a store."""
-    env = hdist.detect()
-    return env is None or env.rank == 0
-
-
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m inferecon.kernels.collectives",
                                      description="collectives microbenchmark (started by torchrun on every rank)")
     add_arguments(parser)
     args = parser.parse_args(argv)
     return exit_status(lambda: run_from_cli(args, None))
+
 
 if __name__ == "__main__":
     raise SystemExit(main())
