@@ -11,6 +11,7 @@ nothing here imports pandas, matplotlib or scipy.
 
 from __future__ import annotations
 
+import functools
 import inspect
 
 import numpy as np
@@ -32,6 +33,7 @@ FIELDS = (
 )
 
 
+@functools.lru_cache(maxsize=1)
 def _cost_model_takes_engine() -> bool:
     return "engine" in inspect.signature(evaluate).parameters
 

@@ -1,0 +1,334 @@
+"""Serving-engine runs against the cost model: predicted vs measured per-token time, and the
+fit of an EngineProfile (per-step overhead, per-layer time, weight-read efficiency per weight
+format) with its leave-one-run-out error.
+
+A run (calibration/engine_results.py) becomes an `EngineCase`: the model, GPU profile and
+parallelism it ran with, decoded at its concurrency with a context of its prompt plus half its
+output (the mean over its decode). The fit is linear in what it estimates: the per-step and
+per-layer times add to every step, and a weight-read efficiency e slows the weight reads by
+1/e, so the cost model's own response to each parameter (a finite difference through
+`model.predict.predict`) is one column of a least-squares problem in relative error. A
+parameter is fitted only when its column is not (nearly) a combination of the columns already
+fitted — one model at one TP reads the same weight bytes every step, so a slower weight read
+cannot be told from a per-step overhead — otherwise it keeps its published value (no overhead,
+efficiency 1) and the fit says why. The errors reported are of the full cost model with the
+fitted profile, not of the linearisation.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from inferecon.calibration.engine_results import EngineRun
+from inferecon.errors import UserError
+from inferecon.model.engine import EngineProfile
+from inferecon.model.hardware import HardwareProfile
+from inferecon.model.predict import predict
+from inferecon.model.spec import ModelSpec
+
+# A parameter's column must keep this share of its norm after removing what the columns
+# already fitted explain; below it the least-squares value is set by noise, not by the data.
+MIN_INDEPENDENCE = 0.05
+# Bounds of the fitted values: overheads are not negative; an efficiency above 1 means the
+# engine reads weights faster than the hardware profile's sustained bandwidth assumes.
+EFFICIENCY_RANGE = (0.05, 2.0)
+_STEP_PROBE_US = 100.0
+_LAYER_PROBE_US = 10.0
+_EFF_PROBE = 0.5
+
+
+@dataclass(frozen=True)
+class EngineCase:
+    """One engine run as a deployment the cost model can evaluate."""
+
+    run: EngineRun
+    model: ModelSpec  # with the run's weight and KV precision
+    hw: HardwareProfile
+    tp: int
+    pp: int = 1
+    ep: int = 1
+
+    @property
+    def batch(self) -> int:
+        """The run's concurrency as whole sequences, a multiple of pp x ep."""
+        unit = self.pp * self.ep
+        return max(unit, unit * int(round(self.run.concurrency / unit)))
+
+    @property
+    def context(self) -> int:
+        return max(1, int(round(self.run.context)))
+
+    @property
+    def measured_ms(self) -> float:
+        return self.run.tpot_ms
+
+
+def predict_case(case: EngineCase, engine: EngineProfile | None = None) -> dict:
+    return predict(case.model, case.hw, tp=case.tp, pp=case.pp, ep=case.ep, batch=case.batch,
+                   context=case.context, engine=engine)
+
+
+# -- runs -> cases ---------------------------------------------------------------------------------
+_NAME_NOISE = re.compile(r"-(instruct|chat|hf|base|it|dynamic|quantized|fp8|fp16|bf16|int8|int4|awq|gptq|w4a16|"
+                         r"w8a8|w8a16|w4a8|nvfp4|fp4|marlin|v\d+(\.\d+)*)$")
+
+
+def catalog_model_for(model_id: str | None) -> tuple[ModelSpec | None, int | None]:
+    """The catalog model a recorded model id names, and the weight bits its name states:
+    "neuralmagic/Meta-Llama-3.1-8B-Instruct-FP8" -> (llama-3-8b, 8). (None, bits) when the
+    name is not in the catalog."""
+    from inferecon.calibration.engine_results import quant_bits
+    from inferecon.model.catalog import ALIASES, MODELS
+
+    if not model_id:
+        return None, None
+    name = str(model_id).rstrip("/").split("/")[-1].lower().replace("_", "-")
+    bits = None
+    for token in name.split("-"):
+        bits = bits or quant_bits(token)
+    while True:
+        stripped = _NAME_NOISE.sub("", name)
+        if stripped == name:
+            break
+        name = stripped
+    for candidate in (name, name.removeprefix("meta-")):
+        key = ALIASES.get(candidate, candidate)
+        if key in MODELS:
+            return MODELS[key], (bits if bits in (8, 4) else None)
+    return None, (bits if bits in (8, 4) else None)
+
+
+def resolve_cases(runs: list[EngineRun], *, model: str | ModelSpec | None = None,
+                  hardware: HardwareProfile | None = None, tp: int | None = None,
+                  weight_bits: int | None = None, kv_bits: int | None = None,
+                  notes: list[str] | None = None) -> list[EngineCase]:
+    """Each run with the model, GPU and parallelism it ran with. The file's own record of TP,
+    PP and EP wins over `tp` (a conflict is noted); `model`, `hardware` and the precisions, when
+    given, win over what the file records or its model name implies."""
+    from inferecon.calibration.published import match_published
+    from inferecon.model.catalog import resolve_model
+
+    notes = notes if notes is not None else []
+    given = resolve_model(model) if isinstance(model, str) else model
+    cases = []
+    for run in runs:
+        spec, name_bits = (given, None) if given is not None else catalog_model_for(run.model)
+        if spec is None:
+            what = f"records model {run.model!r}, which is not in the catalog" if run.model else "records no model"
+            raise UserError(f"{run.source}: {what}; pass --model NAME or a config.json")
+        hw = hardware or (match_published(run.gpu) if run.gpu else None)
+        if hw is None:
+            what = f"ran on {run.gpu!r}, which has no published profile" if run.gpu else "records no GPU"
+            raise UserError(f"{run.source}: {what}; pass --gpu or --hardware")
+        run_tp = run.tp or tp
+        if run_tp is None:
+            raise UserError(f"{run.source}: records no tensor-parallel size; pass --tp")
+        if run.tp and tp and run.tp != tp:
+            notes.append(f"{run.source}: the file records TP {run.tp}; --tp {tp} ignored for it")
+        wb = weight_bits or run.weight_bits or name_bits or 16
+        kb = kv_bits or run.kv_bits or 16
+        cases.append(EngineCase(run=run, model=spec.with_precision(wb, kb), hw=hw, tp=run_tp,
+                                pp=run.pp or 1, ep=run.ep or 1))
+    return cases
+
+
+# -- predicted vs measured -------------------------------------------------------------------------
+def compare_runs(cases: list[EngineCase], engine: EngineProfile | None = None) -> list[dict]:
+    """One row per run: what ran, measured and predicted ms per output token, and the error."""
+    rows = []
+    for c in cases:
+        p = predict_case(c, engine)
+        rows.append({
+            "source": c.run.source, "engine": c.run.engine, "model": c.model.name, "gpu": c.hw.name,
+            "tp": c.tp, "pp": c.pp, "ep": c.ep, "concurrency": c.run.concurrency, "batch": c.batch,
+            "input_len": c.run.input_len, "output_len": c.run.output_len, "context": c.context,
+            "weight_bits": c.model.weight_bits, "kv_bits": c.model.kv_bits, "metric": c.run.tpot_metric,
+            "measured_ms": c.measured_ms, "predicted_ms": p["ms_per_token"],
+            "error_pct": 100.0 * (p["ms_per_token"] - c.measured_ms) / c.measured_ms,
+            "dominant": p["dominant"], "feasible": p["feasible"],
+        })
+    return rows
+
+
+def mape(errors_pct) -> float | None:
+    values = [abs(e) for e in errors_pct if e is not None and math.isfinite(e)]
+    return float(np.mean(values)) if values else None
+
+
+# -- the fit ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ParamFit:
+    name: str  # "step_overhead_us", "per_layer_us", "weight_read_efficiency[8]"
+    value: float
+    fitted: bool
+    note: str = ""
+
+
+@dataclass
+class EngineFit:
+    profile: EngineProfile
+    params: list[ParamFit]
+    rows: list[dict]  # compare_runs rows plus fitted_ms / heldout_ms and their errors
+    mape_hardware_pct: float | None  # the hardware profile alone
+    mape_fitted_pct: float | None  # the fitted profile on the runs it was fitted to
+    mape_heldout_pct: float | None  # leave one run out (None with fewer than 3 runs)
+    notes: list[str] = field(default_factory=list)
+
+
+def _param_names(cases: list[EngineCase]) -> list[str]:
+    formats = Counter(str(c.model.weight_bits) for c in cases if c.model.weight_bits in (16, 8, 4))
+    order = sorted(formats, key=lambda k: (-formats[k], -int(k)))
+    return ["step_overhead_us"] + [f"weight_read_efficiency[{k}]" for k in order] + ["per_layer_us"]
+
+
+def _columns(cases: list[EngineCase], names: list[str], base: np.ndarray) -> np.ndarray:
+    """The change in predicted ms per token per unit of each parameter (µs for the overheads,
+    x = 1/e - 1 for an efficiency), through the cost model itself."""
+    cols = np.zeros((len(cases), len(names)))
+    for j, name in enumerate(names):
+        if name == "step_overhead_us":
+            probe, unit = EngineProfile("probe", step_overhead_us=_STEP_PROBE_US), _STEP_PROBE_US
+        elif name == "per_layer_us":
+            probe, unit = EngineProfile("probe", per_layer_us=_LAYER_PROBE_US), _LAYER_PROBE_US
+        else:
+            bits = name[name.index("[") + 1:-1]
+            probe, unit = EngineProfile("probe", weight_read_efficiency={bits: _EFF_PROBE}), 1.0 / _EFF_PROBE - 1.0
+        for i, c in enumerate(cases):
+            cols[i, j] = (predict_case(c, probe)["ms_per_token"] - base[i]) / unit
+    return cols
+
+
+def _why_not(name: str, cases: list[EngineCase], chosen: list[str]) -> str:
+    if name == "per_layer_us":
+        layers = sorted({c.model.n_layers for c in cases})
+        if len(layers) == 1:
+            return (f"every run has {layers[0]} layers, so a per-layer time cannot be told from a per-step one; "
+                    f"runs of models with other layer counts would separate them")
+    if name.startswith("weight_read_efficiency"):
+        bits = name[name.index("[") + 1:-1]
+        return (f"the {bits}-bit runs read about the same weight bytes per step (one model and TP), so a slower "
+                f"weight read cannot be told from {', '.join(chosen) or 'the other terms'}; runs of other model "
+                f"sizes or TP degrees would separate them")
+    return f"not separable from {', '.join(chosen)} with these runs"
+
+
+def _select(A: np.ndarray, names: list[str], cases: list[EngineCase]) -> tuple[list[int], dict[str, str]]:
+    chosen: list[int] = []
+    why: dict[str, str] = {}
+    for j, name in enumerate(names):
+        col = A[:, j]
+        norm = float(np.linalg.norm(col))
+        if norm == 0.0:
+            why[name] = "no run exercises it"
+            continue
+        if len(cases) < len(chosen) + 2:
+            why[name] = (f"{len(cases)} run(s) support at most {max(len(cases) - 1, 0)} fitted parameter(s) "
+                         f"with a residual left to judge them by")
+            continue
+        if chosen:
+            q, _ = np.linalg.qr(A[:, chosen])
+            resid = col - q @ (q.T @ col)
+            if float(np.linalg.norm(resid)) < MIN_INDEPENDENCE * norm:
+                why[name] = _why_not(name, cases, [names[k] for k in chosen])
+                continue
+        chosen.append(j)
+    return chosen, why
+
+
+def _solve(A: np.ndarray, b: np.ndarray, names: list[str], chosen: list[int]) -> dict[str, float]:
+    from scipy.optimize import lsq_linear
+
+    values = {}
+    if not chosen:
+        return values
+    lo, hi = [], []
+    for j in chosen:
+        if names[j].startswith("weight_read_efficiency"):
+            # x = 1/e - 1 for e in EFFICIENCY_RANGE
+            lo.append(1.0 / EFFICIENCY_RANGE[1] - 1.0)
+            hi.append(1.0 / EFFICIENCY_RANGE[0] - 1.0)
+        else:
+            lo.append(0.0)
+            hi.append(np.inf)
+    sol = lsq_linear(A[:, chosen], b, bounds=(lo, hi))
+    for j, x in zip(chosen, sol.x):
+        values[names[j]] = float(x)
+    return values
+
+
+def _profile(name: str, values: dict[str, float], cases, notes, fit_quality=None) -> EngineProfile:
+    eff = {}
+    for key, x in values.items():
+        if key.startswith("weight_read_efficiency"):
+            eff[key[key.index("[") + 1:-1]] = 1.0 / (1.0 + x)
+    return EngineProfile(
+        name=name, step_overhead_us=max(0.0, values.get("step_overhead_us", 0.0)),
+        per_layer_us=max(0.0, values.get("per_layer_us", 0.0)), weight_read_efficiency=eff,
+        sources=sorted({c.run.source.rsplit(":", 1)[0] if c.run.source.rsplit(":", 1)[-1].isdigit() else c.run.source
+                        for c in cases}),
+        notes=list(notes), hardware=",".join(sorted({c.hw.name for c in cases})), fit_quality=fit_quality or {})
+
+
+def _fit_values(cases, A, base, names):
+    measured = np.array([c.measured_ms for c in cases])
+    Aw = A / measured[:, None]
+    b = (measured - base) / measured
+    chosen, why = _select(Aw, names, cases)
+    return _solve(Aw, b, names, chosen), why
+
+
+def fit_engine_profile(cases: list[EngineCase], name: str | None = None) -> EngineFit:
+    """Fit an engine profile to runs of one engine (any mix of models, GPUs and precisions).
+
+    Callers that hold out whole sources (the accuracy scorecard) fit on the other cases and
+    evaluate the held-out ones with `compare_runs(held_out, fit.profile)`."""
+    if not cases:
+        raise UserError("no engine runs to fit")
+    engines = Counter(c.run.engine for c in cases)
+    name = name or engines.most_common(1)[0][0]
+    names = _param_names(cases)
+    rows = compare_runs(cases)
+    base = np.array([r["predicted_ms"] for r in rows])
+    A = _columns(cases, names, base)
+    values, why = _fit_values(cases, A, base, names)
+
+    # Leave one run out: the whole fit (parameter choice included) without the run, then that run.
+    heldout = [None] * len(cases)
+    if len(cases) >= 3:
+        for i in range(len(cases)):
+            keep = [k for k in range(len(cases)) if k != i]
+            sub = [cases[k] for k in keep]
+            v, _ = _fit_values(sub, A[keep], base[keep], names)
+            heldout[i] = predict_case(cases[i], _profile(name, v, sub, []))["ms_per_token"]
+
+    params, notes = [], []
+    for n in names:
+        if n in values:
+            shown = 1.0 / (1.0 + values[n]) if n.startswith("weight_read_efficiency") else values[n]
+            params.append(ParamFit(n, shown, True))
+        else:
+            published = 1.0 if n.startswith("weight_read_efficiency") else 0.0
+            params.append(ParamFit(n, published, False, why.get(n, "")))
+            notes.append(f"{n}: published value {published:g} kept: {why.get(n, '')}")
+    profile = _profile(name, values, cases, notes)
+    fitted = compare_runs(cases, profile)
+    for r, f, h in zip(rows, fitted, heldout):
+        r["fitted_ms"] = f["predicted_ms"]
+        r["fitted_error_pct"] = f["error_pct"]
+        r["heldout_ms"] = h
+        r["heldout_error_pct"] = None if h is None else 100.0 * (h - r["measured_ms"]) / r["measured_ms"]
+    result = EngineFit(profile=profile, params=params, rows=rows,
+                       mape_hardware_pct=mape(r["error_pct"] for r in rows),
+                       mape_fitted_pct=mape(r["fitted_error_pct"] for r in rows),
+                       mape_heldout_pct=mape(r["heldout_error_pct"] for r in rows), notes=notes)
+    quality = {"runs": len(cases), "mape_hardware_pct": result.mape_hardware_pct,
+               "mape_fitted_pct": result.mape_fitted_pct, "mape_heldout_pct": result.mape_heldout_pct,
+               "heldout": "leave one run out" if len(cases) >= 3 else "none (fewer than 3 runs)",
+               "parameters": {p.name: {"value": p.value, "fitted": p.fitted, "note": p.note} for p in params}}
+    result.profile = _profile(name, values, cases, notes, quality)
+    return result
