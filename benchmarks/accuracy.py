@@ -13,9 +13,10 @@ their ratio, then the mean absolute percentage error (MAPE) per engine and per G
       points of the same engine, then used to predict that source's points. An engine with no
       other source keeps the published prediction, and says so.
 
-A parameter the training points cannot pin down stays at its published value (no overhead,
-efficiency 1.0) and the fit says which and why. Predictions go through
-`inferecon.model.predict.predict`, the same call the `predict` command makes.
+The fit is `inferecon.calibration.engine_fit.fit_engine_profile`, the one `calibrate
+--engine-results` runs: a parameter the training points cannot pin down keeps its published
+value (no overhead, efficiency 1.0) and the fit says which and why. Every prediction goes
+through `inferecon.model.predict.predict`, the call the `predict` command makes.
 
 The time per token a row is compared on is the decode step time at the mean context of the
 generation (input + output / 2). How each published metric becomes milliseconds per token
@@ -28,18 +29,16 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import least_squares
 
+from inferecon.calibration.engine_fit import EngineCase, EngineFit, fit_engine_profile, predict_case
+from inferecon.calibration.engine_results import EngineRun
 from inferecon.calibration.published import get_profile
 from inferecon.errors import UserError
 from inferecon.model.catalog import get_model
-from inferecon.model.engine import EngineProfile
-from inferecon.model.predict import predict
 from inferecon.model.spec import ModelSpec
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -64,16 +63,6 @@ METRICS = {
     # included, so this is an upper bound on the step time.
     "e2e_latency_s": lambda r: 1e3 * r.value / r.output_len,
 }
-
-# Engine parameters and their published values (what the hardware profile alone assumes).
-PUBLISHED = {"step_overhead_us": 0.0, "per_layer_us": 0.0, "eff16": 1.0, "eff8": 1.0, "eff4": 1.0}
-BOUNDS = {"step_overhead_us": (0.0, 50_000.0), "per_layer_us": (0.0, 2_000.0),
-          # An efficiency above 1/0.75 would read faster than the HBM peak (published
-          # profiles assume 75% of it).
-          "eff16": (0.1, 1.0 / 0.75), "eff8": (0.1, 1.0 / 0.75), "eff4": (0.1, 1.0 / 0.75)}
-# Probe efficiency used to measure how a point's step time responds to slower weight reads.
-PROBE_EFF = 0.1
-
 
 # -- data ------------------------------------------------------------------------------------
 def load_points(path: str | Path = DEFAULT_CSV) -> pd.DataFrame:
@@ -116,187 +105,71 @@ def resolve_model(name: str) -> ModelSpec:
     return get_model(name)
 
 
-# -- prediction ------------------------------------------------------------------------------
-@dataclass
-class Basis:
-    """What the fit needs of one point, from three `predict` calls: the published step time,
-    its memory and arithmetic terms, and the step time with the weight reads slowed to
-    PROBE_EFF (how much of the step is weight reading)."""
-
-    step_ms: float
-    mem_ms: float
-    arith_ms: float
-    probe_ms: float
-    n_layers: int
-    bits: int
-    feasible: bool
-    dominant: str
-
-
-def _spec(row) -> tuple[ModelSpec, object]:
+# -- cases and fits ----------------------------------------------------------------------------
+def to_case(row) -> EngineCase:
+    """A published point as an engine run the calibration code evaluates and fits."""
+    run = EngineRun(source=row.source_id, format="published", engine=row.engine,
+                    concurrency=float(row.batch), concurrency_from="batch column of the CSV",
+                    input_len=float(row.input_len), output_len=float(row.output_len),
+                    tpot_ms=float(row.measured_ms), tpot_metric=row.metric, model=row.model, tp=int(row.tp),
+                    weight_bits=int(row.weight_bits), kv_bits=int(row.kv_bits), gpu=row.gpu,
+                    version=str(row.engine_version))
     model = resolve_model(row.model).with_precision(int(row.weight_bits), int(row.kv_bits))
-    return model, get_profile(row.gpu)
+    return EngineCase(run=run, model=model, hw=get_profile(row.gpu), tp=int(row.tp))
 
 
-def predict_row(row, engine: EngineProfile | None = None) -> dict:
-    model, hw = _spec(row)
-    return predict(model, hw, tp=int(row.tp), batch=int(row.batch), context=int(row.context), engine=engine)
+def leave_one_source_out(df: pd.DataFrame, cases: list[EngineCase]) -> dict[str, EngineFit | None]:
+    """For each source, the engine profile fitted (calibration.engine_fit, the fit `calibrate`
+    uses) on the other sources' points of the same engine; None where there is no other source."""
+    fits = {}
+    for src, engine in df.groupby("source_id", sort=False)["engine"].first().items():
+        train = [c for c, e, s in zip(cases, df["engine"], df["source_id"]) if e == engine and s != src]
+        fits[src] = fit_engine_profile(train, name=f"{engine} without {src}") if train else None
+    return fits
 
 
-def basis(row) -> Basis:
-    base = predict_row(row)
-    probe = predict_row(row, EngineProfile("probe", weight_read_efficiency={str(int(row.weight_bits)): PROBE_EFF}))
-    return Basis(step_ms=base["ms_per_token"], mem_ms=base["t_memory_ms"], arith_ms=base["t_arithmetic_ms"],
-                 probe_ms=probe["ms_per_token"], n_layers=resolve_model(row.model).n_layers,
-                 bits=int(row.weight_bits), feasible=bool(base["feasible"]), dominant=str(base["dominant"]))
-
-
-def surrogate_ms(b: Basis, theta: dict) -> float:
-    """The step time `predict` gives with engine parameters `theta`, from the point's Basis:
-    fixed times add; slower weight reads (u = 1/efficiency) lengthen the memory term by
-    t_weights·(u − 1), which counts only where it exceeds the arithmetic term (they overlap).
-    t_weights comes from the probe. Used inside the fit only; reported figures are `predict`'s."""
-    u_probe = 1.0 / PROBE_EFF
-    overlapped = max(b.mem_ms, b.arith_ms)
-    delta = b.probe_ms - b.step_ms  # = max(mem + tw(u_probe-1), arith) - overlapped
-    tw = 0.0 if delta <= 0 else (delta + overlapped - b.mem_ms) / (u_probe - 1.0)
-    u = 1.0 / theta[f"eff{b.bits}"] if b.bits in (16, 8, 4) else 1.0
-    slower = max(b.mem_ms + tw * (u - 1.0), b.arith_ms) - overlapped
-    fixed_ms = (theta["step_overhead_us"] + theta["per_layer_us"] * b.n_layers) * 1e-3
-    return b.step_ms + slower + fixed_ms
-
-
-def engine_profile(name: str, theta: dict, note: list[str], sources: list[str]) -> EngineProfile:
-    eff = {k[3:]: theta[k] for k in ("eff16", "eff8", "eff4") if theta[k] != PUBLISHED[k]}
-    return EngineProfile(name=name, step_overhead_us=theta["step_overhead_us"], per_layer_us=theta["per_layer_us"],
-                         weight_read_efficiency=eff, sources=sources, notes=note)
-
-
-# -- fitting ---------------------------------------------------------------------------------
-@dataclass
-class Fit:
-    theta: dict
-    free: list[str]
-    held: dict[str, str] = field(default_factory=dict)  # parameter -> why it kept its published value
-    n_points: int = 0
-    sources: list[str] = field(default_factory=list)
-
-    def describe(self) -> str:
-        parts = [f"overhead {self.theta['step_overhead_us']:.0f} us/step",
-                 f"{self.theta['per_layer_us']:.1f} us/layer"]
-        parts += [f"eff{b} {self.theta[f'eff{b}']:.2f}" for b in (16, 8, 4)]
-        held = "; held at published: " + ", ".join(f"{k} ({v})" for k, v in self.held.items()) if self.held else ""
-        return f"{', '.join(parts)} [{self.n_points} points, {len(self.sources)} sources{held}]"
-
-
-def supported(train: list[Basis], sources: list[str]) -> tuple[list[str], dict[str, str]]:
-    """Which parameters the training points can determine; the others are held, with why.
-
-    The fixed time per step needs two points. The time per layer and a format's weight-read
-    efficiency must each be seen in at least two sources: one source's quirk (eager mode, an
-    old kernel) is not an engine property, and with one source it cannot be told apart."""
-    free, held = [], {}
-    if len(train) >= 2:
-        free.append("step_overhead_us")
-    else:
-        held["step_overhead_us"] = "fewer than 2 points"
-    layer_sources = {}
-    for b, s in zip(train, sources):
-        layer_sources.setdefault(b.n_layers, set()).add(s)
-    if len(layer_sources) >= 2 and len(set().union(*layer_sources.values())) >= 2:
-        free.append("per_layer_us")
-    else:
-        held["per_layer_us"] = "one layer count only" if len(layer_sources) < 2 else "one source only"
-    for bits in (16, 8, 4):
-        pts = [(b, s) for b, s in zip(train, sources) if b.bits == bits]
-        reads = [b.probe_ms - b.step_ms for b, _ in pts]
-        n_src = len({s for _, s in pts})
-        # The weight-read time must also vary across points (model size, TP) or it cannot be
-        # told apart from the fixed time per step.
-        if n_src >= 2 and max(reads) > 1.2 * max(min(reads), 1e-9):
-            free.append(f"eff{bits}")
-        elif not pts:
-            held[f"eff{bits}"] = f"no {bits}-bit points"
-        elif n_src < 2:
-            held[f"eff{bits}"] = f"{bits}-bit points from one source only"
-        else:
-            held[f"eff{bits}"] = f"{bits}-bit points of one weight size"
-    return free, held
-
-
-def fit_engine(train: list[Basis], measured_ms: np.ndarray, sources: list[str]) -> Fit:
-    """Robust least squares on log(predicted / measured) over the supported parameters: a
-    soft-L1 loss, so that one source far off (a figure whose batch was not all resident, a
-    multi-node run) bends the engine's parameters less than a plain square would."""
-    free, held = supported(train, sources)
-    theta = dict(PUBLISHED)
-    if free:
-        # Start inside the bounds (a start on a bound can stall the trust-region solver).
-        x0 = np.array([10.0 if p in ("step_overhead_us", "per_layer_us") else 1.0 for p in free])
-        lo = np.array([BOUNDS[p][0] for p in free])
-        hi = np.array([BOUNDS[p][1] for p in free])
-
-        def residuals(x):
-            th = {**theta, **dict(zip(free, x))}
-            pred = np.array([surrogate_ms(b, th) for b in train])
-            return np.log(pred / measured_ms)
-
-        # Overheads in µs and efficiencies near 1 have very different scales.
-        scale = np.array([100.0 if p in ("step_overhead_us", "per_layer_us") else 0.1 for p in free])
-        sol = least_squares(residuals, x0, bounds=(lo, hi), x_scale=scale, loss="soft_l1", f_scale=0.2)
-        theta.update(dict(zip(free, sol.x)))
-    return Fit(theta=theta, free=free, held=held, n_points=len(train), sources=sorted(set(sources)))
-
-
-def leave_one_source_out(df: pd.DataFrame, bases: list[Basis]) -> tuple[dict[str, Fit | None], dict[str, str]]:
-    """For each source, the fit on the other sources of its engine (None: no other source)."""
-    fits, why = {}, {}
-    for src, engine in df.groupby("source_id")["engine"].first().items():
-        mask = (df["engine"] == engine) & (df["source_id"] != src)
-        if not mask.any():
-            fits[src] = None
-            why[src] = f"no other {engine} source: published prediction kept"
-            continue
-        idx = np.flatnonzero(mask.to_numpy())
-        fits[src] = fit_engine([bases[i] for i in idx], df["measured_ms"].to_numpy()[idx],
-                               list(df["source_id"].to_numpy()[idx]))
-    return fits, why
+def describe(fit: EngineFit) -> str:
+    p = fit.profile
+    eff = ", ".join(f"eff{k} {v:.2f}" for k, v in sorted(p.weight_read_efficiency.items())) or "no efficiency fitted"
+    held = [n for n in fit.params if not n.fitted]
+    held_txt = ("; kept published: " + "; ".join(f"{n.name} ({n.note})" for n in held)) if held else ""
+    return (f"{p.step_overhead_us:.0f} us/step, {p.per_layer_us:.1f} us/layer, {eff} "
+            f"[{len(fit.rows)} points from {', '.join(p.sources)}{held_txt}]")
 
 
 # -- the scorecard ---------------------------------------------------------------------------
 def scorecard(df: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
-    """Per-point predictions (published and engine LOSO) and the fits used."""
-    bases = [basis(r) for r in df.itertuples()]
-    fits, why = leave_one_source_out(df, bases)
+    """Per-point predictions (published and engine leave-one-source-out) and the fits used."""
+    cases = [to_case(r) for r in df.itertuples()]
+    fits = leave_one_source_out(df, cases)
     out = df.copy()
-    pub, eng, surr, used = [], [], [], []
-    for r, b in zip(df.itertuples(), bases):
-        pub.append(b.step_ms)
-        fit = fits[r.source_id]
+    pub, eng, used, feasible, dominant = [], [], [], [], []
+    for case, src, engine in zip(cases, df["source_id"], df["engine"]):
+        base = predict_case(case)
+        pub.append(base["ms_per_token"])
+        feasible.append(bool(base["feasible"]))
+        dominant.append(str(base["dominant"]))
+        fit = fits[src]
         if fit is None:
-            eng.append(b.step_ms)
-            surr.append(b.step_ms)
-            used.append("published (" + why[r.source_id] + ")")
-            continue
-        profile = engine_profile(f"{r.engine} without {r.source_id}", fit.theta, [fit.describe()], fit.sources)
-        eng.append(predict_row(r, profile)["ms_per_token"])
-        surr.append(surrogate_ms(b, fit.theta))
-        used.append(fit.describe())
+            eng.append(base["ms_per_token"])
+            used.append(f"published (no other {engine} source)")
+        else:
+            eng.append(predict_case(case, fit.profile)["ms_per_token"])
+            used.append(describe(fit))
     out["pred_published_ms"] = pub
     out["pred_engine_ms"] = eng
     out["ratio_published"] = out["pred_published_ms"] / out["measured_ms"]
     out["ratio_engine"] = out["pred_engine_ms"] / out["measured_ms"]
     out["engine_fit"] = used
-    out["feasible"] = [b.feasible for b in bases]
-    out["dominant"] = [b.dominant for b in bases]
-    # The fit's fast surrogate must agree with predict(); a gap means the cost model now
-    # applies engine terms differently and the fit should follow it.
-    gap = float(np.max(np.abs(np.array(surr) / np.array(eng) - 1.0))) if len(eng) else 0.0
-    whole = {e: fit_engine([bases[i] for i in np.flatnonzero((df["engine"] == e).to_numpy())],
-                           df.loc[df["engine"] == e, "measured_ms"].to_numpy(),
-                           list(df.loc[df["engine"] == e, "source_id"]))
-             for e in sorted(df["engine"].unique()) if df.loc[df["engine"] == e, "source_id"].nunique() >= 2}
-    return out, {"loso": fits, "all_sources": whole, "surrogate_gap": gap}
+    out["feasible"] = feasible
+    out["dominant"] = dominant
+    # For reference only (not scored): each engine with two or more sources, fitted on all of them.
+    whole = {}
+    for e in sorted(df["engine"].unique()):
+        mask = (df["engine"] == e).to_numpy()
+        if df.loc[mask, "source_id"].nunique() >= 2:
+            whole[e] = fit_engine_profile([c for c, m in zip(cases, mask) if m], name=e)
+    return out, {"loso": fits, "all_sources": whole}
 
 
 def mape(pred: pd.Series, meas: pd.Series) -> float:
@@ -362,10 +235,12 @@ def report(res: pd.DataFrame, fits: dict, markdown: bool = False) -> str:
             _markdown(w[cols]) if markdown else
             w[cols].to_string(index=False, float_format=lambda v: f"{v:.2f}"), ""]
     if not markdown:
+        out.append("Engine profiles used for each held-out source (fitted on the engine's other sources):")
+        for src, fit in fits["loso"].items():
+            out.append(f"  {src}: " + ("none (no other source of its engine)" if fit is None else describe(fit)))
         out.append("Engine profiles fitted on all sources of an engine (for reference, not scored):")
         for e, fit in fits["all_sources"].items():
-            out.append(f"  {e}: {fit.describe()}")
-        out.append(f"Fit surrogate vs predict(): largest relative gap {fits['surrogate_gap']:.1e}")
+            out.append(f"  {e}: {describe(fit)}")
     return "\n".join(out)
 
 
