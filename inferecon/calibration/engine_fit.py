@@ -332,3 +332,17 @@ def fit_engine_profile(cases: list[EngineCase], name: str | None = None) -> Engi
                "parameters": {p.name: {"value": p.value, "fitted": p.fitted, "note": p.note} for p in params}}
     result.profile = _profile(name, values, cases, notes, quality)
     return result
+
+
+def load_cases(files: list[str], *, model: str | None = None, gpu: str | None = None,
+               hardware_path: str | None = None, tp: int | None = None, weight_bits: int | None = None,
+               kv_bits: int | None = None, notes: list[str] | None = None) -> list[EngineCase]:
+    """Every run of every result file, resolved to a deployment (what the commands call)."""
+    from inferecon.calibration.engine_results import read_engine_results
+    from inferecon.calibration.published import get_profile
+
+    if gpu and hardware_path:
+        raise UserError("give --gpu or --hardware, not both")
+    hw = HardwareProfile.load(hardware_path) if hardware_path else (get_profile(gpu) if gpu else None)
+    runs = [run for f in files for run in read_engine_results(f)]
+    return resolve_cases(runs, model=model, hardware=hw, tp=tp, weight_bits=weight_bits, kv_bits=kv_bits, notes=notes)

@@ -39,6 +39,17 @@ def register(sub) -> None:
                    help="CPU only: torch/OpenMP threads for every measurement (default 1; use the same for validate)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted calibration in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
+    eng = p.add_argument_group("engine profile, from serving-engine benchmark results instead of measuring")
+    eng.add_argument("--engine-results", nargs="+", default=None, metavar="FILE",
+                     help="vLLM/SGLang bench serve JSON/JSONL, genai-perf profile export JSON/CSV or trtllm-bench "
+                          "output: fit the engine's per-step and per-layer overheads and weight-read efficiency per "
+                          "weight format into --out DIR/engine.json (for `predict --engine`)")
+    eng.add_argument("--gpu", default=None, help="published GPU profile the runs used (default: what the files record)")
+    eng.add_argument("--hardware", default=None, metavar="PROFILE_JSON",
+                     help="HardwareProfile JSON of the GPU the runs used (instead of --gpu)")
+    eng.add_argument("--model", default=None, help="the model of every run (default: what each file records)")
+    eng.add_argument("--tp", type=int, default=None, help="tensor-parallel size of runs whose file does not record it")
+    eng.add_argument("--engine-name", default=None, help="profile name (default: the engine the files name)")
     p.set_defaults(func=run)
 
 
@@ -115,6 +126,8 @@ def _raise_interrupt(signum, frame):
 
 
 def run(args) -> int:
+    if args.engine_results:
+        return _engine_profile(args)
     from inferecon.calibration.build import profile_from_run
     from inferecon.report.calibration_report import write_calibration_outputs
 
@@ -169,3 +182,34 @@ def _table(result) -> str:
                  f"x efficiency {p.compute.efficiency:.3f}; HBM {p.memory.achieved_gbps:.1f} GB/s sustained; "
                  f"launch {p.latency.kernel_launch_us:.2f} µs; {len(p.network.collectives)} collective fits")
     return "\n".join(lines)
+
+
+
+def _engine_profile(args) -> int:
+    """calibrate --engine-results: an EngineProfile fitted to the runs, with held-out error."""
+    from inferecon.calibration.engine_fit import fit_engine_profile, load_cases
+    from inferecon.report import engine_report as er
+
+    notes: list[str] = []
+    cases = load_cases(args.engine_results, model=args.model, gpu=args.gpu, hardware_path=args.hardware,
+                       tp=args.tp, notes=notes)
+    fit = fit_engine_profile(cases, name=args.engine_name)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    out = Path(args.out) if args.out else Path("results") / f"engine-{fit.profile.name}-{stamp}"
+    out.mkdir(parents=True, exist_ok=True)
+    for note in notes:
+        print(f"inferecon: note: {note}", file=sys.stderr)
+    print(er.comparison_table(fit.rows, [("hardware", "predicted_ms", "error_pct"),
+                                         ("fitted", "fitted_ms", "fitted_error_pct"),
+                                         ("held-out", "heldout_ms", "heldout_error_pct")]))
+    print()
+    print(er.fit_summary(fit))
+    fit.profile.save(out / "engine.json")
+    er.write_rows_csv(fit.rows, out / "engine_fit.csv")
+    er.plot_predicted_vs_measured(fit.rows, [("hardware profile alone", "predicted_ms"),
+                                             ("engine profile, held out", "heldout_ms")],
+                                  out / "engine_fit.png", f"engine profile {fit.profile.name!r}: {len(fit.rows)} runs")
+    print(f"wrote {out / 'engine.json'}, engine_fit.csv and engine_fit.png")
+    print(f"use it: inferecon predict --model {cases[0].model.name} --gpu {cases[0].hw.name} --tp {cases[0].tp} "
+          f"--engine {out / 'engine.json'}")
+    return 0

@@ -24,10 +24,21 @@ DEFAULT_CONTEXT = {"cuda": "512,8192", "cpu": "128,512"}
 def register(subparsers) -> None:
     p = subparsers.add_parser("validate", help="measure a real decode step and compare with the prediction",
                               description=first_paragraph(__doc__))
-    p.add_argument("--hardware", metavar="PROFILE", required=True,
-                   help="calibrated HardwareProfile JSON (e.g. from `inferecon calibrate --out DIR`: DIR/profile.json)")
-    p.add_argument("--model", required=True,
-                   help="catalog model, validation model (tiny-llama, tiny-moe) or a Hugging Face config.json")
+    p.add_argument("--hardware", metavar="PROFILE", default=None,
+                   help="calibrated HardwareProfile JSON (e.g. from `inferecon calibrate --out DIR`: DIR/profile.json); "
+                        "required for a decode run")
+    p.add_argument("--model", default=None,
+                   help="catalog model, validation model (tiny-llama, tiny-moe) or a Hugging Face config.json; required "
+                        "for a decode run; with --engine-results, the model of every run (default: what the file records)")
+    p.add_argument("--engine-results", nargs="+", default=None, metavar="FILE",
+                   help="instead of measuring: serving-engine benchmark results (vLLM/SGLang bench serve JSON/JSONL, "
+                        "genai-perf profile export JSON/CSV, trtllm-bench output) compared with the prediction per run")
+    p.add_argument("--gpu", default=None,
+                   help="with --engine-results: published GPU profile the runs used (default: what the file records)")
+    p.add_argument("--precision", type=int, default=None, choices=(16, 8, 4), metavar="BITS",
+                   help="with --engine-results: weight bits (default: the file's quantisation or model name, else 16)")
+    p.add_argument("--kv-precision", type=int, default=None, choices=(16, 8, 4), metavar="BITS",
+                   help="with --engine-results: KV-cache bits (default: the file's, else 16)")
     p.add_argument("--batch", default=None, help="comma-separated batch sizes (default 1,8,64,256 on GPU; 1,8 on CPU)")
     p.add_argument("--context", default=None,
                    help="comma-separated context lengths, KV cache pre-filled (default 512,8192 on GPU; 128,512 on CPU)")
@@ -94,6 +105,11 @@ def print_table(table: list[dict], labels: list[str], stream=None) -> None:
 
 
 def handler(args) -> int:
+    if args.engine_results:
+        return engine_handler(args)
+    if not args.hardware or not args.model:
+        raise UserError("a decode run needs --hardware PROFILE and --model M (or --engine-results FILE... "
+                        "to check serving-engine runs)")
     try:
         import torch  # noqa: F401
     except ImportError:
@@ -202,4 +218,32 @@ def handler(args) -> int:
         full = summary["full_model_mape_pct"]
         print("full-model MAPE (extrapolated): " + ", ".join(f"{k} {x:.1f}%" for k, x in full.items() if x is not None))
     print(f"saved {out}/ (decode.parquet, validation.csv, validation.png, validation.json)")
+    return 0
+
+
+def engine_handler(args) -> int:
+    """Serving-engine runs: predicted (hardware profile alone) vs measured ms per output token."""
+    from inferecon.calibration.engine_fit import compare_runs, load_cases, mape
+    from inferecon.cli_text import slug
+    from inferecon.report import engine_report as er
+
+    notes: list[str] = []
+    cases = load_cases(args.engine_results, model=args.model, gpu=args.gpu, hardware_path=args.hardware,
+                       tp=args.tp, weight_bits=args.precision, kv_bits=args.kv_precision, notes=notes)
+    rows = compare_runs(cases)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    out = Path(args.out) if args.out else Path("results") / f"validate-engine-{slug(cases[0].model.name)}-{stamp}"
+    out.mkdir(parents=True, exist_ok=True)
+    for note in notes:
+        print(f"inferecon: note: {note}", file=sys.stderr)
+    print(er.comparison_table(rows, [(f"{cases[0].hw.provenance.kind}", "predicted_ms", "error_pct")]))
+    total = mape(r["error_pct"] for r in rows)
+    print(f"MAPE over {len(rows)} run(s): {total:.1f}% (predicted per-token time of the hardware profile alone; "
+          f"positive error = predicted slower than measured)")
+    er.write_rows_csv(rows, out / "engine_validation.csv")
+    er.write_json({"runs": len(rows), "mape_pct": total, "files": list(args.engine_results), "notes": notes},
+                  out / "engine_validation.json")
+    er.plot_predicted_vs_measured(rows, [("hardware profile", "predicted_ms")], out / "engine_validation.png",
+                                  f"{len(rows)} serving-engine runs: predicted vs measured")
+    print(f"saved {out}/ (engine_validation.csv, engine_validation.png, engine_validation.json)")
     return 0
