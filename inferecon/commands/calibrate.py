@@ -16,6 +16,7 @@ from pathlib import Path
 
 from inferecon import __version__
 from inferecon.errors import UserError
+from inferecon.outpath import check_out_dir, write_text
 
 
 def register(sub) -> None:
@@ -139,7 +140,7 @@ def run(args) -> int:
     started = time.monotonic()
     if args.from_run:
         run_dir = Path(args.from_run)
-        out = Path(args.out) if args.out else run_dir
+        out = check_out_dir(args.out if args.out else run_dir)  # before the fit: one line if unwritable
         measured_s = None
     else:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
@@ -162,7 +163,7 @@ def run(args) -> int:
     print(f"\n{took}fitted in {fit_s:.1f} s; wrote {out / 'profile.json'}, {out / 'report.html'} "
           f"and {len(summary['plots'])} plots")
     print(f"use it: inferecon frontier --model llama-3-70b --hardware {out / 'profile.json'}")
-    (out / "calibration.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    write_text(out / "calibration.json", json.dumps(summary, indent=2, default=str) + "\n")
     return 0
 
 
@@ -178,10 +179,24 @@ def _table(result) -> str:
         lines.append(f"{r.term:44s} {r.form[:34]:34s} {_pct(r.heldout_mape):>9s} {_pct(r.train_mape):>7s} "
                      f"{r.n_points:6d}{flag}")
     p = result.profile
-    lines.append(f"\nprofile: peak {', '.join(f'{k} {v:.3g}' for k, v in p.compute.peak_tflops.items())} TFLOP/s "
+    lines.append(f"\nprofile: peak {_peaks(result)} TFLOP/s "
                  f"x efficiency {p.compute.efficiency:.3f}; HBM {p.memory.achieved_gbps:.1f} GB/s sustained; "
                  f"launch {p.latency.kernel_launch_us:.2f} µs; {len(p.network.collectives)} collective fits")
     return "\n".join(lines)
+
+
+def _peaks(result) -> str:
+    """Each dtype's peak with where it came from: a CPU has no datasheet, so a dtype it did not
+    measure (bf16 on CPU) keeps a placeholder that must not read as a measurement."""
+    matmul = result.tables.get("matmul")
+    measured = set(matmul["dtype"]) if matmul is not None and "dtype" in matmul else set()
+    datasheet = result.profile.provenance.kind == "calibrated" and any(
+        "published profile" in s for s in result.profile.provenance.sources)
+    parts = []
+    for dtype, v in result.profile.compute.peak_tflops.items():
+        origin = "datasheet" if datasheet else "measured" if dtype in measured else "placeholder, not measured"
+        parts.append(f"{dtype} {v:.3g} ({origin})")
+    return ", ".join(parts)
 
 
 

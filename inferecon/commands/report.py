@@ -1,38 +1,80 @@
 """`inferecon report RUN_DIR`: regenerate a run's self-contained report.html from what the run
-directory holds — its calibration (refitted from the raw measurements), and any validation,
-regression or frontier results saved there."""
+directory holds — its calibration (as `calibrate` recorded it, else refitted from the raw
+measurements), and any validation, regression or frontier results saved there."""
 
 from __future__ import annotations
 
-from inferecon.cli_text import first_paragraph
-
+import tempfile
 from pathlib import Path
+
+from inferecon.cli_text import first_paragraph
+from inferecon.errors import UserError
+
+MEASUREMENTS = ("matmul", "memory", "launch", "collectives")
 
 
 def register(sub) -> None:
     p = sub.add_parser("report", help="regenerate RUN_DIR/report.html", description=first_paragraph(__doc__))
     p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("--out", default=None, help="where to write the page (default RUN_DIR/report.html)")
+    p.add_argument("--out", default=None,
+                   help="write the page here instead (default RUN_DIR/report.html); the run directory is then "
+                        "only read, never written")
     p.set_defaults(func=run)
 
 
+def _has_results(run_dir: Path) -> bool:
+    """Anything a report can show, where the page looks for it (the run and one folder below)."""
+    names = {p.name for p in run_dir.glob("*")} | {p.name for p in run_dir.glob("*/*")}
+    return any(n in ("manifest.json", "profile.json", "calibration.json", "regress.md")
+               or n.startswith("validation") or (n.startswith("frontier") and n.endswith(".png")) for n in names)
+
+
+def _recorded_summary(run_dir: Path) -> dict | None:
+    """The fit summary `calibrate` wrote (calibration.json): it holds every fit, including those
+    of ingested nccl-tests/nvbandwidth files that a refit of the run alone would drop."""
+    from inferecon.errors import load_json
+
+    path = run_dir / "calibration.json"
+    if not path.is_file():
+        return None
+    summary = load_json(path, "calibration summary")
+    if not isinstance(summary, dict) or not isinstance(summary.get("fits"), list):
+        raise UserError(f"{path}: not a calibration summary written by `inferecon calibrate`")
+    return summary
+
+
 def run(args) -> int:
-    from inferecon.errors import UserError
+    from inferecon.outpath import check_out_dir, check_out_file, write_text
     from inferecon.report.calibration_report import render_report, write_calibration_outputs
 
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():
         raise UserError(f"{run_dir}: no such run directory")
-    summary = {}
-    if list(run_dir.glob("*.parquet")) and any(
-            (run_dir / f"{b}.parquet").exists() for b in ("matmul", "memory", "launch", "collectives")):
+    # Checked before any fit: a page that cannot be written fails in one line.
+    out = check_out_file(args.out) if args.out else check_out_dir(run_dir, flag="RUN_DIR") / "report.html"
+    if not _has_results(run_dir):
+        raise UserError(f"{run_dir}: nothing to report (no measurements, profile, validation, regression or "
+                        f"frontier results); run `inferecon calibrate --out {run_dir}` first")
+    summary = _recorded_summary(run_dir)
+    measured = any((run_dir / f"{b}.parquet").exists() for b in MEASUREMENTS)
+    if summary is not None or not measured:
+        write_text(out, render_report(run_dir, summary or {}))
+    elif args.out is None:
+        # Refit in place (an older run, or one measured by `bench`): the plots and the page
+        # are the run's own outputs.
         from inferecon.calibration.build import profile_from_run
 
         result = profile_from_run(run_dir)
         if not (run_dir / "profile.json").exists():
             result.profile.save(run_dir / "profile.json")
-        summary = write_calibration_outputs(result, run_dir)
-    out = Path(args.out) if args.out else run_dir / "report.html"
-    out.write_text(render_report(run_dir, summary))
+        write_calibration_outputs(result, run_dir)
+    else:
+        # Refit for a page elsewhere: plots go to a scratch folder, the run is left untouched.
+        from inferecon.calibration.build import profile_from_run
+
+        result = profile_from_run(run_dir)
+        with tempfile.TemporaryDirectory(prefix="inferecon-report-") as scratch:
+            summary = write_calibration_outputs(result, Path(scratch))
+            write_text(out, render_report(run_dir, summary, plot_dir=Path(scratch)))
     print(f"wrote {out}")
     return 0

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 
 from inferecon.errors import UserError
 from inferecon.outpath import atomic_write as _atomic_write_bytes
+from inferecon.outpath import check_out_dir
 
 # Bump when a column is renamed, removed or changes meaning; readers refuse other versions.
 SCHEMA_VERSION = 1
@@ -176,7 +177,7 @@ class RunStore:
     (under torchrun, rank 0)."""
 
     def __init__(self, run_dir, manifest: Optional[dict] = None, resume: bool = False):
-        self.run_dir = Path(run_dir)
+        self.run_dir = check_out_dir(run_dir)  # a file, read-only or impossible path: one line, before any work
         self._records: dict[str, list[dict]] = {}
         self._done: set[tuple[str, str]] = set()
         manifest = dict(manifest or {})

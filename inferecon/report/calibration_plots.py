@@ -28,9 +28,14 @@ def _two_panel(title):
 
 
 def _save(plt, fig, path):
+    from inferecon.outpath import atomic_path
+
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:  # a full disk keeps the previous plot, never half a PNG
+            fig.savefig(tmp, dpi=110, format="png")
+    finally:
+        plt.close(fig)
     return Path(path)
 
 

@@ -9,6 +9,7 @@ import html
 import json
 from pathlib import Path
 
+from inferecon.outpath import write_text
 from inferecon.report import calibration_plots as cp
 
 
@@ -43,7 +44,7 @@ def write_calibration_outputs(result, out: Path, measured_s=None, fit_s=None) ->
                  for r in result.fits],
         "plots": [p.name for p in plots],
     }
-    (out / "report.html").write_text(render_report(out, summary))
+    write_text(out / "report.html", render_report(out, summary))
     return summary
 
 
@@ -75,10 +76,13 @@ def _published_comparison(prof) -> str:
     return f"<table><tr><th>term</th><th>published</th><th>this node</th></tr>{body}</table>"
 
 
-def render_report(run_dir: Path, summary: dict) -> str:
+def render_report(run_dir: Path, summary: dict, plot_dir: Path | None = None) -> str:
+    """The page for `run_dir`; the fit plots named in `summary` are read from `plot_dir`
+    (default: the run directory itself)."""
     from inferecon.model.hardware import HardwareProfile
 
     run_dir = Path(run_dir)
+    plot_dir = Path(plot_dir) if plot_dir is not None else run_dir
     parts = []
     manifest = {}
     mpath = run_dir / "manifest.json"
@@ -112,8 +116,8 @@ def render_report(run_dir: Path, summary: dict) -> str:
         if notes:
             parts.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
         for name in summary.get("plots", []):
-            if (run_dir / name).exists():
-                parts.append(_img(run_dir / name))
+            if (plot_dir / name).exists():
+                parts.append(_img(plot_dir / name))
     parts += _optional_sections(run_dir)
     style = ("body{font-family:sans-serif;max-width:980px;margin:2em auto;color:#222}"
              "table{border-collapse:collapse;margin:1em 0;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px}"
