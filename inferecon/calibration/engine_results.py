@@ -78,8 +78,9 @@ def read_engine_results(path: str | Path) -> list[EngineRun]:
         try:
             data = json.loads(stripped)
         except json.JSONDecodeError:
-            return [_from_json(_json_line(line, src, i), f"{src}:{i}")
-                    for i, line in enumerate(stripped.splitlines(), 1) if line.strip()]
+            # JSON Lines: every line parsed before any is read, so a broken line is named first.
+            objs = [(i, _json_line(line, src, i)) for i, line in enumerate(stripped.splitlines(), 1) if line.strip()]
+            return [_from_json(d, f"{src}:{i}") for i, d in objs]
         return [_from_json(data, src)]
     if stripped.startswith("Metric,") or "\nMetric," in stripped[:200]:
         return [_genai_perf_csv(stripped, src)]
