@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -165,6 +164,12 @@ def plan_layers(shape, requested: Optional[int], batches, contexts, tp: int, mem
                         "per rank at the largest batch and context")
     if k == full:
         return LayerPlan(full, (k,), "")
+    if k < 2 and (requested is None or requested >= 2):
+        # Memory, not the user, left one layer: say so (and what two layers would need).
+        raise UserError(f"{full}-layer model: only 1 layer fits in {memory_bytes / 1e9:.1f} GB per rank at batch "
+                        f"{max(batches)} and context {max(contexts)} (2 layers need {per_rank(2) / 1e9:.1f} GB), and "
+                        "the full model is extrapolated from two layer counts: lower --batch/--context, raise --tp, "
+                        "or use a machine with more memory")
     if k < 2:
         raise UserError("fewer layers than the model has are measured at two layer counts to extrapolate: "
                         "--layers must be at least 2")
@@ -214,8 +219,11 @@ def published_for_device(device: str, device_name: str, hw: HardwareProfile,
 
 
 def measure_decode(shape, plan: LayerPlan, batches, contexts, tp: int, device: str, quick: bool,
-                   work_dir: Path, progress=None) -> list[dict]:
-    """Time every (layers, batch, context) case; tp > 1 runs under torchrun."""
+                   work_dir: Path, progress=None, done=frozenset(), keep=None) -> list[dict]:
+    """Time every (layers, batch, context) case whose case id is not in `done` (a resumed run);
+    tp > 1 runs under torchrun. `keep(record)` is called as each case finishes, so a caller
+    that stores it there loses nothing to Ctrl-C: under torchrun, rank 0 saves each case as it
+    finishes and the cases saved before an interruption or a failure are kept too."""
     from inferecon.harness.device import ClockWatcher
     from inferecon.kernels import decode
 
@@ -223,23 +231,39 @@ def measure_decode(shape, plan: LayerPlan, batches, contexts, tp: int, device: s
         f = watch.result.record_fields()
         return {"throttled": bool(f["throttled"]), "throttle_reasons": f.get("throttle_reasons", "")}
 
+    keep = keep or (lambda rec: None)
     cases = [decode.DecodeCase(L, b, c) for c in contexts for b in batches for L in plan.layers]
+    todo = [c for c in cases if c.case_id(tp, shape.dtype) not in done]
+    if progress and len(todo) < len(cases):
+        progress(f"[decode] resuming: {len(cases) - len(todo)} of {len(cases)} cases already stored")
+    rows = []
+    if not todo:
+        return rows
     if tp == 1:
-        rows = []
-        for i, case in enumerate(cases):
+        for i, case in enumerate(todo):
             if progress:
-                progress(f"[decode {i + 1}/{len(cases)}] layers {case.layers} batch {case.batch} context {case.context}")
+                progress(f"[decode {len(cases) - len(todo) + i + 1}/{len(cases)}] layers {case.layers} "
+                         f"batch {case.batch} context {case.context}")
             with ClockWatcher(device) as watch:
                 rec = decode.measure_case(shape, case, device, quick=quick)
             rows.append({**rec, **throttle(watch)})
+            keep(rows[-1])
         return rows
     if progress:
-        progress(f"[decode] {len(cases)} cases on {tp} ranks (torchrun)")
+        progress(f"[decode] {len(todo)} cases on {tp} ranks (torchrun)")
     reps = 10 if quick else 30
     # The ranks run in other processes: watch GPU 0's clocks over the whole world's run.
     with ClockWatcher(device, gpu_index=0 if device == "cuda" else None) as watch:
-        rows = decode.run_torchrun(shape, cases, tp, device, work_dir, quick, reps)
-    return [{**r, **throttle(watch)} for r in rows]
+        try:
+            rows = decode.run_torchrun(shape, todo, tp, device, work_dir, quick, reps)
+        except (KeyboardInterrupt, UserError):
+            for r in decode.saved_rows(work_dir):
+                keep({**r, **throttle(watch)})
+            raise
+    rows = [{**r, **throttle(watch)} for r in rows]
+    for r in rows:
+        keep(r)
+    return rows
 
 
 # --------------------------------------------------------------------------------------------
@@ -275,7 +299,8 @@ def compare(spec: ModelSpec, rows: list[dict], plan: LayerPlan, tp: int,
             # slope to extrapolate with, so no full-model figure rather than a wrong one.
             ok = b > 0
             row.update(per_step_us=a * 1e6, per_layer_us=b * 1e6, layer_fit_ok=ok,
-                       full_measured_step_us=(a + b * plan.n_layers_full) * 1e6 if ok else float("nan"))
+                       full_measured_step_us=(a + b * plan.n_layers_full) * 1e6 if ok else float("nan"),
+                       layer_fit_note="" if ok else layer_fit_note(times))
         for label, hw in profiles.items():
             p = predict(spec.with_layers(plan.measured), hw, batch, context, tp)
             for k in ("t_arithmetic_s", "t_memory_s", "t_network_s", "t_latency_s"):
@@ -289,6 +314,14 @@ def compare(spec: ModelSpec, rows: list[dict], plan: LayerPlan, tp: int,
                 row[f"{label}_full_error_pct"] = _err_pct(pf["t_step_s"] * 1e6, row["full_measured_step_us"])
         out.append(row)
     return out
+
+
+def layer_fit_note(times_s: dict[int, float]) -> str:
+    """Why a case has no full-model figure: its step did not grow with the layer count."""
+    lo, hi = min(times_s), max(times_s)
+    return (f"no full-model figure: the {hi}-layer step ({times_s[hi] * 1e3:.3f} ms) measured no slower than the "
+            f"{lo}-layer step ({times_s[lo] * 1e3:.3f} ms), so the per-layer slope is not positive (timing noise "
+            "on this machine exceeds one layer's time; rerun when it is quieter, or with more --layers)")
 
 
 def mape(table: list[dict], label: str, full: bool = False) -> Optional[float]:
@@ -330,8 +363,11 @@ def plot(table: list[dict], labels: list[str], path: Path, title: str) -> Path:
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
+    from inferecon.outpath import atomic_path
+
+    try:
+        with atomic_path(path) as tmp:  # a full disk keeps the previous plot, never half a PNG
+            fig.savefig(tmp, dpi=120, format="png")
+    finally:
+        plt.close(fig)
     return path

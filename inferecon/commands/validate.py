@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from inferecon.errors import UserError
+from inferecon.outpath import atomic_path, check_out_dir
 
 # Defaults per device: the GPU grid; on CPU a grid a 2-core machine measures in
 # seconds (a batch-256 × 8192-token cache of even a tiny model is gigabytes on CPU).
@@ -186,8 +187,8 @@ def handler(args) -> int:
     for r in table:
         r.update(device=device, device_name=device_name, gpu_count=gpu_count)
     labels = list(profiles)
-    pd.DataFrame(table).to_csv(out / ".validation.csv.tmp", index=False)
-    (out / ".validation.csv.tmp").replace(out / "validation.csv")
+    with atomic_path(out / "validation.csv") as tmp:
+        pd.DataFrame(table).to_csv(tmp, index=False)
     title = (f"{spec.name} ({plan.measured}/{plan.n_layers_full} layers, tp {args.tp}, {args.dtype}) on {device_name}")
     v.plot(table, labels, out / "validation.png", title)
     summary = {
@@ -233,6 +234,7 @@ def engine_handler(args) -> int:
     rows = compare_runs(cases)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = Path(args.out) if args.out else Path("results") / f"validate-engine-{slug(cases[0].model.name)}-{stamp}"
+    check_out_dir(out)
     out.mkdir(parents=True, exist_ok=True)
     for note in notes:
         print(f"inferecon: note: {note}", file=sys.stderr)
