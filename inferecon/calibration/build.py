@@ -39,6 +39,7 @@ class CalibrationResult:
     missing: list[str]  # benchmarks the run lacks
     kept_published: list[str] = field(default_factory=list)  # terms left at the base profile's value
     tables: dict = field(default_factory=dict)  # the measurements the fits used
+    file_fits: list = field(default_factory=list)  # per ingested table: build_files.FileFit
 
 
 def published_base(device_name: str) -> HardwareProfile | None:
@@ -175,10 +176,10 @@ def profile_from_tables(manifest: dict, tables: dict, run_id: str,
 
 
 def _expand(coll_results):
-    """The FitResult behind each CollectiveFit, in order (a piecewise result yields two fits)."""
+    """The FitResult behind each CollectiveFit, in order (a piecewise result yields one fit per piece)."""
     out = []
     for r in coll_results:
-        out += [r] * (2 if r.form.startswith("piecewise") else 1)
+        out += [r] * (len(r.extra.get("breaks_bytes") or []) + 1)
     return out
 
 

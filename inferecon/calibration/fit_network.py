@@ -2,53 +2,154 @@
 (intra-/inter-node) and timing mode, from the collectives benchmark or ingested nccl-tests.
 
 Form: t = α + bytes / β, β in algorithm bandwidth (message bytes per second, nccl-tests'
-algbw). NCCL changes protocol with message size (LL for small, LL128/Simple for large), so
-when one line misses the held-out messages by more than PIECEWISE_GAIN over a two-piece fit,
-the two-piece fit (breakpoint chosen by training error) is kept instead.
+algbw). NCCL changes protocol and algorithm with message size (LL, LL128, Simple; ring, tree,
+NVLS), and each regime has its own α and β, so the fit is 1 to MAX_PIECES lines over
+contiguous message ranges. Each line minimises the squared relative error (closed form,
+weighted least squares: timings span six decades and their noise is multiplicative); the
+breakpoints minimise the total training error (dynamic programming over the sorted sizes).
+
+How many pieces: the fewest whose k-fold error on held-out message sizes is within
+PIECE_TOLERANCE of the best count's. The held-out error reported is nested: the count is
+chosen inside each outer training fold, never on the sizes it is then scored on.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from inferecon.calibration.fit import FitResult, fit_relative, kfold_heldout_mape, mape, usable
+from inferecon.calibration.fit import FitResult, kfold_heldout_mape, mape, usable
 from inferecon.model.hardware import CollectiveFit
 
 NAMES = ["alpha_us", "beta_gbps"]
-PIECEWISE_GAIN = 0.8  # a two-piece fit must cut held-out error by 20% to be worth its parameters
+MAX_PIECES = 4
 MIN_POINTS_PER_PIECE = 3
+PIECE_TOLERANCE = 1.10  # a count within 10% of the best held-out error is as good: take fewer pieces
+PIECEWISE_GAIN = 1 / PIECE_TOLERANCE  # kept for callers that read it
+_MIN_INV_BETA = 1e-12  # µs per byte: β at most 1e6 GB/s; a flat piece is latency only
+_PIECE_NAMES = {1: ["small"], 2: ["small", "large"], 3: ["small", "mid", "large"],
+                4: ["small", "mid", "mid2", "large"]}
 
 
 def _line(p, x):
     return p[0] + x / (p[1] * 1e3)
 
 
-def _fit_line(x, y):
-    big = x >= np.median(x)
-    beta0 = float(np.max(x[big] / y[big])) / 1e3 if big.any() else 1.0
-    p0 = np.array([max(float(np.min(y)) * 0.9, 1e-3), max(beta0, 1e-6)])
-    return fit_relative(_line, x, y, p0, NAMES, lower=[0.0, 1e-9])
+def _segment_table(x, y):
+    """For every contiguous run x[i:j] of the sorted points, the line α + x·g with α >= 0 and
+    g = 1/β >= 0 minimising Σ((α + x·g − y) / y)², as arrays indexed [i, j]: (α, g, error).
+    Closed form from prefix sums of the weighted normal equations, so the breakpoint search
+    costs O(n²) arithmetic, not O(n²) solver calls."""
+    w = 1.0 / y
+    c = lambda v: np.concatenate([[0.0], np.cumsum(v)])  # noqa: E731
+    s_ww, s_xww, s_xxww, s_w, s_xw, s_1 = (c(w * w), c(x * w * w), c(x * x * w * w), c(w), c(x * w),
+                                           c(np.ones_like(x)))
+    i, j = np.meshgrid(np.arange(len(x) + 1), np.arange(len(x) + 1), indexing="ij")
+    a, b, d = s_ww[j] - s_ww[i], s_xww[j] - s_xww[i], s_xxww[j] - s_xxww[i]
+    e, f, n = s_w[j] - s_w[i], s_xw[j] - s_xw[i], s_1[j] - s_1[i]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        det = a * d - b * b
+        alpha = np.where(det > 0, (d * e - b * f) / det, 0.0)
+        g = np.where(det > 0, (a * f - b * e) / det, 0.0)
+        # Constrained cases: flat (latency only), or through the origin (bandwidth only).
+        flat = g < _MIN_INV_BETA
+        g = np.where(flat, _MIN_INV_BETA, g)
+        alpha = np.where(flat, (e - g * b) / a, alpha)
+        origin = alpha < 0
+        alpha = np.where(origin, 0.0, alpha)
+        g = np.where(origin, np.maximum(_MIN_INV_BETA, f / d), g)
+        err = alpha * alpha * a + g * g * d + n + 2 * alpha * g * b - 2 * alpha * e - 2 * g * f
+    return alpha, g, np.maximum(err, 0.0)
 
 
-def _fit_piecewise(x, y):
-    """Best breakpoint by training error: [(lo, hi, params, stderr, ok), ...]."""
-    order = np.argsort(x)
-    xs, ys = x[order], y[order]
-    best = None
-    for cut in range(MIN_POINTS_PER_PIECE, len(xs) - MIN_POINTS_PER_PIECE + 1):
-        pieces, err = [], 0.0
-        for lo, hi in ((0, cut), (cut, len(xs))):
-            p, se, ok, _ = _fit_line(xs[lo:hi], ys[lo:hi])
-            err += np.sum(np.log(_line(p, xs[lo:hi]) / ys[lo:hi]) ** 2)
-            pieces.append((p, se, ok))
-        if best is None or err < best[0]:
-            best = (err, float(xs[cut]), pieces)
-    return best
+def _fit_pieces(x, y, k):
+    """Best k-piece fit of sorted (x, y): [(lo_bytes, alpha, g), ...] by dynamic programming."""
+    n = len(x)
+    m = min(MIN_POINTS_PER_PIECE, n)
+    k = max(1, min(k, n // m))
+    alpha, g, cost = _segment_table(x, y)
+    inf = float("inf")
+    best = np.full((k + 1, n + 1), inf)
+    back = np.zeros((k + 1, n + 1), int)
+    best[0, 0] = 0.0
+    for p in range(1, k + 1):
+        for j in range(p * m, n + 1):
+            i = np.arange((p - 1) * m, j - m + 1)
+            c = best[p - 1, i] + cost[i, j]
+            t = int(np.argmin(c))
+            best[p, j], back[p, j] = c[t], i[t]
+    pieces, j = [], n
+    for p in range(k, 0, -1):
+        i = back[p, j]
+        # A break sits halfway (geometrically) between the last size of one piece and the
+        # first of the next: the fit says nothing about where inside that gap NCCL switches.
+        lo = 0.0 if i == 0 else float(np.sqrt(x[i - 1] * x[i]))
+        pieces.append((lo, float(alpha[i, j]), float(g[i, j])))
+        j = i
+    return pieces[::-1]
 
 
-def _predict_piecewise(best, x):
-    _, cut, ((p1, _, _), (p2, _, _)) = best
-    return np.where(x < cut, _line(p1, x), _line(p2, x))
+def _predict(pieces, x):
+    x = np.asarray(x, float)
+    out = np.zeros_like(x)
+    for lo, alpha, g in pieces:
+        out = np.where(x >= lo, alpha + x * g, out)
+    return out
+
+
+def _fit_sorted(x, y, k):
+    o = np.argsort(x)
+    return _fit_pieces(x[o], y[o], k)
+
+
+def _max_pieces(n):
+    return max(1, min(MAX_PIECES, n // MIN_POINTS_PER_PIECE))
+
+
+def _choose_pieces(x, y):
+    """The piece count for (x, y) and the k-fold held-out error of each count tried."""
+    held = {}
+    for k in range(1, _max_pieces(len(x)) + 1):
+        h = kfold_heldout_mape(
+            lambda tr, te, k=k: _predict(_fit_sorted(x[tr], y[tr], min(k, _max_pieces(len(tr)))), x[te]),
+            len(x), y)
+        if h is not None:
+            held[k] = h
+    if not held:
+        return 1, held
+    best = min(held.values())
+    return min(k for k, h in held.items() if h <= best * PIECE_TOLERANCE), held
+
+
+def fit_one_collective(x, y):
+    """Fit one collective's (bytes, µs) points: (pieces, nested held-out MAPE, held-out by count)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    k, held = _choose_pieces(x, y)
+    pieces = _fit_sorted(x, y, k)
+    nested = kfold_heldout_mape(
+        lambda tr, te: _predict(_fit_sorted(x[tr], y[tr], _choose_pieces(x[tr], y[tr])[0]), x[te]),
+        len(x), y)
+    return pieces, nested, held
+
+
+def _stderr(x, y, pieces):
+    """Standard errors of each piece's α and β from the weighted least-squares covariance."""
+    out = []
+    bounds = [p[0] for p in pieces[1:]] + [np.inf]
+    for (lo, alpha, g), hi in zip(pieces, bounds):
+        sel = (x >= lo) & (x < hi)
+        xs, ys = x[sel], y[sel]
+        w = 1.0 / ys
+        a = np.stack([w, xs * w], axis=1)
+        r = (alpha + xs * g - ys) * w
+        dof = max(1, len(xs) - 2)
+        try:
+            cov = np.linalg.pinv(a.T @ a) * float(np.sum(r ** 2) / dof)
+            se_alpha, se_g = np.sqrt(np.clip(np.diag(cov), 0, None))
+        except np.linalg.LinAlgError:
+            se_alpha = se_g = float("nan")
+        beta = 1.0 / (g * 1e3)
+        out.append((float(se_alpha), float(beta * se_g / g)))  # dβ = β · dg / g
+    return out
 
 
 def fit_collectives(coll_df) -> tuple[list[CollectiveFit], list[FitResult]]:
@@ -64,35 +165,38 @@ def fit_collectives(coll_df) -> tuple[list[CollectiveFit], list[FitResult]]:
         y = g["median_us"].to_numpy(float)
         if len(x) < 2:
             continue
-        p, se, ok, msg = _fit_line(x, y)
-        held_line = kfold_heldout_mape(lambda tr, te: _line(_fit_line(x[tr], y[tr])[0], x[te]), len(x), y)
         label = f"network:{op}/w{int(world)}/{scope}/{mode}"
-        piece = None
-        if len(x) >= 2 * MIN_POINTS_PER_PIECE + 2 and held_line is not None:
-            held_piece = kfold_heldout_mape(
-                lambda tr, te: _predict_piecewise(_fit_piecewise(x[tr], y[tr]), x[te])
-                if len(tr) >= 2 * MIN_POINTS_PER_PIECE else _line(_fit_line(x[tr], y[tr])[0], x[te]),
-                len(x), y)
-            if held_piece is not None and held_piece < PIECEWISE_GAIN * held_line:
-                piece = (_fit_piecewise(x, y), held_piece)
-        if piece is None:
-            fits.append(CollectiveFit(op, int(world), scope, alpha_us=float(p[0]), beta_gbps=float(p[1]),
-                                      alpha_stderr_us=se["alpha_us"], beta_stderr_gbps=se["beta_gbps"],
-                                      heldout_mape=held_line, mode=mode))
-            results.append(FitResult(label, "alpha + bytes/beta", dict(zip(NAMES, map(float, p))), se,
-                                     mape(_line(p, x), y), held_line, len(x), converged=ok, message=msg))
-        else:
-            best, held_piece = piece
-            _, cut, ((p1, se1, ok1), (p2, se2, ok2)) = best
-            for (pp, ss), lo, hi in (((p1, se1), 0.0, cut), ((p2, se2), cut, None)):
-                fits.append(CollectiveFit(op, int(world), scope, alpha_us=float(pp[0]), beta_gbps=float(pp[1]),
-                                          alpha_stderr_us=ss["alpha_us"], beta_stderr_gbps=ss["beta_gbps"],
-                                          heldout_mape=held_piece, mode=mode, min_bytes=lo, max_bytes=hi))
-            params = {"alpha_us_small": float(p1[0]), "beta_gbps_small": float(p1[1]),
-                      "alpha_us_large": float(p2[0]), "beta_gbps_large": float(p2[1]), "break_bytes": cut}
-            results.append(FitResult(label, "piecewise alpha + bytes/beta", params,
-                                     {"alpha_us_small": se1["alpha_us"], "beta_gbps_small": se1["beta_gbps"],
-                                      "alpha_us_large": se2["alpha_us"], "beta_gbps_large": se2["beta_gbps"]},
-                                     mape(_predict_piecewise(best, x), y), held_piece, len(x),
-                                     converged=ok1 and ok2, extra={"heldout_mape_one_line": held_line}))
+        fs, r = fit_points(op, int(world), scope, mode, x, y, label)
+        if "source" in g:
+            r.extra["sources"] = sorted({str(s) for s in g["source"].dropna()})
+        fits += fs
+        results.append(r)
     return fits, results
+
+
+def fit_points(op, world, scope, mode, x, y, label):
+    """CollectiveFits (one per piece) and the FitResult of one collective's points."""
+    pieces, held, by_count = fit_one_collective(x, y)
+    se = _stderr(x, y, pieces)
+    train = mape(_predict(pieces, x), y)
+    fits = []
+    for i, ((lo, alpha, g), (se_a, se_b)) in enumerate(zip(pieces, se)):
+        hi = pieces[i + 1][0] if i + 1 < len(pieces) else None
+        fits.append(CollectiveFit(op, world, scope, alpha_us=alpha, beta_gbps=1.0 / (g * 1e3),
+                                  alpha_stderr_us=se_a, beta_stderr_gbps=se_b, heldout_mape=held,
+                                  mode=mode, min_bytes=lo, max_bytes=hi))
+    extra = {"heldout_mape_by_pieces": {str(k): v for k, v in by_count.items()},
+             "heldout_mape_one_line": by_count.get(1), "breaks_bytes": [p[0] for p in pieces[1:]]}
+    if len(pieces) == 1:
+        f = fits[0]
+        return fits, FitResult(label, "alpha + bytes/beta", {"alpha_us": f.alpha_us, "beta_gbps": f.beta_gbps},
+                               {"alpha_us": f.alpha_stderr_us, "beta_gbps": f.beta_stderr_gbps},
+                               train, held, len(x), converged=True, extra=extra)
+    params, stderr = {}, {}
+    for name, f in zip(_PIECE_NAMES[len(pieces)], fits):
+        params[f"alpha_us_{name}"], params[f"beta_gbps_{name}"] = f.alpha_us, f.beta_gbps
+        stderr[f"alpha_us_{name}"], stderr[f"beta_gbps_{name}"] = f.alpha_stderr_us, f.beta_stderr_gbps
+    for i, b in enumerate(extra["breaks_bytes"]):
+        params["break_bytes" if i == 0 else f"break_bytes_{i + 1}"] = b
+    return fits, FitResult(label, f"piecewise alpha + bytes/beta ({len(pieces)} pieces)", params, stderr,
+                           train, held, len(x), converged=True, extra=extra)

@@ -29,10 +29,15 @@ def register(sub) -> None:
                    help="run directory (default results/calibrate-<device>-<UTC time>/; with --from, that run)")
     p.add_argument("--from", dest="from_run", metavar="RUN_DIR", default=None,
                    help="refit the measurements of an existing run instead of measuring")
-    p.add_argument("--nccl-tests", action="append", default=[], metavar="FILE[:OP]",
-                   help="nccl-tests *_perf output (text or -J JSON) to use as collective measurements; repeatable")
+    p.add_argument("--nccl-tests", action="append", default=[], metavar="FILE[:OP[:WORLD[:NODES]]]",
+                   help="nccl-tests *_perf output (log text as found, or -J JSON; also a PyTorch all_reduce_bench "
+                        "table) as collective measurements; repeatable. Without --from: a profile from the files "
+                        "alone (network from the files, the rest from --gpu's published profile), no measuring")
     p.add_argument("--nvbandwidth", action="append", default=[], metavar="FILE",
-                   help="nvbandwidth output (text or -j JSON) to use as memory measurements; repeatable")
+                   help="nvbandwidth (text or -j JSON) or p2pBandwidthLatencyTest output: GPU link bandwidth; "
+                        "repeatable")
+    p.add_argument("--force", action="store_true",
+                   help="use files measured on another GPU model or GPUs-per-node count than the profile's")
     p.add_argument("--nproc-per-node", type=int, default=None,
                    help="ranks for the collectives (default: GPUs on this node; 2 on CPU)")
     p.add_argument("--timeout-s", type=float, default=300.0, help="bound on a hung collective")
@@ -54,22 +59,78 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _ingest(args):
-    from inferecon.calibration.ingest import parse_nccl_tests, parse_nvbandwidth
+def _ingest(args, run_dir):
+    """Ingested files as extra tables of the run in `run_dir`, checked against its device."""
+    from inferecon.calibration.build import published_base
+    from inferecon.calibration.build_files import ingest_files
+    from inferecon.harness.store import read_manifest
     import pandas as pd
 
+    if not args.nccl_tests and not args.nvbandwidth:
+        return {}, []
+    manifest = read_manifest(run_dir)
+    base = published_base(manifest.get("device_name", "")) if manifest.get("device") == "cuda" else None
+    if base is None:
+        if not args.force:
+            raise UserError(f"{run_dir} was measured on {manifest.get('device_name') or manifest.get('device')}, which "
+                            "has no published GPU profile: its files from a GPU cluster would land in that profile "
+                            "(--force to mix them anyway, or leave out --from for a profile from the files alone)")
+        from inferecon.calibration.published import get_profile
+
+        base = get_profile(args.gpu or "h100-sxm")
+    file_fits, links = ingest_files(args.nccl_tests, args.nvbandwidth, base, force=args.force)
     tables = {}
-    frames = []
-    for spec in args.nccl_tests:
-        path, _, op = spec.partition(":") if not Path(spec).exists() else (spec, "", "")
-        frames.append(parse_nccl_tests(path, op or None))
+    frames = [ff.table.frame() for ff in file_fits if ff.in_profile]
     if frames:
         tables["collectives"] = pd.concat(frames, ignore_index=True)
-    for path in args.nvbandwidth:
-        df = parse_nvbandwidth(path)
-        for bench, g in df.groupby("benchmark"):
-            tables[bench] = pd.concat([tables[bench], g], ignore_index=True) if bench in tables else g
-    return tables
+    if links is not None:
+        for bench, g in links.groupby("benchmark"):
+            tables[bench] = g
+    return tables, file_fits
+
+
+def _from_files(args) -> int:
+    """calibrate --nccl-tests/--nvbandwidth without --from: no measuring, no torch."""
+    from inferecon.calibration.build_files import profile_from_files
+    from inferecon.report.calibration_report import file_report_text, write_calibration_outputs
+
+    if args.quick or args.resume or args.device or args.threads or args.nproc_per_node:
+        raise UserError("a profile from files measures nothing: --quick, --resume, --device, --threads and "
+                        "--nproc-per-node do not apply")
+    gpu = args.gpu or _gpu_from_files(args)
+    started = time.monotonic()
+    result = profile_from_files(args.nccl_tests, args.nvbandwidth, gpu, force=args.force)
+    fit_s = time.monotonic() - started
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    out = check_out_dir(args.out if args.out else Path("results") / f"calibrate-files-{gpu}-{stamp}")
+    out.mkdir(parents=True, exist_ok=True)
+    result.profile.save(out / "profile.json")
+    summary = write_calibration_outputs(result, out, fit_s=fit_s)
+    print(file_report_text(result.file_fits, result.fits))
+    for note in result.profile.provenance.notes:
+        print(f"note: {note}")
+    print(f"\nfitted in {fit_s:.1f} s; wrote {out / 'profile.json'}, {out / 'report.html'} "
+          f"and {len(summary['plots'])} plots")
+    print(f"use it: inferecon frontier --model llama-3-70b --hardware {out / 'profile.json'}")
+    write_text(out / "calibration.json", json.dumps(summary, indent=2, default=str) + "\n")
+    return 0
+
+
+def _gpu_from_files(args) -> str:
+    """The published profile the files' device lists name; an error when none or several do."""
+    from inferecon.calibration.ingest import read_collective_file
+    from inferecon.calibration.published import match_published
+
+    names = set()
+    for spec in args.nccl_tests:
+        for t in read_collective_file(spec):
+            prof = match_published(t.device_name) if t.device_name else None
+            if prof is not None:
+                names.add(prof.name)
+    if len(names) != 1:
+        said = f"they name {', '.join(sorted(names))}" if names else "none names its GPU"
+        raise UserError(f"a profile from files needs its GPU: {said}; give --gpu (e.g. --gpu h100-sxm)")
+    return names.pop()
 
 
 def _measure(args, out: Path) -> None:
@@ -136,13 +197,16 @@ def run(args) -> int:
         raise UserError("--from refits an existing run: --quick, --resume, --device and --threads do not apply")
     if args.resume and not args.out:
         raise UserError("--resume needs --out DIR: the calibration run to continue")
-    extra = _ingest(args)
+    if (args.nccl_tests or args.nvbandwidth) and not args.from_run:
+        return _from_files(args)
     started = time.monotonic()
     if args.from_run:
         run_dir = Path(args.from_run)
         out = check_out_dir(args.out if args.out else run_dir)  # before the fit: one line if unwritable
         measured_s = None
+        extra, file_fits = _ingest(args, run_dir)
     else:
+        extra, file_fits = {}, []
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         out = Path(args.out) if args.out else Path("results") / f"calibrate-{args.device or 'node'}-{stamp}"
         run_dir = out
@@ -152,11 +216,16 @@ def run(args) -> int:
             return 130
         measured_s = time.monotonic() - started
     result = profile_from_run(run_dir, extra_tables=extra)
+    result.file_fits = file_fits
     fit_s = time.monotonic() - started - (measured_s or 0.0)
     out.mkdir(parents=True, exist_ok=True)
     result.profile.save(out / "profile.json")
     summary = write_calibration_outputs(result, out, measured_s=measured_s, fit_s=fit_s)
     print(_table(result))
+    if file_fits:
+        from inferecon.report.calibration_report import file_report_text
+
+        print(file_report_text(file_fits, []))
     for note in result.profile.provenance.notes:
         print(f"note: {note}")
     took = f"measured in {measured_s:.1f} s, " if measured_s is not None else ""

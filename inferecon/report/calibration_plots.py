@@ -139,3 +139,36 @@ def plot_latency(launch_df, out_dir: Path) -> list[Path]:
     ax.set_title("fixed latency: raw samples and their median", fontsize=10)
     ax.grid(True, alpha=0.3)
     return [_save(plt, fig, out_dir / "fit_latency.png")]
+
+
+def plot_ingested(file_fits, out_dir: Path) -> list[Path]:
+    """One plot per collective: every ingested table's measured points and its fitted curve
+    (pieces meet at the breaks the fit found), residuals below."""
+    by_op: dict[str, list] = {}
+    for ff in file_fits:
+        by_op.setdefault(ff.table.op, []).append(ff)
+    paths = []
+    for op, group in sorted(by_op.items()):
+        plt, fig, ax, res = _two_panel(f"{op}: operators' tables, measured (points) and fitted (lines)")
+        for ff in group:
+            df = ff.table.frame().sort_values("bytes")
+            t = ff.table
+            label = (f"{Path(t.path).name[:48]} w{t.world}n{t.nodes}, held-out "
+                     + ("-" if ff.result.heldout_mape is None else f"{100 * ff.result.heldout_mape:.1f}%"))
+            line = ax.loglog(df["bytes"], df["median_us"], "o", ms=3, label=label)[0]
+
+            def predict(b, fits=ff.fits):
+                b = np.asarray(b, float)
+                out = np.zeros_like(b)
+                for f in sorted(fits, key=lambda f: f.min_bytes):
+                    out = np.where(b >= f.min_bytes, f.alpha_us + b / (f.beta_gbps * 1e3), out)
+                return out
+
+            x = np.geomspace(df["bytes"].min(), df["bytes"].max(), 120)
+            ax.loglog(x, predict(x), "-", color=line.get_color(), lw=1)
+            res.semilogx(df["bytes"], predict(df["bytes"]) / df["median_us"] - 1, "o", ms=3, color=line.get_color())
+        ax.set_ylabel("time per call (µs)")
+        res.set_xlabel("message bytes (nccl-tests size column)")
+        ax.legend(fontsize=5)
+        paths.append(_save(plt, fig, out_dir / f"ingest_{op}.png"))
+    return paths

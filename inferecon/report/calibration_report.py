@@ -32,6 +32,8 @@ def write_calibration_outputs(result, out: Path, measured_s=None, fit_s=None) ->
     plots += cp.plot_memory(t.get("memory"), mem_fit, out)
     plots += cp.plot_network(t.get("collectives"), prof.network.collectives, out)
     plots += cp.plot_latency(t.get("launch"), out)
+    file_fits = getattr(result, "file_fits", None) or []
+    plots += cp.plot_ingested(file_fits, out)
     summary = {
         "profile": str(out / "profile.json"),
         "run_id": prof.provenance.run_id,
@@ -43,6 +45,7 @@ def write_calibration_outputs(result, out: Path, measured_s=None, fit_s=None) ->
                   "n_points": r.n_points, "converged": r.converged, "params": r.params, "stderr": r.stderr}
                  for r in result.fits],
         "plots": [p.name for p in plots],
+        "ingested": [ff.summary() for ff in file_fits],
     }
     write_text(out / "report.html", render_report(out, summary))
     return summary
@@ -56,6 +59,9 @@ def _img(path: Path) -> str:
 def _published_comparison(prof) -> str:
     from inferecon.calibration.build import published_base
 
+    if prof.name.endswith("-from-files"):
+        return ("<p>A profile from operators' files: the network terms below come from the files, "
+                "every other term is the published profile's.</p>")
     base = published_base(prof.display_name)
     rows = []
     if base is not None:
@@ -115,6 +121,8 @@ def render_report(run_dir: Path, summary: dict, plot_dir: Path | None = None) ->
                 [f"run lacks {m} measurements" for m in summary.get("missing_benchmarks", [])]
         if notes:
             parts.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
+        if summary.get("ingested"):
+            parts.append("<h2>Operators' files</h2>" + _ingested_table(summary["ingested"]))
         for name in summary.get("plots", []):
             if (plot_dir / name).exists():
                 parts.append(_img(plot_dir / name))
@@ -161,3 +169,59 @@ def _optional_sections(run_dir: Path) -> list[str]:
     if frontiers:
         parts.append("<h2>Frontiers</h2>" + "".join(_img(found[n]) for n in frontiers))
     return parts
+
+
+def _bytes(b) -> str:
+    b = float(b)
+    for unit, k in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if b >= k:
+            return f"{b / k:.3g} {unit}"
+    return f"{b:.0f} B"
+
+
+def _pieces(entry) -> str:
+    return "; ".join(f"[{_bytes(p['min_bytes'])}..] α {p['alpha_us']:.3g} µs, β {p['beta_gbps']:.3g} GB/s"
+                     for p in entry["pieces"])
+
+
+def _ingested_table(entries) -> str:
+    head = ("<tr><th>file (line)</th><th>collective</th><th>world (from)</th><th>nodes (from)</th><th>messages</th>"
+            "<th>rows</th><th>fit: α, β per piece</th><th>protocol breaks</th><th>held-out MAPE</th>"
+            "<th>unreadable rows</th><th>in profile</th></tr>")
+    rows = []
+    for e in entries:
+        bad = ", ".join(f"line {b['line']}: {b['reason']}" for b in e["unreadable_rows"]) or "-"
+        held = "-" if e["heldout_mape"] is None else f"{100 * e['heldout_mape']:.1f}%"
+        breaks = ", ".join(_bytes(b) for b in e["breaks_bytes"]) or "-"
+        where = "yes" if e["in_profile"] else f"no: {e['why_not']}"
+        cells = [f"{Path(e['file']).name} ({e['table_line']})<br><small>sha256 {e['sha256'][:16]}…</small>",
+                 e["collective"], f"{e['world_size']} ({e['world_from']})", f"{e['nodes']} ({e['nodes_from']})",
+                 f"{_bytes(e['min_bytes'])} – {_bytes(e['max_bytes'])}", str(e["rows_used"]), _pieces(e), breaks,
+                 held, bad, where]
+        rows.append("<tr>" + "".join(f"<td>{c if i == 0 else html.escape(c)}</td>" for i, c in enumerate(cells))
+                    + "</tr>")
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def file_report_text(file_fits, link_fits) -> str:
+    """The per-file report `calibrate` prints: what each table is, where its world size and
+    node count came from, its fit and held-out error, and the rows it could not read."""
+    lines = ["\ningested files"]
+    for ff in file_fits:
+        e = ff.summary()
+        held = "-" if e["heldout_mape"] is None else f"{100 * e['heldout_mape']:.1f}%"
+        lines.append(f"{Path(e['file']).name} (table at line {e['table_line']}, sha256 {e['sha256'][:12]}): "
+                     f"{e['collective']} over {e['world_size']} ranks ({e['world_from']}) on {e['nodes']} nodes "
+                     f"({e['nodes_from']}), {_bytes(e['min_bytes'])}..{_bytes(e['max_bytes'])}, "
+                     f"{e['rows_used']} sizes, {e['mode']}")
+        lines.append(f"    fit: {_pieces(e)}; breaks: {', '.join(_bytes(b) for b in e['breaks_bytes']) or 'none'}; "
+                     f"held-out {held}, train {100 * e['train_mape']:.1f}%"
+                     + ("" if e["in_profile"] else f"; not in the profile ({e['why_not']})"))
+        for b in e["unreadable_rows"]:
+            lines.append(f"    line {b['line']}: not read ({b['reason']})")
+    for r in link_fits:
+        if r.term.startswith("link:"):
+            files = ", ".join(Path(f).name for f in r.extra.get("files", []))
+            lines.append(f"{r.term}: {r.params['gbps']:.1f} GB/s per direction, median of {r.n_points} GPU pairs "
+                         f"({files})")
+    return "\n".join(lines)

@@ -1,0 +1,551 @@
+"""nccl-tests output as it appears in the wild, read into collective measurement rows.
+
+Real logs are rarely the clean table of the README: `mpirun --tag-output` puts `[1,0]<stdout>:`
+before every line (and again mid-line where two writes interleave), `srun -l` puts `0: `,
+job runners prefix timestamps or host names or drop the leading `#` of comment lines,
+NCCL_DEBUG=INFO lines from other ranks land between rows, a file may hold several tables,
+the device list may be missing, and `#wrong` may read `N/A`. This reader takes a row wherever
+it finds `size count type ...` followed by the timing columns, names every row it could not
+read by line number, and says where the world size and node count came from:
+
+- "device list": the `# Rank N ... on HOST device ...` lines (ranks, distinct hosts);
+- "count column": size / (count x type bytes) — exact for all_gather, reduce_scatter and
+  alltoall, whose `size` is the total over ranks (nccl-tests' doc/PERFORMANCE.md);
+- "busbw/algbw": the integer n whose nccl-tests factor (2(n-1)/n for all_reduce, (n-1)/n for
+  the gathers) matches every row with algbw >= 1 GB/s within the table's two-decimal
+  rounding: below that the rounding, not the factor, decides the ratio;
+- "user": `FILE:op:world:nodes`; nodes with no device list and no user figure are
+  "assumed" to be world / GPUs per node.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from inferecon.errors import UserError
+
+# nccl-tests binary stem -> inferecon op name
+OPS = {
+    "all_reduce": "all_reduce", "allreduce": "all_reduce",
+    "all_gather": "all_gather", "allgather": "all_gather",
+    "reduce_scatter": "reduce_scatter", "reducescatter": "reduce_scatter",
+    "alltoall": "all_to_all", "all_to_all": "all_to_all",
+    "sendrecv": "send_recv", "send_recv": "send_recv",
+    "broadcast": "broadcast", "hypercube": "broadcast",
+    "reduce": "reduce",
+}
+# busbw = algbw x factor (nccl-tests doc/PERFORMANCE.md)
+BUS_FACTOR = {
+    "all_reduce": lambda n: 2 * (n - 1) / n,
+    "all_gather": lambda n: (n - 1) / n, "reduce_scatter": lambda n: (n - 1) / n,
+    "all_to_all": lambda n: (n - 1) / n,
+    "send_recv": lambda n: 1.0, "broadcast": lambda n: 1.0, "reduce": lambda n: 1.0,
+}
+# ops whose `size` column is the total over ranks and `count` the per-rank share
+_TOTAL_SIZE_OPS = ("all_gather", "reduce_scatter", "all_to_all")
+DTYPE_BYTES = {
+    "int8": 1, "uint8": 1, "char": 1, "int32": 4, "uint32": 4, "int": 4, "int64": 8, "uint64": 8,
+    "half": 2, "float16": 2, "fp16": 2, "bfloat16": 2, "bf16": 2, "float": 4, "float32": 4,
+    "double": 8, "float64": 8, "f8e4m3": 1, "f8e5m2": 1, "fp8_e4m3": 1, "fp8_e5m2": 1,
+}
+REDOPS = {"sum", "prod", "max", "min", "avg", "none", "premulsum", "mulsum"}
+BUSBW_CHECK_MIN_ALGBW_GBPS = 1.0  # two-decimal rounding is < 1% of the ratio above this
+ROUND_GBPS = 0.005  # nccl-tests prints bandwidths with two decimals
+
+# Launcher prefixes that may appear anywhere in a line (Open MPI repeats its tag mid-line when
+# two writes of one rank interleave).
+_TAG = re.compile(r"\[\d+,\d+\]<(?:stdout|stderr)>:")
+_RANK_LINE = re.compile(r"\bRank\s+(\d+)\b(?:\s+Group\s+\d+)?(?:\s+Pid\s+\d+)?\s+on\s+(\S+)\s+device\s+(\d+)\s+"
+                        r"\[[^\]]*\]\s+(.+?)\s*$")
+_ROW = re.compile(r"(?<![\w.:/-])(\d+)\s+(\d+)\s+([A-Za-z][A-Za-z0-9_]*)\s+(.*)$")
+_HEADER = re.compile(r"\bsize\b.*\bcount\b.*\btype\b.*\btime\b.*\balgbw\b.*\bbusbw\b|"
+                     r"\bbytes\b.*\bN\b.*\btype\b.*\btime\b.*\balgbw\b")
+
+
+@dataclass
+class NcclTable:
+    """One nccl-tests table and what is known about it."""
+
+    path: str
+    sha256: str
+    op: str
+    op_source: str
+    world: int
+    world_source: str
+    nodes: int
+    nodes_source: str
+    device_name: str = ""
+    mode: str = "eager"
+    first_line: int = 0
+    points: list = field(default_factory=list)  # (line, size, count, dtype, side, time_us, algbw, busbw)
+    bad_rows: list = field(default_factory=list)  # (line, reason)
+    notes: list = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return f"{Path(self.path).name}#{self.first_line}"
+
+    def frame(self) -> pd.DataFrame:
+        """Measurement rows in the collectives record format, one per message size: the faster
+        of the out-of-place and in-place timings. NCCL runs the same algorithm on the same
+        bytes either way; where the two differ a lot, the slower one was disturbed (the first
+        row of a run pays warm-up; real tables hold single rows 2-4x slow on one side only)."""
+        best = {}
+        for p in self.points:
+            if p[1] not in best or p[5] < best[p[1]][5]:
+                best[p[1]] = p
+        return pd.DataFrame(rows_for(self, [best[s] for s in sorted(best)]))
+
+
+def rows_for(t: NcclTable, points) -> list[dict]:
+    out = []
+    for line, size, _count, _dtype, side, t_us, algbw, busbw in points:
+        out.append({
+            "benchmark": "collectives", "benchmark_version": 0, "schema_version": 1,
+            "case_id": f"nccl-tests:{t.op}/{t.mode}/{side}/{int(size)}B/w{t.world}n{t.nodes}",
+            "device": "cuda", "device_name": t.device_name, "gpu_count": t.world,
+            "op": t.op, "mode": t.mode, "placement": side, "bytes": int(size), "world_size": t.world,
+            "nodes": t.nodes, "gpus_per_node": max(1, t.world // max(t.nodes, 1)),
+            "scope": "inter" if t.nodes > 1 else "intra", "backend": "nccl",
+            "samples_us": [float(t_us)], "median_us": float(t_us), "iqr_us": 0.0, "reps": 1,
+            "noisy": False, "throttled": False, "skipped": "", "algbw_gbps": float(algbw),
+            "busbw_gbps": float(busbw), "source": t.path, "source_line": int(line), "source_table": t.label,
+        })
+    return out
+
+
+@dataclass(frozen=True)
+class NcclSpec:
+    """What the user said about a file: `FILE[:op[:world[:nodes]]]`."""
+
+    path: str
+    op: str | None = None
+    world: int | None = None
+    nodes: int | None = None
+
+    @classmethod
+    def parse(cls, spec: str) -> "NcclSpec":
+        if Path(spec).exists():
+            return cls(spec)
+        parts = spec.split(":")
+        # The path itself may hold a colon: take the longest existing prefix.
+        for cut in range(len(parts), 0, -1):
+            if Path(":".join(parts[:cut])).exists():
+                path, rest = ":".join(parts[:cut]), parts[cut:]
+                break
+        else:
+            path, rest = parts[0], parts[1:]
+        if len(rest) > 3:
+            raise UserError(f"--nccl-tests {spec}: expected FILE[:op[:world[:nodes]]]")
+        op = _op_name(rest[0]) if rest and rest[0] else None
+        if rest and rest[0] and op is None:
+            raise UserError(f"--nccl-tests {spec}: unknown collective {rest[0]!r} "
+                            f"(one of {', '.join(sorted(set(OPS.values())))})")
+        nums = []
+        for what, v in zip(("world size", "node count"), rest[1:]):
+            if not v.isdigit() or int(v) < 1:
+                raise UserError(f"--nccl-tests {spec}: {what} must be a positive integer, got {v!r}")
+            nums.append(int(v))
+        world = nums[0] if nums else None
+        nodes = nums[1] if len(nums) > 1 else None
+        if world and nodes and nodes > world:
+            raise UserError(f"--nccl-tests {spec}: {nodes} nodes cannot hold {world} ranks")
+        return cls(path, op, world, nodes)
+
+
+def _op_name(text: str) -> str | None:
+    t = text.lower().replace("-", "_")
+    for key in sorted(OPS, key=len, reverse=True):
+        if re.search(rf"(?<![a-z]){key}(?:_perf|\b|_)", t) or t == key:
+            return OPS[key]
+    return None
+
+
+def _clean(line: str) -> str:
+    line = _TAG.sub(" ", line)
+    # srun -l / pdsh style "N: " or "host: " prefixes, and a leading timestamp.
+    line = re.sub(r"^\s*(?:\d{4}-\d\d-\d\d[T ][\d:.,]+Z?\s*|\[?\d\d:\d\d:\d\d(?:[.,]\d+)?\]?\s+)", "", line)
+    line = re.sub(r"^\s*[\w.-]+:\s(?=\s*[#\d]|\s*$|\s*[A-Za-z])", "", line, count=1)
+    return line.rstrip()
+
+
+def _num(tok: str) -> float | None:
+    try:
+        v = float(tok)
+    except ValueError:
+        return None
+    return v if math.isfinite(v) else None
+
+
+def read_nccl_tests(spec: NcclSpec | str, gpus_per_node: int = 8) -> list[NcclTable]:
+    """Every table of one nccl-tests output file (text or -J JSON)."""
+    spec = NcclSpec.parse(spec) if isinstance(spec, str) else spec
+    path = Path(spec.path)
+    try:
+        raw = path.read_bytes()
+        text = raw.decode("utf-8", errors="replace")
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read nccl-tests output ({exc.strerror or exc})") from None
+    sha = hashlib.sha256(raw).hexdigest()
+    if text.lstrip().startswith("{"):
+        tables = [_json_table(path, text, sha, spec, gpus_per_node)]
+    else:
+        tables = _text_tables(path, text, sha, spec, gpus_per_node)
+    return tables
+
+
+# --------------------------------------------------------------------------------------------
+# text
+
+
+@dataclass
+class _Block:
+    first_line: int
+    header: list | None = None
+    time_unit: str | None = None
+    rows: list = field(default_factory=list)  # (line, tokens after cleaning)
+    bad: list = field(default_factory=list)
+
+
+def _text_tables(path, text, sha, spec, gpus_per_node):
+    ranks: dict[int, tuple[str, str]] = {}
+    program = graph = None
+    blocks: list[_Block] = []
+    meta_for: list[tuple[dict, str | None, int | None]] = []  # ranks, program, graph at each block
+    cur: _Block | None = None
+    file_op = _op_name_in_text(text)
+    for lineno, line in enumerate(text.splitlines(), 1):
+        s = _clean(line)
+        body = s.lstrip("#> ").strip()
+        m = _RANK_LINE.search(s)
+        if m:
+            if cur is not None and cur.rows:  # a new device list starts a new run
+                cur, ranks = None, {}
+            ranks[int(m.group(1))] = (m.group(2), m.group(4))
+            continue
+        m = re.search(r"Collective test starting:\s*(\S+)", s)
+        if m:
+            program, cur = m.group(1), None
+            continue
+        m = re.search(r"\bnThread\s+\d+\s+nGpus\s+\d+", s)
+        if m:
+            if cur is not None and cur.rows:
+                cur = None
+                ranks = {}
+            g = re.search(r"\bgraph:\s*(\d+)", s)
+            graph = int(g.group(1)) if g else graph
+            continue
+        if _HEADER.search(body):
+            cols = [c.lower() for c in body.split()]
+            if cur is None or cur.rows:
+                cur = _Block(lineno)
+                blocks.append(cur)
+                meta_for.append((dict(ranks), program, graph))
+            cur.header = cols
+            continue
+        if "(us)" in body or "(ms)" in body:
+            if cur is not None and not cur.rows:
+                cur.time_unit = "ms" if "(ms)" in body and "(us)" not in body else "us"
+            continue
+        m = _ROW.search(s)
+        if not m or (s.lstrip().startswith("#")):
+            continue
+        if cur is None:
+            # Rows with no column header above them (a header lost on the way): a block anyway.
+            if not _looks_like_row(m):
+                continue
+            cur = _Block(lineno)
+            blocks.append(cur)
+            meta_for.append((dict(ranks), program, graph))
+        cur.rows.append((lineno, m))
+    tables = []
+    bad_everywhere = []
+    for block, (rk, prog, gr) in zip(blocks, meta_for):
+        if not block.rows:
+            bad_everywhere += block.bad
+            continue
+        t = _table_from_block(path, sha, spec, gpus_per_node, block, rk, prog or file_op, gr)
+        if t is not None:
+            tables.append(t)
+        else:
+            bad_everywhere += block.bad
+    if not tables:
+        where = f" (unreadable rows at lines {', '.join(str(b[0]) for b in bad_everywhere[:5])})" if bad_everywhere else ""
+        raise UserError(f"{path}: no nccl-tests result rows found{where}; is this a *_perf output?")
+    return tables
+
+
+def _op_name_in_text(text: str) -> str | None:
+    m = re.search(r"Collective test (?:starting|concluded):\s*(\S+)", text)
+    if m:
+        return m.group(1)
+    m = re.search(r"\b([a-z_]+)_perf(?:_mpi)?\b", text)
+    return m.group(1) if m and _op_name(m.group(1)) else None
+
+
+def _looks_like_row(m) -> bool:
+    return m.group(3).lower() in DTYPE_BYTES
+
+
+def _row_values(block: _Block, m):
+    """(count, dtype, [(side, time, algbw, busbw)]) of one row, or a reason it cannot be read."""
+    size, count, dtype, rest = int(m.group(1)), int(m.group(2)), m.group(3).lower(), m.group(4)
+    toks = rest.split()
+    # Header-driven where the header's column list matches the row.
+    if block.header and len(block.header) == len(toks) + 3:
+        cols = block.header[3:]
+        sides = []
+        seen = 0
+        for i, c in enumerate(cols):
+            if c == "time":
+                seen += 1
+                side = "out" if seen == 1 else "in"
+                try:
+                    j = cols.index("algbw", i)
+                    k = cols.index("busbw", i)
+                except ValueError:
+                    return "no algbw/busbw columns after time"
+                sides.append((side, toks[i], toks[j], toks[k]))
+        out = []
+        for side, t, a, b in sides:
+            tv, av, bv = _num(t), _num(a), _num(b)
+            if tv is None and t.upper() == "N/A":
+                continue
+            if None in (tv, av, bv):
+                return f"non-numeric timing ({t} {a} {b})"
+            out.append((side, tv, av, bv))
+        return count, dtype, out
+    # Positional: [redop] [root] then groups of time algbw busbw wrong.
+    i = 0
+    if i < len(toks) and toks[i].lower() in REDOPS:
+        i += 1
+    if i < len(toks) and re.fullmatch(r"-?\d+", toks[i]) and len(toks) - i - 1 in (3, 4, 6, 7, 8):
+        i += 1
+    rest = toks[i:]
+    if len(rest) == 8:
+        groups = [("out", rest[0:3]), ("in", rest[4:7])]
+    elif len(rest) == 6:
+        groups = [("out", rest[0:3]), ("in", rest[3:6])]
+    elif len(rest) in (3, 4):
+        groups = [("out", rest[0:3])]
+    else:
+        return f"{len(toks)} columns after the type, expected time algbw busbw [#wrong] per side"
+    out = []
+    for side, (t, a, b) in groups:
+        tv, av, bv = _num(t), _num(a), _num(b)
+        if None in (tv, av, bv):
+            return f"non-numeric timing ({t} {a} {b})"
+        out.append((side, tv, av, bv))
+    return count, dtype, out
+
+
+def _table_from_block(path, sha, spec, gpus_per_node, block, ranks, program, graph):
+    points, bad = [], list(block.bad)
+    for lineno, m in block.rows:
+        got = _row_values(block, m)
+        if isinstance(got, str):
+            bad.append((lineno, got))
+            continue
+        count, dtype, sides = got
+        size = int(m.group(1))
+        for side, t, a, b in sides:
+            points.append([lineno, size, count, dtype, side, t, a, b])
+    if not points:
+        return None
+    op, op_source = _resolve_op(path, spec, program)
+    # Time unit: the header says, else algbw does (old versions printed ms).
+    unit = block.time_unit
+    if unit is None:
+        ratios = [p[1] / (p[6] * 1e3) / p[5] for p in points if p[6] >= BUSBW_CHECK_MIN_ALGBW_GBPS and p[5] > 0]
+        unit = "ms" if ratios and sorted(ratios)[len(ratios) // 2] > 30 else "us"
+    if unit == "ms":
+        for p in points:
+            p[5] *= 1e3
+    notes = []
+    zero = [p for p in points if p[1] == 0]
+    if zero:
+        notes.append(f"{len({p[0] for p in zero})} rows of size 0 (fewer elements than ranks) not used")
+        points = [p for p in points if p[1] > 0]
+    world, world_source, nodes, nodes_source, device = _world_nodes(path, spec, op, ranks, points, gpus_per_node)
+    _check_factor(path, op, world, world_source, points)
+    t = NcclTable(str(path), sha, op, op_source, world, world_source, nodes, nodes_source,
+                  device_name=device, mode="graph" if graph else "eager", first_line=block.first_line,
+                  points=[tuple(p) for p in points], bad_rows=bad, notes=notes)
+    return t
+
+
+def _resolve_op(path, spec, program):
+    if spec.op:
+        return spec.op, "user"
+    for text, source in ((program, "file"), (path.name, "file name")):
+        op = _op_name(text or "")
+        if op:
+            return op, source
+    raise UserError(f"{path}: cannot tell which collective this nccl-tests output measured; "
+                    "name it, e.g. --nccl-tests FILE:all_reduce")
+
+
+def _world_nodes(path, spec, op, ranks, points, gpus_per_node):
+    device = ""
+    if ranks:
+        hosts = {h for h, _ in ranks.values()}
+        device = next(iter(ranks.values()))[1]
+    if spec.world:
+        world, wsrc = spec.world, "user"
+    elif ranks:
+        world, wsrc = len(ranks), "device list"
+    else:
+        world, wsrc = _world_from_counts(op, points), "count column"
+        if world is None:
+            world, wsrc = _world_from_ratio(path, op, points), "busbw/algbw"
+    if spec.nodes:
+        nodes, nsrc = spec.nodes, "user"
+    elif ranks:
+        nodes, nsrc = len(hosts), "device list"
+    else:
+        nodes, nsrc = max(1, math.ceil(world / gpus_per_node)), f"assumed ({gpus_per_node} GPUs per node)"
+    return world, wsrc, nodes, nsrc, device
+
+
+def _world_from_counts(op, points):
+    if op not in _TOTAL_SIZE_OPS:
+        return None
+    ns = set()
+    for _, size, count, dtype, *_ in points:
+        if count > 0 and dtype in DTYPE_BYTES:
+            ns.add(size / (count * DTYPE_BYTES[dtype]))
+    ns = {round(n) for n in ns if abs(n - round(n)) < 1e-9}
+    return ns.pop() if len(ns) == 1 and next(iter(ns)) >= 2 else None
+
+
+def _consistent(op, n, points) -> bool:
+    f = BUS_FACTOR[op](n)
+    for p in points:
+        a, b = p[6], p[7]
+        if a >= BUSBW_CHECK_MIN_ALGBW_GBPS and abs(b - f * a) > ROUND_GBPS * (1 + f) + 1e-9 + 1e-6 * b:
+            return False
+    return True
+
+
+def _world_from_ratio(path, op, points):
+    if BUS_FACTOR[op](2) == BUS_FACTOR[op](3):
+        raise UserError(f"{path}: no device list, and {op}'s busbw equals its algbw at any world size: "
+                        f"give it as FILE:{op}:WORLD[:NODES]")
+    big = [p for p in points if p[6] >= BUSBW_CHECK_MIN_ALGBW_GBPS]
+    if not big:
+        raise UserError(f"{path}: no device list and no row with algbw >= {BUSBW_CHECK_MIN_ALGBW_GBPS} GB/s "
+                        f"to read the world size from: give it as FILE:{op}:WORLD[:NODES]")
+    fits = [n for n in range(2, 4097) if _consistent(op, n, big)]
+    if len(fits) != 1:
+        what = "no" if not fits else f"{len(fits)} ({fits[0]}..{fits[-1]})"
+        raise UserError(f"{path}: no device list, and {what} world sizes match busbw/algbw: "
+                        f"give it as FILE:{op}:WORLD[:NODES]")
+    return fits[0]
+
+
+def _check_factor(path, op, world, source, points):
+    """A table whose busbw/algbw is not nccl-tests' factor for this op and world size was
+    mislabelled (another collective, or another rank count): refuse it rather than mis-fit."""
+    if _consistent(op, world, points):
+        return
+    f = BUS_FACTOR[op](world)
+    bad = next(p for p in points if p[6] >= BUSBW_CHECK_MIN_ALGBW_GBPS
+               and abs(p[7] - f * p[6]) > ROUND_GBPS * (1 + f) + 1e-9 + 1e-6 * p[7])
+    raise UserError(f"{path}:{bad[0]}: busbw/algbw = {bad[7] / bad[6]:.4f} at {bad[1]} B, but {op} over "
+                    f"{world} ranks ({source}) has factor {f:.4f}: wrong collective or rank count?")
+
+
+# --------------------------------------------------------------------------------------------
+# -J JSON
+
+
+def _json_table(path, text, sha, spec, gpus_per_node):
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}:{exc.lineno}: not valid nccl-tests JSON ({exc.msg})") from None
+    if not isinstance(doc, dict):
+        raise UserError(f"{path}: not an nccl-tests -J document (a JSON object with results)")
+    cfg = doc.get("config") or {}
+    devices = cfg.get("devices") or doc.get("devices") or []
+    ranks = {int(d.get("rank", i)): (str(d.get("hostname", "")), str(d.get("device_info", "")))
+             for i, d in enumerate(devices) if isinstance(d, dict)}
+    args = doc.get("args") or []
+    program = next((a for a in args if isinstance(a, str) and "_perf" in a), None)
+    op, op_source = _resolve_op(path, spec, program)
+    points, bad = [], []
+    for i, r in enumerate(doc.get("results") or []):
+        try:
+            size = int(r["size"])
+            count = int(r.get("count", 0))
+            dtype = str(r.get("type", "float")).lower()
+            for side, key in (("out", "out_of_place"), ("in", "in_place")):
+                body = r.get(key)
+                if not body:
+                    continue
+                t = body.get("time", body.get("cpu_time"))
+                points.append([i, size, count, dtype, side, float(t), float(body["alg_bw"]), float(body["bus_bw"])])
+        except (KeyError, TypeError, ValueError) as exc:
+            bad.append((i, f"result {i}: {exc}"))
+    if not points:
+        raise UserError(f"{path}: no nccl-tests results in this JSON")
+    zero = [p for p in points if p[1] == 0]
+    points = [p for p in points if p[1] > 0]
+    world, wsrc, nodes, nsrc, device = _world_nodes(path, spec, op, ranks, points, gpus_per_node)
+    _check_factor(path, op, world, wsrc, points)
+    mode = "graph" if int(cfg.get("graph", 0) or 0) else "eager"
+    notes = [f"{len(zero)} results of size 0 not used"] if zero else []
+    return NcclTable(str(path), sha, op, op_source, world, wsrc, nodes, nsrc, device_name=device, mode=mode,
+                     first_line=1, points=[tuple(p) for p in points], bad_rows=bad, notes=notes)
+
+
+# --------------------------------------------------------------------------------------------
+# PyTorch all-reduce benchmark tables (ml-engineering's all_reduce_bench.py: a markdown table
+# of payload, busbw and algbw, "GBps" = 1e9 B/s, payloads in KiB/MiB/GiB)
+
+_UNITS = {"b": 1, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "kb": 1e3, "mb": 1e6, "gb": 1e9}
+_TORCH_ROW = re.compile(r"^\|\s*([\d.]+)\s*([KMGT]?i?B)\s*\|\s*([\d.]+)\s*GB(?:ps|/s)\s*\|\s*([\d.]+)\s*GB(?:ps|/s)\s*\|",
+                        re.I)
+
+
+def is_torch_bench(text: str) -> bool:
+    return bool(re.search(r"\|\s*payload\s*\|\s*busbw\s*\|\s*algbw\s*\|", text))
+
+
+def read_torch_bench(spec: NcclSpec | str, gpus_per_node: int = 8) -> list[NcclTable]:
+    spec = NcclSpec.parse(spec) if isinstance(spec, str) else spec
+    path = Path(spec.path)
+    raw = path.read_bytes()
+    text = raw.decode("utf-8", errors="replace")
+    points, bad, first = [], [], 0
+    for lineno, line in enumerate(text.splitlines(), 1):
+        s = line.strip()
+        if not s.startswith("|") or re.search(r"payload|---", s):
+            continue
+        m = _TORCH_ROW.match(s)
+        if not m:
+            bad.append((lineno, "not a payload | busbw | algbw row"))
+            continue
+        size = float(m.group(1)) * _UNITS[m.group(2).lower()]
+        busbw, algbw = float(m.group(3)), float(m.group(4))
+        if algbw <= 0:
+            bad.append((lineno, "algbw is 0"))
+            continue
+        first = first or lineno
+        # The table prints no time: algbw = bytes / time gives it back (to algbw's rounding).
+        points.append((lineno, int(size), 0, "", "out", size / (algbw * 1e3), algbw, busbw))
+    if not points:
+        raise UserError(f"{path}: no all_reduce_bench rows (| payload | busbw | algbw |) found")
+    op = spec.op or "all_reduce"
+    world, wsrc, nodes, nsrc, _ = _world_nodes(path, spec, op, {}, points, gpus_per_node)
+    _check_factor(path, op, world, wsrc, points)
+    return [NcclTable(str(path), hashlib.sha256(raw).hexdigest(), op, "user" if spec.op else "format",
+                      world, wsrc, nodes, nsrc, mode="eager", first_line=first, points=points, bad_rows=bad,
+                      notes=["PyTorch all_reduce_bench table: time = payload / algbw"])]
