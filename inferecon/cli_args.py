@@ -55,7 +55,7 @@ def float_in(lo: float, hi: float, lo_open: bool = False, hi_open: bool = False)
 # Shared limits. Context: 10 M tokens is beyond any released model's window. GPUs: 65,536 is
 # beyond the largest training cluster, and the frontier search grows with it. Price: $1,000 per
 # GPU-hour is 100x today's on-demand rate; above it costs print as meaningless digits.
-CONTEXT_TOKENS = int_in(1, 10_000_000)
+CONTEXT_TOKENS = int_in(0, 10_000_000)  # 0: a prompt-free decode (the paper's default)
 MAX_GPUS = int_in(1, 65_536)
 PRICE_USD_PER_HOUR = float_in(0.0, 1000.0, lo_open=True)
 ROWS = int_in(1, 100_000)

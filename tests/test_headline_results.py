@@ -37,15 +37,22 @@ def test_max_speed_scales_as_cube_root_of_hbm_bandwidth():
 
 
 @pytest.mark.parametrize("name", ["llama-3-70b", "llama-3.1-405b", "mistral-large-2", "gpt-3-175b"])
-def test_pipeline_parallelism_only_pays_below_bandwidth_over_capacity(name):
-    threshold = H100.pipeline_threshold_tok_s
-    assert 41.0 <= threshold <= 42.0
-    front = search(get_model(name), H100, 4096)
-    pipelined = front[front["pp"] > 1]
-    # Every frontier point that pipelines is slower than one HBM read per token; the fast end
-    # of the frontier never pipelines.
-    assert (pipelined["tokens_per_s_per_seq"] <= threshold).all()
-    assert front.iloc[0]["pp"] == 1
+def test_pipeline_parallelism_never_pays_above_bandwidth_over_capacity(name):
+    # The paper: pipelining only pays below HBM bandwidth / HBM size (41.9 tok/s on an H100).
+    # Above it, allowing pipelines must not make any speed cheaper; below it pipelined points do
+    # reach the frontier (otherwise the check would be empty).
+    from inferecon.model.frontier import cost_at_speed
+
+    threshold = 3350.0 / 80.0  # datasheet HBM GB/s over GB
+    m = get_model(name)
+    with_pp = search(m, H100, 4096)
+    without = search(m, H100, 4096, SearchSpace(allow_pipeline=False))
+    fast = without[without["tokens_per_s_per_seq"] > threshold * 1.02]["tokens_per_s_per_seq"]
+    for s in fast:
+        assert cost_at_speed(with_pp, s) == pytest.approx(cost_at_speed(without, s), rel=1e-9), s
+    pipelined = with_pp[with_pp["pp"] > 1]
+    assert len(pipelined) > 0
+    assert (pipelined["tokens_per_s_per_seq"] < threshold).all()
 
 
 def _speed_at_cost(front, cost):
@@ -84,15 +91,19 @@ def test_without_network_latency_the_latency_bound_end_speeds_up_severalfold():
         assert _speed_at_cost(without, cost) >= 2.0 * _speed_at_cost(with_lat, cost)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "paper: ≈4x speed per 2x cost without network latency. inferecon keeps one exposed kernel "
-    "launch per layer (0.32 ms for 80 layers) and caps tensor parallelism at the head count, so its "
-    "zero-network-latency frontier grows ≈1.3-1.9x per 2x cost over that range; see README"))
-def test_without_network_latency_speed_grows_4x_per_2x_cost():
+def test_without_any_latency_speed_grows_about_4x_per_2x_cost():
+    # The paper's counterfactual (`frontier --no-latency`): every fixed latency at zero, tensor
+    # parallelism not capped by the heads, square 2D grids of up to 65536 GPUs. Its code gives
+    # 3.3-3.9x speed per 2x cost between about $2 and $32/M for Llama 3 70B; the claim is
+    # checked here over $4-$32/M as a log-log slope (4x per 2x is a slope of 2).
+    from inferecon.model.frontier import NO_LATENCY_MAX_GPUS, WIDE_BATCH_GRID
+
     m = get_model("llama-3-70b")
-    with_lat = search(m, H100, 4096)
-    without = search(m, H100.without_network_latency(), 4096)
-    lo, hi = _latency_bound_costs(with_lat)
-    sel = without[(without["usd_per_mtok"] >= lo) & (without["usd_per_mtok"] <= hi)]
+    space = SearchSpace(max_gpus=NO_LATENCY_MAX_GPUS, unbounded_tp=True, batch_grid=WIDE_BATCH_GRID)
+    front = search(m, H100.without_latency(), 0, space)
+    sel = front[(front["usd_per_mtok"] >= 4) & (front["usd_per_mtok"] <= 32)]
+    assert len(sel) >= 8
     slope = np.polyfit(np.log(sel["usd_per_mtok"]), np.log(sel["tokens_per_s_per_seq"]), 1)[0]
-    assert 1.7 <= slope <= 2.3, slope  # 4x per 2x is a log-log slope of 2
+    assert 2 ** slope >= 3.5, 2 ** slope
+    # Square grids carry it: the configurations there are 2D.
+    assert (sel["tp_r"] > 1).all()

@@ -21,16 +21,20 @@ def register(sub) -> None:
     p.add_argument("--hardware", action="append", default=None, metavar="PROFILE_JSON",
                    help="a HardwareProfile JSON (e.g. results/RUN/profile.json); repeatable")
     p.add_argument("--context", type=cli_args.CONTEXT_TOKENS, default=4096, help="tokens in context per sequence (default 4096)")
-    p.add_argument("--precision", type=int, default=16, choices=(16, 8, 4), metavar="BITS",
-                   help="weight precision in bits: 16, 8 or 4 (default 16)")
-    p.add_argument("--kv-precision", type=int, default=16, choices=(16, 8, 4), metavar="BITS",
-                   help="KV-cache precision in bits (default 16)")
+    p.add_argument("--precision", type=int, default=None, choices=(16, 8, 4), metavar="BITS",
+                   help="weight precision in bits: 16, 8 or 4 (default: the model's native one, e.g. 8 for DeepSeek-V3)")
+    p.add_argument("--kv-precision", type=int, default=None, choices=(16, 8, 4), metavar="BITS",
+                   help="KV-cache precision in bits (default: the model's, 16 for every catalog model)")
+    p.add_argument("--no-latency", action="store_true",
+                   help="the paper's counterfactual: every fixed latency (collectives and kernel launches) at zero, "
+                        "tensor parallelism not capped by the head count, instances up to 65536 GPUs")
     p.add_argument("--price", type=cli_args.PRICE_USD_PER_HOUR, default=None, metavar="USD_PER_HOUR",
                    help="$ per GPU-hour (default: the profile's)")
     p.add_argument("--spec-decode", default=None, metavar="DRAFT", help="draft model for speculative decoding")
     p.add_argument("--acceptance", type=cli_args.ACCEPTANCE, default=None,
                    help="per-token acceptance probability of the draft (default 0.8 with --spec-decode)")
-    p.add_argument("--max-gpus", type=cli_args.MAX_GPUS, default=512, help="largest instance to consider (default 512)")
+    p.add_argument("--max-gpus", type=cli_args.MAX_GPUS, default=None,
+                   help="largest instance to consider (default 512; 65536 with --no-latency)")
     p.add_argument("--out", default="frontier", help="directory for frontier.csv and frontier.png (default ./frontier)")
     p.add_argument("--rows", type=cli_args.ROWS, default=16, help="frontier rows printed per model and GPU (default 16)")
     p.add_argument("--compare", action="store_true",
@@ -104,13 +108,16 @@ def run(args: argparse.Namespace) -> int:
     from inferecon.model.names import model_display_names
     from inferecon.outpath import atomic_path, check_out_dir
     from inferecon.model.compare import compare
-    from inferecon.model.frontier import SearchSpace, search
+    from inferecon.model.frontier import NO_LATENCY_MAX_GPUS, WIDE_BATCH_GRID, SearchSpace, search
     from inferecon.report.frontier_plot import plot_frontiers
 
+    args.max_gpus_given = args.max_gpus is not None
+    if args.max_gpus is None:
+        args.max_gpus = 512
     if args.max_gpus < 1:
         raise UserError(f"--max-gpus must be at least 1, got {args.max_gpus}")
-    if args.context < 1:
-        raise UserError(f"--context must be at least 1 token, got {args.context}")
+    if args.context < 0:
+        raise UserError(f"--context must be 0 or more tokens, got {args.context}")
     if args.rows < 1:
         raise UserError(f"--rows must be at least 1, got {args.rows}")
     if args.acceptance is not None and args.spec_decode is None:
@@ -133,6 +140,10 @@ def run(args: argparse.Namespace) -> int:
         # shared by several calibrated profiles is searched once).
         labelled = list({lab: (lab, hw) for pair in comparisons for lab, hw in pair}.values())
     space = SearchSpace(max_gpus=args.max_gpus)
+    if args.no_latency:
+        labelled = [(f"{lab}-no-latency", hw.without_latency()) for lab, hw in labelled]
+        space = SearchSpace(max_gpus=args.max_gpus if args.max_gpus_given else NO_LATENCY_MAX_GPUS,
+                            unbounded_tp=True, batch_grid=WIDE_BATCH_GRID)
     acc = acceptance if draft else 0.0
 
     frames, curves, fronts = [], {}, {}
@@ -160,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
     with atomic_path(csv) as tmp:
         all_df.to_csv(tmp, index=False)
     png = plot_frontiers(curves, out / "frontier.png",
-                         title=f"context {args.context}, {args.precision}-bit weights, {args.kv_precision}-bit KV")
+                         title=f"context {args.context}, " + ", ".join(sorted({f"{m.weight_bits}-bit weights, {m.kv_bits}-bit KV" for m in models})))
     print(f"wrote {csv} ({len(all_df)} frontier points) and {png}")
     return 0
 

@@ -1,6 +1,7 @@
 """Named models with the shapes of their published configs (Hugging Face config.json or the
 paper). `published_params_b` is the total the authors state; tests check that the counts
-derived from the shapes match it within 2%."""
+derived from the shapes match it within 0.4%. Each model carries the precision it is released
+in (DeepSeek-V3: FP8 weights); `--precision` overrides it."""
 
 from __future__ import annotations
 
@@ -49,9 +50,9 @@ MODELS: dict[str, ModelSpec] = {
             d_ff=18432, vocab_size=129280, n_experts=256, n_active_experts=8, n_shared_experts=1,
             d_ff_expert=2048, n_dense_layers=3, q_lora_rank=1536, kv_lora_rank=512,
             qk_rope_dim=64, qk_nope_dim=128, v_head_dim=128,
-            published_params_b=671.0, published_active_params_b=37.0,
+            published_params_b=671.0, published_active_params_b=37.0, weight_bits=8,
             source="deepseek-ai/DeepSeek-V3 config.json; DeepSeek-V3 Technical Report (671B, 37B active; "
-            "the 14B multi-token-prediction module is not counted)",
+            "the 14B multi-token-prediction module is not counted; released in FP8, so 8-bit weights by default)",
         ),
         ModelSpec(
             name="qwen3-32b", n_layers=64, d_model=5120, n_heads=64, n_kv_heads=8, d_head=128,

@@ -15,8 +15,13 @@ from inferecon.model.spec import ModelSpec
 from inferecon.model.terms import CostOptions, Layouts, evaluate
 
 DEFAULT_MAX_GPUS = 512
-# Sequences per ep rank per micro-batch: a log grid with √2 steps, 1 … 4096.
+# Beyond this many GPUs instances are tried at powers of two only (the no-latency counterfactual
+# reaches tens of thousands of GPUs; whole-node steps there would add nothing but time).
+WHOLE_NODE_STEPS_UP_TO = 512
+NO_LATENCY_MAX_GPUS = 65536
+# Sequences per ep rank per micro-batch: a log grid with √2 steps, 1 … 4096 (… 65536 wide).
 BATCH_GRID = tuple(sorted({int(round(2 ** (i / 2))) for i in range(0, 25)}))
+WIDE_BATCH_GRID = tuple(sorted({int(round(2 ** (i / 2))) for i in range(0, 33)}))
 GAMMAS = (1, 2, 3, 4, 6, 8)
 
 
@@ -27,17 +32,25 @@ class SearchSpace:
     gammas: tuple[int, ...] = GAMMAS  # tried only when a draft model is given
     allow_pipeline: bool = True
     allow_2d_tp: bool = True
+    # The no-latency counterfactual: tensor parallelism not capped by the number of heads.
+    unbounded_tp: bool = False
 
 
 def gpu_counts(max_gpus: int, gpus_per_node: int) -> list[int]:
-    """Instance sizes people deploy: powers of two inside a node, then whole nodes."""
+    """Instance sizes people deploy: powers of two inside a node, then whole nodes, and beyond
+    WHOLE_NODE_STEPS_UP_TO GPUs powers of two."""
     if max_gpus < 1:
         raise UserError(f"--max-gpus must be at least 1, got {max_gpus}")
     inside = [n for n in (1, 2, 4, 8, 16, 32, 64) if n <= min(gpus_per_node, max_gpus)]
     if gpus_per_node <= max_gpus and gpus_per_node not in inside:
         inside.append(gpus_per_node)
-    nodes = [gpus_per_node * k for k in range(2, max_gpus // gpus_per_node + 1)]
-    return inside + nodes
+    nodes = [gpus_per_node * k for k in range(2, min(max_gpus, WHOLE_NODE_STEPS_UP_TO) // gpus_per_node + 1)]
+    big, p = [], 1
+    while p <= max_gpus:
+        if p > max(WHOLE_NODE_STEPS_UP_TO, gpus_per_node):
+            big.append(p)
+        p *= 2
+    return inside + nodes + big
 
 
 def _powers_of_two_dividing(n: int, limit: int) -> list[int]:
@@ -49,13 +62,29 @@ def _powers_of_two_dividing(n: int, limit: int) -> list[int]:
     return out
 
 
+def grids_2d(tp: int, gpus_per_node: int) -> list[tuple[int, int]]:
+    """(rows, columns) of the 2D grids tried for tp GPUs: the squarest one (columns rounded
+    up, so a column of neighbours stays inside a node as long as it can and the grid spans
+    nodes along its rows), and the one whose rows are whole nodes."""
+    if tp < 4:
+        return []
+    square_c = 2 ** int(np.ceil(np.log2(tp) / 2))
+    out = []
+    for c in (square_c, min(gpus_per_node, tp // 2)):
+        if c >= 2 and tp % c == 0 and tp // c >= 2 and (tp // c, c) not in out:
+            out.append((tp // c, c))
+    return out
+
+
 def layouts_for(model: ModelSpec, hw: HardwareProfile, space: SearchSpace) -> np.ndarray:
     """Rows (tp_r, tp_c, pp, ep) of every layout worth trying. A few hundred rows: the
-    per-configuration work (batch, γ) is vectorised in `search`."""
+    per-configuration work (batch, γ) is vectorised in `search`. Heads are split over the whole
+    group in 1D and over the rows in 2D, so the head count caps those (unless unbounded)."""
     gpn = hw.network.gpus_per_node
+    heads_cap = 1 << 62 if space.unbounded_tp else model.n_heads
     rows = []
     for n in gpu_counts(space.max_gpus, gpn):
-        for tp in _powers_of_two_dividing(n, model.n_heads):
+        for tp in _powers_of_two_dividing(n, n):
             ep_options = [1]
             if model.is_moe:
                 ep_options = [e for e in _powers_of_two_dividing(n // tp, model.n_experts)
@@ -64,12 +93,10 @@ def layouts_for(model: ModelSpec, hw: HardwareProfile, space: SearchSpace) -> np
                 pp = n // (tp * ep)
                 if pp > model.n_layers or (pp > 1 and not space.allow_pipeline):
                     continue
-                rows.append((1, tp, pp, ep))
-                if space.allow_2d_tp and tp >= 4:
-                    # Columns stay inside a node (NVLink), rows span nodes when tp > node.
-                    c = min(gpn, 2 ** int(np.ceil(np.log2(tp) / 2))) if tp <= gpn else gpn
-                    if tp % c == 0 and tp // c > 1:
-                        rows.append((tp // c, c, pp, ep))
+                if tp <= heads_cap:
+                    rows.append((1, tp, pp, ep))
+                if space.allow_2d_tp:
+                    rows += [(r, c, pp, ep) for r, c in grids_2d(tp, gpn) if r <= heads_cap]
     return np.array(rows, dtype=np.int64).reshape(-1, 4)
 
 
@@ -138,9 +165,20 @@ def search(model: ModelSpec, hw: HardwareProfile, context: int, space: SearchSpa
 
 
 def validate_request(model: ModelSpec, hw: HardwareProfile, context: int, acceptance: float) -> None:
-    if context < 1:
-        raise UserError(f"context must be at least 1 token, got {context}")
+    if context < 0:
+        raise UserError(f"context must be 0 or more tokens, got {context}")
     if not 0.0 <= acceptance <= 1.0:
         raise UserError(f"acceptance must be in [0, 1], got {acceptance}")
     if hw.price_usd_per_gpu_hour <= 0:
         raise UserError(f"price must be a positive $/GPU-hour, got {hw.price_usd_per_gpu_hour}")
+
+
+def cost_at_speed(front: pd.DataFrame, speed: float) -> float:
+    """The frontier's $/M tokens at `speed` tokens/s per sequence, linear between its points
+    (NaN beyond its fastest point) — how the paper's code reads a cost off its frontier."""
+    df = front.sort_values("tokens_per_s_per_seq")
+    s = df["tokens_per_s_per_seq"].to_numpy()
+    c = df["usd_per_mtok"].to_numpy()
+    if speed > s[-1]:
+        return float("nan")
+    return float(np.interp(speed, s, c))

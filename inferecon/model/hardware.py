@@ -131,6 +131,9 @@ class NetworkSpec:
     # NCCL protocols of the published collective model; empty: one protocol from the links'
     # own latencies (CPU/gloo profiles, older files).
     protocols: list[ProtocolSpec] = field(default_factory=list)
+    # "nccl": the hierarchical ring/tree/NVLS model (model/network.py); "paper": the formula of
+    # the paper's reference code, kept so its figures can be reproduced.
+    collective_model: str = "nccl"
 
 
 @dataclass(frozen=True)
@@ -235,6 +238,7 @@ class HardwareProfile:
                     inter=_build(LinkSpec, net["inter"]),
                     collectives=[_build(CollectiveFit, c) for c in net.get("collectives", [])],
                     protocols=[_build(ProtocolSpec, c) for c in net.get("protocols", [])],
+                    collective_model=str(net.get("collective_model", "nccl")),
                 ),
                 latency=_build(LatencySpec, data["latency"]),
                 price_usd_per_gpu_hour=float(data["price_usd_per_gpu_hour"]),

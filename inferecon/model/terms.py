@@ -3,10 +3,15 @@
 A configuration (one element of each array in `Layouts`) places one model instance on
 n_gpu = pp · ep · tp GPUs:
 
-- tp: tensor parallelism inside a pipeline stage, either 1D (tp_r = 1: every matmul's
-  output is all-reduced over the tp group, 2 all-reduces per layer) or 2D (tp_r × tp_c grid:
-  each block all-gathers over a row and reduce-scatters over a column, so the bytes per GPU
-  shrink as 1/sqrt(tp) — Pope et al. 2022, "Efficiently Scaling Transformer Inference").
+- tp: tensor parallelism inside a pipeline stage, either 1D (tp_r = 1: the attention-out and
+  MLP-down partial sums are all-reduced over the tp group, 2 all-reduces per layer) or a 2D
+  weight-stationary grid (tp_r rows × tp_c columns, Pope et al. 2022, "Efficiently Scaling
+  Transformer Inference"): every weight matrix is split over both axes, so each of the four
+  matmuls of a layer leaves partial sums to reduce — QKV and gate/up over a row of tp_c GPUs
+  ((q + 2 kv) · d_head / tp_r and gated · d_ff / tp_r words), attention-out and down over a
+  column of tp_r GPUs (d_model / tp_c words each). Bytes per GPU shrink as 1/sqrt(tp). Heads
+  are split over the rows only, so KV cache and attention are shared by tp_r, not tp. A row's
+  GPUs are neighbours; a column's are tp_c apart, so columns span nodes first.
 - ep: expert parallelism. Attention and dense layers are data-parallel across the ep ranks
   (each holds a replica and serves batch/ep of the sequences, DeepSeek-style DP attention);
   routed experts are spread over all ep · tp GPUs of the stage, and every MoE layer costs
@@ -34,6 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from inferecon.model import network as net
+from inferecon.model.engine import EngineProfile
 from inferecon.model.gemm import gemm_time_s
 from inferecon.model.hardware import HardwareProfile
 from inferecon.model.spec import ModelSpec
@@ -46,12 +52,6 @@ class CostOptions:
     # Share of HBM that can hold weights and KV cache; the rest is CUDA context, activations,
     # workspace and allocator slack.
     hbm_usable_fraction: float = 0.9
-    # Kernel launches per layer whose latency is exposed, i.e. not overlapped with the
-    # previous kernel's work. The paper charges one launch latency per layer; a calibrated
-    # profile measures the per-kernel gap and validation checks the count. An MoE layer adds
-    # a dependent router -> expert launch.
-    exposed_launches_per_dense_layer: float = 1.0
-    exposed_launches_per_moe_layer: float = 2.0
     # Per-token activation traffic per layer, in units of d_model (GEMM inputs and outputs,
     # residual stream, norms), on top of the MLP hidden activations.
     activation_elems_per_layer_in_d_model: float = 8.0
@@ -120,16 +120,27 @@ def moe_expert_fraction(model: ModelSpec, tokens):
     return 1.0 - (1.0 - model.n_active_experts / model.n_experts) ** np.asarray(tokens, dtype=float)
 
 
-def _kv_share_per_gpu(model: ModelSpec, tp):
-    """Share of a layer's KV cache one GPU of a tp group holds. KV heads are split across the
-    group but never below one head per GPU (GQA heads are replicated when tp > kv heads);
-    MLA's latent is shared by all heads, so every GPU keeps all of it."""
+def heads_split(lay: "Layouts"):
+    """GPUs the attention heads are split over: the whole group in 1D, the rows in 2D."""
+    return np.where(lay.tp_r > 1, lay.tp_r, lay.tp_c).astype(float)
+
+
+def _kv_share_per_gpu(model: ModelSpec, heads_axis):
+    """Share of a layer's KV cache one GPU holds when heads are split over `heads_axis` GPUs.
+    KV heads are split but never below one head per GPU (GQA heads are replicated when the
+    axis is wider than the KV heads); MLA's latent is shared by all heads, so every GPU keeps
+    all of it."""
     if model.is_mla:
-        return np.ones_like(tp, dtype=float)
-    return np.maximum(1.0 / tp, 1.0 / model.n_kv_heads)
+        return np.ones_like(heads_axis, dtype=float)
+    return np.maximum(1.0 / heads_axis, 1.0 / model.n_kv_heads)
 
 
-def _stage(model, hw, lay, tokens_per_seq, context, opts):
+def dispatch_bytes(model: ModelSpec, hw: HardwareProfile) -> float:
+    """Bytes per element an MoE all-to-all moves: FP8-native models dispatch in FP8."""
+    return 1.0 if compute_dtype(model, hw) == "fp8" else float(model.act_bytes)
+
+
+def _stage(model, hw, lay, tokens_per_seq, context, opts, engine=None):
     """Per-stage times (seconds) and per-GPU traffic for one micro-batch step."""
     tp = lay.tp.astype(float)
     ep = lay.ep.astype(float)
@@ -146,37 +157,54 @@ def _stage(model, hw, lay, tokens_per_seq, context, opts):
     always_on = (model.always_on_params + model.lm_head_params) / pp / tp
     routed = model.routed_expert_params / pp / (ep * tp) * moe_expert_fraction(model, tok_group)
     weight_bytes = (always_on + routed) * wbytes
-    kv_bytes = (lay.micro_batch * context * layers * model.kv_bytes_per_token_layer
-                * _kv_share_per_gpu(model, tp))
+    heads_axis = heads_split(lay)
+    kv_share = _kv_share_per_gpu(model, heads_axis)
+    kv_bytes = lay.micro_batch * context * layers * model.kv_bytes_per_token_layer * kv_share
     ff_active = model.d_ff if not model.is_moe else model.n_active_experts * model.d_ff_expert
     act_elems = opts.activation_elems_per_layer_in_d_model * model.d_model + 2 * ff_active
     act_bytes = tok_rank * layers * act_elems * ab / tp
     mem_bytes = weight_bytes + kv_bytes + act_bytes
-    t_mem = mem_bytes / (hw.memory.achieved_gbps * 1e9)
+    # An engine's kernels may read weights below the bandwidth a plain copy reaches (quantised
+    # GEMMs at small batch): its weight-read efficiency stretches the weight part.
+    weight_eff = engine.weight_efficiency(model.weight_bits) if engine is not None else 1.0
+    t_mem = (weight_bytes / weight_eff + kv_bytes + act_bytes) / (hw.memory.achieved_gbps * 1e9)
 
     # Arithmetic: every token of this rank through the always-on weights and attention; the
     # routed-expert FLOPs of the whole ep group spread evenly over its ep · tp GPUs.
     routed_active = model.n_moe_layers * model.n_active_experts * model.expert_params
-    flops = (2.0 * (model.always_on_params + model.lm_head_params + routed_active)
-             + model.attention_flop_per_token(context)) / pp * tok_rank / tp
+    # Attention over the cache is split by heads only: a 2D grid's columns repeat it.
+    flops = (2.0 * (model.always_on_params + model.lm_head_params + routed_active) / tp
+             + model.attention_flop_per_token(context) / heads_axis) / pp * tok_rank
     t_arith = flops / (hw.compute.achieved_tflops(compute_dtype(model, hw)) * 1e12)
 
-    # Network: two tensor-parallel reductions per layer (attention out, MLP/expert out).
-    msg = tok_rank * model.d_model * ab
+    # Network. 1D: the attention-out and MLP-down partial sums, d_model words each, over the
+    # tp group. 2D: four reductions per layer (see the module docstring).
     r = lay.tp_r
     c = lay.tp_c
-    block_1d = net.collective_time_s(hw, net.ALL_REDUCE, c, 1, msg)
-    block_2d = (net.collective_time_s(hw, net.ALL_GATHER, c, 1, msg / np.maximum(r, 1))
-                + net.collective_time_s(hw, net.REDUCE_SCATTER, r, c, msg / c))
-    block = np.where(r > 1, block_2d, block_1d)
-    t_net = 2.0 * layers * block
+    tok_bytes = tok_rank * ab
+    ff_words = model.mlp_matrices - 1  # gated MLPs reduce gate and up
+    ff_active = model.d_ff if not model.is_moe else (model.n_active_experts + model.n_shared_experts) * model.d_ff_expert
+    qkv_words = (model.n_heads + 2 * model.n_kv_heads) * model.d_head
+    if model.is_mla:
+        qkv_words = model.attention_params / model.d_model - model.n_heads * model.v_head_dim
+    rows = np.maximum(r, 1).astype(float)
+    layer_1d = 2.0 * net.collective_time_s(hw, net.ALL_REDUCE, c, 1, tok_bytes * model.d_model)
+    layer_2d = (net.collective_time_s(hw, net.ALL_REDUCE, c, 1, tok_bytes * qkv_words / rows)
+                + net.collective_time_s(hw, net.ALL_REDUCE, c, 1, tok_bytes * ff_words * ff_active / rows)
+                + 2.0 * net.collective_time_s(hw, net.ALL_REDUCE, r, c, tok_bytes * model.d_model / c))
+    t_net = layers * np.where(r > 1, layer_2d, layer_1d)
     if model.is_moe:
-        # Dispatch and combine: every token goes to k experts across the ep group.
-        a2a = net.collective_time_s(hw, net.ALL_TO_ALL, lay.ep, lay.tp, msg * model.n_active_experts)
+        # Dispatch and combine: each token goes to k experts across the ep group; a tp group
+        # shares its tokens, so each of its GPUs sends 1/tp of them. Pairwise exchange.
+        a2a_bytes = tok_rank * model.n_active_experts * model.d_model * dispatch_bytes(model, hw) / tp
+        a2a = net.collective_time_s(hw, net.ALL_TO_ALL, lay.ep, lay.tp, a2a_bytes)
         t_net = t_net + 2.0 * moe_layers * a2a
 
-    kernels = dense_layers * opts.exposed_launches_per_dense_layer + moe_layers * opts.exposed_launches_per_moe_layer
+    kernels = (dense_layers * hw.latency.serial_kernels_per_dense_layer
+               + moe_layers * hw.latency.serial_kernels_per_moe_layer)
     t_fixed = kernels * hw.latency.kernel_launch_us * 1e-6
+    if engine is not None:
+        t_fixed = t_fixed + layers * engine.per_layer_us * 1e-6
 
     t_compute = np.maximum(t_mem, t_arith)
     dtype = compute_dtype(model, hw)
@@ -185,11 +213,11 @@ def _stage(model, hw, lay, tokens_per_seq, context, opts):
         # Calibrated: the weight GEMMs take their measured, shape-dependent time (weight reads
         # and activations included); what is left is attention over the KV cache, which cannot
         # start before the QKV GEMM ends and so adds to it.
-        attn_flops = model.attention_flop_per_token(context) / pp * tok_rank / tp
+        attn_flops = model.attention_flop_per_token(context) / pp * tok_rank / heads_axis
         t_attn = attn_flops / (hw.compute.achieved_tflops(dtype) * 1e12)
-        t_arith = t_gemm
+        t_arith = t_gemm / weight_eff
         t_mem = kv_bytes / (hw.memory.achieved_gbps * 1e9)
-        t_compute = t_gemm + np.maximum(t_mem, t_attn)
+        t_compute = t_arith + np.maximum(t_mem, t_attn)
     return dict(t_mem=t_mem, t_arith=t_arith, t_net=t_net, t_fixed=t_fixed, t_compute=t_compute,
                 flops=flops, mem_bytes=mem_bytes)
 
@@ -236,7 +264,7 @@ def _stored_bytes_per_gpu(model, lay, context):
     weights = (replicated / (pp * tp) + model.routed_expert_params / (pp * ep * tp)) * model.weight_bytes_per_param
     # Every micro-batch's sequences keep their cache on the stage: micro_batch · pp per rank.
     seqs = lay.micro_batch * lay.pp
-    kv = seqs * context * (model.n_layers / pp) * model.kv_bytes_per_token_layer * _kv_share_per_gpu(model, tp)
+    kv = seqs * context * (model.n_layers / pp) * model.kv_bytes_per_token_layer * _kv_share_per_gpu(model, heads_split(lay))
     return weights + kv
 
 
@@ -252,8 +280,10 @@ def expected_tokens(gamma, acceptance):
 
 def evaluate(model: ModelSpec, hw: HardwareProfile, lay: Layouts, context: int,
              draft: ModelSpec | None = None, acceptance: float = 0.0,
-             opts: CostOptions = CostOptions()) -> dict[str, np.ndarray]:
-    """All figures for every configuration in `lay`, as arrays (seconds, bytes, $, ...)."""
+             opts: CostOptions = CostOptions(), engine: EngineProfile | None = None) -> dict[str, np.ndarray]:
+    """All figures for every configuration in `lay`, as arrays (seconds, bytes, $, ...).
+    With an `engine`, its per-step and per-layer overheads and weight-read efficiency apply
+    (model/engine.py)."""
     gamma = lay.gamma.astype(float)
     spec = gamma > 0
     if spec.any() and draft is None:
@@ -262,7 +292,7 @@ def evaluate(model: ModelSpec, hw: HardwareProfile, lay: Layouts, context: int,
         raise UserError("speculative decoding (gamma > 0) needs a draft model")
     pp = lay.pp.astype(float)
 
-    target = _stage(model, hw, lay, tokens_per_seq=gamma + 1.0, context=context, opts=opts)
+    target = _stage(model, hw, lay, tokens_per_seq=gamma + 1.0, context=context, opts=opts, engine=engine)
     parts = {k: pp * target[k] for k in ("t_mem", "t_arith", "t_net", "t_fixed")}
     parts["t_fixed"] = np.broadcast_to(parts["t_fixed"], pp.shape).copy()
     compute = pp * target["t_compute"]
@@ -275,7 +305,7 @@ def evaluate(model: ModelSpec, hw: HardwareProfile, lay: Layouts, context: int,
         # Only the speculative rows are evaluated for it.
         rows = np.flatnonzero(spec)
         sub = lay.subset(rows)
-        d = _stage(draft, hw, sub, tokens_per_seq=1.0, context=context, opts=opts)
+        d = _stage(draft, hw, sub, tokens_per_seq=1.0, context=context, opts=opts, engine=engine)
         g = gamma[rows]
         for k in parts:
             parts[k][rows] += g * d[k]
@@ -291,6 +321,8 @@ def evaluate(model: ModelSpec, hw: HardwareProfile, lay: Layouts, context: int,
     hop = net.collective_time_s(hw, net.SEND_RECV, 2, stride, msg)
     parts["t_net"] = parts["t_net"] + (pp - 1.0) * hop
     parts["t_fixed"] = parts["t_fixed"] + hw.latency.step_overhead_us * 1e-6
+    if engine is not None:
+        parts["t_fixed"] = parts["t_fixed"] + engine.step_overhead_us * 1e-6
 
     t_step = compute + parts["t_net"] + parts["t_fixed"]
     tokens = expected_tokens(gamma, acceptance) if spec.any() else np.ones_like(gamma)
