@@ -37,6 +37,9 @@ MIN_INDEPENDENCE = 0.05
 # Bounds of the fitted values: overheads are not negative; an efficiency above 1 means the
 # engine reads weights faster than the hardware profile's sustained bandwidth assumes.
 EFFICIENCY_RANGE = (0.05, 2.0)
+# A fitted efficiency must be known to within this (one standard error) to replace the
+# published 1.0; looser, it would move predictions by more than it explains.
+MAX_EFFICIENCY_STDERR = 0.1
 _STEP_PROBE_US = 100.0
 _LAYER_PROBE_US = 10.0
 _EFF_PROBE = 0.5
@@ -167,6 +170,7 @@ class ParamFit:
     value: float
     fitted: bool
     note: str = ""
+    stderr: float | None = None  # standard error of a fitted value (µs, or efficiency)
 
 
 @dataclass
@@ -274,12 +278,53 @@ def _profile(name: str, values: dict[str, float], cases, notes, fit_quality=None
         notes=list(notes), hardware=",".join(sorted({c.hw.name for c in cases})), fit_quality=fit_quality or {})
 
 
+def _stderr(A: np.ndarray, b: np.ndarray, names: list[str], chosen: list[int], values: dict[str, float]) -> dict[str, float]:
+    """Standard error of each fitted parameter (in its fitted unit: µs, or x = 1/e - 1) from the
+    residual scatter; empty when no degree of freedom is left."""
+    n, k = len(b), len(chosen)
+    if k == 0 or n <= k:
+        return {}
+    sub = A[:, chosen]
+    x = np.array([values[names[j]] for j in chosen])
+    resid = b - sub @ x
+    cov = float(resid @ resid) / (n - k) * np.linalg.pinv(sub.T @ sub)
+    return {names[j]: float(np.sqrt(max(cov[i, i], 0.0))) for i, j in enumerate(chosen)}
+
+
+def _weakness(name: str, value: float, se: float) -> tuple[float, str] | None:
+    """(how unsupported, why) when the data do not pin a fitted parameter down, else None. An
+    overhead must be at least twice its standard error (else 0, the published value, fits as
+    well); an efficiency must be known to within ±MAX_EFFICIENCY_STDERR."""
+    if name.startswith("weight_read_efficiency"):
+        e = 1.0 / (1.0 + value)
+        se_e = se * e * e
+        if se_e > MAX_EFFICIENCY_STDERR:
+            return se_e / MAX_EFFICIENCY_STDERR, (f"the runs leave it at {e:.2f} ± {se_e:.2f}, too loose to use")
+        return None
+    if value < 2.0 * se:
+        return (2.0 * se / max(value, 1e-12),
+                f"the runs give {value:.1f} ± {se:.1f} µs, not distinguishable from 0")
+    return None
+
+
 def _fit_values(cases, A, base, names):
+    """(values, why not, standard errors): the parameters the runs support, fitted; a parameter
+    whose column the others explain, or whose value the scatter leaves undetermined, is left
+    out (the least determined first, then the rest refitted)."""
     measured = np.array([c.measured_ms for c in cases])
     Aw = A / measured[:, None]
     b = (measured - base) / measured
     chosen, why = _select(Aw, names, cases)
-    return _solve(Aw, b, names, chosen), why
+    while True:
+        values = _solve(Aw, b, names, chosen)
+        se = _stderr(Aw, b, names, chosen, values)
+        weak = [(w[0], j, w[1]) for j in chosen
+                if names[j] in se and (w := _weakness(names[j], values[names[j]], se[names[j]])) is not None]
+        if not weak:
+            return values, why, se
+        _, j, reason = max(weak)
+        why[names[j]] = reason
+        chosen = [k for k in chosen if k != j]
 
 
 def fit_engine_profile(cases: list[EngineCase], name: str | None = None) -> EngineFit:
@@ -295,7 +340,7 @@ def fit_engine_profile(cases: list[EngineCase], name: str | None = None) -> Engi
     rows = compare_runs(cases)
     base = np.array([r["predicted_ms"] for r in rows])
     A = _columns(cases, names, base)
-    values, why = _fit_values(cases, A, base, names)
+    values, why, se = _fit_values(cases, A, base, names)
 
     # Leave one run out: the whole fit (parameter choice included) without the run, then that run.
     heldout = [None] * len(cases)
@@ -303,14 +348,18 @@ def fit_engine_profile(cases: list[EngineCase], name: str | None = None) -> Engi
         for i in range(len(cases)):
             keep = [k for k in range(len(cases)) if k != i]
             sub = [cases[k] for k in keep]
-            v, _ = _fit_values(sub, A[keep], base[keep], names)
+            v, _, _ = _fit_values(sub, A[keep], base[keep], names)
             heldout[i] = predict_case(cases[i], _profile(name, v, sub, []))["ms_per_token"]
 
     params, notes = [], []
     for n in names:
         if n in values:
-            shown = 1.0 / (1.0 + values[n]) if n.startswith("weight_read_efficiency") else values[n]
-            params.append(ParamFit(n, shown, True))
+            eff = n.startswith("weight_read_efficiency")
+            shown = 1.0 / (1.0 + values[n]) if eff else values[n]
+            err = se.get(n)
+            if err is not None and eff:
+                err = err * shown * shown
+            params.append(ParamFit(n, shown, True, stderr=err))
         else:
             published = 1.0 if n.startswith("weight_read_efficiency") else 0.0
             params.append(ParamFit(n, published, False, why.get(n, "")))
@@ -329,7 +378,8 @@ def fit_engine_profile(cases: list[EngineCase], name: str | None = None) -> Engi
     quality = {"runs": len(cases), "mape_hardware_pct": result.mape_hardware_pct,
                "mape_fitted_pct": result.mape_fitted_pct, "mape_heldout_pct": result.mape_heldout_pct,
                "heldout": "leave one run out" if len(cases) >= 3 else "none (fewer than 3 runs)",
-               "parameters": {p.name: {"value": p.value, "fitted": p.fitted, "note": p.note} for p in params}}
+               "parameters": {p.name: {"value": p.value, "stderr": p.stderr, "fitted": p.fitted, "note": p.note}
+                              for p in params}}
     result.profile = _profile(name, values, cases, notes, quality)
     return result
 

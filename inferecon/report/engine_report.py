@@ -43,11 +43,12 @@ def comparison_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> s
 
 def fit_summary(fit) -> str:
     lines = [f"engine profile {fit.profile.name!r} on {fit.profile.hardware} from {len(fit.rows)} run(s)",
-             f"{'parameter':30s} {'value':>10}  status"]
+             f"{'parameter':30s} {'value':>10} {'± stderr':>9}     status"]
     for p in fit.params:
         unit = " µs" if p.name.endswith("_us") else ""
         status = "fitted" if p.fitted else f"published value kept: {p.note}"
-        lines.append(f"{p.name:30s} {p.value:>10.3f}{unit:3s} {status}")
+        err = f"{p.stderr:9.3f}" if p.stderr is not None else f"{'':9s}"
+        lines.append(f"{p.name:30s} {p.value:>10.3f} {err}{unit:3s}  {status}")
     held = "—" if fit.mape_heldout_pct is None else f"{fit.mape_heldout_pct:.1f}%"
     lines.append(f"MAPE hardware profile alone {fit.mape_hardware_pct:.1f}%; with the engine profile "
                  f"{fit.mape_fitted_pct:.1f}% on its own runs, {held} held out (leave one run out)")
