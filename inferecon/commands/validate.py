@@ -9,6 +9,7 @@ from __future__ import annotations
 from inferecon.cli_text import first_paragraph
 
 import math
+import signal
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -56,6 +57,8 @@ def register(subparsers) -> None:
                    help="CPU only: torch/OpenMP threads (default 1, as `inferecon calibrate` uses)")
     p.add_argument("--quick", action="store_true", help="shorter timing budgets (CI)")
     p.add_argument("--out", metavar="DIR", default=None, help="run directory (default results/validate-<model>-<device>-<UTC>/)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted validate run in --out: measure only the cases it lacks")
     p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
     p.set_defaults(func=handler)
 
@@ -100,7 +103,9 @@ def print_table(table: list[dict], labels: list[str], stream=None) -> None:
                      f" {r[f'{label}_memory_us'] / 1e3:>7.3f} {r[f'{label}_network_us'] / 1e3:>7.3f}"
                      f" {r[f'{label}_latency_us'] / 1e3:>7.3f} {_fmt_pct(r[f'{label}_error_pct']):>7}")
         if "full_measured_step_us" in r:
-            line += f" | {r['full_measured_step_us'] / 1e3:>14.3f}"
+            full = r["full_measured_step_us"]
+            # No figure where the layer fit failed: the reason is printed under the table.
+            line += f" | {full / 1e3:>14.3f}" if math.isfinite(full) else f" | {'—':>14}"
             line += "".join(f" {_fmt_pct(r.get(f'{label}_full_error_pct')):>10}" for label in labels)
         print(line, file=stream)
 
@@ -111,6 +116,8 @@ def handler(args) -> int:
     if not args.hardware or not args.model:
         raise UserError("a decode run needs --hardware PROFILE and --model M (or --engine-results FILE... "
                         "to check serving-engine runs)")
+    if args.resume and not args.out:
+        raise UserError("--resume needs --out DIR: the validate run to continue")
     try:
         import torch  # noqa: F401
     except ImportError:
@@ -120,8 +127,9 @@ def handler(args) -> int:
     from inferecon import __version__
     from inferecon.calibration import validate as v
     from inferecon.harness.device import resolve_device
-    from inferecon.harness.device import apply_cpu_threads, collect_metadata, device_identity
+    from inferecon.harness.device import apply_cpu_threads, collect_metadata, device_identity, host_class
     from inferecon.harness.store import RunStore, write_json_atomic
+    from inferecon.harness.torchrun import raise_interrupt, signals_deferred
     from inferecon.kernels import decode
     from inferecon.model.hardware import HardwareProfile
 
@@ -160,25 +168,40 @@ def handler(args) -> int:
                              "tp": args.tp, "dtype": args.dtype, "layers_measured": list(plan.layers),
                              "n_layers_full": plan.n_layers_full, "layer_reason": plan.reason,
                              "torch_threads": torch.get_num_threads()},
-                **collect_metadata(device)}
-    store = RunStore(out, manifest)
+                **collect_metadata(device), "run_kind": "validate", "host_class": host_class(), "cpu_threads": threads}
+    if args.resume:
+        _check_resume(out, manifest)
+    store = RunStore(out, manifest, resume=args.resume)
     progress = None if args.no_progress else (lambda msg: print(msg, file=sys.stderr, flush=True))
     if progress and plan.extrapolated:
         progress(f"[validate] {plan.reason}: measuring {plan.layers} layers, extrapolating to {plan.n_layers_full}")
+
+    def keep(rec):
+        # Stored as each case finishes; Ctrl-C waits for the write, so a case is whole or absent.
+        with signals_deferred():
+            store.append(decode.BENCHMARK, {
+                **rec, "benchmark": decode.BENCHMARK, "benchmark_version": decode.BENCHMARK_VERSION,
+                "device": device, "device_name": device_name, "gpu_count": gpu_count,
+                "model": spec.name, "n_layers_full": plan.n_layers_full, "skipped": "",
+            })
+
+    done = store.case_ids(decode.BENCHMARK)
+    old_term = signal.signal(signal.SIGTERM, raise_interrupt)  # a scheduler's stop, like Ctrl-C
     try:
-        rows = v.measure_decode(shape, plan, batches, contexts, args.tp, device, args.quick, out, progress)
+        v.measure_decode(shape, plan, batches, contexts, args.tp, device, args.quick, out, progress,
+                         done=done, keep=keep)
     except KeyboardInterrupt:
         store.finish("interrupted")
-        raise
+        n = len(store.records(decode.BENCHMARK))
+        sys.stderr.write(f"inferecon: interrupted; {n} finished case(s) saved in {out} "
+                         f"(continue with validate --resume --out {out} and the same options)\n")
+        return 130
     except UserError:
         store.finish("failed")
         raise
-    for rec in rows:
-        store.append(decode.BENCHMARK, {
-            **rec, "benchmark": decode.BENCHMARK, "benchmark_version": decode.BENCHMARK_VERSION,
-            "device": device, "device_name": device_name, "gpu_count": gpu_count,
-            "model": spec.name, "n_layers_full": plan.n_layers_full, "skipped": "",
-        })
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+    rows = store.records(decode.BENCHMARK)  # this run's cases and, resumed, the earlier ones
 
     profiles = {"calibrated": hw}
     if published is not None:
@@ -201,6 +224,8 @@ def handler(args) -> int:
         "published_profile": published.name if published else None,
         "published_reason": published_why,
         "noisy_cases": int(sum(bool(r["noisy"]) for r in table)),
+        "layer_fit_notes": {f"batch {r['batch']} context {r['context']}": r["layer_fit_note"]
+                            for r in table if r.get("layer_fit_note")},
     }
     write_json_atomic(out / "validation.json", summary)
     store.note(validation=summary)
@@ -209,6 +234,9 @@ def handler(args) -> int:
     print(f"{spec.name}: {plan.measured} of {plan.n_layers_full} layers, tp {args.tp}, {args.dtype}, {device_name}"
           + (f" ({plan.reason}; full model extrapolated from {list(plan.layers)} layers)" if plan.extrapolated else ""))
     print_table(table, labels)
+    for r in table:
+        if r.get("layer_fit_note"):
+            print(f"batch {r['batch']} context {r['context']}: {r['layer_fit_note']}")
     cal = summary["mape_pct"]["calibrated"]
     print(f"MAPE calibrated ({hw.name}): {cal:.1f}%")
     if published is not None:
@@ -216,10 +244,27 @@ def handler(args) -> int:
     else:
         print(f"MAPE published: none ({published_why})")
     if plan.extrapolated:
-        full = summary["full_model_mape_pct"]
-        print("full-model MAPE (extrapolated): " + ", ".join(f"{k} {x:.1f}%" for k, x in full.items() if x is not None))
+        full = {k: x for k, x in summary["full_model_mape_pct"].items() if x is not None}
+        print("full-model MAPE (extrapolated): " + (", ".join(f"{k} {x:.1f}%" for k, x in full.items()) if full else
+                                                   "none: no case had a positive per-layer slope (see above)"))
     print(f"saved {out}/ (decode.parquet, validation.csv, validation.png, validation.json)")
     return 0
+
+
+def _check_resume(out: Path, manifest: dict) -> None:
+    """A resumed validation is the same validation: same kind of run, machine, model and plan
+    (a decode case's id does not name the model, so mixing models would mix rows)."""
+    from inferecon.harness.store import check_same_run, read_manifest
+
+    if not (out / "manifest.json").is_file():
+        raise UserError(f"--resume: no run to resume at {out}")
+    old = read_manifest(out)
+    check_same_run(out, old, manifest)
+    was, now = old.get("validate") or {}, manifest["validate"]
+    for key in ("model", "tp", "dtype", "layers_measured", "n_layers_full", "batches", "contexts"):
+        if key in was and was[key] != now[key]:
+            raise UserError(f"--resume: {out} validates {key} {was[key]}, this command asks for {now[key]} "
+                            "(resume with the options it was started with, or choose another --out)")
 
 
 def engine_handler(args) -> int:

@@ -227,6 +227,10 @@ class RunStore:
     def done(self, benchmark: str, case_id: str) -> bool:
         return (benchmark, str(case_id)) in self._done
 
+    def case_ids(self, benchmark: str) -> set[str]:
+        """Ids of the cases of `benchmark` already stored (what a resumed sweep skips)."""
+        return {cid for (bench, cid) in self._done if bench == benchmark}
+
     def records(self, benchmark: str) -> list[dict]:
         return list(self._records.get(benchmark, []))
 

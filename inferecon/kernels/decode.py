@@ -486,10 +486,11 @@ def run_in_world(shape: DecoderShape, cases: list[DecodeCase], device: str, out:
                 rows.append(rec)
                 sys.stderr.write(f"[decode] {rec['case_id']}: {rec['median_us']:.1f} us\n")
                 sys.stderr.flush()
-        if ctx.rank == 0 and out:
-            tmp = Path(out).with_suffix(".tmp")
-            tmp.write_text(json.dumps(rows))
-            tmp.replace(out)
+                if out:
+                    # Rewritten (atomically) after every case: an interrupted world keeps what finished.
+                    tmp = Path(out).with_suffix(".tmp")
+                    tmp.write_text(json.dumps(rows))
+                    tmp.replace(out)
         hdist.barrier(ctx)
         return 0
     finally:
@@ -510,6 +511,9 @@ def torchrun_command(shape: DecoderShape, cases: list[DecodeCase], tp: int, devi
     return cmd
 
 
+TP_ROWS = "decode_tp.json"  # rank 0's records, in the work directory
+
+
 def run_torchrun(shape: DecoderShape, cases: list[DecodeCase], tp: int, device: str, work_dir: Path,
                  quick: bool, fixed_reps: int, dump: Optional[str] = None, timeout_s: float = 1800.0) -> list[dict]:
     """Start `tp` ranks with torchrun, wait, and return rank 0's records."""
@@ -517,7 +521,8 @@ def run_torchrun(shape: DecoderShape, cases: list[DecodeCase], tp: int, device: 
 
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    out = work_dir / "decode_tp.json"
+    out = work_dir / TP_ROWS
+    out.unlink(missing_ok=True)  # a previous world's rows are stored already, not this one's
     log = work_dir / "decode_tp.log"
     env = dict(os.environ)
     # Ranks share the cores: one thread each, as torchrun itself defaults.
@@ -536,6 +541,14 @@ def run_torchrun(shape: DecoderShape, cases: list[DecodeCase], tp: int, device: 
     if dump:
         return []
     return json.loads(out.read_text())
+
+
+def saved_rows(work_dir: Path) -> list[dict]:
+    """The records rank 0 saved so far in `work_dir` (all of them once the world finished)."""
+    try:
+        return json.loads((Path(work_dir) / TP_ROWS).read_text())
+    except (OSError, ValueError):
+        return []
 
 
 def _parse_cases(text: str) -> list[DecodeCase]:
