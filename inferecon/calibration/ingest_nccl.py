@@ -170,9 +170,14 @@ def _op_name(text: str) -> str | None:
 
 def _clean(line: str) -> str:
     line = _TAG.sub(" ", line)
-    # srun -l / pdsh style "N: " or "host: " prefixes, and a leading timestamp.
-    line = re.sub(r"^\s*(?:\d{4}-\d\d-\d\d[T ][\d:.,]+Z?\s*|\[?\d\d:\d\d:\d\d(?:[.,]\d+)?\]?\s+)", "", line)
-    line = re.sub(r"^\s*[\w.-]+:\s(?=\s*[#\d]|\s*$|\s*[A-Za-z])", "", line, count=1)
+    # srun -l / pdsh style "N: " or "host: " prefixes and leading timestamps, in either order.
+    for _ in range(3):
+        before = line
+        line = re.sub(r"^\s*(?:\d{4}-\d\d-\d\d[T ][\d:.,]+(?:Z|[+-]\d\d:?\d\d)?\s+|\[?\d\d:\d\d:\d\d(?:[.,]\d+)?\]?\s+)",
+                      "", line)
+        line = re.sub(r"^\s*[\w.-]+:\s(?=\s*[#\d]|\s*$|\s*[A-Za-z])", "", line, count=1)
+        if line == before:
+            break
     return line.rstrip()
 
 
@@ -355,8 +360,13 @@ def _table_from_block(path, sha, spec, gpus_per_node, block, ranks, program, gra
             continue
         count, dtype, sides = got
         size = int(m.group(1))
+        why = _inconsistent(size, sides, block.time_unit)
+        if why:
+            bad.append((lineno, why))
+            continue
         for side, t, a, b in sides:
             points.append([lineno, size, count, dtype, side, t, a, b])
+    block.bad = bad
     if not points:
         return None
     op, op_source = _resolve_op(path, spec, program)
@@ -379,6 +389,20 @@ def _table_from_block(path, sha, spec, gpus_per_node, block, ranks, program, gra
                   device_name=device, mode="graph" if graph else "eager", first_line=block.first_line,
                   points=[tuple(p) for p in points], bad_rows=bad, notes=notes)
     return t
+
+
+def _inconsistent(size, sides, unit) -> str:
+    """Why a parsed row is not an nccl-tests row ('' when it is): algbw must be size / time
+    (to the printed rounding), whichever unit the time column is in."""
+    for side, t, a, b in sides:
+        if t <= 0 or a < 0 or b < 0:
+            return f"{side}-of-place time {t} / bandwidths {a} {b} out of range"
+        if size == 0 or a < 2 * ROUND_GBPS:
+            continue
+        scale = {"us": [1e3], "ms": [1e6]}.get(unit or "", [1e3, 1e6])
+        if not any(abs(size / (t * k) - a) <= ROUND_GBPS + 0.01 * a for k in scale):
+            return f"algbw {a} is not size / time ({size} B / {t})"
+    return ""
 
 
 def _resolve_op(path, spec, program):
