@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -32,10 +33,11 @@ def _rec(case_id, median_us, rng, n_samples, noise, derive=None, **params):
 
 def make_run(path: Path, *, device_name=CPU, gpu_count=0, slow=1.0, seed=0, n=60, noise=0.004,
              start="2026-11-01T00:00:00+00:00", driver=None, benches=("matmul", "memory", "launch", "collectives"),
-             slow_cases=None, status="complete", extra=None) -> Path:
+             slow_cases=None, status="complete", extra=None, case_drift=0.0) -> Path:
     """A run of the quick CPU sentinel's shape with a known speed: every time is a simple
     function of the case, times `slow` (only for `slow_cases` when given), with Gaussian
-    noise of relative σ `noise`."""
+    noise of relative σ `noise`. `case_drift` moves each case's time by its own random factor
+    exp(case_drift · N(0, 1)) (seeded by `seed` and the case): a busy node's run-to-run drift."""
     rng = np.random.default_rng(seed)
     device = "cuda" if gpu_count else "cpu"
     meta = {"nvml": {"available": bool(driver), "driver_version": driver,
@@ -47,7 +49,8 @@ def make_run(path: Path, *, device_name=CPU, gpu_count=0, slow=1.0, seed=0, n=60
     common = {"device": device, "device_name": device_name, "gpu_count": gpu_count, "benchmark_version": 1}
 
     def f(case_id):
-        return slow if slow_cases is None or case_id in slow_cases else 1.0
+        moved = math.exp(case_drift * np.random.default_rng([seed, zlib.crc32(case_id.encode())]).standard_normal())
+        return moved * (slow if slow_cases is None or case_id in slow_cases else 1.0)
 
     if "matmul" in benches:
         for m in (1, 4, 16, 64):
@@ -351,10 +354,13 @@ def test_baseline_set_widens_by_between_run_spread(tmp_path, capsys):
     cand = make_run(tmp_path / "c", seed=9, slow=1.05)
     # Against the first run alone, the 5% is significant: a regression.
     assert _regress("--baseline", drifting[0], "--candidate", cand, "--out", tmp_path / "o1") == 1
-    # Against all three, 5% is inside the node's own run-to-run spread: no verdict, exit 0.
+    # Against all three, 5% is inside the node's own run-to-run spread (σ of the three factors'
+    # logs ≈ 5.5%, × √2 for a ratio ≈ 7.8% > 3%): no verdict, and it says why (exit 4).
     args = [x for d in drifting for x in ("--baseline", d)]
-    assert _regress(*args, "--candidate", cand, "--out", tmp_path / "o3") == 0
+    assert _regress(*args, "--candidate", cand, "--out", tmp_path / "o3") == 4
     rep = json.loads((tmp_path / "o3" / "regress.json").read_text())
+    assert rep["verdict"] == "INCONCLUSIVE" and "drift" in rep["verdict_line"]
+    assert 0.07 < rep["between_run_drift"] < 0.085
     assert rep["counts"]["regression"] == 0 and rep["counts"]["noisy"] > 20
     assert all("3 baseline runs" in c["reason"] for c in rep["cases"] if c["verdict"] == "noisy")
     # Three steady runs leave the CI tight: a 10% slowdown is still caught.
@@ -376,3 +382,91 @@ def test_auto_pick_of_a_baseline_set(tmp_path, capsys):
     picked = rep["baseline"].split(", ")
     assert [Path(p).name[-8:] for p in picked] == ["20261102", "20261103", "20261104"]
     assert _regress("--candidate", cand, "--baselines-dir", root, "--baseline-runs", "0") == 2
+
+
+# ---------------------------------------------------------------------------------------
+# Run-level verdicts: INCOMPLETE (3), INCONCLUSIVE (4), and how many cases were judged
+
+
+def test_interrupted_candidate_missing_cases_is_incomplete_not_improved(tmp_path, capsys):
+    a = make_run(tmp_path / "a", seed=1)
+    # Interrupted after matmul: 14 matmul cases of the sentinel's 23, and 20% faster. Before
+    # the fix this read "IMPROVED", exit 0.
+    b = make_run(tmp_path / "b", seed=2, slow=0.8, benches=("matmul",), status="interrupted")
+    assert _regress("--baseline", a, "--candidate", b) == 3
+    rep = json.loads((b / "regress.json").read_text())
+    assert rep["verdict"] == "INCOMPLETE" and rep["exit_status"] == 3
+    line = rep["verdict_line"]
+    assert "the candidate lacks 9 case(s)" in line and "the candidate run was interrupted" in line
+    assert "14 of 14 cases measured in both runs judged" in line and "9 missing" in line
+    assert rep["counts"]["improvement"] == 14
+
+
+def test_complete_run_lacking_cases_is_incomplete(tmp_path):
+    a = make_run(tmp_path / "a", seed=1, benches=("matmul", "memory"))
+    b = make_run(tmp_path / "b", seed=2)  # has launch and collectives too: the baseline lacks them
+    assert _regress("--baseline", a, "--candidate", b) == 3
+    rep = json.loads((b / "regress.json").read_text())
+    assert "the baseline lacks 4 case(s)" in rep["verdict_line"]
+
+
+def test_interrupted_baseline_with_every_case_is_still_incomplete(tmp_path):
+    a = make_run(tmp_path / "a", seed=1, status="interrupted")
+    b = make_run(tmp_path / "b", seed=2)
+    assert _regress("--baseline", a, "--candidate", b) == 3
+    assert "the baseline run was interrupted" in json.loads((b / "regress.json").read_text())["verdict_line"]
+
+
+def test_regression_beats_incomplete(tmp_path):
+    # A real slowdown among the cases both runs hold is reported even when a run is partial.
+    a = make_run(tmp_path / "a", seed=1)
+    b = make_run(tmp_path / "b", seed=2, slow=1.2, benches=("matmul", "memory"), status="interrupted")
+    assert _regress("--baseline", a, "--candidate", b) == 1
+    line = json.loads((b / "regress.json").read_text())["verdict_line"]
+    assert line.startswith("REGRESSION: 19 case(s)") and "also incomplete" in line
+
+
+def test_busy_node_drift_beyond_tolerance_is_inconclusive_not_regression(tmp_path):
+    # Same software, but every case's median moved by its own ±8% (σ) between the runs, as on
+    # the shared CPU. Per case, several land beyond 3% with tight within-run CIs.
+    a = make_run(tmp_path / "a", seed=1, case_drift=0.08)
+    b = make_run(tmp_path / "b", seed=2, case_drift=0.08)
+    gate = compare_runs(read_run(a)[1], read_run(b)[1])
+    assert gate.regressed  # what used to be exit 1 "REGRESSION"
+    assert _regress("--baseline", a, "--candidate", b) == 4
+    rep = json.loads((b / "regress.json").read_text())
+    assert rep["verdict"] == "INCONCLUSIVE" and "drift" in rep["verdict_line"]
+    # Two runs of σ 8% each: the ratio's σ is about 8% x √2 ≈ 11% (a 23-case MAD estimate).
+    assert 0.05 < rep["between_run_drift"] < 0.2
+    # The same node with a tolerance above its drift judges again.
+    assert _regress("--baseline", a, "--candidate", b, "--tolerance", "40%", "--out", tmp_path / "o") == 0
+
+
+def test_a_uniform_slowdown_is_not_mistaken_for_drift(tmp_path):
+    a = make_run(tmp_path / "a", seed=1)
+    b = make_run(tmp_path / "b", seed=2, slow=1.10)
+    assert _regress("--baseline", a, "--candidate", b) == 1
+    rep = json.loads((b / "regress.json").read_text())
+    assert rep["between_run_drift"] < 0.01
+    assert "23 of 23 cases measured in both runs judged" in rep["verdict_line"]
+
+
+def _throttled(case_id, t, seed):
+    rng = np.random.default_rng(seed)
+    return {"case_id": case_id, "samples_us": (t * (1 + 0.004 * rng.standard_normal(60))).tolist(),
+            "median_us": t, "iqr_us": 0.0, "reps": 60, "noisy": False, "throttled": True, "skipped": "",
+            "op": "read", "bytes": 1, "bytes_moved": 1, "gbps": 1.0}
+
+
+def test_one_judged_case_of_eleven_gives_no_verdict(tmp_path):
+    # 10 cases throttled (no verdict) and 1 case 10% slower: "REGRESSION" on 1 of 11 would
+    # rest on one case; the gate says how few it judged instead.
+    def run(path, seed, slow):
+        recs = [_throttled(f"read:{i}", 100.0 + i, seed * 100 + i) for i in range(10)]
+        recs.append({**_throttled("read:x", 50.0 * slow, seed), "throttled": False})
+        return make_run(path, seed=seed, benches=(), extra={"memory": recs})
+
+    a, b = run(tmp_path / "a", 1, 1.0), run(tmp_path / "b", 2, 1.10)
+    assert _regress("--baseline", a, "--candidate", b) == 4
+    line = json.loads((b / "regress.json").read_text())["verdict_line"]
+    assert line.startswith("INCONCLUSIVE: only 1 of 11 cases") and "1 slower beyond 3%" in line

@@ -111,6 +111,11 @@ class CaseResult:
     median_us_b: float = math.nan
     n_a: int = 0
     n_b: int = 0
+    # "baseline" or "candidate" when the case is measured in one run only (absent or skipped
+    # in the other): the run that lacks it is incomplete. "" otherwise.
+    absent_from: str = ""
+    # σ of log median over the baseline runs (a baseline of several runs only), else NaN.
+    baseline_spread: float = math.nan
 
     @property
     def change_pct(self) -> float:
@@ -251,6 +256,8 @@ def compare_case(bench: str, case_id: str, ra: dict, rb: dict, cfg: GateConfig,
         boot_b = bootstrap_medians(b, cfg.resamples, _case_seed(cfg.seed, bench, case_id, 1))
     meds = ra.get("run_medians")
     between = between_run_halfwidth(meds, cfg.confidence) if meds is not None else 0.0
+    if meds is not None and len(meds) >= 2:
+        res.baseline_spread = float(np.std(np.log(np.asarray(meds, dtype=float)), ddof=1))
     res.ci_low, res.ci_high = ratio_ci(boot_a, boot_b, cfg.confidence, cfg.drift, res.ratio, between)
     flagged = bool(ra.get("noisy")) or bool(rb.get("noisy"))
     res.verdict, res.reason = classify(res.ratio, res.ci_low, res.ci_high, flagged, cfg)
@@ -323,12 +330,15 @@ def compare_runs(tables_a, tables_b: dict[str, pd.DataFrame], cfg: GateConfig = 
         ra, rb = ia.get(key), ib.get(key)
         if ra is None or rb is None:
             side = "baseline" if ra is None else "candidate"
-            result.cases.append(CaseResult(bench, case_id, "missing", f"not in the {side} run"))
+            result.cases.append(CaseResult(bench, case_id, "missing", f"not in the {side} run", absent_from=side))
             continue
         skipped = [s for s, r in (("baseline", ra), ("candidate", rb)) if _is_skipped(r)]
         if skipped:
             why = "; ".join(f"{s}: {r.get('skipped')}" for s, r in (("baseline", ra), ("candidate", rb)) if _is_skipped(r))
-            result.cases.append(CaseResult(bench, case_id, "missing", f"skipped ({why})"))
+            # Skipped on both sides (out of memory in both) is the same run; on one side only,
+            # that run lacks a case the other has.
+            result.cases.append(CaseResult(bench, case_id, "missing", f"skipped ({why})",
+                                           absent_from=skipped[0] if len(skipped) == 1 else ""))
             continue
         va, vb = ra.get("benchmark_version"), rb.get("benchmark_version")
         if va != vb:
@@ -341,3 +351,95 @@ def compare_runs(tables_a, tables_b: dict[str, pd.DataFrame], cfg: GateConfig = 
         raise UserError(f"the runs have no measured case in common ({len(ia)} cases in the baseline, "
                         f"{len(ib)} in the candidate): compare runs of the same benchmarks")
     return result
+
+
+# ------------------------------------------------------------------------------------------
+# The run-level verdict
+
+# Exit statuses of `inferecon regress` (2 is unusable input, raised as UserError).
+EXIT_UNCHANGED, EXIT_REGRESSION, EXIT_INCOMPLETE, EXIT_INCONCLUSIVE = 0, 1, 3, 4
+# The between-run drift is estimated from the spread of the case ratios (or of the baseline
+# runs' medians); fewer cases than this say too little about it.
+MIN_DRIFT_CASES = 8
+# A verdict needs at least this share of the cases measured in both runs to have been judged
+# (regression, improvement or unchanged): "unchanged" over 1 case of 39 says nothing.
+MIN_JUDGED_SHARE = 0.5
+
+
+@dataclass
+class Verdict:
+    word: str  # UNCHANGED, IMPROVED, REGRESSION, INCOMPLETE, INCONCLUSIVE
+    exit_status: int
+    line: str
+    judged: int  # cases with a verdict of regression, improvement or unchanged
+    measured: int  # cases measured in both runs
+    drift: float | None  # estimated σ of one case's log ratio between two runs; None: too few cases
+
+
+def between_run_drift(gate: GateResult) -> float | None:
+    """How far one case's median moves between two runs of the same software on this node
+    (σ of the log ratio). From a baseline of several runs: √2 × the median over cases of the
+    σ of their run medians. From one baseline: the spread of the candidate/baseline log ratios
+    over all cases (1.4826 × MAD around their median: a real change confined to a few cases,
+    or shared by all, leaves it alone). None when too few cases have a ratio."""
+    spreads = [c.baseline_spread for c in gate.cases if math.isfinite(c.baseline_spread)]
+    if len(spreads) >= MIN_DRIFT_CASES:
+        return float(math.sqrt(2) * np.median(spreads))
+    logs = np.log([c.ratio for c in gate.cases if math.isfinite(c.ratio) and c.ratio > 0])
+    if logs.size < MIN_DRIFT_CASES:
+        return None
+    return float(1.4826 * np.median(np.abs(logs - np.median(logs))))
+
+
+def decide(gate: GateResult, interrupted: list[tuple[str, str]]) -> Verdict:
+    """The run-level verdict and exit status.
+
+    REGRESSION (1): a judged case slower beyond tolerance, on a node steady enough to judge.
+    INCOMPLETE (3): a run lacks cases the other has, or was interrupted (`interrupted` names
+        (run, status) pairs), and nothing regressed among the cases both hold.
+    INCONCLUSIVE (4): the node's between-run drift exceeds the tolerance (a change of the
+        tolerance's size cannot be told from noise here), or fewer than half the cases
+        measured in both runs could be judged.
+    IMPROVED / UNCHANGED (0): otherwise."""
+    cfg = gate.config
+    tol = f"{100 * cfg.tolerance:g}%"
+    counts = gate.counts()
+    judged = counts["regression"] + counts["improvement"] + counts["unchanged"]
+    measured = sum(c.verdict != "missing" for c in gate.cases)
+    drift = between_run_drift(gate)
+    tally = f"{judged} of {measured} cases measured in both runs judged"
+    others = [f"{counts[v]} {v}" for v in ("noisy", "missing") if counts[v]]
+    tally += f" ({', '.join(others)} gave no verdict)" if others else ""
+    lacking = {side: sum(c.absent_from == side for c in gate.cases) for side in ("baseline", "candidate")}
+    gaps = [f"the {side} lacks {n} case(s) the other run has" for side, n in lacking.items() if n]
+    gaps += [f"the {name} run was {status}" for name, status in interrupted]
+    drifty = drift is not None and drift > cfg.tolerance
+    too_few = judged < MIN_JUDGED_SHARE * measured
+    if gate.regressed and not drifty and not too_few:
+        worst = max((c for c in gate.cases if c.verdict == "regression"), key=lambda c: c.ratio)
+        line = (f"REGRESSION: {counts['regression']} case(s) slower beyond {tol} "
+                f"(worst {worst.benchmark}/{worst.case_id} {worst.change_pct:+.1f}%); {tally}")
+        if gaps:
+            line += "; also incomplete: " + "; ".join(gaps)
+        return Verdict("REGRESSION", EXIT_REGRESSION, line, judged, measured, drift)
+    if gaps:
+        found = f"{counts['regression']} slower beyond {tol}" if gate.regressed else f"none slower beyond {tol}"
+        line = f"INCOMPLETE: {'; '.join(gaps)}; {tally}, {found}"
+        return Verdict("INCOMPLETE", EXIT_INCOMPLETE, line, judged, measured, drift)
+    if drifty:
+        several = any(math.isfinite(c.baseline_spread) for c in gate.cases)
+        advice = "a tolerance above the drift" if several else \
+            "a baseline of several runs (--baseline repeated, or --baseline-runs 3), or a tolerance above the drift"
+        line = (f"INCONCLUSIVE: this node's between-run drift ({100 * drift:.1f}% per case) exceeds the {tol} "
+                f"tolerance, so a {tol} change cannot be told from noise here; {tally}, "
+                f"{counts['regression']} slower and {counts['improvement']} faster beyond {tol} taken as drift "
+                f"(use {advice})")
+        return Verdict("INCONCLUSIVE", EXIT_INCONCLUSIVE, line, judged, measured, drift)
+    if too_few:
+        line = (f"INCONCLUSIVE: only {tally}; fewer than {MIN_JUDGED_SHARE:.0%} of the cases gave a verdict "
+                f"({counts['regression']} slower beyond {tol})")
+        return Verdict("INCONCLUSIVE", EXIT_INCONCLUSIVE, line, judged, measured, drift)
+    if counts["improvement"]:
+        line = f"IMPROVED: {counts['improvement']} case(s) faster beyond {tol}, none slower; {tally}"
+        return Verdict("IMPROVED", EXIT_UNCHANGED, line, judged, measured, drift)
+    return Verdict("UNCHANGED", EXIT_UNCHANGED, f"UNCHANGED within {tol}: {tally}", judged, measured, drift)

@@ -1,7 +1,9 @@
 """`inferecon regress`: did the node get slower (or faster) at anything the cost model
 depends on? Compares two runs case by case, says what changed in their manifests and what it
 does to a reference model's frontier. Exit 0 unchanged/improved, 1 regression beyond
-tolerance, 2 unusable input."""
+tolerance, 2 unusable input, 3 incomplete (a run lacks cases the other has, or was
+interrupted), 4 inconclusive (the node's between-run drift exceeds the tolerance, or too few
+cases could be judged)."""
 
 from __future__ import annotations
 
@@ -9,10 +11,9 @@ from inferecon.cli_text import first_paragraph
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
+from inferecon import cli_args
 from inferecon.errors import UserError
 
 
@@ -28,8 +29,8 @@ def register(sub) -> None:
     p.add_argument("--confidence", type=float, default=0.99, help="bootstrap CI level (default 0.99)")
     p.add_argument("--drift", default="0%",
                    help="between-run spread of this node (σ of log ratio) added to each CI, e.g. 2%% (default 0%%)")
-    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--resamples", type=cli_args.int_in(100, 100_000), default=2000, help="bootstrap resamples (default 2000)")
+    p.add_argument("--seed", type=cli_args.int_in(0, 2**32 - 1), default=0, help="bootstrap seed (default 0)")
     p.add_argument("--force", action="store_true",
                    help="compare runs of different GPU models; save an incomplete run as a baseline")
     p.add_argument("--all", action="store_true", help="list unchanged cases too")
@@ -37,8 +38,8 @@ def register(sub) -> None:
     p.add_argument("--out", metavar="DIR", default=None,
                    help="where regress.md and regress.json go (default: the candidate run directory)")
     p.add_argument("--model", default="llama-3-70b", help="reference model for the impact (default llama-3-70b)")
-    p.add_argument("--context", type=int, default=4096, help="context for the impact (default 4096)")
-    p.add_argument("--max-gpus", type=int, default=64, help="largest instance in the impact search (default 64)")
+    p.add_argument("--context", type=cli_args.CONTEXT_TOKENS, default=4096, help="context for the impact (default 4096)")
+    p.add_argument("--max-gpus", type=cli_args.MAX_GPUS, default=64, help="largest instance in the impact search (default 64)")
     p.add_argument("--no-model", action="store_true", help="skip the model impact (no profile fits)")
     p.add_argument("--save-baseline", metavar="RUN_DIR", default=None,
                    help="save RUN_DIR under --baselines-dir as <gpu>-x<count>-driver<ver>-<date> and exit")
@@ -190,17 +191,6 @@ def render(report: dict, show_all: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _jsonable(x):
     if isinstance(x, float) and not math.isfinite(x):
         return None
@@ -218,8 +208,9 @@ def run(args) -> int:
     from dataclasses import asdict
 
     from inferecon.calibration import baselines
-    from inferecon.calibration.regress import GateConfig, compare_runs
+    from inferecon.calibration.regress import GateConfig, compare_runs, decide
     from inferecon.harness.store import read_manifest, read_run
+    from inferecon.outpath import check_out_dir, write_text
 
     root = Path(args.baselines_dir) if args.baselines_dir else baselines.DEFAULT_DIR
     if args.save_baseline:
@@ -233,8 +224,11 @@ def run(args) -> int:
     cand = Path(args.candidate)
     if not cand.is_dir():
         raise UserError(f"--candidate {cand}: no such run directory")
+    drift = parse_fraction(args.drift, "--drift")
+    if not (math.isfinite(drift) and drift >= 0):
+        raise UserError(f"--drift must be a spread of 0% or more, got {args.drift!r}")
     cfg = GateConfig(tolerance=parse_fraction(args.tolerance, "--tolerance"), confidence=args.confidence,
-                     resamples=args.resamples, seed=args.seed, drift=parse_fraction(args.drift, "--drift"))
+                     resamples=args.resamples, seed=args.seed, drift=drift)
     if args.context < 1 or args.max_gpus < 1:
         raise UserError("--context and --max-gpus must be at least 1")
     picked = args.baseline is None
@@ -252,6 +246,7 @@ def run(args) -> int:
             raise UserError("--baseline and --candidate are the same run directory")
         if out.resolve() == base.resolve():
             raise UserError("--out is a baseline run: a baseline is never written to")
+    check_out_dir(out)  # before reading and bootstrapping the runs: one line if it cannot be written
 
     runs_a = [read_run(b) for b in bases]  # UserError (exit 2) on a truncated or foreign Parquet file
     man_b, tables_b = read_run(cand)
@@ -267,23 +262,18 @@ def run(args) -> int:
     notes = []
     if n_a != n_b:
         notes.append(f"GPU count differs ({n_a} vs {n_b}): collectives of other world sizes are missing, not compared")
-    for label, m in (("baseline", man_a), ("candidate", man_b)):
-        if m.get("status") != "complete":
-            notes.append(f"the {label} run is {m.get('status')!r}: its missing cases are listed as missing")
+    # A run that did not finish (interrupted, or still "running" after a kill) lacks cases.
+    interrupted = [(f"baseline {b}" if len(bases) > 1 else "baseline", str(m.get("status")))
+                   for b, (m, _) in zip(bases, runs_a) if m.get("status") != "complete"]
+    if man_b.get("status") != "complete":
+        interrupted.append(("candidate", str(man_b.get("status"))))
     counts = gate.counts()
-    if gate.regressed:
-        worst = max((c for c in gate.cases if c.verdict == "regression"), key=lambda c: c.ratio)
-        verdict = (f"REGRESSION: {counts['regression']} case(s) slower beyond {100 * cfg.tolerance:g}% "
-                   f"(worst {worst.benchmark}/{worst.case_id} {worst.change_pct:+.1f}%)")
-    elif counts["improvement"]:
-        verdict = f"IMPROVED: {counts['improvement']} case(s) faster beyond {100 * cfg.tolerance:g}%, none slower"
-    else:
-        verdict = f"UNCHANGED within {100 * cfg.tolerance:g}%"
-    if counts["noisy"] or counts["missing"]:
-        verdict += f" ({counts['noisy']} noisy and {counts['missing']} missing cases gave no verdict)"
+    verdict = decide(gate, interrupted)
     report = {
         "baseline": ", ".join(map(str, bases)), "candidate": str(cand), "baseline_picked": picked,
-        "exit_status": 1 if gate.regressed else 0, "verdict_line": verdict,
+        "exit_status": verdict.exit_status, "verdict": verdict.word, "verdict_line": verdict.line,
+        "cases_judged": verdict.judged, "cases_measured_in_both": verdict.measured,
+        "between_run_drift": verdict.drift,
         "config": asdict(cfg), "counts": counts,
         "cases": [{**asdict(c), "change_pct": c.change_pct} for c in gate.ordered()],
         "manifest_diff": [(k, a, b) for k, a, b in manifest_diff(man_a, man_b)],
@@ -293,9 +283,8 @@ def run(args) -> int:
     text = render(report, args.all)
     if notes:
         text += "\n" + "\n".join(f"note: {n}" for n in notes) + "\n"
-    out.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out / "regress.json", json.dumps(_jsonable(report), indent=2, default=str) + "\n")
-    _write_atomic(out / "regress.md", text)
+    write_text(out / "regress.json", json.dumps(_jsonable(report), indent=2, default=str) + "\n")
+    write_text(out / "regress.md", text)
     if args.json:
         print(json.dumps(_jsonable(report), indent=2, default=str))
     else:
