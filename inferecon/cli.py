@@ -21,11 +21,13 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole CLI, or with `only` just that subcommand: importing every command module
+    (measurement code included) would cost `inferecon predict` a good part of its start-up."""
     parser = _Parser(prog="inferecon", description="measure GPUs, calibrate an inference cost model, predict the speed/cost frontier")
     parser.add_argument("--version", action="version", version=f"inferecon {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in COMMANDS:
+    for name in [only] if only in COMMANDS else COMMANDS:
         try:
             module = importlib.import_module(f"inferecon.commands.{name}")
         except ModuleNotFoundError as exc:
@@ -37,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    first = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(first)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
