@@ -171,3 +171,36 @@ def test_resume_on_another_device_is_refused(capsys, tmp_path):
     line = _one_line_error(capsys, ["bench", "launch", "--device", "cpu", "--out", str(tmp_path / "r"), "--resume"])
     assert "measured on cuda, not cpu" in line
     assert (tmp_path / "r" / "manifest.json").read_text() == before  # the run is left untouched
+
+
+# --------------------------------------------------------------------------------------------
+# CPU threads: bench pins them like calibrate and validate, so their figures agree.
+
+
+@pytest.fixture
+def restore_threads(monkeypatch):
+    import os
+
+    monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))  # restored at teardown
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.mark.parametrize("flag, expected", [([], 1), (["--threads", "2"], 2)], ids=["default", "two"])
+def test_bench_pins_cpu_threads(tmp_path, restore_threads, flag, expected):
+    from inferecon.harness.store import read_run
+
+    out = tmp_path / "r"
+    torch.set_num_threads(2)  # what an unpinned process on a 2-core machine would use
+    assert cli.main(["bench", "launch", "--device", "cpu", "--quick", "--out", str(out), "--no-progress", *flag]) == 0
+    manifest, _ = read_run(out)
+    assert manifest["cpu_threads"] == expected
+    assert manifest["metadata"]["cpu"]["torch_threads"] == expected  # in force while measuring
+    assert manifest["metadata"]["env"]["OMP_NUM_THREADS"] == str(expected)  # what torchrun ranks inherit
+
+
+def test_bad_thread_count(capsys, tmp_path, restore_threads):
+    line = _one_line_error(capsys, ["bench", "launch", "--device", "cpu", "--threads", "0", "--out", str(tmp_path / "r")])
+    assert "--threads must be at least 1, got 0" in line
+    assert not (tmp_path / "r").exists()

@@ -5,6 +5,7 @@ rank, Ctrl-C). GPU-only checks (NCCL, CUDA graphs) are marked `gpu`."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -283,19 +284,38 @@ def test_killed_run_resumes_without_losing_or_redoing_cases(tmp_path):
 
 
 def test_hung_rank_ends_after_the_timeout_with_one_line(tmp_path):
+    # No wall-clock bound: start-up on a loaded machine takes what it takes. What ends the run
+    # is shown by the message itself: the peer's call failing at --timeout-s 4 during the
+    # hung case (the parent's stall backstop, 3 x 4 + 120 s, would say "no progress"), and a
+    # run that never ended fails the test at the subprocess timeout.
     out = tmp_path / "hung"
-    t0 = time.monotonic()
-    rc, _, err = _run(out, "--nproc-per-node", "2", "--timeout-s", "4", timeout=90,
+    rc, _, err = _run(out, "--nproc-per-node", "2", "--timeout-s", "4", timeout=240,
                       **{coll.HANG_RANK_ENV: 1, coll.HANG_CASE_ENV: 2})
-    elapsed = time.monotonic() - t0
     assert rc != 0
     lines = [l for l in err.splitlines() if l.startswith("inferecon:")]
     assert len(lines) == 1, err[-3000:]
     assert "during all_reduce eager 512 B" in lines[0] and "--timeout-s 4" in lines[0]
+    assert "no progress" not in lines[0]
     assert "Traceback" not in err
-    assert elapsed < 60
     manifest, df = _rows(out)
     assert len(df) == 2 and manifest["status"] == "failed"
+
+
+def test_no_progress_silences_the_ranks_per_case_lines(tmp_path):
+    """`bench collectives --no-progress`: the ranks print no per-case line (they did, through
+    the launcher, before); the start message and the summary remain."""
+    out = tmp_path / "quiet"
+    rc, out_text, err = _run(out, "--nproc-per-node", "2", "--timeout-s", "30", "--no-progress")
+    assert rc == 0, err[-3000:]
+    manifest, df = _rows(out)
+    assert manifest["status"] == "complete" and len(df) == len(coll.plan(coll.sweep_config("cpu", quick=True)))
+    per_case = [line for line in err.splitlines() if re.match(r"\[collectives\] \d+/\d+ ", line)]
+    assert not per_case, per_case[:3]
+    assert "[collectives] 28 of 28 cases to run" in err
+    assert "all_reduce/eager/8B/w2n1/gloo" in out_text
+    # Without the flag the same lines are there (test_two_rank_gloo_run_through_torchrun: "28/28").
+    assert coll.Options("cpu", "x", progress=False).child_argv()[-1] == "--no-progress"
+    assert "--no-progress" not in coll.Options("cpu", "x").child_argv()
 
 
 def test_ctrl_c_stops_after_saving_finished_cases(tmp_path):
