@@ -137,7 +137,7 @@ def search(model: ModelSpec, hw: HardwareProfile, context: int, space: SearchSpa
            draft: ModelSpec | None = None, acceptance: float = 0.0,
            opts: CostOptions = CostOptions()) -> pd.DataFrame:
     """The Pareto frontier, fastest first, each row with its configuration and term breakdown."""
-    validate_request(model, hw, context, acceptance)
+    validate_request(model, hw, context, acceptance, draft)
     lay = build_layouts(model, hw, space, with_spec=draft is not None)
     res = evaluate(model, hw, lay, context, draft=draft, acceptance=acceptance, opts=opts)
     ok = res["feasible"]
@@ -164,13 +164,15 @@ def search(model: ModelSpec, hw: HardwareProfile, context: int, space: SearchSpa
     return df.drop(columns=["feasible", "flops_per_gpu_step"])
 
 
-def validate_request(model: ModelSpec, hw: HardwareProfile, context: int, acceptance: float) -> None:
+def validate_request(model: ModelSpec, hw: HardwareProfile, context: int, acceptance: float, draft=None) -> None:
     if context < 0:
         raise UserError(f"context must be 0 or more tokens, got {context}")
     if not 0.0 <= acceptance <= 1.0:
         raise UserError(f"acceptance must be in [0, 1], got {acceptance}")
     if hw.price_usd_per_gpu_hour <= 0:
         raise UserError(f"price must be a positive $/GPU-hour, got {hw.price_usd_per_gpu_hour}")
+    if draft is not None and draft.vocab_size != model.vocab_size:  # the target verifies the draft's tokens
+        raise UserError(f"draft {draft.name} has a {draft.vocab_size}-token vocabulary, {model.name} {model.vocab_size}: a speculative draft must share the target's tokenizer")
 
 
 def cost_at_speed(front: pd.DataFrame, speed: float) -> float:
