@@ -159,3 +159,12 @@ def test_runs_that_lack_model_tp_or_gpu_say_which_flag_to_pass():
         resolve_cases(sglang, model="llama-3-8b", tp=1)
     cases = resolve_cases(sglang, model="llama-3-8b", hardware=H100, tp=1, weight_bits=8)
     assert [c.batch for c in cases] == [1, 4, 16] and all(c.model.weight_bits == 8 for c in cases)
+
+
+def test_heldout_pass_can_be_skipped_without_changing_the_profile():
+    cases = synthetic([("llama-3-8b", 1), ("llama-3-70b", 4)], (16, 8), (1, 16))
+    with_loo, without = fit_engine_profile(cases), fit_engine_profile(cases, heldout=False)
+    assert without.profile.step_overhead_us == with_loo.profile.step_overhead_us
+    assert without.profile.weight_read_efficiency == with_loo.profile.weight_read_efficiency
+    assert without.mape_heldout_pct is None and all(r["heldout_ms"] is None for r in without.rows)
+    assert with_loo.mape_heldout_pct is not None

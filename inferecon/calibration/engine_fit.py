@@ -327,11 +327,12 @@ def _fit_values(cases, A, base, names):
         chosen = [k for k in chosen if k != j]
 
 
-def fit_engine_profile(cases: list[EngineCase], name: str | None = None) -> EngineFit:
+def fit_engine_profile(cases: list[EngineCase], name: str | None = None, heldout: bool = True) -> EngineFit:
     """Fit an engine profile to runs of one engine (any mix of models, GPUs and precisions).
 
     Callers that hold out whole sources (the accuracy scorecard) fit on the other cases and
-    evaluate the held-out ones with `compare_runs(held_out, fit.profile)`."""
+    evaluate the held-out ones with `compare_runs(held_out, fit.profile)`; they may pass
+    heldout=False to skip the leave-one-run-out pass (one refit per run)."""
     if not cases:
         raise UserError("no engine runs to fit")
     engines = Counter(c.run.engine for c in cases)
@@ -344,7 +345,7 @@ def fit_engine_profile(cases: list[EngineCase], name: str | None = None) -> Engi
 
     # Leave one run out: the whole fit (parameter choice included) without the run, then that run.
     heldout = [None] * len(cases)
-    if len(cases) >= 3:
+    if heldout and len(cases) >= 3:
         for i in range(len(cases)):
             keep = [k for k in range(len(cases)) if k != i]
             sub = [cases[k] for k in keep]
@@ -377,7 +378,8 @@ def fit_engine_profile(cases: list[EngineCase], name: str | None = None) -> Engi
                        mape_heldout_pct=mape(r["heldout_error_pct"] for r in rows), notes=notes)
     quality = {"runs": len(cases), "mape_hardware_pct": result.mape_hardware_pct,
                "mape_fitted_pct": result.mape_fitted_pct, "mape_heldout_pct": result.mape_heldout_pct,
-               "heldout": "leave one run out" if len(cases) >= 3 else "none (fewer than 3 runs)",
+               "heldout": ("leave one run out" if len(cases) >= 3 else "none (fewer than 3 runs)") if heldout
+               else "not computed",
                "parameters": {p.name: {"value": p.value, "stderr": p.stderr, "fitted": p.fitted, "note": p.note}
                               for p in params}}
     result.profile = _profile(name, values, cases, notes, quality)
