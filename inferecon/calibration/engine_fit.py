@@ -344,13 +344,13 @@ def fit_engine_profile(cases: list[EngineCase], name: str | None = None, heldout
     values, why, se = _fit_values(cases, A, base, names)
 
     # Leave one run out: the whole fit (parameter choice included) without the run, then that run.
-    heldout = [None] * len(cases)
+    held_ms = [None] * len(cases)
     if heldout and len(cases) >= 3:
         for i in range(len(cases)):
             keep = [k for k in range(len(cases)) if k != i]
             sub = [cases[k] for k in keep]
             v, _, _ = _fit_values(sub, A[keep], base[keep], names)
-            heldout[i] = predict_case(cases[i], _profile(name, v, sub, []))["ms_per_token"]
+            held_ms[i] = predict_case(cases[i], _profile(name, v, sub, []))["ms_per_token"]
 
     params, notes = [], []
     for n in names:
@@ -367,7 +367,7 @@ def fit_engine_profile(cases: list[EngineCase], name: str | None = None, heldout
             notes.append(f"{n}: published value {published:g} kept: {why.get(n, '')}")
     profile = _profile(name, values, cases, notes)
     fitted = compare_runs(cases, profile)
-    for r, f, h in zip(rows, fitted, heldout):
+    for r, f, h in zip(rows, fitted, held_ms):
         r["fitted_ms"] = f["predicted_ms"]
         r["fitted_error_pct"] = f["error_pct"]
         r["heldout_ms"] = h
