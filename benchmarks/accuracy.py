@@ -124,7 +124,7 @@ def leave_one_source_out(df: pd.DataFrame, cases: list[EngineCase]) -> dict[str,
     fits = {}
     for src, engine in df.groupby("source_id", sort=False)["engine"].first().items():
         train = [c for c, e, s in zip(cases, df["engine"], df["source_id"]) if e == engine and s != src]
-        fits[src] = fit_engine_profile(train, name=f"{engine} without {src}") if train else None
+        fits[src] = fit_engine_profile(train, name=f"{engine} without {src}", heldout=False) if train else None
     return fits
 
 
@@ -168,7 +168,7 @@ def scorecard(df: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     for e in sorted(df["engine"].unique()):
         mask = (df["engine"] == e).to_numpy()
         if df.loc[mask, "source_id"].nunique() >= 2:
-            whole[e] = fit_engine_profile([c for c, m in zip(cases, mask) if m], name=e)
+            whole[e] = fit_engine_profile([c for c, m in zip(cases, mask) if m], name=e, heldout=False)
     return out, {"loso": fits, "all_sources": whole}
 
 
