@@ -11,16 +11,13 @@ nothing here imports pandas, matplotlib or scipy.
 
 from __future__ import annotations
 
-import functools
-import inspect
-
 import numpy as np
 
 from inferecon.errors import UserError
 from inferecon.model.engine import EngineProfile
 from inferecon.model.hardware import HardwareProfile
 from inferecon.model.spec import ModelSpec
-from inferecon.model.terms import CostOptions, Layouts, evaluate, moe_expert_fraction
+from inferecon.model.terms import CostOptions, Layouts, evaluate
 
 # The fields of one prediction, in the order `predict` prints them.
 FIELDS = (
@@ -29,13 +26,8 @@ FIELDS = (
     "tokens_per_s_per_seq", "tokens_per_s_per_gpu", "usd_per_mtok", "ms_per_token", "t_step_ms",
     "t_arithmetic_ms", "t_memory_ms", "t_network_ms", "t_latency_ms", "dominant", "tokens_per_step",
     "mfu", "hbm_per_gpu_gb", "usable_per_gpu_gb", "weights_per_gpu_gb", "kv_per_gpu_gb", "free_per_gpu_gb",
-    "feasible", "infeasible_reason", "price_usd_per_gpu_hour", "engine_applied_by",
+    "feasible", "infeasible_reason", "price_usd_per_gpu_hour",
 )
-
-
-@functools.lru_cache(maxsize=1)
-def _cost_model_takes_engine() -> bool:
-    return "engine" in inspect.signature(evaluate).parameters
 
 
 def check_layout(model: ModelSpec, tp: int, pp: int, ep: int, batch: int, context: int,
@@ -91,16 +83,9 @@ def predict(model: ModelSpec, hw: HardwareProfile, *, tp: int, batch: int, conte
     if not 0.0 <= acceptance <= 1.0:
         raise UserError(f"--acceptance must be in [0, 1], got {acceptance}")
     lay = Layouts(tp_r=1, tp_c=tp, pp=pp, ep=ep, micro_batch=micro, gamma=gamma)
-    takes_engine = _cost_model_takes_engine()
-    kwargs = {"engine": engine} if (engine is not None and takes_engine) else {}
     res = {k: np.asarray(v)[0] for k, v in
            evaluate(model, hw, lay, context, draft=draft, acceptance=acceptance if draft else 0.0, opts=opts,
-                    **kwargs).items()}
-    applied_by = None
-    if engine is not None:
-        applied_by = "cost model" if takes_engine else "predict (interim)"
-        if not takes_engine:
-            res = _with_engine(res, model, hw, micro, tp, ep, gamma, engine)
+                    engine=engine).items()}
 
     weights, kv = stored_per_gpu_bytes(model, tp, pp, ep, batch, context)
     if draft is not None:
@@ -133,41 +118,6 @@ def predict(model: ModelSpec, hw: HardwareProfile, *, tp: int, batch: int, conte
         "weights_per_gpu_gb": weights / 1e9, "kv_per_gpu_gb": kv / 1e9,
         "free_per_gpu_gb": (usable - weights - kv) / 1e9,
         "feasible": feasible, "infeasible_reason": reason,
-        "price_usd_per_gpu_hour": hw.price_usd_per_gpu_hour, "engine_applied_by": applied_by,
+        "price_usd_per_gpu_hour": hw.price_usd_per_gpu_hour,
     }
 
-
-def _with_engine(res: dict, model: ModelSpec, hw: HardwareProfile, micro: int, tp: int, ep: int, gamma: int,
-                 engine: EngineProfile) -> dict:
-    """Interim: the engine's terms added after the cost model, for as long as `evaluate` does not
-    take an engine itself (it then does this and this function is not called). Per step: the
-    fixed overhead plus one per-layer time per layer; the target's weight reads slowed to the
-    engine's efficiency for its weight format (the draft's are left as they are)."""
-    out = dict(res)
-    tokens_group = micro * ep * (gamma + 1)
-    per_gpu = ((model.always_on_params + model.lm_head_params) / tp
-               + model.routed_expert_params / (ep * tp) * float(moe_expert_fraction(model, tokens_group)))
-    t_weights = per_gpu * model.weight_bytes_per_param / (hw.memory.achieved_gbps * 1e9)
-    extra_read = t_weights * (1.0 / engine.weight_efficiency(model.weight_bits) - 1.0)
-    fixed = (engine.step_overhead_us + engine.per_layer_us * model.n_layers) * 1e-6
-    t_mem, t_arith = float(res["t_memory_s"]), float(res["t_arithmetic_s"])
-    if hw.compute.gemm_fit:
-        # Calibrated GEMM times already include their weight reads: slower reads add to them.
-        out["t_arithmetic_s"] = t_arith + extra_read
-        step = float(res["t_step_s"]) + extra_read
-    else:
-        out["t_memory_s"] = t_mem + extra_read
-        step = float(res["t_step_s"]) - max(t_mem, t_arith) + max(t_mem + extra_read, t_arith)
-    step += fixed
-    out["t_latency_s"] = float(res["t_latency_s"]) + fixed
-    scale = float(res["t_step_s"]) / step
-    out["t_step_s"] = step
-    for k in ("tokens_per_s_per_seq", "tokens_per_s_per_gpu", "mfu"):
-        out[k] = float(res[k]) * scale
-    out["usd_per_mtok"] = float(res["usd_per_mtok"]) / scale
-    terms = {"arithmetic": out["t_arithmetic_s"], "memory": out["t_memory_s"],
-             "network": out["t_network_s"], "latency": out["t_latency_s"]}
-    overlapped = "arithmetic" if terms["arithmetic"] >= terms["memory"] else "memory"
-    terms["arithmetic" if overlapped == "memory" else "memory"] = 0.0
-    out["dominant"] = max(terms, key=terms.get)
-    return out

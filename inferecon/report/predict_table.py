@@ -30,6 +30,4 @@ def format_predictions(rows: list[dict], hw) -> str:
             lines.append(f"batch {r['batch']} does not fit: {r['infeasible_reason']}")
     lines.append(f"HBM per GPU {first['hbm_per_gpu_gb']:.0f} GB, {first['usable_per_gpu_gb']:.1f} GB usable for "
                  f"weights and KV cache; terms in ms per step (memory and arithmetic overlap: the larger counts)")
-    if first["engine_applied_by"] == "predict (interim)":
-        lines.append("engine overheads added after the cost model (interim, until the cost model takes an engine)")
     return "\n".join(lines)
