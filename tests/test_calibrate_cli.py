@@ -42,8 +42,12 @@ def test_cpu_chain_writes_a_valid_profile_and_report(cpu_run, tmp_path, capsys):
 
 def test_refit_from_run_with_ingested_files_and_report(cpu_run, tmp_path):
     out = tmp_path / "refit"
-    assert main(["calibrate", "--from", str(cpu_run), "--out", str(out),
-                 "--nccl-tests", FIX + "all_reduce_perf_8xh100.txt", "--nvbandwidth", FIX + "nvbandwidth.txt"]) == 0
+    files = ["--nccl-tests", FIX + "all_reduce_perf_8xh100.txt", "--nvbandwidth", FIX + "nvbandwidth.txt"]
+    # An H100 file does not silently join a CPU run's profile.
+    r = _cli("calibrate", "--from", str(cpu_run), "--out", str(out), *files)
+    assert r.returncode == 2 and "has no published GPU profile" in r.stderr and "--force" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert main(["calibrate", "--from", str(cpu_run), "--out", str(out), "--force", *files]) == 0
     prof = HardwareProfile.load(out / "profile.json")
     fits = {(c.collective, c.world_size) for c in prof.network.collectives}
     assert ("all_reduce", 8) in fits and ("all_reduce", 2) in fits
@@ -78,3 +82,56 @@ def test_bad_input(tmp_path):
     assert r.returncode == 2 and "schema_version 7" in r.stderr
     r = _cli("calibrate", "--from", str(tmp_path), "--nccl-tests", str(tmp_path / "missing.txt"))
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+
+
+_NO_TORCH = ("import sys; sys.modules['torch'] = None; from inferecon.cli import main; "
+             "sys.exit(main(sys.argv[1:]))")
+
+
+def _cli_without_torch(*args):
+    return subprocess.run([sys.executable, "-c", _NO_TORCH, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_profile_from_files_alone_needs_no_torch(tmp_path):
+    out = tmp_path / "files"
+    r = _cli_without_torch("calibrate", "--nccl-tests", FIX + "mpirun_tag_output_all_reduce_2x8.txt",
+                           "--nccl-tests", FIX + "srun_label_all_gather_16.txt",
+                           "--nccl-tests", FIX + "sendrecv_no_devices.txt:send_recv:16:2",
+                           "--nvbandwidth", FIX + "p2p_bandwidth_4gpu.txt", "--gpu", "h100-sxm", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    # The per-file report: where world and nodes came from, the fit, the row it could not read.
+    assert "all_reduce over 16 ranks (device list) on 2 nodes (device list)" in r.stdout
+    assert "all_gather over 16 ranks (count column) on 2 nodes (assumed (8 GPUs per node))" in r.stdout
+    assert "send_recv over 16 ranks (user)" in r.stdout
+    assert "line 34: not read" in r.stdout
+    prof = HardwareProfile.load(out / "profile.json")
+    assert prof.name == "h100-sxm-from-files" and prof.memory.efficiency == 0.75  # the rest stays published
+    keys = {(c.collective, c.world_size, c.scope) for c in prof.network.collectives}
+    assert keys == {("all_reduce", 16, "inter"), ("all_gather", 16, "inter"), ("send_recv", 16, "inter")}
+    q = prof.provenance.fit_quality["network:all_reduce/w16/inter/eager"]
+    assert q["file"].endswith("mpirun_tag_output_all_reduce_2x8.txt") and len(q["sha256"]) == 64
+    assert 34 not in q["lines_used"] and len(q["lines_used"]) == 11
+    # The 4-GPU p2p file: 12 unidirectional pairs at 381..385 and 12 bidirectional at 750 / 2 = 375
+    # per direction: the median of the 24 is (375 + 381) / 2 = 378 GB/s of the H100's 450.
+    assert prof.network.intra.efficiency == pytest.approx(378 / 450, rel=1e-6)
+    page = (out / "report.html").read_text()
+    assert "Operators' files" in page and page.count("data:image/png;base64,") >= 3
+    assert {"ingest_all_reduce.png", "ingest_all_gather.png", "ingest_send_recv.png"} <= {p.name for p in out.iterdir()}
+
+
+def test_profile_from_files_bad_input_is_one_line(tmp_path):
+    for args, message in [
+        (["--nccl-tests", FIX + "all_reduce_unreadable.txt", "--gpu", "h100-sxm"], "unreadable rows at lines 4, 5"),
+        (["--nccl-tests", FIX + "sendrecv_no_devices.txt", "--gpu", "h100-sxm"], "FILE:send_recv:WORLD"),
+        (["--nccl-tests", FIX + "all_reduce_perf_8xh100.txt", "--gpu", "h200"], "not NVIDIA H200"),
+        (["--nccl-tests", FIX + "all_gather_perf_2nodes.txt", "--gpu", "h100-sxm"], "2 GPUs per node"),
+        (["--nccl-tests", FIX + "srun_label_all_gather_16.txt"], "give --gpu"),
+        (["--nccl-tests", FIX + "all_reduce_perf_8xh100.txt", "--quick"], "measures nothing"),
+    ]:
+        r = _cli_without_torch("calibrate", *args, "--out", str(tmp_path / "x"))
+        assert r.returncode == 2 and message in r.stderr, (args, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    # Forced, the H100 table joins an H200 profile and the profile says so.
+    r = _cli_without_torch("calibrate", "--nccl-tests", FIX + "all_reduce_perf_8xh100.txt", "--gpu", "h200",
+                           "--force", "--out", str(tmp_path / "forced"))
+    assert r.returncode == 0 and "forced in: measured on NVIDIA H100 80GB HBM3" in r.stdout
