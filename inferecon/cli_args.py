@@ -61,3 +61,7 @@ PRICE_USD_PER_HOUR = float_in(0.0, 1000.0, lo_open=True)
 ROWS = int_in(1, 100_000)
 # Speculative decoding: a per-token acceptance probability (1 is the limit gamma + 1 tokens per round).
 ACCEPTANCE = float_in(0.0, 1.0)
+# Ranks on one node: beyond any node's GPU count (a typo would start that many processes).
+NPROC_PER_NODE = int_in(1, 1024)
+# A hung collective is given up after this; a day is beyond any sane bound, NaN is no bound.
+TIMEOUT_S = float_in(0.0, 86_400.0, lo_open=True)

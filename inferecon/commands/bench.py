@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from inferecon import __version__
+from inferecon import cli_args
 from inferecon.errors import UserError
 
 BENCHMARKS = ("matmul", "memory", "launch", "collectives")
@@ -41,9 +42,9 @@ def register(subparsers) -> None:
     p.add_argument("--out", metavar="DIR", default=None,
                    help="run directory (default results/<device>-<UTC time>/)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out, skipping stored cases")
-    p.add_argument("--nproc-per-node", type=int, default=None,
+    p.add_argument("--nproc-per-node", type=cli_args.NPROC_PER_NODE, default=None,
                    help="collectives: processes (GPUs) per node, started with torchrun (default 1)")
-    p.add_argument("--timeout-s", type=float, default=300.0,
+    p.add_argument("--timeout-s", type=cli_args.TIMEOUT_S, default=300.0,
                    help="collectives: give up on a hung collective after this many seconds")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU only: torch/OpenMP threads for every measurement (default 1, as calibrate and validate use)")

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from inferecon import __version__
+from inferecon import cli_args
 from inferecon.errors import UserError
 from inferecon.outpath import check_out_dir, write_text
 
@@ -38,9 +39,9 @@ def register(sub) -> None:
                         "repeatable")
     p.add_argument("--force", action="store_true",
                    help="use files measured on another GPU model or GPUs-per-node count than the profile's")
-    p.add_argument("--nproc-per-node", type=int, default=None,
+    p.add_argument("--nproc-per-node", type=cli_args.NPROC_PER_NODE, default=None,
                    help="ranks for the collectives (default: GPUs on this node; 2 on CPU)")
-    p.add_argument("--timeout-s", type=float, default=300.0, help="bound on a hung collective")
+    p.add_argument("--timeout-s", type=cli_args.TIMEOUT_S, default=300.0, help="bound on a hung collective")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU only: torch/OpenMP threads for every measurement (default 1; use the same for validate)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted calibration in --out")
