@@ -4,6 +4,7 @@ of each term, memory per GPU (weights, KV cache, free), and whether it fits."""
 
 from __future__ import annotations
 
+from inferecon import cli_args
 from inferecon.cli_text import first_paragraph
 
 
@@ -18,19 +19,19 @@ def register(sub) -> None:
     p.add_argument("--pp", type=int, default=1, help="pipeline stages (default 1)")
     p.add_argument("--ep", type=int, default=1, help="expert-parallel ranks, MoE models only (default 1)")
     p.add_argument("--batch", default="1", help="sequences decoded together; a list (1,8,64) prints one row each")
-    p.add_argument("--context", type=int, default=4096, help="tokens in context per sequence (default 4096)")
+    p.add_argument("--context", type=cli_args.CONTEXT_TOKENS, default=4096, help="tokens in context per sequence (default 4096)")
     p.add_argument("--precision", type=int, default=16, choices=(16, 8, 4), metavar="BITS",
                    help="weight precision in bits: 16, 8 or 4 (default 16)")
     p.add_argument("--kv-precision", type=int, default=16, choices=(16, 8, 4), metavar="BITS",
                    help="KV-cache precision in bits (default 16)")
     p.add_argument("--spec-decode", default=None, metavar="DRAFT", help="draft model for speculative decoding")
-    p.add_argument("--acceptance", type=float, default=None,
+    p.add_argument("--acceptance", type=cli_args.ACCEPTANCE, default=None,
                    help="per-token acceptance probability of the draft (default 0.8 with --spec-decode)")
     p.add_argument("--gamma", type=int, default=None, help="draft tokens per round (default 4 with --spec-decode)")
     p.add_argument("--engine", default=None, metavar="ENGINE_JSON",
                    help="engine profile (from `inferecon calibrate --engine-results`): adds its per-step and "
                         "per-layer overheads and weight-read efficiency")
-    p.add_argument("--price", type=float, default=None, metavar="USD_PER_HOUR", help="$ per GPU-hour (default: the profile's)")
+    p.add_argument("--price", type=cli_args.PRICE_USD_PER_HOUR, default=None, metavar="USD_PER_HOUR", help="$ per GPU-hour (default: the profile's)")
     p.add_argument("--json", action="store_true",
                    help="one JSON object per batch size (one line each) instead of the table")
     p.set_defaults(func=run)
