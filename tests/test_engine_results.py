@@ -105,7 +105,8 @@ def test_trtllm_bench_report_json():
 
 
 @pytest.mark.parametrize("name,bits", [("FP8", 8), ("W4A16_AWQ", 4), ("NVFP4", 4), ("W8A8_SQ_PER_CHANNEL", 8),
-                                        ("None", None), (None, None), ("bfloat16", 16), ("int4", 4)])
+                                        ("None", None), (None, None), ("bfloat16", 16), ("int4", 4),
+                                        ("squad", None)])
 def test_quantisation_names(name, bits):
     assert quant_bits(name) == bits
 

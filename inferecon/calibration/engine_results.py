@@ -159,7 +159,7 @@ def quant_bits(name) -> int | None:
         return None
     if re.search(r"fp4|int4|w4a|awq|gptq|nf4|mxfp4|4bit", s):
         return 4
-    if re.search(r"fp8|int8|w8a|8bit|sq", s):
+    if re.search(r"fp8|int8|w8a|8bit|(^|_)sq(_|$)", s):  # SQ: TensorRT-LLM SmoothQuant, INT8
         return 8
     if s in ("bfloat16", "float16", "bf16", "fp16", "half"):
         return 16
