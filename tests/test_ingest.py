@@ -75,6 +75,17 @@ def test_two_tables_in_one_log_with_host_and_timestamp_prefixes():
     assert rs.first_line < ag.first_line
 
 
+def test_interleaved_runs_are_noted(tmp_path):
+    # One job launched twice into one log writes every row twice.
+    text = open(FIX + "all_reduce_perf_8xh100.txt").read().splitlines()
+    rows = [ln for ln in text if ln.strip() and ln.strip()[0].isdigit()]
+    doubled = tmp_path / "all_reduce_twice.txt"
+    doubled.write_text("\n".join(text + rows) + "\n")
+    [t] = read_collective_file(str(doubled))
+    assert any("31 sizes appear more than once" in n for n in t.notes)
+    assert len(t.frame()) == 31
+
+
 def test_world_and_nodes_from_the_user_where_the_file_cannot_say():
     with pytest.raises(UserError, match="FILE:send_recv:WORLD"):
         read_collective_file(FIX + "sendrecv_no_devices.txt")

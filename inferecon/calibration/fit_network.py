@@ -185,7 +185,7 @@ def fit_points(op, world, scope, mode, x, y, label):
         fits.append(CollectiveFit(op, world, scope, alpha_us=alpha, beta_gbps=1.0 / (g * 1e3),
                                   alpha_stderr_us=se_a, beta_stderr_gbps=se_b, heldout_mape=held,
                                   mode=mode, min_bytes=lo, max_bytes=hi))
-    extra = {"heldout_mape_by_pieces": {str(k): v for k, v in by_count.items()},
+    extra = {"pieces": len(pieces), "heldout_mape_by_pieces": {str(k): v for k, v in by_count.items()},
              "heldout_mape_one_line": by_count.get(1), "breaks_bytes": [p[0] for p in pieces[1:]]}
     if len(pieces) == 1:
         f = fits[0]
@@ -198,5 +198,5 @@ def fit_points(op, world, scope, mode, x, y, label):
         stderr[f"alpha_us_{name}"], stderr[f"beta_gbps_{name}"] = f.alpha_stderr_us, f.beta_stderr_gbps
     for i, b in enumerate(extra["breaks_bytes"]):
         params["break_bytes" if i == 0 else f"break_bytes_{i + 1}"] = b
-    return fits, FitResult(label, f"piecewise alpha + bytes/beta ({len(pieces)} pieces)", params, stderr,
+    return fits, FitResult(label, "piecewise alpha + bytes/beta", params, stderr,
                            train, held, len(x), converged=True, extra=extra)

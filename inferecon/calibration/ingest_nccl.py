@@ -38,7 +38,7 @@ OPS = {
     "reduce_scatter": "reduce_scatter", "reducescatter": "reduce_scatter",
     "alltoall": "all_to_all", "all_to_all": "all_to_all",
     "sendrecv": "send_recv", "send_recv": "send_recv",
-    "broadcast": "broadcast", "hypercube": "broadcast",
+    "broadcast": "broadcast",
     "reduce": "reduce",
 }
 # busbw = algbw x factor (nccl-tests doc/PERFORMANCE.md)
@@ -379,6 +379,14 @@ def _table_from_block(path, sha, spec, gpus_per_node, block, ranks, program, gra
         for p in points:
             p[5] *= 1e3
     notes = []
+    seen: dict[tuple, int] = {}
+    for p in points:
+        seen[p[1], p[4]] = seen.get((p[1], p[4]), 0) + 1
+    repeated = sorted({size for (size, _), k in seen.items() if k > 1})
+    if repeated:
+        # Two runs writing into one log (e.g. one job launched twice) repeat every size.
+        notes.append(f"{len(repeated)} sizes appear more than once in this table (interleaved runs?); "
+                     "the fastest of each is used")
     zero = [p for p in points if p[1] == 0]
     if zero:
         notes.append(f"{len({p[0] for p in zero})} rows of size 0 (fewer elements than ranks) not used")

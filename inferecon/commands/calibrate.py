@@ -1,6 +1,7 @@
-"""`inferecon calibrate`: measure what the cost model needs (or read a run that did), fit the
-four terms with uncertainty and held-out error, and write a calibrated HardwareProfile, a plot
-per term and a self-contained report.html."""
+"""`inferecon calibrate`: measure what the cost model needs (or read a run that did, or an
+operator's nccl-tests / nvbandwidth logs without measuring), fit the four terms with
+uncertainty and held-out error, and write a calibrated HardwareProfile, a plot per term and a
+self-contained report.html."""
 
 from __future__ import annotations
 
@@ -51,7 +52,9 @@ def register(sub) -> None:
                      help="vLLM/SGLang bench serve JSON/JSONL, genai-perf profile export JSON/CSV or trtllm-bench "
                           "output: fit the engine's per-step and per-layer overheads and weight-read efficiency per "
                           "weight format into --out DIR/engine.json (for `predict --engine`)")
-    eng.add_argument("--gpu", default=None, help="published GPU profile the runs used (default: what the files record)")
+    eng.add_argument("--gpu", default=None, help="published GPU profile the runs used (default: what the files record); "
+                                                 "with --nccl-tests/--nvbandwidth alone, the profile the files' "
+                                                 "network terms replace")
     eng.add_argument("--hardware", default=None, metavar="PROFILE_JSON",
                      help="HardwareProfile JSON of the GPU the runs used (instead of --gpu)")
     eng.add_argument("--model", default=None, help="the model of every run (default: what each file records)")
