@@ -168,3 +168,13 @@ def test_heldout_pass_can_be_skipped_without_changing_the_profile():
     assert without.profile.weight_read_efficiency == with_loo.profile.weight_read_efficiency
     assert without.mape_heldout_pct is None and all(r["heldout_ms"] is None for r in without.rows)
     assert with_loo.mape_heldout_pct is not None
+
+
+def test_a_quantised_model_id_sets_the_weight_bits_even_with_model_given():
+    run = EngineRun("r", "vllm", "vllm", 8, "max_concurrency", 1000, 100, 7.0, "median_tpot_ms",
+                    model="neuralmagic/Meta-Llama-3.1-8B-Instruct-FP8", tp=1)
+    (case,) = resolve_cases([run], model="llama-3-8b", hardware=H100)
+    assert case.model.weight_bits == 8
+    (case,) = resolve_cases([run], model="llama-3-8b", hardware=H100, weight_bits=16)
+    assert case.model.weight_bits == 16
+

@@ -120,7 +120,8 @@ def resolve_cases(runs: list[EngineRun], *, model: str | ModelSpec | None = None
     given = resolve_model(model) if isinstance(model, str) else model
     cases = []
     for run in runs:
-        spec, name_bits = (given, None) if given is not None else catalog_model_for(run.model)
+        named, name_bits = catalog_model_for(run.model)  # the id's "-FP8"/"-AWQ" counts even with --model
+        spec = given if given is not None else named
         if spec is None:
             what = f"records model {run.model!r}, which is not in the catalog" if run.model else "records no model"
             raise UserError(f"{run.source}: {what}; pass --model NAME or a config.json")
