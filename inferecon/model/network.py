@@ -92,7 +92,41 @@ def published_time_s(hw, op, n, nodes, local, nbytes):
     - all-to-all: every rank exchanges with every peer at once (pairwise, not a ring), so its
       latency is one step, not n − 1; the bytes to peers on other nodes go through this GPU's NIC.
     - send/recv: one step, over NVLink or one NIC.
-    """
+
+    Every candidate is latency + bytes × seconds-per-byte, and the latency and rate depend only
+    on the group's shape: they are computed once per distinct (ranks, nodes) and the bytes of
+    every configuration applied to them (this is the search's hot loop)."""
+    n, nodes, local, nbytes = np.broadcast_arrays(n, nodes, local, nbytes)
+    b = nbytes.ravel()
+    shape_key = _shape_key(n.ravel(), nodes.ravel())
+    if shape_key is None:  # non-integral group sizes: evaluate every element as its own shape
+        lat_s, s_per_byte = _candidates(hw, op, n.ravel(), nodes.ravel(), local.ravel())
+        best = np.min(lat_s + b * s_per_byte, axis=0)
+        return best.reshape(n.shape)
+    # Distinct shapes by sorting the integer keys (np.unique's inverse is far slower).
+    ordered = np.sort(shape_key)
+    keys = ordered[np.r_[True, ordered[1:] != ordered[:-1]]]
+    inverse = np.searchsorted(keys, shape_key)
+    kn, knodes = (keys >> 24).astype(float), (keys & 0xFFFFFF).astype(float)
+    lat_s, s_per_byte = _candidates(hw, op, kn, knodes, kn / knodes)
+    best = np.full(b.shape, np.inf)
+    for lat, rate in zip(lat_s, s_per_byte):
+        best = np.minimum(best, lat[inverse] + b * rate[inverse])
+    return best.reshape(n.shape)
+
+
+def _shape_key(n, nodes):
+    """One int64 per (ranks, nodes) pair, or None where ranks or nodes are not whole numbers
+    below 2^24."""
+    if not (np.all(n == np.round(n)) and np.all(nodes == np.round(nodes))
+            and n.max(initial=0) < 2 ** 24 and nodes.max(initial=0) < 2 ** 24):
+        return None
+    return (n.astype(np.int64) << 24) | nodes.astype(np.int64)
+
+
+def _candidates(hw, op, n, nodes, local):
+    """(latency seconds, seconds per message byte), one row per protocol × algorithm, one
+    column per group shape. Inapplicable candidates are +inf."""
     intra, inter = hw.network.intra, hw.network.inter
     is_inter = nodes > 1
     nvlink_bw = intra.bandwidth_gbps * intra.efficiency * 1e9
@@ -101,42 +135,44 @@ def published_time_s(hw, op, n, nodes, local, nbytes):
     ring_link_bw = np.where(is_inter, np.minimum(nvlink_bw, local * nic_bw), nvlink_bw)
     steps = _ring_steps(op, n)
     inter_steps = np.where(is_inter, np.minimum(_ring_steps(op, nodes), steps), 0.0)
-    bus_bytes = nbytes * bus_factor(op, n)
-    best = np.full(np.shape(n), np.inf)
-    for p in _protocols(hw):
-        cap = np.inf if p.max_busbw_gbps is None else p.max_busbw_gbps * 1e9
-        net_frac = p.bandwidth_fraction if p.net_bandwidth_fraction is None else p.net_bandwidth_fraction
-        frac = np.where(is_inter, net_frac, p.bandwidth_fraction)
-        if not np.any(frac > 0):
-            continue
+    bus = bus_factor(op, n)
+    lats, rates = [], []
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for p in _protocols(hw):
+            cap = np.inf if p.max_busbw_gbps is None else p.max_busbw_gbps * 1e9
+            net_frac = p.bandwidth_fraction if p.net_bandwidth_fraction is None else p.net_bandwidth_fraction
+            frac = np.where(is_inter, net_frac, p.bandwidth_fraction)
 
-        def bw(link):
-            with np.errstate(divide="ignore"):
-                return np.where(frac > 0, np.minimum(link * frac, cap), 0.0)
+            def inv_bw(link):
+                return np.where(frac > 0, 1.0 / np.minimum(link * frac, cap), np.inf)
 
-        with np.errstate(divide="ignore", invalid="ignore"):
             if op == ALL_TO_ALL:
                 lat = p.base_latency_us + np.where(is_inter, p.net_ring_step_us, p.nvlink_step_us)
-                t_bw = np.maximum(nbytes * (local - 1) / n / bw(nvlink_bw),
-                                  np.where(is_inter, nbytes * (n - local) / n / bw(nic_bw), 0.0))
-                t = lat * 1e-6 + t_bw
+                rate = np.maximum((local - 1) / n * inv_bw(nvlink_bw),
+                                  np.where(is_inter, (n - local) / n * inv_bw(nic_bw), 0.0))
+                lats.append(lat * 1e-6), rates.append(rate)
             elif op == SEND_RECV:
                 lat = p.base_latency_us + np.where(is_inter, p.net_ring_step_us, p.nvlink_step_us)
-                t = lat * 1e-6 + nbytes / bw(np.where(is_inter, nic_bw, nvlink_bw))
+                lats.append(lat * 1e-6), rates.append(inv_bw(np.where(is_inter, nic_bw, nvlink_bw)))
             else:
                 ring_us = (p.base_latency_us + (steps - inter_steps) * p.nvlink_step_us
                            + inter_steps * p.net_ring_step_us)
-                t = ring_us * 1e-6 + bus_bytes / bw(ring_link_bw)
+                lats.append(ring_us * 1e-6), rates.append(bus * inv_bw(ring_link_bw))
                 if op == ALL_REDUCE and np.isfinite(p.net_tree_level_us):
                     tree_us = p.base_latency_us + 2.0 * ((local - 1) * p.nvlink_step_us
                                                          + np.log2(nodes) * p.net_tree_level_us)
                     tree_bw = ring_link_bw * inter.tree_bandwidth_factor / np.maximum(np.log2(nodes), 1.0)
-                    t = np.where(is_inter, np.minimum(t, tree_us * 1e-6 + bus_bytes / bw(tree_bw)), t)
-        best = np.minimum(best, np.where(np.isfinite(t), t, np.inf))
-    if op == ALL_REDUCE and intra.nvls_busbw_gbps:
-        nvls = (intra.nvls_latency_us or 0.0) * 1e-6 + bus_bytes / (intra.nvls_busbw_gbps * 1e9)
-        best = np.where(is_inter, best, np.minimum(best, nvls))
-    return best
+                    lats.append(np.where(is_inter, tree_us * 1e-6, np.inf))
+                    rates.append(np.where(is_inter, bus * inv_bw(tree_bw), np.inf))
+        if op == ALL_REDUCE and intra.nvls_busbw_gbps:
+            lats.append(np.where(is_inter, np.inf, (intra.nvls_latency_us or 0.0) * 1e-6))
+            rates.append(np.where(is_inter, np.inf, bus / (intra.nvls_busbw_gbps * 1e9)))
+    # Inapplicable candidates get a huge finite cost rather than inf: bytes × inf would be NaN
+    # for an empty message, and NaN wins np.minimum.
+    never = 1e30
+    lat = np.nan_to_num(np.array(lats, dtype=float), nan=never, posinf=never)
+    rate = np.nan_to_num(np.array(rates, dtype=float), nan=never, posinf=never)
+    return lat, rate
 
 
 def paper_time_s(hw, op, n, nodes, nbytes):

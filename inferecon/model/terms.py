@@ -187,12 +187,18 @@ def _stage(model, hw, lay, tokens_per_seq, context, opts, engine=None):
     qkv_words = (model.n_heads + 2 * model.n_kv_heads) * model.d_head
     if model.is_mla:
         qkv_words = model.attention_params / model.d_model - model.n_heads * model.v_head_dim
-    rows = np.maximum(r, 1).astype(float)
-    layer_1d = 2.0 * net.collective_time_s(hw, net.ALL_REDUCE, c, 1, tok_bytes * model.d_model)
-    layer_2d = (net.collective_time_s(hw, net.ALL_REDUCE, c, 1, tok_bytes * qkv_words / rows)
-                + net.collective_time_s(hw, net.ALL_REDUCE, c, 1, tok_bytes * ff_words * ff_active / rows)
-                + 2.0 * net.collective_time_s(hw, net.ALL_REDUCE, r, c, tok_bytes * model.d_model / c))
-    t_net = layers * np.where(r > 1, layer_2d, layer_1d)
+    tok_bytes, r, c = np.broadcast_arrays(tok_bytes, r, c)
+    per_layer = np.zeros(tok_bytes.shape)
+    # Each layout pays only its own collectives (the search is dominated by this term's cost).
+    one, two = np.flatnonzero(r == 1), np.flatnonzero(r > 1)
+    if one.size:
+        per_layer[one] = 2.0 * net.collective_time_s(hw, net.ALL_REDUCE, c[one], 1, tok_bytes[one] * model.d_model)
+    if two.size:
+        rr, cc, tb = r[two].astype(float), c[two], tok_bytes[two]
+        per_layer[two] = (net.collective_time_s(hw, net.ALL_REDUCE, cc, 1, tb * qkv_words / rr)
+                          + net.collective_time_s(hw, net.ALL_REDUCE, cc, 1, tb * ff_words * ff_active / rr)
+                          + 2.0 * net.collective_time_s(hw, net.ALL_REDUCE, rr, cc, tb * model.d_model / cc))
+    t_net = layers * per_layer
     if model.is_moe:
         # Dispatch and combine: each token goes to k experts across the ep group; a tp group
         # shares its tokens, so each of its GPUs sends 1/tp of them. Pairwise exchange.
