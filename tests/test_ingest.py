@@ -75,6 +75,18 @@ def test_two_tables_in_one_log_with_host_and_timestamp_prefixes():
     assert rs.first_line < ag.first_line
 
 
+def test_old_layout_with_times_in_ms():
+    # NCCL 2.4-era output: `bytes N type op ... res`, no redop/root, no units line, time in ms,
+    # `# Rank 0 on HOST device ...` without Group/Pid, and no program name (the user names it).
+    with pytest.raises(UserError, match="cannot tell which collective"):
+        read_collective_file(FIX + "old_format_ms_2nodes.txt")
+    t = _one("old_format_ms_2nodes.txt", op="all_reduce")
+    assert (t.world, t.nodes, t.device_name) == (2, 2, "Tesla V100-SXM2-16GB")
+    assert t.frame()["median_us"].tolist()[:2] == [155.0, 469.0]  # 0.155 ms, 0.469 ms
+    [(a, b)] = _pieces(t)  # the fixture: 50 µs + bytes / 10 GB/s, printed to the µs
+    assert (a, b) == pytest.approx((50.0, 10.0), rel=0.01)
+
+
 def test_interleaved_runs_are_noted(tmp_path):
     # One job launched twice into one log writes every row twice.
     text = open(FIX + "all_reduce_perf_8xh100.txt").read().splitlines()
