@@ -58,6 +58,26 @@ def test_refit_from_run_with_ingested_files_and_report(cpu_run, tmp_path):
     (cpu_run / "validation.json").unlink()
 
 
+def test_files_join_a_gpu_run_of_their_gpu_and_node_size(cpu_run, tmp_path):
+    # The CPU run relabelled as an 8 x H100 node: its manifest is what --from checks files against.
+    import shutil
+
+    run = tmp_path / "h100-run"
+    shutil.copytree(cpu_run, run)
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest.update(device="cuda", device_name="NVIDIA H100 80GB HBM3", gpu_count=8)
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    r = _cli("calibrate", "--from", str(run), "--out", str(tmp_path / "a"),
+             "--nccl-tests", FIX + "all_gather_perf_2nodes.txt")  # 2 nodes of 2 GPUs
+    assert r.returncode == 2 and "2 GPUs per node, the h100-sxm profile has 8; refused" in r.stderr
+    r = _cli("calibrate", "--from", str(run), "--out", str(tmp_path / "b"),
+             "--nccl-tests", FIX + "all_reduce_perf_8xh100.txt")
+    assert r.returncode == 0, r.stderr
+    assert "all_reduce over 8 ranks (device list) on 1 node (device list)" in r.stdout
+    prof = HardwareProfile.load(tmp_path / "b" / "profile.json")
+    assert ("all_reduce", 8, "intra") in {(c.collective, c.world_size, c.scope) for c in prof.network.collectives}
+
+
 def test_compare_needs_a_published_match_or_gpu(cpu_run, tmp_path, capsys):
     r = subprocess.run([sys.executable, "-m", "inferecon.cli", "frontier", "--model", "llama-3-8b", "--hardware",
                         str(cpu_run / "profile.json"), "--compare", "--out", str(tmp_path)],

@@ -48,9 +48,11 @@ def test_every_real_table_ingests_and_fits(name):
     if name in EXPECTED:
         assert (t.world, t.nodes) == EXPECTED[name]
     assert not t.bad_rows
-    ff = fit_table(t)
+    res = profile_from_files([str(MEASURED / name)], [], "h100-sxm")  # each table into a profile on its own
+    [ff] = res.file_fits
     rows = len(t.frame())
     assert ff.result.n_points == rows >= 3
+    assert [(f.collective, f.world_size) for f in res.profile.network.collectives] == [(t.op, t.world)] * len(ff.fits)
     if t.op in ("all_reduce", "all_gather", "reduce_scatter") and rows >= 10 and name not in KNOWN_MISSES:
         assert ff.result.heldout_mape <= 0.10, (name, ff.result.heldout_mape)
 
@@ -96,3 +98,12 @@ def test_link_files_read():
     assert bi["gbps"].between(369, 387).all()  # 739.42 .. 773.25 both ways, halved
     hd = read_link_file(MEASURED / "nvbandwidth_host-device-sm_8xH100_nvbandwidth-issue24.txt")
     assert sorted(hd["op"].unique()) == ["d2h", "h2d"] and len(hd) == 16
+
+
+@pytest.mark.parametrize("name", ["p2pBandwidthLatencyTest_unidir_writes_8xH100_ml-engineering.txt",
+                                  "p2pBandwidthLatencyTest_bidir_8xH100SXM_nccl-issue1264.txt",
+                                  "nvbandwidth_host-device-sm_8xH100_nvbandwidth-issue24.txt"])
+def test_each_link_file_into_a_profile(name):
+    res = profile_from_files([], [str(MEASURED / name)], "h100-sxm")
+    terms = [k for k in res.profile.provenance.fit_quality if k.startswith("link:")]
+    assert terms and all(res.profile.provenance.fit_quality[k]["files"] == [str(MEASURED / name)] for k in terms)

@@ -65,6 +65,8 @@ def register(sub) -> None:
 
 def _ingest(args, run_dir):
     """Ingested files as extra tables of the run in `run_dir`, checked against its device."""
+    import dataclasses
+
     from inferecon.calibration.build import published_base
     from inferecon.calibration.build_files import ingest_files
     from inferecon.harness.store import read_manifest
@@ -77,11 +79,15 @@ def _ingest(args, run_dir):
     if base is None:
         if not args.force:
             raise UserError(f"{run_dir} was measured on {manifest.get('device_name') or manifest.get('device')}, which "
-                            "has no published GPU profile: its files from a GPU cluster would land in that profile "
+                            "has no published GPU profile: a GPU cluster's files do not belong in its profile "
                             "(--force to mix them anyway, or leave out --from for a profile from the files alone)")
         from inferecon.calibration.published import get_profile
 
         base = get_profile(args.gpu or "h100-sxm")
+    elif manifest.get("gpu_count"):
+        # The run's own node, not the datasheet's: a 4-GPU run takes 4-GPU-per-node files.
+        base = dataclasses.replace(base, network=dataclasses.replace(
+            base.network, gpus_per_node=int(manifest["gpu_count"])))
     file_fits, links = ingest_files(args.nccl_tests, args.nvbandwidth, base, force=args.force)
     tables = {}
     frames = [ff.table.frame() for ff in file_fits if ff.in_profile]

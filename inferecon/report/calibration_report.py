@@ -211,7 +211,8 @@ def file_report_text(file_fits, link_fits) -> str:
         e = ff.summary()
         held = "-" if e["heldout_mape"] is None else f"{100 * e['heldout_mape']:.1f}%"
         lines.append(f"{Path(e['file']).name} (table at line {e['table_line']}, sha256 {e['sha256'][:12]}): "
-                     f"{e['collective']} over {e['world_size']} ranks ({e['world_from']}) on {e['nodes']} nodes "
+                     f"{e['collective']} over {e['world_size']} ranks ({e['world_from']}) on {e['nodes']} "
+                     f"node{'s' if e['nodes'] != 1 else ''} "
                      f"({e['nodes_from']}), {_bytes(e['min_bytes'])}..{_bytes(e['max_bytes'])}, "
                      f"{e['rows_used']} sizes, {e['mode']}")
         lines.append(f"    fit: {_pieces(e)}; breaks: {', '.join(_bytes(b) for b in e['breaks_bytes']) or 'none'}; "
