@@ -34,7 +34,7 @@ def _line(p, x):
     return p[0] + x / (p[1] * 1e3)
 
 
-def _segment_table(x, y):
+def _segment_table(x, y, min_g=_MIN_INV_BETA):
     """For every contiguous run x[i:j] of the sorted points, the line α + x·g with α >= 0 and
     g = 1/β >= 0 minimising Σ((α + x·g − y) / y)², as arrays indexed [i, j]: (α, g, error).
     Closed form from prefix sums of the weighted normal equations, so the breakpoint search
@@ -51,12 +51,12 @@ def _segment_table(x, y):
         alpha = np.where(det > 0, (d * e - b * f) / det, 0.0)
         g = np.where(det > 0, (a * f - b * e) / det, 0.0)
         # Constrained cases: flat (latency only), or through the origin (bandwidth only).
-        flat = g < _MIN_INV_BETA
-        g = np.where(flat, _MIN_INV_BETA, g)
+        flat = g < min_g
+        g = np.where(flat, min_g, g)
         alpha = np.where(flat, (e - g * b) / a, alpha)
         origin = alpha < 0
         alpha = np.where(origin, 0.0, alpha)
-        g = np.where(origin, np.maximum(_MIN_INV_BETA, f / d), g)
+        g = np.where(origin, np.maximum(min_g, f / d), g)
         err = alpha * alpha * a + g * g * d + n + 2 * alpha * g * b - 2 * alpha * e - 2 * g * f
     return alpha, g, np.maximum(err, 0.0)
 
@@ -66,7 +66,11 @@ def _fit_pieces(x, y, k):
     n = len(x)
     m = min(MIN_POINTS_PER_PIECE, n)
     k = max(1, min(k, n // m))
-    alpha, g, cost = _segment_table(x, y)
+    # Sizes span ten decades: solve in units of the largest, so the 2x2 sums stay well
+    # conditioned, then convert the slope back to µs per byte.
+    scale = float(np.max(x)) or 1.0
+    alpha, g, cost = _segment_table(x / scale, y, _MIN_INV_BETA * scale)
+    g = g / scale
     inf = float("inf")
     best = np.full((k + 1, n + 1), inf)
     back = np.zeros((k + 1, n + 1), int)
