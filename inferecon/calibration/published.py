@@ -79,6 +79,40 @@ EFA_PROTOCOLS = [
 ]
 
 
+# Stated ranges of the assumed constants (model/uncertainty.py draws from them; uniform: the
+# sources bound the value, they do not say which value inside is likelier). Fractions of the
+# datasheet figure, the same for every GPU here (the sources measure H100 and H200).
+FLOP_EFFICIENCY_RANGE = (0.65, 0.81)
+FLOP_RANGE_SOURCE = ("bf16 matmul on H100 SXM (mamf-finder style): 677 TFLOP/s at 2048^3 (68% of 989) to 797 at "
+                     "8192^3 (81%), best-shape search 795; the low end rounds 68% down for skinnier decode GEMMs")
+HBM_EFFICIENCY_RANGE = (0.70, 0.87)
+HBM_RANGE_SOURCE = ("BabelStream/gpu-stream: H100 SXM copy 2.90 TB/s of 3.35 (87%), H200 copy 4.0 of 4.8 (83%); "
+                    "the low end is the paper's 75% cap less 5 points for decode kernels that stream worse than a copy")
+LAUNCH_RANGE_US = (2.0, 6.0)
+LAUNCH_RANGE_SOURCE = ("kernel launch: 1-2 us per kernel inside a CUDA graph, a few us eager (H100 measurements); "
+                       "the paper's code charges 4 us")
+NETWORK_SCALE_RANGE = (0.85, 1.30)
+NETWORK_RANGE_SOURCE = ("spread of public nccl-tests all_reduce tables of one configuration around their median: "
+                        "8xH100 (5 tables) 0.96-1.29 at 256 MB-1 GB (ring-only against NVLS), 2x8 H100 EFA "
+                        "(3 tables) 0.83-1.08 at 8 B-1 GB, healthy 2x8 H100 InfiniBand (5 tables) 0.91-1.00")
+
+
+def published_uncertainty() -> list[dict]:
+    from inferecon.model.uncertainty import Uncertain
+
+    lo_f, hi_f = FLOP_EFFICIENCY_RANGE
+    lo_m, hi_m = HBM_EFFICIENCY_RANGE
+    lo_l, hi_l = LAUNCH_RANGE_US
+    lo_n, hi_n = NETWORK_SCALE_RANGE
+    return [u.to_dict() for u in (
+        Uncertain("FLOP/s efficiency", ("compute.efficiency",), "uniform", FLOP_RANGE_SOURCE, low=lo_f, high=hi_f),
+        Uncertain("HBM bandwidth efficiency", ("memory.efficiency",), "uniform", HBM_RANGE_SOURCE, low=lo_m, high=hi_m),
+        Uncertain("kernel launch", ("latency.kernel_launch_us",), "uniform", LAUNCH_RANGE_SOURCE, low=lo_l, high=hi_l),
+        Uncertain("collective time", ("network.time_scale",), "uniform", NETWORK_RANGE_SOURCE, relative=True,
+                  low=lo_n, high=hi_n),
+    )]
+
+
 def _profile(name, display, tflops, hbm_gb, hbm_gbps, nvlink_gbps, nic_gbps, l2_mb, price, sources,
              nvls_gbps=None, protocols=NCCL_PROTOCOLS, tree_bandwidth_factor=IB_TREE_BANDWIDTH_FACTOR,
              network_fit=IB_FIT):
@@ -101,6 +135,7 @@ def _profile(name, display, tflops, hbm_gb, hbm_gbps, nvlink_gbps, nic_gbps, l2_
                             serial_kernels_per_moe_layer=SERIAL_KERNELS_PER_LAYER),
         price_usd_per_gpu_hour=price,
         provenance=Provenance(kind="published", sources=sources + [PAPER, NCCL_TUNING, NCCL_TABLES, network_fit]),
+        uncertainty=published_uncertainty(),
     )
 
 
@@ -178,6 +213,7 @@ PROFILES["h100-sxm-paper"] = HardwareProfile(
     provenance=Provenance(kind="published", sources=[PAPER_CODE, PAPER], notes=[
         "reproduces the paper's figures; its inter-node collective times are 2x too fast at 1 MB against "
         "public nccl-tests tables: use h100-sxm for predictions"]),
+    uncertainty=published_uncertainty(),
 )
 
 ALIASES = {"h100": "h100-sxm", "h100-efa": "h100-sxm-efa", "p5": "h100-sxm-efa", "h100-sxm5": "h100-sxm", "h200-sxm": "h200", "a100": "a100-sxm-80gb",

@@ -137,6 +137,42 @@ def search(model: ModelSpec, hw: HardwareProfile, context: int, space: SearchSpa
            draft: ModelSpec | None = None, acceptance: float = 0.0,
            opts: CostOptions = CostOptions()) -> pd.DataFrame:
     """The Pareto frontier, fastest first, each row with its configuration and term breakdown."""
+    return search_near(model, hw, context, space, draft, acceptance, opts)[0]
+
+
+# A point is a near neighbour of the frontier when gaining NEAR_FACTOR in both speed and cost
+# would make it Pareto-optimal: under the uncertainty bands it may overtake a frontier point.
+NEAR_FACTOR = 1.15
+NEAR_PER_FRONTIER_POINT = 4  # at most this many neighbours per frontier point (the closest)
+
+
+def near_rows(speed: np.ndarray, cost: np.ndarray, front: np.ndarray, factor: float = NEAR_FACTOR,
+              limit: int | None = None) -> np.ndarray:
+    """Indices of the points (not on the frontier `front`) that no frontier point beats by
+    more than `factor` in both speed and cost, the closest first, at most `limit`."""
+    order = np.argsort(speed[front])
+    fs, fc = speed[front][order], cost[front][order]  # along the frontier cost rises with speed
+    others = np.setdiff1d(np.arange(len(speed)), front)
+    if others.size == 0:
+        return others
+    # The cheapest frontier point at least `factor` faster than p: p is near if it costs more
+    # than p / factor (or if there is none).
+    j = np.searchsorted(fs, speed[others] * factor, side="left")
+    cheapest = np.where(j < len(fs), fc[np.minimum(j, len(fs) - 1)], np.inf)
+    near = others[cheapest > cost[others] / factor]
+    if limit is not None and near.size > limit:
+        # Closest first: the cost gap to the cheapest frontier point as fast as p.
+        k = np.searchsorted(fs, speed[near], side="left")
+        ref = np.where(k < len(fs), fc[np.minimum(k, len(fs) - 1)], cost[near])
+        near = near[np.argsort(cost[near] / ref, kind="stable")[:limit]]
+    return near
+
+
+def search_near(model: ModelSpec, hw: HardwareProfile, context: int, space: SearchSpace = SearchSpace(),
+                draft: ModelSpec | None = None, acceptance: float = 0.0,
+                opts: CostOptions = CostOptions()) -> tuple[pd.DataFrame, Layouts]:
+    """The frontier (as `search`) and the Layouts of its near neighbours (`near_rows`): the
+    candidates an uncertainty band re-ranks to say how likely each point stays optimal."""
     validate_request(model, hw, context, acceptance, draft)
     lay = build_layouts(model, hw, space, with_spec=draft is not None)
     res = evaluate(model, hw, lay, context, draft=draft, acceptance=acceptance, opts=opts)
@@ -149,7 +185,9 @@ def search(model: ModelSpec, hw: HardwareProfile, context: int, space: SearchSpa
     keep = np.flatnonzero(ok)
     speed = res["tokens_per_s_per_seq"][keep]
     cost = res["usd_per_mtok"][keep]
-    front = keep[pareto_mask(speed, cost)]
+    on_front = np.flatnonzero(pareto_mask(speed, cost))
+    front = keep[on_front]
+    near = keep[near_rows(speed, cost, on_front, limit=NEAR_PER_FRONTIER_POINT * len(on_front))]
     df = pd.DataFrame({k: np.asarray(v)[front] for k, v in res.items()})
     df = df.sort_values("tokens_per_s_per_seq", ascending=False, ignore_index=True)
     df.insert(0, "model", model.name)
@@ -161,7 +199,7 @@ def search(model: ModelSpec, hw: HardwareProfile, context: int, space: SearchSpa
     df["draft"] = np.where(df["gamma"] > 0, draft.name if draft else "", "")
     df["acceptance"] = np.where(df["gamma"] > 0, acceptance, np.nan)
     df["replicas"] = space.max_gpus // df["n_gpu"]
-    return df.drop(columns=["feasible", "flops_per_gpu_step"])
+    return df.drop(columns=["feasible", "flops_per_gpu_step"]), lay.subset(near)
 
 
 def validate_request(model: ModelSpec, hw: HardwareProfile, context: int, acceptance: float, draft=None) -> None:

@@ -134,6 +134,9 @@ class NetworkSpec:
     # "nccl": the hierarchical ring/tree/NVLS model (model/network.py); "paper": the formula of
     # the paper's reference code, kept so its figures can be reproduced.
     collective_model: str = "nccl"
+    # Multiplier on the whole network term of a step: 1 in every saved profile; uncertainty
+    # draws (model/uncertainty.py) move it by the spread of the collective model or fits.
+    time_scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -168,6 +171,9 @@ class HardwareProfile:
     price_usd_per_gpu_hour: float
     provenance: Provenance
     schema_version: int = SCHEMA_VERSION
+    # What each uncertain parameter may be, with its source (model/uncertainty.py: a list of
+    # Uncertain as plain dicts). Optional: profiles saved without it load with no band.
+    uncertainty: list = field(default_factory=list)
 
     # -- derived figures -------------------------------------------------------------------
     @property
@@ -201,7 +207,10 @@ class HardwareProfile:
                                            net_tree_level_us=0.0) for p in self.network.protocols],
         )
         lat = dataclasses.replace(self.latency, kernel_launch_us=0.0, step_overhead_us=0.0)
-        return dataclasses.replace(self, network=net, latency=lat, name=self.name + "-no-latency")
+        # A drawn absolute latency would put back what this counterfactual removes.
+        kept = [u for u in self.uncertainty
+                if u.get("relative") or not any(p.startswith("latency.") for p in u.get("paths", []))]
+        return dataclasses.replace(self, network=net, latency=lat, name=self.name + "-no-latency", uncertainty=kept)
 
     # -- JSON ------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -239,10 +248,12 @@ class HardwareProfile:
                     collectives=[_build(CollectiveFit, c) for c in net.get("collectives", [])],
                     protocols=[_build(ProtocolSpec, c) for c in net.get("protocols", [])],
                     collective_model=str(net.get("collective_model", "nccl")),
+                    time_scale=float(net.get("time_scale", 1.0)),
                 ),
                 latency=_build(LatencySpec, data["latency"]),
                 price_usd_per_gpu_hour=float(data["price_usd_per_gpu_hour"]),
                 provenance=_build(Provenance, data["provenance"]),
+                uncertainty=_uncertainty_list(data.get("uncertainty"), source),
             )
         except KeyError as exc:
             raise UserError(f"{source}: missing field {exc.args[0]!r}") from None
@@ -252,6 +263,23 @@ class HardwareProfile:
     @classmethod
     def load(cls, path: str | Path) -> "HardwareProfile":
         return cls.from_dict(load_json(path, "profile file"), source=str(path))
+
+    def __post_init__(self):
+        if self.uncertainty:
+            from inferecon.model.uncertainty import entries
+
+            try:
+                entries(self)  # every entry drawable and every path a numeric field of this profile
+            except UserError as exc:
+                raise UserError(f"profile {self.name}: {exc}") from None
+
+
+def _uncertainty_list(value, source):
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise UserError(f"{source}: uncertainty must be a list of entries")
+    return list(value)
 
 
 def _plain(obj):

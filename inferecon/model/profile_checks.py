@@ -19,9 +19,9 @@ from inferecon.errors import UserError
 MAX_PRICE_USD_PER_HOUR = 1000.0
 # Free-form records a fit leaves behind (parameters, standard errors that may be NaN where a
 # fit is degenerate): documentation, never used as a divisor.
-_FREE_FORM = {"provenance", "gemm_fit"}
+_FREE_FORM = {"provenance", "gemm_fit", "uncertainty"}  # uncertainty: model/uncertainty.py checks it
 _INTEGRAL = {"gpus_per_node", "world_size"}
-_POSITIVE = {"efficiency", "price_usd_per_gpu_hour", "gpus_per_node", "world_size"}
+_POSITIVE = {"efficiency", "price_usd_per_gpu_hour", "gpus_per_node", "world_size", "time_scale"}
 _POSITIVE_SUFFIXES = ("_gbps", "_gb", "_tflops")
 _NONNEG_SUFFIXES = ("_us", "_mb", "_bytes", "_fraction", "_doubling")
 

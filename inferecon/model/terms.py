@@ -330,6 +330,8 @@ def evaluate(model: ModelSpec, hw: HardwareProfile, lay: Layouts, context: int,
     if engine is not None:
         parts["t_fixed"] = parts["t_fixed"] + engine.step_overhead_us * 1e-6
 
+    # 1 except under uncertainty draws (model/uncertainty.py), which scale the whole term.
+    parts["t_net"] = parts["t_net"] * hw.network.time_scale
     t_step = compute + parts["t_net"] + parts["t_fixed"]
     tokens = expected_tokens(gamma, acceptance) if spec.any() else np.ones_like(gamma)
     n_gpu = lay.n_gpu.astype(float)
