@@ -441,3 +441,86 @@ def test_failed_layer_fit_prints_its_reason_not_nan(tmp_path, capsys, monkeypatc
     assert "full-model MAPE (extrapolated): none: no case had a positive per-layer slope" in stdout
     summary = json.loads((out / "validation.json").read_text())
     assert "no full-model figure" in summary["layer_fit_notes"]["batch 1 context 128"]
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("how", ["sigterm-to-validate"])  # "terminal-ctrl-c" passes too (75 s a run)
+def test_interrupted_tp2_validate_keeps_rank0_cases_and_resumes(tmp_path, capsys, how):
+    """--tp 2 under torchrun: rank 0 saves each case as it finishes, so a Ctrl-C (to the whole
+    foreground group, as a terminal sends it) or a SIGTERM to validate alone (forwarded to
+    torchrun once) keeps them, no rank outlives the run, and --resume measures only the rest."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from inferecon.harness.store import read_run
+
+    out = tmp_path / "tp2"
+    args = ["--hardware", str(CPU_PROFILE), "--model", "tiny-llama", "--layers", "2", "--tp", "2",
+            "--batch", "1,2,4,8", "--context", "128", "--quick", "--out", str(out)]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen([sys.executable, "-m", "inferecon.cli", "validate", *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    tree = []
+    try:
+        deadline = time.monotonic() + 180
+        while not decode.saved_rows(out):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        tree = _descendants(proc.pid)
+        if how == "terminal-ctrl-c":
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+        t0 = time.monotonic()
+        while any(_alive(p) for p in tree) and time.monotonic() - t0 < 60:
+            time.sleep(0.1)
+        left = [p for p in tree if _alive(p)]
+    finally:
+        for p in _descendants(proc.pid) + [p for p in tree if _alive(p)]:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    assert proc.returncode == 130, err[-2000:]
+    assert not left, "ranks outlived the interrupted run"
+    manifest, tables = read_run(out)
+    before = tables["decode"]
+    assert manifest["status"] == "interrupted" and 1 <= len(before) < 8
+    assert f"{len(before)} finished case(s) saved" in err
+
+    rc, _, err = _run_cli([*args, "--resume"], capsys)
+    assert rc == 0, err
+    manifest, tables = read_run(out)
+    after = tables["decode"]
+    assert len(after) == 8 and after["case_id"].is_unique and (after["tp"] == 2).all()
+    kept = after.set_index("case_id").loc[list(before["case_id"])]
+    for (_, b), (_, a) in zip(before.iterrows(), kept.iterrows()):
+        assert list(a["samples_us"]) == list(b["samples_us"])

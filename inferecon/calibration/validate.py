@@ -255,7 +255,7 @@ def measure_decode(shape, plan: LayerPlan, batches, contexts, tp: int, device: s
     # The ranks run in other processes: watch GPU 0's clocks over the whole world's run.
     with ClockWatcher(device, gpu_index=0 if device == "cuda" else None) as watch:
         try:
-            rows = decode.run_torchrun(shape, todo, tp, device, work_dir, quick, reps)
+            rows = decode.run_torchrun(shape, todo, tp, device, work_dir, quick, reps, progress=bool(progress))
         except (KeyboardInterrupt, UserError):
             for r in decode.saved_rows(work_dir):
                 keep({**r, **throttle(watch)})

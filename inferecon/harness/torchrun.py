@@ -131,7 +131,7 @@ class Launch:
     nproc_per_node: int
     run_dir: Path
     timeout_s: float  # the ranks' bound on one collective call
-    progress_prefix: str  # rank lines starting with it are shown to the user
+    progress_prefix: str  # rank lines starting with it are shown to the user ("": none)
     what: str  # names the work in error messages ("collectives")
 
     def command(self) -> list[str]:
@@ -152,7 +152,8 @@ class Launch:
 
 def relaunch(launch: Launch, store) -> None:
     """Run the world and wait; raises UserError on failure and KeyboardInterrupt when
-    interrupted (after the ranks stopped and saved what finished)."""
+    interrupted (after the ranks stopped and saved what finished). `store`: the parent's
+    RunStore the ranks append to, or None."""
     run_dir = Path(launch.run_dir)
     log_path = launch.log_path
     env = dict(os.environ, **{ATTACH_ENV: "1"})
@@ -178,7 +179,7 @@ def relaunch(launch: Launch, store) -> None:
                     errors.append(line[len(ERROR_PREFIX):].strip())
                 elif _NCCL_TIMEOUT in line and not watchdog:
                     watchdog.append(line.strip())
-                elif line.startswith(launch.progress_prefix):
+                elif launch.progress_prefix and line.startswith(launch.progress_prefix):
                     sys.stderr.write(line)
                     sys.stderr.flush()
 
@@ -242,9 +243,12 @@ def _stop(proc: subprocess.Popen, sig: int, grace_s: float = 45.0) -> None:
 
 def merge_manifest(store, run_dir: Path) -> None:
     """The ranks appended to the run and updated the manifest's per-benchmark counts; copy
-    them into the parent's store so its finish() does not write stale ones back."""
+    them into the parent's store so its finish() does not write stale ones back. Nothing to
+    do for a caller without a store (its ranks hand their records back in a file)."""
     from inferecon.harness.store import read_manifest
 
+    if store is None:
+        return
     try:
         disk = read_manifest(run_dir)
     except UserError:

@@ -35,13 +35,12 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from inferecon.errors import ERROR_PREFIX, UserError, exit_status
+from inferecon.errors import UserError, exit_status
 from inferecon.harness.timing import Measurement, TimingConfig, measure
 
 BENCHMARK = "decode"
@@ -464,7 +463,10 @@ def _shape_from_json(text: str) -> DecoderShape:
 def run_in_world(shape: DecoderShape, cases: list[DecodeCase], device: str, out: Optional[str], quick: bool,
                  fixed_reps: int, dump: Optional[str] = None, timeout_s: float = 300.0) -> int:
     from inferecon.harness import distributed as hdist
+    from inferecon.harness import torchrun
 
+    if torchrun.attached():
+        torchrun.bind_to_parent()  # a rank whose launcher died has no one to report to
     ctx = hdist.init(device, timeout_s)
     try:
         group = TPGroup(ctx.rank, ctx.world_size)
@@ -515,29 +517,24 @@ TP_ROWS = "decode_tp.json"  # rank 0's records, in the work directory
 
 
 def run_torchrun(shape: DecoderShape, cases: list[DecodeCase], tp: int, device: str, work_dir: Path,
-                 quick: bool, fixed_reps: int, dump: Optional[str] = None, timeout_s: float = 1800.0) -> list[dict]:
-    """Start `tp` ranks with torchrun, wait, and return rank 0's records."""
-    import subprocess
+                 quick: bool, fixed_reps: int, dump: Optional[str] = None, timeout_s: float = 300.0,
+                 progress: bool = False) -> list[dict]:
+    """Start `tp` ranks with torchrun (harness.torchrun: Ctrl-C/SIGTERM forwarded once, ranks
+    die with their launcher, their output in decode_tp.log), wait, and return rank 0's
+    records. `timeout_s` bounds each collective; rank 0 saves its records after every case,
+    so on KeyboardInterrupt or UserError `saved_rows(work_dir)` has the finished ones."""
+    from inferecon.harness import torchrun
 
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     out = work_dir / TP_ROWS
     out.unlink(missing_ok=True)  # a previous world's rows are stored already, not this one's
-    log = work_dir / "decode_tp.log"
-    env = dict(os.environ)
-    # Ranks share the cores: one thread each, as torchrun itself defaults.
-    env.setdefault("OMP_NUM_THREADS", "1")
-    with open(log, "w") as logf:
-        try:
-            proc = subprocess.run(torchrun_command(shape, cases, tp, device, str(out), quick, fixed_reps, dump),
-                                  env=env, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                  timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            raise UserError(f"decode --tp {tp}: no result after {timeout_s:g} s (log: {log})") from None
-    if proc.returncode != 0:
-        lines = log.read_text(errors="replace").splitlines()
-        err = next((ln[len(ERROR_PREFIX):] for ln in lines if ln.startswith(ERROR_PREFIX)), None)
-        raise UserError(err or f"decode --tp {tp}: torchrun exited with status {proc.returncode} (log: {log})")
+    argv = torchrun_command(shape, cases, tp, device, str(out), quick, fixed_reps, dump)
+    argv = argv[argv.index("-m", argv.index("--nproc-per-node")) + 2:]  # the module's own arguments
+    launch = torchrun.Launch(module="inferecon.kernels.decode", argv=tuple(argv), nproc_per_node=tp,
+                             run_dir=work_dir, timeout_s=timeout_s,
+                             progress_prefix="[decode]" if progress else "", what="decode_tp")
+    torchrun.relaunch(launch, None)
     if dump:
         return []
     return json.loads(out.read_text())
