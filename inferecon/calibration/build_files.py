@@ -12,8 +12,7 @@ unless forced, with the reason.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -21,6 +20,7 @@ import pandas as pd
 from inferecon.calibration.build import CalibrationResult
 from inferecon.calibration.fit import FitResult
 from inferecon.calibration.fit_network import fit_points
+from inferecon.calibration.fit_uncertainty import calibrated_uncertainty
 from inferecon.calibration.ingest import NcclSpec, read_collective_file, read_link_file
 from inferecon.calibration.published import get_profile, match_published
 from inferecon.errors import UserError
@@ -125,6 +125,7 @@ def _pick_for_profile(file_fits):
         if key in seen:
             ff.in_profile = False
             ff.why_not = f"{seen[key]} already gives {f.collective} over {f.world_size} ranks ({f.scope})"
+            ff.result.term = f"{ff.result.term} [{ff.table.label}]"  # both stay in the report, told apart
         else:
             seen[key] = ff.table.label
 
@@ -186,9 +187,13 @@ def profile_from_files(nccl_specs, link_paths, gpu: str, force: bool = False) ->
         latency=base.latency, price_usd_per_gpu_hour=base.price_usd_per_gpu_hour,
         provenance=Provenance(kind="calibrated", sources=sources + [f"base: {base.name} published profile"],
                               run_id=None, versions={},
-                              fit_quality={_term(ff): ff.result.quality() for ff in file_fits}
+                              fit_quality={ff.result.term: ff.result.quality() for ff in file_fits}
                               | {r.term: r.quality() for r in lr},
                               notes=notes),
+        # Published ranges stay for what the files do not measure; the fitted collectives
+        # bring their held-out error (calibration/fit_uncertainty.py).
+        uncertainty=calibrated_uncertainty(base.uncertainty, "from files",
+                                           collectives=[ff.result for ff in used]),
     )
     tables = {"collectives": pd.concat([ff.table.frame() for ff in used], ignore_index=True)} if used else {}
     if links is not None:
@@ -196,8 +201,3 @@ def profile_from_files(nccl_specs, link_paths, gpu: str, force: bool = False) ->
             tables[bench] = g
     return CalibrationResult(profile, fits, missing=[], kept_published=kept, tables=tables, file_fits=file_fits)
 
-
-def _term(ff) -> str:
-    """The fit-quality key of a file's fit: the network term, plus the file when it is not the
-    one in the profile (two files of one collective keep both entries)."""
-    return ff.result.term if ff.in_profile else f"{ff.result.term} [{Path(ff.table.path).name}]"

@@ -139,16 +139,18 @@ def _stderr(x, y, pieces):
     """Standard errors of each piece's α and β from the weighted least-squares covariance."""
     out = []
     bounds = [p[0] for p in pieces[1:]] + [np.inf]
+    scale = float(np.max(x)) or 1.0  # as in the fit: sizes in units of the largest
     for (lo, alpha, g), hi in zip(pieces, bounds):
         sel = (x >= lo) & (x < hi)
         xs, ys = x[sel], y[sel]
         w = 1.0 / ys
-        a = np.stack([w, xs * w], axis=1)
+        a = np.stack([w, xs / scale * w], axis=1)
         r = (alpha + xs * g - ys) * w
         dof = max(1, len(xs) - 2)
         try:
             cov = np.linalg.pinv(a.T @ a) * float(np.sum(r ** 2) / dof)
-            se_alpha, se_g = np.sqrt(np.clip(np.diag(cov), 0, None))
+            se_alpha, se_gs = np.sqrt(np.clip(np.diag(cov), 0, None))
+            se_g = se_gs / scale
         except np.linalg.LinAlgError:
             se_alpha = se_g = float("nan")
         beta = 1.0 / (g * 1e3)

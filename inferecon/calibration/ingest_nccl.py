@@ -301,7 +301,7 @@ def _looks_like_row(m) -> bool:
 
 def _row_values(block: _Block, m):
     """(count, dtype, [(side, time, algbw, busbw)]) of one row, or a reason it cannot be read."""
-    size, count, dtype, rest = int(m.group(1)), int(m.group(2)), m.group(3).lower(), m.group(4)
+    count, dtype, rest = int(m.group(2)), m.group(3).lower(), m.group(4)
     toks = rest.split()
     # Header-driven where the header's column list matches the row.
     if block.header and len(block.header) == len(toks) + 3:
