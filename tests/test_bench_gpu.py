@@ -15,16 +15,22 @@ def _ctx():
 
 
 def test_cuda_events_agree_with_host_clock_for_a_long_kernel():
-    a = torch.randn(4096, 4096, device="cuda", dtype=torch.bfloat16)
-    cfg = TimingConfig(warmup_ms=10, budget_ms=100, min_reps=10)
-    ev = measure(lambda: a @ a, device="cuda", config=cfg)
     import time
 
-    host = measure(lambda: a @ a, device="cuda", config=cfg, timer=time.perf_counter_ns)
-    assert ev.timer_name == "cuda_event"
-    # The host clock adds launch + synchronize (tens of us) to a kernel of about 0.2 ms.
-    assert ev.median_s <= host.median_s
-    assert host.median_s - ev.median_s < 100e-6
+    a = torch.randn(4096, 4096, device="cuda", dtype=torch.bfloat16)
+    cfg = TimingConfig(warmup_ms=10, budget_ms=100, min_reps=10)
+    # The host clock adds launch + synchronize (tens of us) to a kernel of about 0.2 ms. On a
+    # host whose CPU is shared, one attempt can catch a descheduled launch thread: retried by
+    # design, up to three attempts, and every attempt's gap is reported on failure.
+    gaps = []
+    for _ in range(3):
+        ev = measure(lambda: a @ a, device="cuda", config=cfg)
+        host = measure(lambda: a @ a, device="cuda", config=cfg, timer=time.perf_counter_ns)
+        assert ev.timer_name == "cuda_event"
+        gaps.append(host.median_s - ev.median_s)
+        if 0 <= gaps[-1] < 100e-6:
+            break
+    assert 0 <= gaps[-1] < 100e-6, [f"{g * 1e6:.1f} us" for g in gaps]
 
 
 def test_flush_and_graph_paths_run():
