@@ -107,3 +107,16 @@ def test_each_link_file_into_a_profile(name):
     res = profile_from_files([], [str(MEASURED / name)], "h100-sxm")
     terms = [k for k in res.profile.provenance.fit_quality if k.startswith("link:")]
     assert terms and all(res.profile.provenance.fit_quality[k]["files"] == [str(MEASURED / name)] for k in terms)
+
+
+def test_benchmark_script_prints_every_table(capsys):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_public_network.py"
+    spec = importlib.util.spec_from_file_location("bench_public_network", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--dir", str(MEASURED), "--markdown"]) == 0
+    out = capsys.readouterr().out
+    assert sum(line.startswith("| ") and "fit / pub." not in line for line in out.splitlines()) == 33
+    assert "33 tables" in out
