@@ -14,6 +14,7 @@ from inferecon.calibration.fit_compute import fit_gemm
 from inferecon.calibration.fit_latency import fit_launch
 from inferecon.calibration.fit_memory import fit_read_bandwidth
 from inferecon.calibration.fit_network import fit_collectives
+from inferecon.calibration.fit_uncertainty import calibrated_uncertainty
 from inferecon.calibration.published import match_published
 from inferecon.cli_text import slug
 from inferecon.errors import UserError
@@ -171,6 +172,9 @@ def profile_from_tables(manifest: dict, tables: dict, run_id: str,
             run_id=run_id, versions=versions,
             fit_quality={r.term: r.quality() for r in fits}, notes=notes,
         ),
+        uncertainty=calibrated_uncertainty(
+            base.uncertainty, run_id, gemm=gemm_results, gemm_fit=gemm_fit, peaks_measured=bool(peaks),
+            memory=mem_fit, collectives=coll_results, launch=launch, step=step),
     )
     return CalibrationResult(profile, fits, missing, kept, tables)
 

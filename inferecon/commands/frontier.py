@@ -37,6 +37,9 @@ def register(sub) -> None:
                    help="largest instance to consider (default 512; 65536 with --no-latency)")
     p.add_argument("--out", default="frontier", help="directory for frontier.csv and frontier.png (default ./frontier)")
     p.add_argument("--rows", type=cli_args.ROWS, default=16, help="frontier rows printed per model and GPU (default 16)")
+    p.add_argument("--draws", type=cli_args.int_in(0, 10_000), default=200,
+                   help="parameter draws for the 90%% band and P(optimal) (default 200; 0: no band)")
+    p.add_argument("--seed", type=cli_args.int_in(0, 2**32 - 1), default=0, help="seed of the draws (default 0)")
     p.add_argument("--compare", action="store_true",
                    help="with --hardware: draw the published and the calibrated frontiers together and say "
                         "where they differ and which term moved (published profile: --gpu, else the matching one)")
@@ -107,8 +110,8 @@ def run(args: argparse.Namespace) -> int:
     from inferecon.model.catalog import resolve_model
     from inferecon.model.names import model_display_names
     from inferecon.outpath import atomic_path, check_out_dir
-    from inferecon.model.compare import compare
-    from inferecon.model.frontier import NO_LATENCY_MAX_GPUS, WIDE_BATCH_GRID, SearchSpace, search
+    from inferecon.model.compare import band_lines, compare
+    from inferecon.model.frontier import NO_LATENCY_MAX_GPUS, WIDE_BATCH_GRID, SearchSpace, search_near
     from inferecon.report.frontier_plot import plot_frontiers
 
     args.max_gpus_given = args.max_gpus is not None
@@ -149,7 +152,9 @@ def run(args: argparse.Namespace) -> int:
     frames, curves, fronts = [], {}, {}
     for hw_label, hw in labelled:
         for model in models:
-            df = search(model, hw, args.context, space, draft=draft, acceptance=acc)
+            df, near = search_near(model, hw, args.context, space, draft=draft, acceptance=acc)
+            if args.draws:
+                df = _with_band(df, model, hw, args.context, near, draft, acc, args.draws, args.seed)
             df.insert(3, "profile_label", hw_label)  # "gpu" is the GPU model; this tells two profiles of it apart
             label = f"{model.name} on {hw_label}" + (f" ({hw.provenance.kind})" if hw.provenance.kind != "published" else "")
             if draft:
@@ -165,6 +170,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"\n{model.name}: {pub_label} (published) vs {cal_label} (calibrated)")
             for line in delta.lines("published", "calibrated"):
                 print(f"  {line}")
+            if args.draws:
+                for line in band_lines(fronts[(pub_label, model.name)], fronts[(cal_label, model.name)],
+                                       "published", "calibrated"):
+                    print(f"  {line}")
 
     all_df = pd.concat(frames, ignore_index=True)
     csv = out / "frontier.csv"
@@ -174,6 +183,25 @@ def run(args: argparse.Namespace) -> int:
                          title=f"context {args.context}, " + ", ".join(sorted({f"{m.weight_bits}-bit weights, {m.kv_bits}-bit KV" for m in models})))
     print(f"wrote {csv} ({len(all_df)} frontier points) and {png}")
     return 0
+
+
+def _with_band(df, model, hw, context, near, draft, acceptance, draws, seed):
+    """The frontier with its 90% band (speed_lo/hi, usd_per_mtok_lo/hi, each term's lo/hi) and
+    p_pareto: the share of draws in which each point stays Pareto-optimal."""
+    from inferecon.model.uncertainty import frontier_band, overlaps_neighbour
+
+    cols = frontier_band(model, hw, df, context, near, draft=draft, acceptance=acceptance, draws=draws, seed=seed)
+    df = df.copy()
+    names = {"tokens_per_s_per_seq": "speed", "usd_per_mtok": "usd_per_mtok"}
+    for key in ("tokens_per_s_per_seq", "usd_per_mtok", "t_step_s", "t_arithmetic_s", "t_memory_s",
+                "t_network_s", "t_latency_s"):
+        for end in ("lo", "median", "hi"):
+            df[f"{names.get(key, key)}_{end}"] = cols[f"{key}_{end}"]
+    df["p_pareto"] = cols["p_pareto"]
+    df["overlaps_neighbour"] = overlaps_neighbour(df["speed_lo"].to_numpy(), df["speed_hi"].to_numpy(),
+                                                  df["usd_per_mtok_lo"].to_numpy(), df["usd_per_mtok_hi"].to_numpy())
+    df["band_draws"] = draws
+    return df
 
 
 def _thin(df, rows):
@@ -187,17 +215,31 @@ def _thin(df, rows):
 
 
 def _table(df, label, hw, rows) -> str:
+    band = "speed_lo" in df
     lines = [f"\n{label}: {len(df)} Pareto-optimal configurations "
              f"(${hw.price_usd_per_gpu_hour:.2f}/GPU-hour, {hw.provenance.kind} profile)"]
-    head = (f"{'tok/s/seq':>9} {'$/Mtok':>9} {'GPUs':>5} {'TP':>5} {'PP':>3} {'EP':>3} {'batch':>6} "
+    if band:
+        lines.append(f"90% intervals from {int(df['band_draws'].iloc[0])} draws of the profile's uncertain parameters; "
+                     "P(opt): share of draws in which the point stays Pareto-optimal; "
+                     "~: its interval overlaps a neighbour's")
+    head = (f"{'tok/s/seq':>9} " + (f"{'90% tok/s':>13} " if band else "") + f"{'$/Mtok':>9} "
+            + (f"{'90% $/Mtok':>15} {'P(opt)':>6}  " if band else "") + f"{'GPUs':>5} {'TP':>5} {'PP':>3} {'EP':>3} {'batch':>6} "
             f"{'γ':>2} {'tok/s/GPU':>9} {'MFU':>6} {'dominant':>10} | {'arith':>7} {'memory':>7} "
             f"{'network':>7} {'latency':>7} ms/step")
     lines.append(head)
     for r in _thin(df, rows).itertuples():
         tp = f"{r.tp_r}x{r.tp_c}" if r.tp_r > 1 else f"{r.tp}"
+        bs = bc = ""
+        if band:
+            bs = f"{_span(r.speed_lo, r.speed_hi, 1):>13} "
+            bc = f"{_span(r.usd_per_mtok_lo, r.usd_per_mtok_hi, 3):>15} {r.p_pareto:6.2f}{'~' if r.overlaps_neighbour else ' '} "
         lines.append(
-            f"{r.tokens_per_s_per_seq:9.1f} {r.usd_per_mtok:9.3f} {r.n_gpu:5d} {tp:>5} {r.pp:3d} {r.ep:3d} "
+            f"{r.tokens_per_s_per_seq:9.1f} {bs}{r.usd_per_mtok:9.3f} {bc}{r.n_gpu:5d} {tp:>5} {r.pp:3d} {r.ep:3d} "
             f"{r.batch:6d} {r.gamma:2d} {r.tokens_per_s_per_gpu:9.1f} {r.mfu:6.1%} {r.dominant:>10} | "
             f"{r.t_arithmetic_s * 1e3:7.3f} {r.t_memory_s * 1e3:7.3f} {r.t_network_s * 1e3:7.3f} "
             f"{r.t_latency_s * 1e3:7.3f}")
     return "\n".join(lines)
+
+
+def _span(lo, hi, digits) -> str:
+    return f"{lo:.{digits}f}-{hi:.{digits}f}"

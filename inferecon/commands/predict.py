@@ -32,6 +32,9 @@ def register(sub) -> None:
                    help="engine profile (from `inferecon calibrate --engine-results`): adds its per-step and "
                         "per-layer overheads and weight-read efficiency")
     p.add_argument("--price", type=cli_args.PRICE_USD_PER_HOUR, default=None, metavar="USD_PER_HOUR", help="$ per GPU-hour (default: the profile's)")
+    p.add_argument("--draws", type=cli_args.int_in(0, 100_000), default=200,
+                   help="parameter draws for the 90%% interval (default 200; 0: no interval)")
+    p.add_argument("--seed", type=cli_args.int_in(0, 2**32 - 1), default=0, help="seed of the draws (default 0)")
     p.add_argument("--json", action="store_true",
                    help="one JSON object per batch size (one line each) instead of the table")
     p.set_defaults(func=run)
@@ -76,7 +79,8 @@ def run(args) -> int:
             raise UserError(f"--gamma must be at least 1 with --spec-decode, got {gamma}")
     engine = EngineProfile.load(args.engine) if args.engine else None
     rows = [predict(model, hw, tp=args.tp, pp=args.pp, ep=args.ep, batch=b, context=args.context,
-                    draft=draft, gamma=gamma, acceptance=acceptance, engine=engine) for b in batches]
+                    draft=draft, gamma=gamma, acceptance=acceptance, engine=engine, draws=args.draws,
+                    seed=args.seed) for b in batches]
     if args.json:
         for r in rows:
             print(json.dumps(r))

@@ -80,3 +80,26 @@ def compare(model: ModelSpec, a: HardwareProfile, b: HardwareProfile, front_a: p
         terms_a=_groups(ra),
         terms_b=_groups(rb),
     )
+
+
+def _verdict(a: tuple[float, float], b: tuple[float, float]) -> str:
+    if a[1] < b[0] or b[1] < a[0]:
+        return "differ beyond the bands (the 90% intervals do not overlap)"
+    return "within the bands (the 90% intervals overlap: not a measurable difference)"
+
+
+def band_lines(front_a: pd.DataFrame, front_b: pd.DataFrame, label_a: str, label_b: str) -> list[str]:
+    """Whether two frontiers with bands (speed_lo/hi, usd_per_mtok_lo/hi columns) differ beyond
+    their uncertainty, at the fastest point and at the cheapest point of each."""
+    if "speed_lo" not in front_a or "speed_lo" not in front_b:
+        return []
+    fa = front_a.loc[front_a["tokens_per_s_per_seq"].idxmax()]
+    fb = front_b.loc[front_b["tokens_per_s_per_seq"].idxmax()]
+    ca = front_a.loc[front_a["usd_per_mtok"].idxmin()]
+    cb = front_b.loc[front_b["usd_per_mtok"].idxmin()]
+    sa, sb = (fa["speed_lo"], fa["speed_hi"]), (fb["speed_lo"], fb["speed_hi"])
+    ua, ub = (ca["usd_per_mtok_lo"], ca["usd_per_mtok_hi"]), (cb["usd_per_mtok_lo"], cb["usd_per_mtok_hi"])
+    return [f"max speed, 90% interval: {sa[0]:.1f}-{sa[1]:.1f} ({label_a}) vs {sb[0]:.1f}-{sb[1]:.1f} tok/s "
+            f"({label_b}): {_verdict(sa, sb)}",
+            f"min cost, 90% interval: ${ua[0]:.3f}-{ua[1]:.3f} ({label_a}) vs ${ub[0]:.3f}-{ub[1]:.3f} per M tokens "
+            f"({label_b}): {_verdict(ua, ub)}"]

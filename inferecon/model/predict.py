@@ -27,7 +27,14 @@ FIELDS = (
     "t_arithmetic_ms", "t_memory_ms", "t_network_ms", "t_latency_ms", "dominant", "tokens_per_step",
     "mfu", "hbm_per_gpu_gb", "usable_per_gpu_gb", "weights_per_gpu_gb", "kv_per_gpu_gb", "free_per_gpu_gb",
     "feasible", "infeasible_reason", "price_usd_per_gpu_hour",
+    # 90% interval over draws of the profile's uncertain parameters (model/uncertainty.py);
+    # None with draws=0.
+    "interval_draws", "tokens_per_s_per_seq_lo", "tokens_per_s_per_seq_hi", "usd_per_mtok_lo", "usd_per_mtok_hi",
+    "t_step_ms_lo", "t_step_ms_hi", "t_arithmetic_ms_lo", "t_arithmetic_ms_hi", "t_memory_ms_lo", "t_memory_ms_hi",
+    "t_network_ms_lo", "t_network_ms_hi", "t_latency_ms_lo", "t_latency_ms_hi",
 )
+_INTERVAL_KEYS = {"tokens_per_s_per_seq": 1.0, "usd_per_mtok": 1.0, "t_step_s": 1e3, "t_arithmetic_s": 1e3,
+                  "t_memory_s": 1e3, "t_network_s": 1e3, "t_latency_s": 1e3}
 
 
 def check_layout(model: ModelSpec, tp: int, pp: int, ep: int, batch: int, context: int,
@@ -73,10 +80,12 @@ def stored_per_gpu_bytes(model: ModelSpec, tp: int, pp: int, ep: int, batch: int
 
 def predict(model: ModelSpec, hw: HardwareProfile, *, tp: int, batch: int, context: int, pp: int = 1,
             ep: int = 1, draft: ModelSpec | None = None, acceptance: float = 0.0, gamma: int = 0,
-            engine: EngineProfile | None = None, opts: CostOptions = CostOptions()) -> dict:
+            engine: EngineProfile | None = None, opts: CostOptions = CostOptions(),
+            draws: int = 200, seed: int = 0) -> dict:
     """One configuration: `batch` sequences decoded together on tp x pp x ep GPUs (1D tensor
     parallelism), each with `context` tokens of context. `model` carries its weight and KV
-    precision (ModelSpec.with_precision). Returns a plain dict with the keys of FIELDS."""
+    precision (ModelSpec.with_precision). Returns a plain dict with the keys of FIELDS; with
+    draws > 0 the *_lo / *_hi keys hold the 90% interval over that many parameter draws."""
     micro = check_layout(model, tp, pp, ep, batch, context, gamma)
     if (draft is None) != (gamma == 0):
         raise UserError("speculative decoding needs both a draft model and --gamma >= 1")
@@ -100,6 +109,19 @@ def predict(model: ModelSpec, hw: HardwareProfile, *, tp: int, batch: int, conte
                   f"{usable / 1e9:.1f} GB usable of {hbm / 1e9:.0f} GB HBM "
                   f"({opts.hbm_usable_fraction:.0%}; the rest is CUDA context, activations, workspace)")
     speed = float(res["tokens_per_s_per_seq"])
+    interval = {"interval_draws": int(draws) if draws else None}
+    for key, unit in _INTERVAL_KEYS.items():
+        name = key[:-2] + "_ms" if unit == 1e3 else key
+        interval[f"{name}_lo"] = interval[f"{name}_hi"] = None
+    if draws:
+        from inferecon.model.uncertainty import evaluate_draws, quantiles
+
+        sampled = evaluate_draws(model, hw, lay, context, draft=draft, acceptance=acceptance if draft else 0.0,
+                                 opts=opts, engine=engine, draws=draws, seed=seed, keys=tuple(_INTERVAL_KEYS))
+        for key, unit in _INTERVAL_KEYS.items():
+            lo, _, hi = quantiles(sampled[key][:, 0])
+            name = key[:-2] + "_ms" if unit == 1e3 else key
+            interval[f"{name}_lo"], interval[f"{name}_hi"] = float(lo) * unit, float(hi) * unit
     return {
         "model": model.name, "gpu": hw.name, "profile": hw.provenance.kind,
         "engine": engine.name if engine is not None else None,
@@ -119,5 +141,5 @@ def predict(model: ModelSpec, hw: HardwareProfile, *, tp: int, batch: int, conte
         "free_per_gpu_gb": (usable - weights - kv) / 1e9,
         "feasible": feasible, "infeasible_reason": reason,
         "price_usd_per_gpu_hour": hw.price_usd_per_gpu_hour,
-    }
+    } | interval
 

@@ -18,8 +18,10 @@ def plot_frontiers(frontiers: dict[str, pd.DataFrame], path: str | Path, title: 
     fig, ax = plt.subplots(figsize=(7.5, 5))
     for label, df in frontiers.items():
         df = df.sort_values("tokens_per_s_per_seq")
-        ax.step(df["tokens_per_s_per_seq"], df["usd_per_mtok"], where="post", label=label, lw=1.6)
-        ax.scatter(df["tokens_per_s_per_seq"], df["usd_per_mtok"], s=10)
+        (line,) = ax.step(df["tokens_per_s_per_seq"], df["usd_per_mtok"], where="post", label=label, lw=1.6)
+        ax.scatter(df["tokens_per_s_per_seq"], df["usd_per_mtok"], s=10, color=line.get_color())
+        if "speed_lo" in df:
+            _band(ax, df, line.get_color())
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("speed (output tokens/s per sequence)")
@@ -36,3 +38,12 @@ def plot_frontiers(frontiers: dict[str, pd.DataFrame], path: str | Path, title: 
     finally:
         plt.close(fig)
     return path
+
+
+def _band(ax, df: pd.DataFrame, color) -> None:
+    """The 90% band, shaded: in a draw a point moves along speed × cost = const (both scale
+    with the step time), so the band runs from each point's slow-and-dear end (speed_lo,
+    usd_per_mtok_hi) to its fast-and-cheap end (speed_hi, usd_per_mtok_lo)."""
+    slow = list(zip(df["speed_lo"], df["usd_per_mtok_hi"]))
+    fast = list(zip(df["speed_hi"], df["usd_per_mtok_lo"]))
+    ax.fill(*zip(*(slow + fast[::-1])), color=color, alpha=0.18, lw=0, label="_nolegend_")

@@ -26,6 +26,13 @@ def format_predictions(rows: list[dict], hw) -> str:
             f"{r['t_network_ms']:7.3f} {r['t_latency_ms']:7.3f} {r['dominant']:>10} | "
             f"{r['weights_per_gpu_gb']:7.1f} {r['kv_per_gpu_gb']:7.1f} {r['free_per_gpu_gb']:7.1f}        | {fits}")
     for r in rows:
+        if r.get("interval_draws"):
+            lines.append(
+                f"batch {r['batch']} 90% interval: {r['tokens_per_s_per_seq_lo']:.1f}-{r['tokens_per_s_per_seq_hi']:.1f} "
+                f"tok/s/seq, ${r['usd_per_mtok_lo']:.3f}-{r['usd_per_mtok_hi']:.3f}/Mtok, "
+                f"{r['t_step_ms_lo']:.3f}-{r['t_step_ms_hi']:.3f} ms/step "
+                f"({r['interval_draws']} draws of the profile's uncertain parameters)")
+    for r in rows:
         if not r["feasible"]:
             lines.append(f"batch {r['batch']} does not fit: {r['infeasible_reason']}")
     lines.append(f"HBM per GPU {first['hbm_per_gpu_gb']:.0f} GB, {first['usable_per_gpu_gb']:.1f} GB usable for "

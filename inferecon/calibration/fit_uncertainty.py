@@ -1,0 +1,85 @@
+"""Each fitted term's uncertainty, as profile `uncertainty` entries (model/uncertainty.py).
+
+What a prediction needs is how far a term's fit misses cases it was not fitted on, not only
+how well its parameters are pinned: a line fitted to few points can have tiny standard errors
+and still mispredict a new shape. So each fitted term becomes a multiplier on its time, with
+median 1 and the relative spread of its k-fold held-out error (a held-out MAPE m is a relative
+sd of m·sqrt(π/2) for normal errors; lognormal, so a large error never draws a negative time).
+Where a term has no held-out figure (too few points), the parameters' standard errors from
+the fit stand in. Terms the run did not measure keep the base profile's stated ranges.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from inferecon.model.uncertainty import MAPE_TO_SD, Uncertain, relative_sd_entry
+
+
+def _rel_sd(result, param: str | None = None) -> tuple[float | None, str]:
+    """(relative sd, what it is) of one FitResult: held-out error first, else the stderr of
+    `param` relative to its value."""
+    held = result.heldout_mape
+    if held is not None and math.isfinite(held):
+        return held * MAPE_TO_SD, f"k-fold held-out error {100 * held:.1f}% over {result.n_points} cases"
+    if param is not None:
+        v, se = result.params.get(param), result.stderr.get(param)
+        if v and se is not None and math.isfinite(se) and math.isfinite(v) and v != 0:
+            return abs(se / v), f"standard error of {param} ({100 * abs(se / v):.1f}%; too few cases to hold any out)"
+    return None, ""
+
+
+def _stripped(paths) -> set[str]:
+    return {p.removeprefix("1/") for p in paths}
+
+
+def calibrated_uncertainty(base_entries: list[dict], run_id: str, *, gemm=None, gemm_fit=None,
+                           peaks_measured: bool = False, memory=None, collectives=(), launch=None,
+                           step=None) -> list[dict]:
+    """Profile entries for the fitted terms (FitResults as calibration/build.py holds them);
+    base entries (a published profile's ranges) are kept only for fields nothing measured."""
+    out: list[Uncertain] = []
+    measured: set[str] = set()
+    src = f"inferecon run {run_id}: "
+
+    if peaks_measured:
+        measured.add("compute.efficiency")
+    for dtype, result in (gemm or {}).items():
+        if not result.converged or dtype not in (gemm_fit or {}):
+            continue
+        paths = ["1/compute.efficiency"] + [f"{p}compute.gemm_fit.{dtype}.{form}.{name}"
+                                            for form in ("roofline", "additive")
+                                            for p, name in (("", "t0_us"), ("1/", "tflops"), ("1/", "gbps"))]
+        sd, what = _rel_sd(result, "tflops")
+        if sd is not None:
+            out.append(relative_sd_entry(f"arithmetic ({dtype} GEMM fit)", tuple(paths), sd, src + what))
+        measured |= _stripped(paths)
+
+    if memory is not None and memory.converged:
+        sd, what = _rel_sd(memory, "gbps")
+        if sd is not None:
+            out.append(relative_sd_entry("memory bandwidth", ("1/memory.efficiency",), sd, src + what))
+        measured.add("memory.efficiency")
+
+    groups = [r for r in collectives if r.converged and "/w1/" not in r.term]
+    held = [r.heldout_mape for r in groups if r.heldout_mape is not None and math.isfinite(r.heldout_mape)]
+    if held:
+        rms = float(np.sqrt(np.mean(np.square(held))))
+        out.append(relative_sd_entry(
+            "collective time", ("network.time_scale",), rms * MAPE_TO_SD,
+            src + f"k-fold held-out error of {len(held)} collective fit(s), RMS {100 * rms:.1f}%"))
+        measured.add("network.time_scale")
+
+    for result, path, name in ((launch, "latency.kernel_launch_us", "kernel launch"),
+                               (step, "latency.step_overhead_us", "per-step overhead")):
+        if result is None:
+            continue
+        sd, what = _rel_sd(result, "us")
+        if sd is not None:
+            out.append(relative_sd_entry(name, (path,), sd, src + what))
+        measured.add(path)
+
+    kept = [e for e in base_entries if not (_stripped(e.get("paths", [])) & measured)]
+    return kept + [u.to_dict() for u in out]
