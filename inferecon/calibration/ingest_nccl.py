@@ -173,9 +173,9 @@ def _clean(line: str) -> str:
     # srun -l / pdsh style "N: " or "host: " prefixes and leading timestamps, in either order.
     for _ in range(3):
         before = line
-        line = re.sub(r"^\s*(?:\d{4}-\d\d-\d\d[T ][\d:.,]+(?:Z|[+-]\d\d:?\d\d)?\s+|\[?\d\d:\d\d:\d\d(?:[.,]\d+)?\]?\s+)",
+        line = re.sub(r"^\s*\[?(?:\d{4}-\d\d-\d\d[T ])?\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?\]?\s+",
                       "", line)
-        line = re.sub(r"^\s*[\w.-]+:\s(?=\s*[#\d]|\s*$|\s*[A-Za-z])", "", line, count=1)
+        line = re.sub(r"^\s*[\w.-]+:\s(?=\s*[#\d\[]|\s*$|\s*[A-Za-z])", "", line, count=1)
         if line == before:
             break
     return line.rstrip()
