@@ -169,3 +169,13 @@ def test_p2p_bandwidth_latency_test_matrices():
     # Bidirectional entries are both directions together: 750 -> 375 per direction; no diagonal.
     assert len(bi) == 12 and set(bi["gbps"]) == {375.0}
     assert df["device_name"].iloc[0] == "NVIDIA H100 80GB HBM3"
+
+
+def test_nvbandwidth_host_links_and_bidirectional_totals():
+    df = parse_nvbandwidth(FIX + "nvbandwidth_host_and_bidir.txt")
+    h2d, d2h = df[df["op"] == "h2d"], df[df["op"] == "d2h"]
+    assert h2d["gbps"].tolist() == [55.40, 55.43, 55.38, 55.45] and len(d2h) == 4
+    assert set(h2d["benchmark"]) == {"host_link"}
+    # A bidirectional matrix prints both directions' total: 780 + 2(i + j) -> 390 + i + j each way.
+    d2d = df[df["op"] == "d2d"]
+    assert len(d2d) == 12 and d2d.apply(lambda r: r["gbps"] == 390.0 + r["src"] + r["dst"], axis=1).all()
