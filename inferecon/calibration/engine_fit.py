@@ -71,9 +71,11 @@ class EngineCase:
         return self.run.tpot_ms
 
 
-def predict_case(case: EngineCase, engine: EngineProfile | None = None) -> dict:
+def predict_case(case: EngineCase, engine: EngineProfile | None = None, draws: int = 0) -> dict:
+    """The prediction for one run; draws > 0 adds the 90% interval (the fits' inner loops
+    call this many times and need only the point figure)."""
     return predict(case.model, case.hw, tp=case.tp, pp=case.pp, ep=case.ep, batch=case.batch,
-                   context=case.context, engine=engine)
+                   context=case.context, engine=engine, draws=draws)
 
 
 # -- runs -> cases ---------------------------------------------------------------------------------
@@ -142,11 +144,12 @@ def resolve_cases(runs: list[EngineRun], *, model: str | ModelSpec | None = None
 
 
 # -- predicted vs measured -------------------------------------------------------------------------
-def compare_runs(cases: list[EngineCase], engine: EngineProfile | None = None) -> list[dict]:
-    """One row per run: what ran, measured and predicted ms per output token, and the error."""
+def compare_runs(cases: list[EngineCase], engine: EngineProfile | None = None, draws: int = 0) -> list[dict]:
+    """One row per run: what ran, measured and predicted ms per output token, and the error;
+    with draws > 0 also the predicted 90% interval and whether the measurement is inside it."""
     rows = []
     for c in cases:
-        p = predict_case(c, engine)
+        p = predict_case(c, engine, draws)
         rows.append({
             "source": c.run.source, "engine": c.run.engine, "model": c.model.name, "gpu": c.hw.name,
             "tp": c.tp, "pp": c.pp, "ep": c.ep, "concurrency": c.run.concurrency, "batch": c.batch,
@@ -156,6 +159,10 @@ def compare_runs(cases: list[EngineCase], engine: EngineProfile | None = None) -
             "error_pct": 100.0 * (p["ms_per_token"] - c.measured_ms) / c.measured_ms,
             "dominant": p["dominant"], "feasible": p["feasible"],
         })
+        if draws:
+            # ms per token is 1 / speed: the slow end of the speed interval is the long end.
+            lo, hi = 1e3 / p["tokens_per_s_per_seq_hi"], 1e3 / p["tokens_per_s_per_seq_lo"]
+            rows[-1].update(predicted_lo_ms=lo, predicted_hi_ms=hi, covered=bool(lo <= c.measured_ms <= hi))
     return rows
 
 

@@ -33,6 +33,8 @@ from inferecon.errors import UserError
 from inferecon.model.hardware import HardwareProfile
 from inferecon.model.spec import ModelSpec
 
+DEFAULT_DRAWS = 200  # parameter draws behind each predicted interval (model/uncertainty.py)
+
 # Small models for CPU validation (CI): shapes of a Llama-style decoder at a size a 2-core
 # machine decodes in milliseconds. Their vocabulary is kept small so that the layers, not
 # the lm head, are most of the step (the layer-scaling fit needs a visible per-layer part).
@@ -180,9 +182,13 @@ def plan_layers(shape, requested: Optional[int], batches, contexts, tp: int, mem
 # Prediction
 
 
-def predict(spec: ModelSpec, hw: HardwareProfile, batch: int, context: int, tp: int) -> dict[str, float]:
-    """The cost model's step for one instance of tp GPUs (1D tensor parallel, no PP/EP)."""
+def predict(spec: ModelSpec, hw: HardwareProfile, batch: int, context: int, tp: int,
+            draws: int = DEFAULT_DRAWS) -> dict[str, float]:
+    """The cost model's step for one instance of tp GPUs (1D tensor parallel, no PP/EP), and
+    with draws > 0 the step's 90% interval (t_step_lo_s, t_step_hi_s) over draws of the
+    profile's uncertain parameters."""
     from inferecon.model.terms import Layouts, evaluate
+    from inferecon.model.uncertainty import evaluate_draws, quantiles
 
     lay = Layouts(tp_r=np.array([1]), tp_c=np.array([tp]), pp=np.array([1]), ep=np.array([1]),
                   micro_batch=np.array([batch]))
@@ -190,6 +196,9 @@ def predict(spec: ModelSpec, hw: HardwareProfile, batch: int, context: int, tp: 
     keys = ("t_arithmetic_s", "t_memory_s", "t_network_s", "t_latency_s", "t_step_s")
     res = {k: float(np.asarray(out[k])[0]) for k in keys}
     res["dominant"] = str(np.asarray(out["dominant"])[0])
+    if draws and hw.uncertainty:
+        lo, _, hi = quantiles(evaluate_draws(spec, hw, lay, context, draws=draws, keys=("t_step_s",))["t_step_s"][:, 0])
+        res["t_step_lo_s"], res["t_step_hi_s"] = float(lo), float(hi)
     return res
 
 
@@ -308,6 +317,9 @@ def compare(spec: ModelSpec, rows: list[dict], plan: LayerPlan, tp: int,
             row[f"{label}_dominant"] = p["dominant"]
             row[f"{label}_step_us"] = p["t_step_s"] * 1e6
             row[f"{label}_error_pct"] = _err_pct(p["t_step_s"], t_meas)
+            if "t_step_lo_s" in p:
+                row[f"{label}_step_lo_us"], row[f"{label}_step_hi_us"] = p["t_step_lo_s"] * 1e6, p["t_step_hi_s"] * 1e6
+                row[f"{label}_covered"] = bool(p["t_step_lo_s"] <= t_meas <= p["t_step_hi_s"])
             if plan.extrapolated:
                 pf = predict(spec, hw, batch, context, tp)
                 row[f"{label}_full_step_us"] = pf["t_step_s"] * 1e6
@@ -322,6 +334,14 @@ def layer_fit_note(times_s: dict[int, float]) -> str:
     return (f"no full-model figure: the {hi}-layer step ({times_s[hi] * 1e3:.3f} ms) measured no slower than the "
             f"{lo}-layer step ({times_s[lo] * 1e3:.3f} ms), so the per-layer slope is not positive (timing noise "
             "on this machine exceeds one layer's time; rerun when it is quieter, or with more --layers)")
+
+
+def coverage(rows: list[dict], key: str) -> tuple[int, int]:
+    """(cases whose measurement lies inside the predicted 90% interval, cases with an
+    interval): `key` is the rows' boolean column, e.g. "calibrated_covered". A calibrated
+    model covers about 90%; far less means the stated uncertainty is too narrow."""
+    flags = [bool(r[key]) for r in rows if key in r and r[key] is not None]
+    return sum(flags), len(flags)
 
 
 def mape(table: list[dict], label: str, full: bool = False) -> Optional[float]:

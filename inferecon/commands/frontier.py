@@ -153,7 +153,10 @@ def run(args: argparse.Namespace) -> int:
     for hw_label, hw in labelled:
         for model in models:
             df, near = search_near(model, hw, args.context, space, draft=draft, acceptance=acc)
-            if args.draws:
+            if args.draws and not hw.uncertainty:
+                print(f"note: {hw_label} carries no uncertainty (a profile saved before inferecon recorded it; "
+                      "recalibrate for a band): no band")
+            elif args.draws:
                 df = _with_band(df, model, hw, args.context, near, draft, acc, args.draws, args.seed)
             df.insert(3, "profile_label", hw_label)  # "gpu" is the GPU model; this tells two profiles of it apart
             label = f"{model.name} on {hw_label}" + (f" ({hw.provenance.kind})" if hw.provenance.kind != "published" else "")

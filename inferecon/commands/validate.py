@@ -224,6 +224,7 @@ def handler(args) -> int:
         "published_profile": published.name if published else None,
         "published_reason": published_why,
         "noisy_cases": int(sum(bool(r["noisy"]) for r in table)),
+        "coverage_90": {label: dict(zip(("inside", "cases"), v.coverage(table, f"{label}_covered"))) for label in labels},
         "layer_fit_notes": {f"batch {r['batch']} context {r['context']}": r["layer_fit_note"]
                             for r in table if r.get("layer_fit_note")},
     }
@@ -243,6 +244,11 @@ def handler(args) -> int:
         print(f"MAPE published ({published.name}): {summary['mape_pct']['published']:.1f}%")
     else:
         print(f"MAPE published: none ({published_why})")
+    for label in labels:
+        inside, n = summary["coverage_90"][label]["inside"], summary["coverage_90"][label]["cases"]
+        print(f"coverage {label}: " + (f"{inside} of {n} measured cases inside the predicted 90% interval "
+                                       f"({100 * inside / n:.0f}%; a calibrated uncertainty covers about 90%)" if n else
+                                       "none (the profile carries no uncertainty: recalibrate)"))
     if plan.extrapolated:
         full = {k: x for k, x in summary["full_model_mape_pct"].items() if x is not None}
         print("full-model MAPE (extrapolated): " + (", ".join(f"{k} {x:.1f}%" for k, x in full.items()) if full else
@@ -270,13 +276,14 @@ def _check_resume(out: Path, manifest: dict) -> None:
 def engine_handler(args) -> int:
     """Serving-engine runs: predicted (hardware profile alone) vs measured ms per output token."""
     from inferecon.calibration.engine_fit import compare_runs, load_cases, mape
+    from inferecon.calibration.validate import DEFAULT_DRAWS, coverage
     from inferecon.cli_text import slug
     from inferecon.report import engine_report as er
 
     notes: list[str] = []
     cases = load_cases(args.engine_results, model=args.model, gpu=args.gpu, hardware_path=args.hardware,
                        tp=args.tp, weight_bits=args.precision, kv_bits=args.kv_precision, notes=notes)
-    rows = compare_runs(cases)
+    rows = compare_runs(cases, draws=DEFAULT_DRAWS)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = Path(args.out) if args.out else Path("results") / f"validate-engine-{slug(cases[0].model.name)}-{stamp}"
     check_out_dir(out)
@@ -287,8 +294,12 @@ def engine_handler(args) -> int:
     total = mape(r["error_pct"] for r in rows)
     print(f"MAPE over {len(rows)} run(s): {total:.1f}% (predicted per-token time of the hardware profile alone; "
           f"positive error = predicted slower than measured)")
+    inside, n = coverage(rows, "covered")
+    print("coverage: " + (f"{inside} of {n} runs inside the predicted 90% interval ({100 * inside / n:.0f}%; a "
+                           "calibrated uncertainty covers about 90%; engine overheads are not in the interval)" if n else
+                           "none (the hardware profile carries no uncertainty)"))
     er.write_rows_csv(rows, out / "engine_validation.csv")
-    er.write_json({"runs": len(rows), "mape_pct": total, "files": list(args.engine_results), "notes": notes},
+    er.write_json({"runs": len(rows), "mape_pct": total, "coverage_90": {"inside": inside, "cases": n}, "files": list(args.engine_results), "notes": notes},
                   out / "engine_validation.json")
     er.plot_predicted_vs_measured(rows, [("hardware profile", "predicted_ms")], out / "engine_validation.png",
                                   f"{len(rows)} serving-engine runs: predicted vs measured")

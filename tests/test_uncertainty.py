@@ -1,0 +1,171 @@
+"""Uncertainty on every prediction: draws of a profile's uncertain parameters propagated
+through the cost model, checked against hand calculations, synthetic fits and coverage."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from inferecon.calibration.build import profile_from_tables
+from inferecon.calibration.published import get_profile
+from inferecon.calibration import validate as v
+from inferecon.errors import UserError
+from inferecon.model.catalog import get_model
+from inferecon.model.hardware import HardwareProfile
+from inferecon.model.predict import predict
+from inferecon.model.terms import Layouts
+from inferecon.model.uncertainty import Uncertain, evaluate_draws, pareto_probability, quantiles
+
+H100 = get_profile("h100-sxm")
+
+
+def _with(hw, *entries):
+    return dataclasses.replace(hw, uncertainty=[e.to_dict() for e in entries])
+
+
+def test_memory_bound_step_under_uniform_bandwidth_matches_the_hand_quantiles():
+    # Llama 3 8B, one H100, batch 1, context 0: every weight but the input embedding read once
+    # (8.03e9 - 128256 x 4096 params, 2 bytes) plus 32 layers x (8 x 4096 + 2 x 14336)
+    # activations of 2 bytes, over 3.35 TB/s x efficiency; 32 layers x 4 kernels x 4 µs.
+    # Efficiency uniform on [0.6, 0.9] and nothing else uncertain: the step's 5th percentile
+    # comes from the 95th percentile of efficiency, 0.6 + 0.95 x 0.3 = 0.885, its 95th from
+    # 0.615; the median from 0.75.
+    m = get_model("llama-3-8b")
+    hw = _with(H100, Uncertain("hbm", ("memory.efficiency",), "uniform", "test", low=0.6, high=0.9))
+    nbytes = (m.total_params - 128256 * 4096) * 2 + 32 * (8 * 4096 + 2 * 14336) * 2
+    launch = 32 * 4 * 4e-6
+
+    def step(eff):
+        return nbytes / (3.35e12 * eff) + launch
+
+    lay = Layouts(tp_r=1, tp_c=1, pp=1, ep=1, micro_batch=1)
+    draws = evaluate_draws(m, hw, lay, 0, draws=20000, seed=3)
+    lo, med, hi = quantiles(draws["t_step_s"][:, 0])
+    assert lo == pytest.approx(step(0.885), rel=5e-3)
+    assert med == pytest.approx(step(0.75), rel=5e-3)
+    assert hi == pytest.approx(step(0.615), rel=5e-3)
+    # Speed is 1/step: its interval is the step's, inverted.
+    s_lo, _, s_hi = quantiles(draws["tokens_per_s_per_seq"][:, 0])
+    assert s_lo == pytest.approx(1 / step(0.615), rel=5e-3) and s_hi == pytest.approx(1 / step(0.885), rel=5e-3)
+    # Only memory moved: the latency term is the same in every draw.
+    assert np.ptp(draws["t_latency_s"]) == pytest.approx(0.0, abs=1e-15)
+
+
+def test_relative_entry_scales_a_term_and_inverse_paths_divide():
+    # A collective-time multiplier uniform on [1, 3] on a tp-8 configuration: the network term
+    # of every draw is the base term times the draw; an inverse path on memory efficiency
+    # with multiplier 2 halves the efficiency, doubling the memory term.
+    m = get_model("llama-3-70b")
+    lay = Layouts(tp_r=1, tp_c=8, pp=1, ep=1, micro_batch=4)
+    base = evaluate_draws(m, _with(H100), lay, 1024, draws=1)  # nothing uncertain: the point figures
+    net = evaluate_draws(m, _with(H100, Uncertain("n", ("network.time_scale",), "uniform", "t", relative=True,
+                                                  low=1.0, high=3.0)), lay, 1024, draws=500)
+    ratio = net["t_network_s"][:, 0] / base["t_network_s"][0, 0]
+    assert ratio.min() >= 1.0 and ratio.max() <= 3.0 and np.ptp(ratio) > 1.5
+    mem = evaluate_draws(m, _with(H100, Uncertain("m", ("1/memory.efficiency",), "samples", "t", relative=True,
+                                                  samples=(2.0,))), lay, 1024, draws=3)
+    assert mem["t_memory_s"][:, 0] == pytest.approx([2 * base["t_memory_s"][0, 0]] * 3)
+
+
+def test_pareto_probability_counts_the_draws_a_point_stays_optimal():
+    # Point 0 always dominates point 2; point 1 is faster than point 0 in draws 0 and 1 only
+    # (cheaper never), so it is optimal in those two of four draws.
+    speed = np.array([[10, 12, 5], [10, 11, 5], [10, 9, 5], [10, 8, 5]], float)
+    cost = np.array([[1, 2, 3], [1, 2, 3], [1, 2, 3], [1, 2, 3]], float)
+    assert pareto_probability(speed, cost).tolist() == [1.0, 0.5, 0.0]
+
+
+def _memory_table(noise, seed):
+    rng = np.random.default_rng(seed)
+    sizes = np.array([256, 512, 768, 1024, 1536, 2048, 3072, 4096]) * 2**20
+    t = (3.0 + sizes / (2800 * 1e3)) * np.exp(noise * rng.standard_normal(len(sizes)))
+    return pd.DataFrame({"benchmark": "memory", "skipped": "", "noisy": False, "op": "read", "bytes": sizes,
+                         "bytes_moved": sizes, "median_us": t, "gbps": sizes / t / 1e3})
+
+
+def _manifest():
+    return {"device": "cuda", "device_name": "NVIDIA H100 80GB HBM3", "gpu_count": 1,
+            "metadata": {"cpu": {"logical_cores": 2}}}
+
+
+def _width(hw, model="llama-3-8b", batch=1, context=128):
+    r = predict(get_model(model), hw, tp=1, batch=batch, context=context, draws=400)
+    return r["t_step_ms_hi"] / r["t_step_ms_lo"] - 1
+
+
+def test_interval_narrows_as_measurement_noise_falls():
+    # The same HBM read-bandwidth benchmark measured with 20%, 5% and 1% noise: the fit's
+    # held-out error, and with it the band of a memory-bound step, shrink.
+    widths = []
+    for noise in (0.20, 0.05, 0.01):
+        res = profile_from_tables(_manifest(), {"memory": _memory_table(noise, seed=11)}, run_id=f"n{noise}")
+        entry = next(e for e in res.profile.uncertainty if e["name"] == "memory bandwidth")
+        assert "held-out" in entry["source"]
+        widths.append(_width(res.profile))
+    assert widths[0] > widths[1] > widths[2]
+    assert widths[0] > 3 * widths[2]
+
+
+def test_published_bands_are_wider_than_a_well_fitted_calibration():
+    from tests.test_calibration_fits import gemm_table
+
+    samples = list(2.0 + 0.02 * np.random.default_rng(5).standard_normal(100))
+    launch = pd.DataFrame({"benchmark": "launch", "skipped": "", "noisy": False, "op": ["kernel_graph"],
+                           "median_us": [2.0], "samples_us": [samples]})
+    tables = {"memory": _memory_table(0.01, seed=2), "matmul": gemm_table(noise=0.01), "launch": launch}
+    cal = profile_from_tables(_manifest(), tables, run_id="good").profile
+    names = {e["name"] for e in cal.uncertainty}
+    # Every measured term carries its fit's error; the unmeasured network keeps the stated range.
+    assert {"memory bandwidth", "arithmetic (bf16 GEMM fit)", "kernel launch", "collective time"} <= names
+    assert "FLOP/s efficiency" not in names and "HBM bandwidth efficiency" not in names
+    for batch in (1, 64):  # memory-bound and (with the GEMM fit) weight-GEMM-bound steps
+        assert _width(cal, batch=batch, context=1024) < 0.5 * _width(H100, batch=batch, context=1024)
+
+
+def test_profile_json_round_trip_old_files_and_bad_entries(tmp_path):
+    path = H100.save(tmp_path / "p.json")
+    again = HardwareProfile.load(path)
+    assert again.uncertainty == H100.uncertainty and len(again.uncertainty) == 4
+    assert all(e["source"] for e in again.uncertainty)
+    # A profile saved before the field existed loads, and predicts without an interval.
+    old = HardwareProfile.load("tests/fixtures/validate/cpu_profile.json")
+    assert old.uncertainty == []
+    r = predict(v.VALIDATION_MODELS["tiny-llama"], old, tp=1, batch=1, context=128)
+    assert r["interval_draws"] is None and r["t_step_ms_lo"] is None
+    data = json.loads(path.read_text())
+    for bad, msg in (({"paths": ["memory.nope"]}, "no field 'nope'"), ({"dist": "cauchy"}, "not one of"),
+                     ({"low": 0.9, "high": 0.1}, "above high"), ({"paths": "memory.efficiency"}, "list of field paths")):
+        d = json.loads(json.dumps(data))
+        d["uncertainty"][1].update(bad)
+        (tmp_path / "bad.json").write_text(json.dumps(d))
+        with pytest.raises(UserError, match=msg):
+            HardwareProfile.load(tmp_path / "bad.json")
+
+
+def test_validate_coverage_on_a_synthetic_node():
+    # A node whose HBM efficiency really varies as the profile says (lognormal, 10%): each
+    # "measured" case is the model's step at one true draw. Its 90% intervals cover about 90%
+    # of the cases; a profile claiming 1% covers far fewer.
+    spec = v.VALIDATION_MODELS["tiny-llama"]
+    stated = Uncertain("m", ("1/memory.efficiency",), "lognormal", "t", relative=True, median=1.0, sigma=0.10)
+    hw = _with(H100, stated)
+    rng = np.random.default_rng(0)
+    rows = []
+    for batch in range(1, 41):
+        for context in (256, 1024, 4096, 16384, 65536):
+            truth = dataclasses.replace(H100, uncertainty=[],
+                                        memory=dataclasses.replace(H100.memory, efficiency=0.75 / np.exp(rng.normal(0, 0.10))))
+            t = v.predict(spec, truth, batch, context, tp=1, draws=0)["t_step_s"]
+            rows.append({"layers_measured": spec.n_layers, "batch": batch, "context": context, "dtype": "bf16",
+                         "median_us": t * 1e6, "iqr_us": 0.0, "noisy": False})
+    plan = v.LayerPlan(spec.n_layers, (spec.n_layers,), "")
+    narrow = _with(H100, dataclasses.replace(stated, sigma=0.01))
+    table = v.compare(spec, rows, plan, 1, {"calibrated": hw, "published": narrow})
+    inside, n = v.coverage(table, "calibrated_covered")
+    assert n == 200 and 0.84 <= inside / n <= 0.96
+    inside_narrow, _ = v.coverage(table, "published_covered")
+    assert inside_narrow / n < 0.3
+    # Each row's interval holds its point prediction.
+    assert all(r["calibrated_step_lo_us"] <= r["calibrated_step_us"] <= r["calibrated_step_hi_us"] for r in table)
