@@ -44,7 +44,7 @@ def rows(directory: Path, gpu: str):
         hw = _profile_for(path, gpu)
         for t in read_collective_file(str(path), gpus_per_node=hw.network.gpus_per_node):
             ff = fit_table(t)
-            lo, hi = min(p[1] for p in t.points), max(p[1] for p in t.points)
+            lo, hi = min(p.size for p in t.points), max(p.size for p in t.points)
             cells = []
             for _, b in SIZES:
                 if not lo <= b <= hi:

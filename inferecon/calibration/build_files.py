@@ -39,13 +39,13 @@ class FileFit:
 
     def summary(self) -> dict:
         t, r = self.table, self.result
-        sizes = [p[1] for p in t.points]
+        sizes = [p.size for p in t.points]
         return {
             "file": t.path, "sha256": t.sha256, "table_line": t.first_line, "collective": t.op,
             "collective_from": t.op_source, "world_size": t.world, "world_from": t.world_source,
             "nodes": t.nodes, "nodes_from": t.nodes_source, "device_name": t.device_name, "mode": t.mode,
             "min_bytes": min(sizes), "max_bytes": max(sizes), "rows_used": r.n_points,
-            "lines_used": sorted({int(p[0]) for p in t.points}),
+            "lines_used": sorted({int(p.line) for p in t.points}),
             "unreadable_rows": [{"line": ln, "reason": why} for ln, why in t.bad_rows], "notes": t.notes,
             "form": r.form, "pieces": [{"min_bytes": f.min_bytes, "max_bytes": f.max_bytes, "alpha_us": f.alpha_us,
                                         "beta_gbps": f.beta_gbps} for f in self.fits],

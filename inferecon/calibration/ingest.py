@@ -5,7 +5,8 @@ come out with the record columns of the result store (plus `source`, `source_lin
 calibration fits them like its own measurements.
 
 nccl-tests reports one averaged time per size (no raw samples): a row's samples_us holds that
-one value. The readers live in ingest_nccl.py and ingest_links.py; this module picks one.
+one value. The readers live in ingest_nccl.py, ingest_torch_bench.py and ingest_links.py; this module
+picks one.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from pathlib import Path
 import pandas as pd
 
 from inferecon.calibration.ingest_links import read_link_file
-from inferecon.calibration.ingest_nccl import NcclSpec, NcclTable, is_torch_bench, read_nccl_tests, read_torch_bench
+from inferecon.calibration.ingest_nccl import NcclSpec, NcclTable, read_nccl_tests
+from inferecon.calibration.ingest_torch_bench import is_torch_bench, read_torch_bench
 from inferecon.errors import UserError
 
 __all__ = ["NcclSpec", "NcclTable", "read_collective_file", "parse_nccl_tests", "parse_nvbandwidth",

@@ -26,6 +26,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 
@@ -69,6 +70,19 @@ _HEADER = re.compile(r"\bsize\b.*\bcount\b.*\btype\b.*\btime\b.*\balgbw\b.*\bbus
                      r"\bbytes\b.*\bN\b.*\btype\b.*\btime\b.*\balgbw\b")
 
 
+class Point(NamedTuple):
+    """One timed side of one table row."""
+
+    line: int  # line in the file (result index for JSON)
+    size: int  # bytes, nccl-tests' size column
+    count: int
+    dtype: str
+    side: str  # "out" (out-of-place) or "in" (in-place)
+    time_us: float
+    algbw_gbps: float
+    busbw_gbps: float
+
+
 @dataclass
 class NcclTable:
     """One nccl-tests table and what is known about it."""
@@ -84,7 +98,7 @@ class NcclTable:
     device_name: str = ""
     mode: str = "eager"
     first_line: int = 0
-    points: list = field(default_factory=list)  # (line, size, count, dtype, side, time_us, algbw, busbw)
+    points: list = field(default_factory=list)  # [Point]
     bad_rows: list = field(default_factory=list)  # (line, reason)
     notes: list = field(default_factory=list)
 
@@ -99,8 +113,8 @@ class NcclTable:
         row of a run pays warm-up; real tables hold single rows 2-4x slow on one side only)."""
         best = {}
         for p in self.points:
-            if p[1] not in best or p[5] < best[p[1]][5]:
-                best[p[1]] = p
+            if p.size not in best or p.time_us < best[p.size].time_us:
+                best[p.size] = p
         return pd.DataFrame(rows_for(self, [best[s] for s in sorted(best)]))
 
 
@@ -365,7 +379,7 @@ def _table_from_block(path, sha, spec, gpus_per_node, block, ranks, program, gra
             bad.append((lineno, why))
             continue
         for side, t, a, b in sides:
-            points.append([lineno, size, count, dtype, side, t, a, b])
+            points.append(Point(lineno, size, count, dtype, side, t, a, b))
     block.bad = bad
     if not points:
         return None
@@ -373,29 +387,29 @@ def _table_from_block(path, sha, spec, gpus_per_node, block, ranks, program, gra
     # Time unit: the header says, else algbw does (old versions printed ms).
     unit = block.time_unit
     if unit is None:
-        ratios = [p[1] / (p[6] * 1e3) / p[5] for p in points if p[6] >= BUSBW_CHECK_MIN_ALGBW_GBPS and p[5] > 0]
+        ratios = [p.size / (p.algbw_gbps * 1e3) / p.time_us for p in points
+                  if p.algbw_gbps >= BUSBW_CHECK_MIN_ALGBW_GBPS and p.time_us > 0]
         unit = "ms" if ratios and sorted(ratios)[len(ratios) // 2] > 30 else "us"
     if unit == "ms":
-        for p in points:
-            p[5] *= 1e3
+        points = [p._replace(time_us=p.time_us * 1e3) for p in points]
     notes = []
     seen: dict[tuple, int] = {}
     for p in points:
-        seen[p[1], p[4]] = seen.get((p[1], p[4]), 0) + 1
+        seen[p.size, p.side] = seen.get((p.size, p.side), 0) + 1
     repeated = sorted({size for (size, _), k in seen.items() if k > 1})
     if repeated:
         # Two runs writing into one log (e.g. one job launched twice) repeat every size.
         notes.append(f"{len(repeated)} sizes appear more than once in this table (interleaved runs?); "
                      "the fastest of each is used")
-    zero = [p for p in points if p[1] == 0]
+    zero = [p for p in points if p.size == 0]
     if zero:
-        notes.append(f"{len({p[0] for p in zero})} rows of size 0 (fewer elements than ranks) not used")
-        points = [p for p in points if p[1] > 0]
-    world, world_source, nodes, nodes_source, device = _world_nodes(path, spec, op, ranks, points, gpus_per_node)
-    _check_factor(path, op, world, world_source, points)
+        notes.append(f"{len({p.line for p in zero})} rows of size 0 (fewer elements than ranks) not used")
+        points = [p for p in points if p.size > 0]
+    world, world_source, nodes, nodes_source, device = world_and_nodes(path, spec, op, ranks, points, gpus_per_node)
+    check_factor(path, op, world, world_source, points)
     t = NcclTable(str(path), sha, op, op_source, world, world_source, nodes, nodes_source,
                   device_name=device, mode="graph" if graph else "eager", first_line=block.first_line,
-                  points=[tuple(p) for p in points], bad_rows=bad, notes=notes)
+                  points=points, bad_rows=bad, notes=notes)
     return t
 
 
@@ -424,7 +438,7 @@ def _resolve_op(path, spec, program):
                     "name it, e.g. --nccl-tests FILE:all_reduce")
 
 
-def _world_nodes(path, spec, op, ranks, points, gpus_per_node):
+def world_and_nodes(path, spec, op, ranks, points, gpus_per_node):
     device = ""
     if ranks:
         hosts = {h for h, _ in ranks.values()}
@@ -450,9 +464,9 @@ def _world_from_counts(op, points):
     if op not in _TOTAL_SIZE_OPS:
         return None
     ns = set()
-    for _, size, count, dtype, *_ in points:
-        if count > 0 and dtype in DTYPE_BYTES:
-            ns.add(size / (count * DTYPE_BYTES[dtype]))
+    for p in points:
+        if p.count > 0 and p.dtype in DTYPE_BYTES:
+            ns.add(p.size / (p.count * DTYPE_BYTES[p.dtype]))
     ns = {round(n) for n in ns if abs(n - round(n)) < 1e-9}
     return ns.pop() if len(ns) == 1 and next(iter(ns)) >= 2 else None
 
@@ -460,7 +474,7 @@ def _world_from_counts(op, points):
 def _consistent(op, n, points) -> bool:
     f = BUS_FACTOR[op](n)
     for p in points:
-        a, b = p[6], p[7]
+        a, b = p.algbw_gbps, p.busbw_gbps
         if a >= BUSBW_CHECK_MIN_ALGBW_GBPS and abs(b - f * a) > ROUND_GBPS * (1 + f) + 1e-9 + 1e-6 * b:
             return False
     return True
@@ -470,7 +484,7 @@ def _world_from_ratio(path, op, points):
     if BUS_FACTOR[op](2) == BUS_FACTOR[op](3):
         raise UserError(f"{path}: no device list, and {op}'s busbw equals its algbw at any world size: "
                         f"give it as FILE:{op}:WORLD[:NODES]")
-    big = [p for p in points if p[6] >= BUSBW_CHECK_MIN_ALGBW_GBPS]
+    big = [p for p in points if p.algbw_gbps >= BUSBW_CHECK_MIN_ALGBW_GBPS]
     if not big:
         raise UserError(f"{path}: no device list and no row with algbw >= {BUSBW_CHECK_MIN_ALGBW_GBPS} GB/s "
                         f"to read the world size from: give it as FILE:{op}:WORLD[:NODES]")
@@ -482,15 +496,14 @@ def _world_from_ratio(path, op, points):
     return fits[0]
 
 
-def _check_factor(path, op, world, source, points):
+def check_factor(path, op, world, source, points):
     """A table whose busbw/algbw is not nccl-tests' factor for this op and world size was
     mislabelled (another collective, or another rank count): refuse it rather than mis-fit."""
     if _consistent(op, world, points):
         return
     f = BUS_FACTOR[op](world)
-    bad = next(p for p in points if p[6] >= BUSBW_CHECK_MIN_ALGBW_GBPS
-               and abs(p[7] - f * p[6]) > ROUND_GBPS * (1 + f) + 1e-9 + 1e-6 * p[7])
-    raise UserError(f"{path}:{bad[0]}: busbw/algbw = {bad[7] / bad[6]:.4f} at {bad[1]} B, but {op} over "
+    bad = next(p for p in points if not _consistent(op, world, [p]))
+    raise UserError(f"{path}:{bad.line}: busbw/algbw = {bad.busbw_gbps / bad.algbw_gbps:.4f} at {bad.size} B, but {op} over "
                     f"{world} ranks ({source}) has factor {f:.4f}: wrong collective or rank count?")
 
 
@@ -523,61 +536,17 @@ def _json_table(path, text, sha, spec, gpus_per_node):
                 if not body:
                     continue
                 t = body.get("time", body.get("cpu_time"))
-                points.append([i, size, count, dtype, side, float(t), float(body["alg_bw"]), float(body["bus_bw"])])
+                points.append(Point(i, size, count, dtype, side, float(t), float(body["alg_bw"]),
+                                    float(body["bus_bw"])))
         except (KeyError, TypeError, ValueError) as exc:
             bad.append((i, f"result {i}: {exc}"))
     if not points:
         raise UserError(f"{path}: no nccl-tests results in this JSON")
-    zero = [p for p in points if p[1] == 0]
-    points = [p for p in points if p[1] > 0]
-    world, wsrc, nodes, nsrc, device = _world_nodes(path, spec, op, ranks, points, gpus_per_node)
-    _check_factor(path, op, world, wsrc, points)
+    zero = [p for p in points if p.size == 0]
+    points = [p for p in points if p.size > 0]
+    world, wsrc, nodes, nsrc, device = world_and_nodes(path, spec, op, ranks, points, gpus_per_node)
+    check_factor(path, op, world, wsrc, points)
     mode = "graph" if int(cfg.get("graph", 0) or 0) else "eager"
     notes = [f"{len(zero)} results of size 0 not used"] if zero else []
     return NcclTable(str(path), sha, op, op_source, world, wsrc, nodes, nsrc, device_name=device, mode=mode,
-                     first_line=1, points=[tuple(p) for p in points], bad_rows=bad, notes=notes)
-
-
-# --------------------------------------------------------------------------------------------
-# PyTorch all-reduce benchmark tables (ml-engineering's all_reduce_bench.py: a markdown table
-# of payload, busbw and algbw, "GBps" = 1e9 B/s, payloads in KiB/MiB/GiB)
-
-_UNITS = {"b": 1, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "kb": 1e3, "mb": 1e6, "gb": 1e9}
-_TORCH_ROW = re.compile(r"^\|\s*([\d.]+)\s*([KMGT]?i?B)\s*\|\s*([\d.]+)\s*GB(?:ps|/s)\s*\|\s*([\d.]+)\s*GB(?:ps|/s)\s*\|",
-                        re.I)
-
-
-def is_torch_bench(text: str) -> bool:
-    return bool(re.search(r"\|\s*payload\s*\|\s*busbw\s*\|\s*algbw\s*\|", text))
-
-
-def read_torch_bench(spec: NcclSpec | str, gpus_per_node: int = 8) -> list[NcclTable]:
-    spec = NcclSpec.parse(spec) if isinstance(spec, str) else spec
-    path = Path(spec.path)
-    raw = path.read_bytes()
-    text = raw.decode("utf-8", errors="replace")
-    points, bad, first = [], [], 0
-    for lineno, line in enumerate(text.splitlines(), 1):
-        s = line.strip()
-        if not s.startswith("|") or re.search(r"payload|---", s):
-            continue
-        m = _TORCH_ROW.match(s)
-        if not m:
-            bad.append((lineno, "not a payload | busbw | algbw row"))
-            continue
-        size = float(m.group(1)) * _UNITS[m.group(2).lower()]
-        busbw, algbw = float(m.group(3)), float(m.group(4))
-        if algbw <= 0:
-            bad.append((lineno, "algbw is 0"))
-            continue
-        first = first or lineno
-        # The table prints no time: algbw = bytes / time gives it back (to algbw's rounding).
-        points.append((lineno, int(size), 0, "", "out", size / (algbw * 1e3), algbw, busbw))
-    if not points:
-        raise UserError(f"{path}: no all_reduce_bench rows (| payload | busbw | algbw |) found")
-    op = spec.op or "all_reduce"
-    world, wsrc, nodes, nsrc, _ = _world_nodes(path, spec, op, {}, points, gpus_per_node)
-    _check_factor(path, op, world, wsrc, points)
-    return [NcclTable(str(path), hashlib.sha256(raw).hexdigest(), op, "user" if spec.op else "format",
-                      world, wsrc, nodes, nsrc, mode="eager", first_line=first, points=points, bad_rows=bad,
-                      notes=["PyTorch all_reduce_bench table: time = payload / algbw"])]
+                     first_line=1, points=points, bad_rows=bad, notes=notes)
