@@ -108,13 +108,24 @@ def test_interval_narrows_as_measurement_noise_falls():
     assert widths[0] > 3 * widths[2]
 
 
-def test_published_bands_are_wider_than_a_well_fitted_calibration():
-    from tests.test_calibration_fits import gemm_table
+def _gemm_table(noise, seed, tflops=700.0, gbps=3000.0, t0=5.0):
+    """Decode-shaped bf16 GEMMs on a roofline (t0 + max(FLOP / F, bytes / B)), with noise."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for n, k in ((10240, 8192), (8192, 8192), (57344, 8192), (8192, 28672)):
+        for m in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512):
+            t = t0 + max(2 * m * n * k / (tflops * 1e6), (n * k + m * k + m * n) * 2 / (gbps * 1e3))
+            t *= 1 + noise * rng.standard_normal()
+            rows.append(dict(m=m, n=n, k=k, dtype="bf16", shape_kind="decode", median_us=t,
+                             tflops=2 * m * n * k / t / 1e6, skipped=""))
+    return pd.DataFrame(rows)
 
+
+def test_published_bands_are_wider_than_a_well_fitted_calibration():
     samples = list(2.0 + 0.02 * np.random.default_rng(5).standard_normal(100))
     launch = pd.DataFrame({"benchmark": "launch", "skipped": "", "noisy": False, "op": ["kernel_graph"],
                            "median_us": [2.0], "samples_us": [samples]})
-    tables = {"memory": _memory_table(0.01, seed=2), "matmul": gemm_table(noise=0.01), "launch": launch}
+    tables = {"memory": _memory_table(0.01, seed=2), "matmul": _gemm_table(0.01, seed=8), "launch": launch}
     cal = profile_from_tables(_manifest(), tables, run_id="good").profile
     names = {e["name"] for e in cal.uncertainty}
     # Every measured term carries its fit's error; the unmeasured network keeps the stated range.
