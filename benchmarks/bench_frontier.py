@@ -6,7 +6,9 @@ Reports (best of several repeats, wall clock on this machine):
 - configurations evaluated per second by the vectorised cost model (a large random batch of
   layouts, batch sizes and speculative settings for Llama 3 70B and DeepSeek-V3 on H100);
 - wall time of the default Llama 3 70B frontier on published H100 specs (search only, and the
-  whole `inferecon frontier` command including Python start-up, CSV and PNG).
+  whole `inferecon frontier` command including Python start-up, CSV and PNG);
+- the uncertainty band's own cost (200 draws of the frontier points and their near
+  neighbours), and the whole command with the band (the default) and without (--draws 0).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 
 from inferecon.calibration.published import get_profile
 from inferecon.model.catalog import get_model
-from inferecon.model.frontier import SearchSpace, build_layouts, search
+from inferecon.model.frontier import SearchSpace, build_layouts, search, search_near
 from inferecon.model.terms import Layouts, evaluate
 
 
@@ -65,12 +67,21 @@ def main() -> None:
     print(f"frontier search with a draft model ({n_spec:,} configurations): best {best * 1e3:.1f} ms, "
           f"median {med * 1e3:.1f} ms")
 
-    with tempfile.TemporaryDirectory() as out:
-        cmd = [sys.executable, "-m", "inferecon.cli", "frontier", "--model", "llama-3-70b", "--gpu", "h100-sxm",
-               "--out", out]
-        best, med = best_of(lambda: subprocess.run(cmd, check=True, capture_output=True), repeats=3)
-    print(f"whole `inferecon frontier` command (start-up, search, table, CSV, PNG): best {best:.2f} s, "
-          f"median {med:.2f} s")
+    from inferecon.model.uncertainty import DEFAULT_DRAWS, frontier_band
+
+    front, near = search_near(model, hw, 4096)
+    best, med = best_of(lambda: frontier_band(model, hw, front, 4096, near))
+    print(f"uncertainty band, {DEFAULT_DRAWS} draws of {len(front)} frontier points + {len(near)} near neighbours "
+          f"({DEFAULT_DRAWS * (len(front) + len(near)):,} configurations): best {best * 1e3:.1f} ms, "
+          f"median {med * 1e3:.1f} ms")
+
+    for extra, what in (([], "with the band (default)"), (["--draws", "0"], "without the band (--draws 0)")):
+        with tempfile.TemporaryDirectory() as out:
+            cmd = [sys.executable, "-m", "inferecon.cli", "frontier", "--model", "llama-3-70b", "--gpu", "h100-sxm",
+                   "--out", out, *extra]
+            best, med = best_of(lambda: subprocess.run(cmd, check=True, capture_output=True), repeats=3)
+        print(f"whole `inferecon frontier` command {what} (start-up, search, table, CSV, PNG): best {best:.2f} s, "
+              f"median {med:.2f} s")
 
 
 if __name__ == "__main__":
