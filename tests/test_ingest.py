@@ -179,3 +179,15 @@ def test_nvbandwidth_host_links_and_bidirectional_totals():
     # A bidirectional matrix prints both directions' total: 780 + 2(i + j) -> 390 + i + j each way.
     d2d = df[df["op"] == "d2d"]
     assert len(d2d) == 12 and d2d.apply(lambda r: r["gbps"] == 390.0 + r["src"] + r["dst"], axis=1).all()
+
+
+def test_a_row_of_an_unknown_type_is_named_and_log_lines_are_not_rows(tmp_path):
+    lines = open(FIX + "all_reduce_perf_8xh100.txt").read().splitlines()
+    i = next(k for k, ln in enumerate(lines) if ln.strip().startswith("1048576 "))
+    lines[i] = lines[i].replace(" float ", " fp6e3m2 ")
+    lines.insert(i, "12 34 processes sent help message help-btl-vader.txt")  # a log line, not a row
+    p = tmp_path / "all_reduce_perf.txt"
+    p.write_text("\n".join(lines) + "\n")
+    [t] = read_collective_file(str(p))
+    assert t.bad_rows == [(i + 2, "unknown data type 'fp6e3m2'")]
+    assert len(t.frame()) == 30

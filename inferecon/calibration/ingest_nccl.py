@@ -229,7 +229,7 @@ class _Block:
     first_line: int
     header: list | None = None
     time_unit: str | None = None
-    rows: list = field(default_factory=list)  # (line, tokens after cleaning)
+    rows: list = field(default_factory=list)  # (line, _ROW match)
     bad: list = field(default_factory=list)
 
 
@@ -276,10 +276,14 @@ def _text_tables(path, text, sha, spec, gpus_per_node):
         m = _ROW.search(s)
         if not m or (s.lstrip().startswith("#")):
             continue
+        if not _looks_like_row(m):
+            # A log line that happens to start with two numbers is no row; one shaped exactly
+            # like the table's rows but with a type this reader does not know is named.
+            if cur is not None and cur.header and len(m.group(4).split()) + 3 == len(cur.header):
+                cur.bad.append((lineno, f"unknown data type {m.group(3)!r}"))
+            continue
         if cur is None:
             # Rows with no column header above them (a header lost on the way): a block anyway.
-            if not _looks_like_row(m):
-                continue
             cur = _Block(lineno)
             blocks.append(cur)
             meta_for.append((dict(ranks), program, graph))
