@@ -142,7 +142,7 @@ def test_profile_from_files_alone_needs_no_torch(tmp_path):
     assert {"ingest_all_reduce.png", "ingest_all_gather.png", "ingest_send_recv.png"} <= {p.name for p in out.iterdir()}
 
 
-def test_profile_from_files_bad_input_is_one_line(tmp_path):
+def test_profile_from_files_bad_input_is_one_line(tmp_path, capsys):
     for args, message in [
         (["--nccl-tests", FIX + "all_reduce_unreadable.txt", "--gpu", "h100-sxm"], "unreadable rows at lines 4, 5"),
         (["--nccl-tests", FIX + "sendrecv_no_devices.txt", "--gpu", "h100-sxm"], "FILE:send_recv:WORLD"),
@@ -151,9 +151,11 @@ def test_profile_from_files_bad_input_is_one_line(tmp_path):
         (["--nccl-tests", FIX + "srun_label_all_gather_16.txt"], "give --gpu"),
         (["--nccl-tests", FIX + "all_reduce_perf_8xh100.txt", "--quick"], "measures nothing"),
     ]:
-        r = _cli_without_torch("calibrate", *args, "--out", str(tmp_path / "x"))
-        assert r.returncode == 2 and message in r.stderr, (args, r.stderr)
-        assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+        assert main(["calibrate", *args, "--out", str(tmp_path / "x")]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, (args, err)
+    r = _cli_without_torch("calibrate", "--nccl-tests", FIX + "all_reduce_unreadable.txt", "--gpu", "h100-sxm")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
     # Forced, the H100 table joins an H200 profile and the profile says so.
     r = _cli_without_torch("calibrate", "--nccl-tests", FIX + "all_reduce_perf_8xh100.txt", "--gpu", "h200",
                            "--force", "--out", str(tmp_path / "forced"))
