@@ -24,7 +24,7 @@ from inferecon.calibration.fit_uncertainty import calibrated_uncertainty
 from inferecon.calibration.ingest import NcclSpec, read_collective_file, read_link_file
 from inferecon.calibration.published import get_profile, match_published
 from inferecon.errors import UserError
-from inferecon.model.hardware import HardwareProfile, NetworkSpec, Provenance
+from inferecon.model.hardware import HardwareProfile, Provenance
 
 
 @dataclass
@@ -182,8 +182,7 @@ def profile_from_files(nccl_specs, link_paths, gpu: str, force: bool = False) ->
         sources += sorted({f"{s} sha256:{h}" for s, h in zip(links["source"], links["source_sha256"])})
     profile = HardwareProfile(
         name=f"{base.name}-from-files", display_name=f"{base.display_name} (network from operators' files)",
-        compute=base.compute, memory=base.memory, network=NetworkSpec(
-            gpus_per_node=net.gpus_per_node, intra=net.intra, inter=net.inter, collectives=net.collectives),
+        compute=base.compute, memory=base.memory, network=net,  # the published network, files' terms in
         latency=base.latency, price_usd_per_gpu_hour=base.price_usd_per_gpu_hour,
         provenance=Provenance(kind="calibrated", sources=sources + [f"base: {base.name} published profile"],
                               run_id=None, versions={},
