@@ -131,12 +131,11 @@ def _gpu_from_files(args) -> str:
     from inferecon.calibration.ingest import read_collective_file
     from inferecon.calibration.published import match_published
 
-    names = set()
-    for spec in args.nccl_tests:
-        for t in read_collective_file(spec):
-            prof = match_published(t.device_name) if t.device_name else None
-            if prof is not None:
-                names.add(prof.name)
+    from inferecon.calibration.ingest import read_link_file
+
+    devices = [t.device_name for spec in args.nccl_tests for t in read_collective_file(spec)]
+    devices += [d for path in args.nvbandwidth for d in set(read_link_file(path)["device_name"])]
+    names = {prof.name for prof in (match_published(d) for d in devices if d) if prof is not None}
     if len(names) != 1:
         said = f"they name {', '.join(sorted(names))}" if names else "none names its GPU"
         raise UserError(f"a profile from files needs its GPU: {said}; give --gpu (e.g. --gpu h100-sxm)")
