@@ -246,3 +246,20 @@ def test_measuring_commands_refuse_bad_out_before_measuring(command, kind, tmp_p
     r = _cli(*command, "--out", path)
     assert r.returncode == 2 and message in _one_line(r.stderr)
     assert r.stdout == ""  # no case measured, no summary printed
+
+
+def test_save_baseline_bad_dir_and_full_disk(tmp_path, capsys, monkeypatch):
+    run = _synthetic_run(tmp_path / "run")
+    f = tmp_path / "a-file"
+    f.write_text("x")
+    rc, _, err = _main(["regress", "--save-baseline", run, "--baselines-dir", f], capsys)
+    assert rc == 2 and "--baselines-dir" in _one_line(err) and "a file, not a directory" in err
+    with small_disk(tmp_path / "disk", "32k") as disk:  # smaller than the run's tables
+        if disk is None:  # no mount: a copy that fails as a full disk would
+            import shutil
+
+            disk = tmp_path / "d"
+            monkeypatch.setattr(shutil, "copy2", enospc)
+        rc, _, err = _main(["regress", "--save-baseline", run, "--baselines-dir", disk / "baselines"], capsys)
+        assert rc == 2 and "nothing was saved" in _one_line(err)
+        assert list((disk / "baselines").iterdir()) == []  # no partial baseline left

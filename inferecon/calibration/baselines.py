@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from inferecon.errors import UserError
+from inferecon.outpath import check_out_dir
 from inferecon.harness.store import read_manifest, read_run
 
 DEFAULT_DIR = Path("results") / "baselines"
@@ -58,7 +59,7 @@ def save(run_dir, root=DEFAULT_DIR, allow_incomplete: bool = False) -> Path:
     if manifest.get("status") != "complete" and not allow_incomplete:
         raise UserError(f"--save-baseline: {run_dir} is {manifest.get('status')!r}, not complete "
                         f"(finish it with --resume, or pass --force to save it anyway)")
-    root = Path(root)
+    root = check_out_dir(root, flag="--baselines-dir")  # a file or read-only folder: one line, nothing copied
     root.mkdir(parents=True, exist_ok=True)
     base = baseline_name(manifest)
     dest, k = root / base, 1
@@ -75,6 +76,9 @@ def save(run_dir, root=DEFAULT_DIR, allow_incomplete: bool = False) -> Path:
                 "driver_version": driver_version(manifest), "run_start_time": manifest.get("start_time")}
         (tmp / "baseline.json").write_text(json.dumps(info, indent=2) + "\n")
         tmp.rename(dest)
+    except OSError as exc:  # a full disk mid-copy: the partial copy goes, nothing is saved
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise UserError(f"--save-baseline: cannot copy {run_dir} to {root} ({exc.strerror or exc}); nothing was saved") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
