@@ -74,6 +74,8 @@ def test_engine_result_errors_are_one_line(tmp_path):
         (["calibrate", "--engine-results", f"{F}/vllm_bench_serve_llama-3.1-8b_c8.json", "--gpu", "h100",
           "--hardware", "x.json"], "give --gpu or --hardware, not both"),
         (["calibrate", "--engine-results", f"{F}/trtllm_bench_no_streaming.txt", "--gpu", "h100"], "--streaming"),
+        (["calibrate", "--engine-results", f"{F}/vllm_bench_serve_llama-3.1-8b_c8.json", "--quick"],
+         "--quick, --resume, --nccl-tests and --nvbandwidth do not apply"),
     ]
     for args, message in cases:
         r = run_cli(*args, "--out", str(tmp_path / "out"))

@@ -280,6 +280,9 @@ def _peaks(result) -> str:
 
 def _engine_profile(args) -> int:
     """calibrate --engine-results: an EngineProfile fitted to the runs, with held-out error."""
+    if args.from_run or args.quick or args.resume or args.nccl_tests or args.nvbandwidth:
+        raise UserError("--engine-results fits an engine profile from result files: --from, --quick, --resume, "
+                        "--nccl-tests and --nvbandwidth do not apply")
     from inferecon.calibration.engine_fit import fit_engine_profile, load_cases
     from inferecon.report import engine_report as er
 
