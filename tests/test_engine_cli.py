@@ -71,6 +71,8 @@ def test_engine_result_errors_are_one_line(tmp_path):
         (["validate", "--engine-results", f"{F}/sglang_bench_serving.jsonl", "--gpu", "h100"], "records no model"),
         (["validate", "--engine-results", f"{F}/not_a_result.json", "--gpu", "h100"], "not a vLLM/SGLang result"),
         (["validate", "--model", "llama-3-8b"], "a decode run needs --hardware PROFILE and --model M"),
+        (["validate", "--engine-results", f"{F}/vllm_bench_serve_llama-3.1-8b_c8.json", "--batch", "4", "--quick"],
+         "--batch, --quick apply to a decode run only"),
         (["calibrate", "--engine-results", f"{F}/vllm_bench_serve_llama-3.1-8b_c8.json", "--gpu", "h100",
           "--hardware", "x.json"], "give --gpu or --hardware, not both"),
         (["calibrate", "--engine-results", f"{F}/trtllm_bench_no_streaming.txt", "--gpu", "h100"], "--streaming"),

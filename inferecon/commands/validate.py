@@ -275,6 +275,13 @@ def _check_resume(out: Path, manifest: dict) -> None:
 
 def engine_handler(args) -> int:
     """Serving-engine runs: predicted (hardware profile alone) vs measured ms per output token."""
+    decode_only = [flag for flag, value in (("--batch", args.batch), ("--context", args.context),
+                                            ("--layers", args.layers), ("--published", args.published),
+                                            ("--device", args.device), ("--dtype", args.dtype),
+                                            ("--threads", args.threads), ("--quick", args.quick),
+                                            ("--resume", args.resume)) if value]
+    if decode_only:
+        raise UserError(f"--engine-results compares result files: {', '.join(decode_only)} apply to a decode run only")
     from inferecon.calibration.engine_fit import compare_runs, load_cases, mape
     from inferecon.calibration.validate import DEFAULT_DRAWS, coverage
     from inferecon.cli_text import slug
