@@ -180,3 +180,13 @@ def test_validate_coverage_on_a_synthetic_node():
     assert inside_narrow / n < 0.3
     # Each row's interval holds its point prediction.
     assert all(r["calibrated_step_lo_us"] <= r["calibrated_step_us"] <= r["calibrated_step_hi_us"] for r in table)
+    # The printed table shows each interval in ms.
+    import io
+
+    from inferecon.commands.validate import print_table
+
+    buf = io.StringIO()
+    print_table(table[:1], ["calibrated"], buf)
+    r = table[0]
+    assert "90% interval" in buf.getvalue()
+    assert f"{r['calibrated_step_lo_us'] / 1e3:.2f}-{r['calibrated_step_hi_us'] / 1e3:.2f}" in buf.getvalue()
