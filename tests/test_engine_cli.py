@@ -48,6 +48,19 @@ def test_validate_takes_model_and_tp_from_the_file(tmp_path, capsys):
     assert (row["model"], row["tp"], row["gpu"]) == ("llama-3-70b", "4", "h100-sxm")
 
 
+def test_validate_with_an_engine_profile_adds_its_column(tmp_path, capsys):
+    eng = EngineProfile("five-hundred", step_overhead_us=500.0).save(tmp_path / "engine.json")
+    assert main(["validate", "--engine-results", f"{F}/sglang_bench_serving.jsonl", "--model", "llama-3-8b",
+                 "--gpu", "h100", "--engine", str(eng), "--out", str(tmp_path / "out")]) == 0
+    assert "MAPE with engine profile 'five-hundred'" in capsys.readouterr().out
+    rows = list(csv.DictReader(open(tmp_path / "out" / "engine_validation.csv")))
+    # 500 µs more per step, one token per step: 0.5 ms more per token on every run.
+    assert [round(float(r["engine_ms"]) - float(r["predicted_ms"]), 9) for r in rows] == [0.5, 0.5, 0.5]
+    summary = json.loads((tmp_path / "out" / "engine_validation.json").read_text())
+    mape = sum(abs(float(r["engine_error_pct"])) for r in rows) / 3
+    assert abs(summary["engine_mape_pct"] - mape) < 1e-9
+
+
 def test_calibrate_fits_an_engine_profile_predict_can_use(tmp_path, capsys):
     files = [f"{F}/sglang_bench_serving.jsonl", f"{F}/vllm_bench_serve_llama-3.1-8b_c8.json",
              f"{F}/genai-perf/meta_llama-3.1-8b-instruct-openai-chat-concurrency4/profile_export_genai_perf.json"]
@@ -71,6 +84,7 @@ def test_engine_result_errors_are_one_line(tmp_path):
         (["validate", "--engine-results", f"{F}/sglang_bench_serving.jsonl", "--gpu", "h100"], "records no model"),
         (["validate", "--engine-results", f"{F}/not_a_result.json", "--gpu", "h100"], "not a vLLM/SGLang result"),
         (["validate", "--model", "llama-3-8b"], "a decode run needs --hardware PROFILE and --model M"),
+        (["validate", "--model", "llama-3-8b", "--engine", "e.json"], "--engine applies to serving-engine runs"),
         (["validate", "--engine-results", f"{F}/vllm_bench_serve_llama-3.1-8b_c8.json", "--batch", "4", "--quick"],
          "--batch, --quick apply to a decode run only"),
         (["calibrate", "--engine-results", f"{F}/vllm_bench_serve_llama-3.1-8b_c8.json", "--gpu", "h100",

@@ -41,6 +41,9 @@ def register(subparsers) -> None:
                    help="with --engine-results: weight bits (default: the file's quantisation or model name, else 16)")
     p.add_argument("--kv-precision", type=int, default=None, choices=(16, 8, 4), metavar="BITS",
                    help="with --engine-results: KV-cache bits (default: the file's, else 16)")
+    p.add_argument("--engine", default=None, metavar="ENGINE_JSON",
+                   help="with --engine-results: also predict each run with this engine profile "
+                        "(from `calibrate --engine-results`), e.g. one fitted to other runs")
     p.add_argument("--batch", default=None, help="comma-separated batch sizes (default 1,8,64,256 on GPU; 1,8 on CPU)")
     p.add_argument("--context", default=None,
                    help="comma-separated context lengths, KV cache pre-filled (default 512,8192 on GPU; 128,512 on CPU)")
@@ -118,6 +121,8 @@ def print_table(table: list[dict], labels: list[str], stream=None) -> None:
 def handler(args) -> int:
     if args.engine_results:
         return engine_handler(args)
+    if args.engine:
+        raise UserError("--engine applies to serving-engine runs: give them with --engine-results FILE...")
     if not args.hardware or not args.model:
         raise UserError("a decode run needs --hardware PROFILE and --model M (or --engine-results FILE... "
                         "to check serving-engine runs)")
@@ -296,24 +301,40 @@ def engine_handler(args) -> int:
     cases = load_cases(args.engine_results, model=args.model, gpu=args.gpu, hardware_path=args.hardware,
                        tp=args.tp, weight_bits=args.precision, kv_bits=args.kv_precision, notes=notes)
     rows = compare_runs(cases, draws=DEFAULT_DRAWS)
+    engine = None
+    if args.engine:
+        from inferecon.model.engine import EngineProfile
+
+        engine = EngineProfile.load(args.engine)
+        for r, e in zip(rows, compare_runs(cases, engine)):
+            r["engine_ms"], r["engine_error_pct"] = e["predicted_ms"], e["error_pct"]
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = Path(args.out) if args.out else Path("results") / f"validate-engine-{slug(cases[0].model.name)}-{stamp}"
     check_out_dir(out)
     out.mkdir(parents=True, exist_ok=True)
     for note in notes:
         print(f"inferecon: note: {note}", file=sys.stderr)
-    print(er.comparison_table(rows, [(f"{cases[0].hw.provenance.kind}", "predicted_ms", "error_pct")]))
+    columns = [(f"{cases[0].hw.provenance.kind}", "predicted_ms", "error_pct")]
+    if engine is not None:
+        columns.append((f"+{engine.name}"[:10], "engine_ms", "engine_error_pct"))
+    print(er.comparison_table(rows, columns))
     total = mape(r["error_pct"] for r in rows)
     print(f"MAPE over {len(rows)} run(s): {total:.1f}% (predicted per-token time of the hardware profile alone; "
           f"positive error = predicted slower than measured)")
+    engine_mape = None
+    if engine is not None:
+        engine_mape = mape(r["engine_error_pct"] for r in rows)
+        print(f"MAPE with engine profile {engine.name!r} ({args.engine}): {engine_mape:.1f}%")
     inside, n = coverage(rows, "covered")
     print("coverage: " + (f"{inside} of {n} runs inside the predicted 90% interval ({100 * inside / n:.0f}%; a "
                            "calibrated uncertainty covers about 90%; engine overheads are not in the interval)" if n else
                            "none (the hardware profile carries no uncertainty)"))
     er.write_rows_csv(rows, out / "engine_validation.csv")
-    er.write_json({"runs": len(rows), "mape_pct": total, "coverage_90": {"inside": inside, "cases": n}, "files": list(args.engine_results), "notes": notes},
+    er.write_json({"runs": len(rows), "mape_pct": total, "engine_profile": args.engine, "engine_mape_pct": engine_mape, "coverage_90": {"inside": inside, "cases": n}, "files": list(args.engine_results), "notes": notes},
                   out / "engine_validation.json")
-    er.plot_predicted_vs_measured(rows, [("hardware profile", "predicted_ms")], out / "engine_validation.png",
+    series = [("hardware profile", "predicted_ms")] + ([(f"with engine profile {engine.name}", "engine_ms")]
+                                                       if engine is not None else [])
+    er.plot_predicted_vs_measured(rows, series, out / "engine_validation.png",
                                   f"{len(rows)} serving-engine runs: predicted vs measured")
     print(f"saved {out}/ (engine_validation.csv, engine_validation.png, engine_validation.json)")
     return 0
