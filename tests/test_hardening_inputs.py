@@ -141,8 +141,8 @@ def _config(tmp_path, **changes) -> Path:
     ({"num_local_experts": 4, "num_experts_per_tok": 8}, "8 experts per token exceed the 4 experts"),
     ({"num_local_experts": 8}, "needs num_experts_per_tok"),
     ({"vocab_size": -3}, "vocab_size must be positive"),
-    ({"num_hidden_layers": "32"}, "num_hidden_layers must be a whole number"),
-    ({"num_hidden_layers": True}, "num_hidden_layers must be a whole number"),
+    ({"num_hidden_layers": "32"}, "num_hidden_layers must be a number, got '32'"),
+    ({"num_hidden_layers": True}, "num_hidden_layers must be a number, got True"),
     ({"intermediate_size": 0}, "intermediate_size must be positive"),
     ({"first_k_dense_replace": 40, "num_local_experts": 8, "num_experts_per_tok": 2}, "first_k_dense_replace 40"),
 ])

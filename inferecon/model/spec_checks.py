@@ -29,7 +29,7 @@ def _size(cfg: dict, key: str, source: str, positive: bool):
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, Real):
-        raise UserError(f"{source}: {key} must be a whole number, got {value!r}")
+        raise UserError(f"{source}: {key} must be a number, got {value!r}")
     if not math.isfinite(value) or value != int(value):
         raise UserError(f"{source}: {key} must be a whole number, got {value!r}")
     if value < 0 or (positive and value == 0):
