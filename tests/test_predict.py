@@ -178,3 +178,13 @@ def test_closed_pipe_ends_quietly():
     assert p.wait(timeout=120) == 141
     for noise in ("Traceback", "BrokenPipeError", "Exception ignored"):
         assert noise not in err
+
+
+def test_engine_profile_of_another_gpu_is_noted(tmp_path):
+    eng = EngineProfile("vllm", step_overhead_us=50.0, hardware="a100-sxm-80gb").save(tmp_path / "engine.json")
+    r = run_cli("predict", "--model", "llama-3-8b", "--gpu", "h100", "--engine", str(eng), "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["engine"] == "vllm"
+    assert "was fitted against a100-sxm-80gb, not h100-sxm" in r.stderr
+    r = run_cli("predict", "--model", "llama-3-8b", "--gpu", "a100", "--engine", str(eng), "--json")
+    assert "fitted against" not in r.stderr
+

@@ -54,6 +54,7 @@ def _batches(text: str) -> list[int]:
 
 def run(args) -> int:
     import json
+    import sys
 
     from inferecon.calibration.published import get_profile
     from inferecon.errors import UserError
@@ -78,6 +79,10 @@ def run(args) -> int:
         if gamma < 1:
             raise UserError(f"--gamma must be at least 1 with --spec-decode, got {gamma}")
     engine = EngineProfile.load(args.engine) if args.engine else None
+    if engine is not None and engine.hardware and hw.name not in engine.hardware.split(","):
+        # Its overheads and efficiencies are what the runs needed on top of *that* profile.
+        print(f"inferecon: note: engine profile {engine.name!r} was fitted against {engine.hardware}, "
+              f"not {hw.name}", file=sys.stderr)
     rows = [predict(model, hw, tp=args.tp, pp=args.pp, ep=args.ep, batch=b, context=args.context,
                     draft=draft, gamma=gamma, acceptance=acceptance, engine=engine, draws=args.draws,
                     seed=args.seed) for b in batches]
