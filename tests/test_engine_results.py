@@ -96,6 +96,16 @@ def test_trtllm_bench_streaming_text():
     assert r.gpu == "NVIDIA H100 80GB HBM3" and r.version == "1.0.0"
 
 
+def test_a_log_of_several_trtllm_bench_reports_is_one_run_each(tmp_path):
+    text = open(f"{F}/trtllm_bench_llama-3.1-8b_fp8_streaming.txt").read()
+    second = text.replace("[TPOT] P50    : 8.6120", "[TPOT] P50    : 9.1000").replace("TP Size:                1",
+                                                                                       "TP Size:                2")
+    (tmp_path / "sweep.log").write_text(text + second)
+    runs = read_engine_results(tmp_path / "sweep.log")
+    assert [(r.tpot_ms, r.tp) for r in runs] == [(8.612, 1), (9.1, 2)]
+    assert [r.source.rsplit("#", 1)[1] for r in runs] == ["1", "2"]
+
+
 def test_trtllm_bench_report_json():
     r = one(f"{F}/trtllm_bench_llama-3.1-70b_tp4_report.json")
     assert r.format == "trtllm-bench" and r.tp == 4 and r.pp == 1

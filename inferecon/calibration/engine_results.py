@@ -85,7 +85,14 @@ def read_engine_results(path: str | Path) -> list[EngineRun]:
     if stripped.startswith("Metric,") or "\nMetric," in stripped[:200]:
         return [_genai_perf_csv(stripped, src)]
     if "PERFORMANCE OVERVIEW" in text:
-        return [_trtllm_text(text, src)]
+        # A log of several trtllm-bench runs holds one report per run, each opening with its
+        # backend block: one run per report.
+        starts = [m.start() for m in re.finditer(r"^=+\n=\s*(ENGINE DETAILS|PYTORCH BACKEND|\w+ BACKEND)\s*\n",
+                                                 text, re.MULTILINE)]
+        if len(starts) <= 1:
+            return [_trtllm_text(text, src)]
+        bounds = starts + [len(text)]
+        return [_trtllm_text(text[a:b], f"{src}#{i}") for i, (a, b) in enumerate(zip(bounds, bounds[1:]), 1)]
     raise UserError(f"{src}: not an engine result inferecon reads (vLLM or SGLang JSON/JSONL, genai-perf "
                     f"profile export JSON/CSV, trtllm-bench output)")
 
