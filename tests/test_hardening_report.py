@@ -86,3 +86,14 @@ def test_cpu_calibration_does_not_print_a_placeholder_as_measured(tmp_path, caps
     # bf16 is the CPU base profile's placeholder (no bf16 GEMM was timed); fp32 was measured.
     assert re.search(r"bf16 [0-9.e+-]+ \(placeholder, not measured\)", line), line
     assert re.search(r"fp32 [0-9.e+-]+ \(measured\)", line), line
+
+
+def test_gpu_calibration_labels_datasheet_peaks(tmp_path, capsys):
+    from test_regress import H100, make_run
+
+    run = make_run(tmp_path / "gpu-run", seed=8, device_name=H100, gpu_count=8, driver="550.54")
+    capsys.readouterr()
+    assert main(["calibrate", "--from", str(run)]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("profile: peak"))
+    # An H100 keeps its datasheet peaks (989 TFLOP/s bf16 dense) and measures the efficiency.
+    assert "bf16 989 (datasheet)" in line and "placeholder" not in line

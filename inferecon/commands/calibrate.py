@@ -266,13 +266,17 @@ def _table(result) -> str:
 def _peaks(result) -> str:
     """Each dtype's peak with where it came from: a CPU has no datasheet, so a dtype it did not
     measure (bf16 on CPU) keeps a placeholder that must not read as a measurement."""
+    from inferecon.calibration.build import published_base
+
     matmul = result.tables.get("matmul")
     measured = set(matmul["dtype"]) if matmul is not None and "dtype" in matmul else set()
-    datasheet = result.profile.provenance.kind == "calibrated" and any(
-        "published profile" in s for s in result.profile.provenance.sources)
+    # A GPU with a datasheet keeps the datasheet peaks and measures the efficiency against them.
+    sheet = published_base(result.profile.display_name)
+    sheet = sheet.compute.peak_tflops if sheet is not None else {}
     parts = []
     for dtype, v in result.profile.compute.peak_tflops.items():
-        origin = "datasheet" if datasheet else "measured" if dtype in measured else "placeholder, not measured"
+        origin = ("datasheet" if sheet.get(dtype) == v else "measured" if dtype in measured
+                  else "placeholder, not measured")
         parts.append(f"{dtype} {v:.3g} ({origin})")
     return ", ".join(parts)
 
