@@ -147,7 +147,8 @@ def test_profile_json_round_trip_old_files_and_bad_entries(tmp_path):
     assert r["interval_draws"] is None and r["t_step_ms_lo"] is None
     data = json.loads(path.read_text())
     for bad, msg in (({"paths": ["memory.nope"]}, "no field 'nope'"), ({"dist": "cauchy"}, "not one of"),
-                     ({"low": 0.9, "high": 0.1}, "above high"), ({"paths": "memory.efficiency"}, "list of field paths")):
+                     ({"low": 0.9, "high": 0.1}, "above high"), ({"paths": "memory.efficiency"}, "list of field paths"),
+                     ({"low": -0.5, "high": 0.9}, "non-negative"), ({"paths": ["name"]}, "not a number")):
         d = json.loads(json.dumps(data))
         d["uncertainty"][1].update(bad)
         (tmp_path / "bad.json").write_text(json.dumps(d))
@@ -190,3 +191,30 @@ def test_validate_coverage_on_a_synthetic_node():
     r = table[0]
     assert "90% interval" in buf.getvalue()
     assert f"{r['calibrated_step_lo_us'] / 1e3:.2f}-{r['calibrated_step_hi_us'] / 1e3:.2f}" in buf.getvalue()
+
+
+def test_network_from_operators_files_replaces_only_the_collective_range():
+    # An nccl-tests table fitted into an H100 profile: the collective-time entry now comes from
+    # that fit's held-out error; the FLOP/s, HBM and launch ranges stay the published ones.
+    from inferecon.calibration.build_files import profile_from_files
+
+    res = profile_from_files(["tests/fixtures/ingest/all_reduce_perf_8xh100.txt"], [], "h100-sxm")
+    by_name = {e["name"]: e for e in res.profile.uncertainty}
+    assert set(by_name) == {"FLOP/s efficiency", "HBM bandwidth efficiency", "kernel launch", "collective time"}
+    net = by_name["collective time"]
+    assert net["dist"] == "lognormal" and "held-out" in net["source"]
+    held = [r.heldout_mape for r in res.fits if r.term.startswith("network:")]
+    assert len(held) == 1 and f"RMS {100 * held[0]:.1f}%" in net["source"] and net["sigma"] > 0
+    assert by_name["HBM bandwidth efficiency"] == next(e for e in H100.uncertainty if e["name"] == "HBM bandwidth efficiency")
+
+
+def test_a_held_out_error_becomes_a_lognormal_spread():
+    # A held-out MAPE of 20%: normal errors with that MAPE have sd 0.20 x sqrt(pi/2) = 0.2507,
+    # and the lognormal multiplier's sigma is ln(1.2507) = 0.2237; its 90% interval is
+    # exp(+-1.645 x 0.2237) = [0.692, 1.445].
+    from inferecon.model.uncertainty import MAPE_TO_SD, relative_sd_entry
+
+    u = relative_sd_entry("t", ("network.time_scale",), 0.20 * MAPE_TO_SD, "test")
+    assert u.sigma == pytest.approx(0.2237, abs=1e-4)
+    lo, _, hi = quantiles(u.draw(100_000, np.random.default_rng(1)))
+    assert lo == pytest.approx(0.692, rel=0.01) and hi == pytest.approx(1.445, rel=0.01)

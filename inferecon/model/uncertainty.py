@@ -118,6 +118,13 @@ class Uncertain:
             s = self.samples or ()
             if not s or not all(isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v) for v in s):
                 raise UserError(f"{where}: samples must be a non-empty list of finite numbers")
+        # Every field an entry may move is a rate, a latency, a fraction or a multiplier: none
+        # is negative, and a multiplier of zero would divide a rate by zero.
+        lowest = {"uniform": self.low, "samples": min(self.samples or (1.0,)), "normal": self.mean,
+                  "lognormal": self.median}[self.dist]
+        if lowest < 0 or (self.relative and lowest <= 0):
+            raise UserError(f"{where}: draws must be {'positive' if self.relative else 'non-negative'} "
+                            f"(lowest {lowest:g})")
         if not self.relative and len(self.paths) != 1:
             raise UserError(f"{where}: an absolute entry sets one field; use relative=true to move several")
         if not self.relative and any(p.startswith("1/") for p in self.paths):
