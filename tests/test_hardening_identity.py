@@ -85,6 +85,7 @@ def test_name_or_path_and_explicit_names(tmp_path, curves, capsys):
     (["--model", "{a},{a}"], "given twice"),
     (["--model", "{a},{b}", "--name", "x"], "1 name(s) for 2 model(s)"),
     (["--model", "{a},{b}", "--name", "x,x"], "distinct"),
+    (["--model", "{a}", "--gpu", "h100,h100-sxm"], "--gpu h100-sxm is given twice"),  # an alias is the same GPU
 ])
 def test_ambiguous_names_are_refused(argv, message, tmp_path, capsys):
     a, b = _config(tmp_path / "a.json"), _config(tmp_path / "b.json")

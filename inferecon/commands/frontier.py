@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
 import numpy as np
 
 from inferecon import cli_args
@@ -72,6 +74,11 @@ def _profiles(args):
     profiles = [get_profile(g) for g in _named(args.gpu, "--gpu")]
     sources = [None] * len(profiles)
     paths = _named(args.hardware, "--hardware")
+    # The same profile twice would be one curve drawn twice under two names.
+    for flag, keys in (("--gpu", [p.name for p in profiles]), ("--hardware", [str(Path(p).resolve()) for p in paths])):
+        twice = sorted({k for k in keys if keys.count(k) > 1})
+        if twice:
+            raise UserError(f"{flag} {twice[0]} is given twice")
     profiles += [HardwareProfile.load(p) for p in paths]
     sources += paths
     if not profiles:
