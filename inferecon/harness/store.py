@@ -138,7 +138,7 @@ _IDENTITY = (  # manifest key, how it reads in the refusal
     ("device", "measured on {old}, not {new}"),
     ("device_name", "measured on {old!r}, this machine has {new!r}"),
     ("gpu_count", "measured with {old} GPU(s), this machine has {new}"),
-    ("host_class", "measured on a {old} host, this one is a {new} host"),
+    ("host_class", "measured on host class {old!r}, this host is {new!r}"),
     ("cpu_threads", "measured with {old} CPU thread(s), this run uses {new} (--threads)"),
 )
 
