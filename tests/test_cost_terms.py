@@ -46,9 +46,9 @@ def test_arithmetic_network_latency_and_cost_by_hand():
     flops = 2 * (m.total_params - m.embedding_params) + 4 * 64 * 128 * ctx * 80
     assert r["t_arithmetic_s"] == pytest.approx(flops / 8 / FLOPS, rel=1e-9)
     # 2 all-reduces of 16 KB per layer over 8 GPUs. NCCL's cheapest protocol at this size is
-    # LL: 6.8 µs + 2·7 ring steps × 0.6 µs, plus 8192 × 2 bytes × 2·7/8 at LL's 31 GB/s bus
-    # bandwidth (LL128 would pay 14 + 14 × 1.9 µs, NVLS 48 µs).
-    per_ar = (6.8 + 14 * 0.6) * 1e-6 + 8192 * 2 * 1.75 / 31e9
+    # LL: 6.8 µs + 2·7 ring steps × 0.6 µs, plus 8192 × 2 bytes × 2·7/8 at half of NVLink's
+    # ring bus bandwidth, 0.5 × 450 × 0.82 GB/s (LL128 would pay 14 + 14 × 1.9 µs, NVLS 48 µs).
+    per_ar = (6.8 + 14 * 0.6) * 1e-6 + 8192 * 2 * 1.75 / (0.5 * 450e9 * 0.82)
     assert r["t_network_s"] == pytest.approx(2 * 80 * per_ar, rel=1e-9)
     # The paper's code: 4 serial kernels per layer, 4 µs each.
     assert r["t_latency_s"] == pytest.approx(80 * 4 * 4e-6, rel=1e-9)
@@ -111,8 +111,8 @@ def test_expert_parallel_adds_two_all_to_alls_per_moe_layer():
     lay = Layouts(tp_r=1, tp_c=1, pp=1, ep=[1, 8], micro_batch=1)
     r = evaluate(m, H100, lay, 1024)
     # Pairwise exchange: one LL step (6.8 + 0.6 µs), not a 7-step ring. DeepSeek-V3 dispatches
-    # in FP8: 8 experts × 7168 × 1 byte per token, 7/8 of it to peers, at LL's 31 GB/s.
-    a2a = (6.8 + 0.6) * 1e-6 + 8 * 7168 * 1 * (7 / 8) / 31e9
+    # in FP8: 8 experts × 7168 × 1 byte per token, 7/8 of it to peers over NVLink at LL's half.
+    a2a = (6.8 + 0.6) * 1e-6 + 8 * 7168 * 1 * (7 / 8) / (0.5 * 450e9 * 0.82)
     assert r["t_network_s"][1] - r["t_network_s"][0] == pytest.approx(2 * 58 * a2a, rel=1e-6)
 
 

@@ -46,12 +46,15 @@ def test_inter_node_all_reduce_within_25pct_from_1mb_to_1gb(name, world, nodes, 
 
 
 @pytest.mark.parametrize("name,op,lo", [
+    ("nccl-tests_all_reduce_8xH100_aws-p5-batch-awsome.txt", "all_reduce", 1 << 20),
     ("nccl-tests_all_reduce_8xH100_xxrjun-cluster01-cnode3-002.txt", "all_reduce", 1 << 20),
-    ("nccl-tests_all_reduce_8xH100_together-nvls.txt", "all_reduce", 1 << 20),
-    # This pod pays a 35 µs floor on every call (SOURCES.md: 3x the 12.9 µs of another 8xH100
-    # node, cause unknown), which the published latency does not carry: from 4 MB on.
-    ("nccl-tests_all_gather_8xH100_together-ring.txt", "all_gather", 1 << 22),
-    ("nccl-tests_reduce_scatter_8xH100_together-ring.txt", "reduce_scatter", 1 << 22),
+    ("nccl-tests_all_gather_8xH100_xxrjun-cluster01-cnode3-002.txt", "all_gather", 1 << 20),
+    ("nccl-tests_reduce_scatter_8xH100_xxrjun-cluster01-cnode3-002.txt", "reduce_scatter", 1 << 20),
+    # This pod pays a 35 µs floor on every call (SOURCES.md: 3x the 12.9 µs of the AWS node
+    # above, cause unknown), which the published latency does not carry: from 8 MB on.
+    ("nccl-tests_all_reduce_8xH100_together-nvls.txt", "all_reduce", 1 << 23),
+    ("nccl-tests_all_gather_8xH100_together-ring.txt", "all_gather", 1 << 23),
+    ("nccl-tests_reduce_scatter_8xH100_together-ring.txt", "reduce_scatter", 1 << 23),
 ])
 def test_one_node_collectives_within_25pct_up_to_1gb(name, op, lo):
     size, measured_us = _measured(name, op, 8, 1, lo=lo)

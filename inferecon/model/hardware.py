@@ -97,7 +97,7 @@ class ProtocolSpec:
     net_ring_step_us: float  # one ring step between nodes
     net_tree_level_us: float  # one tree level between nodes
     bandwidth_fraction: float  # share of the link's bus bandwidth the protocol reaches
-    max_busbw_gbps: float | None = None  # the protocol's own ceiling (LL's is low)
+    max_busbw_gbps: float | None = None  # the protocol's own ceiling between nodes (LL's is low)
     # Share of the network's bus bandwidth between nodes, where it differs from the share
     # inside a node (None: the same). 0 disables the protocol between nodes.
     net_bandwidth_fraction: float | None = None

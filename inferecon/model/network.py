@@ -139,7 +139,9 @@ def _candidates(hw, op, n, nodes, local):
     lats, rates = [], []
     with np.errstate(divide="ignore", invalid="ignore"):
         for p in _protocols(hw):
-            cap = np.inf if p.max_busbw_gbps is None else p.max_busbw_gbps * 1e9
+            # The ceiling is the network's: inside a node LL reaches half of NVLink's bus
+            # bandwidth (the public 8xH100 tables: 512 KB in 21 µs).
+            cap = np.where(is_inter, np.inf if p.max_busbw_gbps is None else p.max_busbw_gbps * 1e9, np.inf)
             net_frac = p.bandwidth_fraction if p.net_bandwidth_fraction is None else p.net_bandwidth_fraction
             frac = np.where(is_inter, net_frac, p.bandwidth_fraction)
 
