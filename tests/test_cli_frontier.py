@@ -101,3 +101,24 @@ def test_bad_input_is_one_line_exit_2(args, message, tmp_path):
     assert message in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_engine_profile_adds_its_overheads_to_the_frontier(tmp_path):
+    # One H100, Llama 3 8B, batch 1, context 0, an engine of 300 µs per step, 4 µs per layer
+    # and 80% weight-read efficiency at 16 bits: the weights' read time / 0.8, and latency
+    # 32 x 4 x 4 µs + 32 x 4 µs + 300 µs.
+    from inferecon.model.catalog import get_model
+    from inferecon.model.engine import EngineProfile
+
+    eng = EngineProfile(name="slow-engine", step_overhead_us=300.0, per_layer_us=4.0,
+                        weight_read_efficiency={"16": 0.8}).save(tmp_path / "engine.json")
+    m = get_model("llama-3-8b")
+    assert main(["frontier", "--model", "llama-3-8b", "--max-gpus", "1", "--context", "0", "--draws", "0",
+                 "--engine", str(eng), "--out", str(tmp_path)]) == 0
+    df = pd.read_csv(tmp_path / "frontier.csv").sort_values("tokens_per_s_per_seq", ascending=False)
+    fastest = df.iloc[0]
+    weights = (m.total_params - 128256 * 4096) * 2
+    act = 32 * (8 * 4096 + 2 * 14336) * 2
+    step = (weights / 0.8 + act) / (3.35e12 * 0.75) + (32 * 4 * 4 + 32 * 4 + 300) * 1e-6
+    assert fastest["batch"] == 1 and fastest["engine"] == "slow-engine"
+    assert fastest["tokens_per_s_per_seq"] == pytest.approx(1 / step, rel=1e-6)

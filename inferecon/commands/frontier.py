@@ -42,6 +42,9 @@ def register(sub) -> None:
     p.add_argument("--draws", type=cli_args.int_in(0, 10_000), default=200,
                    help="parameter draws for the 90%% band and P(optimal) (default 200; 0: no band)")
     p.add_argument("--seed", type=cli_args.int_in(0, 2**32 - 1), default=0, help="seed of the draws (default 0)")
+    p.add_argument("--engine", default=None, metavar="ENGINE_JSON",
+                   help="engine profile (from `inferecon calibrate --engine-results`): every configuration pays its "
+                        "per-step and per-layer overheads and its weight-read efficiency")
     p.add_argument("--compare", action="store_true",
                    help="with --hardware: draw the published and the calibrated frontiers together and say "
                         "where they differ and which term moved (published profile: --gpu, else the matching one)")
@@ -155,20 +158,31 @@ def run(args: argparse.Namespace) -> int:
         space = SearchSpace(max_gpus=args.max_gpus if args.max_gpus_given else NO_LATENCY_MAX_GPUS,
                             unbounded_tp=True, batch_grid=WIDE_BATCH_GRID)
     acc = acceptance if draft else 0.0
+    engine = None
+    if args.engine:
+        from inferecon.model.engine import EngineProfile
+
+        engine = EngineProfile.load(args.engine)
 
     frames, curves, fronts = [], {}, {}
     for hw_label, hw in labelled:
         for model in models:
-            df, near = search_near(model, hw, args.context, space, draft=draft, acceptance=acc)
+            df, near = search_near(model, hw, args.context, space, draft=draft, acceptance=acc, engine=engine)
+            if engine is not None and engine.hardware and hw.name not in engine.hardware.split(","):
+                print(f"note: engine profile {engine.name!r} was fitted against {engine.hardware}, not {hw_label}: "
+                      "its overheads are relative to that profile")
             if args.draws and not hw.uncertainty:
                 print(f"note: {hw_label} carries no uncertainty (a profile saved before inferecon recorded it; "
                       "recalibrate for a band): no band")
             elif args.draws:
-                df = _with_band(df, model, hw, args.context, near, draft, acc, args.draws, args.seed)
+                df = _with_band(df, model, hw, args.context, near, draft, acc, args.draws, args.seed, engine)
             df.insert(3, "profile_label", hw_label)  # "gpu" is the GPU model; this tells two profiles of it apart
+            df["engine"] = engine.name if engine is not None else ""
             label = f"{model.name} on {hw_label}" + (f" ({hw.provenance.kind})" if hw.provenance.kind != "published" else "")
             if draft:
                 label += f" + {draft.name} draft (α={acceptance:g})"
+            if engine is not None:
+                label += f" with engine {engine.name}"
             print(_table(df, label, hw, args.rows))
             frames.append(df)
             curves[label] = df
@@ -195,12 +209,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _with_band(df, model, hw, context, near, draft, acceptance, draws, seed):
+def _with_band(df, model, hw, context, near, draft, acceptance, draws, seed, engine=None):
     """The frontier with its 90% band (speed_lo/hi, usd_per_mtok_lo/hi, each term's lo/hi) and
     p_pareto: the share of draws in which each point stays Pareto-optimal."""
     from inferecon.model.uncertainty import frontier_band, overlaps_neighbour
 
-    cols = frontier_band(model, hw, df, context, near, draft=draft, acceptance=acceptance, draws=draws, seed=seed)
+    cols = frontier_band(model, hw, df, context, near, draft=draft, acceptance=acceptance, draws=draws, seed=seed,
+                         engine=engine)
     df = df.copy()
     names = {"tokens_per_s_per_seq": "speed", "usd_per_mtok": "usd_per_mtok"}
     for key in ("tokens_per_s_per_seq", "usd_per_mtok", "t_step_s", "t_arithmetic_s", "t_memory_s",

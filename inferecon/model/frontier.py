@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from inferecon.errors import UserError
+from inferecon.model.engine import EngineProfile
 from inferecon.model.hardware import HardwareProfile
 from inferecon.model.spec import ModelSpec
 from inferecon.model.terms import CostOptions, Layouts, evaluate
@@ -135,9 +136,10 @@ def pareto_mask(speed: np.ndarray, cost: np.ndarray) -> np.ndarray:
 
 def search(model: ModelSpec, hw: HardwareProfile, context: int, space: SearchSpace = SearchSpace(),
            draft: ModelSpec | None = None, acceptance: float = 0.0,
-           opts: CostOptions = CostOptions()) -> pd.DataFrame:
-    """The Pareto frontier, fastest first, each row with its configuration and term breakdown."""
-    return search_near(model, hw, context, space, draft, acceptance, opts)[0]
+           opts: CostOptions = CostOptions(), engine: EngineProfile | None = None) -> pd.DataFrame:
+    """The Pareto frontier, fastest first, each row with its configuration and term breakdown.
+    With an `engine`, every configuration pays that engine's overheads (model/engine.py)."""
+    return search_near(model, hw, context, space, draft, acceptance, opts, engine)[0]
 
 
 # A point is a near neighbour of the frontier when gaining NEAR_FACTOR in both speed and cost
@@ -170,12 +172,12 @@ def near_rows(speed: np.ndarray, cost: np.ndarray, front: np.ndarray, factor: fl
 
 def search_near(model: ModelSpec, hw: HardwareProfile, context: int, space: SearchSpace = SearchSpace(),
                 draft: ModelSpec | None = None, acceptance: float = 0.0,
-                opts: CostOptions = CostOptions()) -> tuple[pd.DataFrame, Layouts]:
+                opts: CostOptions = CostOptions(), engine: EngineProfile | None = None) -> tuple[pd.DataFrame, Layouts]:
     """The frontier (as `search`) and the Layouts of its near neighbours (`near_rows`): the
     candidates an uncertainty band re-ranks to say how likely each point stays optimal."""
     validate_request(model, hw, context, acceptance, draft)
     lay = build_layouts(model, hw, space, with_spec=draft is not None)
-    res = evaluate(model, hw, lay, context, draft=draft, acceptance=acceptance, opts=opts)
+    res = evaluate(model, hw, lay, context, draft=draft, acceptance=acceptance, opts=opts, engine=engine)
     ok = res["feasible"]
     if not ok.any():
         need = model.weight_bytes / 1e9

@@ -288,12 +288,13 @@ def concat_layouts(a: Layouts, b: Layouts | None) -> Layouts:
 
 def frontier_band(model, hw, front, context: int, near: Layouts | None = None, *, draft=None,
                   acceptance: float = 0.0, draws: int = DEFAULT_DRAWS, seed: int = DEFAULT_SEED,
-                  level: float = LEVEL) -> dict[str, np.ndarray]:
+                  level: float = LEVEL, engine=None) -> dict[str, np.ndarray]:
     """Columns for the frontier rows: <key>_lo / <key>_median / <key>_hi of speed, cost and
     each term, and p_pareto, the share of draws in which the point stays Pareto-optimal among
     the frontier and its near neighbours (`near`, from frontier.search_near)."""
     lay = concat_layouts(layouts_of(front), near)
-    res = evaluate_draws(model, hw, lay, context, draft=draft, acceptance=acceptance, draws=draws, seed=seed)
+    res = evaluate_draws(model, hw, lay, context, draft=draft, acceptance=acceptance, draws=draws, seed=seed,
+                         engine=engine)
     m = len(front)
     cols = {}
     for k, v in res.items():
