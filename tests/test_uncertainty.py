@@ -218,3 +218,19 @@ def test_a_held_out_error_becomes_a_lognormal_spread():
     assert u.sigma == pytest.approx(0.2237, abs=1e-4)
     lo, _, hi = quantiles(u.draw(100_000, np.random.default_rng(1)))
     assert lo == pytest.approx(0.692, rel=0.01) and hi == pytest.approx(1.445, rel=0.01)
+
+
+def test_each_entry_describes_its_90_percent_range_and_source(capsys):
+    from inferecon.cli import main
+    from inferecon.commands.calibrate import _table
+    from inferecon.model.uncertainty import MAPE_TO_SD, relative_sd_entry
+
+    # Same hand figures as above: held-out 20% -> x0.692 to x1.4448 of the term's time (3 digits).
+    u = relative_sd_entry("memory bandwidth", ("1/memory.efficiency",), 0.20 * MAPE_TO_SD, "run r: held-out 20%")
+    assert u.describe() == "memory bandwidth: x time 0.692-1.44 (lognormal, 90%); run r: held-out 20%"
+    assert main(["specs"]) == 0
+    assert "HBM bandwidth efficiency: memory.efficiency 0.7-0.87 (uniform); BabelStream" in capsys.readouterr().out
+    res = profile_from_tables(_manifest(), {"memory": _memory_table(0.05, seed=1)}, run_id="d")
+    text = _table(res)
+    assert "uncertainty (drawn for every band and interval):" in text
+    assert "memory bandwidth: x time" in text and "kernel launch: latency.kernel_launch_us 2-6 (uniform)" in text

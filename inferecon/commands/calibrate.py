@@ -260,6 +260,9 @@ def _table(result) -> str:
     lines.append(f"\nprofile: peak {_peaks(result)} TFLOP/s "
                  f"x efficiency {p.compute.efficiency:.3f}; HBM {p.memory.achieved_gbps:.1f} GB/s sustained; "
                  f"launch {p.latency.kernel_launch_us:.2f} µs; {len(p.network.collectives)} collective fits")
+    from inferecon.model.uncertainty import entries
+
+    lines += ["uncertainty (drawn for every band and interval):"] + [f"  {u.describe()}" for u in entries(p)]
     return "\n".join(lines)
 
 

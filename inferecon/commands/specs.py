@@ -25,6 +25,11 @@ def run(args) -> int:
             print(f"      source: {src}")
     print(f"  caps on published specs: compute x{next(iter(PROFILES.values())).compute.efficiency:.2f}, "
           f"HBM x{next(iter(PROFILES.values())).memory.efficiency:.2f} (paper); measured caps: `inferecon calibrate`")
+    from inferecon.model.uncertainty import entries
+
+    print("  stated ranges of the published constants (drawn for every band and interval):")
+    for u in entries(next(iter(PROFILES.values()))):
+        print(f"      {u.describe()}")
     print()
     print("Models")
     print(f"  {'name':17s} {'params B':>8s} {'active B':>8s} {'layers':>6s} {'d_model':>7s} "

@@ -130,6 +130,22 @@ class Uncertain:
         if not self.relative and any(p.startswith("1/") for p in self.paths):
             raise UserError(f"{where}: '1/' paths need relative=true")
 
+    def describe(self) -> str:
+        """One line: what moves, its 90% range, and where the range comes from."""
+        z = 1.6449  # the normal's 95th percentile
+        if self.dist == "uniform":
+            span = f"{self.low:g}-{self.high:g} (uniform)"
+        elif self.dist == "normal":
+            span = f"{self.mean - z * self.sd:.3g}-{self.mean + z * self.sd:.3g} (normal, 90%)"
+        elif self.dist == "lognormal":
+            span = (f"{self.median * math.exp(-z * self.sigma):.3g}-{self.median * math.exp(z * self.sigma):.3g} "
+                    f"(lognormal, 90%)")
+        else:
+            lo, hi = np.quantile(np.asarray(self.samples, float), [0.05, 0.95])
+            span = f"{lo:.3g}-{hi:.3g} ({len(self.samples)} samples, 90%)"
+        what = "x time" if self.relative else self.paths[0]
+        return f"{self.name}: {what} {span}; {self.source}"
+
     def draw(self, k: int, rng: np.random.Generator) -> np.ndarray:
         if self.dist == "uniform":
             v = rng.uniform(self.low, self.high, k)
