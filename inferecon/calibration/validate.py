@@ -365,7 +365,15 @@ def plot(table: list[dict], labels: list[str], path: Path, title: str) -> Path:
     for label in labels:
         pred = np.array([r[f"{label}_step_us"] for r in table]) / 1e3
         m = mape(table, label)
-        ax.scatter(meas, pred, marker=markers.get(label, "^"), label=f"{label} (MAPE {m:.1f}%)", alpha=0.8)
+        sc = ax.scatter(meas, pred, marker=markers.get(label, "^"), label=f"{label} (MAPE {m:.1f}%)", alpha=0.8)
+        if all(f"{label}_step_lo_us" in r for r in table):
+            # The predicted 90% interval of each case: a point whose bar misses y = x is not covered.
+            lo_ms = np.array([r[f"{label}_step_lo_us"] for r in table]) / 1e3
+            hi_ms = np.array([r[f"{label}_step_hi_us"] for r in table]) / 1e3
+            inside, n = coverage(table, f"{label}_covered")
+            ax.errorbar(meas, pred, yerr=[pred - lo_ms, hi_ms - pred], fmt="none", alpha=0.4,
+                        ecolor=sc.get_facecolor()[0], label=f"{label} 90% interval ({inside} of {n} cover y = x)")
+            lo, hi = min(lo, lo_ms.min()), max(hi, hi_ms.max())
         lo, hi = min(lo, pred.min()), max(hi, pred.max())
         for r, x, y in zip(table, meas, pred):
             ax.annotate(f"b{r['batch']}/c{r['context']}", (x, y), fontsize=6, alpha=0.6,
