@@ -156,7 +156,7 @@ def test_profile_json_round_trip_old_files_and_bad_entries(tmp_path):
             HardwareProfile.load(tmp_path / "bad.json")
 
 
-def test_validate_coverage_on_a_synthetic_node():
+def test_validate_coverage_on_a_synthetic_node(tmp_path):
     # A node whose HBM efficiency really varies as the profile says (lognormal, 10%): each
     # "measured" case is the model's step at one true draw. Its 90% intervals cover about 90%
     # of the cases; a profile claiming 1% covers far fewer.
@@ -191,6 +191,8 @@ def test_validate_coverage_on_a_synthetic_node():
     r = table[0]
     assert "90% interval" in buf.getvalue()
     assert f"{r['calibrated_step_lo_us'] / 1e3:.2f}-{r['calibrated_step_hi_us'] / 1e3:.2f}" in buf.getvalue()
+    # The plot draws the intervals and names the coverage.
+    assert v.plot(table, ["calibrated", "published"], tmp_path / "v.png", "synthetic").stat().st_size > 10_000
 
 
 def test_network_from_operators_files_replaces_only_the_collective_range():
