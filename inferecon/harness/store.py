@@ -11,9 +11,7 @@ run and `done()` tells the sweep which cases are already stored.
 from __future__ import annotations
 
 import json
-import os
 import socket
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
