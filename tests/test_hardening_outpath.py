@@ -263,3 +263,11 @@ def test_save_baseline_bad_dir_and_full_disk(tmp_path, capsys, monkeypatch):
         rc, _, err = _main(["regress", "--save-baseline", run, "--baselines-dir", disk / "baselines"], capsys)
         assert rc == 2 and "nothing was saved" in _one_line(err)
         assert list((disk / "baselines").iterdir()) == []  # no partial baseline left
+
+
+@pytest.mark.parametrize("command", ["calibrate", "validate"])
+def test_engine_result_commands_refuse_bad_out(command, tmp_path, capsys):
+    runs = "tests/fixtures/engines/vllm_bench_serve_llama-3.1-8b_c8.json"
+    path, message = _bad_paths(tmp_path)["file as parent"]
+    rc, out, err = _main([command, "--engine-results", runs, "--out", path], capsys)
+    assert rc == 2 and message in _one_line(err) and not (tmp_path / "a-file").is_dir()

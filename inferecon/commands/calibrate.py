@@ -293,12 +293,14 @@ def _engine_profile(args) -> int:
     from inferecon.calibration.engine_fit import fit_engine_profile, load_cases
     from inferecon.report import engine_report as er
 
+    if args.out:
+        check_out_dir(args.out)  # before reading and fitting the runs
     notes: list[str] = []
     cases = load_cases(args.engine_results, model=args.model, gpu=args.gpu, hardware_path=args.hardware,
                        tp=args.tp, notes=notes)
     fit = fit_engine_profile(cases, name=args.engine_name)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    out = Path(args.out) if args.out else Path("results") / f"engine-{fit.profile.name}-{stamp}"
+    out = check_out_dir(args.out if args.out else Path("results") / f"engine-{fit.profile.name}-{stamp}")
     out.mkdir(parents=True, exist_ok=True)
     for note in notes:
         print(f"inferecon: note: {note}", file=sys.stderr)

@@ -61,11 +61,11 @@ class EngineProfile:
         return dataclasses.asdict(self)
 
     def save(self, path: str | Path) -> Path:
+        from inferecon.outpath import write_text
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
-        tmp.replace(path)  # atomic: a reader never sees half a profile
+        # atomic: a reader never sees half a profile, a full disk keeps the previous one
+        write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
         return path
 
     @classmethod

@@ -56,20 +56,20 @@ def fit_summary(fit) -> str:
 
 
 def write_rows_csv(rows: list[dict], path: Path) -> Path:
+    from inferecon.outpath import atomic_path
+
     keys = list(dict.fromkeys(k for r in rows for k in r))
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", newline="") as fh:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:  # one line, old file kept, on a full disk
         w = csv.DictWriter(fh, fieldnames=keys)
         w.writeheader()
         w.writerows(rows)
-    tmp.replace(path)
     return path
 
 
 def write_json(data, path: Path) -> Path:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    tmp.replace(path)
+    from inferecon.outpath import write_text
+
+    write_text(path, json.dumps(data, indent=2, default=str) + "\n")
     return path
 
 
@@ -101,6 +101,11 @@ def plot_predicted_vs_measured(rows: list[dict], series: list[tuple[str, str]], 
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    from inferecon.outpath import atomic_path
+
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
+    finally:
+        plt.close(fig)
     return path
