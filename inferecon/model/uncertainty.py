@@ -273,10 +273,6 @@ def quantiles(samples: np.ndarray, level: float = LEVEL):
     return lo, med, hi
 
 
-def summarize(draws: dict[str, np.ndarray], level: float = LEVEL) -> dict[str, tuple]:
-    return {k: quantiles(v, level) for k, v in draws.items()}
-
-
 def pareto_probability(speed: np.ndarray, cost: np.ndarray) -> np.ndarray:
     """Share of draws (rows) in which each point (column) is Pareto-optimal among all the
     columns: no other point at least as fast and cheaper, or as cheap and faster."""
