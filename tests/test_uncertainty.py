@@ -236,3 +236,24 @@ def test_each_entry_describes_its_90_percent_range_and_source(capsys):
     text = _table(res)
     assert "uncertainty (drawn for every band and interval):" in text
     assert "memory bandwidth: x time" in text and "kernel launch: latency.kernel_launch_us 2-6 (uniform)" in text
+
+
+def test_fitted_engine_overhead_with_a_standard_error_widens_the_step_by_hand():
+    # Nothing in the hardware profile is uncertain; the engine's per-step overhead was fitted as
+    # 500 ± 100 µs (its other parameters fixed). The step is the hardware step + 500 µs, and its
+    # 90% interval is that ± 1.645 x 100 µs = ± 164.5 µs.
+    from inferecon.model.engine import EngineProfile
+
+    hw = _with(H100)
+    engine = EngineProfile(name="e", step_overhead_us=500.0, fit_quality={"parameters": {
+        "step_overhead_us": {"value": 500.0, "stderr": 100.0, "fitted": True},
+        "per_layer_us": {"value": 0.0, "stderr": None, "fitted": False}}})
+    m = get_model("llama-3-8b")
+    bare = predict(m, hw, tp=1, batch=4, context=1024, draws=0)["t_step_ms"]
+    r = predict(m, hw, tp=1, batch=4, context=1024, engine=engine, draws=20000)
+    assert r["interval_draws"] == 20000 and r["t_step_ms"] == pytest.approx(bare + 0.5)
+    assert r["t_step_ms_lo"] == pytest.approx(bare + 0.5 - 0.1645, abs=0.004)
+    assert r["t_step_ms_hi"] == pytest.approx(bare + 0.5 + 0.1645, abs=0.004)
+    # Without a standard error the engine adds no spread (and here nothing else does).
+    fixed = EngineProfile(name="e", step_overhead_us=500.0)
+    assert predict(m, hw, tp=1, batch=4, context=1024, engine=fixed)["interval_draws"] is None

@@ -109,13 +109,15 @@ def predict(model: ModelSpec, hw: HardwareProfile, *, tp: int, batch: int, conte
                   f"{usable / 1e9:.1f} GB usable of {hbm / 1e9:.0f} GB HBM "
                   f"({opts.hbm_usable_fraction:.0%}; the rest is CUDA context, activations, workspace)")
     speed = float(res["tokens_per_s_per_seq"])
-    interval = {"interval_draws": int(draws) if draws and hw.uncertainty else None}
+    from inferecon.model.uncertainty import evaluate_draws, has_uncertainty, quantiles
+
+    # A profile saved without uncertainty (and no fitted engine) has no interval, not a zero-width one.
+    uncertain = bool(draws) and has_uncertainty(hw, engine)
+    interval = {"interval_draws": int(draws) if uncertain else None}
     for key, unit in _INTERVAL_KEYS.items():
         name = key[:-2] + "_ms" if unit == 1e3 else key
         interval[f"{name}_lo"] = interval[f"{name}_hi"] = None
-    if draws and hw.uncertainty:  # a profile saved without uncertainty has no interval, not a zero-width one
-        from inferecon.model.uncertainty import evaluate_draws, quantiles
-
+    if uncertain:
         sampled = evaluate_draws(model, hw, lay, context, draft=draft, acceptance=acceptance if draft else 0.0,
                                  opts=opts, engine=engine, draws=draws, seed=seed, keys=tuple(_INTERVAL_KEYS))
         for key, unit in _INTERVAL_KEYS.items():

@@ -239,6 +239,59 @@ def apply(hw, items: list[Uncertain], values) -> Any:
     return hw
 
 
+# -- engine profiles -------------------------------------------------------------------------------
+
+class DrawnEngine:
+    """An engine profile whose overheads and weight-read efficiencies are arrays, one value per
+    tiled configuration (the cost model reads only these three things from an engine)."""
+
+    def __init__(self, name: str, step_overhead_us, per_layer_us, weight_read_efficiency: dict):
+        self.name = name
+        self.step_overhead_us = step_overhead_us
+        self.per_layer_us = per_layer_us
+        self.weight_read_efficiency = weight_read_efficiency
+
+    def weight_efficiency(self, weight_bits: int):
+        return self.weight_read_efficiency.get(str(int(weight_bits)), 1.0)
+
+
+def _engine_params(engine) -> dict[str, tuple[float, float]]:
+    """{parameter: (value, stderr)} of the fitted engine parameters that carry a standard error
+    (calibration/engine_fit.py stores them in fit_quality["parameters"])."""
+    params = ((getattr(engine, "fit_quality", None) or {}).get("parameters") or {})
+    out = {}
+    for name, p in params.items():
+        se = p.get("stderr") if isinstance(p, dict) else None
+        if p.get("fitted") and isinstance(se, Real) and math.isfinite(se) and se > 0:
+            out[name] = (float(p["value"]), float(se))
+    return out
+
+
+def has_uncertainty(hw, engine=None) -> bool:
+    """Whether anything in the profile (or the engine profile's fit) is said to be uncertain."""
+    return bool(hw.uncertainty) or bool(engine is not None and _engine_params(engine))
+
+
+def draw_engine(engine, draws: int, seed: int, rows: int):
+    """The engine with each fitted parameter drawn from normal(value, stderr) — the fit's
+    covariance diagonal — repeated over `rows` configurations per draw; the engine itself
+    when nothing in it carries a standard error. Overheads stay >= 0, efficiencies > 0."""
+    params = _engine_params(engine) if engine is not None else {}
+    if not params:
+        return engine
+    rng = np.random.default_rng([seed, 1])  # its own stream: the profile's draws do not move
+
+    def drawn(name, value, low):
+        if name not in params:
+            return value
+        v, se = params[name]
+        return np.repeat(np.maximum(rng.normal(v, se, draws), low), rows)
+
+    eff = {bits: drawn(f"weight_read_efficiency[{bits}]", e, 0.01) for bits, e in engine.weight_read_efficiency.items()}
+    return DrawnEngine(engine.name, drawn("step_overhead_us", engine.step_overhead_us, 0.0),
+                       drawn("per_layer_us", engine.per_layer_us, 0.0), eff)
+
+
 # -- propagation -----------------------------------------------------------------------------------
 
 def evaluate_draws(model, hw, lay: Layouts, context: int, *, draft=None, acceptance: float = 0.0,
@@ -246,7 +299,8 @@ def evaluate_draws(model, hw, lay: Layouts, context: int, *, draft=None, accepta
                    seed: int = DEFAULT_SEED, keys=BAND_KEYS) -> dict[str, np.ndarray]:
     """Every configuration of `lay` under `draws` draws of the profile's uncertain parameters:
     {key: array (draws, configurations)}. A profile without uncertainty gives `draws`
-    identical rows (a band of zero width: nothing was said to be uncertain)."""
+    identical rows (a band of zero width: nothing was said to be uncertain). An engine profile
+    fitted with standard errors has its parameters drawn too (`draw_engine`)."""
     items = entries(hw)
     values = draw_parameters(items, draws, seed)
     n = len(lay)
@@ -260,7 +314,7 @@ def evaluate_draws(model, hw, lay: Layouts, context: int, *, draft=None, accepta
         tiled = lay.subset(np.tile(rows, draws))
         hw_k = apply(hw, items, [np.repeat(v, rows.size) for v in values])
         res = evaluate(model, hw_k, tiled, context, draft=draft if (gamma[rows] > 0).any() else None,
-                       acceptance=acceptance, opts=opts, engine=engine)
+                       acceptance=acceptance, opts=opts, engine=draw_engine(engine, draws, seed, rows.size))
         for k in keys:
             out[k][:, rows] = np.broadcast_to(np.asarray(res[k], dtype=float), (draws * rows.size,)).reshape(draws, rows.size)
     return out
