@@ -138,29 +138,44 @@ def describe(fit: EngineFit) -> str:
 
 
 # -- the scorecard ---------------------------------------------------------------------------
+COVERAGE_DRAWS = 200  # parameter draws behind each point's predicted 90% interval
+
+
+def _covered(pred: dict, measured_ms: float) -> bool:
+    """Whether the measured ms per token lies inside the predicted 90% interval (ms per token is
+    1 / speed, so the slow end of the speed interval is its long end)."""
+    return 1e3 / pred["tokens_per_s_per_seq_hi"] <= measured_ms <= 1e3 / pred["tokens_per_s_per_seq_lo"]
+
+
 def scorecard(df: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     """Per-point predictions (published and engine leave-one-source-out) and the fits used."""
     cases = [to_case(r) for r in df.itertuples()]
     fits = leave_one_source_out(df, cases)
     out = df.copy()
-    pub, eng, used, feasible, dominant = [], [], [], [], []
+    pub, eng, used, feasible, dominant, cov_pub, cov_eng = [], [], [], [], [], [], []
     for case, src, engine in zip(cases, df["source_id"], df["engine"]):
-        base = predict_case(case)
+        base = predict_case(case, draws=COVERAGE_DRAWS)
         pub.append(base["ms_per_token"])
+        cov_pub.append(_covered(base, case.measured_ms))
         feasible.append(bool(base["feasible"]))
         dominant.append(str(base["dominant"]))
         fit = fits[src]
         if fit is None:
             eng.append(base["ms_per_token"])
+            cov_eng.append(cov_pub[-1])
             used.append(f"published (no other {engine} source)")
         else:
-            eng.append(predict_case(case, fit.profile)["ms_per_token"])
+            p = predict_case(case, fit.profile, draws=COVERAGE_DRAWS)
+            eng.append(p["ms_per_token"])
+            cov_eng.append(_covered(p, case.measured_ms))
             used.append(describe(fit))
     out["pred_published_ms"] = pub
     out["pred_engine_ms"] = eng
     out["ratio_published"] = out["pred_published_ms"] / out["measured_ms"]
     out["ratio_engine"] = out["pred_engine_ms"] / out["measured_ms"]
     out["engine_fit"] = used
+    out["covered_published"] = cov_pub
+    out["covered_engine"] = cov_eng
     out["feasible"] = feasible
     out["dominant"] = dominant
     # For reference only (not scored): each engine with two or more sources, fitted on all of them.
@@ -228,6 +243,10 @@ def report(res: pd.DataFrame, fits: dict, markdown: bool = False) -> str:
         table = summary(res, by)
         out += [f"MAPE by {by} (%)", _markdown(table) if markdown else table.to_string(index=False,
                 float_format=lambda v: f"{v:.0f}"), ""]
+    n = len(res)
+    out += [f"Coverage of the predicted 90% interval (parameter draws of the profile and engine fit): published "
+            f"profile {int(res['covered_published'].sum())} of {n} points, with the engine fitted leave-one-source-out "
+            f"{int(res['covered_engine'].sum())} of {n}", ""]
     w = worst(res)
     cols = ["source_id", "engine", "gpu", "model", "tp", "batch", "weight_bits", "measured_ms",
             "pred_published_ms", "pred_engine_ms", "ratio_published", "ratio_engine"]
