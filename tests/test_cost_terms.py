@@ -207,3 +207,9 @@ def test_profile_json_round_trip_and_errors(tmp_path):
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(UserError, match="not valid JSON"):
         HardwareProfile.load(tmp_path / "bad.json")
+
+
+@pytest.mark.parametrize("price", [0.0, -1.0, float("inf"), float("nan")])
+def test_with_price_refuses_non_positive_or_non_finite(price):
+    with pytest.raises(UserError, match="price"):
+        H100.with_price(price)

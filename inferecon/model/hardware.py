@@ -184,8 +184,8 @@ class HardwareProfile:
         return self.memory.bandwidth_gbps / self.memory.capacity_gb
 
     def with_price(self, usd_per_gpu_hour: float) -> "HardwareProfile":
-        if not usd_per_gpu_hour > 0:
-            raise UserError(f"price must be a positive $/GPU-hour, got {usd_per_gpu_hour}")
+        if not (0 < usd_per_gpu_hour < float("inf")):
+            raise UserError(f"price must be a positive, finite $/GPU-hour, got {usd_per_gpu_hour}")
         return dataclasses.replace(self, price_usd_per_gpu_hour=float(usd_per_gpu_hour))
 
     def without_network_latency(self) -> "HardwareProfile":
