@@ -18,6 +18,7 @@ import pytest
 from inferecon.errors import UserError
 from inferecon.harness import distributed as hdist
 from inferecon.kernels import collectives as coll
+from proc_tree import alive, descendants
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -150,33 +151,6 @@ def _wait_rows(out, n, proc, limit_s=90):
         time.sleep(0.05)
 
 
-def _descendants(pid):
-    """Every process below pid (from /proc), so a test can check none outlive a kill."""
-    children = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(d.name))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        for c in children.get(p, []):
-            out.append(c)
-            todo.append(c)
-    return out
-
-
-def _alive(pid):
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        return state != "Z"
-    except OSError:
-        return False
-
-
 def _check_arithmetic(df):
     measured = df[df["skipped"] == ""]
     for r in measured.itertuples():
@@ -254,16 +228,16 @@ def test_killed_run_resumes_without_losing_or_redoing_cases(tmp_path):
                   **{coll.HANG_RANK_ENV: 1, coll.HANG_CASE_ENV: 5})
     try:
         _wait_rows(out, 5, proc)
-        tree = _descendants(proc.pid)
+        tree = descendants(proc.pid)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
         # The ranks run in torchrun's sessions, not ours: they must die with their parents.
         t0 = time.monotonic()
-        while any(_alive(p) for p in tree) and time.monotonic() - t0 < 15:
+        while any(alive(p) for p in tree) and time.monotonic() - t0 < 15:
             time.sleep(0.1)
-        left = [p for p in tree if _alive(p)]
+        left = [p for p in tree if alive(p)]
     finally:
-        for p in _descendants(proc.pid) + [p for p in locals().get("tree", []) if _alive(p)]:
+        for p in descendants(proc.pid) + [p for p in locals().get("tree", []) if alive(p)]:
             try:
                 os.kill(p, signal.SIGKILL)
             except ProcessLookupError:

@@ -19,6 +19,7 @@ from inferecon.kernels import decode  # noqa: E402
 from inferecon.model.catalog import get_model  # noqa: E402
 from inferecon.model.hardware import HardwareProfile  # noqa: E402
 from inferecon.model.terms import Layouts, evaluate  # noqa: E402
+from proc_tree import alive, descendants
 
 FIXTURES = Path(__file__).parent / "fixtures" / "validate"
 CPU_PROFILE = FIXTURES / "cpu_profile.json"
@@ -443,30 +444,6 @@ def test_failed_layer_fit_prints_its_reason_not_nan(tmp_path, capsys, monkeypatc
     assert "no full-model figure" in summary["layer_fit_notes"]["batch 1 context 128"]
 
 
-def _descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(d.name))
-    out, todo = [], [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            out.append(c)
-            todo.append(c)
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 @pytest.mark.parametrize("how", ["sigterm-to-validate"])  # "terminal-ctrl-c" passes too (75 s a run)
 def test_interrupted_tp2_validate_keeps_rank0_cases_and_resumes(tmp_path, capsys, how):
     """--tp 2 under torchrun: rank 0 saves each case as it finishes, so a Ctrl-C (to the whole
@@ -493,18 +470,18 @@ def test_interrupted_tp2_validate_keeps_rank0_cases_and_resumes(tmp_path, capsys
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline
             time.sleep(0.01)
-        tree = _descendants(proc.pid)
+        tree = descendants(proc.pid)
         if how == "terminal-ctrl-c":
             os.killpg(proc.pid, signal.SIGINT)
         else:
             proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=120)
         t0 = time.monotonic()
-        while any(_alive(p) for p in tree) and time.monotonic() - t0 < 60:
+        while any(alive(p) for p in tree) and time.monotonic() - t0 < 60:
             time.sleep(0.1)
-        left = [p for p in tree if _alive(p)]
+        left = [p for p in tree if alive(p)]
     finally:
-        for p in _descendants(proc.pid) + [p for p in tree if _alive(p)]:
+        for p in descendants(proc.pid) + [p for p in tree if alive(p)]:
             try:
                 os.kill(p, signal.SIGKILL)
             except ProcessLookupError:
