@@ -108,7 +108,9 @@ def profile_from_tables(manifest: dict, tables: dict, run_id: str,
         if has_datasheet and ref in base.compute.peak_tflops:
             compute = dataclasses.replace(compute, efficiency=peaks[ref] / base.compute.peak_tflops[ref])
         else:
-            compute = dataclasses.replace(compute, peak_tflops={**base.compute.peak_tflops, **peaks}, efficiency=1.0)
+            # No datasheet: the measured peaks are all there is. A placeholder for a dtype that
+            # was not timed (bf16 on a CPU) must not survive into the model as a figure.
+            compute = dataclasses.replace(compute, peak_tflops=dict(peaks), efficiency=1.0)
     elif "matmul" in missing:
         kept.append("arithmetic (no matmul measurements)")
     if gemm_fit:
