@@ -139,12 +139,15 @@ def _profile(name, display, tflops, hbm_gb, hbm_gbps, nvlink_gbps, nic_gbps, l2_
     )
 
 
+# Dense datasheet peaks of the H100 SXM5 and the H200 (same Hopper die and clocks).
+HOPPER_TFLOPS = {"bf16": 989.0, "fp16": 989.0, "fp8": 1979.0, "tf32": 494.5, "fp32": 66.9}
+
 PROFILES: dict[str, HardwareProfile] = {
     p.name: p
     for p in [
         _profile(
             "h100-sxm", "NVIDIA H100 SXM5 80GB",
-            {"bf16": 989.0, "fp16": 989.0, "fp8": 1979.0, "tf32": 494.5, "fp32": 66.9},
+            dict(HOPPER_TFLOPS),
             80.0, 3350.0, 450.0, 50.0, 50.0, 2.0,
             ["NVIDIA H100 Tensor Core GPU datasheet (SXM5)",
              "inter-node: 8 x 400 Gb/s NDR InfiniBand per DGX H100, one NIC per GPU (50 GB/s each)",
@@ -153,7 +156,7 @@ PROFILES: dict[str, HardwareProfile] = {
         ),
         _profile(
             "h100-sxm-efa", "NVIDIA H100 SXM5 80GB (AWS p5, EFA)",
-            {"bf16": 989.0, "fp16": 989.0, "fp8": 1979.0, "tf32": 494.5, "fp32": 66.9},
+            dict(HOPPER_TFLOPS),
             80.0, 3350.0, 450.0, 50.0, 50.0, 2.0,
             ["NVIDIA H100 Tensor Core GPU datasheet (SXM5)",
              "inter-node: AWS p5, 32 x 100 Gb/s EFA per node (50 GB/s per GPU)", "price: $2/GPU-hour (paper)"],
@@ -161,7 +164,7 @@ PROFILES: dict[str, HardwareProfile] = {
         ),
         _profile(
             "h200", "NVIDIA H200 SXM 141GB",
-            {"bf16": 989.0, "fp16": 989.0, "fp8": 1979.0, "tf32": 494.5, "fp32": 66.9},
+            dict(HOPPER_TFLOPS),
             141.0, 4800.0, 450.0, 50.0, 50.0, 2.5,
             ["NVIDIA H200 Tensor Core GPU datasheet", "inter-node: 400 Gb/s NDR per GPU",
              PRICE_ASSUMED],
