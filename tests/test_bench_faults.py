@@ -12,6 +12,7 @@ from inferecon import cli
 from inferecon.harness.runner import Case, Progress, SkipCase, SweepContext, is_oom, run_sweep
 from inferecon.harness.store import RunStore
 from inferecon.harness.timing import Measurement
+from cli_check import one_line_error
 
 CTX = SweepContext("cpu", "Test CPU", 0, quick=True)
 
@@ -105,36 +106,24 @@ def test_progress_lines_show_case_count_and_eta():
 # Bad input through the CLI: exit status 2 and exactly one line on stderr.
 
 
-def _one_line_error(capsys, argv):
-    try:
-        rc = cli.main(argv)
-    except SystemExit as exc:  # argparse errors
-        rc = exc.code
-    err = capsys.readouterr().err
-    assert rc == 2, err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    return lines[0]
-
-
 def test_unknown_benchmark(capsys):
-    assert "invalid choice: 'nope'" in _one_line_error(capsys, ["bench", "nope"])
+    assert "invalid choice: 'nope'" in one_line_error(capsys, ["bench", "nope"])
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_requested_without_cuda(capsys, tmp_path):
-    line = _one_line_error(capsys, ["bench", "launch", "--device", "cuda", "--out", str(tmp_path / "r")])
+    line = one_line_error(capsys, ["bench", "launch", "--device", "cuda", "--out", str(tmp_path / "r")])
     assert "no CUDA device" in line
     assert not (tmp_path / "r").exists()
 
 
 def test_resume_needs_out(capsys):
-    assert "--resume needs --out" in _one_line_error(capsys, ["bench", "launch", "--device", "cpu", "--resume"])
+    assert "--resume needs --out" in one_line_error(capsys, ["bench", "launch", "--device", "cpu", "--resume"])
 
 
 def test_existing_run_without_resume(capsys, tmp_path):
     RunStore(tmp_path / "r", {})
-    assert "--resume" in _one_line_error(capsys, ["bench", "launch", "--device", "cpu", "--out", str(tmp_path / "r")])
+    assert "--resume" in one_line_error(capsys, ["bench", "launch", "--device", "cpu", "--out", str(tmp_path / "r")])
 
 
 def _run_with_one_case(tmp_path):
@@ -147,7 +136,7 @@ def test_corrupt_parquet_on_resume(capsys, tmp_path):
     store = _run_with_one_case(tmp_path)
     data = store.path("launch").read_bytes()
     store.path("launch").write_bytes(data[: len(data) // 3])
-    line = _one_line_error(capsys, ["bench", "launch", "--device", "cpu", "--out", str(tmp_path / "r"), "--resume"])
+    line = one_line_error(capsys, ["bench", "launch", "--device", "cpu", "--out", str(tmp_path / "r"), "--resume"])
     assert "launch.parquet" in line and "not a complete Parquet file" in line
 
 
@@ -155,12 +144,12 @@ def test_wrong_schema_version_on_resume(capsys, tmp_path):
     store = _run_with_one_case(tmp_path)
     table = pq.read_table(store.path("launch"))
     pq.write_table(table.replace_schema_metadata({b"inferecon.schema_version": b"0"}), store.path("launch"))
-    line = _one_line_error(capsys, ["bench", "launch", "--device", "cpu", "--out", str(tmp_path / "r"), "--resume"])
+    line = one_line_error(capsys, ["bench", "launch", "--device", "cpu", "--out", str(tmp_path / "r"), "--resume"])
     assert "schema version 0" in line
 
 
 def test_bad_collective_options(capsys, tmp_path):
-    line = _one_line_error(capsys, ["bench", "collectives", "--device", "cpu", "--timeout-s", "0",
+    line = one_line_error(capsys, ["bench", "collectives", "--device", "cpu", "--timeout-s", "0",
                                     "--out", str(tmp_path / "r")])
     assert "--timeout-s" in line
 
@@ -168,7 +157,7 @@ def test_bad_collective_options(capsys, tmp_path):
 def test_resume_on_another_device_is_refused(capsys, tmp_path):
     RunStore(tmp_path / "r", {"device": "cuda"})
     before = (tmp_path / "r" / "manifest.json").read_text()
-    line = _one_line_error(capsys, ["bench", "launch", "--device", "cpu", "--out", str(tmp_path / "r"), "--resume"])
+    line = one_line_error(capsys, ["bench", "launch", "--device", "cpu", "--out", str(tmp_path / "r"), "--resume"])
     assert "measured on cuda, not cpu" in line
     assert (tmp_path / "r" / "manifest.json").read_text() == before  # the run is left untouched
 
@@ -201,6 +190,6 @@ def test_bench_pins_cpu_threads(tmp_path, restore_threads, flag, expected):
 
 
 def test_bad_thread_count(capsys, tmp_path, restore_threads):
-    line = _one_line_error(capsys, ["bench", "launch", "--device", "cpu", "--threads", "0", "--out", str(tmp_path / "r")])
+    line = one_line_error(capsys, ["bench", "launch", "--device", "cpu", "--threads", "0", "--out", str(tmp_path / "r")])
     assert "--threads must be at least 1, got 0" in line
     assert not (tmp_path / "r").exists()

@@ -19,20 +19,9 @@ import pytest
 from inferecon import cli
 from inferecon.errors import UserError
 from inferecon.harness.store import check_same_run, read_run, run_kind
+from cli_check import one_line_error
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _one_line_error(capsys, argv) -> str:
-    try:
-        rc = cli.main(argv)
-    except SystemExit as exc:  # argparse errors
-        rc = exc.code
-    err = capsys.readouterr().err
-    assert rc == 2, err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and "Traceback" not in err, err
-    return lines[0]
 
 
 def _snapshot(run: Path) -> dict:
@@ -78,7 +67,7 @@ def test_bench_manifest_records_its_identity(bench_run):
 def test_bench_resume_on_another_machine_is_refused(bench_run, tmp_path, capsys, field, value, message):
     run = _copy_with(bench_run, tmp_path / "elsewhere", **{field: value})
     before = _snapshot(run)
-    line = _one_line_error(capsys, ["bench", "launch", "--device", "cpu", "--quick", "--out", str(run), "--resume"])
+    line = one_line_error(capsys, ["bench", "launch", "--device", "cpu", "--quick", "--out", str(run), "--resume"])
     assert message in line and "--resume" in line and "choose another --out" in line
     assert str(value) in line
     assert _snapshot(run) == before  # refused before the store touched anything
@@ -86,7 +75,7 @@ def test_bench_resume_on_another_machine_is_refused(bench_run, tmp_path, capsys,
 
 def test_bench_resume_with_other_threads_is_refused(bench_run, tmp_path, capsys):
     run = _copy_with(bench_run, tmp_path / "threads")
-    line = _one_line_error(capsys, ["bench", "launch", "--device", "cpu", "--quick", "--out", str(run),
+    line = one_line_error(capsys, ["bench", "launch", "--device", "cpu", "--quick", "--out", str(run),
                                     "--resume", "--threads", "2"])
     assert "measured with 1 CPU thread(s), this run uses 2" in line
 
@@ -129,7 +118,7 @@ def interrupted_calibration(tmp_path_factory):
 def test_bench_resume_on_a_calibrate_run_is_refused(interrupted_calibration, capsys):
     run = interrupted_calibration
     before = _snapshot(run)
-    line = _one_line_error(capsys, ["bench", "matmul", "--device", "cpu", "--quick", "--out", str(run), "--resume"])
+    line = one_line_error(capsys, ["bench", "matmul", "--device", "cpu", "--quick", "--out", str(run), "--resume"])
     assert "is a calibrate run, not a bench run" in line
     assert f"inferecon calibrate --resume --out {run}" in line  # says how to continue it
     assert _snapshot(run) == before
@@ -139,7 +128,7 @@ def test_bench_resume_on_a_calibrate_run_is_refused(interrupted_calibration, cap
 def test_calibrate_resume_on_a_bench_run_is_refused(bench_run, tmp_path, capsys):
     run = _copy_with(bench_run, tmp_path / "b")
     before = _snapshot(run)
-    line = _one_line_error(capsys, ["calibrate", "--quick", "--device", "cpu", "--out", str(run), "--resume"])
+    line = one_line_error(capsys, ["calibrate", "--quick", "--device", "cpu", "--out", str(run), "--resume"])
     assert "is a bench run, not a calibrate run" in line
     assert _snapshot(run) == before
 
@@ -148,7 +137,7 @@ def test_validate_resume_on_a_bench_run_is_refused(bench_run, tmp_path, capsys):
     run = _copy_with(bench_run, tmp_path / "v")
     before = _snapshot(run)
     profile = REPO / "tests" / "fixtures" / "validate" / "cpu_profile.json"
-    line = _one_line_error(capsys, ["validate", "--hardware", str(profile), "--model", "tiny-llama", "--layers", "2",
+    line = one_line_error(capsys, ["validate", "--hardware", str(profile), "--model", "tiny-llama", "--layers", "2",
                                     "--batch", "1", "--context", "128", "--quick", "--out", str(run), "--resume"])
     assert "is a bench run, not a validate run" in line
     assert _snapshot(run) == before
