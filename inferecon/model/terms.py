@@ -180,7 +180,8 @@ def _stage(model, hw, lay, tokens_per_seq, context, opts, engine=None):
     # Attention over the cache is split by heads only: a 2D grid's columns repeat it.
     flops = (2.0 * (model.always_on_params + model.lm_head_params + routed_active) / tp
              + model.attention_flop_per_token(context) / heads_axis) / pp * tok_rank
-    t_arith = flops / (hw.compute.achieved_tflops(compute_dtype(model, hw)) * 1e12)
+    dtype = compute_dtype(model, hw)
+    t_arith = flops / (hw.compute.achieved_tflops(dtype) * 1e12)
 
     # Network. 1D: the attention-out and MLP-down partial sums, d_model words each, over the
     # tp group. 2D: four reductions per layer (see the module docstring).
@@ -188,7 +189,9 @@ def _stage(model, hw, lay, tokens_per_seq, context, opts, engine=None):
     c = lay.tp_c
     tok_bytes = tok_rank * ab
     ff_words = model.mlp_matrices - 1  # gated MLPs reduce gate and up
-    ff_active = model.d_ff if not model.is_moe else (model.n_active_experts + model.n_shared_experts) * model.d_ff_expert
+    # Hidden width a token's gate/up partial sums span: the routed experts it picks plus the
+    # shared ones (wider than the activation width above, which leaves shared experts out).
+    ff_reduced = model.d_ff if not model.is_moe else (model.n_active_experts + model.n_shared_experts) * model.d_ff_expert
     qkv_words = (model.n_heads + 2 * model.n_kv_heads) * model.d_head
     if model.is_mla:
         qkv_words = model.attention_params / model.d_model - model.n_heads * model.v_head_dim
@@ -201,7 +204,7 @@ def _stage(model, hw, lay, tokens_per_seq, context, opts, engine=None):
     if two.size:
         rr, cc, tb = r[two].astype(float), c[two], tok_bytes[two]
         per_layer[two] = (net.collective_time_s(hw, net.ALL_REDUCE, cc, 1, tb * qkv_words / rr)
-                          + net.collective_time_s(hw, net.ALL_REDUCE, cc, 1, tb * ff_words * ff_active / rr)
+                          + net.collective_time_s(hw, net.ALL_REDUCE, cc, 1, tb * ff_words * ff_reduced / rr)
                           + 2.0 * net.collective_time_s(hw, net.ALL_REDUCE, rr, cc, tb * model.d_model / cc))
     t_net = layers * per_layer
     if model.is_moe:
@@ -218,7 +221,6 @@ def _stage(model, hw, lay, tokens_per_seq, context, opts, engine=None):
         t_fixed = t_fixed + layers * engine.per_layer_us * 1e-6
 
     t_compute = np.maximum(t_mem, t_arith)
-    dtype = compute_dtype(model, hw)
     t_gemm = _gemm_stage_s(model, hw, dtype, tok_rank, tok_group, tp, ep, pp) if hw.compute.gemm_fit else None
     if t_gemm is not None:
         # Calibrated: the weight GEMMs take their measured, shape-dependent time (weight reads
