@@ -108,6 +108,7 @@ def test_engine_profile_adds_its_overheads():
     (dict(tp=4, pp=4, batch=6), "--batch 6 is not a multiple of pp x ep = 4"),
     (dict(tp=1, ep=2, batch=2), "expert parallelism needs a mixture-of-experts model"),
     (dict(tp=128, batch=1), "more than llama-3-70b's 64 attention heads"),
+    (dict(tp=3, batch=1), "does not split llama-3-70b's 64 attention heads"),
     (dict(tp=1, pp=81, batch=81), "more than llama-3-70b's 80 layers"),
     (dict(tp=1, batch=0), "--batch must be a whole number >= 1"),
 ])

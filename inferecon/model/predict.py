@@ -48,6 +48,10 @@ def check_layout(model: ModelSpec, tp: int, pp: int, ep: int, batch: int, contex
         raise UserError(f"--gamma must be >= 0, got {gamma}")
     if tp > model.n_heads:
         raise UserError(f"--tp {tp} is more than {model.name}'s {model.n_heads} attention heads")
+    if model.n_heads % tp or (model.n_kv_heads % tp and tp % model.n_kv_heads):
+        # Engines split heads evenly (and KV heads evenly, or replicate each over tp / kv GPUs).
+        raise UserError(f"--tp {tp} does not split {model.name}'s {model.n_heads} attention heads "
+                        f"({model.n_kv_heads} KV heads) evenly over the GPUs")
     if pp > model.n_layers:
         raise UserError(f"--pp {pp} is more than {model.name}'s {model.n_layers} layers")
     if ep > 1 and not model.is_moe:
