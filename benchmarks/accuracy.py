@@ -35,9 +35,9 @@ import numpy as np
 import pandas as pd
 
 from inferecon.calibration.engine_fit import EngineCase, EngineFit, fit_engine_profile, predict_case
-from inferecon.calibration.engine_results import EngineRun
-from inferecon.calibration.published import get_profile
-from inferecon.errors import UserError
+from inferecon.ingest.engine_results import EngineRun
+from inferecon.model.published import get_profile
+from inferecon.core.errors import UserError
 from inferecon.model.catalog import get_model
 from inferecon.model.spec import ModelSpec
 

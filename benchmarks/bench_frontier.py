@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from inferecon.calibration.published import get_profile
+from inferecon.model.published import get_profile
 from inferecon.model.catalog import get_model
 from inferecon.model.frontier import SearchSpace, build_layouts, search, search_near
 from inferecon.model.terms import Layouts, evaluate

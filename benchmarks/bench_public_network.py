@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from inferecon.calibration.build_files import fit_table
-from inferecon.calibration.ingest import read_collective_file, read_link_file
-from inferecon.calibration.published import get_profile
+from inferecon.ingest.files import read_collective_file, read_link_file
+from inferecon.model.published import get_profile
 from inferecon.model.network import collective_time_s
 
 SIZES = [("8 B", 8), ("1 MB", 1e6), ("64 MB", 64e6), ("1 GB", 1e9)]

@@ -39,7 +39,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from inferecon.calibration.regress import (  # noqa: E402
+from inferecon.regress.gate import (  # noqa: E402
     GateConfig, _samples, bootstrap_medians, compare_case, index_cases, pool_rows)
 from inferecon.harness.store import read_run  # noqa: E402
 

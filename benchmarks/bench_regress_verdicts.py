@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from inferecon.calibration.regress import GateConfig, compare_runs, decide  # noqa: E402
+from inferecon.regress.gate import GateConfig, compare_runs, decide  # noqa: E402
 from inferecon.harness.store import read_run  # noqa: E402
 
 SLOWDOWNS = (0.05, 0.10, 0.20)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import sys
 
-from inferecon.calibration.published import get_profile
+from inferecon.model.published import get_profile
 from inferecon.model.catalog import get_model
 from inferecon.model.frontier import SearchSpace, cost_at_speed, search
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 
-from inferecon.calibration.published import get_profile
+from inferecon.model.published import get_profile
 from inferecon.model.catalog import get_model
 from inferecon.model.frontier import SearchSpace, search_near
 from inferecon.model.hardware import HardwareProfile

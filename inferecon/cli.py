@@ -8,7 +8,7 @@ import importlib
 import sys
 
 from inferecon import __version__
-from inferecon.errors import exit_status
+from inferecon.core.errors import exit_status
 
 # Subcommand modules, in the order `inferecon --help` lists them. A module that fails to
 # import (e.g. torch missing for `bench`) must not take the whole CLI down with it.

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from inferecon.calibration.published import get_profile
-from inferecon.errors import UserError
+from inferecon.model.published import get_profile
+from inferecon.core.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("accuracy", ROOT / "benchmarks" / "accuracy.py")

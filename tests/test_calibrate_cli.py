@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from inferecon.calibration.published import get_profile
+from inferecon.model.published import get_profile
 from inferecon.cli import main
 from inferecon.model.hardware import HardwareProfile
 

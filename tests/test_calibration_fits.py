@@ -11,8 +11,8 @@ from inferecon.calibration.fit_compute import fit_gemm
 from inferecon.calibration.fit_latency import fit_launch
 from inferecon.calibration.fit_memory import fit_read_bandwidth
 from inferecon.calibration.fit_network import fit_collectives
-from inferecon.calibration.ingest import parse_nccl_tests
-from inferecon.calibration.published import get_profile
+from inferecon.ingest.files import parse_nccl_tests
+from inferecon.model.published import get_profile
 from inferecon.model.catalog import get_model
 from inferecon.model.gemm import gemm_time_s
 from inferecon.model.terms import Layouts, evaluate

@@ -65,7 +65,7 @@ def test_several_models_and_gpus_share_one_csv_and_plot(tmp_path, capsys):
 
 
 def test_spec_decode_and_hf_config_and_calibrated_profile_path(tmp_path):
-    from inferecon.calibration.published import get_profile
+    from inferecon.model.published import get_profile
 
     prof = get_profile("h200").save(tmp_path / "profile.json")
     cfg = "tests/fixtures/hf/llama-3-8b.json"

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inferecon.errors import UserError
+from inferecon.core.errors import UserError
 from inferecon.harness import distributed as hdist
 from inferecon.kernels import collectives as coll
 from proc_tree import alive, descendants

@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from inferecon.calibration.published import get_profile
-from inferecon.errors import UserError
+from inferecon.model.published import get_profile
+from inferecon.core.errors import UserError
 from inferecon.model.catalog import get_model
 from inferecon.model.hardware import CollectiveFit, HardwareProfile
 from inferecon.model.network import ALL_REDUCE, collective_time_s

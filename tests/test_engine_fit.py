@@ -15,9 +15,9 @@ from inferecon.calibration.engine_fit import (
     predict_case,
     resolve_cases,
 )
-from inferecon.calibration.engine_results import EngineRun, read_engine_results
-from inferecon.calibration.published import get_profile
-from inferecon.errors import UserError
+from inferecon.ingest.engine_results import EngineRun, read_engine_results
+from inferecon.model.published import get_profile
+from inferecon.core.errors import UserError
 from inferecon.model.catalog import get_model
 from inferecon.model.engine import ENGINE_SCHEMA_VERSION, EngineProfile
 

@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 
-from inferecon.calibration.engine_results import quant_bits, read_engine_results
-from inferecon.errors import UserError
+from inferecon.ingest.engine_results import quant_bits, read_engine_results
+from inferecon.core.errors import UserError
 
 F = "tests/fixtures/engines"
 GENAI = f"{F}/genai-perf"

@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from inferecon.calibration.published import get_profile
+from inferecon.model.published import get_profile
 from inferecon.cli import main
-from inferecon.errors import UserError
+from inferecon.core.errors import UserError
 from inferecon.model.catalog import resolve_model
 from inferecon.model.frontier import SearchSpace, search
 from inferecon.model.names import model_display_names, profile_labels

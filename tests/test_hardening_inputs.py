@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from inferecon.calibration.published import PROFILES, get_profile
+from inferecon.model.published import PROFILES, get_profile
 from inferecon.cli import main
-from inferecon.errors import UserError
+from inferecon.core.errors import UserError
 from inferecon.model.hardware import HardwareProfile
 from inferecon.model.spec import ModelSpec
 

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from hardening_fs import enospc, fill, read_only_dir, small_disk
-from inferecon import outpath
+from inferecon.core import outpath
 from inferecon.cli import main
-from inferecon.errors import UserError
+from inferecon.core.errors import UserError
 
 
 def _digest(d: Path) -> dict:
@@ -238,7 +238,7 @@ def _cli(*args):
 ])
 def test_measuring_commands_refuse_bad_out_before_measuring(command, kind, tmp_path):
     pytest.importorskip("torch")
-    from inferecon.calibration.published import get_profile
+    from inferecon.model.published import get_profile
 
     prof = get_profile("h100-sxm").save(tmp_path / "p.json")
     command = [str(prof) if c == "PROFILE" else c for c in command]

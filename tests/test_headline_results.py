@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from inferecon.calibration.published import get_profile
+from inferecon.model.published import get_profile
 from inferecon.model.catalog import get_model
 from inferecon.model.frontier import SearchSpace, search
 

@@ -5,8 +5,8 @@ tables, nvbandwidth and p2pBandwidthLatencyTest matrices."""
 import pytest
 
 from inferecon.calibration.build_files import fit_table
-from inferecon.calibration.ingest import NcclSpec, parse_nccl_tests, parse_nvbandwidth, read_collective_file
-from inferecon.errors import UserError
+from inferecon.ingest.files import NcclSpec, parse_nccl_tests, parse_nvbandwidth, read_collective_file
+from inferecon.core.errors import UserError
 
 FIX = "tests/fixtures/ingest/"
 

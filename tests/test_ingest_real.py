@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from inferecon.calibration.build_files import fit_table, profile_from_files
-from inferecon.calibration.ingest import read_collective_file, read_link_file
+from inferecon.ingest.files import read_collective_file, read_link_file
 
 MEASURED = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "measured"
 pytestmark = pytest.mark.skipif(not MEASURED.is_dir(), reason="../shared/reference/measured not present")

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from inferecon.errors import UserError
+from inferecon.core.errors import UserError
 from inferecon.model.catalog import MODELS, get_model, resolve_model
 from inferecon.model.spec import ModelSpec
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inferecon.calibration.ingest_nccl import read_nccl_tests
-from inferecon.calibration.published import get_profile
+from inferecon.ingest.nccl_tests import read_nccl_tests
+from inferecon.model.published import get_profile
 from inferecon.model.network import collective_time_s
 
 MEASURED = Path(__file__).resolve().parents[2] / "shared" / "reference" / "measured"

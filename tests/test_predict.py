@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from inferecon.calibration.published import get_profile
+from inferecon.model.published import get_profile
 from inferecon.cli import main
-from inferecon.errors import UserError
+from inferecon.core.errors import UserError
 from inferecon.model.catalog import get_model
 from inferecon.model.engine import EngineProfile
 from inferecon.model.predict import FIELDS, predict, stored_per_gpu_bytes

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inferecon.calibration import baselines
-from inferecon.calibration.regress import GateConfig, classify, compare_case, compare_runs
+from inferecon.regress import baselines
+from inferecon.regress.gate import GateConfig, classify, compare_case, compare_runs
 from inferecon.cli import main
-from inferecon.errors import UserError
+from inferecon.core.errors import UserError
 from inferecon.harness.store import RunStore, read_run
 
 CPU = "Synthetic CPU"

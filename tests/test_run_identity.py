@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from inferecon import cli
-from inferecon.errors import UserError
+from inferecon.core.errors import UserError
 from inferecon.harness.store import check_same_run, read_run, run_kind
 from cli_check import one_line_error
 

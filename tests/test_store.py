@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from inferecon.errors import UserError
+from inferecon.core.errors import UserError
 from inferecon.harness import store as store_mod
 from inferecon.harness.store import SCHEMA_VERSION, RunStore, read_run
 
@@ -134,7 +134,7 @@ def test_failed_write_keeps_previous_table(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(pq, "write_table", boom)
-    # A failed write is one line for the user (inferecon.outpath), naming the kept file.
+    # A failed write is one line for the user (inferecon.core.outpath), naming the kept file.
     with pytest.raises(UserError, match="previous file is intact"):
         s.append("memory", rec("b"))
     monkeypatch.undo()

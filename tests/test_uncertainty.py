@@ -9,14 +9,15 @@ import pandas as pd
 import pytest
 
 from inferecon.calibration.build import profile_from_tables
-from inferecon.calibration.published import get_profile
-from inferecon.calibration import validate as v
-from inferecon.errors import UserError
+from inferecon.model.published import get_profile
+from inferecon.validation import decode as v
+from inferecon.core.errors import UserError
 from inferecon.model.catalog import get_model
 from inferecon.model.hardware import HardwareProfile
 from inferecon.model.predict import predict
 from inferecon.model.terms import Layouts
-from inferecon.model.uncertainty import Uncertain, evaluate_draws, pareto_probability, quantiles
+from inferecon.model.uncertain import Uncertain
+from inferecon.model.uncertainty import evaluate_draws, pareto_probability, quantiles
 
 H100 = get_profile("h100-sxm")
 
@@ -214,7 +215,7 @@ def test_a_held_out_error_becomes_a_lognormal_spread():
     # A held-out MAPE of 20%: normal errors with that MAPE have sd 0.20 x sqrt(pi/2) = 0.2507,
     # and the lognormal multiplier's sigma is ln(1.2507) = 0.2237; its 90% interval is
     # exp(+-1.645 x 0.2237) = [0.692, 1.445].
-    from inferecon.model.uncertainty import MAPE_TO_SD, relative_sd_entry
+    from inferecon.model.uncertain import MAPE_TO_SD, relative_sd_entry
 
     u = relative_sd_entry("t", ("network.time_scale",), 0.20 * MAPE_TO_SD, "test")
     assert u.sigma == pytest.approx(0.2237, abs=1e-4)
@@ -225,7 +226,7 @@ def test_a_held_out_error_becomes_a_lognormal_spread():
 def test_each_entry_describes_its_90_percent_range_and_source(capsys):
     from inferecon.cli import main
     from inferecon.commands.calibrate import _table
-    from inferecon.model.uncertainty import MAPE_TO_SD, relative_sd_entry
+    from inferecon.model.uncertain import MAPE_TO_SD, relative_sd_entry
 
     # Same hand figures as above: held-out 20% -> x0.692 to x1.4448 of the term's time (3 digits).
     u = relative_sd_entry("memory bandwidth", ("1/memory.efficiency",), 0.20 * MAPE_TO_SD, "run r: held-out 20%")

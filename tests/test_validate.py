@@ -14,7 +14,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from inferecon import cli  # noqa: E402
-from inferecon.calibration import validate as v  # noqa: E402
+from inferecon.validation import decode as v  # noqa: E402
 from inferecon.kernels import decode  # noqa: E402
 from inferecon.model.catalog import get_model  # noqa: E402
 from inferecon.model.hardware import HardwareProfile  # noqa: E402
@@ -131,7 +131,7 @@ def test_layer_extrapolation_predicts_measured_four_layers():
 
 def test_predict_is_terms_evaluate_at_measured_layers():
     spec = v.spec_for_dtype(get_model("llama-3-8b"), "bf16")
-    from inferecon.calibration.published import get_profile
+    from inferecon.model.published import get_profile
 
     hw = get_profile("h100-sxm")
     got = v.predict(spec.with_layers(4), hw, batch=8, context=512, tp=2)
@@ -266,7 +266,7 @@ def test_graph_replay_matches_eager_step():
 @pytest.mark.gpu
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
 def test_validate_gpu_both_mapes(tmp_path, capsys):
-    from inferecon.calibration.published import get_profile
+    from inferecon.model.published import get_profile
 
     name = torch.cuda.get_device_name()
     if v.published_for_device("cuda", name, get_profile("h100-sxm"), None)[0] is None:

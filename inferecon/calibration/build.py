@@ -15,9 +15,9 @@ from inferecon.calibration.fit_latency import fit_launch
 from inferecon.calibration.fit_memory import fit_read_bandwidth
 from inferecon.calibration.fit_network import fit_collectives
 from inferecon.calibration.fit_uncertainty import calibrated_uncertainty
-from inferecon.calibration.published import match_published
-from inferecon.cli_text import slug
-from inferecon.errors import UserError
+from inferecon.model.published import match_published
+from inferecon.core.text import slug
+from inferecon.core.errors import UserError
 from inferecon.model.hardware import (
     ComputeSpec,
     HardwareProfile,

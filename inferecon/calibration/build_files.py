@@ -21,9 +21,9 @@ from inferecon.calibration.build import CalibrationResult
 from inferecon.calibration.fit import FitResult
 from inferecon.calibration.fit_network import fit_points
 from inferecon.calibration.fit_uncertainty import calibrated_uncertainty
-from inferecon.calibration.ingest import NcclSpec, read_collective_file, read_link_file
-from inferecon.calibration.published import get_profile, match_published
-from inferecon.errors import UserError
+from inferecon.ingest.files import NcclSpec, read_collective_file, read_link_file
+from inferecon.model.published import get_profile, match_published
+from inferecon.core.errors import UserError
 from inferecon.model.hardware import HardwareProfile, Provenance
 
 

@@ -2,7 +2,7 @@
 fit of an EngineProfile (per-step overhead, per-layer time, weight-read efficiency per weight
 format) with its leave-one-run-out error.
 
-A run (calibration/engine_results.py) becomes an `EngineCase`: the model, GPU profile and
+A run (ingest/engine_results.py) becomes an `EngineCase`: the model, GPU profile and
 parallelism it ran with, decoded at its concurrency with a context of its prompt plus half its
 output (the mean over its decode). The fit is linear in what it estimates: the per-step and
 per-layer times add to every step, and a weight-read efficiency e slows the weight reads by
@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from inferecon.calibration.engine_results import EngineRun
-from inferecon.errors import UserError
+from inferecon.ingest.engine_results import EngineRun
+from inferecon.core.errors import UserError
 from inferecon.model.engine import EngineProfile
 from inferecon.model.hardware import HardwareProfile
 from inferecon.model.predict import predict
@@ -87,7 +87,7 @@ def catalog_model_for(model_id: str | None) -> tuple[ModelSpec | None, int | Non
     """The catalog model a recorded model id names, and the weight bits its name states:
     "neuralmagic/Meta-Llama-3.1-8B-Instruct-FP8" -> (llama-3-8b, 8). (None, bits) when the
     name is not in the catalog."""
-    from inferecon.calibration.engine_results import quant_bits
+    from inferecon.ingest.engine_results import quant_bits
     from inferecon.model.catalog import ALIASES, MODELS
 
     if not model_id:
@@ -115,7 +115,7 @@ def resolve_cases(runs: list[EngineRun], *, model: str | ModelSpec | None = None
     """Each run with the model, GPU and parallelism it ran with. The file's own record of TP,
     PP and EP wins over `tp` (a conflict is noted); `model`, `hardware` and the precisions, when
     given, win over what the file records or its model name implies."""
-    from inferecon.calibration.published import match_published
+    from inferecon.model.published import match_published
     from inferecon.model.catalog import resolve_model
 
     notes = notes if notes is not None else []
@@ -398,8 +398,8 @@ def load_cases(files: list[str], *, model: str | None = None, gpu: str | None = 
                hardware_path: str | None = None, tp: int | None = None, weight_bits: int | None = None,
                kv_bits: int | None = None, notes: list[str] | None = None) -> list[EngineCase]:
     """Every run of every result file, resolved to a deployment (what the commands call)."""
-    from inferecon.calibration.engine_results import read_engine_results
-    from inferecon.calibration.published import get_profile
+    from inferecon.ingest.engine_results import read_engine_results
+    from inferecon.model.published import get_profile
 
     if gpu and hardware_path:
         raise UserError("give --gpu or --hardware, not both")

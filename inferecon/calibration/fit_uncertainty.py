@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from inferecon.model.uncertainty import MAPE_TO_SD, Uncertain, relative_sd_entry
+from inferecon.model.uncertain import MAPE_TO_SD, Uncertain, relative_sd_entry
 
 
 def _rel_sd(result, param: str | None = None) -> tuple[float | None, str]:

@@ -3,7 +3,7 @@ run directory (manifest.json + one Parquet table per benchmark), then print a su
 
 from __future__ import annotations
 
-from inferecon.cli_text import first_paragraph, slug
+from inferecon.core.text import first_paragraph, slug
 
 import importlib
 import signal
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from inferecon import __version__
 from inferecon import cli_args
-from inferecon.errors import UserError
+from inferecon.core.errors import UserError
 
 BENCHMARKS = ("matmul", "memory", "launch", "collectives")
 CHOICES = BENCHMARKS + ("all",)
@@ -23,7 +23,7 @@ LOCAL = ("matmul", "memory", "launch")
 
 # --------------------------------------------------------------------------------------------
 # Published peaks for the "fraction of peak" column: the published profiles' datasheet figures
-# (calibration/published.py, from shared/reference/hardware.md), matched by device name.
+# (model/published.py, from shared/reference/hardware.md), matched by device name.
 
 
 from inferecon.report.summary import published_peak  # noqa: E402,F401

@@ -5,7 +5,7 @@ self-contained report.html."""
 
 from __future__ import annotations
 
-from inferecon.cli_text import first_paragraph
+from inferecon.core.text import first_paragraph
 
 import argparse
 import json
@@ -17,8 +17,8 @@ from pathlib import Path
 
 from inferecon import __version__
 from inferecon import cli_args
-from inferecon.errors import UserError
-from inferecon.outpath import check_out_dir, write_text
+from inferecon.core.errors import UserError
+from inferecon.core.outpath import check_out_dir, write_text
 
 
 def register(sub) -> None:
@@ -81,7 +81,7 @@ def _ingest(args, run_dir):
             raise UserError(f"{run_dir} was measured on {manifest.get('device_name') or manifest.get('device')}, which "
                             "has no published GPU profile: a GPU cluster's files do not belong in its profile "
                             "(--force to mix them anyway, or leave out --from for a profile from the files alone)")
-        from inferecon.calibration.published import get_profile
+        from inferecon.model.published import get_profile
 
         base = get_profile(args.gpu or "h100-sxm")
     elif manifest.get("gpu_count"):
@@ -128,10 +128,10 @@ def _from_files(args) -> int:
 
 def _gpu_from_files(args) -> str:
     """The published profile the files' device lists name; an error when none or several do."""
-    from inferecon.calibration.ingest import read_collective_file
-    from inferecon.calibration.published import match_published
+    from inferecon.ingest.files import read_collective_file
+    from inferecon.model.published import match_published
 
-    from inferecon.calibration.ingest import read_link_file
+    from inferecon.ingest.files import read_link_file
 
     devices = [t.device_name for spec in args.nccl_tests for t in read_collective_file(spec)]
     devices += [d for path in args.nvbandwidth for d in set(read_link_file(path)["device_name"])]
@@ -148,7 +148,7 @@ def _measure(args, out: Path) -> None:
         import torch  # noqa: F401
     except ImportError:
         raise UserError("measuring needs torch (make install pulls the CPU build); or use --from RUN_DIR") from None
-    from inferecon.kernels import calibration_sweep as cs
+    from inferecon.sweeps import calibration as cs
     from inferecon.harness.device import apply_cpu_threads, collect_metadata, device_identity, resolve_device
     from inferecon.harness.runner import Progress, SweepContext, run_sweep, warm_device
     from inferecon.harness.store import RunStore
@@ -260,7 +260,7 @@ def _table(result) -> str:
     lines.append(f"\nprofile: peak {_peaks(result)} TFLOP/s "
                  f"x efficiency {p.compute.efficiency:.3f}; HBM {p.memory.achieved_gbps:.1f} GB/s sustained; "
                  f"launch {p.latency.kernel_launch_us:.2f} µs; {len(p.network.collectives)} collective fits")
-    from inferecon.model.uncertainty import entries
+    from inferecon.model.uncertain import entries
 
     lines += ["uncertainty (drawn for every band and interval):"] + [f"  {u.describe()}" for u in entries(p)]
     return "\n".join(lines)

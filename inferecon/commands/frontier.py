@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from inferecon import cli_args
-from inferecon.errors import UserError
+from inferecon.core.errors import UserError
 
 
 def register(sub) -> None:
@@ -70,7 +70,7 @@ _EXAMPLE = {"--model": "llama-3-70b", "--gpu": "h100-sxm", "--hardware": "result
 
 def _profiles(args):
     """[(label, profile)]: labels tell two calibrated profiles of one GPU model apart."""
-    from inferecon.calibration.published import get_profile
+    from inferecon.model.published import get_profile
     from inferecon.model.hardware import HardwareProfile
     from inferecon.model.names import profile_labels
 
@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
 
     from inferecon.model.catalog import resolve_model
     from inferecon.model.names import model_display_names
-    from inferecon.outpath import atomic_path, check_out_dir
+    from inferecon.core.outpath import atomic_path, check_out_dir
     from inferecon.model.compare import band_lines, compare
     from inferecon.model.frontier import NO_LATENCY_MAX_GPUS, WIDE_BATCH_GRID, SearchSpace, search_near
     from inferecon.report.frontier_plot import plot_frontiers

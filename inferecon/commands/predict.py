@@ -5,7 +5,7 @@ of each term, memory per GPU (weights, KV cache, free), and whether it fits."""
 from __future__ import annotations
 
 from inferecon import cli_args
-from inferecon.cli_text import first_paragraph
+from inferecon.core.text import first_paragraph
 
 
 def register(sub) -> None:
@@ -41,7 +41,7 @@ def register(sub) -> None:
 
 
 def _batches(text: str) -> list[int]:
-    from inferecon.errors import UserError
+    from inferecon.core.errors import UserError
 
     try:
         values = [int(v) for v in str(text).split(",") if v.strip()]
@@ -56,8 +56,8 @@ def run(args) -> int:
     import json
     import sys
 
-    from inferecon.calibration.published import get_profile
-    from inferecon.errors import UserError
+    from inferecon.model.published import get_profile
+    from inferecon.core.errors import UserError
     from inferecon.model.catalog import resolve_model
     from inferecon.model.engine import EngineProfile
     from inferecon.model.hardware import HardwareProfile

@@ -7,14 +7,14 @@ cases could be judged)."""
 
 from __future__ import annotations
 
-from inferecon.cli_text import first_paragraph
+from inferecon.core.text import first_paragraph
 
 import json
 import math
 from pathlib import Path
 
 from inferecon import cli_args
-from inferecon.errors import UserError
+from inferecon.core.errors import UserError
 
 
 def register(sub) -> None:
@@ -207,10 +207,10 @@ def _jsonable(x):
 def run(args) -> int:
     from dataclasses import asdict
 
-    from inferecon.calibration import baselines
-    from inferecon.calibration.regress import GateConfig, compare_runs, decide
+    from inferecon.regress import baselines
+    from inferecon.regress.gate import GateConfig, compare_runs, decide
     from inferecon.harness.store import read_manifest, read_run
-    from inferecon.outpath import check_out_dir, write_text
+    from inferecon.core.outpath import check_out_dir, write_text
 
     root = Path(args.baselines_dir) if args.baselines_dir else baselines.DEFAULT_DIR
     if args.save_baseline:

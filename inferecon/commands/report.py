@@ -7,8 +7,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from inferecon.cli_text import first_paragraph
-from inferecon.errors import UserError
+from inferecon.core.text import first_paragraph
+from inferecon.core.errors import UserError
 
 MEASUREMENTS = ("matmul", "memory", "launch", "collectives")
 
@@ -32,7 +32,7 @@ def _has_results(run_dir: Path) -> bool:
 def _recorded_summary(run_dir: Path) -> dict | None:
     """The fit summary `calibrate` wrote (calibration.json): it holds every fit, including those
     of ingested nccl-tests/nvbandwidth files that a refit of the run alone would drop."""
-    from inferecon.errors import load_json
+    from inferecon.core.errors import load_json
 
     path = run_dir / "calibration.json"
     if not path.is_file():
@@ -44,7 +44,7 @@ def _recorded_summary(run_dir: Path) -> dict | None:
 
 
 def run(args) -> int:
-    from inferecon.outpath import check_out_dir, check_out_file, write_text
+    from inferecon.core.outpath import check_out_dir, check_out_file, write_text
     from inferecon.report.calibration_report import render_report, write_calibration_outputs
 
     run_dir = Path(args.run_dir)

@@ -9,7 +9,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from inferecon.calibration.published import PROFILES
+    from inferecon.model.published import PROFILES
     from inferecon.model.catalog import MODELS
 
     print("GPUs (published specs)")
@@ -25,7 +25,7 @@ def run(args) -> int:
             print(f"      source: {src}")
     print(f"  caps on published specs: compute x{next(iter(PROFILES.values())).compute.efficiency:.2f}, "
           f"HBM x{next(iter(PROFILES.values())).memory.efficiency:.2f} (paper); measured caps: `inferecon calibrate`")
-    from inferecon.model.uncertainty import entries
+    from inferecon.model.uncertain import entries
 
     print("  stated ranges of the published constants (drawn for every band and interval):")
     for u in entries(next(iter(PROFILES.values()))):

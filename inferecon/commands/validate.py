@@ -6,7 +6,7 @@ directory."""
 
 from __future__ import annotations
 
-from inferecon.cli_text import first_paragraph
+from inferecon.core.text import first_paragraph
 
 import math
 import signal
@@ -14,8 +14,8 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from inferecon.errors import UserError
-from inferecon.outpath import atomic_path, check_out_dir
+from inferecon.core.errors import UserError
+from inferecon.core.outpath import atomic_path, check_out_dir
 
 # Defaults per device: the issue's GPU grid; on CPU a grid a 2-core machine measures in
 # seconds (a batch-256 × 8192-token cache of even a tiny model is gigabytes on CPU).
@@ -80,7 +80,7 @@ def parse_ints(text: str, what: str) -> list[int]:
 
 
 def _default_out(model: str, device_name: str) -> Path:
-    from inferecon.cli_text import slug
+    from inferecon.core.text import slug
 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     return Path("results") / f"validate-{slug(model)}-{slug(device_name)}-{stamp}"
@@ -135,7 +135,7 @@ def handler(args) -> int:
     import pandas as pd
 
     from inferecon import __version__
-    from inferecon.calibration import validate as v
+    from inferecon.validation import decode as v
     from inferecon.harness.device import resolve_device
     from inferecon.harness.device import apply_cpu_threads, collect_metadata, device_identity, host_class
     from inferecon.harness.store import RunStore, write_json_atomic
@@ -293,8 +293,8 @@ def engine_handler(args) -> int:
     if decode_only:
         raise UserError(f"--engine-results compares result files: {', '.join(decode_only)} apply to a decode run only")
     from inferecon.calibration.engine_fit import compare_runs, load_cases, mape
-    from inferecon.calibration.validate import DEFAULT_DRAWS, coverage
-    from inferecon.cli_text import slug
+    from inferecon.validation.decode import DEFAULT_DRAWS, coverage
+    from inferecon.core.text import slug
     from inferecon.report import engine_report as er
 
     notes: list[str] = []

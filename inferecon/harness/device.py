@@ -238,7 +238,7 @@ def cuda_available() -> bool:
 
 def resolve_device(requested) -> str:
     """The device a command runs on: the one asked for, else cuda where available, else cpu."""
-    from inferecon.errors import UserError
+    from inferecon.core.errors import UserError
 
     has_cuda = cuda_available()
     if requested == "cuda" and not has_cuda:
@@ -433,7 +433,7 @@ def apply_cpu_threads(device: str, threads: Optional[int]) -> Optional[int]:
 
     n = DEFAULT_CPU_THREADS if threads is None else int(threads)
     if n < 1:
-        from inferecon.errors import UserError
+        from inferecon.core.errors import UserError
 
         raise UserError(f"--threads must be at least 1, got {n}")
     os.environ["OMP_NUM_THREADS"] = str(n)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Mapping, Optional
 
-from inferecon.errors import UserError
+from inferecon.core.errors import UserError
 
 
 @dataclass(frozen=True)

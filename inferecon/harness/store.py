@@ -20,9 +20,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from inferecon.errors import UserError
-from inferecon.outpath import atomic_write as _atomic_write_bytes
-from inferecon.outpath import check_out_dir
+from inferecon.core.errors import UserError
+from inferecon.core.outpath import atomic_write as _atomic_write_bytes
+from inferecon.core.outpath import check_out_dir
 
 # Bump when a column is renamed, removed or changes meaning; readers refuse other versions.
 SCHEMA_VERSION = 1

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from inferecon.errors import ERROR_PREFIX, UserError
+from inferecon.core.errors import ERROR_PREFIX, UserError
 
 # Set by the re-launching parent: it owns the run directory; the ranks only append to it.
 ATTACH_ENV = "INFERECON_TORCHRUN_ATTACH"

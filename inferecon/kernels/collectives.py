@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from inferecon.errors import UserError, exit_status
+from inferecon.core.errors import UserError, exit_status
 from inferecon.harness import distributed as hdist
 from inferecon.harness import torchrun
 from inferecon.harness.timing import Measurement, TimingConfig, capture_graph

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from inferecon.errors import UserError, exit_status
+from inferecon.core.errors import UserError, exit_status
 from inferecon.harness.timing import Measurement, TimingConfig, measure
 
 BENCHMARK = "decode"

@@ -5,7 +5,7 @@ in (DeepSeek-V3: FP8 weights); `--precision` overrides it."""
 
 from __future__ import annotations
 
-from inferecon.errors import lookup
+from inferecon.core.errors import lookup
 from inferecon.model.spec import ModelSpec
 
 _LLAMA3_VOCAB = 128256

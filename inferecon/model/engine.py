@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from inferecon.errors import UserError, load_json
+from inferecon.core.errors import UserError, load_json
 
 ENGINE_SCHEMA_VERSION = 1
 # Weight formats an efficiency can be given for, by bits per weight: 16-bit (bf16/fp16),
@@ -61,7 +61,7 @@ class EngineProfile:
         return dataclasses.asdict(self)
 
     def save(self, path: str | Path) -> Path:
-        from inferecon.outpath import write_text
+        from inferecon.core.outpath import write_text
 
         path = Path(path)
         # atomic: a reader never sees half a profile, a full disk keeps the previous one

@@ -1,6 +1,6 @@
 """HardwareProfile: everything the cost model needs to know about one kind of GPU node.
 
-One type for both origins: published datasheet specs (calibration/published.py) and
+One type for both origins: published datasheet specs (model/published.py) and
 profiles fitted to a node's measurements (calibration, later). It is plain data, saved as
 schema-versioned JSON; the cost terms that use it live in model/terms.py.
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from inferecon.errors import UserError, load_json
+from inferecon.core.errors import UserError, load_json
 from inferecon.model.profile_checks import check_profile_dict
 
 SCHEMA_VERSION = 1
@@ -217,7 +217,7 @@ class HardwareProfile:
         return dataclasses.asdict(self)
 
     def save(self, path: str | Path) -> Path:
-        from inferecon.outpath import write_text
+        from inferecon.core.outpath import write_text
 
         path = Path(path)
         # atomic: a reader never sees half a profile, a full disk keeps the previous one
@@ -266,7 +266,7 @@ class HardwareProfile:
 
     def __post_init__(self):
         if self.uncertainty:
-            from inferecon.model.uncertainty import entries
+            from inferecon.model.uncertain import entries
 
             try:
                 entries(self)  # every entry drawable and every path a numeric field of this profile

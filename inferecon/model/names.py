@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from inferecon.errors import UserError, load_json
+from inferecon.core.errors import UserError, load_json
 
 
 def _config_facts(entry: str) -> tuple[str | None, str | None, Path]:

@@ -7,7 +7,7 @@ send/recv the bytes one rank sends. Bus-bandwidth factors are nccl-tests' own.
 Two sources of α and β:
 - a calibrated profile's measured α + bytes/β lines (`NetworkSpec.collectives`), interpolated
   over world size and used for every collective/scope they cover;
-- otherwise the published latency model of NCCL's tuner (see calibration/published.py):
+- otherwise the published latency model of NCCL's tuner (see model/published.py):
   base + ring steps × per-step latency, and between nodes the cheaper of ring and tree.
 """
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from inferecon.errors import UserError
+from inferecon.core.errors import UserError
 from inferecon.model.engine import EngineProfile
 from inferecon.model.hardware import HardwareProfile
 from inferecon.model.spec import ModelSpec

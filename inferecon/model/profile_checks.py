@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from numbers import Real
 
-from inferecon.errors import UserError
+from inferecon.core.errors import UserError
 
 # Above this a $/GPU-hour is a typo (100x today's on-demand rates); costs would print as
 # meaningless digits. The command line uses the same bound (inferecon/cli_args.py).

@@ -15,7 +15,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from inferecon.errors import UserError, load_json
+from inferecon.core.errors import UserError, load_json
 from inferecon.model.spec_checks import check_hf_config
 
 # 32-bit is for CPU validation runs (fp32 decoders); GPUs serve 16-bit and below.

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from numbers import Real
 
-from inferecon.errors import UserError
+from inferecon.core.errors import UserError
 
 # Every size the loader reads (model/spec.py), by whether 0 is a meaningful value.
 _POSITIVE = ("hidden_size", "n_embd", "d_model", "num_attention_heads", "n_head", "num_hidden_layers", "n_layer",

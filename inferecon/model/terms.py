@@ -76,7 +76,7 @@ class Layouts:
             np.broadcast_to(a, size).astype(np.int64) for a in arrays
         )
         if (self.micro_batch < 1).any():
-            from inferecon.errors import UserError
+            from inferecon.core.errors import UserError
 
             raise UserError("batch size must be at least 1")
 
@@ -300,7 +300,7 @@ def evaluate(model: ModelSpec, hw: HardwareProfile, lay: Layouts, context: int,
     gamma = lay.gamma.astype(float)
     spec = gamma > 0
     if spec.any() and draft is None:
-        from inferecon.errors import UserError
+        from inferecon.core.errors import UserError
 
         raise UserError("speculative decoding (gamma > 0) needs a draft model")
     pp = lay.pp.astype(float)

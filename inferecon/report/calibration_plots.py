@@ -28,7 +28,7 @@ def _two_panel(title):
 
 
 def _save(plt, fig, path):
-    from inferecon.outpath import atomic_path
+    from inferecon.core.outpath import atomic_path
 
     fig.tight_layout()
     try:

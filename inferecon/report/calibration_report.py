@@ -9,7 +9,7 @@ import html
 import json
 from pathlib import Path
 
-from inferecon.outpath import write_text
+from inferecon.core.outpath import write_text
 from inferecon.report import calibration_plots as cp
 
 

@@ -56,7 +56,7 @@ def fit_summary(fit) -> str:
 
 
 def write_rows_csv(rows: list[dict], path: Path) -> Path:
-    from inferecon.outpath import atomic_path
+    from inferecon.core.outpath import atomic_path
 
     keys = list(dict.fromkeys(k for r in rows for k in r))
     with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:  # one line, old file kept, on a full disk
@@ -67,7 +67,7 @@ def write_rows_csv(rows: list[dict], path: Path) -> Path:
 
 
 def write_json(data, path: Path) -> Path:
-    from inferecon.outpath import write_text
+    from inferecon.core.outpath import write_text
 
     write_text(path, json.dumps(data, indent=2, default=str) + "\n")
     return path
@@ -101,7 +101,7 @@ def plot_predicted_vs_measured(rows: list[dict], series: list[tuple[str, str]], 
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    from inferecon.outpath import atomic_path
+    from inferecon.core.outpath import atomic_path
 
     try:
         with atomic_path(path) as tmp:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from inferecon.outpath import atomic_path
+from inferecon.core.outpath import atomic_path
 
 
 def plot_frontiers(frontiers: dict[str, pd.DataFrame], path: str | Path, title: str = "") -> Path:

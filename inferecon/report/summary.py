@@ -12,7 +12,7 @@ BENCHMARKS = ("matmul", "memory", "launch", "collectives")
 def published_peak(device_name: str, what: str):
     """Datasheet peak of `what` ("bf16", "fp16", "fp8", "tf32", "fp32" in TFLOP/s; "hbm" in
     GB/s) for a GPU name, or None (CPUs, unknown GPUs, unknown figures)."""
-    from inferecon.calibration.published import match_published
+    from inferecon.model.published import match_published
 
     prof = match_published(device_name)
     if prof is None:

@@ -15,7 +15,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from inferecon.errors import UserError
+from inferecon.core.errors import UserError
 
 
 def _read_umask() -> int:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from inferecon.errors import UserError
+from inferecon.core.errors import UserError
 
 NVB_DEFAULT_BUFFER_BYTES = 512 * 1024 * 1024  # nvbandwidth's default --bufferSize (MiB)
 P2P_TEST_BUFFER_BYTES = 40_000_000  # p2pBandwidthLatencyTest copies 10M ints per repetition

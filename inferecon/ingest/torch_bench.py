@@ -9,8 +9,8 @@ import hashlib
 import re
 from pathlib import Path
 
-from inferecon.calibration.ingest_nccl import NcclSpec, NcclTable, Point, check_factor, world_and_nodes
-from inferecon.errors import UserError
+from inferecon.ingest.nccl_tests import NcclSpec, NcclTable, Point, check_factor, world_and_nodes
+from inferecon.core.errors import UserError
 
 _UNITS = {"b": 1, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "kb": 1e3, "mb": 1e6, "gb": 1e9}
 _TORCH_ROW = re.compile(r"^\|\s*([\d.]+)\s*([KMGT]?i?B)\s*\|\s*([\d.]+)\s*GB(?:ps|/s)\s*\|\s*([\d.]+)\s*GB(?:ps|/s)\s*\|",

@@ -21,7 +21,7 @@ tables (1 MB-1 GB within 25%); benchmarks/bench_public_network.py prints the com
 
 from __future__ import annotations
 
-from inferecon.errors import lookup
+from inferecon.core.errors import lookup
 from inferecon.model.hardware import (
     ComputeSpec,
     HardwareProfile,
@@ -98,7 +98,7 @@ NETWORK_RANGE_SOURCE = ("spread of public nccl-tests all_reduce tables of one co
 
 
 def published_uncertainty() -> list[dict]:
-    from inferecon.model.uncertainty import Uncertain
+    from inferecon.model.uncertain import Uncertain
 
     lo_f, hi_f = FLOP_EFFICIENCY_RANGE
     lo_m, hi_m = HBM_EFFICIENCY_RANGE

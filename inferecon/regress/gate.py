@@ -57,7 +57,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from inferecon.errors import UserError
+from inferecon.core.errors import UserError
 
 VERDICTS = ("regression", "improvement", "noisy", "missing", "unchanged")
 

@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from inferecon.errors import UserError
+from inferecon.core.errors import UserError
 
 FORMATS = ("vllm", "sglang", "genai-perf", "trtllm-bench")
 

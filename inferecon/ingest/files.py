@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from inferecon.calibration.ingest_links import read_link_file
-from inferecon.calibration.ingest_nccl import NcclSpec, NcclTable, read_nccl_tests
-from inferecon.calibration.ingest_torch_bench import is_torch_bench, read_torch_bench
-from inferecon.errors import UserError
+from inferecon.ingest.links import read_link_file
+from inferecon.ingest.nccl_tests import NcclSpec, NcclTable, read_nccl_tests
+from inferecon.ingest.torch_bench import is_torch_bench, read_torch_bench
+from inferecon.core.errors import UserError
 
 __all__ = ["NcclSpec", "NcclTable", "read_collective_file", "parse_nccl_tests", "parse_nvbandwidth",
            "read_link_file"]

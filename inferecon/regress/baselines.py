@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from inferecon.errors import UserError
-from inferecon.outpath import check_out_dir
+from inferecon.core.errors import UserError
+from inferecon.core.outpath import check_out_dir
 from inferecon.harness.store import read_manifest, read_run
 
 DEFAULT_DIR = Path("results") / "baselines"

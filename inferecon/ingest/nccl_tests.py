@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from inferecon.errors import UserError
+from inferecon.core.errors import UserError
 
 # nccl-tests binary stem -> inferecon op name
 OPS = {

@@ -29,7 +29,7 @@ from typing import Optional
 
 import numpy as np
 
-from inferecon.errors import UserError
+from inferecon.core.errors import UserError
 from inferecon.model.hardware import HardwareProfile
 from inferecon.model.spec import ModelSpec
 
@@ -205,7 +205,7 @@ def predict(spec: ModelSpec, hw: HardwareProfile, batch: int, context: int, tp: 
 def published_for_device(device: str, device_name: str, hw: HardwareProfile,
                          requested: Optional[str]) -> tuple[Optional[HardwareProfile], str]:
     """(the published profile to compare with, or None, and why)."""
-    from inferecon.calibration import published
+    from inferecon.model import published
 
     if requested:
         if device != "cuda":
@@ -391,7 +391,7 @@ def plot(table: list[dict], labels: list[str], path: Path, title: str) -> Path:
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     path = Path(path)
-    from inferecon.outpath import atomic_path
+    from inferecon.core.outpath import atomic_path
 
     try:
         with atomic_path(path) as tmp:  # a full disk keeps the previous plot, never half a PNG
