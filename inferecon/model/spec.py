@@ -54,6 +54,9 @@ class ModelSpec:
     weight_bits: int = 16
     kv_bits: int = 16
     act_bits: int = 16
+    # How the weights are quantised (model/quant.py: "fp8", "fp8-block", "int8-wo", "w4a16" ...);
+    # "" keeps the default of weight_bits (16: bf16, 8: FP8 W8A8, 4: W4A16).
+    weight_format: str = ""
     # Bookkeeping: the published parameter count and where the shapes come from.
     published_params_b: float | None = None
     published_active_params_b: float | None = None
@@ -67,6 +70,12 @@ class ModelSpec:
             raise UserError(f"weight precision must be one of {WEIGHT_BITS} bits, got {self.weight_bits}")
         if self.kv_bits not in KV_BITS:
             raise UserError(f"KV-cache precision must be one of {KV_BITS} bits, got {self.kv_bits}")
+        if self.weight_format:
+            from inferecon.model.quant import get_format
+
+            if get_format(self.weight_format).weight_bits != self.weight_bits:
+                raise UserError(f"model {self.name}: weight format {self.weight_format} is not "
+                                f"{self.weight_bits}-bit")
         if self.is_moe and not (0 < self.n_active_experts <= self.n_experts and self.d_ff_expert > 0):
             raise UserError(f"model {self.name}: MoE needs 0 < active experts <= experts and d_ff_expert > 0")
         if self.n_heads % self.n_kv_heads:
@@ -195,9 +204,18 @@ class ModelSpec:
         changes = {}
         if weight_bits is not None:
             changes["weight_bits"] = int(weight_bits)
+            if int(weight_bits) != self.weight_bits:
+                changes["weight_format"] = ""  # the checkpoint's format named other bits
         if kv_bits is not None:
             changes["kv_bits"] = int(kv_bits)
         return dataclasses.replace(self, **changes)
+
+    def with_format(self, name: str) -> "ModelSpec":
+        """The same model with weights in a named format (model/quant.py), its bits included."""
+        from inferecon.model.quant import get_format
+
+        fmt = get_format(name)
+        return dataclasses.replace(self, weight_bits=fmt.weight_bits, weight_format=fmt.name)
 
     def with_layers(self, n_layers: int) -> "ModelSpec":
         """The same model cut to n_layers (kept dense-layer share for MoE)."""
@@ -270,4 +288,11 @@ def _from_hf_dict(cfg: dict, name: str, source: str) -> ModelSpec:
     )
     if spec.is_mla and not (spec.qk_nope_dim and spec.v_head_dim):
         raise UserError(f"{source}: MLA config needs qk_nope_head_dim and v_head_dim")
+    if cfg.get("quantization_config") is not None:
+        # The checkpoint's own quantisation is the default precision (predict, frontier, specs).
+        from inferecon.model.quant import from_quantization_config
+
+        q = from_quantization_config(cfg["quantization_config"], source)
+        spec = dataclasses.replace(spec, weight_bits=q.format.weight_bits, weight_format=q.format.name,
+                                   kv_bits=q.kv_bits or spec.kv_bits)
     return spec

@@ -102,19 +102,14 @@ class Layouts:
 
 
 def compute_dtype(model: ModelSpec, hw: HardwareProfile) -> str:
-    """8-bit weights run FP8 GEMMs where the GPU has FP8 (W8A8); 4-bit weights are
+    """The dtype the weight GEMMs multiply in: the weight format's (model/quant.py). Without a
+    named format, 8-bit weights run FP8 GEMMs where the GPU has FP8 (W8A8); 4-bit weights are
     weight-only quantised and multiply in 16-bit (W4A16), as deployed engines do; 32-bit
-    weights (CPU validation runs) multiply in fp32."""
-    peaks = hw.compute.peak_tflops
-    if model.weight_bits == 8 and "fp8" in peaks:
-        return "fp8"
-    if model.weight_bits == 32:
-        return "fp32"
-    if "bf16" not in peaks and "fp32" in peaks:
-        # A device with no 16-bit figure (a CPU calibration that timed fp32 GEMMs only)
-        # multiplies in fp32: its measured figure, not an invented one.
-        return "fp32"
-    return "bf16"
+    weights (CPU validation runs) multiply in fp32; a device with no 16-bit figure (a CPU
+    calibration that timed fp32 GEMMs only) multiplies in fp32."""
+    from inferecon.model.quant import format_of
+
+    return format_of(model).compute_dtype(hw.compute.peak_tflops)
 
 
 def moe_expert_fraction(model: ModelSpec, tokens):

@@ -1,0 +1,277 @@
+"""Weight quantisation formats as serving engines run them, and reading a config.json's
+`quantization_config`.
+
+Bits per weight alone do not say how a GEMM runs: an FP8 checkpoint with one scale per tensor
+runs W8A8 FP8 GEMMs (activations quantised on the fly), DeepSeek-V3's FP8 with 128 x 128 block
+scales runs block-scaled FP8 GEMMs (slower kernels: the scales are applied per K block), an
+INT8 or INT4 weight-only checkpoint (GPTQ, AWQ, RTN Marlin, bitsandbytes) dequantises to 16 bit
+and multiplies at the 16-bit rate (W8A16, W4A16). `QuantFormat` names one of those; the cost
+model asks it which dtype the tensor cores multiply in (`compute_dtype`) and which op-level
+GEMM fit applies (`gemm_key`).
+
+A ModelSpec without a named format keeps what inferecon has always assumed for its bits (the
+paper's parity depends on it): 16 bit -> bf16, 8 bit -> FP8 W8A8 with per-tensor scales, 4 bit
+-> W4A16 (group scales), 32 bit -> fp32 (CPU validation runs).
+
+Sources for the config.json layouts read here (field names as the libraries write them):
+- FP8 (`quant_method: "fp8"`): vLLM/transformers FineGrainedFP8 and DeepSeek-V3's own config
+  (`fmt: "e4m3"`, `activation_scheme: "dynamic"`, `weight_block_size: [128, 128]`).
+- compressed-tensors (`quant_method: "compressed-tensors"`, llm-compressor): `config_groups`
+  of `weights` / `input_activations` schemes (num_bits, type "int" | "float", strategy
+  "tensor" | "channel" | "group" | "block" | "tensor_group", group_size, block_structure),
+  optional `kv_cache_scheme`.
+- AWQ (`quant_method: "awq"`, `bits`, `group_size`) and GPTQ (`quant_method: "gptq"`,
+  `bits`, `group_size`, `desc_act`).
+- NVIDIA ModelOpt (`quant_method: "modelopt"`, `quant_algo`: FP8, NVFP4, W4A16_AWQ ...),
+  bitsandbytes (`load_in_8bit` / `load_in_4bit`) and MXFP4 (gpt-oss).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from inferecon.core.errors import UserError
+
+
+@dataclass(frozen=True)
+class QuantFormat:
+    name: str  # one of FORMATS' keys
+    weight_bits: int
+    # Dtype the tensor cores multiply in when the GPU has it ("fp8", "int8", "fp4"); None: the
+    # activations stay 16-bit and the weights are dequantised (weight-only, or 16/32-bit models).
+    act_dtype: str | None
+    scales: str  # "none", "tensor", "channel", "group", "block"
+    description: str
+    group_size: int | None = None
+    block_shape: tuple[int, int] | None = None
+    source: str = ""  # which file and field said so ("" for a default of the bits)
+
+    @property
+    def weight_only(self) -> bool:
+        return self.act_dtype is None and self.weight_bits < 16
+
+    def compute_dtype(self, peaks: dict) -> str:
+        """The dtype the GEMMs multiply in on a GPU with these datasheet peaks: the format's
+        activation dtype where the GPU has tensor cores for it, else 16-bit (an FP8 checkpoint
+        on an A100 is dequantised, as vLLM's Marlin FP8 path does); fp32 for 32-bit models and
+        for devices with no 16-bit figure (a CPU calibration that timed fp32 GEMMs only)."""
+        if self.weight_bits == 32:
+            return "fp32"
+        if self.act_dtype is not None and self.act_dtype in peaks:
+            return self.act_dtype
+        if "bf16" not in peaks and "fp32" in peaks:
+            return "fp32"
+        return "bf16"
+
+    @property
+    def gemm_key(self) -> str:
+        """Key of the op-level GEMM fit this format's GEMMs use (model/ops.py)."""
+        return self.name
+
+
+FORMATS: dict[str, QuantFormat] = {f.name: f for f in (
+    QuantFormat("fp32", 32, None, "none", "32-bit weights and activations (CPU validation runs)"),
+    QuantFormat("bf16", 16, None, "none", "16-bit weights and activations"),
+    QuantFormat("fp8", 8, "fp8", "tensor", "FP8 W8A8, per-tensor (or per-channel) weight scales, "
+                "activations quantised per token or tensor on the fly"),
+    QuantFormat("fp8-block", 8, "fp8", "block", "FP8 W8A8 with 128 x 128 weight block scales and 1 x 128 "
+                "activation scales (DeepSeek-V3's format)", block_shape=(128, 128)),
+    QuantFormat("int8", 8, "int8", "channel", "INT8 W8A8 (SmoothQuant-style), per-channel weight scales"),
+    QuantFormat("int8-wo", 8, None, "channel", "INT8 weight-only (W8A16): dequantised to 16 bit in the GEMM"),
+    QuantFormat("w4a16", 4, None, "group", "4-bit integer weight-only (W4A16: AWQ, GPTQ, RTN Marlin), group "
+                "scales; multiplies at the 16-bit rate", group_size=128),
+    QuantFormat("nvfp4", 4, "fp4", "group", "NVFP4 W4A4, 16-element FP8 group scales (Blackwell tensor cores)",
+                group_size=16),
+    QuantFormat("mxfp4", 4, None, "group", "MXFP4 weights, 32-element power-of-two scales; weight-only on GPUs "
+                "without FP4 tensor cores", group_size=32),
+)}
+
+# What a bare bit count has always meant in inferecon (no named format).
+DEFAULT_FOR_BITS = {32: "fp32", 16: "bf16", 8: "fp8", 4: "w4a16"}
+
+
+def default_format(weight_bits: int) -> QuantFormat:
+    try:
+        return FORMATS[DEFAULT_FOR_BITS[int(weight_bits)]]
+    except KeyError:
+        raise UserError(f"no weight format for {weight_bits}-bit weights (known: "
+                        f"{', '.join(str(b) for b in DEFAULT_FOR_BITS)} bits)") from None
+
+
+def get_format(name: str) -> QuantFormat:
+    key = str(name).strip().lower()
+    key = _ALIASES.get(key, key)
+    if key not in FORMATS:
+        raise UserError(f"unknown weight format {name!r} (known: {', '.join(FORMATS)})")
+    return FORMATS[key]
+
+
+_ALIASES = {"fp16": "bf16", "16": "bf16", "fp8-tensor": "fp8", "fp8-per-tensor": "fp8", "w8a8-fp8": "fp8",
+            "w8a8": "int8", "w8a8-int8": "int8", "w8a16": "int8-wo", "int8-weight-only": "int8-wo",
+            "awq": "w4a16", "gptq": "w4a16", "int4-wo": "w4a16", "w4a16-awq": "w4a16", "fp4": "nvfp4"}
+
+
+def format_of(model) -> QuantFormat:
+    """The format a ModelSpec's weights are in: its named one where it has one that matches its
+    bits (with_precision to other bits drops a stale name), else the default for its bits."""
+    name = getattr(model, "weight_format", "") or ""
+    if name:
+        fmt = get_format(name)
+        if fmt.weight_bits == model.weight_bits:
+            return fmt
+    return default_format(model.weight_bits)
+
+
+# -- a config.json's quantization_config ----------------------------------------------------------
+@dataclass(frozen=True)
+class CheckpointQuant:
+    """What a checkpoint's quantization_config says: the weight format, and the KV-cache bits
+    where it sets them (None: the engine's default, 16-bit)."""
+
+    format: QuantFormat
+    kv_bits: int | None = None
+
+
+def from_quantization_config(qc, source: str = "config.json") -> CheckpointQuant:
+    """Parse a Hugging Face `quantization_config` (dict). Unknown methods and unsupported bit
+    widths are a UserError naming the field."""
+    where = f"{source}: quantization_config"
+    if not isinstance(qc, dict):
+        raise UserError(f"{where} must be a JSON object")
+    method = str(qc.get("quant_method", "")).strip().lower().replace("_", "-")
+    if method == "fp8":
+        return CheckpointQuant(_fp8(qc, where))
+    if method == "compressed-tensors":
+        return _compressed_tensors(qc, where)
+    if method in ("awq", "gptq", "awq-marlin", "gptq-marlin"):
+        bits = _int(qc.get("bits", qc.get("w_bit")), f"{where}.bits")
+        group = qc.get("group_size", qc.get("q_group_size"))
+        return CheckpointQuant(_weight_only(bits, group, f"{where} ({method})"))
+    if method == "modelopt":
+        return _modelopt(qc, where)
+    if method == "bitsandbytes":
+        if qc.get("load_in_4bit"):
+            return CheckpointQuant(_with_source(FORMATS["w4a16"], f"{where} (bitsandbytes 4-bit)"))
+        if qc.get("load_in_8bit"):
+            return CheckpointQuant(_with_source(FORMATS["int8-wo"], f"{where} (bitsandbytes 8-bit)"))
+        raise UserError(f"{where}: bitsandbytes without load_in_4bit or load_in_8bit")
+    if method == "mxfp4":
+        return CheckpointQuant(_with_source(FORMATS["mxfp4"], f"{where} (mxfp4)"))
+    known = "fp8, compressed-tensors, awq, gptq, modelopt, bitsandbytes, mxfp4"
+    raise UserError(f"{where}: quant_method {qc.get('quant_method')!r} is not one inferecon prices (known: {known})")
+
+
+def _with_source(fmt: QuantFormat, source: str, **changes) -> QuantFormat:
+    import dataclasses
+
+    return dataclasses.replace(fmt, source=source, **changes)
+
+
+def _int(value, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        raise UserError(f"{where} must be a whole number, got {value!r}")
+    return int(value)
+
+
+def _fp8(qc: dict, where: str) -> QuantFormat:
+    block = qc.get("weight_block_size")
+    if block is not None:
+        if not (isinstance(block, (list, tuple)) and len(block) == 2):
+            raise UserError(f"{where}.weight_block_size must be two whole numbers, got {block!r}")
+        shape = (_int(block[0], f"{where}.weight_block_size"), _int(block[1], f"{where}.weight_block_size"))
+        return _with_source(FORMATS["fp8-block"], f"{where} (fp8, weight_block_size {list(shape)})", block_shape=shape)
+    return _with_source(FORMATS["fp8"], f"{where} (fp8, per-tensor scales)")
+
+
+def _weight_only(bits: int, group, where: str) -> QuantFormat:
+    group_size = None if group in (None, -1) else _int(group, f"{where} group_size")
+    if bits == 4:
+        return _with_source(FORMATS["w4a16"], where, group_size=group_size)
+    if bits == 8:
+        return _with_source(FORMATS["int8-wo"], where, group_size=group_size)
+    raise UserError(f"{where}: {bits}-bit weights are not priced (4- and 8-bit weight-only are)")
+
+
+def _compressed_tensors(qc: dict, where: str) -> CheckpointQuant:
+    groups = qc.get("config_groups")
+    if not isinstance(groups, dict) or not groups:
+        raise UserError(f"{where}.config_groups must be a non-empty object")
+    formats = []
+    for gname, group in groups.items():
+        gwhere = f"{where}.config_groups.{gname}"
+        if not isinstance(group, dict) or not isinstance(group.get("weights"), dict):
+            raise UserError(f"{gwhere}.weights must be an object")
+        formats.append(_ct_group(group["weights"], group.get("input_activations"), gwhere))
+    # Mixed groups (e.g. attention in FP8, experts in 4 bit) are priced by their widest format;
+    # inferecon has one weight format per model.
+    fmt = max(formats, key=lambda f: f.weight_bits)
+    kv_bits = None
+    kv = qc.get("kv_cache_scheme")
+    if isinstance(kv, dict):
+        kv_bits = _int(kv.get("num_bits"), f"{where}.kv_cache_scheme.num_bits")
+        if kv_bits not in (8, 16):
+            raise UserError(f"{where}.kv_cache_scheme: {kv_bits}-bit KV cache is not priced (8 or 16)")
+    return CheckpointQuant(fmt, kv_bits)
+
+
+def _ct_group(weights: dict, acts, where: str) -> QuantFormat:
+    bits = _int(weights.get("num_bits"), f"{where}.weights.num_bits")
+    kind = str(weights.get("type", "int")).lower()
+    strategy = str(weights.get("strategy", "tensor")).lower()
+    src = f"{where} (compressed-tensors {kind}{bits}, {strategy} scales)"
+    act_bits = None
+    if isinstance(acts, dict):
+        act_bits = _int(acts.get("num_bits"), f"{where}.input_activations.num_bits")
+    if kind == "float" and bits == 8:
+        if act_bits is None:
+            # FP8 weight-only: Marlin dequantises to 16 bit (vLLM's FP8 on GPUs without FP8 too).
+            raise UserError(f"{where}: FP8 weights without input_activations (FP8 weight-only) are not priced")
+        if strategy == "block":
+            block = weights.get("block_structure") or [128, 128]
+            return _with_source(FORMATS["fp8-block"], src, block_shape=(int(block[0]), int(block[1])))
+        return _with_source(FORMATS["fp8"], src)
+    if kind == "float" and bits == 4:
+        return _with_source(FORMATS["nvfp4"], src, group_size=weights.get("group_size") or 16)
+    if kind == "int" and bits == 8 and act_bits == 8:
+        return _with_source(FORMATS["int8"], src)
+    if kind == "int" and act_bits in (None, 16):
+        return _weight_only(bits, weights.get("group_size"), src)
+    raise UserError(f"{where}: {kind}{bits} weights with {act_bits}-bit activations are not priced")
+
+
+_MODELOPT = {"fp8": "fp8", "fp8-block": "fp8-block", "nvfp4": "nvfp4", "w4a16-awq": "w4a16", "w4a8-awq": "w4a16",
+             "int8-sq": "int8", "int8-wo": "int8-wo", "int4-wo": "w4a16", "w8a16": "int8-wo", "w4a16": "w4a16"}
+
+
+def _modelopt(qc: dict, where: str) -> CheckpointQuant:
+    algo = str(qc.get("quant_algo", "")).strip().lower().replace("_", "-")
+    if algo not in _MODELOPT:
+        raise UserError(f"{where}: modelopt quant_algo {qc.get('quant_algo')!r} is not priced "
+                        f"(known: {', '.join(sorted(_MODELOPT))})")
+    kv = str(qc.get("kv_cache_quant_algo") or "").lower()
+    return CheckpointQuant(_with_source(FORMATS[_MODELOPT[algo]], f"{where} (modelopt {algo})"),
+                           8 if kv in ("fp8", "int8") else None)
+
+
+def parse_format_label(label: str) -> QuantFormat | None:
+    """A free-text precision label as benchmark tables write it ("fp8", "int8 weight-only",
+    "awq int4", "int4 g32 weight-only", "fp4 (routed experts)") -> format, None when the label
+    says nothing a format can be read from."""
+    s = str(label or "").lower()
+    if not s or s in ("nan",):
+        return None
+    if "fp4" in s or "nvfp4" in s:
+        return FORMATS["nvfp4"]
+    if "awq" in s or "gptq" in s or "int4" in s or "w4a16" in s:
+        return FORMATS["w4a16"]
+    if "int8" in s and ("weight-only" in s or "weight only" in s or "w8a16" in s):
+        return FORMATS["int8-wo"]
+    if "int8" in s:
+        return FORMATS["int8"]
+    if "fp8" in s and "block" in s:
+        return FORMATS["fp8-block"]
+    if "fp8" in s:
+        return FORMATS["fp8"]
+    if s in ("bf16", "fp16", "float16", "bfloat16"):
+        return FORMATS["bf16"]
+    return None
