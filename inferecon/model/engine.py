@@ -40,6 +40,9 @@ class EngineProfile:
     # Held-out error and per-parameter status of the fit that made this profile.
     fit_quality: dict[str, Any] = field(default_factory=dict)
     schema_version: int = ENGINE_SCHEMA_VERSION
+    # What the engine adds around its kernels, fitted from a per-op measurement database
+    # (model/opfits.py EngineOpFits); None on profiles fitted from benchmark results alone.
+    op_fits: Any = None
 
     def __post_init__(self):
         for name in ("step_overhead_us", "per_layer_us"):
@@ -86,6 +89,10 @@ class EngineProfile:
             for k in ("step_overhead_us", "per_layer_us"):
                 if k in values:
                     values[k] = float(values[k])
+            if values.get("op_fits") is not None:
+                from inferecon.model.opfits import engine_op_fits_from_dict
+
+                values["op_fits"] = engine_op_fits_from_dict(values["op_fits"], f"{source}: op_fits")
             return cls(**values)
         except (TypeError, ValueError) as exc:
             raise UserError(f"{source}: malformed engine profile ({exc})") from None

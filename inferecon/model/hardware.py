@@ -174,6 +174,9 @@ class HardwareProfile:
     # What each uncertain parameter may be, with its source (model/uncertainty.py: a list of
     # Uncertain as plain dicts). Optional: profiles saved without it load with no band.
     uncertainty: list = field(default_factory=list)
+    # Per-op kernel fits from a per-op measurement database (model/opfits.py); None on
+    # published profiles and on every profile saved before op-level calibration.
+    op_fits: Any = None
 
     # -- derived figures -------------------------------------------------------------------
     @property
@@ -254,6 +257,7 @@ class HardwareProfile:
                 price_usd_per_gpu_hour=float(data["price_usd_per_gpu_hour"]),
                 provenance=_build(Provenance, data["provenance"]),
                 uncertainty=_uncertainty_list(data.get("uncertainty"), source),
+                op_fits=_op_fits(data.get("op_fits"), source),
             )
         except KeyError as exc:
             raise UserError(f"{source}: missing field {exc.args[0]!r}") from None
@@ -272,6 +276,14 @@ class HardwareProfile:
                 entries(self)  # every entry drawable and every path a numeric field of this profile
             except UserError as exc:
                 raise UserError(f"profile {self.name}: {exc}") from None
+
+
+def _op_fits(value, source):
+    if value is None:
+        return None
+    from inferecon.model.opfits import op_fits_from_dict
+
+    return op_fits_from_dict(value, f"{source}: op_fits")
 
 
 def _uncertainty_list(value, source):

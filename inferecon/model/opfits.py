@@ -1,0 +1,319 @@
+"""Op-level fits: the typed schema of what a per-op measurement database says about one GPU
+under one serving engine (DESIGN.md, "At operation level").
+
+Two records, carried optionally in the existing JSON files (old files load unchanged):
+
+- `OpFits` rides in a HardwareProfile (`profile.json`, field `op_fits`): the kernels' own
+  speed on this GPU as this engine runs them — GEMMs per dtype, decode and prefill attention
+  per KV dtype, collectives per implementation, world size and scope.
+- `EngineOpFits` rides in an EngineProfile (`engine.json`, field `op_fits`): what the engine
+  decides and adds around those kernels — which all-reduce it uses up to which message size,
+  the per-kernel floor inside a CUDA graph, the attention floor, elementwise time per layer,
+  the MoE fixed cost, the per-step overhead (None where the database cannot say).
+
+Contract (units are in the names; a step model built on this module relies on each of them):
+
+- `*_us` microseconds; `*_tflops` 1e12 FLOP/s achieved; `*_gbps` 1e9 bytes/s achieved;
+  `*_bytes` bytes; `*_efficiency` a fraction of the datasheet figure named in the field's
+  comment (None when the datasheet figure is unknown).
+- A GEMM y[M,N] = x[M,K] · W[N,K]^T takes `GemmFit.time_us(m, n, k)`:
+      t0 + max(2·M·N·K / F, bytes / B),  bytes = N·K·w + M·K·a + M·N·o
+  with (a, w, o) the activation, weight and output bytes per element of its dtype
+  (`GEMM_OPERAND_BYTES`; output is 16-bit for every dtype, as the engines write it).
+- Decode attention for `batch` sequences of `kv_len` cached tokens takes
+  `AttentionFit.time_us(batch, kv_len, n_heads, n_kv_heads, head_dim)`:
+      floor + max(kv_bytes / B, flop / F),
+      kv_bytes = 2 (K and V) · batch · kv_len · n_kv_heads · head_dim · kv element bytes,
+      flop = 4 · batch · kv_len · n_heads · head_dim   (QK^T and PV, one query token each).
+  The database's KV length of a decode row is isl + step (= step + 1 at its isl of 1).
+- Prefill attention of `batch` prompts of `seq_len` tokens (causal) takes
+  `ContextAttentionFit.time_us(...)`: floor + flop / F, flop = 2 · batch · seq_len² · n_heads ·
+  head_dim (4·b·s²·h·d halved by the causal mask).
+- A collective of `message_bytes` takes `CollectiveOpFit.time_us` of the line whose
+  [min_bytes, max_bytes) holds it: alpha + message_bytes / beta (beta = algorithm bandwidth,
+  message bytes over time; not bus bandwidth).
+- A MoE layer (grouped GEMMs of the experts a batch touches, plus routing and permutation) of
+  `tokens` tokens takes `MoeFit.time_us(...)`: fixed + max(expert_bytes / B, flop / F) with
+  expert_bytes the weights of the experts touched on one rank (min(E/ep, tokens·k) experts of
+  3·hidden·inter/tp weights each, balanced routing) and flop = 2·tokens·k·3·hidden·inter/tp/ep.
+- `quality` of every fit: k-fold held-out error on rows the fit never saw.
+- `source` of every fit: the database table it came from (`OpSource`), with the collection
+  metadata that table carries.
+
+This module is plain data plus the formulas above; fitting lives in calibration/opdb_fit.py,
+reading the database in ingest/opdb.py. It never imports torch, numpy or the calibration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from inferecon.core.errors import UserError
+
+OPFITS_SCHEMA_VERSION = 1
+
+# Bytes per element (activation, weight, output) of each GEMM dtype, by inferecon's dtype name.
+# Weight-only formats read 16-bit activations; NVFP4 and INT4 pack two weights per byte (their
+# block scales, ≈ 1/16 more, are left out: under the fit's resolution).
+GEMM_OPERAND_BYTES: dict[str, tuple[float, float, float]] = {
+    "bf16": (2.0, 2.0, 2.0),
+    "fp16": (2.0, 2.0, 2.0),
+    "fp8": (1.0, 1.0, 2.0),  # per-tensor scales
+    "fp8_block": (1.0, 1.0, 2.0),  # 128x128 block scales (DeepSeek-V3 style)
+    "int8_wo": (2.0, 1.0, 2.0),  # INT8 weight-only (W8A16)
+    "int4_wo": (2.0, 0.5, 2.0),  # INT4 weight-only (W4A16: AWQ, GPTQ)
+    "sq": (1.0, 1.0, 2.0),  # SmoothQuant W8A8 INT8
+    "nvfp4": (0.5, 0.5, 2.0),
+}
+KV_ELEMENT_BYTES: dict[str, float] = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0}
+
+
+@dataclass(frozen=True)
+class FitQuality:
+    """How well a fit predicts rows it was not fitted to."""
+
+    n_points: int  # rows the fit used (after dropping flagged ones)
+    folds: int  # k of the k-fold split (0: too few rows to hold any out)
+    heldout_mape: float | None  # mean |pred - meas| / meas over held-out rows, a fraction
+    heldout_median_ape: float | None = None  # the median of the same, a fraction
+    heldout_p90_ape: float | None = None  # its 90th percentile, a fraction
+
+
+@dataclass(frozen=True)
+class OpSource:
+    """The database table a fit came from, with the collection metadata it records."""
+
+    database: str  # "aiconfigurator-core 0.12.0" or the folder read
+    system: str  # the database's system name, e.g. "h100_sxm"
+    op: str  # op family folder: "gemm", "attention", "comm", "moe", ...
+    backend: str  # folder: "vllm", "sglang", "trtllm", "nccl"
+    version: str  # folder version (the engine's, or NCCL's for backend "nccl")
+    table: str  # table name, e.g. "gemm_perf"
+    device: str = ""  # GPU name the rows record, e.g. "NVIDIA H100 80GB HBM3"
+    provenance: str = ""  # the metadata's own word: "legacy", "collected", "synthetic"
+    collected_at: str | None = None
+    # Whatever the metadata records about the software it ran under (NCCL/CUDA/driver, image).
+    runtime: dict[str, str] = field(default_factory=dict)
+    rows: int = 0  # rows read
+    rows_flagged: int = 0  # rows whose labels disagree with the metadata (not used)
+    rows_l2_resident: int = 0  # GEMM rows whose weights fit in L2 (not used: read optimistic)
+
+
+@dataclass(frozen=True)
+class GemmFit:
+    dtype: str  # inferecon dtype name, a key of GEMM_OPERAND_BYTES
+    t0_us: float  # intercept: the kernel's floor (CUDA-graph replay, so no host launch)
+    tflops: float  # F: achieved FLOP/s where the shape is compute-bound
+    gbps: float  # B: achieved HBM bytes/s where the shape is memory-bound (skinny decode GEMMs)
+    compute_efficiency: float | None  # tflops / datasheet dense peak of this dtype
+    hbm_efficiency: float | None  # gbps / datasheet HBM bandwidth
+    kernels: dict[str, float] = field(default_factory=dict)  # kernel source -> share of shapes it was fastest on
+    m_range: tuple[int, int] = (1, 1)  # smallest and largest M fitted
+    quality: FitQuality | None = None
+    source: OpSource | None = None
+
+    def time_us(self, m: float, n: float, k: float) -> float:
+        a, w, o = GEMM_OPERAND_BYTES[self.dtype]
+        flop = 2.0 * m * n * k
+        nbytes = n * k * w + m * k * a + m * n * o
+        return self.t0_us + max(flop / (self.tflops * 1e6), nbytes / (self.gbps * 1e3))
+
+
+@dataclass(frozen=True)
+class AttentionFit:
+    """Decode ("generation") attention, one fit per KV-cache dtype."""
+
+    kv_dtype: str  # "bf16" or "fp8"
+    floor_us: float  # time of a call with (almost) nothing to read: the kernel's floor
+    gbps: float  # achieved KV-cache read bandwidth
+    tflops: float  # achieved attention FLOP/s where it is compute-bound (many heads per KV head)
+    hbm_efficiency: float | None = None  # gbps / datasheet HBM bandwidth
+    kernels: dict[str, float] = field(default_factory=dict)
+    quality: FitQuality | None = None
+    source: OpSource | None = None
+
+    def time_us(self, batch: float, kv_len: float, n_heads: float, n_kv_heads: float, head_dim: float) -> float:
+        kv_bytes = 2.0 * batch * kv_len * n_kv_heads * head_dim * KV_ELEMENT_BYTES[self.kv_dtype]
+        flop = 4.0 * batch * kv_len * n_heads * head_dim
+        return self.floor_us + max(kv_bytes / (self.gbps * 1e3), flop / (self.tflops * 1e6))
+
+
+@dataclass(frozen=True)
+class ContextAttentionFit:
+    """Prefill ("context") attention, causal, one fit per KV-cache dtype."""
+
+    kv_dtype: str
+    floor_us: float
+    tflops: float  # achieved attention FLOP/s
+    compute_efficiency: float | None = None  # tflops / datasheet bf16 dense peak
+    kernels: dict[str, float] = field(default_factory=dict)
+    quality: FitQuality | None = None
+    source: OpSource | None = None
+
+    def time_us(self, batch: float, seq_len: float, n_heads: float, head_dim: float) -> float:
+        return self.floor_us + 2.0 * batch * seq_len * seq_len * n_heads * head_dim / (self.tflops * 1e6)
+
+
+@dataclass(frozen=True)
+class CollectiveOpFit:
+    """One α + bytes/β line of one collective implementation at one world size and scope."""
+
+    implementation: str  # "nccl" or the engine's own: "vllm_custom", "sglang_custom", "trtllm_custom"
+    collective: str  # "all_reduce", "all_gather", "reduce_scatter", "all_to_all"
+    world_size: int
+    scope: str  # "intra" (inside one node) or "inter"
+    mode: str  # "graph" (replayed inside a CUDA graph, as a decode step runs) or "eager"
+    alpha_us: float
+    beta_gbps: float  # algorithm bandwidth: message bytes / (time - alpha)
+    min_bytes: float = 0.0  # message range of this line (NCCL and custom kernels switch algorithm with size)
+    max_bytes: float | None = None  # None: no upper end
+    dtype: str = "bf16"  # element type the messages were measured in
+    quality: FitQuality | None = None
+    source: OpSource | None = None
+
+    def time_us(self, message_bytes: float) -> float:
+        return self.alpha_us + message_bytes / (self.beta_gbps * 1e3)
+
+
+@dataclass(frozen=True)
+class MoeFit:
+    """A whole MoE layer's expert computation (routing, permute, grouped GEMMs, un-permute)."""
+
+    dtype: str  # expert weight dtype, a key of GEMM_OPERAND_BYTES
+    fixed_us: float  # the MoE fixed cost: what a layer takes beyond its weight reads and FLOPs
+    gbps: float  # achieved read bandwidth of the touched experts' weights
+    tflops: float  # achieved grouped-GEMM FLOP/s
+    kernels: dict[str, float] = field(default_factory=dict)
+    quality: FitQuality | None = None
+    source: OpSource | None = None
+
+    def time_us(self, tokens: float, hidden: float, inter: float, topk: float, experts: float,
+                tp: float = 1, ep: float = 1) -> float:
+        _, w, _ = GEMM_OPERAND_BYTES[self.dtype]
+        touched = min(experts / ep, tokens * topk)  # balanced routing over this rank's experts
+        expert_bytes = touched * 3.0 * hidden * inter / tp * w  # gate, up and down projections
+        flop = 2.0 * tokens * topk * 3.0 * hidden * inter / tp / ep
+        return self.fixed_us + max(expert_bytes / (self.gbps * 1e3), flop / (self.tflops * 1e6))
+
+
+@dataclass(frozen=True)
+class OpFits:
+    """Per-op kernel speed of one GPU as one engine version runs it (in profile.json)."""
+
+    gpu: str  # inferecon GPU name, e.g. "h100-sxm"
+    engine: str  # "vllm", "sglang", "trtllm"
+    engine_version: str
+    gemm: list[GemmFit] = field(default_factory=list)
+    attention: list[AttentionFit] = field(default_factory=list)
+    context_attention: list[ContextAttentionFit] = field(default_factory=list)
+    collectives: list[CollectiveOpFit] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    schema_version: int = OPFITS_SCHEMA_VERSION
+
+    def gemm_fit(self, dtype: str) -> GemmFit | None:
+        return next((g for g in self.gemm if g.dtype == dtype), None)
+
+    def attention_fit(self, kv_dtype: str) -> AttentionFit | None:
+        return next((a for a in self.attention if a.kv_dtype == kv_dtype), None)
+
+    def collective_lines(self, collective: str, world_size: int, implementation: str | None = None,
+                         scope: str = "intra") -> list[CollectiveOpFit]:
+        return sorted((c for c in self.collectives if c.collective == collective and c.world_size == world_size
+                       and c.scope == scope and (implementation is None or c.implementation == implementation)),
+                      key=lambda c: c.min_bytes)
+
+
+@dataclass(frozen=True)
+class AllReduceChoice:
+    """Which all-reduce the engine runs at one world size, up to which message size."""
+
+    world_size: int
+    implementation: str  # the engine's own ("vllm_custom" ...) used for messages up to custom_max_bytes
+    custom_max_bytes: float  # largest measured message at which the engine's own is faster than NCCL
+    fallback: str = "nccl"  # what runs above custom_max_bytes
+    mode: str = "graph"  # the engine's all-reduce as timed: inside a CUDA graph
+
+
+@dataclass(frozen=True)
+class EngineOpFits:
+    """What one engine version adds around the kernels (in engine.json)."""
+
+    gpu: str
+    engine: str
+    engine_version: str
+    allreduce: list[AllReduceChoice] = field(default_factory=list)
+    # Per-kernel floor inside a CUDA graph (the fastest tiny GEMM replayed in a graph): what each
+    # serial kernel of a captured decode step costs at least.
+    cuda_graph_kernel_us: float | None = None
+    attention_floor_us: dict[str, float] = field(default_factory=dict)  # per KV dtype, per layer
+    # Norms, activations, residual adds, RoPE: fixed time per layer (None: the database does not say).
+    elementwise_per_layer_us: float | None = None
+    moe: list[MoeFit] = field(default_factory=list)
+    moe_fixed_us: dict[str, float] = field(default_factory=dict)  # per expert dtype, per MoE layer
+    # Scheduling, sampling, host work per decode step; None: per-op tables cannot measure it
+    # (fit it from the engine's own benchmark results: `calibrate --engine-results`).
+    step_overhead_us: float | None = None
+    sources: list[OpSource] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    schema_version: int = OPFITS_SCHEMA_VERSION
+
+    def allreduce_choice(self, world_size: int) -> AllReduceChoice | None:
+        return next((a for a in self.allreduce if a.world_size == world_size), None)
+
+
+# -- JSON ----------------------------------------------------------------------------------
+
+def to_dict(obj) -> dict[str, Any]:
+    return dataclasses.asdict(obj)
+
+
+def _build(cls, data, where: str):
+    if not isinstance(data, dict):
+        raise UserError(f"{where}: {cls.__name__} must be an object")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    values = {}
+    for key, value in data.items():
+        if key not in known:
+            continue  # a newer writer's extra field
+        if key == "quality" and value is not None:
+            value = _build(FitQuality, value, where)
+        elif key == "source" and value is not None:
+            value = _build(OpSource, value, where)
+        elif key == "sources":
+            value = [_build(OpSource, v, where) for v in value]
+        elif key == "m_range":
+            value = tuple(int(v) for v in value)
+        values[key] = value
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise UserError(f"{where}: malformed {cls.__name__} ({exc})") from None
+
+
+def op_fits_from_dict(data, where: str = "profile op_fits") -> OpFits:
+    if not isinstance(data, dict):
+        raise UserError(f"{where}: not an object")
+    if data.get("schema_version") != OPFITS_SCHEMA_VERSION:
+        raise UserError(f"{where}: op_fits schema_version {data.get('schema_version')!r}, "
+                        f"this inferecon reads version {OPFITS_SCHEMA_VERSION}")
+    lists = {"gemm": GemmFit, "attention": AttentionFit, "context_attention": ContextAttentionFit,
+             "collectives": CollectiveOpFit}
+    plain = {k: v for k, v in data.items() if k not in lists}
+    fits = _build(OpFits, plain, where)
+    return dataclasses.replace(fits, **{k: [_build(c, v, f"{where}.{k}") for v in data.get(k) or []]
+                                        for k, c in lists.items()})
+
+
+def engine_op_fits_from_dict(data, where: str = "engine op_fits") -> EngineOpFits:
+    if not isinstance(data, dict):
+        raise UserError(f"{where}: not an object")
+    if data.get("schema_version") != OPFITS_SCHEMA_VERSION:
+        raise UserError(f"{where}: op_fits schema_version {data.get('schema_version')!r}, "
+                        f"this inferecon reads version {OPFITS_SCHEMA_VERSION}")
+    lists = {"allreduce": AllReduceChoice, "moe": MoeFit}
+    plain = {k: v for k, v in data.items() if k not in lists}
+    fits = _build(EngineOpFits, plain, where)
+    return dataclasses.replace(fits, **{k: [_build(c, v, f"{where}.{k}") for v in data.get(k) or []]
+                                        for k, c in lists.items()})
