@@ -147,3 +147,96 @@ def test_cuda_event_path_with_a_fake_torch(monkeypatch):
     # 2 syncs around the first call, 1 after the estimate, 1 after the timed repetitions:
     # never one per repetition.
     assert clock["syncs"] == 4
+
+
+class WorkClock:
+    """A clock that advances only when work runs: `fn` takes a seeded 1.00-1.02 ms, `flush` 9 ms.
+    What the timing function then costs in (fake) wall time is counted exactly."""
+
+    def __init__(self, seed: int = 0, fn_s: float = 1e-3, flush_s: float = 9e-3):
+        self.rng = np.random.default_rng(seed)
+        self.t_ns = 0
+        self.fn_s = fn_s
+        self.flush_s = flush_s
+        self.fn_calls = 0
+        self.flush_calls = 0
+
+    def __call__(self) -> int:
+        return self.t_ns
+
+    def fn(self):
+        self.fn_calls += 1
+        self.t_ns += int(round(self.fn_s * float(self.rng.uniform(1.0, 1.02)) * 1e9))
+
+    def flush(self):
+        self.flush_calls += 1
+        self.t_ns += int(round(self.flush_s * 1e9))
+
+
+def test_flush_is_paid_from_the_repetition_budget_and_left_out_of_the_samples():
+    clock = WorkClock()
+    cfg = TimingConfig(warmup_ms=20, budget_ms=100, min_reps=5, max_reps=1000, flush_l2=True)
+    m = measure(clock.fn, device="cpu", config=cfg, timer=clock, flush_fn=clock.flush, flush_bytes=64 << 20)
+    # One repetition costs 1.00-1.02 ms of call + 9 ms of flush = 10.00-10.02 ms of wall: the
+    # 100 ms budget buys ceil(100 / 10.0x) = 10 repetitions (not 100 / 1 = 100, which would
+    # spend 1 s of flushing), the 20 ms warm-up ceil(20 / 10.0x) = 2.
+    assert m.reps == 10
+    assert m.extra["warmup_reps"] == 2
+    assert m.extra["flush_estimate_s"] == pytest.approx(9e-3)
+    # The flush is outside every timed window: each sample is one 1.00-1.02 ms call.
+    assert all(1.0e-3 <= s <= 1.02e-3 for s in m.samples_s)
+    # Whole fake wall time, by hand: first call with its flush 10 ms, 3 estimate repetitions
+    # 30 ms, 3 timed flushes for the flush estimate 27 ms, warm-up 2 x 10 ms, timed 10 x 10 ms.
+    assert clock.t_ns * 1e-9 == pytest.approx(0.010 + 0.030 + 0.027 + 0.020 + 0.100, rel=0.02)
+    assert clock.flush_calls == 1 + 3 + 3 + 2 + 10
+    assert m.flush_bytes == 64 << 20 and m.record_fields()["flush_bytes"] == 64 << 20
+
+
+def test_no_flush_records_zero_flush_bytes():
+    clock = WorkClock()
+    m = measure(clock.fn, device="cpu", config=TimingConfig(warmup_ms=0, budget_ms=10), timer=clock)
+    assert m.reps == 10 and m.flush_bytes == 0 and clock.flush_calls == 0
+
+
+def test_flush_sizes_by_hand():
+    from inferecon.harness.timing import flush_size
+
+    MiB = 1 << 20
+    # This 2-core EPYC VM's sysfs L3: 32 MiB -> 2 x 32 = 64 MiB.
+    assert flush_size(32 * MiB, "cpu") == (64 * MiB, False)
+    # The 480 MiB L3 of issue 19: 2 x 480 = 960 MiB asked, the 256 MiB cap written.
+    assert flush_size(480 * MiB, "cpu") == (256 * MiB, True)
+    # A 4 MiB laptop L3: the 32 MiB floor.
+    assert flush_size(4 * MiB, "cpu") == (32 * MiB, False)
+    # H100 SXM: torch reports L2_cache_size = 52428800 B (50 MiB) -> 100 MiB, as before the cap.
+    assert flush_size(52428800, "cuda") == (100 * MiB, False)
+    # A 20 MiB GPU L2 (A10-class): the 64 MiB floor.
+    assert flush_size(20 * MiB, "cuda") == (64 * MiB, False)
+    # Nothing reported: triton's fixed 256 MB buffer.
+    assert flush_size(None, "cpu") == (256 * MiB, False)
+
+
+def test_a_large_reported_llc_gets_the_capped_flush_and_the_manifest_says_so(monkeypatch):
+    from inferecon.harness import device, timing
+
+    monkeypatch.setattr(timing, "cpu_last_level_cache_bytes", lambda: 480 << 20)
+    plan = timing.flush_plan("cpu")
+    assert (plan.flush_bytes, plan.capped, plan.covers_cache) == (256 << 20, True, False)
+    meta = device.collect_metadata("cpu")["cache_flush"]
+    assert meta["flush_bytes"] == 256 << 20 and meta["cache_bytes"] == 480 << 20
+    assert meta["capped"] is True and meta["covers_cache"] is False
+
+
+def test_one_flush_buffer_is_kept_across_measurements():
+    from inferecon.harness import timing
+
+    timing.release_flush_buffers()
+    cfg = TimingConfig(warmup_ms=0, budget_ms=1, min_reps=3, max_reps=3, flush_l2=True)
+    a = measure(lambda: None, device="cpu", config=cfg, timer=FakeTimer(lambda: 1e-3), flush_bytes=1 << 20)
+    buf = timing._FLUSH_BUFFERS[("cpu", 1 << 20)]
+    b = measure(lambda: None, device="cpu", config=cfg, timer=FakeTimer(lambda: 1e-3), flush_bytes=1 << 20)
+    assert timing._FLUSH_BUFFERS[("cpu", 1 << 20)] is buf  # not reallocated (and re-faulted) per case
+    assert buf.numel() * buf.element_size() == 1 << 20
+    assert a.flush_bytes == b.flush_bytes == 1 << 20
+    timing.release_flush_buffers()
+    assert not timing._FLUSH_BUFFERS

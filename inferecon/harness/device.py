@@ -306,6 +306,14 @@ def collect_metadata(device: str) -> dict:
     else:
         nv["error"] = n.error
     meta["nvml"] = nv
+    # The cache flush before each flushed repetition (its size, the cache it was sized from,
+    # whether the cap made it partial): it changes what a cold-cache case measures.
+    try:
+        from inferecon.harness.timing import flush_plan
+
+        meta["cache_flush"] = flush_plan(device).manifest_fields()
+    except Exception as exc:  # no CUDA context, no torch: recorded, never raised
+        meta["cache_flush"] = {"error": f"{type(exc).__name__}: {exc}"}
     name, count = device_identity(device) if device == "cpu" or cuda_available() else (cpu_model(), 0)
     meta["device_name"] = name
     meta["gpu_count"] = count

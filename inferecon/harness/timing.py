@@ -9,8 +9,11 @@ Contract of `measure(fn, device=..., config=...)`:
 4. each repetition is timed on its own: CUDA events recorded around it on GPU (one
    synchronize at the end, so the host never stalls the stream between repetitions),
    `time.perf_counter_ns` around it on CPU;
-5. optional: an L2 flush (write a buffer larger than L2) before every repetition, outside
-   the timed window; CUDA-graph replay of `inner_reps` calls for microsecond-scale ops;
+5. optional: a cache flush (write one buffer, larger than the last-level cache up to a cap)
+   before every repetition, outside the timed window but inside the time budget: the
+   repetition count is chosen from (call + flush) time, as triton's do_bench counts its flush
+   inside its estimate, so a flush never multiplies the wall time of a case; CUDA-graph replay
+   of `inner_reps` calls for microsecond-scale ops;
 6. the raw per-repetition samples are kept; median and IQR summarise them, and a case whose
    IQR/median exceeds `noisy_iqr_ratio` is flagged `noisy` — never silently averaged in.
 
@@ -27,9 +30,21 @@ from typing import Callable, Optional
 
 import numpy as np
 
-# Flush buffer when the device does not say how big its L2 is: larger than any current
-# GPU's L2 (H100 50 MB, H200 60 MB as torch reports it, B200 126 MB) and than common CPU LLCs.
-_DEFAULT_FLUSH_BYTES = 256 * 1024 * 1024
+MiB = 1024 * 1024
+# The flush writes twice the last-level cache: one pass of fresh lines already displaces an
+# LRU cache, the second covers adaptive replacement policies that keep some old lines through
+# one pass. Floors: small or unreported caches still get a buffer past any L2 of their class.
+_FLUSH_FLOOR_BYTES = {"cpu": 32 * MiB, "cuda": 64 * MiB}
+# The cap: triton's do_bench flushes one fixed 256 MB buffer on every GPU. It exceeds 2 x L2 of
+# every current GPU (H100 50 MB, H200 60 MB as torch reports them, B200 126 MB), so on GPUs it
+# never binds. On CPUs it binds where sysfs reports an LLC above 128 MiB (a server L3 shared by
+# a whole socket, 3D V-cache): without it one 480 MiB L3 meant 1.9 GiB written before each
+# repetition, 157 s of wall for one 0.1 s GEMM case. Past the cap the flush is partial (a
+# weight smaller than LLC - cap may still be warm in L3); `FlushPlan.covers_cache` says so and
+# is recorded in the manifest.
+_FLUSH_CAP_BYTES = 256 * MiB
+# Used when the device does not say how big its cache is.
+_DEFAULT_FLUSH_BYTES = _FLUSH_CAP_BYTES
 # Calls timed to estimate the per-call time before choosing the repetition count.
 _ESTIMATE_CALLS = 3
 
@@ -69,6 +84,8 @@ class Measurement:
     reps: int
     inner_reps: int = 1
     timer_name: str = "perf_counter_ns"
+    # Bytes the cache flush wrote before each repetition (0: no flush).
+    flush_bytes: int = 0
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -108,6 +125,7 @@ class Measurement:
             "iqr_us": self.iqr_us,
             "reps": self.reps,
             "noisy": self.noisy,
+            "flush_bytes": self.flush_bytes,
         }
 
 
@@ -167,17 +185,53 @@ def _torch():
     return torch
 
 
-def l2_flush_bytes(device: str) -> int:
-    """Bytes to write so that nothing of the previous repetition stays in the last-level cache."""
+@dataclass(frozen=True)
+class FlushPlan:
+    """How big the cache flush of `device` is, and why."""
+
+    device: str
+    flush_bytes: int
+    cache_bytes: Optional[int]  # last-level cache (CPU, sysfs) or L2 (GPU, torch), if reported
+    cache_source: str
+    capped: bool  # 2 x cache exceeded the cap: the flush is smaller than asked
+
+    @property
+    def covers_cache(self) -> bool:
+        """True where the flush writes at least the whole reported cache once."""
+        return self.cache_bytes is not None and self.flush_bytes >= self.cache_bytes
+
+    def manifest_fields(self) -> dict:
+        return {"device": self.device, "flush_bytes": self.flush_bytes, "cache_bytes": self.cache_bytes,
+                "cache_source": self.cache_source, "capped": self.capped,
+                "covers_cache": self.covers_cache, "cap_bytes": _FLUSH_CAP_BYTES}
+
+
+def flush_size(cache_bytes: Optional[int], device: str) -> tuple[int, bool]:
+    """(bytes to write, capped?) for a cache of `cache_bytes`: 2 x cache, floored, capped."""
+    if not cache_bytes or cache_bytes <= 0:
+        return _DEFAULT_FLUSH_BYTES, False
+    want = max(2 * int(cache_bytes), _FLUSH_FLOOR_BYTES[device])
+    return min(want, _FLUSH_CAP_BYTES), want > _FLUSH_CAP_BYTES
+
+
+def flush_plan(device: str) -> FlushPlan:
+    """The flush `measure` uses on `device` ("cpu" or "cuda")."""
     if device == "cuda":
         torch = _torch()
-        l2 = int(getattr(torch.cuda.get_device_properties(torch.cuda.current_device()), "L2_cache_size", 0) or 0)
-        if l2 > 0:
-            return max(2 * l2, 64 * 1024 * 1024)
-        return _DEFAULT_FLUSH_BYTES
-    # CPU: a few times the last-level cache is enough, and far cheaper than 256 MB per rep.
-    llc = cpu_last_level_cache_bytes()
-    return max(4 * llc, 32 * 1024 * 1024) if llc else _DEFAULT_FLUSH_BYTES
+        props = torch.cuda.get_device_properties(torch.cuda.current_device())
+        cache = int(getattr(props, "L2_cache_size", 0) or 0) or None
+        source = "torch.cuda L2_cache_size" if cache else "not reported"
+    else:
+        cache = cpu_last_level_cache_bytes()
+        source = "sysfs cpu0 largest cache" if cache else "not reported"
+    nbytes, capped = flush_size(cache, device)
+    return FlushPlan(device, nbytes, cache, source, capped)
+
+
+def l2_flush_bytes(device: str) -> int:
+    """Bytes to write so that nothing of the previous repetition stays in the last-level cache
+    (up to the cap; see FlushPlan)."""
+    return flush_plan(device).flush_bytes
 
 
 def cpu_last_level_cache_bytes() -> Optional[int]:
@@ -197,11 +251,28 @@ def cpu_last_level_cache_bytes() -> Optional[int]:
     return max(sizes) if sizes else None
 
 
+# One flush buffer per (device, size), kept for the process: allocating (and on CPU
+# page-faulting) a fresh buffer for every case cost as much as the flushes themselves.
+_FLUSH_BUFFERS: dict = {}
+
+
 def _make_flush(device: str, flush_bytes: Optional[int]):
+    """(flush callable, bytes it writes)."""
     torch = _torch()
-    nbytes = flush_bytes or l2_flush_bytes(device)
-    buf = torch.empty(nbytes // 4, dtype=torch.int32, device=device)
-    return buf.zero_  # a write of the whole buffer evicts what the last repetition cached
+    nbytes = int(flush_bytes or l2_flush_bytes(device))
+    key = (device, nbytes)
+    buf = _FLUSH_BUFFERS.get(key)
+    if buf is None:
+        for old in [k for k in _FLUSH_BUFFERS if k[0] == device]:
+            del _FLUSH_BUFFERS[old]  # one buffer per device: a new size replaces the old one
+        buf = torch.empty(nbytes // 4, dtype=torch.int32, device=device)
+        _FLUSH_BUFFERS[key] = buf
+    return buf.zero_, nbytes  # a write of the whole buffer evicts what the last repetition cached
+
+
+def release_flush_buffers() -> None:
+    """Free the kept flush buffers (a caller about to need the memory)."""
+    _FLUSH_BUFFERS.clear()
 
 
 def capture_graph(fn, inner: int):
@@ -231,8 +302,12 @@ def measure(
     config: TimingConfig = TimingConfig(),
     timer: Optional[Callable[[], int]] = None,
     flush_bytes: Optional[int] = None,
+    flush_fn: Optional[Callable[[], object]] = None,
 ) -> Measurement:
-    """Time `fn` per the module contract. `device` is "cuda" or "cpu"."""
+    """Time `fn` per the module contract. `device` is "cuda" or "cpu".
+
+    With `config.flush_l2`, `flush_fn` (a test's stand-in, writing `flush_bytes`) replaces the
+    kept flush buffer of `flush_bytes` (default: `flush_plan(device)`)."""
     if device not in ("cuda", "cpu"):
         raise ValueError(f"device must be 'cuda' or 'cpu', not {device!r}")
     inner = config.inner_reps
@@ -260,17 +335,30 @@ def measure(
             for _ in range(inner):
                 fn()
 
-    before_each = _make_flush(device, flush_bytes) if config.flush_l2 else None
+    before_each = None
+    nbytes_flushed = 0
+    if config.flush_l2:
+        if flush_fn is not None:
+            before_each, nbytes_flushed = flush_fn, int(flush_bytes or 0)
+        else:
+            before_each, nbytes_flushed = _make_flush(device, flush_bytes)
 
-    # 1. first call: compilation, autotuning, lazy allocation.
+    # 1. first call: compilation, autotuning, lazy allocation (and the flush buffer's pages).
     sync()
+    if before_each is not None:
+        before_each()
     run()
     sync()
-    # 2. estimate the per-repetition time.
+    # 2. estimate the per-repetition time, and the flush's, which the budget also pays for.
     est = clock.time_reps(run, _ESTIMATE_CALLS, before_each)
     est_s = max(float(np.median(est)), 1e-9)
+    flush_s = 0.0
+    if before_each is not None:
+        flush_s = max(float(np.median(clock.time_reps(before_each, _ESTIMATE_CALLS))), 0.0)
+    # What one repetition costs in wall time: the call, plus the flush before it.
+    rep_wall_s = est_s + flush_s
     # 3. warm-up for warmup_ms (keeps clocks up and caches in their steady state).
-    n_warm = int(min(config.max_reps, math.ceil(config.warmup_ms * 1e-3 / est_s)))
+    n_warm = int(min(config.max_reps, math.ceil(config.warmup_ms * 1e-3 / rep_wall_s)))
     if n_warm > 0:
         for _ in range(n_warm):
             if before_each is not None:
@@ -278,13 +366,15 @@ def measure(
             run()
         sync()
     # 4. the timed repetitions, to the budget.
-    n = int(min(config.max_reps, max(config.min_reps, math.ceil(config.budget_ms * 1e-3 / est_s))))
+    n = int(min(config.max_reps, max(config.min_reps, math.ceil(config.budget_ms * 1e-3 / rep_wall_s))))
     samples = clock.time_reps(run, n, before_each)
     samples = [s / inner for s in samples]
     m = Measurement.from_samples(
         samples, noisy_iqr_ratio=config.noisy_iqr_ratio, inner_reps=inner, timer_name=clock.name
     )
+    m.flush_bytes = nbytes_flushed
     m.extra["estimate_s"] = est_s / inner
+    m.extra["flush_estimate_s"] = flush_s
     m.extra["warmup_reps"] = n_warm
     m.extra["cuda_graph"] = graph is not None
     m.extra["flush_l2"] = before_each is not None
