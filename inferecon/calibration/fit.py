@@ -10,6 +10,8 @@ from typing import Callable
 import numpy as np
 from scipy.optimize import least_squares
 
+from inferecon.core.stats import mape_pct, mape_pct_of, pct_errors
+
 
 @dataclass
 class FitResult:
@@ -33,8 +35,10 @@ class FitResult:
 
 
 def mape(pred, meas) -> float:
-    pred, meas = np.asarray(pred, float), np.asarray(meas, float)
-    return float(np.mean(np.abs(pred - meas) / meas))
+    """MAPE as a fraction: the unit of the profile's fit_quality fields (train_mape,
+    heldout_mape). The rule itself is core/stats.py's, in percent."""
+    m = mape_pct_of(pred, meas)
+    return float("nan") if m is None else m / 100.0
 
 
 def fit_relative(model: Callable[[np.ndarray, np.ndarray], np.ndarray], x: np.ndarray, y: np.ndarray,
@@ -67,7 +71,7 @@ def fit_relative(model: Callable[[np.ndarray, np.ndarray], np.ndarray], x: np.nd
 
 def kfold_heldout_mape(fit_predict: Callable[[np.ndarray, np.ndarray], np.ndarray], n: int,
                        y: np.ndarray, k: int = 5, seed: int = 0) -> float | None:
-    """Mean absolute percentage error on held-out folds. `fit_predict(train_idx, test_idx)`
+    """Mean absolute percentage error on held-out folds, as a fraction (the profile's unit). `fit_predict(train_idx, test_idx)`
     fits on the training indices and returns predictions for the test indices."""
     if n < 3:
         return None
@@ -78,9 +82,9 @@ def kfold_heldout_mape(fit_predict: Callable[[np.ndarray, np.ndarray], np.ndarra
         train = np.setdiff1d(idx, fold)
         if len(train) < 2:
             continue
-        pred = fit_predict(train, fold)
-        errors.extend(np.abs(np.asarray(pred) - y[fold]) / y[fold])
-    return float(np.mean(errors)) if errors else None
+        errors.extend(pct_errors(fit_predict(train, fold), y[fold]))
+    m = mape_pct(errors)
+    return None if m is None else m / 100.0  # a fraction, as the profile stores it
 
 
 def bootstrap_median(samples, n_boot: int = 500, seed: int = 0) -> tuple[float, float]:

@@ -30,6 +30,7 @@ from typing import NamedTuple
 
 import pandas as pd
 
+from inferecon.core.busfactor import bus_factor
 from inferecon.core.errors import UserError
 
 # nccl-tests binary stem -> inferecon op name
@@ -42,13 +43,7 @@ OPS = {
     "broadcast": "broadcast",
     "reduce": "reduce",
 }
-# busbw = algbw x factor (nccl-tests doc/PERFORMANCE.md)
-BUS_FACTOR = {
-    "all_reduce": lambda n: 2 * (n - 1) / n,
-    "all_gather": lambda n: (n - 1) / n, "reduce_scatter": lambda n: (n - 1) / n,
-    "all_to_all": lambda n: (n - 1) / n,
-    "send_recv": lambda n: 1.0, "broadcast": lambda n: 1.0, "reduce": lambda n: 1.0,
-}
+# busbw = algbw x factor: nccl-tests' table, kept once in core/busfactor.py
 # ops whose `size` column is the total over ranks and `count` the per-rank share
 _TOTAL_SIZE_OPS = ("all_gather", "reduce_scatter", "all_to_all")
 DTYPE_BYTES = {
@@ -476,7 +471,7 @@ def _world_from_counts(op, points):
 
 
 def _consistent(op, n, points) -> bool:
-    f = BUS_FACTOR[op](n)
+    f = bus_factor(op, n)
     for p in points:
         a, b = p.algbw_gbps, p.busbw_gbps
         if a >= BUSBW_CHECK_MIN_ALGBW_GBPS and abs(b - f * a) > ROUND_GBPS * (1 + f) + 1e-9 + 1e-6 * b:
@@ -485,7 +480,7 @@ def _consistent(op, n, points) -> bool:
 
 
 def _world_from_ratio(path, op, points):
-    if BUS_FACTOR[op](2) == BUS_FACTOR[op](3):
+    if bus_factor(op, 2) == bus_factor(op, 3):
         raise UserError(f"{path}: no device list, and {op}'s busbw equals its algbw at any world size: "
                         f"give it as FILE:{op}:WORLD[:NODES]")
     big = [p for p in points if p.algbw_gbps >= BUSBW_CHECK_MIN_ALGBW_GBPS]
@@ -505,7 +500,7 @@ def check_factor(path, op, world, source, points):
     mislabelled (another collective, or another rank count): refuse it rather than mis-fit."""
     if _consistent(op, world, points):
         return
-    f = BUS_FACTOR[op](world)
+    f = bus_factor(op, world)
     bad = next(p for p in points if not _consistent(op, world, [p]))
     raise UserError(f"{path}:{bad.line}: busbw/algbw = {bad.busbw_gbps / bad.algbw_gbps:.4f} at {bad.size} B, but {op} over "
                     f"{world} ranks ({source}) has factor {f:.4f}: wrong collective or rank count?")

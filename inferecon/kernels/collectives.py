@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+from inferecon.core.busfactor import bus_factor
 from inferecon.core.errors import UserError, exit_status
 from inferecon.harness import distributed as hdist
 from inferecon.harness import torchrun
@@ -67,16 +68,9 @@ _PROGRESS = "[collectives]"
 
 
 def busbw_factor(op: str, world_size: int) -> float:
-    """nccl-tests' bus-bandwidth factor (doc/PERFORMANCE.md): what each rank's link carries
-    relative to algbw for the ring algorithm, so the figure is comparable across world sizes."""
-    n = world_size
-    if op == "all_reduce":
-        return 2.0 * (n - 1) / n
-    if op in ("all_gather", "reduce_scatter", "all_to_all"):
-        return (n - 1) / n
-    if op == "send_recv":
-        return 1.0
-    raise ValueError(f"unknown op {op!r}")
+    """nccl-tests' bus-bandwidth factor for `op` over `world_size` ranks (the one table:
+    core/busfactor.py)."""
+    return bus_factor(op, world_size)
 
 
 def message_sizes(min_bytes: int, max_bytes: int, step: int) -> list[int]:

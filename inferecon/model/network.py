@@ -15,23 +15,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from inferecon.core.busfactor import ALL_GATHER, ALL_REDUCE, ALL_TO_ALL, REDUCE_SCATTER, SEND_RECV, bus_factor
 from inferecon.model.hardware import INTER, INTRA, HardwareProfile, ProtocolSpec
 
-ALL_REDUCE = "all_reduce"
-ALL_GATHER = "all_gather"
-REDUCE_SCATTER = "reduce_scatter"
-ALL_TO_ALL = "all_to_all"
-SEND_RECV = "send_recv"
-
-
-def bus_factor(op: str, n):
-    """nccl-tests' busbw / algbw ratio."""
-    n = np.asarray(n, dtype=float)
-    if op == ALL_REDUCE:
-        return 2.0 * (n - 1) / n
-    if op in (ALL_GATHER, REDUCE_SCATTER, ALL_TO_ALL):
-        return (n - 1) / n
-    return np.ones_like(n)
+# Op names and bus factors are nccl-tests' (one table: core/busfactor.py); re-exported here
+# because the cost terms name collectives through this module.
+__all__ = ["ALL_REDUCE", "ALL_GATHER", "REDUCE_SCATTER", "ALL_TO_ALL", "SEND_RECV", "bus_factor",
+           "collective_time_s", "group_nodes"]
 
 
 def _ring_steps(op: str, n):
