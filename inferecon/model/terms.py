@@ -177,6 +177,16 @@ def _stage(model, hw, lay, tokens_per_seq, context, opts, engine=None):
              + model.attention_flop_per_token(context) / heads_axis) / pp * tok_rank
     dtype = compute_dtype(model, hw)
     t_arith = flops / (hw.compute.achieved_tflops(dtype) * 1e12)
+    if getattr(hw, "op_fits", None) is not None:
+        # Op-level fits (calibrate --op-db): every op timed from its own fit, in sequence, and
+        # accounted inside the four terms (model/ops.py); the engine's per-layer time still adds.
+        from inferecon.model.ops import stage_ops
+
+        o = stage_ops(model, hw, engine, lay, tok_rank, tok_group, context, heads_axis, kv_share, act_bytes,
+                      dispatch_bytes(model, hw))
+        fixed = o.t_fixed + (layers * engine.per_layer_us * 1e-6 if engine is not None else 0.0)
+        return dict(t_mem=o.t_mem, t_arith=o.t_arith, t_net=o.t_net, t_fixed=fixed, t_compute=o.compute_s,
+                    flops=flops, mem_bytes=mem_bytes, families=o.families)
 
     # Network. 1D: the attention-out and MLP-down partial sums, d_model words each, over the
     # tp group. 2D: four reductions per layer (see the module docstring).

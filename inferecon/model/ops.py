@@ -1,0 +1,305 @@
+"""The decode step at operation level (DESIGN.md, "At operation level"), vectorised over arrays
+of configurations like model/terms.py, from op-level fits (model/opfits.py): a HardwareProfile's
+`op_fits` (the kernels' speed on this GPU under one engine) and, where given, an EngineProfile's
+`op_fits` (the engine's all-reduce choice, elementwise time per layer, MoE fixed cost).
+
+Per layer on one GPU of a pipeline stage, one op after another (a decode step inside a CUDA
+graph runs its kernels in sequence; nothing overlaps but what a kernel overlaps itself):
+
+- each weight GEMM y[M,N] = x[M,K] W[N,K]^T — QKV, attention-out, gate/up, down; the lm head
+  once per step — costs t0 + max(2MNK / F, bytes / B) with t0, F, B the fit of the weight
+  format's GEMM dtype (model/quant.py: FP8 per-tensor or block, INT8/INT4 weight-only ...);
+- decode attention costs floor + max(KV bytes / B, FLOP / F) from the fit of the KV dtype;
+- norms, activations, residual adds cost the engine's elementwise time per layer;
+- a MoE layer costs the MoE fit (fixed cost + max(touched expert bytes / B, FLOP / F)) plus the
+  shared experts' and router's GEMMs, and two all-to-alls when ep > 1;
+- 1D tensor parallelism costs two all-reduces of M · d_model activations per layer: the engine's
+  own (one/two-shot inside a CUDA graph) up to its size limit inside a node, NCCL beyond it (the
+  fitted NCCL line where the database has one at that world size, else the hierarchical model
+  of model/network.py, which also prices every group that spans nodes).
+
+Every op's time lands in exactly one of the paper's four terms, so the terms add up to the
+step: a GEMM's or attention's intercept/floor, the elementwise time and the MoE fixed cost are
+**latency** (time that does not shrink with bytes or FLOPs); the rest of a GEMM, attention or
+MoE op is **arithmetic** where its FLOP time exceeds its byte time, else **memory**; every
+collective is **network**. Because the ops run in sequence, the step is the sum of the four
+(not max(memory, arithmetic) as in the paper's term model): `StageOps.compute_s` is arithmetic
++ memory.
+
+Fallbacks, each a stated approximation, never a silent zero: a GEMM dtype without a fit uses
+the nearest fitted one's t0, F and B with its own operand bytes (fp8_block -> fp8 -> bf16;
+weight-only and nvfp4 -> bf16); a KV dtype without an attention fit uses the bf16 fit with the
+model's own KV bytes; no MoE fit: the routed experts' grouped GEMMs from the GEMM fit (one
+intercept per grouped GEMM). `fallbacks()` names which apply to a model on a profile.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from inferecon.model import network as net
+from inferecon.model.opfits import GEMM_OPERAND_BYTES
+from inferecon.model.quant import format_of
+
+# model/quant.py format -> the op-level GEMM dtype its kernels are fitted under (opfits names).
+FORMAT_GEMM_DTYPE = {"bf16": "bf16", "fp32": "bf16", "fp8": "fp8", "fp8-block": "fp8_block", "int8": "sq",
+                     "int8-wo": "int8_wo", "w4a16": "int4_wo", "nvfp4": "nvfp4", "mxfp4": "int4_wo"}
+# Where a dtype has no fit: the fitted dtype whose kernel is closest (same activation width first).
+GEMM_FALLBACK = {"fp8_block": ("fp8", "bf16"), "fp8": ("bf16",), "sq": ("fp8", "bf16"), "int8_wo": ("bf16",),
+                 "int4_wo": ("bf16",), "nvfp4": ("fp8", "bf16"), "fp16": ("bf16",)}
+# The MoE table's dtype names for the same formats (aiconfigurator moe_dtype).
+FORMAT_MOE_DTYPE = {"bf16": "bf16", "fp32": "bf16", "fp8": "fp8", "fp8-block": "fp8_block", "int8": "fp8",
+                    "int8-wo": "bf16", "w4a16": "int4_wo", "nvfp4": "nvfp4", "mxfp4": "w4a16_mxfp4"}
+
+
+@dataclass
+class StageOps:
+    """Seconds per GPU of one pipeline stage's micro-batch step, per configuration: the four
+    terms, and the same time by op family (for the explanation; the families sum to the terms)."""
+
+    t_arith: np.ndarray
+    t_mem: np.ndarray
+    t_net: np.ndarray
+    t_fixed: np.ndarray
+    families: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def compute_s(self):
+        return self.t_arith + self.t_mem
+
+
+class _Acc:
+    """Adds ops into the four terms and their families."""
+
+    def __init__(self, shape):
+        self.shape = shape
+        self.terms = {k: np.zeros(shape) for k in ("arith", "mem", "net", "fixed")}
+        self.families: dict[str, np.ndarray] = {}
+
+    def _fam(self, name, value):
+        self.families[name] = self.families.get(name, 0.0) + value
+
+    def roofline(self, family, count, floor_us, flop, nbytes, tflops, gbps):
+        """count x (floor + max(flop / F, bytes / B)), seconds."""
+        count = np.asarray(count, dtype=float)
+        f = flop / (tflops * 1e12)
+        b = nbytes / (gbps * 1e9)
+        self.terms["fixed"] = self.terms["fixed"] + count * floor_us * 1e-6
+        self.terms["arith"] = self.terms["arith"] + count * np.where(f > b, f, 0.0)
+        self.terms["mem"] = self.terms["mem"] + count * np.where(f > b, 0.0, b)
+        self._fam(family, count * (floor_us * 1e-6 + np.maximum(f, b)))
+
+    def fixed(self, family, seconds):
+        self.terms["fixed"] = self.terms["fixed"] + seconds
+        self._fam(family, seconds)
+
+    def network(self, family, seconds):
+        self.terms["net"] = self.terms["net"] + seconds
+        self._fam(family, seconds)
+
+    def memory(self, family, seconds):
+        self.terms["mem"] = self.terms["mem"] + seconds
+        self._fam(family, seconds)
+
+    def result(self) -> StageOps:
+        t = self.terms
+        fams = {k: np.broadcast_to(v, self.shape).astype(float) for k, v in self.families.items()}
+        return StageOps(t["arith"], t["mem"], t["net"], t["fixed"], fams)
+
+
+def gemm_fit_for(op_fits, dtype: str):
+    """(fit, dtype it was fitted under) for a GEMM dtype, following GEMM_FALLBACK; (None, None)
+    when the profile has no GEMM fit at all."""
+    for d in (dtype,) + GEMM_FALLBACK.get(dtype, ("bf16",)):
+        fit = op_fits.gemm_fit(d)
+        if fit is not None:
+            return fit, d
+    return None, None
+
+
+def kv_dtype_of(model) -> str:
+    return {16: "bf16", 8: "fp8", 32: "bf16"}.get(int(model.kv_bits), "bf16")
+
+
+def fallbacks(model, hw, engine=None) -> list[str]:
+    """Which stated approximations the op-level model makes for this model on this profile."""
+    fits = hw.op_fits
+    out = []
+    want = FORMAT_GEMM_DTYPE[format_of(model).name]
+    _, got = gemm_fit_for(fits, want)
+    if got is None:
+        out.append("no GEMM fit in the profile")
+    elif got != want:
+        out.append(f"{want} GEMMs priced with the {got} fit (t0, FLOP/s, bytes/s) at {want}'s operand bytes")
+    kv = kv_dtype_of(model)
+    if fits.attention_fit(kv) is None:
+        out.append(f"{kv} KV attention priced with the bf16 fit's floor and bandwidth at {kv} bytes")
+    eng = getattr(engine, "op_fits", None) if engine is not None else None
+    if model.is_moe and _moe_fit(eng, model) is None:
+        out.append("no MoE fit: routed experts as grouped GEMMs from the GEMM fit")
+    if eng is None or eng.elementwise_per_layer_us is None:
+        out.append("no elementwise time per layer (engine op fits absent): norms and activations cost nothing")
+    return out
+
+
+def _moe_fit(eng, model):
+    if eng is None or not eng.moe:
+        return None
+    want = FORMAT_MOE_DTYPE[format_of(model).name]
+    for d in (want, "fp8_block" if want == "fp8" else "fp8", "bf16"):
+        fit = next((m for m in eng.moe if m.dtype == d), None)
+        if fit is not None:
+            return fit
+    return None
+
+
+def stage_ops(model, hw, engine, lay, tok_rank, tok_group, context, heads_axis, kv_share, act_bytes_per_gpu,
+              dispatch_bytes_per_elem: float) -> StageOps:
+    """One stage's op-level times per configuration (arrays broadcast over `lay`). `tok_rank`:
+    tokens through one ep rank's attention; `tok_group`: tokens reaching the stage's experts;
+    `kv_share`: share of a layer's KV cache one GPU holds; `act_bytes_per_gpu`: the activation
+    traffic terms.py counts (norms, residuals), priced at the GEMM fit's bandwidth."""
+    fits = hw.op_fits
+    eng = getattr(engine, "op_fits", None) if engine is not None else None
+    tp = lay.tp.astype(float)
+    ep = lay.ep.astype(float)
+    pp = lay.pp.astype(float)
+    m = np.broadcast_to(np.asarray(tok_rank, dtype=float), tp.shape)
+    acc = _Acc(tp.shape)
+    layers = model.n_layers / pp
+    moe_layers = model.n_moe_layers / pp
+    dense_layers = layers - moe_layers
+    d = float(model.d_model)
+    fmt = format_of(model)
+    gdtype = FORMAT_GEMM_DTYPE[fmt.name]
+    gfit, fitted_as = gemm_fit_for(fits, gdtype)
+    a_b, w_b, o_b = GEMM_OPERAND_BYTES.get(gdtype, (2.0, model.weight_bytes_per_param, 2.0))
+
+    def gemm(family, count, mm, n, k, wbytes=w_b):
+        if gfit is None:
+            return
+        flop = 2.0 * mm * n * k
+        nbytes = n * k * wbytes + mm * k * a_b + mm * n * o_b
+        acc.roofline(family, count, gfit.t0_us, flop, nbytes, gfit.tflops, gfit.gbps)
+
+    # Attention projections (heads split over `heads_axis`: the tp group in 1D).
+    if model.is_mla:
+        gemm("gemm_attention", layers, m, model.attention_params / d / tp, d)
+    else:
+        q = model.n_heads * model.d_head
+        kv = 2.0 * model.d_head * np.maximum(model.n_kv_heads / tp, 1.0)
+        gemm("gemm_attention", layers, m, q / tp + kv, d)
+        gemm("gemm_attention", layers, m, d, q / tp)
+    gated = model.mlp_matrices - 1
+    gemm("gemm_mlp", dense_layers, m, gated * model.d_ff / tp, d)
+    gemm("gemm_mlp", dense_layers, m, d, model.d_ff / tp)
+    gemm("gemm_lm_head", 1.0 / pp, m, model.vocab_size / tp, d)
+
+    # Decode attention over this GPU's share of the KV cache.
+    kvd = kv_dtype_of(model)
+    afit = fits.attention_fit(kvd) or fits.attention_fit("bf16")
+    if afit is not None:
+        kv_bytes = lay.micro_batch * context * model.kv_bytes_per_token_layer * kv_share
+        attn_flop = model.attention_flop_per_token(context) / model.n_layers * m / heads_axis
+        acc.roofline("attention", layers, afit.floor_us, attn_flop, kv_bytes, afit.tflops, afit.gbps)
+
+    # Norms, activations, residuals: the engine's fixed time per layer, plus the activation bytes.
+    if eng is not None and eng.elementwise_per_layer_us is not None:
+        acc.fixed("elementwise", layers * eng.elementwise_per_layer_us * 1e-6)
+    if gfit is not None:
+        acc.memory("elementwise", act_bytes_per_gpu / (gfit.gbps * 1e9))
+
+    if model.is_moe:
+        _moe(acc, model, eng, gemm, m, np.asarray(tok_group, dtype=float), tp, ep, lay, moe_layers, d, gated,
+             gfit, a_b, w_b, o_b, dispatch_bytes_per_elem, hw)
+
+    _allreduce(acc, hw, eng, lay, m * d * model.act_bytes, layers, model)
+    return acc.result()
+
+
+def _moe(acc, model, eng, gemm, m, tok_group, tp, ep, lay, moe_layers, d, gated, gfit, a_b, w_b, o_b, disp, hw):
+    ff = float(model.d_ff_expert)
+    gemm("gemm_moe", moe_layers, m, model.n_experts, d, wbytes=2.0)  # the router (16-bit)
+    if model.n_shared_experts:
+        width = ff * model.n_shared_experts
+        gemm("gemm_moe", moe_layers, m, gated * width / tp, d)
+        gemm("gemm_moe", moe_layers, m, d, width / tp)
+    k = float(model.n_active_experts)
+    mfit = _moe_fit(eng, model)
+    # Experts of this rank a batch touches, balanced routing (the frame the MoE tables are timed
+    # in, and what an engine's EPLB aims for): min(E / ep, tokens · k).
+    touched = np.minimum(model.n_experts / ep, tok_group * k / ep)
+    mats = float(model.mlp_matrices)
+    expert_bytes = touched * mats * d * ff / tp * w_b
+    flop = 2.0 * tok_group * k * mats * d * ff / tp / ep
+    if mfit is not None:
+        acc.roofline("moe", moe_layers, mfit.fixed_us, flop, expert_bytes, mfit.tflops, mfit.gbps)
+    elif gfit is not None:
+        # Two grouped GEMMs (gate/up, down) over the touched experts: one intercept each.
+        tok_bytes = tok_group * k / ep * d * (a_b + o_b) * 2.0
+        acc.roofline("moe", 2.0 * moe_layers, gfit.t0_us, flop / 2.0, (expert_bytes + tok_bytes) / 2.0,
+                     gfit.tflops, gfit.gbps)
+        fixed = (eng.moe_fixed_us.get(FORMAT_MOE_DTYPE[format_of(model).name]) if eng is not None else None)
+        if fixed:
+            acc.fixed("moe", moe_layers * fixed * 1e-6)
+    # Dispatch and combine over the ep group (terms.py's pairwise exchange, hierarchical NCCL).
+    a2a_bytes = m * k * d * disp / tp
+    a2a = net.collective_time_s(hw, net.ALL_TO_ALL, lay.ep, lay.tp, a2a_bytes)
+    acc.network("moe_all_to_all", 2.0 * moe_layers * a2a)
+
+
+def _line_time_us(lines, nbytes):
+    """alpha + bytes / beta of the line whose [min_bytes, max_bytes) holds each message (the
+    nearest end line outside them all)."""
+    out = np.full(nbytes.shape, np.nan)
+    for ln in lines:
+        hi = np.inf if ln.max_bytes is None else ln.max_bytes
+        sel = (nbytes >= ln.min_bytes) & (nbytes < hi)
+        out = np.where(sel, ln.alpha_us + nbytes / (ln.beta_gbps * 1e3), out)
+    if np.isnan(out).any():
+        first, last = lines[0], lines[-1]
+        below = nbytes < first.min_bytes
+        out = np.where(np.isnan(out) & below, first.alpha_us + nbytes / (first.beta_gbps * 1e3), out)
+        out = np.where(np.isnan(out), last.alpha_us + nbytes / (last.beta_gbps * 1e3), out)
+    return out
+
+
+def _allreduce(acc, hw, eng, lay, msg_bytes, layers, model):
+    """Tensor-parallel reductions. 1D: two all-reduces of M · d_model per layer, the engine's own
+    inside a node up to its limit, NCCL beyond. 2D grids: the four reductions of terms.py, NCCL."""
+    r, c = lay.tp_r, lay.tp_c
+    msg = np.broadcast_to(msg_bytes, c.shape).astype(float)
+    per_layer = np.zeros(c.shape)
+    gpn = hw.network.gpus_per_node
+    fits = hw.op_fits
+    one = r == 1
+    for n in np.unique(c[one]):
+        n = int(n)
+        if n == 1:
+            continue
+        rows = np.flatnonzero(one & (c == n))
+        b = msg[rows]
+        t_us = net.collective_time_s(hw, net.ALL_REDUCE, n, 1, b) * 1e6  # hierarchical NCCL model
+        if n <= gpn:
+            nccl = fits.collective_lines("all_reduce", n, "nccl")
+            if nccl:
+                t_us = _line_time_us(nccl, b)
+            choice = eng.allreduce_choice(n) if eng is not None else None
+            if choice is not None:
+                own = fits.collective_lines("all_reduce", n, choice.implementation)
+                if own:
+                    t_us = np.where(b <= choice.custom_max_bytes, _line_time_us(own, b), t_us)
+        per_layer[rows] = 2.0 * t_us * 1e-6
+    two = np.flatnonzero(~one)
+    if two.size:
+        rr, cc, tb = r[two].astype(float), c[two], msg[two] / model.d_model
+        ff_reduced = model.d_ff if not model.is_moe else (model.n_active_experts + model.n_shared_experts) * model.d_ff_expert
+        qkv_words = (model.n_heads + 2 * model.n_kv_heads) * model.d_head
+        if model.is_mla:
+            qkv_words = model.attention_params / model.d_model - model.n_heads * model.v_head_dim
+        per_layer[two] = (net.collective_time_s(hw, net.ALL_REDUCE, cc, 1, tb * qkv_words / rr)
+                          + net.collective_time_s(hw, net.ALL_REDUCE, cc, 1, tb * (model.mlp_matrices - 1) * ff_reduced / rr)
+                          + 2.0 * net.collective_time_s(hw, net.ALL_REDUCE, rr, cc, tb * model.d_model / cc))
+    acc.network("allreduce", layers * per_layer)

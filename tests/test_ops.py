@@ -1,0 +1,115 @@
+"""The op-level step model (model/ops.py) against hand calculations.
+
+Fits are round, made-up numbers (labelled synthetic: not any GPU's) so that every figure below
+can be worked out on paper; the arithmetic is written out next to each expectation.
+"""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from inferecon.model.engine import EngineProfile
+from inferecon.model.opfits import (AllReduceChoice, AttentionFit, CollectiveOpFit, EngineOpFits, GemmFit, OpFits)
+from inferecon.model.published import get_profile
+from inferecon.model.spec import ModelSpec
+from inferecon.model.terms import Layouts, evaluate
+
+# 2 layers, d 1024, 8 heads of 128 (no GQA), gated MLP 4096, vocab 32000, bf16 weights and KV.
+MODEL = ModelSpec("toy", n_layers=2, d_model=1024, n_heads=8, n_kv_heads=8, d_head=128, d_ff=4096,
+                  vocab_size=32000)
+GEMM = GemmFit("bf16", t0_us=4.0, tflops=500.0, gbps=2000.0, compute_efficiency=None, hbm_efficiency=None)
+ATTN = AttentionFit("bf16", floor_us=10.0, gbps=1000.0, tflops=100.0)
+CUSTOM = CollectiveOpFit("toy_custom", "all_reduce", 2, "intra", "graph", alpha_us=3.0, beta_gbps=100.0)
+NCCL = CollectiveOpFit("nccl", "all_reduce", 2, "intra", "graph", alpha_us=10.0, beta_gbps=100.0)
+FITS = OpFits("synthetic", "toy", "0", gemm=[GEMM], attention=[ATTN], collectives=[CUSTOM, NCCL])
+
+
+def _engine(custom_max_bytes=1e6):
+    eng = EngineOpFits("synthetic", "toy", "0", allreduce=[AllReduceChoice(2, "toy_custom", custom_max_bytes)],
+                       elementwise_per_layer_us=10.0)
+    return EngineProfile(name="toy", op_fits=eng)
+
+
+def _hw(fits=FITS):
+    return dataclasses.replace(get_profile("h100-sxm"), op_fits=fits)
+
+
+def _eval(tp=1, engine=None, model=MODEL, fits=FITS, batch=1):
+    lay = Layouts(tp_r=1, tp_c=tp, pp=1, ep=1, micro_batch=batch)
+    return evaluate(model, _hw(fits), lay, context=1000, engine=engine or _engine())
+
+
+# Per layer at M = 1 (bytes = N·K·2 + M·K·2 + M·N·2; every GEMM here is memory-bound: its FLOP
+# time, 2·N·K / 500e12, is < 0.05 us against us of bytes):
+#   QKV    N 3072 (1024 + 2·8·128), K 1024: 6 299 648 B / 2000 GB/s = 3.149824 us
+#   out    N 1024, K 1024:                  2 101 248 B            = 1.050624 us
+#   gate/up N 8192, K 1024:                16 795 648 B            = 8.397824 us
+#   down   N 1024, K 4096:                  8 398 848 B            = 4.199424 us   (sum 16.797696)
+#   attention: KV 1000 · 2·8·128 · 2 B = 4 096 000 B / 1000 GB/s = 4.096 us (FLOP 4·8·128·1000 /
+#              100e12 = 0.041 us: memory-bound), floor 10 us
+#   elementwise 10 us; activations (8·1024 + 2·4096) · 2 B = 32 768 B per layer / 2000 GB/s
+# Once per step: lm head N 32000, K 1024: 65 602 048 B / 2000 GB/s = 32.801024 us, t0 4 us.
+MEM_US = 2 * (16.797696 + 4.096) + 32.801024 + 2 * 0.016384  # 74.621184
+FIXED_US = 2 * (4 * 4.0 + 10.0 + 10.0) + 4.0  # 76: GEMM intercepts, attention floor, elementwise
+
+
+def test_single_gpu_step_is_the_sum_of_its_ops():
+    r = _eval()
+    assert r["t_memory_s"][0] * 1e6 == pytest.approx(MEM_US, rel=1e-9)
+    assert r["t_latency_s"][0] * 1e6 == pytest.approx(FIXED_US, rel=1e-9)
+    assert r["t_arithmetic_s"][0] == 0.0 and r["t_network_s"][0] == 0.0
+    # Ops run in sequence: the step is memory + latency (no max with arithmetic to hide behind).
+    assert r["t_step_s"][0] * 1e6 == pytest.approx(MEM_US + FIXED_US, rel=1e-9)
+
+
+def test_engine_allreduce_inside_its_limit_and_nccl_beyond():
+    # tp 2: a 1 · 1024 · 2 B = 2048 B message, two per layer, two layers.
+    small = _eval(tp=2, engine=_engine(custom_max_bytes=1e6))
+    assert small["t_network_s"][0] * 1e6 == pytest.approx(4 * (3.0 + 2048 / 100e3), rel=1e-9)  # 12.08192
+    big = _eval(tp=2, engine=_engine(custom_max_bytes=1000.0))
+    assert big["t_network_s"][0] * 1e6 == pytest.approx(4 * (10.0 + 2048 / 100e3), rel=1e-9)  # 40.08192
+
+
+def test_tp2_halves_the_column_and_row_splits():
+    # QKV N 1536 (512 + 2·4·128) and gate/up N 4096 at K 1024; out and down K 512 and 2048;
+    # lm head N 16000. Bytes: QKV 1536·1024·2 + 2048 + 3072 = 3 150 848, out 1024·512·2 + 1024 +
+    # 2048 = 1 051 648, gate/up 8 398 848, down 1024·2048·2 + 4096 + 2048 = 4 200 448 per layer;
+    # lm head 32 802 048 once; KV 4.096 us / 2 per layer; activations / 2.
+    per_layer = (3150848 + 1051648 + 8398848 + 4200448) / 2000e3 + 4.096 / 2
+    mem = 2 * per_layer + (16000 * 1024 * 2 + 2048 + 32000) / 2000e3 + 2 * 0.016384 / 2
+    r = _eval(tp=2)
+    assert r["t_memory_s"][0] * 1e6 == pytest.approx(mem, rel=1e-9)
+
+
+def test_missing_dtype_uses_the_fallback_fit_at_its_own_bytes():
+    # FP8 weights with only a bf16 fit: same t0 and bandwidth, 1-byte weights and activations,
+    # 2-byte outputs. gate/up: 8192·1024·1 + 1024·1 + 8192·2 = 8 406 016 B = 4.203008 us.
+    from inferecon.model.ops import fallbacks
+
+    fp8 = MODEL.with_format("fp8")
+    hw = _hw()
+    assert any("fp8 GEMMs priced with the bf16 fit" in f for f in fallbacks(fp8, hw, _engine()))
+    lay = Layouts(tp_r=1, tp_c=1, pp=1, ep=1, micro_batch=1)
+    r = evaluate(fp8, hw, lay, context=1000, engine=_engine())
+    qkv, out, gu, down = (3072 * 1024 + 1024 + 6144, 1024 * 1024 + 1024 + 2048, 8192 * 1024 + 1024 + 16384,
+                          1024 * 4096 + 4096 + 2048)
+    head = 32000 * 1024 + 1024 + 64000
+    mem = (2 * (qkv + out + gu + down) + head) / 2000e3 + 2 * 4.096 + 2 * 0.016384
+    assert r["t_memory_s"][0] * 1e6 == pytest.approx(mem, rel=1e-9)
+
+
+def test_compute_bound_gemm_goes_to_arithmetic():
+    # batch 4096: gate/up FLOP 2·4096·8192·1024 = 68.7e9 / 500e12 = 137.4 us against bytes
+    # (16 777 216 + 8 388 608 + 67 108 864) / 2000e9 = 46.1 us: arithmetic.
+    r = _eval(batch=4096)
+    assert r["t_arithmetic_s"][0] * 1e6 > 2 * 137.0
+    total = r["t_arithmetic_s"] + r["t_memory_s"] + r["t_network_s"] + r["t_latency_s"]
+    assert np.allclose(total, r["t_step_s"])
+
+
+def test_without_op_fits_the_model_is_unchanged():
+    lay = Layouts(tp_r=1, tp_c=2, pp=1, ep=1, micro_batch=1)
+    a = evaluate(MODEL, get_profile("h100-sxm"), lay, context=1000)
+    b = evaluate(MODEL, dataclasses.replace(get_profile("h100-sxm"), op_fits=None), lay, context=1000)
+    assert a["t_step_s"][0] == b["t_step_s"][0]
