@@ -18,6 +18,7 @@ import pytest
 from inferecon.core.errors import UserError
 from inferecon.harness import distributed as hdist
 from inferecon.kernels import collectives as coll
+from inferecon.sweeps import collectives as runs
 from proc_tree import alive, descendants
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,10 +84,40 @@ def test_bad_options_are_user_errors(tmp_path):
         ops = "all_reduce,broadcast"
 
     with pytest.raises(UserError, match="broadcast"):
-        coll.options_from_args(A)
+        runs.options_from_args(A)
     A.ops, A.nproc_per_node = None, 0
     with pytest.raises(UserError, match="nproc"):
-        coll.options_from_args(A)
+        runs.options_from_args(A)
+    # The typed options refuse the same things when built in code (calibrate builds them).
+    with pytest.raises(UserError, match="broadcast"):
+        runs.CollectiveOptions("cpu", str(tmp_path), ops=("broadcast",))
+    with pytest.raises(UserError, match="--timeout-s"):
+        runs.CollectiveOptions("cpu", str(tmp_path), timeout_s=0.0)
+    with pytest.raises(UserError, match="--out"):
+        runs.CollectiveOptions("cpu", "")
+
+
+def test_before_case_hook_runs_on_every_rank_before_each_case(monkeypatch):
+    """The kernel's sweep calls the injected hook with (rank, index) before each case it
+    measures; a world of one, gloo, in this process."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        pytest.skip("a process group is already up")
+    env = {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)  # init_process_group reads the rendezvous from the environment
+    ctx = hdist.init("cpu", 30.0, hdist.detect(env))
+    try:
+        cfg = coll.sweep_config("cpu", quick=True, ops=("all_reduce",), max_bytes=64)
+        seen, kept = [], []
+        coll.run_sweep(ctx, cfg, coll.SweepProgress(lines=False), stored=lambda cid: cid.startswith("all_reduce/eager/8B"),
+                       keep=kept.append, before_case=lambda rank, i: seen.append((rank, i)))
+    finally:
+        hdist.destroy()
+    # sizes 8 B and 64 B; the 8 B case is "stored", so one case is measured: index 0 on rank 0.
+    assert seen == [(0, 0)]
+    assert [r["case_id"] for r in kept] == ["all_reduce/eager/64B/w1n1/gloo"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -106,7 +137,7 @@ def _env(**extra):
 def _cmd(out, *args, module=False):
     # The user's command (`inferecon bench collectives`, here as `python -m inferecon`), or the
     # module torchrun starts, which also takes --ops and --max-bytes for shorter runs.
-    entry = ["inferecon.kernels.collectives"] if module else ["inferecon", "bench", "collectives"]
+    entry = [runs.RANKS_MODULE] if module else ["inferecon", "bench", "collectives"]
     return [sys.executable, "-m", *entry, "--device", "cpu", "--quick", "--out", str(out), *args]
 
 
@@ -225,7 +256,7 @@ def test_killed_run_resumes_without_losing_or_redoing_cases(tmp_path):
     ops = ("--ops", "all_reduce,all_gather")
     # Rank 1 hangs before the 6th case, so the kill lands after exactly 5 stored cases.
     proc = _start(out, "--nproc-per-node", "2", "--timeout-s", "120", *ops, module=True,
-                  **{coll.HANG_RANK_ENV: 1, coll.HANG_CASE_ENV: 5})
+                  **{runs.HANG_RANK_ENV: 1, runs.HANG_CASE_ENV: 5})
     try:
         _wait_rows(out, 5, proc)
         tree = descendants(proc.pid)
@@ -264,7 +295,7 @@ def test_hung_rank_ends_after_the_timeout_with_one_line(tmp_path):
     # run that never ended fails the test at the subprocess timeout.
     out = tmp_path / "hung"
     rc, _, err = _run(out, "--nproc-per-node", "2", "--timeout-s", "4", timeout=240,
-                      **{coll.HANG_RANK_ENV: 1, coll.HANG_CASE_ENV: 2})
+                      **{runs.HANG_RANK_ENV: 1, runs.HANG_CASE_ENV: 2})
     assert rc != 0
     lines = [l for l in err.splitlines() if l.startswith("inferecon:")]
     assert len(lines) == 1, err[-3000:]
@@ -288,8 +319,8 @@ def test_no_progress_silences_the_ranks_per_case_lines(tmp_path):
     assert "[collectives] 28 of 28 cases to run" in err
     assert "all_reduce/eager/8B/w2n1/gloo" in out_text
     # Without the flag the same lines are there (test_two_rank_gloo_run_through_torchrun: "28/28").
-    assert coll.Options("cpu", "x", progress=False).child_argv()[-1] == "--no-progress"
-    assert "--no-progress" not in coll.Options("cpu", "x").child_argv()
+    assert runs.CollectiveOptions("cpu", "x", progress=False).child_argv()[-1] == "--no-progress"
+    assert "--no-progress" not in runs.CollectiveOptions("cpu", "x").child_argv()
 
 
 def test_ctrl_c_stops_after_saving_finished_cases(tmp_path):
@@ -329,7 +360,7 @@ def _cuda_gpus() -> int:
 def test_nccl_eager_and_graph_on_available_gpus(tmp_path):
     n = min(2, _cuda_gpus())
     out = tmp_path / "gpu"
-    cmd = [sys.executable, "-m", "inferecon.kernels.collectives", "--device", "cuda", "--quick", "--out", str(out),
+    cmd = [sys.executable, "-m", runs.RANKS_MODULE, "--device", "cuda", "--quick", "--out", str(out),
            "--nproc-per-node", str(n), "--max-bytes", str(1 << 20), "--timeout-s", "60"]
     proc = subprocess.run(cmd, env=_env(), cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -16,6 +16,7 @@ torch = pytest.importorskip("torch")
 from inferecon import cli  # noqa: E402
 from inferecon.validation import decode as v  # noqa: E402
 from inferecon.kernels import decode  # noqa: E402
+from inferecon.sweeps import decode as decode_world  # noqa: E402
 from inferecon.model.catalog import get_model  # noqa: E402
 from inferecon.model.hardware import HardwareProfile  # noqa: E402
 from inferecon.model.terms import Layouts, evaluate  # noqa: E402
@@ -45,7 +46,7 @@ def test_tp2_step_equals_tp1_step(shape, tmp_path):
     ref = decode.Decoder(shape, case.batch, case.context, "cpu")
     ref.step()
     dump = tmp_path / "rank0.pt"
-    decode.run_torchrun(shape, [case], 2, "cpu", tmp_path, quick=True, fixed_reps=3, dump=str(dump))
+    decode_world.run_torchrun(shape, [case], 2, "cpu", tmp_path, quick=True, fixed_reps=3, dump=str(dump))
     got = torch.load(dump)
     # fp32 with different summation order (partial sums over ranks): ~1e-6 observed.
     assert torch.allclose(got["hidden"], ref.hidden.float(), atol=1e-4, rtol=1e-4)
@@ -466,7 +467,7 @@ def test_interrupted_tp2_validate_keeps_rank0_cases_and_resumes(tmp_path, capsys
     tree = []
     try:
         deadline = time.monotonic() + 180
-        while not decode.saved_rows(out):
+        while not decode_world.saved_rows(out):
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline
             time.sleep(0.01)

@@ -6,12 +6,10 @@ from __future__ import annotations
 from inferecon.core.text import first_paragraph, slug
 
 import importlib
-import signal
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from inferecon import __version__
 from inferecon import cli_args
 from inferecon.core.errors import UserError
 
@@ -60,18 +58,16 @@ def default_out(device_name: str) -> Path:
 from inferecon.harness.device import resolve_device  # noqa: E402,F401  (calibrate and validate use it too)
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def handler(args) -> int:
     try:
         import torch  # noqa: F401
     except ImportError:
         raise UserError("bench needs torch: install it (make install pulls the CPU build)") from None
-    from inferecon.harness.device import apply_cpu_threads, collect_metadata, device_identity, host_class
+    from inferecon.harness import distributed
+    from inferecon.harness.device import apply_cpu_threads
     from inferecon.harness.runner import Progress, SweepContext, run_sweep, warm_device
-    from inferecon.harness.store import RunStore
+    from inferecon.harness.session import RunSession, manifest_for
+    from inferecon.sweeps import collectives
 
     if args.resume and not args.out:
         raise UserError("--resume needs --out DIR: the run directory to continue")
@@ -84,88 +80,53 @@ def handler(args) -> int:
     # same as the calibration's (two threads on a busy 2-core machine measure 2x slower).
     threads = apply_cpu_threads(device, args.threads)
     names = list(BENCHMARKS) if args.benchmark == "all" else [args.benchmark]
-    world = _launcher_world()
+    world = distributed.detect()
     if world is not None and world.world_size > 1:
         # Under torchrun/srun every rank runs this command: only the collectives need them all,
         # and only rank 0 may own the run directory.
         if names != ["collectives"]:
             raise UserError("inside a torchrun/srun world only `bench collectives` runs; start the others on their own")
         if world.rank != 0:
-            args.device = device
-            return _run_collectives(args, None, None) or 0
-    device_name, gpu_count = device_identity(device)
-    ctx = SweepContext(device=device, device_name=device_name, gpu_count=gpu_count, quick=args.quick)
-    out = Path(args.out) if args.out else default_out(device_name)
-    manifest = {
-        "command_line": list(sys.argv),
-        "inferecon_version": __version__,
-        "device": device,
-        "device_name": device_name,
-        "gpu_count": gpu_count,
-        "host_class": host_class(),
-        "run_kind": "bench",
-        "cpu_threads": threads,
-        "quick": args.quick,
-        "benchmarks_requested": names,
-        "metadata": collect_metadata(device),
-    }
-    # On --resume the store refuses, before touching the run, a run of another kind (calibrate,
+            # Rank 0 alone writes; this rank's --out only names the run in its messages.
+            return collectives.run(_collective_options(args, device, args.out or "rank 0's run directory"), None) or 0
+    manifest = manifest_for("bench", device, cpu_threads=threads, quick=args.quick,
+                            sections={"benchmarks_requested": names})
+    ctx = SweepContext(device=device, device_name=manifest.device_name, gpu_count=manifest.gpu_count,
+                       quick=args.quick)
+    out = Path(args.out) if args.out else default_out(manifest.device_name)
+    # On --resume the session refuses, before touching the run, a run of another kind (calibrate,
     # validate) or measured on another machine (device, model, GPU count, host, threads).
-    store = RunStore(out, manifest, resume=args.resume)
-    # The collectives read these from args: the resolved values, not the defaults.
-    args.out, args.device = str(out), device
+    session = RunSession.open(out, manifest, resume=args.resume)
+    store = session.store
     progress = Progress(enabled=not args.no_progress)
-    progress.message(f"inferecon bench {args.benchmark} on {device_name} ({device}) -> {out}")
-
-    # SIGTERM (job schedulers, `timeout`) stops like Ctrl-C: finished cases are already saved.
-    old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+    progress.message(f"inferecon bench {args.benchmark} on {manifest.device_name} ({device}) -> {out}")
     try:
-        warm_device(device, 0.3 if args.quick else 2.0)
-        for name in names:
-            if name == "collectives":
-                _run_collectives(args, store, progress)
-                continue
-            mod = importlib.import_module(f"inferecon.kernels.{name}")
-            run_sweep(store, mod.BENCHMARK, mod.BENCHMARK_VERSION, mod.cases(ctx, args.quick), ctx, progress)
+        with session.running():  # SIGTERM stops like Ctrl-C: finished cases are already saved
+            warm_device(device, 0.3 if args.quick else 2.0)
+            for name in names:
+                if name == "collectives":
+                    collectives.run(_collective_options(args, device, str(out)), session)
+                    continue
+                mod = importlib.import_module(f"inferecon.kernels.{name}")
+                run_sweep(store, mod.BENCHMARK, mod.BENCHMARK_VERSION, mod.cases(ctx, args.quick), ctx, progress)
     except KeyboardInterrupt:
-        store.finish("interrupted")
         progress.close()
         print_summary(store, sys.stdout)
-        sys.stderr.write(f"inferecon: interrupted; finished cases are saved in {out} "
-                         f"(continue with --resume --out {out})\n")
+        session.say_interrupted(f"--resume --out {out}")
         return 130
-    except Exception:
-        store.finish("failed")  # what finished is saved; the manifest says the run broke
-        raise
-    finally:
-        signal.signal(signal.SIGTERM, old_term)
-    store.finish("complete")
+    session.finish("complete")
     print_summary(store, sys.stdout)
     print(f"\nrun directory: {out}")
     return 0
 
 
-def _launcher_world():
-    try:
-        from inferecon.harness import distributed
-    except ModuleNotFoundError:
-        return None
-    return distributed.detect()
+def _collective_options(args, device: str, out):
+    from inferecon.sweeps.collectives import CollectiveOptions, DEFAULT_TIMEOUT_S
 
-
-def _run_collectives(args, store, progress):
-    try:
-        mod = importlib.import_module("inferecon.kernels.collectives")
-    except ModuleNotFoundError as exc:
-        if exc.name != "inferecon.kernels.collectives":
-            raise
-        mod = None
-    run = getattr(mod, "run_from_cli", None)
-    if run is None:
-        if progress is not None:
-            progress.message("[collectives] not available in this version of inferecon: skipped")
-        return None
-    return run(args, store)
+    return CollectiveOptions(device=device, out=str(out or ""), quick=args.quick, resume=args.resume,
+                             nproc_per_node=args.nproc_per_node or 1,
+                             timeout_s=DEFAULT_TIMEOUT_S if args.timeout_s is None else float(args.timeout_s),
+                             progress=not args.no_progress)
 
 
 # --------------------------------------------------------------------------------------------

@@ -117,7 +117,35 @@ def read_manifest(run_dir: Path) -> dict:
     version = manifest.get("schema_version")
     if version != SCHEMA_VERSION:
         raise UserError(f"{path} has schema version {version}, this inferecon reads version {SCHEMA_VERSION}")
-    return manifest
+    return normalize_manifest(manifest)
+
+
+# What harness.device.collect_metadata describes beyond the identity kept at the top level.
+# Older validate runs and the standalone collectives module wrote these at the top level.
+_METADATA_KEYS = ("python", "platform", "cpu", "env", "torch_version", "torch_cuda_version", "cudnn_version",
+                  "cuda_available", "nccl_version", "nccl_error", "torch_devices", "nvml")
+
+
+def normalize_manifest(manifest: dict) -> dict:
+    """A manifest in the one shape harness.session writes: `run_kind` (older calibrate runs
+    said `purpose`; older runs said neither), the machine's description under `metadata`
+    (older validate and standalone-collectives runs spread it over the top level). A manifest
+    already in that shape comes back unchanged."""
+    m = dict(manifest)
+    kind = run_kind(m)
+    if "purpose" in m and m.get("run_kind") is None:
+        m.pop("purpose")
+    if kind is not None:
+        m["run_kind"] = kind
+    spread = [k for k in _METADATA_KEYS if k in m]
+    if spread and not isinstance(m.get("metadata"), dict):
+        meta = {k: m.pop(k) for k in spread}
+        # The identity stays at the top level too: readers of either place find it.
+        for k in ("device", "device_name", "gpu_count", "inferecon_version"):
+            if k in m:
+                meta.setdefault(k, m[k])
+        m["metadata"] = meta
+    return m
 
 
 def read_run(run_dir) -> tuple[dict, dict[str, pd.DataFrame]]:

@@ -6,9 +6,9 @@ keep the ranks' output in a log beside the run, forward their progress lines, an
 their failure into one line (a UserError). The ranks append to the parent's run directory;
 the parent owns its manifest.
 
-The rank side: die with the torchrun agent that started us (`bind_to_parent`), hold
-Ctrl-C/SIGTERM while a record is written (`signals_deferred`), and leave with one line and a
-status without waiting on peers that may be dead (`fail`, `exit_now`).
+The rank side: die with the torchrun agent that started us (`bind_to_parent`) and leave with
+one line and a status without waiting on peers that may be dead (`fail`, `exit_now`); the
+run itself (manifest, signals, status) is harness.session's, as for every command.
 
 What runs on the ranks (which module, its arguments) is the caller's: harness/ never
 imports kernels/.
@@ -16,7 +16,6 @@ imports kernels/.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -27,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inferecon.core.errors import ERROR_PREFIX, UserError
+from inferecon.harness.session import sigterm_as_interrupt
 
 # Set by the re-launching parent: it owns the run directory; the ranks only append to it.
 ATTACH_ENV = "INFERECON_TORCHRUN_ATTACH"
@@ -72,36 +72,6 @@ def bind_to_parent() -> None:
         os._exit(1)  # the agent died before prctl took effect
 
 
-def raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
-def signals_deferred():
-    """Hold Ctrl-C/SIGTERM while a record is written, so they land between cases and the table
-    on disk always has every case that finished. Python-level handlers (they always run in the
-    main thread) rather than a signal mask, which gloo's and NVML's threads would not share."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    got: list[int] = []
-    old = {sig: signal.signal(sig, lambda signum, frame: got.append(signum)) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
-    if got:
-        raise KeyboardInterrupt
-
-
-def safe_finish(store, status: str) -> None:
-    try:
-        store.finish(status)
-    except Exception:
-        pass
-
-
 def exit_now(code: int):
     # os._exit, not sys.exit: with a peer dead or hung, destroy_process_group and atexit
     # hooks can block; every finished case is already on disk.
@@ -110,11 +80,12 @@ def exit_now(code: int):
     os._exit(code)
 
 
-def fail(code: int, msg: str, store, status: str):
-    """One line with the error prefix (the parent looks for it), stamp the store, leave."""
+def fail(code: int, msg: str, session=None):
+    """One line with the error prefix (the parent looks for it), stamp the run "failed" when
+    this rank's session owns it, leave."""
     sys.stderr.write(ERROR_PREFIX + msg.replace("\n", " ") + "\n")
-    if store:
-        safe_finish(store, status)
+    if session is not None:
+        session.finish_quietly("failed")
     exit_now(code)
 
 
@@ -150,10 +121,12 @@ class Launch:
         return Path(self.run_dir) / f"{self.what}.log"
 
 
-def relaunch(launch: Launch, store) -> None:
+def relaunch(launch: Launch, session=None) -> None:
     """Run the world and wait; raises UserError on failure and KeyboardInterrupt when
-    interrupted (after the ranks stopped and saved what finished). `store`: the parent's
-    RunStore the ranks append to, or None."""
+    interrupted (after the ranks stopped and saved what finished). `session`: the parent's
+    RunSession whose run the ranks append to, or None (the ranks hand back their results
+    some other way)."""
+    store = session.store if session is not None else None
     run_dir = Path(launch.run_dir)
     log_path = launch.log_path
     env = dict(os.environ, **{ATTACH_ENV: "1"})
@@ -185,12 +158,8 @@ def relaunch(launch: Launch, store) -> None:
 
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
-    old_term = signal.getsignal(signal.SIGTERM)
-    main_thread = threading.current_thread() is threading.main_thread()
-    if main_thread:
-        signal.signal(signal.SIGTERM, raise_interrupt)
     stalled = False
-    try:
+    with sigterm_as_interrupt():
         try:
             while proc.poll() is None:
                 try:
@@ -207,9 +176,6 @@ def relaunch(launch: Launch, store) -> None:
             reader.join(timeout=5)
             merge_manifest(store, run_dir)
             raise
-    finally:
-        if main_thread:
-            signal.signal(signal.SIGTERM, old_term)
     reader.join(timeout=5)
     merge_manifest(store, run_dir)
     rc = proc.returncode

@@ -27,27 +27,22 @@ sits out; with a world of one there is no partner and the case is recorded as sk
 
 A world of one still runs every collective: it measures the fixed cost of a call.
 
-Entry points: `run_from_cli(args, store)` (from `inferecon bench collectives`), and
-`python -m inferecon.kernels.collectives` (what torchrun starts on every rank).
+This file only measures, on a world someone else set up. Options, the torchrun world on this
+node and the run it writes into are inferecon.sweeps.collectives' (`python -m
+inferecon.sweeps.collectives` is what torchrun starts on every rank).
 """
 
 from __future__ import annotations
 
-import argparse
 import math
-import os
-import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Optional
 
 from inferecon.core.busfactor import bus_factor
-from inferecon.core.errors import UserError, exit_status
+from inferecon.core.errors import UserError
 from inferecon.harness import distributed as hdist
-from inferecon.harness import torchrun
 from inferecon.harness.timing import Measurement, TimingConfig, capture_graph
 
 BENCHMARK = "collectives"
@@ -59,12 +54,7 @@ MODES = ("eager", "graph")
 DTYPE = "float32"
 _ELEM_BYTES = 4
 
-DEFAULT_TIMEOUT_S = 120.0
-# Failure hooks for the fault tests: rank INFERECON_COLLECTIVES_HANG_RANK sleeps forever
-# before the INFERECON_COLLECTIVES_HANG_CASE-th case this run measures (0 = the first).
-HANG_RANK_ENV = "INFERECON_COLLECTIVES_HANG_RANK"
-HANG_CASE_ENV = "INFERECON_COLLECTIVES_HANG_CASE"
-_PROGRESS = "[collectives]"
+PROGRESS_PREFIX = "[collectives]"  # the ranks' progress lines start with it
 
 
 def busbw_factor(op: str, world_size: int) -> float:
@@ -379,19 +369,12 @@ def _free_device_cache(ctx):
 # The sweep on every rank
 
 
-def _hang_hook(rank: int, index: int) -> None:
-    want = os.environ.get(HANG_RANK_ENV)
-    if want is not None and int(want) == rank and index == int(os.environ.get(HANG_CASE_ENV, "0")):
-        while True:  # a rank stuck outside any collective: only the peers' timeout ends it
-            time.sleep(3600)
-
-
 def _progress(msg: str) -> None:
-    sys.stderr.write(f"{_PROGRESS} {msg}\n")
+    sys.stderr.write(f"{PROGRESS_PREFIX} {msg}\n")
     sys.stderr.flush()
 
 
-def _format_bytes(n: int) -> str:
+def format_bytes(n: int) -> str:
     for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if n >= size and n % size == 0:
             return f"{n // size} {unit}"
@@ -399,20 +382,26 @@ def _format_bytes(n: int) -> str:
 
 
 @dataclass
-class _Progress:
+class SweepProgress:
+    """Where the sweep is: what a failure message names (the case it died in, what was saved)."""
+
     saved: int = 0
     current: Optional[Case] = None
     lines: bool = True  # one line per measured case (--no-progress: only messages and skips)
 
 
-def run_sweep(ctx, cfg: SweepConfig, store, progress: _Progress) -> None:
-    """Measure every case the store lacks; rank 0 appends each record as soon as it exists.
-    `store` is None on ranks other than 0."""
+def run_sweep(ctx, cfg: SweepConfig, progress: SweepProgress, stored: Optional[Callable[[str], bool]] = None,
+              keep: Optional[Callable[[dict], None]] = None,
+              before_case: Optional[Callable[[int, int], None]] = None) -> None:
+    """Measure every case not yet stored, on every rank of the world. On rank 0, `stored(case_id)`
+    says what the run already holds and `keep(record)` saves each record as soon as it exists
+    (both None on the other ranks: they follow rank 0's list so all make the same calls).
+    `before_case(rank, index)` runs on every rank before the index-th case to measure (the
+    fault tests hang a rank there)."""
     import torch.distributed as dist
 
     cases = plan(cfg)
-    # Rank 0 alone knows what is stored; the others follow its list so all run the same calls.
-    todo = [c for c in cases if not store.done(BENCHMARK, c.case_id(ctx.world_size, ctx.nodes, ctx.backend))] \
+    todo = [c for c in cases if not (stored and stored(c.case_id(ctx.world_size, ctx.nodes, ctx.backend)))] \
         if ctx.rank == 0 else None
     box = [todo]
     dist.broadcast_object_list(box, src=0)
@@ -429,16 +418,17 @@ def run_sweep(ctx, cfg: SweepConfig, store, progress: _Progress) -> None:
         buffers = allocate(ctx, op, nominal) if not (op == "send_recv" and ctx.world_size < 2) else None
         for case in group:
             progress.current = case
-            _hang_hook(ctx.rank, i)
+            if before_case is not None:
+                before_case(ctx.rank, i)
             rec = measure_case(ctx, case, cfg, ident, buffers)
             if ctx.rank == 0:
-                with torchrun.signals_deferred():
-                    store.append(BENCHMARK, rec)
+                if keep is not None:
+                    keep(rec)
                 progress.saved += 1
                 if rec["skipped"]:
-                    _progress(f"{i + 1}/{len(todo)} {case.op} {case.mode} {_format_bytes(case.nominal_bytes)}: skipped ({rec['skipped']})")
+                    _progress(f"{i + 1}/{len(todo)} {case.op} {case.mode} {format_bytes(case.nominal_bytes)}: skipped ({rec['skipped']})")
                 elif progress.lines:
-                    _progress(f"{i + 1}/{len(todo)} {case.op} {case.mode} {_format_bytes(rec['bytes'])}: "
+                    _progress(f"{i + 1}/{len(todo)} {case.op} {case.mode} {format_bytes(rec['bytes'])}: "
                               f"{rec['median_us']:.1f} us, busbw {rec['busbw_gbps']:.3f} GB/s"
                               + (" [noisy]" if rec["noisy"] else "") + (" [throttled]" if rec["throttled"] else ""))
             i += 1
@@ -446,228 +436,3 @@ def run_sweep(ctx, cfg: SweepConfig, store, progress: _Progress) -> None:
         del buffers
     if ctx.device == "cuda":
         _free_device_cache(ctx)
-
-
-# --------------------------------------------------------------------------------------------
-# Options shared by the CLI and the torchrun entry
-
-
-@dataclass(frozen=True)
-class Options:
-    device: str
-    out: str
-    quick: bool = False
-    resume: bool = False
-    nproc_per_node: int = 1
-    timeout_s: float = DEFAULT_TIMEOUT_S
-    ops: tuple[str, ...] = OPS
-    max_bytes: Optional[int] = None
-    progress: bool = True
-
-    def child_argv(self) -> list[str]:
-        argv = ["--device", self.device, "--out", self.out, "--timeout-s", f"{self.timeout_s:g}",
-                "--ops", ",".join(self.ops)]
-        if self.quick:
-            argv.append("--quick")
-        if not self.progress:
-            argv.append("--no-progress")
-        if self.max_bytes is not None:
-            argv += ["--max-bytes", str(self.max_bytes)]
-        return argv
-
-
-def _default_device() -> str:
-    try:
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    except ImportError:
-        return "cpu"
-
-
-def _parse_ops(value) -> tuple[str, ...]:
-    if value is None or value == "":
-        return OPS
-    ops = tuple(v.strip() for v in (value.split(",") if isinstance(value, str) else value) if v.strip())
-    bad = [o for o in ops if o not in OPS]
-    if bad:
-        raise UserError(f"unknown collective {bad[0]!r}: choose from {', '.join(OPS)}")
-    return ops
-
-
-def options_from_args(args) -> Options:
-    device = getattr(args, "device", None) or _default_device()
-    if device not in ("cuda", "cpu"):
-        raise UserError(f"collectives run on cuda or cpu, not {device!r}")
-    out = getattr(args, "out", None)
-    if not out:
-        raise UserError("collectives need --out DIR")
-    nproc = getattr(args, "nproc_per_node", None)
-    nproc = 1 if nproc is None else int(nproc)
-    if nproc < 1:
-        raise UserError("--nproc-per-node must be at least 1")
-    timeout_s = getattr(args, "timeout_s", None)
-    timeout_s = DEFAULT_TIMEOUT_S if timeout_s is None else float(timeout_s)
-    if timeout_s <= 0:
-        raise UserError("--timeout-s must be positive")
-    max_bytes = getattr(args, "max_bytes", None)
-    return Options(device=device, out=str(out), quick=bool(getattr(args, "quick", False)),
-                   resume=bool(getattr(args, "resume", False)), nproc_per_node=nproc, timeout_s=timeout_s,
-                   ops=_parse_ops(getattr(args, "ops", None)), max_bytes=None if max_bytes is None else int(max_bytes),
-                   progress=not getattr(args, "no_progress", False))
-
-
-def add_arguments(parser: argparse.ArgumentParser, *, common: bool = True) -> None:
-    """The collectives' own options; `common` adds those `inferecon bench` shares
-    (--device, --quick, --out, --resume, --no-progress) for the standalone entry point."""
-    if common:
-        parser.add_argument("--device", choices=("cuda", "cpu"), default=None, help="default: cuda if available")
-        parser.add_argument("--quick", action="store_true", help="fewer, smaller messages and shorter budgets")
-        parser.add_argument("--out", required=True, help="run directory")
-        parser.add_argument("--resume", action="store_true", help="continue the run in --out, skipping stored cases")
-        parser.add_argument("--no-progress", action="store_true", help="no per-case lines on stderr")
-    parser.add_argument("--nproc-per-node", type=int, default=None,
-                        help="ranks to start on this node with torchrun when not already under torchrun/srun (default 1)")
-    parser.add_argument("--timeout-s", type=float, default=None,
-                        help=f"bound on any one collective call; a hung or dead rank ends the run after it (default {DEFAULT_TIMEOUT_S:g})")
-    parser.add_argument("--ops", default=None, help=f"comma-separated subset of {','.join(OPS)}")
-    parser.add_argument("--max-bytes", type=int, default=None, help="largest message (bytes) of the sweep")
-
-
-# --------------------------------------------------------------------------------------------
-# Inside the world: every rank runs this
-
-
-def _manifest(opts: Options, extra: Optional[dict] = None) -> dict:
-    from inferecon.harness import device as hdevice
-
-    # A bench run (run_kind): `bench --resume` may continue it, calibrate --resume may not.
-    return {"command_line": list(sys.argv), **hdevice.collect_metadata(opts.device), "run_kind": "bench",
-            "host_class": hdevice.host_class(), "collectives": {"nproc_per_node": opts.nproc_per_node, "timeout_s": opts.timeout_s,
-                            "quick": opts.quick, **(extra or {})}}
-
-
-def run_in_world(opts: Options, store=None) -> int:
-    """Run the sweep as one rank of the launcher's world. Rank 0 writes to `store` (or opens
-    the run directory itself when given none); other ranks never write. Returns 0; a failure
-    after init is one line on stderr and the process exits (status 1), Ctrl-C exits 130 —
-    except that a caller's store (rank 0 of `inferecon bench`) gets the KeyboardInterrupt back
-    to stamp and summarise the run itself."""
-    env = hdist.detect()
-    if torchrun.attached():
-        torchrun.bind_to_parent()
-    cfg = sweep_config(opts.device, opts.quick, opts.ops, opts.max_bytes)
-    progress = _Progress(lines=opts.progress)
-    callers_store = store
-    own_store = False
-    ctx = None
-    old_term = None
-    if threading.current_thread() is threading.main_thread():
-        # torchrun stops the other ranks with SIGTERM when one fails: stop like Ctrl-C.
-        old_term = signal.signal(signal.SIGTERM, torchrun.raise_interrupt)
-    try:
-        ctx = hdist.init(opts.device, opts.timeout_s, env)
-        if ctx.rank != 0:
-            store = None
-        elif store is None:
-            from inferecon.harness.store import RunStore
-
-            attach = torchrun.attached()
-            # Attached: the parent created the run directory and stamps its end; we append.
-            store = RunStore(opts.out, {} if attach else _manifest(opts), resume=attach or opts.resume)
-            own_store = not attach
-        run_sweep(ctx, cfg, store, progress)
-        if own_store:
-            store.finish("complete")
-        hdist.destroy()
-        if old_term is not None:
-            signal.signal(signal.SIGTERM, old_term)
-        return 0
-    except KeyboardInterrupt:
-        return _interrupted(ctx, progress, opts, store, own_store, callers_store)
-    except UserError as exc:
-        torchrun.fail(2, str(exc), store if (own_store or store is callers_store) else None, "failed")
-    except Exception as exc:  # a collective that timed out or lost a peer, mostly
-        try:
-            # A Ctrl-C forwarded to every rank makes a peer quit, and our call fail, a moment
-            # before our own SIGINT is handled: let it land, so it reads as an interruption.
-            time.sleep(0.2)
-        except KeyboardInterrupt:
-            return _interrupted(ctx, progress, opts, store, own_store, callers_store)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        where = ""
-        if progress.current is not None:
-            c = progress.current
-            where = f" during {c.op} {c.mode} {_format_bytes(c.nominal_bytes)}"
-        rank = ctx.rank if ctx is not None else (env.rank if env else 0)
-        saved = f"{progress.saved} finished case(s) saved" if rank == 0 else "finished cases are saved"
-        msg = (f"rank {rank}{where}: {type(exc).__name__}: {first[:300]} "
-               f"(a rank died or hung; --timeout-s {opts.timeout_s:g}); {saved} in {opts.out}")
-        torchrun.fail(1, msg, store if (own_store or store is callers_store) else None, "failed")
-    return 1  # not reached
-
-
-def _interrupted(ctx, progress, opts, store, own_store, callers_store) -> int:
-    if ctx is not None and ctx.rank == 0:
-        _progress(f"interrupted: {progress.saved} finished case(s) saved in {opts.out}")
-    if own_store:
-        torchrun.safe_finish(store, "interrupted")
-    if callers_store is not None and store is callers_store:
-        raise KeyboardInterrupt  # the caller stamps "interrupted" and prints what was saved
-    torchrun.exit_now(130)
-    return 130  # not reached
-
-
-# --------------------------------------------------------------------------------------------
-# Outside any world: start one with torchrun on this node
-
-
-def launch_spec(opts: Options) -> torchrun.Launch:
-    return torchrun.Launch(module="inferecon.kernels.collectives", argv=tuple(opts.child_argv()),
-                           nproc_per_node=opts.nproc_per_node, run_dir=Path(opts.out), timeout_s=opts.timeout_s,
-                           progress_prefix=_PROGRESS, what=BENCHMARK)
-
-
-# --------------------------------------------------------------------------------------------
-# Entry points
-
-
-def run_from_cli(args, store) -> int:
-    """`inferecon bench collectives`. Inside a torchrun/srun world: run the sweep here (rank 0
-    writes to `store`, which must be None on the other ranks — see `is_writer_rank`). Outside:
-    start `--nproc-per-node` ranks with torchrun and wait for them; `store` (created here when
-    None) owns the run directory and the ranks append to it."""
-    opts = options_from_args(args)
-    if hdist.detect() is not None:
-        if store is not None and not torchrun.is_writer_rank():
-            raise UserError("internal: a run store was opened on a rank other than 0")
-        return run_in_world(opts, store)
-    own = store is None
-    if own:
-        from inferecon.harness.store import RunStore
-
-        store = RunStore(opts.out, _manifest(opts), resume=opts.resume)
-    try:
-        torchrun.relaunch(launch_spec(opts), store)
-    except KeyboardInterrupt:
-        if own:
-            store.finish("interrupted")
-        raise
-    except UserError:
-        store.finish("failed")  # the caller turns the error into one line and stops
-        raise
-    if own:
-        store.finish("complete")
-    return 0
-
-
-def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m inferecon.kernels.collectives",
-                                     description="collectives microbenchmark (started by torchrun on every rank)")
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    return exit_status(lambda: run_from_cli(args, None))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

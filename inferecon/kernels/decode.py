@@ -25,22 +25,19 @@ The same position (`context`) is rewritten on every timed step, so the cache nev
 every repetition attends over exactly context + 1 positions.
 
 This module never imports the cost model: `DecoderShape` carries the few shapes it needs.
-Entry points: `measure_cases(...)` in-process, and `python -m inferecon.kernels.decode`
-(what torchrun starts on every rank for --tp > 1; rank 0 writes the results as JSON).
+It only measures: `measure_case(...)` on this process's share of the tensor-parallel group.
+Running the cases on a torchrun world of `tp` ranks is inferecon.sweeps.decode's (`python -m
+inferecon.sweeps.decode` is what torchrun starts on every rank).
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import math
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
 
-from inferecon.core.errors import UserError, exit_status
+from inferecon.core.errors import UserError
 from inferecon.harness.timing import Measurement, TimingConfig, measure
 
 BENCHMARK = "decode"
@@ -447,127 +444,3 @@ def fit_layers(layer_times: dict[int, float]) -> tuple[float, float]:
 def extrapolate(layer_times: dict[int, float], n_layers: int) -> float:
     a, b = fit_layers(layer_times)
     return a + b * n_layers
-
-
-# --------------------------------------------------------------------------------------------
-# Under torchrun: every rank runs the cases, rank 0 writes JSON
-
-
-def _shape_from_json(text: str) -> DecoderShape:
-    try:
-        return DecoderShape(**json.loads(text))
-    except (TypeError, ValueError) as exc:
-        raise UserError(f"--shape: not a decoder shape ({exc})") from None
-
-
-def run_in_world(shape: DecoderShape, cases: list[DecodeCase], device: str, out: Optional[str], quick: bool,
-                 fixed_reps: int, dump: Optional[str] = None, timeout_s: float = 300.0) -> int:
-    from inferecon.harness import distributed as hdist
-    from inferecon.harness import torchrun
-
-    if torchrun.attached():
-        torchrun.bind_to_parent()  # a rank whose launcher died has no one to report to
-    ctx = hdist.init(device, timeout_s)
-    try:
-        group = TPGroup(ctx.rank, ctx.world_size)
-        shape.check_tp(group.size)
-        if dump:
-            # Numerics check: one step, the final hidden state and tokens of rank 0.
-            case = cases[0]
-            dec = Decoder(shape.with_layers(case.layers), case.batch, case.context, device, group)
-            dec.step()
-            if ctx.rank == 0:
-                import torch
-
-                torch.save({"hidden": dec.hidden.float().cpu(), "tokens": dec.next_tokens.cpu()}, dump)
-            return 0
-        rows = []
-        for case in cases:
-            rec = measure_case(shape, case, device, group, quick=quick, fixed_reps=fixed_reps)
-            if ctx.rank == 0:
-                rows.append(rec)
-                sys.stderr.write(f"[decode] {rec['case_id']}: {rec['median_us']:.1f} us\n")
-                sys.stderr.flush()
-                if out:
-                    # Rewritten (atomically) after every case: an interrupted world keeps what finished.
-                    tmp = Path(out).with_suffix(".tmp")
-                    tmp.write_text(json.dumps(rows))
-                    tmp.replace(out)
-        hdist.barrier(ctx)
-        return 0
-    finally:
-        hdist.destroy()
-
-
-def torchrun_command(shape: DecoderShape, cases: list[DecodeCase], tp: int, device: str, out: str,
-                     quick: bool, fixed_reps: int, dump: Optional[str] = None) -> list[str]:
-    """The command that runs `cases` on `tp` ranks of this node (rank 0 writes `out`)."""
-    spec = ";".join(f"{c.layers},{c.batch},{c.context}" for c in cases)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(tp),
-           "-m", "inferecon.kernels.decode", "--device", device, "--shape", json.dumps(dataclasses.asdict(shape)),
-           "--cases", spec, "--out", out, "--reps", str(fixed_reps)]
-    if quick:
-        cmd.append("--quick")
-    if dump:
-        cmd += ["--dump", dump]
-    return cmd
-
-
-TP_ROWS = "decode_tp.json"  # rank 0's records, in the work directory
-
-
-def run_torchrun(shape: DecoderShape, cases: list[DecodeCase], tp: int, device: str, work_dir: Path,
-                 quick: bool, fixed_reps: int, dump: Optional[str] = None, timeout_s: float = 300.0,
-                 progress: bool = False) -> list[dict]:
-    """Start `tp` ranks with torchrun (harness.torchrun: Ctrl-C/SIGTERM forwarded once, ranks
-    die with their launcher, their output in decode_tp.log), wait, and return rank 0's
-    records. `timeout_s` bounds each collective; rank 0 saves its records after every case,
-    so on KeyboardInterrupt or UserError `saved_rows(work_dir)` has the finished ones."""
-    from inferecon.harness import torchrun
-
-    work_dir = Path(work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    out = work_dir / TP_ROWS
-    out.unlink(missing_ok=True)  # a previous world's rows are stored already, not this one's
-    argv = torchrun_command(shape, cases, tp, device, str(out), quick, fixed_reps, dump)
-    argv = argv[argv.index("-m", argv.index("--nproc-per-node")) + 2:]  # the module's own arguments
-    launch = torchrun.Launch(module="inferecon.kernels.decode", argv=tuple(argv), nproc_per_node=tp,
-                             run_dir=work_dir, timeout_s=timeout_s,
-                             progress_prefix="[decode]" if progress else "", what="decode_tp")
-    torchrun.relaunch(launch, None)
-    if dump:
-        return []
-    return json.loads(out.read_text())
-
-
-def saved_rows(work_dir: Path) -> list[dict]:
-    """The records rank 0 saved so far in `work_dir` (all of them once the world finished)."""
-    try:
-        return json.loads((Path(work_dir) / TP_ROWS).read_text())
-    except (OSError, ValueError):
-        return []
-
-
-def _parse_cases(text: str) -> list[DecodeCase]:
-    try:
-        return [DecodeCase(*map(int, part.split(","))) for part in text.split(";") if part]
-    except (TypeError, ValueError):
-        raise UserError(f"--cases: expected 'layers,batch,context;...', got {text!r}") from None
-
-
-def main(argv: Optional[list[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m inferecon.kernels.decode",
-                                description="decode-step benchmark (started by torchrun on every rank)")
-    p.add_argument("--device", choices=("cuda", "cpu"), required=True)
-    p.add_argument("--shape", required=True, help="DecoderShape as JSON")
-    p.add_argument("--cases", required=True, help="layers,batch,context;...")
-    p.add_argument("--out", default=None, help="JSON file rank 0 writes")
-    p.add_argument("--reps", type=int, default=20, help="timed repetitions (the same on every rank)")
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--dump", default=None, help="numerics check: save rank 0's hidden state and tokens")
-    args = p.parse_args(argv)
-    return exit_status(lambda: run_in_world(_shape_from_json(args.shape), _parse_cases(args.cases), args.device,
-                                            args.out, args.quick, args.reps, args.dump))
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -194,8 +194,8 @@ def predict(spec: ModelSpec, hw: HardwareProfile, batch: int, context: int, tp: 
                   micro_batch=np.array([batch]))
     out = evaluate(spec, hw, lay, context)
     keys = ("t_arithmetic_s", "t_memory_s", "t_network_s", "t_latency_s", "t_step_s")
-    res = {k: float(np.asarray(out[k])[0]) for k in keys}
-    res["dominant"] = str(np.asarray(out["dominant"])[0])
+    res = {k: float(np.asarray(getattr(out, k))[0]) for k in keys}
+    res["dominant"] = str(np.asarray(out.dominant)[0])
     if draws and hw.uncertainty:
         lo, _, hi = quantiles(evaluate_draws(spec, hw, lay, context, draws=draws, keys=("t_step_s",))["t_step_s"][:, 0])
         res["t_step_lo_s"], res["t_step_hi_s"] = float(lo), float(hi)
@@ -235,6 +235,7 @@ def measure_decode(shape, plan: LayerPlan, batches, contexts, tp: int, device: s
     finishes and the cases saved before an interruption or a failure are kept too."""
     from inferecon.harness.device import ClockWatcher
     from inferecon.kernels import decode
+    from inferecon.sweeps import decode as decode_world
 
     def throttle(watch):
         f = watch.result.record_fields()
@@ -264,9 +265,9 @@ def measure_decode(shape, plan: LayerPlan, batches, contexts, tp: int, device: s
     # The ranks run in other processes: watch GPU 0's clocks over the whole world's run.
     with ClockWatcher(device, gpu_index=0 if device == "cuda" else None) as watch:
         try:
-            rows = decode.run_torchrun(shape, todo, tp, device, work_dir, quick, reps, progress=bool(progress))
+            rows = decode_world.run_torchrun(shape, todo, tp, device, work_dir, quick, reps, progress=bool(progress))
         except (KeyboardInterrupt, UserError):
-            for r in decode.saved_rows(work_dir):
+            for r in decode_world.saved_rows(work_dir):
                 keep({**r, **throttle(watch)})
             raise
     rows = [{**r, **throttle(watch)} for r in rows]
