@@ -7,15 +7,12 @@ from __future__ import annotations
 
 from inferecon.core.text import first_paragraph
 
-import argparse
 import json
-import signal
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from inferecon import __version__
 from inferecon import cli_args
 from inferecon.core.errors import UserError
 from inferecon.core.outpath import check_out_dir, write_text
@@ -149,51 +146,41 @@ def _measure(args, out: Path) -> None:
     except ImportError:
         raise UserError("measuring needs torch (make install pulls the CPU build); or use --from RUN_DIR") from None
     from inferecon.sweeps import calibration as cs
-    from inferecon.harness.device import apply_cpu_threads, collect_metadata, device_identity, resolve_device
+    from inferecon.sweeps.collectives import CollectiveOptions, run as run_collectives
+    from inferecon.harness.device import apply_cpu_threads, resolve_device
     from inferecon.harness.runner import Progress, SweepContext, run_sweep, warm_device
-    from inferecon.harness.store import RunStore
+    from inferecon.harness.session import RunSession, manifest_for
     from inferecon.kernels import launch, matmul, memory
     from inferecon.report.summary import print_summary
 
     device = resolve_device(args.device)
     threads = apply_cpu_threads(device, args.threads)
-    device_name, gpu_count = device_identity(device)
+    manifest = manifest_for("calibrate", device, cpu_threads=threads, quick=args.quick)
+    device_name, gpu_count = manifest.device_name, manifest.gpu_count
     ctx = SweepContext(device=device, device_name=device_name, gpu_count=gpu_count, quick=args.quick)
     plan = cs.plan(device, args.quick, matmul.supports_fp8(device))
-    manifest = {"command_line": list(sys.argv), "inferecon_version": __version__, "device": device,
-                "device_name": device_name, "gpu_count": gpu_count, "quick": args.quick,
-                "purpose": "calibrate", "cpu_threads": threads, "metadata": collect_metadata(device)}
-    store = RunStore(out, manifest, resume=args.resume)
+    session = RunSession.open(out, manifest, resume=args.resume)
+    store = session.store
     progress = Progress(enabled=not args.no_progress)
     progress.message(f"inferecon calibrate{' --quick' if args.quick else ''} on {device_name} ({device}) -> {out}")
-    old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        warm_device(device, 0.5 if args.quick else 2.0)
-        for mod, cases in ((matmul, cs.matmul_cases), (memory, cs.memory_cases), (launch, cs.launch_cases)):
-            run_sweep(store, mod.BENCHMARK, mod.BENCHMARK_VERSION, cases(ctx, plan, args.quick), ctx, progress)
-        nproc = args.nproc_per_node or (max(1, gpu_count) if device == "cuda" else 2)
-        coll_args = argparse.Namespace(device=device, quick=args.quick, out=str(out), resume=args.resume,
-                                       nproc_per_node=nproc, timeout_s=args.timeout_s, no_progress=args.no_progress,
-                                       ops=",".join(plan.collective_ops), max_bytes=plan.collective_max_bytes)
-        from inferecon.kernels.collectives import run_from_cli
-
-        run_from_cli(coll_args, store)
+        with session.running():  # SIGTERM stops like Ctrl-C: finished cases are already saved
+            warm_device(device, 0.5 if args.quick else 2.0)
+            for mod, cases in ((matmul, cs.matmul_cases), (memory, cs.memory_cases), (launch, cs.launch_cases)):
+                run_sweep(store, mod.BENCHMARK, mod.BENCHMARK_VERSION, cases(ctx, plan, args.quick), ctx, progress)
+            nproc = args.nproc_per_node or (max(1, gpu_count) if device == "cuda" else 2)
+            run_collectives(CollectiveOptions(device=device, out=str(out), quick=args.quick, resume=args.resume,
+                                              nproc_per_node=nproc, timeout_s=args.timeout_s,
+                                              ops=tuple(plan.collective_ops), max_bytes=plan.collective_max_bytes,
+                                              progress=not args.no_progress), session)
     except KeyboardInterrupt:
-        store.finish("interrupted")
         progress.close()
-        sys.stderr.write(f"inferecon: interrupted; finished cases are saved in {out} "
-                         f"(continue with calibrate --resume --out {out})\n")
+        session.say_interrupted(f"calibrate --resume --out {out}")
         raise
-    finally:
-        signal.signal(signal.SIGTERM, old_term)
-    store.finish("complete")
+    session.finish("complete")
     progress.close()
     if not args.no_progress:
         print_summary(store, sys.stderr)
-
-
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 def run(args) -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from inferecon.core.text import first_paragraph
 
 import math
-import signal
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -134,12 +133,11 @@ def handler(args) -> int:
         raise UserError("validate needs torch: install it (make install pulls the CPU build)") from None
     import pandas as pd
 
-    from inferecon import __version__
     from inferecon.validation import decode as v
     from inferecon.harness.device import resolve_device
-    from inferecon.harness.device import apply_cpu_threads, collect_metadata, device_identity, host_class
-    from inferecon.harness.store import RunStore, write_json_atomic
-    from inferecon.harness.torchrun import raise_interrupt, signals_deferred
+    from inferecon.harness.device import apply_cpu_threads, device_identity
+    from inferecon.harness.session import RunSession, manifest_for
+    from inferecon.harness.store import write_json_atomic
     from inferecon.kernels import decode
     from inferecon.model.hardware import HardwareProfile
 
@@ -170,47 +168,38 @@ def handler(args) -> int:
     plan = v.plan_layers(shape, args.layers, batches, contexts, args.tp, v.device_memory_bytes(device))
 
     out = Path(args.out) if args.out else _default_out(spec.name, device_name)
-    manifest = {"command_line": sys.argv, "inferecon_version": __version__, "benchmark": decode.BENCHMARK,
-                "start_time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    manifest = manifest_for("validate", device, cpu_threads=threads, quick=args.quick, sections={
+                "benchmark": decode.BENCHMARK,
                 "validate": {"model": spec.name, "hardware": str(args.hardware), "profile_name": hw.name,
                              "profile_kind": hw.provenance.kind, "published": published.name if published else None,
                              "published_reason": published_why, "batches": batches, "contexts": contexts,
                              "tp": args.tp, "dtype": args.dtype, "layers_measured": list(plan.layers),
                              "n_layers_full": plan.n_layers_full, "layer_reason": plan.reason,
-                             "torch_threads": torch.get_num_threads()},
-                **collect_metadata(device), "run_kind": "validate", "host_class": host_class(), "cpu_threads": threads}
-    if args.resume:
-        _check_resume(out, manifest)
-    store = RunStore(out, manifest, resume=args.resume)
+                             "torch_threads": torch.get_num_threads()}})
+    session = RunSession.open(out, manifest, resume=args.resume,
+                              same_run=lambda run_dir, old: _same_validation(run_dir, old, manifest.sections["validate"]))
+    store = session.store
     progress = None if args.no_progress else (lambda msg: print(msg, file=sys.stderr, flush=True))
     if progress and plan.extrapolated:
         progress(f"[validate] {plan.reason}: measuring {plan.layers} layers, extrapolating to {plan.n_layers_full}")
 
     def keep(rec):
         # Stored as each case finishes; Ctrl-C waits for the write, so a case is whole or absent.
-        with signals_deferred():
-            store.append(decode.BENCHMARK, {
-                **rec, "benchmark": decode.BENCHMARK, "benchmark_version": decode.BENCHMARK_VERSION,
-                "device": device, "device_name": device_name, "gpu_count": gpu_count,
-                "model": spec.name, "n_layers_full": plan.n_layers_full, "skipped": "",
-            })
+        session.append(decode.BENCHMARK, {
+            **rec, "benchmark": decode.BENCHMARK, "benchmark_version": decode.BENCHMARK_VERSION,
+            "device": device, "device_name": device_name, "gpu_count": gpu_count,
+            "model": spec.name, "n_layers_full": plan.n_layers_full, "skipped": "",
+        })
 
     done = store.case_ids(decode.BENCHMARK)
-    old_term = signal.signal(signal.SIGTERM, raise_interrupt)  # a scheduler's stop, like Ctrl-C
     try:
-        v.measure_decode(shape, plan, batches, contexts, args.tp, device, args.quick, out, progress,
-                         done=done, keep=keep)
+        with session.running():  # a scheduler's SIGTERM stops like Ctrl-C; an error stamps "failed"
+            v.measure_decode(shape, plan, batches, contexts, args.tp, device, args.quick, out, progress,
+                             done=done, keep=keep)
     except KeyboardInterrupt:
-        store.finish("interrupted")
-        n = len(store.records(decode.BENCHMARK))
-        sys.stderr.write(f"inferecon: interrupted; {n} finished case(s) saved in {out} "
-                         f"(continue with validate --resume --out {out} and the same options)\n")
+        session.say_interrupted(f"validate --resume --out {out} and the same options",
+                                saved=len(store.records(decode.BENCHMARK)))
         return 130
-    except UserError:
-        store.finish("failed")
-        raise
-    finally:
-        signal.signal(signal.SIGTERM, old_term)
     rows = store.records(decode.BENCHMARK)  # this run's cases and, resumed, the earlier ones
 
     profiles = {"calibrated": hw}
@@ -240,7 +229,7 @@ def handler(args) -> int:
     }
     write_json_atomic(out / "validation.json", summary)
     store.note(validation=summary)
-    store.finish("complete")
+    session.finish("complete")
 
     print(f"{spec.name}: {plan.measured} of {plan.n_layers_full} layers, tp {args.tp}, {args.dtype}, {device_name}"
           + (f" ({plan.reason}; full model extrapolated from {list(plan.layers)} layers)" if plan.extrapolated else ""))
@@ -267,16 +256,11 @@ def handler(args) -> int:
     return 0
 
 
-def _check_resume(out: Path, manifest: dict) -> None:
-    """A resumed validation is the same validation: same kind of run, machine, model and plan
-    (a decode case's id does not name the model, so mixing models would mix rows)."""
-    from inferecon.harness.store import check_same_run, read_manifest
-
-    if not (out / "manifest.json").is_file():
-        raise UserError(f"--resume: no run to resume at {out}")
-    old = read_manifest(out)
-    check_same_run(out, old, manifest)
-    was, now = old.get("validate") or {}, manifest["validate"]
+def _same_validation(out: Path, old: dict, now: dict) -> None:
+    """A resumed validation is the same validation: same model and plan (a decode case's id
+    does not name the model, so mixing models would mix rows); the session has checked the
+    kind of run and the machine."""
+    was = old.get("validate") or {}
     for key in ("model", "tp", "dtype", "layers_measured", "n_layers_full", "batches", "contexts"):
         if key in was and was[key] != now[key]:
             raise UserError(f"--resume: {out} validates {key} {was[key]}, this command asks for {now[key]} "
