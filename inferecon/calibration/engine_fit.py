@@ -138,9 +138,18 @@ def resolve_cases(runs: list[EngineRun], *, model: str | ModelSpec | None = None
             notes.append(f"{run.source}: the file records TP {run.tp}; --tp {tp} ignored for it")
         wb = weight_bits or run.weight_bits or name_bits or 16
         kb = kv_bits or run.kv_bits or 16
+        if 32 in (wb, kb) and not prices_fp32(hw):
+            raise UserError(f"{run.source}: 32-bit weights or KV cache are CPU runs: give --hardware a CPU profile "
+                            f"(from `inferecon calibrate --device cpu`), not {hw.name}")
         cases.append(EngineCase(run=run, model=spec.with_precision(wb, kb), hw=hw, tp=run_tp,
                                 pp=run.pp or 1, ep=run.ep or 1))
     return cases
+
+
+def prices_fp32(hw: HardwareProfile) -> bool:
+    """A profile that timed fp32 GEMMs itself: a CPU calibration (GPU calibrations time bf16
+    and fp8, and a datasheet's fp32 peak is not what a 32-bit serving run on a GPU would get)."""
+    return hw.provenance.kind == "calibrated" and "fp32" in (hw.compute.gemm_fit or {})
 
 
 # -- predicted vs measured -------------------------------------------------------------------------

@@ -56,6 +56,11 @@ def register(sub) -> None:
                      help="HardwareProfile JSON of the GPU the runs used (instead of --gpu)")
     eng.add_argument("--model", default=None, help="the model of every run (default: what each file records)")
     eng.add_argument("--tp", type=int, default=None, help="tensor-parallel size of runs whose file does not record it")
+    eng.add_argument("--precision", type=int, default=None, choices=(32, 16, 8, 4), metavar="BITS",
+                     help="weight bits of every run (default: the file's quantisation or model name, else 16; "
+                          "32 with a CPU profile as --hardware)")
+    eng.add_argument("--kv-precision", type=int, default=None, choices=(32, 16, 8, 4), metavar="BITS",
+                     help="KV-cache bits of every run (default: the file's, else 16; 32 with a CPU profile)")
     eng.add_argument("--engine-name", default=None, help="profile name (default: the engine the files name)")
     p.set_defaults(func=run)
 
@@ -284,7 +289,7 @@ def _engine_profile(args) -> int:
         check_out_dir(args.out)  # before reading and fitting the runs
     notes: list[str] = []
     cases = load_cases(args.engine_results, model=args.model, gpu=args.gpu, hardware_path=args.hardware,
-                       tp=args.tp, notes=notes)
+                       tp=args.tp, weight_bits=args.precision, kv_bits=args.kv_precision, notes=notes)
     fit = fit_engine_profile(cases, name=args.engine_name)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = check_out_dir(args.out if args.out else Path("results") / f"engine-{fit.profile.name}-{stamp}")

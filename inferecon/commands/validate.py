@@ -36,10 +36,11 @@ def register(subparsers) -> None:
                         "genai-perf profile export JSON/CSV, trtllm-bench output) compared with the prediction per run")
     p.add_argument("--gpu", default=None,
                    help="with --engine-results: published GPU profile the runs used (default: what the file records)")
-    p.add_argument("--precision", type=int, default=None, choices=(16, 8, 4), metavar="BITS",
-                   help="with --engine-results: weight bits (default: the file's quantisation or model name, else 16)")
-    p.add_argument("--kv-precision", type=int, default=None, choices=(16, 8, 4), metavar="BITS",
-                   help="with --engine-results: KV-cache bits (default: the file's, else 16)")
+    p.add_argument("--precision", type=int, default=None, choices=(32, 16, 8, 4), metavar="BITS",
+                   help="with --engine-results: weight bits (default: the file's quantisation or model name, else 16; "
+                        "32 with a CPU profile as --hardware)")
+    p.add_argument("--kv-precision", type=int, default=None, choices=(32, 16, 8, 4), metavar="BITS",
+                   help="with --engine-results: KV-cache bits (default: the file's, else 16; 32 with a CPU profile)")
     p.add_argument("--engine", default=None, metavar="ENGINE_JSON",
                    help="with --engine-results: also predict each run with this engine profile "
                         "(from `calibrate --engine-results`), e.g. one fitted to other runs")

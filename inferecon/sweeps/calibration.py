@@ -62,17 +62,20 @@ def plan(device: str, quick: bool, fp8: bool) -> Plan:
                     (1 * MB, 4 * MB, 16 * MB, 64 * MB, 256 * MB, 1 * GB, 2 * GB, 4 * GB),
                     (("copy", 1 * GB), ("write", 1 * GB)), ("kernel_eager", "kernel_graph", "sync"),
                     ("all_reduce", "all_gather", "all_to_all", "send_recv"), None)
-    # CPU: fp32 (this is what a CPU decode runs); shapes small enough for seconds, large enough
-    # to leave the caches, varied enough in M, N and K for the fit to be scored held-out.
+    # CPU: fp32 and bf16 (what a CPU decode and a CPU serving engine run: vLLM's CPU build
+    # serves bf16 through oneDNN, on AMX or AVX-512-BF16 where present, converting on AVX2);
+    # shapes small enough for seconds, large enough to leave the caches, varied enough in M, N
+    # and K for the fit to be scored held-out.
     shapes = ((512, 512, "512x512"), (2048, 512, "2048x512"), (512, 2048, "512x2048"),
               (1024, 1024, "1024x1024"), (3072, 1024, "3072x1024"), (1024, 3072, "1024x3072"))
     if quick:
         # M = 1, 2, 4, 8: CPU GEMM kernels change between M = 1 and M = 2 (GEMV vs GEMM) and
         # validation decodes batch 1 and 8, so the quick plan samples that range densely.
-        return Plan({"fp32": (256, 512)}, shapes[:4], (1, 2, 4, 8, 16, 64), ("fp32",),
+        return Plan({"fp32": (256, 512), "bf16": (256, 512)}, shapes[:4], (1, 2, 4, 8, 16, 64), ("fp32", "bf16"),
                     (1 * MB, 16 * MB, 64 * MB, 128 * MB, 256 * MB), (), ("kernel_eager",),
                     ("all_reduce",), 1 * MB)
-    return Plan({"fp32": (256, 512, 1024)}, shapes, (1, 2, 4, 8, 16, 32, 64, 128), ("fp32",),
+    return Plan({"fp32": (256, 512, 1024), "bf16": (256, 512, 1024)}, shapes, (1, 2, 4, 8, 16, 32, 64, 128),
+                ("fp32", "bf16"),
                 (256 * KB, 1 * MB, 4 * MB, 16 * MB, 64 * MB, 128 * MB, 256 * MB, 512 * MB),
                 (("copy", 256 * MB), ("write", 256 * MB)), ("kernel_eager",),
                 ("all_reduce", "all_gather", "all_to_all", "send_recv"), 16 * MB)
