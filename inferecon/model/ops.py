@@ -83,13 +83,17 @@ class _Acc:
 
     def roofline(self, family, count, floor_us, flop, nbytes, tflops, gbps):
         """count x (floor + max(flop / F, bytes / B)), seconds."""
-        count = np.asarray(count, dtype=float)
-        f = flop / (tflops * 1e12)
-        b = nbytes / (gbps * 1e9)
-        self.terms["fixed"] = self.terms["fixed"] + count * floor_us * 1e-6
-        self.terms["arith"] = self.terms["arith"] + count * np.where(f > b, f, 0.0)
-        self.terms["mem"] = self.terms["mem"] + count * np.where(f > b, 0.0, b)
-        self._fam(family, count * (floor_us * 1e-6 + np.maximum(f, b)))
+        f = flop * (count / (tflops * 1e12))
+        b = nbytes * (count / (gbps * 1e9))
+        flop_bound = f > b
+        arith = f * flop_bound
+        mem = b - b * flop_bound
+        fixed = count * (floor_us * 1e-6)
+        t = self.terms
+        t["fixed"] += fixed
+        t["arith"] += arith
+        t["mem"] += mem
+        self._fam(family, fixed + arith + mem)
 
     def fixed(self, family, seconds):
         self.terms["fixed"] = self.terms["fixed"] + seconds
@@ -281,16 +285,16 @@ def _allreduce(acc, hw, eng, lay, msg_bytes, layers, model):
             continue
         rows = np.flatnonzero(one & (c == n))
         b = msg[rows]
-        t_us = net.collective_time_s(hw, net.ALL_REDUCE, n, 1, b) * 1e6  # hierarchical NCCL model
-        if n <= gpn:
-            nccl = fits.collective_lines("all_reduce", n, "nccl")
-            if nccl:
-                t_us = _line_time_us(nccl, b)
-            choice = eng.allreduce_choice(n) if eng is not None else None
-            if choice is not None:
-                own = fits.collective_lines("all_reduce", n, choice.implementation)
-                if own:
-                    t_us = np.where(b <= choice.custom_max_bytes, _line_time_us(own, b), t_us)
+        nccl = fits.collective_lines("all_reduce", n, "nccl") if n <= gpn else []
+        if nccl:
+            t_us = _line_time_us(nccl, b)
+        else:
+            t_us = net.collective_time_s(hw, net.ALL_REDUCE, n, 1, b) * 1e6  # hierarchical NCCL model
+        choice = eng.allreduce_choice(n) if (eng is not None and n <= gpn) else None
+        if choice is not None:
+            own = fits.collective_lines("all_reduce", n, choice.implementation)
+            if own:
+                t_us = np.where(b <= choice.custom_max_bytes, _line_time_us(own, b), t_us)
         per_layer[rows] = 2.0 * t_us * 1e-6
     two = np.flatnonzero(~one)
     if two.size:
