@@ -3,7 +3,7 @@
 Contract of `measure(fn, device=..., config=...)`:
 
 1. synchronize, call `fn` once (compilation, allocator and cuBLAS heuristics warm up);
-2. estimate the per-call time from a few timed calls;
+2. estimate what one repetition costs in wall time from a few timed ones (its flush included);
 3. warm up for `warmup_ms`, then time `reps` repetitions, with `reps` chosen so the timed
    part lasts about `budget_ms` (clamped to [min_reps, max_reps]);
 4. each repetition is timed on its own: CUDA events recorded around it on GPU (one
@@ -257,17 +257,18 @@ _FLUSH_BUFFERS: dict = {}
 
 
 def _make_flush(device: str, flush_bytes: Optional[int]):
-    """(flush callable, bytes it writes)."""
+    """(flush callable, bytes it writes, whether the buffer is new and not yet paged in)."""
     torch = _torch()
     nbytes = int(flush_bytes or l2_flush_bytes(device))
     key = (device, nbytes)
     buf = _FLUSH_BUFFERS.get(key)
-    if buf is None:
+    new = buf is None
+    if new:
         for old in [k for k in _FLUSH_BUFFERS if k[0] == device]:
             del _FLUSH_BUFFERS[old]  # one buffer per device: a new size replaces the old one
         buf = torch.empty(nbytes // 4, dtype=torch.int32, device=device)
         _FLUSH_BUFFERS[key] = buf
-    return buf.zero_, nbytes  # a write of the whole buffer evicts what the last repetition cached
+    return buf.zero_, nbytes, new  # writing the whole buffer evicts what the last repetition cached
 
 
 def release_flush_buffers() -> None:
@@ -337,26 +338,32 @@ def measure(
 
     before_each = None
     nbytes_flushed = 0
+    page_in = False
     if config.flush_l2:
         if flush_fn is not None:
             before_each, nbytes_flushed = flush_fn, int(flush_bytes or 0)
         else:
-            before_each, nbytes_flushed = _make_flush(device, flush_bytes)
+            before_each, nbytes_flushed, page_in = _make_flush(device, flush_bytes)
 
-    # 1. first call: compilation, autotuning, lazy allocation (and the flush buffer's pages).
+    # 1. first call: compilation, autotuning, lazy allocation (and a new flush buffer's pages,
+    # whose first-touch faults would otherwise be timed as flush cost).
     sync()
-    if before_each is not None:
+    if page_in:
         before_each()
     run()
     sync()
-    # 2. estimate the per-repetition time, and the flush's, which the budget also pays for.
-    est = clock.time_reps(run, _ESTIMATE_CALLS, before_each)
-    est_s = max(float(np.median(est)), 1e-9)
-    flush_s = 0.0
+    # 2. estimate what one repetition costs in wall time. With a flush, the flush is timed
+    # inside the estimate (triton's do_bench does the same): the budget pays for the flushes,
+    # so a flush of tens of ms before a 20 us call buys a few repetitions, not thousands.
     if before_each is not None:
-        flush_s = max(float(np.median(clock.time_reps(before_each, _ESTIMATE_CALLS))), 0.0)
-    # What one repetition costs in wall time: the call, plus the flush before it.
-    rep_wall_s = est_s + flush_s
+        def flushed_run():
+            before_each()
+            run()
+
+        est = clock.time_reps(flushed_run, _ESTIMATE_CALLS)
+    else:
+        est = clock.time_reps(run, _ESTIMATE_CALLS)
+    rep_wall_s = max(float(np.median(est)), 1e-9)
     # 3. warm-up for warmup_ms (keeps clocks up and caches in their steady state).
     n_warm = int(min(config.max_reps, math.ceil(config.warmup_ms * 1e-3 / rep_wall_s)))
     if n_warm > 0:
@@ -373,8 +380,8 @@ def measure(
         samples, noisy_iqr_ratio=config.noisy_iqr_ratio, inner_reps=inner, timer_name=clock.name
     )
     m.flush_bytes = nbytes_flushed
-    m.extra["estimate_s"] = est_s / inner
-    m.extra["flush_estimate_s"] = flush_s
+    # One repetition's wall time as estimated (flush included): what the budget was divided by.
+    m.extra["rep_estimate_s"] = rep_wall_s
     m.extra["warmup_reps"] = n_warm
     m.extra["cuda_graph"] = graph is not None
     m.extra["flush_l2"] = before_each is not None
