@@ -62,6 +62,15 @@ def register(sub) -> None:
     eng.add_argument("--kv-precision", type=int, default=None, choices=(32, 16, 8, 4), metavar="BITS",
                      help="KV-cache bits of every run (default: the file's, else 16; 32 with a CPU profile)")
     eng.add_argument("--engine-name", default=None, help="profile name (default: the engine the files name)")
+    opdb = p.add_argument_group("per-op database (aiconfigurator-core's tables, or a folder in their layout)")
+    opdb.add_argument("--op-db", nargs="?", const="", default=None, metavar="PATH",
+                      help="fit --out DIR/profile.json (GEMM, attention, collectives) and DIR/engine.json (engine "
+                           "all-reduce, kernel floors, MoE) for --gpu under --engine from a per-op database: the "
+                           "installed aiconfigurator-core's (pip install 'inferecon[opdb]') or the folder PATH")
+    opdb.add_argument("--engine", choices=("vllm", "sglang", "trtllm"), default=None,
+                      help="with --op-db: the serving engine whose kernels to fit")
+    opdb.add_argument("--engine-version", default=None, metavar="V",
+                      help="with --op-db: the engine version (default: the newest with GEMM and attention tables)")
     p.set_defaults(func=run)
 
 
@@ -189,6 +198,10 @@ def _measure(args, out: Path) -> None:
 
 
 def run(args) -> int:
+    if args.op_db is not None:
+        return _op_db(args)
+    if args.engine or args.engine_version:
+        raise UserError("--engine and --engine-version go with --op-db")
     if args.engine_results:
         return _engine_profile(args)
     from inferecon.calibration.build import profile_from_run
@@ -275,6 +288,33 @@ def _peaks(result) -> str:
         parts.append(f"{dtype} {v:.3g} ({origin})")
     return ", ".join(parts)
 
+
+
+def _op_db(args) -> int:
+    """calibrate --op-db: a profile and an engine profile fitted to a per-op measurement database."""
+    others = [flag for flag, on in (("--from", args.from_run), ("--quick", args.quick), ("--resume", args.resume),
+                                    ("--engine-results", args.engine_results), ("--nccl-tests", args.nccl_tests),
+                                    ("--nvbandwidth", args.nvbandwidth), ("--hardware", args.hardware)) if on]
+    if others:
+        raise UserError(f"--op-db fits from the database alone: {', '.join(others)} do not apply")
+    if not args.gpu or not args.engine:
+        raise UserError("--op-db needs --gpu GPU and --engine vllm|sglang|trtllm")
+    from inferecon.calibration.opdb_fit import calibrate_from_opdb
+
+    started = time.monotonic()
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    out = check_out_dir(args.out if args.out else Path("results") / f"opdb-{args.gpu}-{args.engine}-{stamp}")
+    fit = calibrate_from_opdb(args.op_db, args.gpu, args.engine, args.engine_version)
+    out.mkdir(parents=True, exist_ok=True)
+    fit.profile.save(out / "profile.json")
+    fit.engine.save(out / "engine.json")
+    print("\n".join(fit.summary))
+    for note in fit.profile.provenance.notes[1:]:
+        print(f"note: {note}")
+    print(f"\nfitted in {time.monotonic() - started:.1f} s; wrote {out / 'profile.json'} and {out / 'engine.json'}")
+    print(f"use it: inferecon predict --model llama-3-70b --hardware {out / 'profile.json'} "
+          f"--engine {out / 'engine.json'}")
+    return 0
 
 
 def _engine_profile(args) -> int:

@@ -1,0 +1,498 @@
+"""Per-op calibration from a per-op measurement database (ingest/opdb.py): one GPU under one
+engine version -> a HardwareProfile carrying `OpFits` and an EngineProfile carrying
+`EngineOpFits` (model/opfits.py states what each figure means).
+
+Choices the figures depend on, and why:
+- Each shape keeps its fastest kernel across the table's kernel sources: an engine tuned for
+  the node picks the fastest one it has (the share each kernel won is kept with the fit).
+- Fits minimise squared log error (relative error), so microsecond decode shapes weigh as
+  much as second-long prefill shapes; every fit reports its k-fold held-out error (rows
+  assigned to folds at random with a fixed seed), never its training error.
+- GEMM rows whose weights fit in L2 are left out (the tables replay GEMMs in a CUDA graph, so
+  such weights stay in L2 and read faster than a decode step that streams every layer), as
+  are rows whose labels disagree with their folder. The kernel floor inside a CUDA graph is
+  the opposite question, so it is taken from the smallest shapes, L2-resident or not.
+- Collectives are fitted as α + bytes/β per message range (below 64 KiB, 64 KiB–1 MiB, above
+  1 MiB): NCCL and the custom kernels switch algorithm with size, so one line cannot hold.
+- Versions: an op family the requested engine version lacks (or whose table is unusable) is
+  served by the newest older version that has it, as aiconfigurator does; each fit's source
+  names the version it actually came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from inferecon.core.errors import UserError, suggest
+from inferecon.ingest.opdb import OpDatabase, OpTable, open_database, version_key
+from inferecon.model.engine import EngineProfile
+from inferecon.model.hardware import INTER, INTRA, CollectiveFit, HardwareProfile, Provenance
+from inferecon.model.opfits import (GEMM_OPERAND_BYTES, KV_ELEMENT_BYTES, AllReduceChoice, AttentionFit,
+                                    CollectiveOpFit, ContextAttentionFit, EngineOpFits, FitQuality, GemmFit,
+                                    MoeFit, OpFits, OpSource)
+
+ENGINES = ("vllm", "sglang", "trtllm")
+# inferecon's published GPU -> the database's system name.
+SYSTEMS = {"h100-sxm": "h100_sxm", "h200": "h200_sxm", "a100-sxm-80gb": "a100_sxm", "b200": "b200_sxm"}
+# L2 size where the published profile has none. B200: 126 MB as microbenchmark studies of
+# Blackwell report it (NVIDIA's datasheet gives no figure) — an assumption, named as such.
+L2_FALLBACK_MB = {"b200": 126.0}
+FOLDS = 5
+SEED = 0
+COLLECTIVE_SEGMENTS_BYTES = (0.0, 64 * 1024.0, 1024 * 1024.0)
+# The engine's own all-reduce counts as "used" up to the largest message at which it beats
+# NCCL by more than this; above, the two agree (the engine falls back to NCCL or matches it).
+CUSTOM_AR_MARGIN = 0.05
+# Decode steps sit here; GEMM fits cover them and prefill chunks up to this many tokens.
+GEMM_MAX_M = 8192
+# vLLM, SGLang and TRT-LLM each run three elementwise kernels per layer at decode: residual
+# add fused into RMSNorm (twice) and SiLU-and-multiply; RoPE rides inside attention or QKV.
+ELEMENTWISE_KERNELS_PER_LAYER = 3
+
+
+@dataclass(frozen=True)
+class OpDbCalibration:
+    profile: HardwareProfile
+    engine: EngineProfile
+    summary: list[str] = field(default_factory=list)
+
+
+# -- resolution ----------------------------------------------------------------------------
+
+def resolve_system(db: OpDatabase, gpu: str) -> tuple[str, str]:
+    """(inferecon GPU name, database system) for a --gpu; an unknown one lists what the database holds."""
+    from inferecon.model.published import PROFILES, get_profile
+
+    held = [s for s in db.systems() if db.backends(s, "gemm")]
+    names = {v: k for k, v in SYSTEMS.items()}
+    listing = ", ".join(f"{names[s]} ({s})" if s in names else s for s in held)
+    if gpu in held:
+        if gpu not in names:
+            raise UserError(f"--gpu {gpu}: inferecon has no published profile of this GPU to base a profile on "
+                            f"(op-db GPUs with one: {', '.join(names[s] for s in held if s in names)})")
+        return names[gpu], gpu
+    try:
+        name = get_profile(gpu).name
+    except UserError:
+        name = None
+    system = SYSTEMS.get(name or "")
+    if system is None or system not in held:
+        raise UserError(f"--gpu {gpu}: the per-op database ({db.label}) holds no tables for it; it holds "
+                        f"{listing}{suggest(gpu, list(names.get(s, s) for s in held) + list(PROFILES))}")
+    return name, system
+
+
+def engine_versions(db: OpDatabase, system: str, engine: str) -> list[str]:
+    found = set()
+    for op in ("gemm", "attention", "comm", "moe"):
+        found.update(db.versions(system, op, engine))
+    return sorted(found, key=version_key)
+
+
+def resolve_version(db: OpDatabase, system: str, engine: str, version: str | None) -> str:
+    if engine not in ENGINES:
+        raise UserError(f"--engine {engine}: not one of {', '.join(ENGINES)}")
+    engines = [e for e in ENGINES if db.versions(system, "gemm", e)]
+    if engine not in engines:
+        raise UserError(f"--engine {engine}: the per-op database holds no {system} GEMM tables for it "
+                        f"(it holds {', '.join(engines) or 'none'})")
+    held = engine_versions(db, system, engine)
+    if version is not None:
+        if version not in held:
+            raise UserError(f"--engine-version {version}: no {engine} tables of that version for {system} "
+                            f"(held: {', '.join(held)})")
+        return version
+    # Default: the newest version measured for both GEMMs and decode attention.
+    both = [v for v in db.versions(system, "gemm", engine) if v in db.versions(system, "attention", engine)]
+    if not both:
+        raise UserError(f"{system} {engine}: no version has both GEMM and attention tables "
+                        f"(held: {', '.join(held)}); pass --engine-version")
+    return both[-1]
+
+
+def _pick(db, system, op, backend, table, version, l2_bytes=None, required=False, notes=None):
+    """The table of `version`, or of the newest older version with usable rows (backward fill)."""
+    candidates = [v for v in db.versions(system, op, backend)
+                  if version is None or version_key(v) <= version_key(version)]
+    tried = []
+    for v in reversed(candidates):
+        if table not in db.tables(system, op, backend, v):
+            continue
+        t = db.read(system, op, backend, v, table, l2_bytes=l2_bytes)
+        if (t.rows["flag"] == "").any():
+            if v != version and notes is not None and version is not None:
+                notes.append(f"{op}/{table}: {backend} {version} has none usable; served by {v}")
+            return t
+        labels = sorted(set(t.rows.get("version", ["?"])))
+        tried.append(f"{v} (every row says {t.rows['flag'].iloc[0]} {', '.join(map(str, labels))[:40]})")
+    if required:
+        why = f"; metadata mismatch in {', '.join(tried)}" if tried else ""
+        raise UserError(f"{system}/{op}/{backend}: no usable {table} table at or below version {version}{why}")
+    if tried and notes is not None:
+        notes.append(f"{op}/{table}: {backend} tables left out, metadata mismatch: {', '.join(tried)}")
+    return None
+
+
+# -- fitting helpers -----------------------------------------------------------------------
+
+def _folds(n: int, k: int = FOLDS):
+    rng = np.random.default_rng(SEED)
+    return rng.permutation(n) % k if n >= 2 * k else np.arange(n) % max(n, 1)
+
+
+def _quality(fit, predict, X, y) -> FitQuality:
+    """k-fold held-out error of `fit` (X, y -> params) scored by `predict` (params, X -> y)."""
+    n = len(y)
+    k = FOLDS if n >= 2 * FOLDS else n
+    if k < 2:
+        return FitQuality(n_points=n, folds=0, heldout_mape=None)
+    fold = _folds(n, k)
+    ape = np.empty(n)
+    for f in range(k):
+        test = fold == f
+        params = fit(X[~test], y[~test])
+        ape[test] = np.abs(predict(params, X[test]) / y[test] - 1.0)
+    return FitQuality(n_points=n, folds=int(k), heldout_mape=float(ape.mean()),
+                      heldout_median_ape=float(np.median(ape)), heldout_p90_ape=float(np.quantile(ape, 0.9)))
+
+
+def _roofline_fit(work, nbytes, y, floor=True):
+    """(t0_us, tflops, gbps) of t = t0 + max(work/F, bytes/B), least squares in log time."""
+    from scipy.optimize import least_squares
+
+    def model(p, w, b):
+        t0, f, bw = np.exp(p)
+        return (t0 if floor else 0.0) + np.maximum(w / (f * 1e6), b / (bw * 1e3))
+
+    def fit(Xf, yf):
+        w, b = Xf[:, 0], Xf[:, 1]
+        # Start: the floor from the fastest rows, each rate from the rows it bounds hardest.
+        t0 = max(float(np.min(yf)) * 0.8, 0.1)
+        f0 = float(np.quantile(w / np.maximum(yf - 0.9 * t0, 1e-3), 0.95)) / 1e6 or 1.0
+        b0 = float(np.quantile(b / np.maximum(yf - 0.9 * t0, 1e-3), 0.95)) / 1e3 or 1.0
+        p0 = np.log([t0, max(f0, 1e-3), max(b0, 1e-3)])
+        r = least_squares(lambda p: np.log(model(p, w, b)) - np.log(yf), p0, method="trf", loss="linear",
+                          x_scale=1.0, max_nfev=400)
+        return r.x
+
+    def predict(p, Xp):
+        return model(p, Xp[:, 0], Xp[:, 1])
+
+    X = np.column_stack([work, nbytes])
+    p = fit(X, y)
+    t0, f, bw = (float(v) for v in np.exp(p))
+    return (t0 if floor else 0.0), f, bw, _quality(fit, predict, X, y)
+
+
+def _fastest(df, keys):
+    """One row per shape: the fastest kernel's time, and each kernel's share of shapes won."""
+    idx = df.groupby(keys, sort=False)["time_us"].idxmin()
+    best = df.loc[idx]
+    shares = best["kernel"].value_counts(normalize=True)
+    return best.reset_index(drop=True), {str(k): round(float(v), 4) for k, v in shares.items()}
+
+
+def _source(t: OpTable, used: int | None = None) -> OpSource:
+    return t.source
+
+
+# -- the op families -----------------------------------------------------------------------
+
+def fit_gemms(t: OpTable, peak_tflops: dict, hbm_gbps: float) -> list[GemmFit]:
+    out = []
+    df = t.clean
+    for dtype in sorted(set(df["dtype"])):
+        if dtype not in GEMM_OPERAND_BYTES:
+            continue
+        d = df[(df["dtype"] == dtype) & (df["m"] <= GEMM_MAX_M)]
+        if len(d) < 10:
+            continue
+        d, shares = _fastest(d, ["m", "n", "k"])
+        a, w, o = GEMM_OPERAND_BYTES[dtype]
+        m, n, k = (d[c].to_numpy(float) for c in ("m", "n", "k"))
+        flop = 2 * m * n * k
+        nbytes = n * k * w + m * k * a + m * n * o
+        t0, f, bw, q = _roofline_fit(flop, nbytes, d["time_us"].to_numpy(float))
+        peak = peak_tflops.get({"int8_wo": "bf16", "int4_wo": "bf16", "sq": "int8", "fp8_block": "fp8"}.get(dtype, dtype))
+        out.append(GemmFit(dtype=dtype, t0_us=t0, tflops=f, gbps=bw,
+                           compute_efficiency=f / peak if peak else None, hbm_efficiency=bw / hbm_gbps,
+                           kernels=shares, m_range=(int(m.min()), int(m.max())), quality=q, source=t.source))
+    return out
+
+
+def fit_decode_attention(t: OpTable, hbm_gbps: float) -> list[AttentionFit]:
+    out = []
+    df = t.clean
+    df = df[(df["window"] == 0) & (df["beam"] == 1)]
+    for kv in sorted(set(df["kv_dtype"])):
+        if kv not in KV_ELEMENT_BYTES:
+            continue
+        d, shares = _fastest(df[df["kv_dtype"] == kv], ["batch", "kv_len", "n_heads", "n_kv_heads", "head_dim"])
+        if len(d) < 10:
+            continue
+        b, L, h, hk, hd = (d[c].to_numpy(float) for c in ("batch", "kv_len", "n_heads", "n_kv_heads", "head_dim"))
+        kv_bytes = 2 * b * L * hk * hd * KV_ELEMENT_BYTES[kv]
+        flop = 4 * b * L * h * hd
+        t0, f, bw, q = _roofline_fit(flop, kv_bytes, d["time_us"].to_numpy(float))
+        out.append(AttentionFit(kv_dtype=kv, floor_us=t0, gbps=bw, tflops=f, hbm_efficiency=bw / hbm_gbps,
+                                kernels=shares, quality=q, source=t.source))
+    return out
+
+
+def fit_context_attention(t: OpTable, peak_bf16: float | None) -> list[ContextAttentionFit]:
+    out = []
+    df = t.clean
+    df = df[(df["window"] == 0) & (df["beam"] == 1)]
+    for kv in sorted(set(df["kv_dtype"])):
+        d, shares = _fastest(df[df["kv_dtype"] == kv], ["batch", "isl", "n_heads", "n_kv_heads", "head_dim"])
+        if len(d) < 10:
+            continue
+        b, s, h, hd = (d[c].to_numpy(float) for c in ("batch", "isl", "n_heads", "head_dim"))
+        flop = 2 * b * s * s * h * hd
+        y = d["time_us"].to_numpy(float)
+        # One rate only: give the byte column nothing to explain (zero bytes).
+        t0, f, _, q = _roofline_fit(flop, np.zeros_like(flop), y)
+        out.append(ContextAttentionFit(kv_dtype=kv, floor_us=t0, tflops=f,
+                                       compute_efficiency=f / peak_bf16 if peak_bf16 else None,
+                                       kernels=shares, quality=q, source=t.source))
+    return out
+
+
+def _line_fit(b, y):
+    """α (µs), β (GB/s) of t = α + b/β minimising relative error, both kept physical (≥ 0, β finite)."""
+    from scipy.optimize import nnls
+
+    A = np.column_stack([1.0 / y, b / y])
+    (alpha, inv_beta), _ = nnls(A, np.ones_like(y))
+    inv_beta = max(inv_beta, 1e-9)  # a flat segment: bandwidth beyond any link (1e6 GB/s)
+    return alpha, 1.0 / inv_beta / 1e3  # inv_beta is µs per byte -> GB/s
+
+
+def fit_collective_lines(df, implementation, collective, world, mode, dtype, source, gpus_per_node):
+    df = df.sort_values("message_bytes")
+    b, y = df["message_bytes"].to_numpy(float), df["time_us"].to_numpy(float)
+    lines = []
+    edges = list(COLLECTIVE_SEGMENTS_BYTES) + [math.inf]
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = (b >= lo) & (b < hi)
+        if sel.sum() < 2:
+            continue
+        bs, ys = b[sel], y[sel]
+        alpha, beta = _line_fit(bs, ys)
+        X = bs[:, None]
+        q = _quality(lambda Xf, yf: _line_fit(Xf[:, 0], yf), lambda p, Xp: p[0] + Xp[:, 0] / (p[1] * 1e3), X, ys)
+        lines.append(CollectiveOpFit(implementation=implementation, collective=collective, world_size=int(world),
+                                     scope=INTRA if world <= gpus_per_node else INTER, mode=mode, alpha_us=alpha,
+                                     beta_gbps=beta, min_bytes=lo, max_bytes=None if math.isinf(hi) else hi,
+                                     dtype=dtype, quality=q, source=source))
+    return lines
+
+
+def fit_nccl(t: OpTable, gpus_per_node: int) -> list[CollectiveOpFit]:
+    df = t.clean
+    df = df[df["dtype"].isin(["fp16", "bf16"])]  # what a tensor-parallel step moves
+    out = []
+    for (coll, world), d in df.groupby(["collective", "world_size"]):
+        out += fit_collective_lines(d, "nccl", coll, world, "eager", "bf16", t.source, gpus_per_node)
+    return out
+
+
+def fit_custom_allreduce(t: OpTable, engine: str, gpus_per_node: int) -> list[CollectiveOpFit]:
+    df = t.clean
+    out = []
+    for (world, mode), d in df.groupby(["world_size", "mode"]):
+        d = d.groupby("message_bytes", as_index=False)["time_us"].min()
+        out += fit_collective_lines(d, f"{engine}_custom", "all_reduce", world, mode, "bf16", t.source,
+                                    gpus_per_node)
+    return out
+
+
+def allreduce_choices(custom: OpTable, nccl: OpTable | None, engine: str) -> list[AllReduceChoice]:
+    out = []
+    c = custom.clean
+    c = c[c["mode"] == "graph"]
+    n = nccl.clean if nccl is not None else None
+    for world, d in c.groupby("world_size"):
+        d = d.groupby("message_bytes")["time_us"].min()
+        if n is None:
+            out.append(AllReduceChoice(world_size=int(world), implementation=f"{engine}_custom",
+                                       custom_max_bytes=float(d.index.max())))
+            continue
+        ref = n[(n["collective"] == "all_reduce") & (n["world_size"] == world) & n["dtype"].isin(["fp16", "bf16"])]
+        ref = ref.groupby("message_bytes")["time_us"].min()
+        common = d.index.intersection(ref.index)
+        faster = [bb for bb in common if d[bb] < (1 - CUSTOM_AR_MARGIN) * ref[bb]]
+        if faster:
+            out.append(AllReduceChoice(world_size=int(world), implementation=f"{engine}_custom",
+                                       custom_max_bytes=float(max(faster))))
+    return out
+
+
+def _touched(tokens, topk, experts, ep):
+    return np.minimum(experts / ep, tokens * topk)
+
+
+def fit_moe(t: OpTable) -> list[MoeFit]:
+    out = []
+    df = t.clean
+    df = df[df["distribution"] == "balanced"]
+    for dtype in sorted(set(df["dtype"])):
+        if dtype not in GEMM_OPERAND_BYTES:
+            continue
+        d, shares = _fastest(df[df["dtype"] == dtype], ["tokens", "hidden", "inter", "topk", "experts", "tp", "ep"])
+        if len(d) < 10:
+            continue
+        tok, hid, inter, k, E, tp, ep = (d[c].to_numpy(float) for c in
+                                          ("tokens", "hidden", "inter", "topk", "experts", "tp", "ep"))
+        w = GEMM_OPERAND_BYTES[dtype][1]
+        nbytes = _touched(tok, k, E, ep) * 3 * hid * inter / tp * w
+        flop = 2 * tok * k * 3 * hid * inter / tp / ep
+        t0, f, bw, q = _roofline_fit(flop, nbytes, d["time_us"].to_numpy(float))
+        out.append(MoeFit(dtype=dtype, fixed_us=t0, gbps=bw, tflops=f, kernels=shares, quality=q, source=t.source))
+    return out
+
+
+def elementwise_floor_us(t: OpTable | None) -> float | None:
+    """Median time of the smallest measured elementwise kernel (per-token activation quantisation,
+    the one elementwise op the database times) over its smallest M: the floor of one such kernel."""
+    if t is None:
+        return None
+    df = t.clean
+    small = df[df["m"] == df["m"].min()]
+    return float(small["time_us"].median()) if not small.empty else None
+
+
+# -- the whole calibration -----------------------------------------------------------------
+
+def calibrate_from_opdb(db_path, gpu: str, engine: str, engine_version: str | None = None) -> OpDbCalibration:
+    from inferecon.model.published import get_profile
+
+    db = open_database(db_path)
+    name, system = resolve_system(db, gpu)
+    version = resolve_version(db, system, engine, engine_version)
+    base = get_profile(name)
+    l2_mb = base.memory.l2_mb or L2_FALLBACK_MB.get(name, 0.0)
+    notes: list[str] = []
+    hbm = base.memory.bandwidth_gbps
+    gpn = base.network.gpus_per_node
+
+    gemm_t = _pick(db, system, "gemm", engine, "gemm_perf", version, l2_bytes=l2_mb * 1e6, required=True,
+                   notes=notes)
+    attn_t = _pick(db, system, "attention", engine, "generation_attention_perf", version, required=True, notes=notes)
+    ctx_t = _pick(db, system, "attention", engine, "context_attention_perf", version, notes=notes)
+    custom_t = _pick(db, system, "comm", engine, "custom_allreduce_perf", version, notes=notes)
+    nccl_t = _pick(db, system, "comm", "nccl", "nccl_perf", None, notes=notes)  # the newest NCCL measured
+    moe_t = _pick(db, system, "moe", engine, "moe_perf", version, notes=notes)
+    quant_t = _pick(db, system, "quantize", engine, "computescale_perf", version, notes=notes)
+
+    gemms = fit_gemms(gemm_t, base.compute.peak_tflops, hbm)
+    if not gemms:
+        raise UserError(f"{system}/gemm/{engine}/{gemm_t.source.version}: no dtype with enough usable rows")
+    attention = fit_decode_attention(attn_t, hbm)
+    if not attention:
+        raise UserError(f"{system}/attention/{engine}/{attn_t.source.version}: no usable decode-attention rows")
+    context = fit_context_attention(ctx_t, base.compute.peak_tflops.get("bf16")) if ctx_t is not None else []
+    collectives = (fit_nccl(nccl_t, gpn) if nccl_t is not None else []) + \
+                  (fit_custom_allreduce(custom_t, engine, gpn) if custom_t is not None else [])
+    moe = fit_moe(moe_t) if moe_t is not None else []
+    choices = allreduce_choices(custom_t, nccl_t, engine) if custom_t is not None else []
+    for t, what in ((ctx_t, "prefill attention"), (custom_t, "engine all-reduce"), (nccl_t, "NCCL"), (moe_t, "MoE")):
+        if t is None:
+            notes.append(f"no {what} table for {system} {engine} {version}")
+
+    graph_floor = float(gemm_t.rows[gemm_t.rows["flag"] == ""]["time_us"].min())
+    ew = elementwise_floor_us(quant_t)
+    sources = [t.source for t in (gemm_t, attn_t, ctx_t, custom_t, nccl_t, moe_t, quant_t) if t is not None]
+    ew_note = (f"elementwise per layer: {ELEMENTWISE_KERNELS_PER_LAYER} kernels (add+RMSNorm twice, SiLU-and-mul) "
+               f"at the floor of the database's one timed elementwise kernel (per-token FP8 activation quantisation, "
+               f"{quant_t.source.op}/{quant_t.source.version}): {ew:.2f} us each" if ew is not None else
+               "elementwise per layer: the database times no elementwise kernel for this GPU and engine; left unset")
+    eng_fits = EngineOpFits(
+        gpu=name, engine=engine, engine_version=version, allreduce=choices,
+        cuda_graph_kernel_us=graph_floor,
+        attention_floor_us={a.kv_dtype: a.floor_us for a in attention},
+        elementwise_per_layer_us=ELEMENTWISE_KERNELS_PER_LAYER * ew if ew is not None else None,
+        moe=moe, moe_fixed_us={m.dtype: m.fixed_us for m in moe}, step_overhead_us=None,
+        sources=sources,
+        notes=notes + [ew_note, "cuda_graph_kernel_us: the fastest GEMM replay in the table (tiny, L2-resident "
+                                "shapes included): the floor of one kernel inside a CUDA graph",
+                       "step_overhead_us: per-op tables cannot measure scheduling or sampling; fit it with "
+                       "`calibrate --engine-results`"],
+    )
+    op_fits = OpFits(gpu=name, engine=engine, engine_version=version, gemm=gemms, attention=attention,
+                     context_attention=context, collectives=collectives, notes=notes)
+    profile = _profile(base, op_fits, db, sources, engine, version)
+    engine_profile = EngineProfile(
+        name=engine, sources=[f"{s.database}: {s.system}/{s.op}/{s.backend}/{s.version}/{s.table}" for s in sources],
+        notes=["per-op database fit (calibrate --op-db): step_overhead_us and per_layer_us stay 0 here; "
+               "what the engine adds around its kernels is in op_fits"],
+        hardware=profile.name, fit_quality=_quality_summary(op_fits, eng_fits), op_fits=eng_fits)
+    return OpDbCalibration(profile=profile, engine=engine_profile, summary=_summary(op_fits, eng_fits))
+
+
+def _profile(base: HardwareProfile, op_fits: OpFits, db, sources, engine, version) -> HardwareProfile:
+    # The existing GEMM and collective models read these two places; the op-level model reads op_fits.
+    gemm_fit = {g.dtype: {"form": "roofline", "roofline": {"t0_us": g.t0_us, "tflops": g.tflops, "gbps": g.gbps},
+                          "heldout_mape": g.quality.heldout_mape if g.quality else None, "source": "op-db"}
+                for g in op_fits.gemm if g.dtype in ("bf16", "fp16", "fp8")}
+    lines = [CollectiveFit(collective=c.collective, world_size=c.world_size, scope=c.scope, alpha_us=c.alpha_us,
+                           beta_gbps=c.beta_gbps, heldout_mape=c.quality.heldout_mape if c.quality else None,
+                           mode=c.mode, min_bytes=c.min_bytes, max_bytes=c.max_bytes)
+             for c in op_fits.collectives if c.mode == "graph" or c.implementation == "nccl"]
+    versions = {engine: version}
+    nccl = next((s for s in sources if s.backend == "nccl"), None)
+    if nccl is not None:
+        versions["nccl"] = nccl.version
+    prov = Provenance(kind="calibrated", sources=[db.label] + [f"{s.system}/{s.op}/{s.backend}/{s.version}/{s.table}"
+                                                             for s in sources],
+                      run_id=None, versions=versions,
+                      fit_quality=_quality_summary(op_fits, None),
+                      notes=["per-op database fit (calibrate --op-db); memory, launch and price figures are the "
+                             f"published {base.name} profile's"] + list(op_fits.notes))
+    return dataclasses.replace(
+        base, name=f"{base.name}-{engine}-{version}-opdb", display_name=f"{base.display_name} ({engine} {version}, op-db)",
+        compute=dataclasses.replace(base.compute, gemm_fit=gemm_fit),
+        network=dataclasses.replace(base.network, collectives=lines),
+        provenance=prov, op_fits=op_fits, uncertainty=[])
+
+
+def _quality_summary(op_fits: OpFits, eng: EngineOpFits | None) -> dict:
+    q = {f"gemm.{g.dtype}": {"heldout_mape": g.quality.heldout_mape} for g in op_fits.gemm if g.quality}
+    q.update({f"attention.{a.kv_dtype}": {"heldout_mape": a.quality.heldout_mape} for a in op_fits.attention if a.quality})
+    if eng is not None:
+        q.update({f"moe.{m.dtype}": {"heldout_mape": m.quality.heldout_mape} for m in eng.moe if m.quality})
+    return q
+
+
+def _pct(x):
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def _summary(f: OpFits, e: EngineOpFits) -> list[str]:
+    lines = [f"{f.gpu} x {f.engine} {f.engine_version}"]
+    for g in f.gemm:
+        lines.append(f"  gemm {g.dtype:10s} t0 {g.t0_us:6.2f} us  {g.tflops:7.1f} TFLOP/s ({_pct(g.compute_efficiency)} of peak)"
+                     f"  {g.gbps:7.1f} GB/s ({_pct(g.hbm_efficiency)} of HBM)  held-out MAPE {_pct(g.quality.heldout_mape)}"
+                     f"  n={g.quality.n_points}")
+    for a in f.attention:
+        lines.append(f"  decode attention kv {a.kv_dtype:5s} floor {a.floor_us:6.2f} us  {a.gbps:7.1f} GB/s "
+                     f"({_pct(a.hbm_efficiency)} of HBM)  {a.tflops:6.1f} TFLOP/s  held-out MAPE {_pct(a.quality.heldout_mape)}")
+    for a in f.context_attention:
+        lines.append(f"  prefill attention kv {a.kv_dtype:5s} floor {a.floor_us:6.2f} us  {a.tflops:7.1f} TFLOP/s "
+                     f"held-out MAPE {_pct(a.quality.heldout_mape)}")
+    for c in f.collectives:
+        if c.collective == "all_reduce" and c.min_bytes == 0.0:
+            lines.append(f"  all_reduce {c.implementation:14s} {c.mode:5s} x{c.world_size}  alpha {c.alpha_us:6.2f} us  "
+                         f"beta {c.beta_gbps:7.1f} GB/s (< 64 KiB)  held-out MAPE {_pct(c.quality.heldout_mape)}")
+    for a in e.allreduce:
+        lines.append(f"  engine all-reduce x{a.world_size}: {a.implementation} up to {a.custom_max_bytes / 1e6:.3g} MB, then NCCL")
+    lines.append(f"  cuda-graph kernel floor {e.cuda_graph_kernel_us:.2f} us; elementwise per layer "
+                 f"{'-' if e.elementwise_per_layer_us is None else f'{e.elementwise_per_layer_us:.1f} us'}")
+    for m in e.moe:
+        lines.append(f"  moe {m.dtype:12s} fixed {m.fixed_us:6.1f} us  {m.gbps:7.1f} GB/s  {m.tflops:6.1f} TFLOP/s "
+                     f"held-out MAPE {_pct(m.quality.heldout_mape)}")
+    return lines
