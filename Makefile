@@ -1,7 +1,8 @@
 # Two commands do all the set-up on a fresh machine:
 #   make run    installs inferecon (cost model and frontier only) and prints the default frontier
 #               (Llama 3 70B on published H100 specs)
-#   make test   installs the test and measurement tools (pytest, torch) and runs the test suite
+#   make test   installs the test and measurement tools (pytest, torch, the per-op database) and runs
+#               the test suite
 #
 # Where no virtual environment is active, both make one in ./.venv and install into it: a
 # stock Debian/Ubuntu Python refuses `pip install` into the system interpreter
@@ -42,7 +43,7 @@ $(RUN_STAMP): pyproject.toml | $(PYTHON)
 	@mkdir -p $(STAMP_DIR) && touch $@
 
 $(TEST_STAMP): pyproject.toml $(RUN_STAMP)
-	$(PIP) install -q -e '.[test]'
+	$(PIP) install -q -e '.[test,opdb]'
 	@if ! $(PYTHON) -c 'import torch' 2>/dev/null; then \
 		if command -v nvidia-smi >/dev/null 2>&1; then \
 			echo "GPU node without torch in $(PYTHON): install a CUDA build of torch matching your driver"; exit 1; \
