@@ -93,7 +93,7 @@ def _manifest():
 
 def _width(hw, model="llama-3-8b", batch=1, context=128):
     r = predict(get_model(model), hw, tp=1, batch=batch, context=context, draws=400)
-    return r["t_step_ms_hi"] / r["t_step_ms_lo"] - 1
+    return r.t_step_ms_hi / r.t_step_ms_lo - 1
 
 
 def test_interval_narrows_as_measurement_noise_falls():
@@ -145,7 +145,7 @@ def test_profile_json_round_trip_old_files_and_bad_entries(tmp_path):
     old = HardwareProfile.load("tests/fixtures/validate/cpu_profile.json")
     assert old.uncertainty == []
     r = predict(v.VALIDATION_MODELS["tiny-llama"], old, tp=1, batch=1, context=128)
-    assert r["interval_draws"] is None and r["t_step_ms_lo"] is None
+    assert r.interval_draws is None and r.t_step_ms_lo is None
     data = json.loads(path.read_text())
     for bad, msg in (({"paths": ["memory.nope"]}, "no field 'nope'"), ({"dist": "cauchy"}, "not one of"),
                      ({"low": 0.9, "high": 0.1}, "above high"), ({"paths": "memory.efficiency"}, "list of field paths"),
@@ -157,31 +157,40 @@ def test_profile_json_round_trip_old_files_and_bad_entries(tmp_path):
             HardwareProfile.load(tmp_path / "bad.json")
 
 
-def test_validate_coverage_on_a_synthetic_node(tmp_path):
-    # A node whose HBM efficiency really varies as the profile says (lognormal, 10%): each
-    # "measured" case is the model's step at one true draw. Its 90% intervals cover about 90%
-    # of the cases; a profile claiming 1% covers far fewer.
+def test_validate_coverage_against_hand_placed_measurements(tmp_path, saved_figures):
+    # The validation model (4 layers, d 512, 8 heads x 64, 4 KV heads x 64, d_ff 1536, vocab
+    # 8192, bf16) on one H100 without launch latency, batch b at context 256: memory-bound, so
+    # the step is the bytes read over 3.35 TB/s x 0.75. By hand: weights per layer 2 x 512^2 +
+    # 2 x 512 x 256 + 3 x 512 x 1536 = 3,145,728, x 4 layers + the 8192 x 512 LM head =
+    # 16,777,216 params = 33,554,432 B; KV per sequence 256 x 4 layers x 2 x 256 x 2 B =
+    # 1,048,576 B; activations in and out per layer and token (8 x 512 + 2 x 1536) x 2 B x 4
+    # layers = 57,344 B (the same accounting as test_cost_terms' Llama 70B figure).
     spec = v.VALIDATION_MODELS["tiny-llama"]
+    base = H100.without_latency()
+
+    def hand_step_us(batch):
+        return (33_554_432 + batch * (1_048_576 + 57_344)) / (3.35e12 * 0.75) * 1e6
+
+    # A stated 10% lognormal on the HBM time: the step's 90% interval is its point value times
+    # exp(-/+1.645 x 0.10) = [0.848, 1.179]. The "measurements" are the hand steps times
+    # 1.10 and 0.92 (inside), 1.30 and 0.75 (outside): 2 of 4 covered. A 1% claim
+    # ([0.984, 1.017]) covers none of them.
+    factors = {1: 1.10, 2: 0.92, 3: 1.30, 4: 0.75}
+    rows = [{"layers_measured": spec.n_layers, "batch": b, "context": 256, "dtype": "bf16",
+             "median_us": hand_step_us(b) * f, "iqr_us": 0.0, "noisy": False} for b, f in factors.items()]
     stated = Uncertain("m", ("1/memory.efficiency",), "lognormal", "t", relative=True, median=1.0, sigma=0.10)
-    hw = _with(H100, stated)
-    rng = np.random.default_rng(0)
-    rows = []
-    for batch in range(1, 41):
-        for context in (256, 1024, 4096, 16384, 65536):
-            truth = dataclasses.replace(H100, uncertainty=[],
-                                        memory=dataclasses.replace(H100.memory, efficiency=0.75 / np.exp(rng.normal(0, 0.10))))
-            t = v.predict(spec, truth, batch, context, tp=1, draws=0)["t_step_s"]
-            rows.append({"layers_measured": spec.n_layers, "batch": batch, "context": context, "dtype": "bf16",
-                         "median_us": t * 1e6, "iqr_us": 0.0, "noisy": False})
     plan = v.LayerPlan(spec.n_layers, (spec.n_layers,), "")
-    narrow = _with(H100, dataclasses.replace(stated, sigma=0.01))
-    table = v.compare(spec, rows, plan, 1, {"calibrated": hw, "published": narrow})
-    inside, n = v.coverage(table, "calibrated_covered")
-    assert n == 200 and 0.84 <= inside / n <= 0.96
-    inside_narrow, _ = v.coverage(table, "published_covered")
-    assert inside_narrow / n < 0.3
-    # Each row's interval holds its point prediction.
-    assert all(r["calibrated_step_lo_us"] <= r["calibrated_step_us"] <= r["calibrated_step_hi_us"] for r in table)
+    table = v.compare(spec, rows, plan, 1, {"calibrated": _with(base, stated),
+                                             "published": _with(base, dataclasses.replace(stated, sigma=0.01))})
+    assert [r["calibrated_covered"] for r in table] == [True, True, False, False]
+    assert v.coverage(table, "calibrated_covered") == (2, 4)
+    assert v.coverage(table, "published_covered") == (0, 4)
+    for r in table:
+        point = hand_step_us(r["batch"])
+        assert r["calibrated_step_us"] == pytest.approx(point, rel=1e-3)
+        # 200 seeded draws: each 5th/95th percentile within 3% of the exact lognormal one.
+        assert r["calibrated_step_lo_us"] == pytest.approx(point * np.exp(-1.645 * 0.10), rel=0.03)
+        assert r["calibrated_step_hi_us"] == pytest.approx(point * np.exp(1.645 * 0.10), rel=0.03)
     # The printed table shows each interval in ms.
     import io
 
@@ -192,8 +201,21 @@ def test_validate_coverage_on_a_synthetic_node(tmp_path):
     r = table[0]
     assert "90% interval" in buf.getvalue()
     assert f"{r['calibrated_step_lo_us'] / 1e3:.2f}-{r['calibrated_step_hi_us'] / 1e3:.2f}" in buf.getvalue()
-    # The plot draws the intervals and names the coverage.
-    assert v.plot(table, ["calibrated", "published"], tmp_path / "v.png", "synthetic").stat().st_size > 10_000
+    # The plot: one point per case and profile, and a legend naming the hand figures. MAPE of
+    # predicted vs measured by hand: |1/1.10 - 1|, |1/0.92 - 1|, |1/1.30 - 1|, |1/0.75 - 1| =
+    # 9.09, 8.70, 23.08, 33.33% -> 18.55%.
+    v.plot(table, ["calibrated", "published"], tmp_path / "v.png", "hand-placed")
+    (fig,) = saved_figures
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "calibrated 90% interval (2 of 4 cover y = x)" in labels
+    assert "published 90% interval (0 of 4 cover y = x)" in labels
+    (cal,) = [t for t in labels if t.startswith("calibrated (MAPE")]
+    assert float(cal.split("MAPE ")[1].split("%")[0]) == pytest.approx(18.55, abs=0.2)
+    scatters = [c for c in ax.collections if type(c).__name__ == "PathCollection"]
+    assert [len(c.get_offsets()) for c in scatters] == [4, 4]
+    assert ax.get_xscale() == ax.get_yscale() == "log"
+    assert (tmp_path / "v.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_network_from_operators_files_replaces_only_the_collective_range():
@@ -250,11 +272,11 @@ def test_fitted_engine_overhead_with_a_standard_error_widens_the_step_by_hand():
         "step_overhead_us": {"value": 500.0, "stderr": 100.0, "fitted": True},
         "per_layer_us": {"value": 0.0, "stderr": None, "fitted": False}}})
     m = get_model("llama-3-8b")
-    bare = predict(m, hw, tp=1, batch=4, context=1024, draws=0)["t_step_ms"]
+    bare = predict(m, hw, tp=1, batch=4, context=1024, draws=0).t_step_ms
     r = predict(m, hw, tp=1, batch=4, context=1024, engine=engine, draws=20000)
-    assert r["interval_draws"] == 20000 and r["t_step_ms"] == pytest.approx(bare + 0.5)
-    assert r["t_step_ms_lo"] == pytest.approx(bare + 0.5 - 0.1645, abs=0.004)
-    assert r["t_step_ms_hi"] == pytest.approx(bare + 0.5 + 0.1645, abs=0.004)
+    assert r.interval_draws == 20000 and r.t_step_ms == pytest.approx(bare + 0.5)
+    assert r.t_step_ms_lo == pytest.approx(bare + 0.5 - 0.1645, abs=0.004)
+    assert r.t_step_ms_hi == pytest.approx(bare + 0.5 + 0.1645, abs=0.004)
     # Without a standard error the engine adds no spread (and here nothing else does).
     fixed = EngineProfile(name="e", step_overhead_us=500.0)
-    assert predict(m, hw, tp=1, batch=4, context=1024, engine=fixed)["interval_draws"] is None
+    assert predict(m, hw, tp=1, batch=4, context=1024, engine=fixed).interval_draws is None
