@@ -286,10 +286,33 @@ def _build(cls, data, where: str):
         elif key == "m_range":
             value = tuple(int(v) for v in value)
         values[key] = value
+    for key, value in values.items():
+        for v in (value.values() if isinstance(value, dict) else [value]):  # per-dtype maps too
+            _check_number(where, cls.__name__, key, v)
     try:
         return cls(**values)
     except TypeError as exc:
         raise UserError(f"{where}: malformed {cls.__name__} ({exc})") from None
+
+
+def _check_number(where: str, owner: str, key: str, value) -> None:
+    """Rates a step model divides by are finite and > 0; times and sizes are finite and >= 0."""
+    import math
+
+    if key.endswith(("_gbps", "_tflops")) or key in ("gbps", "tflops"):
+        rule = "positive"
+    elif key.endswith(("_us", "_bytes")):
+        rule = "nonneg"
+    else:
+        return
+    if value is None and key in ("max_bytes", "cuda_graph_kernel_us", "elementwise_per_layer_us", "step_overhead_us"):
+        return
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if ok:
+        ok = value > 0 if rule == "positive" else value >= 0
+    if not ok:
+        need = "a finite number > 0" if rule == "positive" else "a finite number >= 0"
+        raise UserError(f"{where}: {owner}.{key} must be {need}, got {value!r}")
 
 
 def op_fits_from_dict(data, where: str = "profile op_fits") -> OpFits:

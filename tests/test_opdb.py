@@ -1,0 +1,246 @@
+"""Per-op measurement databases: the reader (ingest/opdb.py), the fit (calibration/opdb_fit.py),
+`calibrate --op-db` and the op_fits that profile.json / engine.json carry.
+
+Synthetic fixture (tests/fixtures/opdb/db, written by make_fixtures.py): every latency there is
+computed from the parameters at the top of make_fixtures.py, so those parameters are the expected
+values of the fits. The real tables (aiconfigurator-core, installed by `make test`) are checked
+against figures quoted in issue 20 from those tables; those tests skip when it is not installed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from cli_check import one_line_error
+from inferecon.calibration.opdb_fit import calibrate_from_opdb
+from inferecon.cli import main
+from inferecon.core.errors import UserError
+from inferecon.ingest.opdb import open_database
+from inferecon.model.engine import EngineProfile
+from inferecon.model.hardware import HardwareProfile
+from inferecon.model.published import get_profile
+
+FIXTURE = Path(__file__).parent / "fixtures" / "opdb" / "db"
+sys.path.insert(0, str(FIXTURE.parent))
+import make_fixtures as fx  # noqa: E402  (the parameters the synthetic rows were computed from)
+
+HAVE_AIC = importlib.util.find_spec("aiconfigurator_core") is not None
+needs_aic = pytest.mark.skipif(not HAVE_AIC, reason="aiconfigurator-core not installed (pip install 'inferecon[opdb]')")
+GEMM = ("h100_sxm", "gemm", "vllm", "1.0.0", "gemm_perf")
+H100_L2_BYTES = 50e6
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return calibrate_from_opdb(str(FIXTURE), "h100-sxm", "vllm")
+
+
+@pytest.fixture()
+def db_copy(tmp_path):
+    root = tmp_path / "db"
+    shutil.copytree(FIXTURE, root)
+    return root
+
+
+# -- the reader ----------------------------------------------------------------------------
+
+def test_units_are_normalised():
+    db = open_database(FIXTURE)
+    g = db.read(*GEMM, l2_bytes=H100_L2_BYTES).rows
+    row = g[(g.m == 1) & (g.n == 8192) & (g.k == 8192) & (g.flag == "")].iloc[0]
+    # By hand: bytes = (8192*8192 + 8192 + 8192) * 2 = 134,250,496 -> / 2800e3 B/us = 47.946 us;
+    # FLOP 2*8192*8192 = 134,217,728 -> / 800e6 FLOP/us = 0.168 us; t = 4 + 47.946 = 51.946 us
+    # (stored as 0.051946 ms).
+    assert row.time_us == pytest.approx(51.946, abs=1e-3)
+    assert row["dtype"] == "bf16"
+    n = db.read("h100_sxm", "comm", "nccl", "2.0.0", "nccl_perf").rows
+    # message_size counts elements: 8192 half-precision elements are 16,384 bytes.
+    assert set(n[n.message_bytes == 16384].world_size) == {2, 8}
+    a = db.read("h100_sxm", "attention", "vllm", "1.0.0", "generation_attention_perf").rows
+    # A decode row at step 1023 after a 1-token prompt attends over 1024 cached tokens.
+    assert set(a[a.kv_len == 1024].batch) == {1, 8, 64}
+    assert 1023 not in set(a.kv_len)
+
+
+def test_rows_that_disagree_with_their_folder_are_flagged_and_l2_resident_gemms_marked():
+    t = open_database(FIXTURE).read(*GEMM, l2_bytes=H100_L2_BYTES)
+    flagged = t.rows[t.rows.flag != ""]
+    assert list(flagged.flag) == ["device"] and list(flagged.device) == ["NVIDIA A100-SXM4-80GB"]
+    # 4096 x 4096 bf16 weights = 33.5 MB < 50 MB of L2: marked; 8192 x 8192 = 134 MB: not.
+    l2 = t.rows[t.rows.l2_resident]
+    assert list(zip(l2.n, l2.k)) == [(4096, 4096)]
+    assert len(t.clean) == len(t.rows) - 2
+    assert t.source.rows_flagged == 1 and t.source.rows_l2_resident == 1 and t.source.provenance == "synthetic"
+    # NCCL tables name the engine that drove NCCL (TRTLLM here): that is not a disagreement.
+    assert (open_database(FIXTURE).read("h100_sxm", "comm", "nccl", "2.0.0", "nccl_perf").rows.flag == "").all()
+
+
+def test_bad_tables_are_one_line_errors(db_copy):
+    folder = db_copy / "h100_sxm" / "gemm" / "vllm" / "1.0.0"
+    table = folder / "gemm_perf.parquet"
+    df = pd.read_parquet(table)
+    db = open_database(db_copy)
+
+    df.drop(columns=["k"]).to_parquet(table)
+    with pytest.raises(UserError, match="missing column k"):
+        db.read(*GEMM)
+    table.write_bytes(b"not parquet")
+    with pytest.raises(UserError, match="not a readable Parquet table"):
+        db.read(*GEMM)
+    table.unlink()
+    with pytest.raises(UserError, match="missing table"):
+        db.read(*GEMM)
+    df.iloc[:5].to_parquet(table)
+    with pytest.raises(UserError, match="5 rows, its collection_meta.yaml records 44"):
+        db.read(*GEMM)
+    df.to_parquet(table)
+    meta = folder / "collection_meta.yaml"
+    meta.write_text(meta.read_text().replace("framework: vllm", "framework: sglang"))
+    with pytest.raises(UserError, match="records framework 'sglang', the folder says 'vllm'"):
+        db.read(*GEMM)
+    meta.write_text("runtime: [unclosed")
+    with pytest.raises(UserError, match="not valid YAML"):
+        db.read(*GEMM)
+
+
+# -- the fit -------------------------------------------------------------------------------
+
+def test_fit_recovers_the_parameters_the_rows_were_computed_from(fitted):
+    f = fitted.profile.op_fits
+    g = f.gemm_fit("bf16")
+    # The L2-resident row (0.1 us) and the A100-labelled row (50 ms) would each pull the fit off.
+    assert (g.t0_us, g.tflops, g.gbps) == pytest.approx((fx.GEMM_T0_US, fx.GEMM_TFLOPS, fx.GEMM_GBPS), rel=1e-3)
+    assert g.hbm_efficiency == pytest.approx(2800 / 3350, rel=1e-3)  # H100 SXM datasheet: 3350 GB/s
+    assert g.quality.n_points == 42 and g.quality.folds == 5 and g.quality.heldout_mape < 1e-4
+    a = f.attention_fit("bf16")
+    assert (a.floor_us, a.gbps, a.tflops) == pytest.approx((fx.ATTN_FLOOR_US, fx.ATTN_GBPS, fx.ATTN_TFLOPS), rel=1e-3)
+    nccl = f.collective_lines("all_reduce", 8, "nccl")
+    custom = f.collective_lines("all_reduce", 8, "vllm_custom")
+    assert [c.min_bytes for c in nccl] == [0, 65536, 1048576]
+    for c in nccl:
+        assert (c.alpha_us, c.beta_gbps) == pytest.approx((fx.NCCL_ALPHA_US, fx.NCCL_BETA_GBPS), rel=1e-3)
+    assert (custom[0].alpha_us, custom[0].beta_gbps) == pytest.approx((fx.CUSTOM_ALPHA_US, fx.CUSTOM_BETA_GBPS),
+                                                                     rel=1e-3)
+    assert custom[0].mode == "graph" and custom[0].source.backend == "vllm"
+    e = fitted.engine.op_fits
+    # Above 1 MiB the engine's table reads NCCL's times: its own all-reduce stops at 1 MiB.
+    assert [(c.world_size, c.custom_max_bytes) for c in e.allreduce] == [(2, fx.CUSTOM_MAX_BYTES),
+                                                                        (8, fx.CUSTOM_MAX_BYTES)]
+    assert e.attention_floor_us == pytest.approx({"bf16": fx.ATTN_FLOOR_US}, rel=1e-3)
+    assert e.step_overhead_us is None and e.elementwise_per_layer_us is None  # the fixture times neither
+    assert any("no MoE table" in n for n in f.notes)
+
+
+def test_the_existing_models_read_the_fits_too(fitted):
+    p = fitted.profile
+    assert p.compute.gemm_fit["bf16"]["roofline"]["t0_us"] == pytest.approx(fx.GEMM_T0_US, rel=1e-3)
+    graph = [c for c in p.network.collectives if c.mode == "graph"]
+    assert {c.world_size for c in graph} == {2, 8} and all(c.collective == "all_reduce" for c in graph)
+    assert p.provenance.versions == {"vllm": "1.0.0", "nccl": "2.0.0"}
+
+
+def test_profiles_round_trip_and_old_files_load_unchanged(fitted, tmp_path):
+    fitted.profile.save(tmp_path / "profile.json")
+    fitted.engine.save(tmp_path / "engine.json")
+    assert HardwareProfile.load(tmp_path / "profile.json").op_fits == fitted.profile.op_fits
+    assert EngineProfile.load(tmp_path / "engine.json").op_fits == fitted.engine.op_fits
+    old = get_profile("h100-sxm").to_dict()
+    del old["op_fits"]  # as every profile saved before op-level calibration
+    assert HardwareProfile.from_dict(old).op_fits is None
+    eng = EngineProfile(name="vllm", step_overhead_us=100.0).to_dict()
+    del eng["op_fits"]
+    assert EngineProfile.from_dict(eng).op_fits is None
+    broken = json.loads((tmp_path / "profile.json").read_text())
+    broken["op_fits"]["gemm"][0]["gbps"] = -1.0
+    with pytest.raises(UserError, match="gbps"):
+        HardwareProfile.from_dict(broken)
+
+
+# -- the command ---------------------------------------------------------------------------
+
+def test_calibrate_op_db_writes_both_files_and_predict_takes_them(tmp_path, capsys):
+    out = tmp_path / "cal"
+    assert main(["calibrate", "--op-db", str(FIXTURE), "--gpu", "h100-sxm", "--engine", "vllm", "--out", str(out)]) == 0
+    assert "vllm_custom up to 1.05 MB" in capsys.readouterr().out
+    assert main(["predict", "--model", "llama-3-8b", "--hardware", str(out / "profile.json"),
+                 "--engine", str(out / "engine.json")]) == 0
+    assert "vllm 1.0.0, op-db" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["--gpu", "a100", "--engine", "vllm"], "holds no tables for it; it holds h100-sxm (h100_sxm)"),
+    (["--gpu", "h100-sxm", "--engine", "sglang"], "no h100_sxm GEMM tables for it (it holds vllm)"),
+    (["--gpu", "h100-sxm", "--engine", "vllm", "--engine-version", "0.24.0"], "(held: 1.0.0)"),
+    (["--engine", "vllm"], "--op-db needs --gpu GPU and --engine"),
+])
+def test_unknown_gpu_engine_or_version_lists_what_the_database_holds(capsys, tmp_path, extra, expected):
+    line = one_line_error(capsys, ["calibrate", "--op-db", str(FIXTURE), "--out", str(tmp_path / "o")] + extra)
+    assert expected in line
+
+
+def test_a_table_whose_every_row_disagrees_is_a_metadata_mismatch(capsys, tmp_path, db_copy):
+    table = db_copy / "h100_sxm" / "gemm" / "vllm" / "1.0.0" / "gemm_perf.parquet"
+    df = pd.read_parquet(table)
+    df.assign(version="0.9.0").to_parquet(table)
+    line = one_line_error(capsys, ["calibrate", "--op-db", str(db_copy), "--gpu", "h100-sxm", "--engine", "vllm",
+                                   "--out", str(tmp_path / "o")])
+    assert "metadata mismatch" in line and "0.9.0" in line
+    assert one_line_error(capsys, ["calibrate", "--op-db", str(tmp_path / "nowhere"), "--gpu", "h100-sxm",
+                                   "--engine", "vllm"]).endswith("no such folder")
+
+
+# -- the real tables (aiconfigurator-core) -------------------------------------------------
+
+@needs_aic
+def test_installed_tables_are_found_without_importing_the_package():
+    code = ("import sys; from inferecon.ingest.opdb import installed_database as d; db = d(); "
+            "print(db.label, 'h100_sxm' in db.systems(), 'aiconfigurator_core' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out[0] == "aiconfigurator-core" and out[2:] == ["True", "False"]
+
+
+@needs_aic
+def test_real_all_reduce_rows_read_as_issue_20_quotes_them():
+    # Issue 20, from these tables: 8 x H100, 16 KB: NCCL 19.0 us, TRT-LLM 3.6, vLLM 5.3, SGLang 3.7.
+    db = open_database(None)
+    nccl = db.read("h100_sxm", "comm", "nccl", "2.29.2", "nccl_perf").rows
+    at = nccl[(nccl.collective == "all_reduce") & (nccl.world_size == 8) & (nccl.message_bytes == 16384)
+              & (nccl["dtype"] == "fp16")]
+    assert at.time_us.iloc[0] == pytest.approx(19.0, abs=0.05)
+    for engine, version, quoted in (("trtllm", "1.3.0rc20", 3.6), ("vllm", "0.24.0", 5.3), ("sglang", "0.5.14", 3.7)):
+        c = db.read("h100_sxm", "comm", engine, version, "custom_allreduce_perf").rows
+        row = c[(c.world_size == 8) & (c.message_bytes == 16384) & (c["mode"] == "graph")]
+        assert row.time_us.iloc[0] == pytest.approx(quoted, abs=0.05), engine
+
+
+@needs_aic
+def test_real_rows_labelled_with_another_version_are_flagged():
+    # h200_sxm/comm/nccl/2.26.2/nccl_perf.parquet: every one of its 1008 rows records NCCL 2.29.2.
+    t = open_database(None).read("h200_sxm", "comm", "nccl", "2.26.2", "nccl_perf")
+    assert t.source.rows == 1008 and t.source.rows_flagged == 1008 and set(t.rows.flag) == {"version"}
+
+
+@needs_aic
+@pytest.mark.slow
+def test_real_h100_vllm_profile(tmp_path):
+    fit = calibrate_from_opdb(None, "h100-sxm", "vllm", "0.24.0")
+    f, e = fit.profile.op_fits, fit.engine.op_fits
+    assert {g.dtype for g in f.gemm} >= {"bf16", "fp8", "fp8_block"}
+    # Issue 20's finding: inside a CUDA graph the engine's own all-reduce at 8 GPUs starts well
+    # below NCCL's (2.6-4.9 us against 7-19 us).
+    own = f.collective_lines("all_reduce", 8, "vllm_custom")
+    own = [c for c in own if c.mode == "graph"][0]
+    nccl = f.collective_lines("all_reduce", 8, "nccl")[0]
+    assert own.alpha_us < nccl.alpha_us / 2
+    assert e.allreduce_choice(8) is not None and e.allreduce_choice(8).custom_max_bytes >= 1e6
+    fit.profile.save(tmp_path / "p.json")
+    assert HardwareProfile.load(tmp_path / "p.json").op_fits == f
