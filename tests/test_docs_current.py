@@ -116,3 +116,11 @@ def test_render_says_what_it_left_out():
     text = md.render(ex, [md.Ran("inferecon x", "".join(f"line {i}\n" for i in range(30)), 0)])
     assert "line 7\n… (20 lines left out here)\nline 28\nline 29\n(exit status 0)" in text
     assert "line 8\n" not in text
+
+
+def test_a_wall_time_alone_does_not_make_an_example_stale():
+    # calibrate-files prints how long its fit took; that number alone changing keeps the old text.
+    a = "note: kept latency (published)\n\nfitted in 1.1 s; wrote cal-files/profile.json\n"
+    assert md.same_but_timing("calibrate-files", a, a.replace("1.1 s", "23.4 s"))
+    assert not md.same_but_timing("calibrate-files", a, a.replace("latency", "memory"))
+    assert not md.same_but_timing("predict", a, a.replace("1.1 s", "23.4 s"))  # predict prints no timing
