@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 from inferecon.cli import main
+from plotcheck import assert_points_plotted
 from inferecon.model.engine import EngineProfile
 
 F = "tests/fixtures/engines"
@@ -21,7 +22,7 @@ def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "inferecon.cli", *args], capture_output=True, text=True, timeout=120)
 
 
-def test_validate_reads_all_formats_and_writes_table_csv_plot(tmp_path, capsys):
+def test_validate_reads_all_formats_and_writes_table_csv_plot(tmp_path, capsys, saved_figures):
     assert main(["validate", "--engine-results", *ALL_FORMATS, "--model", "llama-3-8b", "--gpu", "h100",
                  "--out", str(tmp_path)]) == 0
     captured = capsys.readouterr()
@@ -38,7 +39,9 @@ def test_validate_reads_all_formats_and_writes_table_csv_plot(tmp_path, capsys):
     summary = json.loads((tmp_path / "engine_validation.json").read_text())
     mape = sum(abs(float(r["error_pct"])) for r in rows) / len(rows)
     assert abs(summary["mape_pct"] - mape) < 1e-9
-    assert (tmp_path / "engine_validation.png").stat().st_size > 10_000
+    (fig,) = saved_figures  # the plot shows the table: each run at (measured, predicted) ms
+    assert_points_plotted(fig, [float(r["measured_ms"]) for r in rows], [float(r["predicted_ms"]) for r in rows],
+                          rel=1e-3)
 
 
 def test_validate_takes_model_and_tp_from_the_file(tmp_path, capsys):
@@ -61,7 +64,7 @@ def test_validate_with_an_engine_profile_adds_its_column(tmp_path, capsys):
     assert abs(summary["engine_mape_pct"] - mape) < 1e-9
 
 
-def test_calibrate_fits_an_engine_profile_predict_can_use(tmp_path, capsys):
+def test_calibrate_fits_an_engine_profile_predict_can_use(tmp_path, capsys, saved_figures):
     files = [f"{F}/sglang_bench_serving.jsonl", f"{F}/vllm_bench_serve_llama-3.1-8b_c8.json",
              f"{F}/genai-perf/meta_llama-3.1-8b-instruct-openai-chat-concurrency4/profile_export_genai_perf.json"]
     assert main(["calibrate", "--engine-results", *files, "--model", "llama-3-8b", "--gpu", "h100", "--tp", "1",
@@ -73,7 +76,9 @@ def test_calibrate_fits_an_engine_profile_predict_can_use(tmp_path, capsys):
     assert len(profile.sources) == 3
     rows = list(csv.DictReader(open(tmp_path / "engine_fit.csv")))
     assert len(rows) == 5 and all(r["heldout_ms"] for r in rows)
-    assert (tmp_path / "engine_fit.png").stat().st_size > 10_000
+    (fig,) = saved_figures  # each run at (measured, held-out engine prediction) ms
+    assert_points_plotted(fig, [float(r["measured_ms"]) for r in rows], [float(r["heldout_ms"]) for r in rows],
+                          rel=1e-3)
 
     assert main(["predict", "--model", "llama-3-8b", "--engine", str(tmp_path / "engine.json"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["engine"] == "mix"

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from inferecon.cli import main
+from plotcheck import assert_points_plotted
 
 CPU_PROFILE = "tests/fixtures/uncertainty/cpu_calibrated_profile.json"  # `calibrate --device cpu --quick` on a 2-core EPYC
 ENGINES = "tests/fixtures/engines"
@@ -23,7 +24,7 @@ def _band_ok(df):
     assert df["p_pareto"].between(0, 1).all()
 
 
-def test_published_frontier_has_band_columns_table_and_plot(tmp_path, capsys):
+def test_published_frontier_has_band_columns_table_and_plot(tmp_path, capsys, saved_figures):
     assert main(["frontier", "--model", "llama-3-70b", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "P(opt)" in out and "90% tok/s" in out and "200 draws" in out
@@ -33,7 +34,8 @@ def test_published_frontier_has_band_columns_table_and_plot(tmp_path, capsys):
     assert (df["speed_hi"] / df["speed_lo"] > 1.05).all()
     # Most frontier points stay optimal in most draws.
     assert df["p_pareto"].median() > 0.5
-    assert (tmp_path / "frontier.png").stat().st_size > 10_000
+    (fig,) = saved_figures  # the plot shows the table: each row at (speed, cost)
+    assert_points_plotted(fig, df["tokens_per_s_per_seq"], df["usd_per_mtok"])
 
 
 def test_draws_zero_gives_the_plain_frontier(tmp_path, capsys):

@@ -20,6 +20,7 @@ from inferecon.sweeps import decode as decode_world  # noqa: E402
 from inferecon.model.catalog import get_model  # noqa: E402
 from inferecon.model.hardware import HardwareProfile  # noqa: E402
 from proc_tree import alive, descendants
+from plotcheck import assert_points_plotted
 
 FIXTURES = Path(__file__).parent / "fixtures" / "validate"
 CPU_PROFILE = FIXTURES / "cpu_profile.json"
@@ -172,7 +173,7 @@ REQUIRED = ["model", "layers_measured", "n_layers_full", "batch", "context", "tp
             "samples_us", "tokens_per_s_per_seq", "tokens_per_s_per_gpu", "device", "device_name", "benchmark"]
 
 
-def test_validate_cpu_end_to_end(tmp_path, capsys):
+def test_validate_cpu_end_to_end(tmp_path, capsys, saved_figures):
     out = tmp_path / "run"
     rc, stdout, err = _run_cli(["--hardware", str(CPU_PROFILE), "--model", "tiny-llama", "--layers", "2",
                                 "--batch", "1,4", "--context", "128", "--quick", "--out", str(out)], capsys)
@@ -195,7 +196,8 @@ def test_validate_cpu_end_to_end(tmp_path, capsys):
     assert summary["mape_pct"]["calibrated"] == pytest.approx(table["calibrated_error_pct"].abs().mean())
     assert summary["published_profile"] is None and summary["published_reason"] == "no published CPU profile"
     assert "full_measured_step_us" in table and summary["full_model_mape_pct"]["calibrated"] is not None
-    assert (out / "validation.png").stat().st_size > 10_000
+    (fig,) = saved_figures  # the plot shows the table: each case at (measured, predicted) ms
+    assert_points_plotted(fig, table["measured_step_us"] / 1e3, table["calibrated_step_us"] / 1e3)
     assert "MAPE calibrated" in stdout and "no published CPU profile" in stdout
     assert manifest["status"] == "complete" and manifest["validation"]["cases"] == 2
 
