@@ -155,18 +155,18 @@ def scorecard(df: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     pub, eng, used, feasible, dominant, cov_pub, cov_eng = [], [], [], [], [], [], []
     for case, src, engine in zip(cases, df["source_id"], df["engine"]):
         base = predict_case(case, draws=COVERAGE_DRAWS)
-        pub.append(base["ms_per_token"])
+        pub.append(base.ms_per_token)
         cov_pub.append(_covered(base, case.measured_ms))
         feasible.append(bool(base["feasible"]))
         dominant.append(str(base["dominant"]))
         fit = fits[src]
         if fit is None:
-            eng.append(base["ms_per_token"])
+            eng.append(base.ms_per_token)
             cov_eng.append(cov_pub[-1])
             used.append(f"published (no other {engine} source)")
         else:
             p = predict_case(case, fit.profile, draws=COVERAGE_DRAWS)
-            eng.append(p["ms_per_token"])
+            eng.append(p.ms_per_token)
             cov_eng.append(_covered(p, case.measured_ms))
             used.append(describe(fit))
     out["pred_published_ms"] = pub

@@ -65,3 +65,9 @@ ACCEPTANCE = float_in(0.0, 1.0)
 NPROC_PER_NODE = int_in(1, 1024)
 # A hung collective is given up after this; a day is beyond any sane bound, NaN is no bound.
 TIMEOUT_S = float_in(0.0, 86_400.0, lo_open=True)
+
+
+def flag_error(exc) -> Exception:
+    """A model's RequestError (model/layout.py), which names the request parameter at fault in
+    the domain's words, said in terms of the command's flag: parameter max_gpus is --max-gpus."""
+    return exc.for_flag("--" + exc.param.replace("_", "-"))

@@ -35,7 +35,7 @@ def synthetic(models_tp, bits_list, batches, truth=TRUTH, noise=0.0, seed=0):
             for b in batches:
                 model = get_model(name).with_precision(bits, 16)
                 probe = EngineCase(EngineRun("x", "vllm", "vllm", b, "x", 1000, 200, 1.0, "x"), model, H100, tp)
-                t = predict_case(probe, truth)["ms_per_token"] * (1.0 + noise * rng.standard_normal())
+                t = predict_case(probe, truth).ms_per_token * (1.0 + noise * rng.standard_normal())
                 run = EngineRun(f"{name}-{bits}-{b}", "vllm", "vllm", b, "max_concurrency", 1000, 200, t, "median_tpot_ms")
                 cases.append(EngineCase(run, model, H100, tp))
     return cases

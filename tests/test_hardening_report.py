@@ -96,7 +96,7 @@ def test_cpu_calibration_does_not_print_a_placeholder_as_measured(tmp_path, caps
     m = get_model("llama-3-8b").with_layers(2)
     assert compute_dtype(m, prof) == "fp32"
     r = evaluate(m, prof, Layouts(tp_r=1, tp_c=1, pp=1, ep=1, micro_batch=1), 16)
-    assert r["t_arithmetic_s"][0] > 0
+    assert r.t_arithmetic_s[0] > 0
 
 
 def test_gpu_calibration_labels_datasheet_peaks(tmp_path, capsys):

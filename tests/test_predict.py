@@ -56,17 +56,17 @@ def test_weights_and_kv_per_gpu_moe_by_hand():
 
 def test_predict_reports_memory_and_fit():
     r = predict(get_model("llama-3-70b").with_precision(8, 16), H100, tp=4, batch=16, context=8192)
-    assert set(FIELDS) == set(r)
-    assert r["weights_per_gpu_gb"] == pytest.approx(17.638, abs=1e-3)
-    assert r["kv_per_gpu_gb"] == pytest.approx(10.737, abs=1e-3)
-    assert r["usable_per_gpu_gb"] == pytest.approx(72.0)  # 90% of 80 GB
-    assert r["free_per_gpu_gb"] == pytest.approx(72.0 - 17.638 - 10.737, abs=2e-3)
-    assert r["feasible"] and r["infeasible_reason"] is None
-    assert r["n_gpu"] == 4 and r["micro_batch"] == 16
+    assert FIELDS == tuple(r.to_dict())
+    assert r.weights_per_gpu_gb == pytest.approx(17.638, abs=1e-3)
+    assert r.kv_per_gpu_gb == pytest.approx(10.737, abs=1e-3)
+    assert r.usable_per_gpu_gb == pytest.approx(72.0)  # 90% of 80 GB
+    assert r.free_per_gpu_gb == pytest.approx(72.0 - 17.638 - 10.737, abs=2e-3)
+    assert r.feasible and r.infeasible_reason is None
+    assert r.n_gpu == 4 and r.micro_batch == 16
 
     big = predict(get_model("llama-3-70b"), H100, tp=1, batch=1, context=1024)  # 141 GB of bf16 on one GPU
-    assert not big["feasible"]
-    assert "141.1 GB" in big["infeasible_reason"] and "72.0 GB usable" in big["infeasible_reason"]
+    assert not big.feasible
+    assert "141.1 GB" in big.infeasible_reason and "72.0 GB usable" in big.infeasible_reason
 
 
 def test_speed_of_a_memory_bound_step_by_hand():
@@ -75,15 +75,15 @@ def test_speed_of_a_memory_bound_step_by_hand():
     # 15.009 GB at 75% of 3350 GB/s = 5.974 ms; KV 1024 x 32 x 4096 B = 0.134 GB = 0.053 ms.
     # Launch latency and collectives come on top (no network on one GPU).
     r = predict(get_model("llama-3-8b"), H100, tp=1, batch=1, context=1024)
-    assert r["t_memory_ms"] == pytest.approx(5.974 + 0.053, rel=0.01)
-    assert r["t_network_ms"] == 0.0
-    assert r["t_memory_ms"] < r["t_step_ms"] < r["t_memory_ms"] + 1.0
-    assert r["dominant"] == "memory"
+    assert r.t_memory_ms == pytest.approx(5.974 + 0.053, rel=0.01)
+    assert r.t_network_ms == 0.0
+    assert r.t_memory_ms < r.t_step_ms < r.t_memory_ms + 1.0
+    assert r.dominant == "memory"
     # Batch 1, no speculation: one token per sequence per step.
-    assert r["ms_per_token"] == pytest.approx(r["t_step_ms"])
-    assert r["tokens_per_s_per_seq"] == pytest.approx(r["tokens_per_s_per_gpu"])
+    assert r.ms_per_token == pytest.approx(r.t_step_ms)
+    assert r.tokens_per_s_per_seq == pytest.approx(r.tokens_per_s_per_gpu)
     # $2/GPU-hour for one GPU-step per token.
-    assert r["usd_per_mtok"] == pytest.approx(2.0 / 3600 * r["t_step_ms"] * 1e-3 * 1e6, rel=1e-6)
+    assert r.usd_per_mtok == pytest.approx(2.0 / 3600 * r.t_step_ms * 1e-3 * 1e6, rel=1e-6)
 
 
 def test_engine_profile_adds_its_overheads():
@@ -92,29 +92,31 @@ def test_engine_profile_adds_its_overheads():
     eng = predict(m, H100, tp=1, batch=1, context=1024,
                   engine=EngineProfile("test", step_overhead_us=100.0, per_layer_us=1.0))
     # 100 µs per step + 32 layers x 1 µs.
-    assert eng["t_step_ms"] - base["t_step_ms"] == pytest.approx(0.132, rel=1e-6)
-    assert eng["engine"] == "test"
+    assert eng.t_step_ms - base.t_step_ms == pytest.approx(0.132, rel=1e-6)
+    assert eng.engine == "test"
     # Half the weight-read bandwidth doubles the 5.974 ms weight read of the step above.
     slow = predict(m, H100, tp=1, batch=1, context=1024,
                    engine=EngineProfile("test", weight_read_efficiency={"16": 0.5}))
-    assert slow["t_step_ms"] - base["t_step_ms"] == pytest.approx(5.974, rel=0.01)
+    assert slow.t_step_ms - base.t_step_ms == pytest.approx(5.974, rel=0.01)
     # An efficiency for another format leaves 16-bit weights alone.
     other = predict(m, H100, tp=1, batch=1, context=1024,
                     engine=EngineProfile("test", weight_read_efficiency={"4": 0.5}))
-    assert other["t_step_ms"] == pytest.approx(base["t_step_ms"])
+    assert other.t_step_ms == pytest.approx(base.t_step_ms)
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    (dict(tp=4, pp=4, batch=6), "--batch 6 is not a multiple of pp x ep = 4"),
+    (dict(tp=4, pp=4, batch=6), "6 sequences are not a multiple of pp x ep = 4"),
     (dict(tp=1, ep=2, batch=2), "expert parallelism needs a mixture-of-experts model"),
     (dict(tp=128, batch=1), "more than llama-3-70b's 64 attention heads"),
     (dict(tp=3, batch=1), "does not split llama-3-70b's 64 attention heads"),
     (dict(tp=1, pp=81, batch=81), "more than llama-3-70b's 80 layers"),
-    (dict(tp=1, batch=0), "--batch must be a whole number >= 1"),
+    (dict(tp=1, batch=0), "batch must be a whole number >= 1"),
+    # Mistral Large 2 has 96 attention heads: 64 GPUs cannot each hold 1.5 of them.
+    (dict(model="mistral-large-2", tp=64, batch=1), "64 GPUs does not split mistral-large-2's 96 attention heads"),
 ])
 def test_impossible_layouts_are_refused(kwargs, message):
     with pytest.raises(UserError, match=message.replace("(", r"\(").replace("+", r"\+")):
-        predict(get_model("llama-3-70b"), H100, context=1024, **kwargs)
+        predict(get_model(kwargs.pop("model", "llama-3-70b")), H100, context=1024, **kwargs)
 
 
 def test_cli_json_one_object_per_batch(capsys):
@@ -148,7 +150,8 @@ def test_cli_spec_decode_and_engine_file(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--model", "llama-3-70b", "--tp", "4", "--pp", "4", "--batch", "6"], "not a multiple of pp x ep"),
+    (["--model", "llama-3-70b", "--tp", "4", "--pp", "4", "--batch", "6"], "--batch 6: 6 sequences are not a multiple of pp x ep"),
+    (["--model", "mistral-large-2", "--tp", "64"], "--tp 64: tensor parallelism over 64 GPUs does not split"),
     (["--model", "llama-3-70b", "--batch", "a,b"], "--batch: expected comma-separated whole numbers"),
     (["--model", "llama-3-70b", "--gpu", "h10"], "unknown GPU 'h10'"),
     (["--model", "llama-3-70b", "--acceptance", "0.5"], "--acceptance and --gamma need --spec-decode"),

@@ -17,7 +17,6 @@ fitted profile, not of the linearisation.
 
 from __future__ import annotations
 
-import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -26,9 +25,10 @@ import numpy as np
 
 from inferecon.ingest.engine_results import EngineRun
 from inferecon.core.errors import UserError
+from inferecon.core.stats import mape_pct, pct_errors
 from inferecon.model.engine import EngineProfile
 from inferecon.model.hardware import HardwareProfile
-from inferecon.model.predict import predict
+from inferecon.model.predict import Prediction, predict
 from inferecon.model.spec import ModelSpec
 
 # A parameter's column must keep this share of its norm after removing what the columns
@@ -71,7 +71,7 @@ class EngineCase:
         return self.run.tpot_ms
 
 
-def predict_case(case: EngineCase, engine: EngineProfile | None = None, draws: int = 0) -> dict:
+def predict_case(case: EngineCase, engine: EngineProfile | None = None, draws: int = 0) -> Prediction:
     """The prediction for one run; draws > 0 adds the 90% interval (the fits' inner loops
     call this many times and need only the point figure)."""
     return predict(case.model, case.hw, tp=case.tp, pp=case.pp, ep=case.ep, batch=case.batch,
@@ -164,20 +164,19 @@ def compare_runs(cases: list[EngineCase], engine: EngineProfile | None = None, d
             "tp": c.tp, "pp": c.pp, "ep": c.ep, "concurrency": c.run.concurrency, "batch": c.batch,
             "input_len": c.run.input_len, "output_len": c.run.output_len, "context": c.context,
             "weight_bits": c.model.weight_bits, "kv_bits": c.model.kv_bits, "metric": c.run.tpot_metric,
-            "measured_ms": c.measured_ms, "predicted_ms": p["ms_per_token"],
-            "error_pct": 100.0 * (p["ms_per_token"] - c.measured_ms) / c.measured_ms,
-            "dominant": p["dominant"], "feasible": p["feasible"],
+            "measured_ms": c.measured_ms, "predicted_ms": p.ms_per_token,
+            "error_pct": float(pct_errors(p.ms_per_token, c.measured_ms)),
+            "dominant": p.dominant, "feasible": p.feasible,
         })
         if draws:
             # ms per token is 1 / speed: the slow end of the speed interval is the long end.
-            lo, hi = 1e3 / p["tokens_per_s_per_seq_hi"], 1e3 / p["tokens_per_s_per_seq_lo"]
+            lo, hi = 1e3 / p.tokens_per_s_per_seq_hi, 1e3 / p.tokens_per_s_per_seq_lo
             rows[-1].update(predicted_lo_ms=lo, predicted_hi_ms=hi, covered=bool(lo <= c.measured_ms <= hi))
     return rows
 
 
-def mape(errors_pct) -> float | None:
-    values = [abs(e) for e in errors_pct if e is not None and math.isfinite(e)]
-    return float(np.mean(values)) if values else None
+# MAPE of signed percent errors: the one rule (core/stats.py), named as callers here know it.
+mape = mape_pct
 
 
 # -- the fit ---------------------------------------------------------------------------------------
@@ -220,7 +219,7 @@ def _columns(cases: list[EngineCase], names: list[str], base: np.ndarray) -> np.
             bits = name[name.index("[") + 1:-1]
             probe, unit = EngineProfile("probe", weight_read_efficiency={bits: _EFF_PROBE}), 1.0 / _EFF_PROBE - 1.0
         for i, c in enumerate(cases):
-            cols[i, j] = (predict_case(c, probe)["ms_per_token"] - base[i]) / unit
+            cols[i, j] = (predict_case(c, probe).ms_per_token - base[i]) / unit
     return cols
 
 
@@ -367,7 +366,7 @@ def fit_engine_profile(cases: list[EngineCase], name: str | None = None, heldout
             keep = [k for k in range(len(cases)) if k != i]
             sub = [cases[k] for k in keep]
             v, _, _ = _fit_values(sub, A[keep], base[keep], names)
-            held_ms[i] = predict_case(cases[i], _profile(name, v, sub, []))["ms_per_token"]
+            held_ms[i] = predict_case(cases[i], _profile(name, v, sub, [])).ms_per_token
 
     params, notes = [], []
     for n in names:
@@ -388,7 +387,7 @@ def fit_engine_profile(cases: list[EngineCase], name: str | None = None, heldout
         r["fitted_ms"] = f["predicted_ms"]
         r["fitted_error_pct"] = f["error_pct"]
         r["heldout_ms"] = h
-        r["heldout_error_pct"] = None if h is None else 100.0 * (h - r["measured_ms"]) / r["measured_ms"]
+        r["heldout_error_pct"] = None if h is None else float(pct_errors(h, r["measured_ms"]))
     result = EngineFit(profile=profile, params=params, rows=rows,
                        mape_hardware_pct=mape(r["error_pct"] for r in rows),
                        mape_fitted_pct=mape(r["fitted_error_pct"] for r in rows),

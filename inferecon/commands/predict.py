@@ -61,6 +61,7 @@ def run(args) -> int:
     from inferecon.model.catalog import resolve_model
     from inferecon.model.engine import EngineProfile
     from inferecon.model.hardware import HardwareProfile
+    from inferecon.model.layout import RequestError
     from inferecon.model.predict import predict
     from inferecon.report.predict_table import format_predictions
 
@@ -83,12 +84,15 @@ def run(args) -> int:
         # Its overheads and efficiencies are what the runs needed on top of *that* profile.
         print(f"inferecon: note: engine profile {engine.name!r} was fitted against {engine.hardware}, "
               f"not {hw.name}", file=sys.stderr)
-    rows = [predict(model, hw, tp=args.tp, pp=args.pp, ep=args.ep, batch=b, context=args.context,
-                    draft=draft, gamma=gamma, acceptance=acceptance, engine=engine, draws=args.draws,
-                    seed=args.seed) for b in batches]
+    try:
+        rows = [predict(model, hw, tp=args.tp, pp=args.pp, ep=args.ep, batch=b, context=args.context,
+                        draft=draft, gamma=gamma, acceptance=acceptance, engine=engine, draws=args.draws,
+                        seed=args.seed) for b in batches]
+    except RequestError as exc:
+        raise cli_args.flag_error(exc) from None
     if args.json:
         for r in rows:
-            print(json.dumps(r))
+            print(json.dumps(r.to_dict()))
     else:
         print(format_predictions(rows, hw))
     return 0

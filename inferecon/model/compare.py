@@ -18,8 +18,8 @@ GROUPS = ("compute", "network", "latency")
 
 
 def _groups(res) -> dict[str, float]:
-    net, lat = float(res["t_network_s"][0]), float(res["t_latency_s"][0])
-    return {"compute": float(res["t_step_s"][0]) - net - lat, "network": net, "latency": lat}
+    net, lat = float(res.t_network_s[0]), float(res.t_latency_s[0])
+    return {"compute": float(res.t_step_s[0]) - net - lat, "network": net, "latency": lat}
 
 
 @dataclass

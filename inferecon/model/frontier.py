@@ -12,6 +12,7 @@ import pandas as pd
 from inferecon.core.errors import UserError
 from inferecon.model.engine import EngineProfile
 from inferecon.model.hardware import HardwareProfile
+from inferecon.model.layout import RequestError, layout_problem
 from inferecon.model.spec import ModelSpec
 from inferecon.model.terms import CostOptions, Layouts, evaluate
 
@@ -41,7 +42,7 @@ def gpu_counts(max_gpus: int, gpus_per_node: int) -> list[int]:
     """Instance sizes people deploy: powers of two inside a node, then whole nodes, and beyond
     WHOLE_NODE_STEPS_UP_TO GPUs powers of two."""
     if max_gpus < 1:
-        raise UserError(f"--max-gpus must be at least 1, got {max_gpus}")
+        raise RequestError("max_gpus", max_gpus, "an instance needs at least 1 GPU")
     inside = [n for n in (1, 2, 4, 8, 16, 32, 64) if n <= min(gpus_per_node, max_gpus)]
     if gpus_per_node <= max_gpus and gpus_per_node not in inside:
         inside.append(gpus_per_node)
@@ -79,11 +80,15 @@ def grids_2d(tp: int, gpus_per_node: int) -> list[tuple[int, int]]:
 
 def layouts_for(model: ModelSpec, hw: HardwareProfile, space: SearchSpace) -> np.ndarray:
     """Rows (tp_r, tp_c, pp, ep) of every layout worth trying. A few hundred rows: the
-    per-configuration work (batch, γ) is vectorised in `search`. Heads are split over the whole
-    group in 1D and over the rows in 2D, so the head count caps those (unless unbounded)."""
+    per-configuration work (batch, γ) is vectorised in `search`. Only layouts `predict` would
+    accept (model/layout.py, the one rule): heads are split over the whole group in 1D and over
+    the rows in 2D, evenly (unless unbounded)."""
     gpn = hw.network.gpus_per_node
-    heads_cap = 1 << 62 if space.unbounded_tp else model.n_heads
     rows = []
+
+    def ok(tp, pp, ep, tp_rows=1):
+        return layout_problem(model, tp, pp, ep, tp_rows=tp_rows, unbounded_tp=space.unbounded_tp) is None
+
     for n in gpu_counts(space.max_gpus, gpn):
         for tp in _powers_of_two_dividing(n, n):
             ep_options = [1]
@@ -92,12 +97,12 @@ def layouts_for(model: ModelSpec, hw: HardwareProfile, space: SearchSpace) -> np
                               if model.n_experts % e == 0]
             for ep in ep_options:
                 pp = n // (tp * ep)
-                if pp > model.n_layers or (pp > 1 and not space.allow_pipeline):
+                if pp > 1 and not space.allow_pipeline:
                     continue
-                if tp <= heads_cap:
+                if ok(tp, pp, ep):
                     rows.append((1, tp, pp, ep))
                 if space.allow_2d_tp:
-                    rows += [(r, c, pp, ep) for r, c in grids_2d(tp, gpn) if r <= heads_cap]
+                    rows += [(r, c, pp, ep) for r, c in grids_2d(tp, gpn) if ok(tp, pp, ep, tp_rows=r)]
     return np.array(rows, dtype=np.int64).reshape(-1, 4)
 
 
@@ -105,7 +110,8 @@ def build_layouts(model, hw, space, with_spec: bool) -> Layouts:
     base = layouts_for(model, hw, space)
     batches = np.array(space.batch_grid, dtype=np.int64)
     if len(base) == 0 or len(batches) == 0:
-        raise UserError("no parallel layout fits the search limits (raise --max-gpus?)")
+        raise RequestError("max_gpus", space.max_gpus, f"no parallel layout of {model.name} fits within "
+                           f"{space.max_gpus} GPUs")
     idx = np.repeat(np.arange(len(base)), len(batches))
     mb = np.tile(batches, len(base))
     gamma = np.zeros_like(mb)
@@ -178,19 +184,20 @@ def search_near(model: ModelSpec, hw: HardwareProfile, context: int, space: Sear
     validate_request(model, hw, context, acceptance, draft)
     lay = build_layouts(model, hw, space, with_spec=draft is not None)
     res = evaluate(model, hw, lay, context, draft=draft, acceptance=acceptance, opts=opts, engine=engine)
-    ok = res["feasible"]
+    ok = res.feasible
     if not ok.any():
         need = model.weight_bytes / 1e9
-        raise UserError(
+        raise RequestError(
+            "max_gpus", space.max_gpus,
             f"{model.name} does not fit on up to {space.max_gpus} x {hw.display_name} at context {context} "
-            f"(weights alone {need:.0f} GB); raise --max-gpus, lower --precision or --context")
+            f"(weights alone {need:.0f} GB): it needs more GPUs, fewer bits per weight or a shorter context")
     keep = np.flatnonzero(ok)
-    speed = res["tokens_per_s_per_seq"][keep]
-    cost = res["usd_per_mtok"][keep]
+    speed = res.tokens_per_s_per_seq[keep]
+    cost = res.usd_per_mtok[keep]
     on_front = np.flatnonzero(pareto_mask(speed, cost))
     front = keep[on_front]
     near = keep[near_rows(speed, cost, on_front, limit=NEAR_PER_FRONTIER_POINT * len(on_front))]
-    df = pd.DataFrame({k: np.asarray(v)[front] for k, v in res.items()})
+    df = pd.DataFrame({k: np.asarray(v)[front] for k, v in res.columns(lay).items()})
     df = df.sort_values("tokens_per_s_per_seq", ascending=False, ignore_index=True)
     df.insert(0, "model", model.name)
     df.insert(1, "gpu", hw.name)
@@ -201,14 +208,14 @@ def search_near(model: ModelSpec, hw: HardwareProfile, context: int, space: Sear
     df["draft"] = np.where(df["gamma"] > 0, draft.name if draft else "", "")
     df["acceptance"] = np.where(df["gamma"] > 0, acceptance, np.nan)
     df["replicas"] = space.max_gpus // df["n_gpu"]
-    return df.drop(columns=["feasible", "flops_per_gpu_step"]), lay.subset(near)
+    return df, lay.subset(near)
 
 
 def validate_request(model: ModelSpec, hw: HardwareProfile, context: int, acceptance: float, draft=None) -> None:
     if context < 0:
-        raise UserError(f"context must be 0 or more tokens, got {context}")
+        raise RequestError("context", context, "context must be 0 or more tokens")
     if not 0.0 <= acceptance <= 1.0:
-        raise UserError(f"acceptance must be in [0, 1], got {acceptance}")
+        raise RequestError("acceptance", acceptance, "a draft's acceptance probability must be in [0, 1]")
     if hw.price_usd_per_gpu_hour <= 0:
         raise UserError(f"price must be a positive $/GPU-hour, got {hw.price_usd_per_gpu_hour}")
     if draft is not None and draft.vocab_size != model.vocab_size:  # the target verifies the draft's tokens

@@ -27,14 +27,20 @@ Speed = accepted tokens / t_step per sequence; cost = n_gpu · t_step / (batch �
 GPU-seconds per token. No term is capped or tuned here: efficiencies come from the profile.
 
 With a calibrated profile that carries a GEMM fit (model/gemm.py), the weight GEMMs are timed
-from that shape-dependent fit (their weight reads included) and reported as the arithmetic
-term; the memory term is then the KV-cache read, and the two add: attention needs the QKV
-GEMM's output before it can start.
+from that shape-dependent fit (their weight reads and FLOPs both inside the fitted time G),
+and attention over the KV cache follows them (it needs the QKV GEMM's output): the stage's
+compute is G + max(KV read, attention FLOPs). So that max() still means overlap there, the
+arithmetic term is G + attention FLOP time and the memory term G + KV read time: the GEMMs are
+in both (they are one measured time, not split by resource), max(arithmetic, memory) is the
+compute time, and `dominant` says which side of attention binds when neither network nor
+latency is larger.
+
+`evaluate` returns a `StepCost`: one frozen record of arrays, one element per configuration.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -45,6 +51,12 @@ from inferecon.model.hardware import HardwareProfile
 from inferecon.model.spec import ModelSpec
 
 TERMS = ("arithmetic", "memory", "network", "latency")
+# Op families a step's time is reported by (StepCost.t_<family>_s); the op-level model
+# (model/ops.py) names finer families, summed into these.
+FAMILIES = ("gemm", "attention", "elementwise", "allreduce", "moe", "moe_all_to_all", "engine_overhead")
+_OPS_FAMILY = {"gemm_attention": "gemm", "gemm_mlp": "gemm", "gemm_lm_head": "gemm", "gemm_moe": "gemm",
+               "attention": "attention", "elementwise": "elementwise", "allreduce": "allreduce",
+               "moe": "moe", "moe_all_to_all": "moe_all_to_all", "engine_overhead": "engine_overhead"}
 
 
 @dataclass(frozen=True)
@@ -55,6 +67,68 @@ class CostOptions:
     # Per-token activation traffic per layer, in units of d_model (GEMM inputs and outputs,
     # residual stream, norms), on top of the MLP hidden activations.
     activation_elems_per_layer_in_d_model: float = 8.0
+
+
+@dataclass(frozen=True)
+class StepCost:
+    """Every figure of one decode step for each configuration of a `Layouts` (arrays of one
+    length; seconds, bytes, $). The four paper terms satisfy
+    t_step_s = max(t_arithmetic_s, t_memory_s) + t_network_s + t_latency_s, except with
+    op-level fits (model/ops.py), where the ops run in sequence and t_step_s is their sum.
+    The per-family times say what the step is made of where the model separates it (zero
+    where it does not yet: the hardware-only model knows the collectives and the engine's
+    overhead, a GEMM fit adds GEMM and attention, the op-level model fills them all)."""
+
+    t_arithmetic_s: np.ndarray
+    t_memory_s: np.ndarray
+    t_network_s: np.ndarray
+    t_latency_s: np.ndarray
+    t_step_s: np.ndarray
+    t_gemm_s: np.ndarray
+    t_attention_s: np.ndarray
+    t_elementwise_s: np.ndarray
+    t_allreduce_s: np.ndarray
+    t_moe_s: np.ndarray  # routing, permutation and the routed experts' grouped GEMMs
+    t_moe_all_to_all_s: np.ndarray  # dispatch and combine
+    t_engine_overhead_s: np.ndarray
+    tokens_per_step: np.ndarray
+    tokens_per_s_per_seq: np.ndarray
+    tokens_per_s_per_gpu: np.ndarray
+    usd_per_mtok: np.ndarray
+    mfu: np.ndarray
+    memory_per_gpu_bytes: np.ndarray  # weights + KV cache one GPU stores
+    feasible: np.ndarray  # bool: memory_per_gpu_bytes within the usable HBM
+    dominant: np.ndarray  # one of TERMS per configuration
+    flops_per_gpu_step: np.ndarray
+
+    def __len__(self):
+        return int(np.size(self.t_step_s))
+
+    def family_s(self, family: str) -> np.ndarray:
+        return getattr(self, f"t_{family}_s")
+
+    def take(self, rows) -> "StepCost":
+        """The same figures for the configurations `rows` (indices or a mask)."""
+        return StepCost(**{f.name: np.asarray(getattr(self, f.name))[rows] for f in fields(self)})
+
+    def at(self, i: int = 0) -> dict[str, float | str | bool]:
+        """Configuration i's figures as plain Python scalars, by field name."""
+        out = {}
+        for f in fields(self):
+            v = np.asarray(getattr(self, f.name))[i]
+            out[f.name] = str(v) if f.name == "dominant" else (bool(v) if f.name == "feasible" else float(v))
+        return out
+
+    def columns(self, lay: "Layouts") -> dict[str, np.ndarray]:
+        """Table columns (the frontier's CSV): the configuration, then the figures; memory in GB."""
+        cols = dict(n_gpu=lay.n_gpu, tp=lay.tp, tp_r=lay.tp_r, tp_c=lay.tp_c, pp=lay.pp, ep=lay.ep,
+                    batch=lay.batch, gamma=lay.gamma,
+                    t_arithmetic_s=self.t_arithmetic_s, t_memory_s=self.t_memory_s,
+                    t_network_s=self.t_network_s, t_latency_s=self.t_latency_s, t_step_s=self.t_step_s,
+                    tokens_per_step=self.tokens_per_step, tokens_per_s_per_seq=self.tokens_per_s_per_seq,
+                    tokens_per_s_per_gpu=self.tokens_per_s_per_gpu, usd_per_mtok=self.usd_per_mtok,
+                    mfu=self.mfu, mem_per_gpu_gb=self.memory_per_gpu_bytes / 1e9, dominant=self.dominant)
+        return cols
 
 
 @dataclass
@@ -185,8 +259,13 @@ def _stage(model, hw, lay, tokens_per_seq, context, opts, engine=None):
         o = stage_ops(model, hw, engine, lay, tok_rank, tok_group, context, heads_axis, kv_share, act_bytes,
                       dispatch_bytes(model, hw))
         fixed = o.t_fixed + (layers * engine.per_layer_us * 1e-6 if engine is not None else 0.0)
+        families = {}
+        for name, v in o.families.items():
+            families[_OPS_FAMILY[name]] = families.get(_OPS_FAMILY[name], 0.0) + v
+        if engine is not None:
+            families["engine_overhead"] = families.get("engine_overhead", 0.0) + layers * engine.per_layer_us * 1e-6
         return dict(t_mem=o.t_mem, t_arith=o.t_arith, t_net=o.t_net, t_fixed=fixed, t_compute=o.compute_s,
-                    flops=flops, mem_bytes=mem_bytes, families=o.families)
+                    flops=flops, mem_bytes=mem_bytes, families=families)
 
     # Network. 1D: the attention-out and MLP-down partial sums, d_model words each, over the
     # tp group. 2D: four reductions per layer (see the module docstring).
@@ -212,32 +291,40 @@ def _stage(model, hw, lay, tokens_per_seq, context, opts, engine=None):
                           + net.collective_time_s(hw, net.ALL_REDUCE, cc, 1, tb * ff_words * ff_reduced / rr)
                           + 2.0 * net.collective_time_s(hw, net.ALL_REDUCE, rr, cc, tb * model.d_model / cc))
     t_net = layers * per_layer
+    families = {"allreduce": t_net}
     if model.is_moe:
         # Dispatch and combine: each token goes to k experts across the ep group; a tp group
         # shares its tokens, so each of its GPUs sends 1/tp of them. Pairwise exchange.
         a2a_bytes = tok_rank * model.n_active_experts * model.d_model * dispatch_bytes(model, hw) / tp
         a2a = net.collective_time_s(hw, net.ALL_TO_ALL, lay.ep, lay.tp, a2a_bytes)
         t_net = t_net + 2.0 * moe_layers * a2a
+        families["moe_all_to_all"] = 2.0 * moe_layers * a2a
 
     kernels = (dense_layers * hw.latency.serial_kernels_per_dense_layer
                + moe_layers * hw.latency.serial_kernels_per_moe_layer)
     t_fixed = kernels * hw.latency.kernel_launch_us * 1e-6
     if engine is not None:
         t_fixed = t_fixed + layers * engine.per_layer_us * 1e-6
+        families["engine_overhead"] = layers * engine.per_layer_us * 1e-6
 
     t_compute = np.maximum(t_mem, t_arith)
     t_gemm = _gemm_stage_s(model, hw, dtype, tok_rank, tok_group, tp, ep, pp) if hw.compute.gemm_fit else None
     if t_gemm is not None:
-        # Calibrated: the weight GEMMs take their measured, shape-dependent time (weight reads
-        # and activations included); what is left is attention over the KV cache, which cannot
-        # start before the QKV GEMM ends and so adds to it.
+        # Calibrated: the weight GEMMs take their measured, shape-dependent time G (weight
+        # reads and activations included); attention over the KV cache cannot start before the
+        # QKV GEMM ends and so adds to it. G is in both terms so that max() is the compute
+        # time (module docstring).
         attn_flops = model.attention_flop_per_token(context) / pp * tok_rank / heads_axis
         t_attn = attn_flops / (hw.compute.achieved_tflops(dtype) * 1e12)
-        t_arith = t_gemm / weight_eff
-        t_mem = kv_bytes / (hw.memory.achieved_gbps * 1e9)
-        t_compute = t_arith + np.maximum(t_mem, t_attn)
+        t_kv = kv_bytes / (hw.memory.achieved_gbps * 1e9)
+        g = t_gemm / weight_eff
+        t_arith = g + t_attn
+        t_mem = g + t_kv
+        t_compute = g + np.maximum(t_kv, t_attn)
+        families["gemm"] = g
+        families["attention"] = np.maximum(t_kv, t_attn)
     return dict(t_mem=t_mem, t_arith=t_arith, t_net=t_net, t_fixed=t_fixed, t_compute=t_compute,
-                flops=flops, mem_bytes=mem_bytes)
+                flops=flops, mem_bytes=mem_bytes, families=families)
 
 
 def _gemm_stage_s(model, hw, dtype, tok_rank, tok_group, tp, ep, pp):
@@ -274,7 +361,16 @@ def _gemm_stage_s(model, hw, dtype, tok_rank, tok_group, tp, ep, pp):
     return total
 
 
-def _stored_bytes_per_gpu(model, lay, context):
+def stored_bytes_per_gpu(model: ModelSpec, lay: Layouts, context: int) -> tuple[np.ndarray, np.ndarray]:
+    """(weight bytes, KV-cache bytes) one GPU stores, per configuration: the one rule of
+    memory per GPU (feasibility, predict's memory columns).
+
+    Weights: attention, dense layers, shared experts, embeddings and the lm head are split
+    over tp within a stage and replicated on every ep rank (data-parallel attention); the
+    routed experts are split over ep x tp. KV: each ep rank keeps the cache of its batch/ep
+    sequences for its stage's layers; the heads' GPUs split the KV heads but never below one
+    head per GPU (GQA heads are replicated beyond that), and MLA's shared latent is held
+    whole by every GPU."""
     tp = lay.tp.astype(float)
     ep = lay.ep.astype(float)
     pp = lay.pp.astype(float)
@@ -283,7 +379,7 @@ def _stored_bytes_per_gpu(model, lay, context):
     # Every micro-batch's sequences keep their cache on the stage: micro_batch · pp per rank.
     seqs = lay.micro_batch * lay.pp
     kv = seqs * context * (model.n_layers / pp) * model.kv_bytes_per_token_layer * _kv_share_per_gpu(model, heads_split(lay))
-    return weights + kv
+    return weights, kv
 
 
 def expected_tokens(gamma, acceptance):
@@ -298,10 +394,9 @@ def expected_tokens(gamma, acceptance):
 
 def evaluate(model: ModelSpec, hw: HardwareProfile, lay: Layouts, context: int,
              draft: ModelSpec | None = None, acceptance: float = 0.0,
-             opts: CostOptions = CostOptions(), engine: EngineProfile | None = None) -> dict[str, np.ndarray]:
-    """All figures for every configuration in `lay`, as arrays (seconds, bytes, $, ...).
-    With an `engine`, its per-step and per-layer overheads and weight-read efficiency apply
-    (model/engine.py)."""
+             opts: CostOptions = CostOptions(), engine: EngineProfile | None = None) -> StepCost:
+    """All figures for every configuration in `lay` (a StepCost of arrays). With an `engine`,
+    its per-step and per-layer overheads and weight-read efficiency apply (model/engine.py)."""
     gamma = lay.gamma.astype(float)
     spec = gamma > 0
     if spec.any() and draft is None:
@@ -309,13 +404,17 @@ def evaluate(model: ModelSpec, hw: HardwareProfile, lay: Layouts, context: int,
 
         raise UserError("speculative decoding (gamma > 0) needs a draft model")
     pp = lay.pp.astype(float)
+    shape = pp.shape
 
     target = _stage(model, hw, lay, tokens_per_seq=gamma + 1.0, context=context, opts=opts, engine=engine)
     parts = {k: pp * target[k] for k in ("t_mem", "t_arith", "t_net", "t_fixed")}
-    parts["t_fixed"] = np.broadcast_to(parts["t_fixed"], pp.shape).copy()
+    parts["t_fixed"] = np.broadcast_to(parts["t_fixed"], shape).copy()
+    fams = {f: np.zeros(shape) for f in FAMILIES}
+    for f, v in target["families"].items():
+        fams[f] = fams[f] + pp * v
     compute = pp * target["t_compute"]
     flops_per_gpu = pp * target["flops"]
-    stored = _stored_bytes_per_gpu(model, lay, context)
+    stored = sum(stored_bytes_per_gpu(model, lay, context))
 
     if draft is not None and spec.any():
         # The draft runs on the same GPUs with the same layout, one token per sequence per
@@ -327,8 +426,10 @@ def evaluate(model: ModelSpec, hw: HardwareProfile, lay: Layouts, context: int,
         g = gamma[rows]
         for k in parts:
             parts[k][rows] += g * d[k]
+        for f, v in d["families"].items():
+            fams[f][rows] += g * v
         compute[rows] += g * d["t_compute"]
-        stored[rows] += _stored_bytes_per_gpu(draft, sub, context)
+        stored[rows] += sum(stored_bytes_per_gpu(draft, sub, context))
 
     # Pipeline hops: one activation send per stage boundary, per micro-batch pass.
     msg = lay.micro_batch * lay.ep * (gamma + 1.0) * model.d_model * model.act_bytes
@@ -341,9 +442,13 @@ def evaluate(model: ModelSpec, hw: HardwareProfile, lay: Layouts, context: int,
     parts["t_fixed"] = parts["t_fixed"] + hw.latency.step_overhead_us * 1e-6
     if engine is not None:
         parts["t_fixed"] = parts["t_fixed"] + engine.step_overhead_us * 1e-6
+        fams["engine_overhead"] = fams["engine_overhead"] + engine.step_overhead_us * 1e-6
 
     # 1 except under uncertainty draws (model/uncertainty.py), which scale the whole term.
-    parts["t_net"] = parts["t_net"] * hw.network.time_scale
+    scale = hw.network.time_scale
+    parts["t_net"] = parts["t_net"] * scale
+    for f in ("allreduce", "moe_all_to_all"):
+        fams[f] = fams[f] * scale
     t_step = compute + parts["t_net"] + parts["t_fixed"]
     tokens = expected_tokens(gamma, acceptance) if spec.any() else np.ones_like(gamma)
     n_gpu = lay.n_gpu.astype(float)
@@ -362,13 +467,13 @@ def evaluate(model: ModelSpec, hw: HardwareProfile, lay: Layouts, context: int,
     stacked = np.stack([arith_eff, mem_eff, parts["t_net"], parts["t_fixed"]])
     dominant = np.array(TERMS)[np.argmax(stacked, axis=0)]
 
-    return dict(
-        n_gpu=lay.n_gpu, tp=lay.tp, tp_r=lay.tp_r, tp_c=lay.tp_c, pp=lay.pp, ep=lay.ep,
-        batch=lay.batch, gamma=lay.gamma,
+    return StepCost(
         t_arithmetic_s=parts["t_arith"], t_memory_s=parts["t_mem"], t_network_s=parts["t_net"],
-        t_latency_s=parts["t_fixed"], t_step_s=t_step, tokens_per_step=np.broadcast_to(tokens, t_step.shape),
+        t_latency_s=parts["t_fixed"], t_step_s=t_step,
+        **{f"t_{f}_s": np.broadcast_to(fams[f], shape) for f in FAMILIES},
+        tokens_per_step=np.broadcast_to(tokens, t_step.shape),
         tokens_per_s_per_seq=speed, tokens_per_s_per_gpu=batch * speed / n_gpu,
-        usd_per_mtok=usd_per_mtok, mfu=mfu, mem_per_gpu_gb=stored / 1e9,
+        usd_per_mtok=usd_per_mtok, mfu=mfu, memory_per_gpu_bytes=stored,
         feasible=stored <= capacity, dominant=dominant,
-        flops_per_gpu_step=flops_per_gpu,
+        flops_per_gpu_step=np.broadcast_to(flops_per_gpu, shape),
     )

@@ -145,7 +145,8 @@ def evaluate_draws(model, hw, lay: Layouts, context: int, *, draft=None, accepta
         res = evaluate(model, hw_k, tiled, context, draft=draft if (gamma[rows] > 0).any() else None,
                        acceptance=acceptance, opts=opts, engine=draw_engine(engine, draws, seed, rows.size))
         for k in keys:
-            out[k][:, rows] = np.broadcast_to(np.asarray(res[k], dtype=float), (draws * rows.size,)).reshape(draws, rows.size)
+            v = np.asarray(getattr(res, k), dtype=float)
+            out[k][:, rows] = np.broadcast_to(v, (draws * rows.size,)).reshape(draws, rows.size)
     return out
 
 
