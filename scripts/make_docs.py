@@ -106,7 +106,12 @@ END = "<!-- /example -->"
 
 
 class ExampleFailed(Exception):
-    """An example crashed or lacks its inputs: its block is left as it is."""
+    """An example crashed or exited with a status it does not show: its block is left as it is."""
+
+
+class ExampleSkipped(Exception):
+    """An example's inputs are not on this machine (the public tables beside the project): its
+    block is left as it is, and that is no failure."""
 
 
 @dataclass(frozen=True)
@@ -193,7 +198,7 @@ def run_example(ex: Example) -> list[Ran]:
         for need in ex.needs:
             src = (ROOT / need).resolve()
             if not src.exists():
-                raise ExampleFailed(f"needs {need}, which is not here")
+                raise ExampleSkipped(f"needs {need}, which is not here")
             if not need.startswith(".."):
                 dest = tmp_path / need
                 dest.parent.mkdir(parents=True, exist_ok=True)
@@ -315,8 +320,11 @@ def main(argv=None) -> int:
     for ex in todo:
         try:
             ran = run_example(ex)
-        except ExampleFailed as exc:
+        except ExampleSkipped as exc:
             print(f"make_docs: {ex.name}: left as it was: {exc}", file=sys.stderr)
+            continue
+        except ExampleFailed as exc:
+            print(f"make_docs: {ex.name}: FAILED, left as it was: {exc}", file=sys.stderr)
             failed.append(ex.name)
             continue
         rendered[ex.name] = render(ex, ran)
