@@ -14,23 +14,30 @@ def _ctx():
     return SweepContext("cuda", torch.cuda.get_device_name(), torch.cuda.device_count(), quick=True)
 
 
-def test_cuda_events_agree_with_host_clock_for_a_long_kernel():
+def test_cuda_events_agree_with_raw_events_and_sit_inside_the_host_window():
     import time
 
     a = torch.randn(4096, 4096, device="cuda", dtype=torch.bfloat16)
     cfg = TimingConfig(warmup_ms=10, budget_ms=100, min_reps=10)
-    # The host clock adds launch + synchronize (tens of us) to a kernel of about 0.2 ms. On a
-    # host whose CPU is shared, one attempt can catch a descheduled launch thread: retried by
-    # design, up to three attempts, and every attempt's gap is reported on failure.
-    gaps = []
-    for _ in range(3):
-        ev = measure(lambda: a @ a, device="cuda", config=cfg)
-        host = measure(lambda: a @ a, device="cuda", config=cfg, timer=time.perf_counter_ns)
-        assert ev.timer_name == "cuda_event"
-        gaps.append(host.median_s - ev.median_s)
-        if 0 <= gaps[-1] < 100e-6:
-            break
-    assert 0 <= gaps[-1] < 100e-6, [f"{g * 1e6:.1f} us" for g in gaps]
+    ev = measure(lambda: a @ a, device="cuda", config=cfg)
+    assert ev.timer_name == "cuda_event"
+    # An independent figure, outside the timing function: one raw event pair around 50
+    # back-to-back products (no host in the window), per product. Same GPU, same kernel:
+    # within 5%.
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    torch.cuda.synchronize()
+    start.record()
+    for _ in range(50):
+        a @ a
+    end.record()
+    torch.cuda.synchronize()
+    raw_s = start.elapsed_time(end) * 1e-3 / 50
+    assert ev.median_s == pytest.approx(raw_s, rel=0.05)
+    # The host clock's window (synchronize, launch, synchronize) encloses the kernel: its median
+    # is never below the events' (1 us of clock granularity aside). No upper bound: how long a
+    # shared CPU takes to launch and synchronize is the machine's, not the timing function's.
+    host = measure(lambda: a @ a, device="cuda", config=cfg, timer=time.perf_counter_ns)
+    assert host.median_s >= ev.median_s - 1e-6
 
 
 def test_flush_and_graph_paths_run():
@@ -39,6 +46,9 @@ def test_flush_and_graph_paths_run():
     m = measure(lambda: x.add_(1.0), device="cuda", config=cfg)
     assert m.extra["cuda_graph"] and m.extra["flush_l2"]
     assert 0 < m.median_us < 50
+    # The flush is 2 x the L2 torch reports, floored at 64 MiB and capped at 256 MiB.
+    l2 = torch.cuda.get_device_properties(torch.cuda.current_device()).L2_cache_size
+    assert m.flush_bytes == min(max(2 * l2, 64 << 20), 256 << 20)
 
 
 def test_matmul_8192_bf16_matches_do_bench_and_peak():
