@@ -56,19 +56,19 @@ FIXED_US = 2 * (4 * 4.0 + 10.0 + 10.0) + 4.0  # 76: GEMM intercepts, attention f
 
 def test_single_gpu_step_is_the_sum_of_its_ops():
     r = _eval()
-    assert r["t_memory_s"][0] * 1e6 == pytest.approx(MEM_US, rel=1e-9)
-    assert r["t_latency_s"][0] * 1e6 == pytest.approx(FIXED_US, rel=1e-9)
-    assert r["t_arithmetic_s"][0] == 0.0 and r["t_network_s"][0] == 0.0
+    assert r.t_memory_s[0] * 1e6 == pytest.approx(MEM_US, rel=1e-9)
+    assert r.t_latency_s[0] * 1e6 == pytest.approx(FIXED_US, rel=1e-9)
+    assert r.t_arithmetic_s[0] == 0.0 and r.t_network_s[0] == 0.0
     # Ops run in sequence: the step is memory + latency (no max with arithmetic to hide behind).
-    assert r["t_step_s"][0] * 1e6 == pytest.approx(MEM_US + FIXED_US, rel=1e-9)
+    assert r.t_step_s[0] * 1e6 == pytest.approx(MEM_US + FIXED_US, rel=1e-9)
 
 
 def test_engine_allreduce_inside_its_limit_and_nccl_beyond():
     # tp 2: a 1 · 1024 · 2 B = 2048 B message, two per layer, two layers.
     small = _eval(tp=2, engine=_engine(custom_max_bytes=1e6))
-    assert small["t_network_s"][0] * 1e6 == pytest.approx(4 * (3.0 + 2048 / 100e3), rel=1e-9)  # 12.08192
+    assert small.t_network_s[0] * 1e6 == pytest.approx(4 * (3.0 + 2048 / 100e3), rel=1e-9)  # 12.08192
     big = _eval(tp=2, engine=_engine(custom_max_bytes=1000.0))
-    assert big["t_network_s"][0] * 1e6 == pytest.approx(4 * (10.0 + 2048 / 100e3), rel=1e-9)  # 40.08192
+    assert big.t_network_s[0] * 1e6 == pytest.approx(4 * (10.0 + 2048 / 100e3), rel=1e-9)  # 40.08192
 
 
 def test_tp2_halves_the_column_and_row_splits():
@@ -79,7 +79,7 @@ def test_tp2_halves_the_column_and_row_splits():
     per_layer = (3150848 + 1051648 + 8398848 + 4200448) / 2000e3 + 4.096 / 2
     mem = 2 * per_layer + (16000 * 1024 * 2 + 2048 + 32000) / 2000e3 + 2 * 0.016384 / 2
     r = _eval(tp=2)
-    assert r["t_memory_s"][0] * 1e6 == pytest.approx(mem, rel=1e-9)
+    assert r.t_memory_s[0] * 1e6 == pytest.approx(mem, rel=1e-9)
 
 
 def test_missing_dtype_uses_the_fallback_fit_at_its_own_bytes():
@@ -96,20 +96,32 @@ def test_missing_dtype_uses_the_fallback_fit_at_its_own_bytes():
                           1024 * 4096 + 4096 + 2048)
     head = 32000 * 1024 + 1024 + 64000
     mem = (2 * (qkv + out + gu + down) + head) / 2000e3 + 2 * 4.096 + 2 * 0.016384
-    assert r["t_memory_s"][0] * 1e6 == pytest.approx(mem, rel=1e-9)
+    assert r.t_memory_s[0] * 1e6 == pytest.approx(mem, rel=1e-9)
 
 
 def test_compute_bound_gemm_goes_to_arithmetic():
     # batch 4096: gate/up FLOP 2·4096·8192·1024 = 68.7e9 / 500e12 = 137.4 us against bytes
     # (16 777 216 + 8 388 608 + 67 108 864) / 2000e9 = 46.1 us: arithmetic.
     r = _eval(batch=4096)
-    assert r["t_arithmetic_s"][0] * 1e6 > 2 * 137.0
-    total = r["t_arithmetic_s"] + r["t_memory_s"] + r["t_network_s"] + r["t_latency_s"]
-    assert np.allclose(total, r["t_step_s"])
+    assert r.t_arithmetic_s[0] * 1e6 > 2 * 137.0
+    total = r.t_arithmetic_s + r.t_memory_s + r.t_network_s + r.t_latency_s
+    assert np.allclose(total, r.t_step_s)
 
 
 def test_without_op_fits_the_model_is_unchanged():
     lay = Layouts(tp_r=1, tp_c=2, pp=1, ep=1, micro_batch=1)
     a = evaluate(MODEL, get_profile("h100-sxm"), lay, context=1000)
     b = evaluate(MODEL, dataclasses.replace(get_profile("h100-sxm"), op_fits=None), lay, context=1000)
-    assert a["t_step_s"][0] == b["t_step_s"][0]
+    assert a.t_step_s[0] == b.t_step_s[0]
+
+
+def test_families_add_up_to_the_step():
+    # gemm (4 per layer + lm head), attention, elementwise and the engine's all-reduce: every op
+    # is in one family, so the families sum to the step (the profile adds no per-step overhead).
+    from inferecon.model.terms import FAMILIES
+
+    r = _eval(tp=2)
+    total = sum(getattr(r, f"t_{f}_s") for f in FAMILIES)
+    assert np.allclose(total, r.t_step_s, rtol=1e-12)
+    assert r.t_allreduce_s[0] * 1e6 == pytest.approx(4 * (3.0 + 2048 / 100e3), rel=1e-9)
+    assert r.t_elementwise_s[0] * 1e6 == pytest.approx(2 * 10.0 + 2 * 0.016384 / 2, rel=1e-9)

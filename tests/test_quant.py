@@ -128,7 +128,7 @@ def test_format_mismatching_bits_is_refused():
 
 @pytest.mark.parametrize("label, name", [
     ("fp8", "fp8"), ("int8 weight-only", "int8-wo"), ("int8 weight-only (RTN Marlin)", "int8-wo"),
-    ("awq int4", "w4a16"), ("int4 g32 weight-only", "w4a16"), ("fp4 (routed experts)", "nvfp4"),
+    ("awq int4", "w4a16"), ("int4 g32 weight-only", "w4a16"), ("fp4 (routed experts)", "nvfp4-experts"), ("nvfp4", "nvfp4"),
     ("bf16", "bf16"), ("fp16", "bf16")])
 def test_benchmark_labels(label, name):
     assert quant.parse_format_label(label).name == name

@@ -50,9 +50,10 @@ MODELS: dict[str, ModelSpec] = {
             d_ff=18432, vocab_size=129280, n_experts=256, n_active_experts=8, n_shared_experts=1,
             d_ff_expert=2048, n_dense_layers=3, q_lora_rank=1536, kv_lora_rank=512,
             qk_rope_dim=64, qk_nope_dim=128, v_head_dim=128,
-            published_params_b=671.0, published_active_params_b=37.0, weight_bits=8,
+            published_params_b=671.0, published_active_params_b=37.0, weight_bits=8, weight_format="fp8-block",
             source="deepseek-ai/DeepSeek-V3 config.json; DeepSeek-V3 Technical Report (671B, 37B active; "
-            "the 14B multi-token-prediction module is not counted; released in FP8, so 8-bit weights by default)",
+            "the 14B multi-token-prediction module is not counted; released in FP8, so 8-bit weights by default; "
+            "quantization_config: fp8 with weight_block_size [128, 128])",
         ),
         ModelSpec(
             name="qwen3-32b", n_layers=64, d_model=5120, n_heads=64, n_kv_heads=8, d_head=128,

@@ -45,13 +45,22 @@ from inferecon.model.quant import format_of
 
 # model/quant.py format -> the op-level GEMM dtype its kernels are fitted under (opfits names).
 FORMAT_GEMM_DTYPE = {"bf16": "bf16", "fp32": "bf16", "fp8": "fp8", "fp8-block": "fp8_block", "int8": "sq",
-                     "int8-wo": "int8_wo", "w4a16": "int4_wo", "nvfp4": "nvfp4", "mxfp4": "int4_wo"}
+                     "int8-wo": "int8_wo", "w4a16": "int4_wo", "nvfp4": "nvfp4", "nvfp4-experts": "nvfp4",
+                     "mxfp4": "int4_wo"}
 # Where a dtype has no fit: the fitted dtype whose kernel is closest (same activation width first).
 GEMM_FALLBACK = {"fp8_block": ("fp8", "bf16"), "fp8": ("bf16",), "sq": ("fp8", "bf16"), "int8_wo": ("bf16",),
                  "int4_wo": ("bf16",), "nvfp4": ("fp8", "bf16"), "fp16": ("bf16",)}
 # The MoE table's dtype names for the same formats (aiconfigurator moe_dtype).
 FORMAT_MOE_DTYPE = {"bf16": "bf16", "fp32": "bf16", "fp8": "fp8", "fp8-block": "fp8_block", "int8": "fp8",
-                    "int8-wo": "bf16", "w4a16": "int4_wo", "nvfp4": "nvfp4", "mxfp4": "w4a16_mxfp4"}
+                    "int8-wo": "bf16", "w4a16": "int4_wo", "nvfp4": "nvfp4", "nvfp4-experts": "nvfp4",
+                    "mxfp4": "w4a16_mxfp4"}
+
+
+def _dense_format(fmt):
+    """The format of the GEMMs outside the routed experts."""
+    from inferecon.model.quant import get_format
+
+    return get_format(fmt.non_expert_format) if fmt.non_expert_format else fmt
 
 
 @dataclass
@@ -131,7 +140,7 @@ def fallbacks(model, hw, engine=None) -> list[str]:
     """Which stated approximations the op-level model makes for this model on this profile."""
     fits = hw.op_fits
     out = []
-    want = FORMAT_GEMM_DTYPE[format_of(model).name]
+    want = FORMAT_GEMM_DTYPE[_dense_format(format_of(model)).name]
     _, got = gemm_fit_for(fits, want)
     if got is None:
         out.append("no GEMM fit in the profile")
@@ -143,8 +152,10 @@ def fallbacks(model, hw, engine=None) -> list[str]:
     eng = getattr(engine, "op_fits", None) if engine is not None else None
     if model.is_moe and _moe_fit(eng, model) is None:
         out.append("no MoE fit: routed experts as grouped GEMMs from the GEMM fit")
-    if eng is None or eng.elementwise_per_layer_us is None:
-        out.append("no elementwise time per layer (engine op fits absent): norms and activations cost nothing")
+    if eng is None:
+        out.append("no engine op fits: norms and activations add only their bytes; the all-reduce is NCCL's")
+    elif eng.elementwise_per_layer_us is None:
+        out.append("the engine op fits give no elementwise time per layer: norms and activations add only their bytes")
     return out
 
 
@@ -152,7 +163,7 @@ def _moe_fit(eng, model):
     if eng is None or not eng.moe:
         return None
     want = FORMAT_MOE_DTYPE[format_of(model).name]
-    for d in (want, "fp8_block" if want == "fp8" else "fp8", "bf16"):
+    for d in dict.fromkeys((want, "fp8_block", "fp8", "bf16")):  # nearest kernel first
         fit = next((m for m in eng.moe if m.dtype == d), None)
         if fit is not None:
             return fit
@@ -177,9 +188,11 @@ def stage_ops(model, hw, engine, lay, tok_rank, tok_group, context, heads_axis, 
     dense_layers = layers - moe_layers
     d = float(model.d_model)
     fmt = format_of(model)
-    gdtype = FORMAT_GEMM_DTYPE[fmt.name]
+    dense_fmt = _dense_format(fmt)
+    gdtype = FORMAT_GEMM_DTYPE[dense_fmt.name]
     gfit, fitted_as = gemm_fit_for(fits, gdtype)
-    a_b, w_b, o_b = GEMM_OPERAND_BYTES.get(gdtype, (2.0, model.weight_bytes_per_param, 2.0))
+    a_b, w_b, o_b = GEMM_OPERAND_BYTES.get(gdtype, (2.0, dense_fmt.weight_bits / 8, 2.0))
+    expert_wb = GEMM_OPERAND_BYTES.get(FORMAT_GEMM_DTYPE[fmt.name], (2.0, model.weight_bytes_per_param, 2.0))[1]
 
     def gemm(family, count, mm, n, k, wbytes=w_b):
         if gfit is None:
@@ -217,7 +230,7 @@ def stage_ops(model, hw, engine, lay, tok_rank, tok_group, context, heads_axis, 
 
     if model.is_moe:
         _moe(acc, model, eng, gemm, m, np.asarray(tok_group, dtype=float), tp, ep, lay, moe_layers, d, gated,
-             gfit, a_b, w_b, o_b, dispatch_bytes_per_elem, hw)
+             gfit, a_b, expert_wb, o_b, dispatch_bytes_per_elem, hw)
 
     _allreduce(acc, hw, eng, lay, m * d * model.act_bytes, layers, model)
     return acc.result()
@@ -254,6 +267,13 @@ def _moe(acc, model, eng, gemm, m, tok_group, tp, ep, lay, moe_layers, d, gated,
     acc.network("moe_all_to_all", 2.0 * moe_layers * a2a)
 
 
+def _mode(lines, mode):
+    """The lines timed the way the step runs them (inside a CUDA graph for a captured decode
+    step); all of them where none was timed that way (NCCL tables time eager calls only)."""
+    same = [ln for ln in lines if ln.mode == mode]
+    return same or lines
+
+
 def _line_time_us(lines, nbytes):
     """alpha + bytes / beta of the line whose [min_bytes, max_bytes) holds each message (the
     nearest end line outside them all)."""
@@ -285,14 +305,14 @@ def _allreduce(acc, hw, eng, lay, msg_bytes, layers, model):
             continue
         rows = np.flatnonzero(one & (c == n))
         b = msg[rows]
-        nccl = fits.collective_lines("all_reduce", n, "nccl") if n <= gpn else []
+        nccl = _mode(fits.collective_lines("all_reduce", n, "nccl"), "graph") if n <= gpn else []
         if nccl:
             t_us = _line_time_us(nccl, b)
         else:
             t_us = net.collective_time_s(hw, net.ALL_REDUCE, n, 1, b) * 1e6  # hierarchical NCCL model
         choice = eng.allreduce_choice(n) if (eng is not None and n <= gpn) else None
         if choice is not None:
-            own = fits.collective_lines("all_reduce", n, choice.implementation)
+            own = _mode(fits.collective_lines("all_reduce", n, choice.implementation), choice.mode)
             if own:
                 t_us = np.where(b <= choice.custom_max_bytes, _line_time_us(own, b), t_us)
         per_layer[rows] = 2.0 * t_us * 1e-6

@@ -45,6 +45,10 @@ class QuantFormat:
     group_size: int | None = None
     block_shape: tuple[int, int] | None = None
     source: str = ""  # which file and field said so ("" for a default of the bits)
+    # Checkpoints that quantise only the routed experts (NVIDIA's DeepSeek-R1-FP4: NVFP4 experts,
+    # FP8 attention and dense layers) name the format of everything else here; "" = this one.
+    # weight_bits is the experts' (they are almost all of the bytes).
+    non_expert_format: str = ""
 
     @property
     def weight_only(self) -> bool:
@@ -82,6 +86,8 @@ FORMATS: dict[str, QuantFormat] = {f.name: f for f in (
                 "scales; multiplies at the 16-bit rate", group_size=128),
     QuantFormat("nvfp4", 4, "fp4", "group", "NVFP4 W4A4, 16-element FP8 group scales (Blackwell tensor cores)",
                 group_size=16),
+    QuantFormat("nvfp4-experts", 4, "fp4", "group", "NVFP4 routed experts, FP8 attention, dense layers and shared "
+                "experts (NVIDIA's DeepSeek-R1-FP4)", group_size=16, non_expert_format="fp8"),
     QuantFormat("mxfp4", 4, None, "group", "MXFP4 weights, 32-element power-of-two scales; weight-only on GPUs "
                 "without FP4 tensor cores", group_size=32),
 )}
@@ -260,6 +266,8 @@ def parse_format_label(label: str) -> QuantFormat | None:
     s = str(label or "").lower()
     if not s or s in ("nan",):
         return None
+    if "fp4" in s and "expert" in s:
+        return FORMATS["nvfp4-experts"]
     if "fp4" in s or "nvfp4" in s:
         return FORMATS["nvfp4"]
     if "awq" in s or "gptq" in s or "int4" in s or "w4a16" in s:
