@@ -1,14 +1,10 @@
 """inferecon with the paper's assumptions (the h100-sxm-paper profile) against the paper's
-reference code's own outputs (benchmarks/paper_parity.py holds them, from the reference
-notes): max speed within 10%, $/M tokens at 40 tok/s within 25%, at context 0."""
-
-import sys
-from pathlib import Path
+reference code's own outputs (inferecon/validation/paper_parity.py holds them, from the
+reference notes; benchmarks/paper_parity.py prints them): max speed within 10%, $/M tokens at 40 tok/s within 25%, at context 0."""
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from paper_parity import REFERENCE, inferecon_row  # noqa: E402
+from inferecon.validation.paper_parity import REFERENCE, inferecon_row
 
 ROWS = {(name, bits, draft): (top, costs) for name, bits, context, draft, top, costs in REFERENCE if context == 0}
 
