@@ -250,17 +250,20 @@ def _flags(df, system: str, backend: str, version: str):
     import numpy as np
 
     flag = np.full(len(df), "", dtype=object)
-    if "device" in df:
-        token = re.escape(_gpu_token(system))
-        wrong = ~df["device"].astype(str).str.upper().str.contains(rf"(?<![A-Z0-9]){token}(?![A-Z0-9])", regex=True)
-        flag[wrong.to_numpy()] = "device"
-    if "version" in df:
-        wrong = (df["version"].astype(str) != version).to_numpy()
-        flag[wrong & (flag == "")] = "version"
-    if "framework" in df and backend != "nccl":  # NCCL tables name the engine that drove NCCL
-        fw = df["framework"].astype(str).map(_alnum)
-        wrong = (~fw.str.contains(_alnum(backend), regex=False)).to_numpy()
-        flag[wrong & (flag == "")] = "framework"
+    pattern = re.compile(rf"(?<![A-Z0-9]){re.escape(_gpu_token(system))}(?![A-Z0-9])")
+    # Each rule is decided once per distinct label (a table holds a handful among 100k rows).
+    rules = (("device", lambda label: pattern.search(label.upper()) is not None),
+             ("version", lambda label: label == version),
+             # NCCL tables name the engine that drove NCCL, not NCCL: no framework rule there.
+             ("framework", (lambda label: _alnum(backend) in _alnum(label)) if backend != "nccl" else None))
+    for column, agrees in rules:
+        if column not in df or agrees is None:
+            continue
+        labels = df[column].astype(str)
+        bad = [label for label in labels.unique() if not agrees(label)]
+        if bad:
+            wrong = labels.isin(bad).to_numpy()
+            flag[wrong & (flag == "")] = column
     return flag
 
 

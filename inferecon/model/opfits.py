@@ -22,7 +22,7 @@ Contract (units are in the names; a step model built on this module relies on ea
   (`GEMM_OPERAND_BYTES`; output is 16-bit for every dtype, as the engines write it).
 - Decode attention for `batch` sequences of `kv_len` cached tokens takes
   `AttentionFit.time_us(batch, kv_len, n_heads, n_kv_heads, head_dim)`:
-      floor + max(kv_bytes / B, flop / F),
+      floor + per_sequence_head · batch · n_kv_heads + max(kv_bytes / B, flop / F),
       kv_bytes = 2 (K and V) · batch · kv_len · n_kv_heads · head_dim · kv element bytes,
       flop = 4 · batch · kv_len · n_heads · head_dim   (QK^T and PV, one query token each).
   The database's KV length of a decode row is isl + step (= step + 1 at its isl of 1).
@@ -33,7 +33,8 @@ Contract (units are in the names; a step model built on this module relies on ea
   [min_bytes, max_bytes) holds it: alpha + message_bytes / beta (beta = algorithm bandwidth,
   message bytes over time; not bus bandwidth).
 - A MoE layer (grouped GEMMs of the experts a batch touches, plus routing and permutation) of
-  `tokens` tokens takes `MoeFit.time_us(...)`: fixed + max(expert_bytes / B, flop / F) with
+  `tokens` tokens takes `MoeFit.time_us(...)`: fixed + per_token_expert · tokens · top-k
+  + max(expert_bytes / B, flop / F) with
   expert_bytes the weights of the experts touched on one rank (min(E/ep, tokens·k) experts of
   3·hidden·inter/tp weights each, balanced routing) and flop = 2·tokens·k·3·hidden·inter/tp/ep.
 - `quality` of every fit: k-fold held-out error on rows the fit never saw.
@@ -130,6 +131,9 @@ class AttentionFit:
     gbps: float  # achieved KV-cache read bandwidth
     tflops: float  # achieved attention FLOP/s where it is compute-bound (many heads per KV head)
     hbm_efficiency: float | None = None  # gbps / datasheet HBM bandwidth
+    # Time per (sequence x KV head) beyond its bytes: block-table walks and the split-KV
+    # reduction, which make a batch of 1024 short sequences far slower than its bytes say.
+    per_sequence_head_us: float = 0.0
     kernels: dict[str, float] = field(default_factory=dict)
     quality: FitQuality | None = None
     source: OpSource | None = None
@@ -137,7 +141,8 @@ class AttentionFit:
     def time_us(self, batch: float, kv_len: float, n_heads: float, n_kv_heads: float, head_dim: float) -> float:
         kv_bytes = 2.0 * batch * kv_len * n_kv_heads * head_dim * KV_ELEMENT_BYTES[self.kv_dtype]
         flop = 4.0 * batch * kv_len * n_heads * head_dim
-        return self.floor_us + max(kv_bytes / (self.gbps * 1e3), flop / (self.tflops * 1e6))
+        return (self.floor_us + self.per_sequence_head_us * batch * n_kv_heads
+                + max(kv_bytes / (self.gbps * 1e3), flop / (self.tflops * 1e6)))
 
 
 @dataclass(frozen=True)
@@ -188,6 +193,8 @@ class MoeFit:
     kernels: dict[str, float] = field(default_factory=dict)
     quality: FitQuality | None = None
     source: OpSource | None = None
+    # Time per routed (token, expert) pair: routing, permutation and un-permutation.
+    per_token_expert_us: float = 0.0
 
     def time_us(self, tokens: float, hidden: float, inter: float, topk: float, experts: float,
                 tp: float = 1, ep: float = 1) -> float:
@@ -195,7 +202,8 @@ class MoeFit:
         touched = min(experts / ep, tokens * topk)  # balanced routing over this rank's experts
         expert_bytes = touched * 3.0 * hidden * inter / tp * w  # gate, up and down projections
         flop = 2.0 * tokens * topk * 3.0 * hidden * inter / tp / ep
-        return self.fixed_us + max(expert_bytes / (self.gbps * 1e3), flop / (self.tflops * 1e6))
+        return (self.fixed_us + self.per_token_expert_us * tokens * topk
+                + max(expert_bytes / (self.gbps * 1e3), flop / (self.tflops * 1e6)))
 
 
 @dataclass(frozen=True)
