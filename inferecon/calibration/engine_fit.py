@@ -26,7 +26,7 @@ import numpy as np
 from inferecon.ingest.engine_results import EngineRun
 from inferecon.core.errors import UserError
 from inferecon.core.stats import mape_pct, pct_errors
-from inferecon.model.engine import EngineProfile
+from inferecon.model.engine import PER_LAYER_US, STEP_OVERHEAD_US, EngineParam, EngineProfile
 from inferecon.model.hardware import HardwareProfile
 from inferecon.model.predict import Prediction, predict
 from inferecon.model.spec import ModelSpec
@@ -182,11 +182,16 @@ mape = mape_pct
 # -- the fit ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ParamFit:
-    name: str  # "step_overhead_us", "per_layer_us", "weight_read_efficiency[8]"
+    param: EngineParam
     value: float
     fitted: bool
     note: str = ""
     stderr: float | None = None  # standard error of a fitted value (µs, or efficiency)
+
+    @property
+    def name(self) -> str:
+        """How engine.json and the fit summary name it, e.g. "weight_read_efficiency[8]"."""
+        return self.param.key
 
 
 @dataclass
@@ -200,46 +205,48 @@ class EngineFit:
     notes: list[str] = field(default_factory=list)
 
 
-def _param_names(cases: list[EngineCase]) -> list[str]:
-    formats = Counter(str(c.model.weight_bits) for c in cases if c.model.weight_bits in (16, 8, 4))
-    order = sorted(formats, key=lambda k: (-formats[k], -int(k)))
-    return ["step_overhead_us"] + [f"weight_read_efficiency[{k}]" for k in order] + ["per_layer_us"]
+STEP = EngineParam(STEP_OVERHEAD_US)
+PER_LAYER = EngineParam(PER_LAYER_US)
 
 
-def _columns(cases: list[EngineCase], names: list[str], base: np.ndarray) -> np.ndarray:
+def _param_names(cases: list[EngineCase]) -> list[EngineParam]:
+    formats = Counter(c.model.weight_bits for c in cases if c.model.weight_bits in (16, 8, 4))
+    order = sorted(formats, key=lambda k: (-formats[k], -k))
+    return [STEP] + [EngineParam.efficiency(k) for k in order] + [PER_LAYER]
+
+
+def _columns(cases: list[EngineCase], names: list[EngineParam], base: np.ndarray) -> np.ndarray:
     """The change in predicted ms per token per unit of each parameter (µs for the overheads,
     x = 1/e - 1 for an efficiency), through the cost model itself."""
     cols = np.zeros((len(cases), len(names)))
     for j, name in enumerate(names):
-        if name == "step_overhead_us":
+        if name == STEP:
             probe, unit = EngineProfile("probe", step_overhead_us=_STEP_PROBE_US), _STEP_PROBE_US
-        elif name == "per_layer_us":
+        elif name == PER_LAYER:
             probe, unit = EngineProfile("probe", per_layer_us=_LAYER_PROBE_US), _LAYER_PROBE_US
         else:
-            bits = name[name.index("[") + 1:-1]
-            probe, unit = EngineProfile("probe", weight_read_efficiency={bits: _EFF_PROBE}), 1.0 / _EFF_PROBE - 1.0
+            probe, unit = name.set_in(EngineProfile("probe"), _EFF_PROBE), 1.0 / _EFF_PROBE - 1.0
         for i, c in enumerate(cases):
             cols[i, j] = (predict_case(c, probe).ms_per_token - base[i]) / unit
     return cols
 
 
-def _why_not(name: str, cases: list[EngineCase], chosen: list[str]) -> str:
-    if name == "per_layer_us":
+def _why_not(name: EngineParam, cases: list[EngineCase], chosen: list[str]) -> str:
+    if name == PER_LAYER:
         layers = sorted({c.model.n_layers for c in cases})
         if len(layers) == 1:
             return (f"every run has {layers[0]} layers, so a per-layer time cannot be told from a per-step one; "
                     f"runs of models with other layer counts would separate them")
-    if name.startswith("weight_read_efficiency"):
-        bits = name[name.index("[") + 1:-1]
-        return (f"the {bits}-bit runs read about the same weight bytes per step (one model and TP), so a slower "
+    if name.is_efficiency:
+        return (f"the {name.bits}-bit runs read about the same weight bytes per step (one model and TP), so a slower "
                 f"weight read cannot be told from {', '.join(chosen) or 'the other terms'}; runs of other model "
                 f"sizes or TP degrees would separate them")
     return f"not separable from {', '.join(chosen)} with these runs"
 
 
-def _select(A: np.ndarray, names: list[str], cases: list[EngineCase]) -> tuple[list[int], dict[str, str]]:
+def _select(A: np.ndarray, names: list[EngineParam], cases: list[EngineCase]) -> tuple[list[int], dict[EngineParam, str]]:
     chosen: list[int] = []
-    why: dict[str, str] = {}
+    why: dict[EngineParam, str] = {}
     for j, name in enumerate(names):
         col = A[:, j]
         norm = float(np.linalg.norm(col))
@@ -254,13 +261,13 @@ def _select(A: np.ndarray, names: list[str], cases: list[EngineCase]) -> tuple[l
             q, _ = np.linalg.qr(A[:, chosen])
             resid = col - q @ (q.T @ col)
             if float(np.linalg.norm(resid)) < MIN_INDEPENDENCE * norm:
-                why[name] = _why_not(name, cases, [names[k] for k in chosen])
+                why[name] = _why_not(name, cases, [names[k].key for k in chosen])
                 continue
         chosen.append(j)
     return chosen, why
 
 
-def _solve(A: np.ndarray, b: np.ndarray, names: list[str], chosen: list[int]) -> dict[str, float]:
+def _solve(A: np.ndarray, b: np.ndarray, names: list[EngineParam], chosen: list[int]) -> dict[EngineParam, float]:
     from scipy.optimize import lsq_linear
 
     values = {}
@@ -268,7 +275,7 @@ def _solve(A: np.ndarray, b: np.ndarray, names: list[str], chosen: list[int]) ->
         return values
     lo, hi = [], []
     for j in chosen:
-        if names[j].startswith("weight_read_efficiency"):
+        if names[j].is_efficiency:
             # x = 1/e - 1 for e in EFFICIENCY_RANGE
             lo.append(1.0 / EFFICIENCY_RANGE[1] - 1.0)
             hi.append(1.0 / EFFICIENCY_RANGE[0] - 1.0)
@@ -281,20 +288,18 @@ def _solve(A: np.ndarray, b: np.ndarray, names: list[str], chosen: list[int]) ->
     return values
 
 
-def _profile(name: str, values: dict[str, float], cases, notes, fit_quality=None) -> EngineProfile:
-    eff = {}
-    for key, x in values.items():
-        if key.startswith("weight_read_efficiency"):
-            eff[key[key.index("[") + 1:-1]] = 1.0 / (1.0 + x)
+def _profile(name: str, values: dict[EngineParam, float], cases, notes, fit_quality=None) -> EngineProfile:
+    eff = {str(p.bits): 1.0 / (1.0 + x) for p, x in values.items() if p.is_efficiency}
     return EngineProfile(
-        name=name, step_overhead_us=max(0.0, values.get("step_overhead_us", 0.0)),
-        per_layer_us=max(0.0, values.get("per_layer_us", 0.0)), weight_read_efficiency=eff,
+        name=name, step_overhead_us=max(0.0, values.get(STEP, 0.0)),
+        per_layer_us=max(0.0, values.get(PER_LAYER, 0.0)), weight_read_efficiency=eff,
         sources=sorted({c.run.source.rsplit(":", 1)[0] if c.run.source.rsplit(":", 1)[-1].isdigit() else c.run.source
                         for c in cases}),
         notes=list(notes), hardware=",".join(sorted({c.hw.name for c in cases})), fit_quality=fit_quality or {})
 
 
-def _stderr(A: np.ndarray, b: np.ndarray, names: list[str], chosen: list[int], values: dict[str, float]) -> dict[str, float]:
+def _stderr(A: np.ndarray, b: np.ndarray, names: list[EngineParam], chosen: list[int],
+            values: dict[EngineParam, float]) -> dict[EngineParam, float]:
     """Standard error of each fitted parameter (in its fitted unit: µs, or x = 1/e - 1) from the
     residual scatter; empty when no degree of freedom is left."""
     n, k = len(b), len(chosen)
@@ -307,11 +312,11 @@ def _stderr(A: np.ndarray, b: np.ndarray, names: list[str], chosen: list[int], v
     return {names[j]: float(np.sqrt(max(cov[i, i], 0.0))) for i, j in enumerate(chosen)}
 
 
-def _weakness(name: str, value: float, se: float) -> tuple[float, str] | None:
+def _weakness(name: EngineParam, value: float, se: float) -> tuple[float, str] | None:
     """(how unsupported, why) when the data do not pin a fitted parameter down, else None. An
     overhead must be at least twice its standard error (else 0, the published value, fits as
     well); an efficiency must be known to within ±MAX_EFFICIENCY_STDERR."""
-    if name.startswith("weight_read_efficiency"):
+    if name.is_efficiency:
         e = 1.0 / (1.0 + value)
         se_e = se * e * e
         if se_e > MAX_EFFICIENCY_STDERR:
@@ -371,16 +376,16 @@ def fit_engine_profile(cases: list[EngineCase], name: str | None = None, heldout
     params, notes = [], []
     for n in names:
         if n in values:
-            eff = n.startswith("weight_read_efficiency")
+            eff = n.is_efficiency
             shown = 1.0 / (1.0 + values[n]) if eff else values[n]
             err = se.get(n)
             if err is not None and eff:
                 err = err * shown * shown
             params.append(ParamFit(n, shown, True, stderr=err))
         else:
-            published = 1.0 if n.startswith("weight_read_efficiency") else 0.0
+            published = 1.0 if n.is_efficiency else 0.0
             params.append(ParamFit(n, published, False, why.get(n, "")))
-            notes.append(f"{n}: published value {published:g} kept: {why.get(n, '')}")
+            notes.append(f"{n.key}: published value {published:g} kept: {why.get(n, '')}")
     profile = _profile(name, values, cases, notes)
     fitted = compare_runs(cases, profile)
     for r, f, h in zip(rows, fitted, held_ms):

@@ -13,9 +13,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from inferecon.core.errors import UserError, load_json
 
@@ -24,15 +27,88 @@ ENGINE_SCHEMA_VERSION = 1
 # 8-bit (FP8 or INT8) and 4-bit (AWQ, GPTQ, NVFP4 …).
 WEIGHT_FORMATS = ("16", "8", "4")
 
+# The kinds of parameter an engine profile has; a weight-read efficiency is one per format.
+STEP_OVERHEAD_US = "step_overhead_us"
+PER_LAYER_US = "per_layer_us"
+WEIGHT_READ_EFFICIENCY = "weight_read_efficiency"
+PARAM_KINDS = (STEP_OVERHEAD_US, PER_LAYER_US, WEIGHT_READ_EFFICIENCY)
+_KEY = re.compile(r"^weight_read_efficiency\[(\d+)\]$")
+
+
+@dataclass(frozen=True)
+class EngineParam:
+    """One parameter of an engine profile: a kind, and for a weight-read efficiency the weight
+    bits it is for. Fits and draws address parameters by this, never by a parsed string; the
+    string `key` ("per_layer_us", "weight_read_efficiency[8]") is only how a fit's quality
+    record names it in engine.json, read back by `from_key`."""
+
+    kind: str
+    bits: int | None = None
+
+    def __post_init__(self):
+        if self.kind not in PARAM_KINDS:
+            raise UserError(f"engine parameter {self.kind!r} is not one of {', '.join(PARAM_KINDS)}")
+        if (self.kind == WEIGHT_READ_EFFICIENCY) != (self.bits is not None):
+            raise UserError(f"engine parameter {self.kind}: weight bits are given for (and only for) "
+                            f"a weight-read efficiency")
+        if self.bits is not None and str(self.bits) not in WEIGHT_FORMATS:
+            raise UserError(f"engine parameter {self.kind}: {self.bits} is not one of {', '.join(WEIGHT_FORMATS)} "
+                            f"(bits per weight)")
+
+    @classmethod
+    def efficiency(cls, bits: int | str) -> "EngineParam":
+        return cls(WEIGHT_READ_EFFICIENCY, int(bits))
+
+    @property
+    def is_efficiency(self) -> bool:
+        return self.kind == WEIGHT_READ_EFFICIENCY
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}[{self.bits}]" if self.is_efficiency else self.kind
+
+    @classmethod
+    def from_key(cls, key: str) -> "EngineParam":
+        m = _KEY.match(key)
+        if m:
+            return cls.efficiency(int(m.group(1)))
+        return cls(key)
+
+    def value_in(self, engine: "EngineProfile"):
+        """This parameter's value in `engine` (an efficiency not given is 1: no loss)."""
+        if self.is_efficiency:
+            return engine.weight_efficiency(self.bits)
+        return getattr(engine, self.kind)
+
+    def set_in(self, engine: "EngineProfile", value) -> "EngineProfile":
+        """A new profile with this parameter at `value` (a number, or an array with one value per
+        configuration: a draw of the parameter, model/uncertainty.py)."""
+        if self.is_efficiency:
+            eff = dict(engine.weight_read_efficiency, **{str(self.bits): value})
+            return dataclasses.replace(engine, weight_read_efficiency=eff)
+        return dataclasses.replace(engine, **{self.kind: value})
+
+
+def _valid(value, low: float, strict: bool) -> bool:
+    """A finite number (or an array of them, one per configuration) above `low`."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, np.ndarray):
+        v = value.astype(float)
+        return bool(np.all(np.isfinite(v)) and np.all(v > low if strict else v >= low))
+    return isinstance(value, (int, float)) and math.isfinite(value) and (value > low if strict else value >= low)
+
 
 @dataclass(frozen=True)
 class EngineProfile:
     name: str  # e.g. "vllm", "sglang", "trtllm"
-    step_overhead_us: float = 0.0  # per decode step, not overlapped with GPU work
-    per_layer_us: float = 0.0  # per transformer layer per step (launches not in a graph)
+    # The three parameters are numbers in a saved profile; a draw of them (model/uncertainty.py)
+    # is the same profile with arrays, one value per configuration the cost model prices.
+    step_overhead_us: float | np.ndarray = 0.0  # per decode step, not overlapped with GPU work
+    per_layer_us: float | np.ndarray = 0.0  # per transformer layer per step (launches not in a graph)
     # Achieved weight-read bandwidth of the engine's kernels as a share of what the hardware
     # profile's memory term assumes, by weight bits ("16", "8", "4"); 1.0 = no loss.
-    weight_read_efficiency: dict[str, float] = field(default_factory=dict)
+    weight_read_efficiency: dict[str, float | np.ndarray] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     # The hardware profile the fit was made against: the overheads are relative to it.
@@ -47,17 +123,18 @@ class EngineProfile:
     def __post_init__(self):
         for name in ("step_overhead_us", "per_layer_us"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            if not _valid(value, 0.0, strict=False):
                 raise UserError(f"engine profile {self.name!r}: {name} must be a finite number >= 0, got {value!r}")
         for bits, eff in self.weight_read_efficiency.items():
             if str(bits) not in WEIGHT_FORMATS:
                 raise UserError(f"engine profile {self.name!r}: weight_read_efficiency key {bits!r} is not one of "
                                 f"{', '.join(WEIGHT_FORMATS)} (bits per weight)")
-            if not (isinstance(eff, (int, float)) and math.isfinite(eff) and eff > 0):
+            if not _valid(eff, 0.0, strict=True):
                 raise UserError(f"engine profile {self.name!r}: weight_read_efficiency[{bits}] must be > 0, got {eff!r}")
 
-    def weight_efficiency(self, weight_bits: int) -> float:
-        return float(self.weight_read_efficiency.get(str(int(weight_bits)), 1.0))
+    def weight_efficiency(self, weight_bits: int) -> float | np.ndarray:
+        value = self.weight_read_efficiency.get(str(int(weight_bits)), 1.0)
+        return value if isinstance(value, np.ndarray) else float(value)
 
     # -- JSON ------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from inferecon.core.errors import UserError, load_json
 from inferecon.model.profile_checks import check_profile_dict
 
@@ -30,8 +32,10 @@ class ComputeSpec:
     # Dense (no sparsity) datasheet peak per dtype: "bf16", "fp16", "fp8", "tf32", "fp32", "int8".
     peak_tflops: dict[str, float]
     # Fraction of peak a large GEMM achieves. Published profiles use the paper's 70% cap; a
-    # calibrated profile measures it (and adds a shape-dependent fit in `gemm_fit`).
-    efficiency: float
+    # calibrated profile measures it (and adds a shape-dependent fit in `gemm_fit`). An array
+    # only in a draw of the profile's uncertain parameters (model/uncertainty.py): one value
+    # per configuration priced (likewise the fields below typed float | np.ndarray).
+    efficiency: float | np.ndarray
     # Shape-dependent GEMM model fitted by calibration; None on published profiles.
     gemm_fit: dict[str, Any] | None = None
 
@@ -46,7 +50,7 @@ class MemorySpec:
     capacity_gb: float
     bandwidth_gbps: float  # datasheet HBM bandwidth
     # Sustained fraction of the datasheet bandwidth (paper: 75% cap; calibration: measured).
-    efficiency: float
+    efficiency: float | np.ndarray  # an array only in a draw (model/uncertainty.py)
     l2_mb: float = 0.0
     # Measured read bandwidth by transfer size: [[bytes, gbps], ...]; None when published.
     read_curve: list[list[float]] | None = None
@@ -136,13 +140,14 @@ class NetworkSpec:
     collective_model: str = "nccl"
     # Multiplier on the whole network term of a step: 1 in every saved profile; uncertainty
     # draws (model/uncertainty.py) move it by the spread of the collective model or fits.
-    time_scale: float = 1.0
+    time_scale: float | np.ndarray = 1.0
 
 
 @dataclass(frozen=True)
 class LatencySpec:
-    kernel_launch_us: float  # per kernel not hidden behind the previous one
-    step_overhead_us: float = 0.0  # per decode step: sampling, embedding, host work
+    # Both an array only in a draw (model/uncertainty.py).
+    kernel_launch_us: float | np.ndarray  # per kernel not hidden behind the previous one
+    step_overhead_us: float | np.ndarray = 0.0  # per decode step: sampling, embedding, host work
     # Kernels per layer that run one after another with their launch exposed. The paper's code
     # charges 4 per layer (QKV, attention out, MLP in, MLP out), dense or MoE alike.
     serial_kernels_per_dense_layer: float = 4.0

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from inferecon.core.errors import UserError
+from inferecon.model.engine import PER_LAYER_US, STEP_OVERHEAD_US, EngineParam, EngineProfile
 from inferecon.model.terms import CostOptions, Layouts, evaluate
 from inferecon.model.uncertain import Uncertain, _parts, _set, entries
 
@@ -52,9 +53,11 @@ def draw_parameters(items: list[Uncertain], k: int = DEFAULT_DRAWS, seed: int = 
 
 
 def apply(hw, items: list[Uncertain], values) -> Any:
-    """The profile with each entry's value (a scalar, or an array with one value per tiled
-    configuration) put into its fields. The result carries no uncertainty of its own (it is
-    one draw, and its fields may now be arrays)."""
+    """A new HardwareProfile with each entry's value (a scalar, or an array with one value per
+    tiled configuration) put into its fields. The fields entries move are the ones the profile
+    types `float | np.ndarray` (efficiencies, launch and step latencies, the network time
+    scale) and the GEMM fit's figures (a dict). The result carries no uncertainty of its own
+    (it is one draw)."""
     hw = dataclasses.replace(hw, uncertainty=[])
     for u, v in zip(items, values):
         for p in u.paths:
@@ -70,29 +73,15 @@ def apply(hw, items: list[Uncertain], values) -> Any:
 
 # -- engine profiles -------------------------------------------------------------------------------
 
-class DrawnEngine:
-    """An engine profile whose overheads and weight-read efficiencies are arrays, one value per
-    tiled configuration (the cost model reads only these three things from an engine)."""
-
-    def __init__(self, name: str, step_overhead_us, per_layer_us, weight_read_efficiency: dict):
-        self.name = name
-        self.step_overhead_us = step_overhead_us
-        self.per_layer_us = per_layer_us
-        self.weight_read_efficiency = weight_read_efficiency
-
-    def weight_efficiency(self, weight_bits: int):
-        return self.weight_read_efficiency.get(str(int(weight_bits)), 1.0)
-
-
-def _engine_params(engine) -> dict[str, tuple[float, float]]:
+def _engine_params(engine) -> dict[EngineParam, tuple[float, float]]:
     """{parameter: (value, stderr)} of the fitted engine parameters that carry a standard error
-    (calibration/engine_fit.py stores them in fit_quality["parameters"])."""
+    (calibration/engine_fit.py stores them in fit_quality["parameters"], by EngineParam.key)."""
     params = ((getattr(engine, "fit_quality", None) or {}).get("parameters") or {})
     out = {}
-    for name, p in params.items():
+    for key, p in params.items():
         se = p.get("stderr") if isinstance(p, dict) else None
         if p.get("fitted") and isinstance(se, Real) and math.isfinite(se) and se > 0:
-            out[name] = (float(p["value"]), float(se))
+            out[EngineParam.from_key(key)] = (float(p["value"]), float(se))
     return out
 
 
@@ -101,24 +90,26 @@ def has_uncertainty(hw, engine=None) -> bool:
     return bool(hw.uncertainty) or bool(engine is not None and _engine_params(engine))
 
 
-def draw_engine(engine, draws: int, seed: int, rows: int):
-    """The engine with each fitted parameter drawn from normal(value, stderr) — the fit's
-    covariance diagonal — repeated over `rows` configurations per draw; the engine itself
-    when nothing in it carries a standard error. Overheads stay >= 0, efficiencies > 0."""
+def draw_engine(engine: EngineProfile | None, draws: int, seed: int, rows: int) -> EngineProfile | None:
+    """A new EngineProfile whose fitted parameters are drawn from normal(value, stderr) — the
+    fit's covariance diagonal — as arrays of draws x `rows` values (each draw repeated over
+    `rows` configurations); the engine itself when nothing in it carries a standard error.
+    Overheads stay >= 0, efficiencies > 0."""
     params = _engine_params(engine) if engine is not None else {}
     if not params:
         return engine
     rng = np.random.default_rng([seed, 1])  # its own stream: the profile's draws do not move
-
-    def drawn(name, value, low):
-        if name not in params:
-            return value
-        v, se = params[name]
-        return np.repeat(np.maximum(rng.normal(v, se, draws), low), rows)
-
-    eff = {bits: drawn(f"weight_read_efficiency[{bits}]", e, 0.01) for bits, e in engine.weight_read_efficiency.items()}
-    return DrawnEngine(engine.name, drawn("step_overhead_us", engine.step_overhead_us, 0.0),
-                       drawn("per_layer_us", engine.per_layer_us, 0.0), eff)
+    drawn = engine
+    # A fixed draw order (efficiencies, then the per-step and per-layer overheads), so that a
+    # seed gives the same band.
+    order = ([EngineParam.efficiency(b) for b in engine.weight_read_efficiency]
+             + [EngineParam(STEP_OVERHEAD_US), EngineParam(PER_LAYER_US)])
+    for param in order:
+        if param in params:
+            v, se = params[param]
+            low = 0.01 if param.is_efficiency else 0.0
+            drawn = param.set_in(drawn, np.repeat(np.maximum(rng.normal(v, se, draws), low), rows))
+    return drawn
 
 
 # -- propagation -----------------------------------------------------------------------------------
