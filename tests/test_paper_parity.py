@@ -1,6 +1,7 @@
 """inferecon with the paper's assumptions (the h100-sxm-paper profile) against the paper's
 reference code's own outputs (inferecon/validation/paper_parity.py holds them, from the
-reference notes; benchmarks/paper_parity.py prints them): max speed within 10%, $/M tokens at 40 tok/s within 25%, at context 0."""
+reference notes; benchmarks/paper_parity.py prints them): max speed within 10%, $/M tokens at
+40 tok/s within 25%, at context 0."""
 
 import pytest
 
