@@ -27,8 +27,10 @@ Contract (units are in the names; a step model built on this module relies on ea
       flop = 4 · batch · kv_len · n_heads · head_dim   (QK^T and PV, one query token each).
   The database's KV length of a decode row is isl + step (= step + 1 at its isl of 1).
 - Prefill attention of `batch` prompts of `seq_len` tokens (causal) takes
-  `ContextAttentionFit.time_us(...)`: floor + flop / F, flop = 2 · batch · seq_len² · n_heads ·
-  head_dim (4·b·s²·h·d halved by the causal mask).
+  `ContextAttentionFit.time_us(...)`: floor + flop / F + qkvo_bytes / B, flop = 2 · batch ·
+  seq_len² · n_heads · head_dim (4·b·s²·h·d halved by the causal mask), qkvo_bytes = 2 (bf16) ·
+  batch · seq_len · (2 · n_heads + 2 · n_kv_heads) · head_dim (Q and O of every head, K and V
+  of every KV head); the byte term is 0 when `gbps` is None (files written before it).
 - A collective of `message_bytes` takes `CollectiveOpFit.time_us` of the line whose
   [min_bytes, max_bytes) holds it: alpha + message_bytes / beta (beta = algorithm bandwidth,
   message bytes over time; not bus bandwidth).
@@ -156,9 +158,15 @@ class ContextAttentionFit:
     kernels: dict[str, float] = field(default_factory=dict)
     quality: FitQuality | None = None
     source: OpSource | None = None
+    gbps: float | None = None  # achieved Q/K/V/O read-write bandwidth (not overlapped with the FLOPs)
 
-    def time_us(self, batch: float, seq_len: float, n_heads: float, head_dim: float) -> float:
-        return self.floor_us + 2.0 * batch * seq_len * seq_len * n_heads * head_dim / (self.tflops * 1e6)
+    def time_us(self, batch: float, seq_len: float, n_heads: float, head_dim: float,
+                n_kv_heads: float | None = None) -> float:
+        t = self.floor_us + 2.0 * batch * seq_len * seq_len * n_heads * head_dim / (self.tflops * 1e6)
+        if self.gbps:
+            hk = n_heads if n_kv_heads is None else n_kv_heads
+            t += 2.0 * batch * seq_len * (2 * n_heads + 2 * hk) * head_dim / (self.gbps * 1e3)
+        return t
 
 
 @dataclass(frozen=True)
@@ -313,7 +321,7 @@ def _check_number(where: str, owner: str, key: str, value) -> None:
         rule = "nonneg"
     else:
         return
-    if value is None and key in ("max_bytes", "cuda_graph_kernel_us", "elementwise_per_layer_us", "step_overhead_us"):
+    if value is None and key in ("max_bytes", "gbps", "cuda_graph_kernel_us", "elementwise_per_layer_us", "step_overhead_us"):
         return
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if ok:
