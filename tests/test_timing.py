@@ -144,9 +144,10 @@ def test_cuda_event_path_with_a_fake_torch(monkeypatch):
     assert m.timer_name == "cuda_event"
     np.testing.assert_allclose(m.samples_s, np.array(durations_ms[-m.reps:]) * 1e-3)
     assert 15 <= m.reps <= 25
-    # 2 syncs around the first call, 1 after the estimate, 1 after the timed repetitions:
-    # never one per repetition.
-    assert clock["syncs"] == 4
+    # 2 syncs around the first call, 2 in the estimate (after its first repetition, which decides
+    # whether two more are needed, and after those), 1 after the timed repetitions: never one
+    # per repetition.
+    assert clock["syncs"] == 5
 
 
 class WorkClock:
@@ -277,3 +278,14 @@ def test_cuda_event_windows_leave_the_flush_out_and_the_budget_pays_for_it(monke
     assert m.samples_s == pytest.approx([1e-3] * 10)
     assert m.extra["rep_estimate_s"] == pytest.approx(10e-3)
     assert m.flush_bytes == 100 << 20
+
+
+def test_a_repetition_longer_than_the_budget_is_estimated_once():
+    # 50 ms per repetition (flush 45 ms + call 5 ms) against a 25 ms budget and min_reps 5: the
+    # first timed repetition already says 5 x 50 ms > 25 ms, so the count is min_reps without
+    # two more estimates. Calls by hand: 1 first + 1 estimate + ceil(2 ms / 50 ms) = 1 warm-up
+    # + 5 timed = 8 (not 10); flushes 1 + 1 + 5 = 7.
+    clock = WorkClock(fn_s=5e-3, flush_s=45e-3)
+    cfg = TimingConfig(warmup_ms=2, budget_ms=25, min_reps=5, max_reps=500, flush_l2=True)
+    m = measure(clock.fn, device="cpu", config=cfg, timer=clock, flush_fn=clock.flush)
+    assert m.reps == 5 and clock.fn_calls == 8 and clock.flush_calls == 7

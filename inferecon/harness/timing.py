@@ -3,7 +3,8 @@
 Contract of `measure(fn, device=..., config=...)`:
 
 1. synchronize, call `fn` once (compilation, allocator and cuBLAS heuristics warm up);
-2. estimate what one repetition costs in wall time from a few timed ones (its flush included);
+2. estimate what one repetition costs in wall time from a few timed ones (its flush included;
+   one is enough where min_reps of it already exceed the budget);
 3. warm up for `warmup_ms`, then time `reps` repetitions, with `reps` chosen so the timed
    part lasts about `budget_ms` (clamped to [min_reps, max_reps]);
 4. each repetition is timed on its own: CUDA events recorded around it on GPU (one
@@ -356,13 +357,17 @@ def measure(
     # inside the estimate (triton's do_bench does the same): the budget pays for the flushes,
     # so a flush of tens of ms before a 20 us call buys a few repetitions, not thousands.
     if before_each is not None:
-        def flushed_run():
+        def rep():
             before_each()
             run()
-
-        est = clock.time_reps(flushed_run, _ESTIMATE_CALLS)
     else:
-        est = clock.time_reps(run, _ESTIMATE_CALLS)
+        rep = run
+    # One timed repetition first: where min_reps of it already overrun the budget, the count is
+    # min_reps whatever the next two would say, and they are skipped (a 1 s CPU GEMM, or a 50 ms
+    # flush before a 20 us one, would spend its whole budget on estimating).
+    est = clock.time_reps(rep, 1)
+    if est[0] * config.min_reps <= config.budget_ms * 1e-3:
+        est += clock.time_reps(rep, _ESTIMATE_CALLS - 1)
     rep_wall_s = max(float(np.median(est)), 1e-9)
     # 3. warm-up for warmup_ms (keeps clocks up and caches in their steady state).
     n_warm = int(min(config.max_reps, math.ceil(config.warmup_ms * 1e-3 / rep_wall_s)))
