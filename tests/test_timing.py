@@ -289,3 +289,13 @@ def test_a_repetition_longer_than_the_budget_is_estimated_once():
     cfg = TimingConfig(warmup_ms=2, budget_ms=25, min_reps=5, max_reps=500, flush_l2=True)
     m = measure(clock.fn, device="cpu", config=cfg, timer=clock, flush_fn=clock.flush)
     assert m.reps == 5 and clock.fn_calls == 8 and clock.flush_calls == 7
+
+
+def test_a_fixed_count_always_makes_the_same_calls():
+    # min_reps == max_reps (what TP decode ranks use so that their collectives pair up): every
+    # rank makes 1 first + 3 estimate + 0 warm-up + 4 timed = 8 calls, however long a call takes.
+    for call_s in (1e-4, 1.0):
+        clock = WorkClock(fn_s=call_s)
+        cfg = TimingConfig(warmup_ms=0, budget_ms=1, min_reps=4, max_reps=4)
+        m = measure(clock.fn, device="cpu", config=cfg, timer=clock)
+        assert m.reps == 4 and clock.fn_calls == 8

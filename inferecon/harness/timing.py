@@ -46,7 +46,7 @@ _FLUSH_FLOOR_BYTES = {"cpu": 32 * MiB, "cuda": 64 * MiB}
 _FLUSH_CAP_BYTES = 256 * MiB
 # Used when the device does not say how big its cache is.
 _DEFAULT_FLUSH_BYTES = _FLUSH_CAP_BYTES
-# Calls timed to estimate the per-call time before choosing the repetition count.
+# Repetitions timed to estimate one repetition's wall time before choosing their count.
 _ESTIMATE_CALLS = 3
 
 
@@ -364,9 +364,12 @@ def measure(
         rep = run
     # One timed repetition first: where min_reps of it already overrun the budget, the count is
     # min_reps whatever the next two would say, and they are skipped (a 1 s CPU GEMM, or a 50 ms
-    # flush before a 20 us one, would spend its whole budget on estimating).
+    # flush before a 20 us one, would spend its whole budget on estimating). Not with a fixed
+    # count (min_reps == max_reps): callers fix it so that every rank of a collective makes the
+    # same number of calls, which a per-rank choice here would break.
     est = clock.time_reps(rep, 1)
-    if est[0] * config.min_reps <= config.budget_ms * 1e-3:
+    fixed = config.min_reps == config.max_reps
+    if fixed or est[0] * config.min_reps <= config.budget_ms * 1e-3:
         est += clock.time_reps(rep, _ESTIMATE_CALLS - 1)
     rep_wall_s = max(float(np.median(est)), 1e-9)
     # 3. warm-up for warmup_ms (keeps clocks up and caches in their steady state).
