@@ -74,9 +74,9 @@ EXAMPLES: dict[str, Example] = {e.name: e for e in [
     # A second frontier would double the currency test's time (pandas, matplotlib, the PNG): slow.
     Example("frontier-no-band", ("inferecon frontier --model llama-3-70b --gpu h100-sxm --draws 0",), kind=SLOW),
     Example("specs", ("inferecon specs",)),
-    Example("calibrate-files", ("inferecon calibrate --nccl-tests tests/fixtures/ingest/all_reduce_perf_8xh100.txt "
+    Example("calibrate-files", ("inferecon calibrate --nccl-tests tests/fixtures/ingest/synthetic_all_reduce_perf_8xh100.txt "
                                 "--gpu h100-sxm --out cal-files",), kind=SLOW, vary=r"fitted in [0-9.]+ s",
-            needs=("tests/fixtures/ingest/all_reduce_perf_8xh100.txt",)),
+            needs=("tests/fixtures/ingest/synthetic_all_reduce_perf_8xh100.txt",)),
     Example("engine-validate", ("inferecon validate --engine-results "
                                 "tests/fixtures/engines/vllm_bench_serve_llama-3.1-8b_c8.json "
                                 "tests/fixtures/engines/sglang_bench_serving.jsonl --model llama-3-8b --gpu h100 "

@@ -43,7 +43,7 @@ def test_cpu_chain_writes_a_valid_profile_and_report(cpu_run, tmp_path, capsys):
 
 def test_refit_from_run_with_ingested_files_and_report(cpu_run, tmp_path):
     out = tmp_path / "refit"
-    files = ["--nccl-tests", FIX + "all_reduce_perf_8xh100.txt", "--nvbandwidth", FIX + "nvbandwidth.txt"]
+    files = ["--nccl-tests", FIX + "synthetic_all_reduce_perf_8xh100.txt", "--nvbandwidth", FIX + "nvbandwidth.txt"]
     # An H100 file does not silently join a CPU run's profile.
     r = _cli("calibrate", "--from", str(cpu_run), "--out", str(out), *files)
     assert r.returncode == 2 and "has no published GPU profile" in r.stderr and "--force" in r.stderr
@@ -72,7 +72,7 @@ def test_files_join_a_gpu_run_of_their_gpu_and_node_size(cpu_run, tmp_path):
              "--nccl-tests", FIX + "all_gather_perf_2nodes.txt")  # 2 nodes of 2 GPUs
     assert r.returncode == 2 and "2 GPUs per node, the h100-sxm profile has 8; refused" in r.stderr
     r = _cli("calibrate", "--from", str(run), "--out", str(tmp_path / "b"),
-             "--nccl-tests", FIX + "all_reduce_perf_8xh100.txt")
+             "--nccl-tests", FIX + "synthetic_all_reduce_perf_8xh100.txt")
     assert r.returncode == 0, r.stderr
     assert "all_reduce over 8 ranks (device list) on 1 node (device list)" in r.stdout
     prof = HardwareProfile.load(tmp_path / "b" / "profile.json")
@@ -146,10 +146,10 @@ def test_profile_from_files_bad_input_is_one_line(tmp_path, capsys):
     for args, message in [
         (["--nccl-tests", FIX + "all_reduce_unreadable.txt", "--gpu", "h100-sxm"], "unreadable rows at lines 4, 5"),
         (["--nccl-tests", FIX + "sendrecv_no_devices.txt", "--gpu", "h100-sxm"], "FILE:send_recv:WORLD"),
-        (["--nccl-tests", FIX + "all_reduce_perf_8xh100.txt", "--gpu", "h200"], "not NVIDIA H200"),
+        (["--nccl-tests", FIX + "synthetic_all_reduce_perf_8xh100.txt", "--gpu", "h200"], "not NVIDIA H200"),
         (["--nccl-tests", FIX + "all_gather_perf_2nodes.txt", "--gpu", "h100-sxm"], "2 GPUs per node"),
         (["--nccl-tests", FIX + "srun_label_all_gather_16.txt"], "give --gpu"),
-        (["--nccl-tests", FIX + "all_reduce_perf_8xh100.txt", "--quick"], "measures nothing"),
+        (["--nccl-tests", FIX + "synthetic_all_reduce_perf_8xh100.txt", "--quick"], "measures nothing"),
     ]:
         assert main(["calibrate", *args, "--out", str(tmp_path / "x")]) == 2
         err = capsys.readouterr().err
@@ -157,6 +157,6 @@ def test_profile_from_files_bad_input_is_one_line(tmp_path, capsys):
     r = _cli_without_torch("calibrate", "--nccl-tests", FIX + "all_reduce_unreadable.txt", "--gpu", "h100-sxm")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
     # Forced, the H100 table joins an H200 profile and the profile says so.
-    r = _cli_without_torch("calibrate", "--nccl-tests", FIX + "all_reduce_perf_8xh100.txt", "--gpu", "h200",
+    r = _cli_without_torch("calibrate", "--nccl-tests", FIX + "synthetic_all_reduce_perf_8xh100.txt", "--gpu", "h200",
                            "--force", "--out", str(tmp_path / "forced"))
     assert r.returncode == 0 and "forced in: measured on NVIDIA H100 80GB HBM3" in r.stdout

@@ -78,7 +78,7 @@ def test_read_bandwidth_fit_uses_streaming_sizes():
 
 
 def test_collective_fit_goes_piecewise_when_nccl_switches_protocol():
-    df = parse_nccl_tests(FIX + "all_reduce_perf_8xh100.txt")
+    df = parse_nccl_tests(FIX + "synthetic_all_reduce_perf_8xh100.txt")
     fits, results = fit_collectives(df)
     assert [r.form for r in results] == ["piecewise alpha + bytes/beta"]
     r = results[0]

@@ -13,7 +13,7 @@ import pytest
 
 from inferecon.cli import main
 
-NCCL = "tests/fixtures/ingest/all_reduce_perf_8xh100.txt"
+NCCL = "tests/fixtures/ingest/synthetic_all_reduce_perf_8xh100.txt"
 
 
 def _digest(d: Path) -> dict:

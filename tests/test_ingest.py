@@ -21,7 +21,7 @@ def _pieces(table):
     return [(f.alpha_us, f.beta_gbps) for f in fit_table(table).fits]
 
 
-@pytest.mark.parametrize("name", ["all_reduce_perf_8xh100.txt", "all_reduce_perf_8xh100.json"])
+@pytest.mark.parametrize("name", ["synthetic_all_reduce_perf_8xh100.txt", "synthetic_all_reduce_perf_8xh100.json"])
 def test_eight_rank_all_reduce_table(name):
     df = parse_nccl_tests(FIX + name)
     assert len(df) == 31
@@ -89,7 +89,7 @@ def test_old_layout_with_times_in_ms():
 
 def test_interleaved_runs_are_noted(tmp_path):
     # One job launched twice into one log writes every row twice.
-    text = open(FIX + "all_reduce_perf_8xh100.txt").read().splitlines()
+    text = open(FIX + "synthetic_all_reduce_perf_8xh100.txt").read().splitlines()
     rows = [ln for ln in text if ln.strip() and ln.strip()[0].isdigit()]
     doubled = tmp_path / "all_reduce_twice.txt"
     doubled.write_text("\n".join(text + rows) + "\n")
@@ -118,8 +118,8 @@ def test_bad_specs(spec, message):
 
 
 def test_mislabelled_collective_is_refused_with_its_line(tmp_path):
-    with pytest.raises(UserError, match=r"all_reduce_perf_8xh100.txt:\d+: busbw/algbw = 1.7\d+ at .* all_gather over 8 ranks \(device list\) has factor 0.8750"):
-        read_collective_file(FIX + "all_reduce_perf_8xh100.txt:all_gather")
+    with pytest.raises(UserError, match=r"synthetic_all_reduce_perf_8xh100.txt:\d+: busbw/algbw = 1.7\d+ at .* all_gather over 8 ranks \(device list\) has factor 0.8750"):
+        read_collective_file(FIX + "synthetic_all_reduce_perf_8xh100.txt:all_gather")
 
 
 def test_unreadable_files_are_one_line_naming_file_and_lines(tmp_path):
@@ -182,7 +182,7 @@ def test_nvbandwidth_host_links_and_bidirectional_totals():
 
 
 def test_a_row_of_an_unknown_type_is_named_and_log_lines_are_not_rows(tmp_path):
-    lines = open(FIX + "all_reduce_perf_8xh100.txt").read().splitlines()
+    lines = open(FIX + "synthetic_all_reduce_perf_8xh100.txt").read().splitlines()
     i = next(k for k, ln in enumerate(lines) if ln.strip().startswith("1048576 "))
     lines[i] = lines[i].replace(" float ", " fp6e3m2 ")
     lines.insert(i, "12 34 processes sent help message help-btl-vader.txt")  # a log line, not a row

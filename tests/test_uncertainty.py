@@ -223,7 +223,7 @@ def test_network_from_operators_files_replaces_only_the_collective_range():
     # that fit's held-out error; the FLOP/s, HBM and launch ranges stay the published ones.
     from inferecon.calibration.build_files import profile_from_files
 
-    res = profile_from_files(["tests/fixtures/ingest/all_reduce_perf_8xh100.txt"], [], "h100-sxm")
+    res = profile_from_files(["tests/fixtures/ingest/synthetic_all_reduce_perf_8xh100.txt"], [], "h100-sxm")
     by_name = {e["name"]: e for e in res.profile.uncertainty}
     assert set(by_name) == {"FLOP/s efficiency", "HBM bandwidth efficiency", "kernel launch", "collective time"}
     net = by_name["collective time"]
