@@ -22,7 +22,6 @@ the extrapolated full-model step is reported beside it, never in place of it.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -30,6 +29,7 @@ from typing import Optional
 import numpy as np
 
 from inferecon.core.errors import UserError
+from inferecon.core.stats import mape_pct, pct_errors
 from inferecon.model.hardware import HardwareProfile
 from inferecon.model.spec import ModelSpec
 
@@ -182,8 +182,42 @@ def plan_layers(shape, requested: Optional[int], batches, contexts, tp: int, mem
 # Prediction
 
 
+@dataclass(frozen=True)
+class StepPrediction:
+    """The cost model's decode step for one validated case, seconds; the 90% interval only
+    when the profile states its uncertainty."""
+
+    t_arithmetic_s: float
+    t_memory_s: float
+    t_network_s: float
+    t_latency_s: float
+    t_step_s: float
+    dominant: str
+    t_step_lo_s: float | None = None
+    t_step_hi_s: float | None = None
+
+
+# The paper's four terms as the validation table names them (its column `{label}_{term}_us`).
+TERMS = {"arithmetic": "t_arithmetic_s", "memory": "t_memory_s", "network": "t_network_s",
+         "latency": "t_latency_s"}
+
+
+def column(label: str, what: str) -> str:
+    """The validation table's column for profile `label` ("calibrated", "published") and one
+    of its figures: a term of TERMS ("arithmetic" -> "{label}_arithmetic_us"), "step", "step_lo",
+    "step_hi", "full_step" (µs), "error", "full_error" (signed %), "dominant", "covered". The
+    one rule both the comparison and the command's table and files use."""
+    if what in TERMS or what in ("step", "step_lo", "step_hi", "full_step"):
+        return f"{label}_{what}_us"
+    if what in ("error", "full_error"):
+        return f"{label}_{what}_pct"
+    if what in ("dominant", "covered"):
+        return f"{label}_{what}"
+    raise ValueError(f"no validation column {what!r}")
+
+
 def predict(spec: ModelSpec, hw: HardwareProfile, batch: int, context: int, tp: int,
-            draws: int = DEFAULT_DRAWS) -> dict[str, float]:
+            draws: int = DEFAULT_DRAWS) -> StepPrediction:
     """The cost model's step for one instance of tp GPUs (1D tensor parallel, no PP/EP), and
     with draws > 0 the step's 90% interval (t_step_lo_s, t_step_hi_s) over draws of the
     profile's uncertain parameters."""
@@ -192,14 +226,14 @@ def predict(spec: ModelSpec, hw: HardwareProfile, batch: int, context: int, tp: 
 
     lay = Layouts(tp_r=np.array([1]), tp_c=np.array([tp]), pp=np.array([1]), ep=np.array([1]),
                   micro_batch=np.array([batch]))
-    out = evaluate(spec, hw, lay, context)
-    keys = ("t_arithmetic_s", "t_memory_s", "t_network_s", "t_latency_s", "t_step_s")
-    res = {k: float(np.asarray(getattr(out, k))[0]) for k in keys}
-    res["dominant"] = str(np.asarray(out.dominant)[0])
+    res = evaluate(spec, hw, lay, context).at(0)
+    lo = hi = None
     if draws and hw.uncertainty:
         lo, _, hi = quantiles(evaluate_draws(spec, hw, lay, context, draws=draws, keys=("t_step_s",))["t_step_s"][:, 0])
-        res["t_step_lo_s"], res["t_step_hi_s"] = float(lo), float(hi)
-    return res
+        lo, hi = float(lo), float(hi)
+    return StepPrediction(t_arithmetic_s=res["t_arithmetic_s"], t_memory_s=res["t_memory_s"],
+                          t_network_s=res["t_network_s"], t_latency_s=res["t_latency_s"],
+                          t_step_s=res["t_step_s"], dominant=res["dominant"], t_step_lo_s=lo, t_step_hi_s=hi)
 
 
 def published_for_device(device: str, device_name: str, hw: HardwareProfile,
@@ -281,7 +315,7 @@ def measure_decode(shape, plan: LayerPlan, batches, contexts, tp: int, device: s
 
 
 def _err_pct(pred: float, meas: float) -> float:
-    return 100.0 * (pred - meas) / meas if meas > 0 else float("nan")
+    return float(pct_errors(pred, meas)) if meas > 0 else float("nan")
 
 
 def compare(spec: ModelSpec, rows: list[dict], plan: LayerPlan, tp: int,
@@ -313,18 +347,18 @@ def compare(spec: ModelSpec, rows: list[dict], plan: LayerPlan, tp: int,
                        layer_fit_note="" if ok else layer_fit_note(times))
         for label, hw in profiles.items():
             p = predict(spec.with_layers(plan.measured), hw, batch, context, tp)
-            for k in ("t_arithmetic_s", "t_memory_s", "t_network_s", "t_latency_s"):
-                row[f"{label}_{k[2:-2]}_us"] = p[k] * 1e6
-            row[f"{label}_dominant"] = p["dominant"]
-            row[f"{label}_step_us"] = p["t_step_s"] * 1e6
-            row[f"{label}_error_pct"] = _err_pct(p["t_step_s"], t_meas)
-            if "t_step_lo_s" in p:
-                row[f"{label}_step_lo_us"], row[f"{label}_step_hi_us"] = p["t_step_lo_s"] * 1e6, p["t_step_hi_s"] * 1e6
-                row[f"{label}_covered"] = bool(p["t_step_lo_s"] <= t_meas <= p["t_step_hi_s"])
+            for term, field in TERMS.items():
+                row[column(label, term)] = getattr(p, field) * 1e6
+            row[column(label, "dominant")] = p.dominant
+            row[column(label, "step")] = p.t_step_s * 1e6
+            row[column(label, "error")] = _err_pct(p.t_step_s, t_meas)
+            if p.t_step_lo_s is not None:
+                row[column(label, "step_lo")], row[column(label, "step_hi")] = p.t_step_lo_s * 1e6, p.t_step_hi_s * 1e6
+                row[column(label, "covered")] = bool(p.t_step_lo_s <= t_meas <= p.t_step_hi_s)
             if plan.extrapolated:
                 pf = predict(spec, hw, batch, context, tp)
-                row[f"{label}_full_step_us"] = pf["t_step_s"] * 1e6
-                row[f"{label}_full_error_pct"] = _err_pct(pf["t_step_s"] * 1e6, row["full_measured_step_us"])
+                row[column(label, "full_step")] = pf.t_step_s * 1e6
+                row[column(label, "full_error")] = _err_pct(pf.t_step_s * 1e6, row["full_measured_step_us"])
         out.append(row)
     return out
 
@@ -346,10 +380,10 @@ def coverage(rows: list[dict], key: str) -> tuple[int, int]:
 
 
 def mape(table: list[dict], label: str, full: bool = False) -> Optional[float]:
-    """Mean absolute percentage error of a profile's step time over the table's cases."""
-    col = f"{label}_full_error_pct" if full else f"{label}_error_pct"
-    errs = [abs(r[col]) for r in table if col in r and math.isfinite(r[col])]
-    return float(np.mean(errs)) if errs else None
+    """Mean absolute percentage error of a profile's step time over the table's cases (the one
+    MAPE rule, core/stats.py)."""
+    col = column(label, "full_error" if full else "error")
+    return mape_pct(r.get(col) for r in table)
 
 
 def plot(table: list[dict], labels: list[str], path: Path, title: str) -> Path:
@@ -364,14 +398,14 @@ def plot(table: list[dict], labels: list[str], path: Path, title: str) -> Path:
     lo, hi = meas.min(), meas.max()
     markers = {"calibrated": "o", "published": "s"}
     for label in labels:
-        pred = np.array([r[f"{label}_step_us"] for r in table]) / 1e3
+        pred = np.array([r[column(label, "step")] for r in table]) / 1e3
         m = mape(table, label)
         sc = ax.scatter(meas, pred, marker=markers.get(label, "^"), label=f"{label} (MAPE {m:.1f}%)", alpha=0.8)
-        if all(f"{label}_step_lo_us" in r for r in table):
+        if all(column(label, "step_lo") in r for r in table):
             # The predicted 90% interval of each case: a point whose bar misses y = x is not covered.
-            lo_ms = np.array([r[f"{label}_step_lo_us"] for r in table]) / 1e3
-            hi_ms = np.array([r[f"{label}_step_hi_us"] for r in table]) / 1e3
-            inside, n = coverage(table, f"{label}_covered")
+            lo_ms = np.array([r[column(label, "step_lo")] for r in table]) / 1e3
+            hi_ms = np.array([r[column(label, "step_hi")] for r in table]) / 1e3
+            inside, n = coverage(table, column(label, "covered"))
             ax.errorbar(meas, pred, yerr=[pred - lo_ms, hi_ms - pred], fmt="none", alpha=0.4,
                         ecolor=sc.get_facecolor()[0], label=f"{label} 90% interval ({inside} of {n} cover y = x)")
             lo, hi = min(lo, lo_ms.min()), max(hi, hi_ms.max())
