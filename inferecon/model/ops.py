@@ -299,23 +299,25 @@ def _allreduce(acc, hw, eng, lay, msg_bytes, layers, model):
     gpn = hw.network.gpus_per_node
     fits = hw.op_fits
     one = r == 1
-    for n in np.unique(c[one]):
+    modelled = np.zeros(c.shape, dtype=bool)  # rows priced by the hierarchical NCCL model below
+    for n in np.unique(c[one & (c > 1) & (c <= gpn)]):
         n = int(n)
-        if n == 1:
+        nccl = _mode(fits.collective_lines("all_reduce", n, "nccl"), "graph")
+        choice = eng.allreduce_choice(n) if eng is not None else None
+        own = _mode(fits.collective_lines("all_reduce", n, choice.implementation), choice.mode) if choice else []
+        if not (nccl or own):
+            modelled |= one & (c == n)
             continue
         rows = np.flatnonzero(one & (c == n))
         b = msg[rows]
-        nccl = _mode(fits.collective_lines("all_reduce", n, "nccl"), "graph") if n <= gpn else []
-        if nccl:
-            t_us = _line_time_us(nccl, b)
-        else:
-            t_us = net.collective_time_s(hw, net.ALL_REDUCE, n, 1, b) * 1e6  # hierarchical NCCL model
-        choice = eng.allreduce_choice(n) if (eng is not None and n <= gpn) else None
-        if choice is not None:
-            own = _mode(fits.collective_lines("all_reduce", n, choice.implementation), choice.mode)
-            if own:
-                t_us = np.where(b <= choice.custom_max_bytes, _line_time_us(own, b), t_us)
+        t_us = _line_time_us(nccl, b) if nccl else net.collective_time_s(hw, net.ALL_REDUCE, n, 1, b) * 1e6
+        if own:
+            t_us = np.where(b <= choice.custom_max_bytes, _line_time_us(own, b), t_us)
         per_layer[rows] = 2.0 * t_us * 1e-6
+    # Groups across nodes (and sizes the fits do not cover): one vectorised call of the model.
+    rows = np.flatnonzero(modelled | (one & (c > gpn)))
+    if rows.size:
+        per_layer[rows] = 2.0 * net.collective_time_s(hw, net.ALL_REDUCE, c[rows], 1, msg[rows])
     two = np.flatnonzero(~one)
     if two.size:
         rr, cc, tb = r[two].astype(float), c[two], msg[two] / model.d_model
