@@ -125,3 +125,18 @@ def test_families_add_up_to_the_step():
     assert np.allclose(total, r.t_step_s, rtol=1e-12)
     assert r.t_allreduce_s[0] * 1e6 == pytest.approx(4 * (3.0 + 2048 / 100e3), rel=1e-9)
     assert r.t_elementwise_s[0] * 1e6 == pytest.approx(2 * 10.0 + 2 * 0.016384 / 2, rel=1e-9)
+
+
+def test_mla_projections_hold_every_attention_weight_once():
+    # DeepSeek-V3 per layer: q_a 7168·1536 + kv_a 7168·576 (fused, 11 010 048 + 4 128 768),
+    # q_b 1536·128·192 = 37 748 736, absorbed K and V up-projections 128·512·128 twice
+    # = 16 777 216, out 128·128·7168 = 117 440 512: 187 105 280 weights (its config.json's
+    # shapes), in five kernels with K = 7168, 1536, 128 (nope), 512 (latent), 128·128.
+    from inferecon.model.catalog import get_model
+    from inferecon.model.ops import _mla_gemms
+
+    calls = []
+    _mla_gemms(lambda fam, count, m, n, k: calls.append((n, k)), get_model("deepseek-v3"), 61, 1.0, 1.0, 7168.0)
+    assert len(calls) == 5
+    assert sum(n * k for n, k in calls) == 187_105_280
+    assert sorted(k for _, k in calls) == sorted([7168, 1536, 128, 512, 16384])

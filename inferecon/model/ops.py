@@ -203,7 +203,7 @@ def stage_ops(model, hw, engine, lay, tok_rank, tok_group, context, heads_axis, 
 
     # Attention projections (heads split over `heads_axis`: the tp group in 1D).
     if model.is_mla:
-        gemm("gemm_attention", layers, m, model.attention_params / d / tp, d)
+        _mla_gemms(gemm, model, layers, m, tp, d)
     else:
         q = model.n_heads * model.d_head
         kv = 2.0 * model.d_head * np.maximum(model.n_kv_heads / tp, 1.0)
@@ -234,6 +234,27 @@ def stage_ops(model, hw, engine, lay, tok_rank, tok_group, context, heads_axis, 
 
     _allreduce(acc, hw, eng, lay, m * d * model.act_bytes, layers, model)
     return acc.result()
+
+
+def _mla_gemms(gemm, model, layers, m, tp, d):
+    """MLA's projections as SGLang, vLLM and TRT-LLM run them at decode (DeepSeek-V2/V3 code,
+    weight absorption): the fused down-projection of query and KV latent (replicated on every
+    GPU of the group), the query up-projection (split by heads), the two absorbed per-head
+    products with the KV up-projection (K side before attention, V side after; batched GEMMs,
+    priced with the GEMM fit), and the output projection (row-parallel). Together they hold
+    every attention weight of ModelSpec.attention_params once."""
+    h = model.n_heads / tp
+    qk = model.qk_nope_dim + model.qk_rope_dim
+    latent = model.kv_lora_rank + model.qk_rope_dim
+    if model.q_lora_rank:
+        gemm("gemm_attention", layers, m, model.q_lora_rank + latent, d)
+        gemm("gemm_attention", layers, m, h * qk, model.q_lora_rank)
+    else:
+        gemm("gemm_attention", layers, m, latent, d)
+        gemm("gemm_attention", layers, m, h * qk, d)
+    gemm("gemm_attention", layers, m, h * model.kv_lora_rank, model.qk_nope_dim)
+    gemm("gemm_attention", layers, m, h * model.v_head_dim, model.kv_lora_rank)
+    gemm("gemm_attention", layers, m, d, h * model.v_head_dim)
 
 
 def _moe(acc, model, eng, gemm, m, tok_group, tp, ep, lay, moe_layers, d, gated, gfit, a_b, w_b, o_b, disp, hw):
