@@ -98,8 +98,8 @@ def test_predict_numbers(args, message, capsys):
     (["--max-gpus", "0"], "argument --max-gpus"),
     (["--drift=nan%"], "--drift must be"),
     (["--drift=-2%"], "--drift must be"),
-    (["--tolerance", "inf%"], "--tolerance must be in"),
-    (["--confidence", "nan"], "--confidence must be in"),
+    (["--tolerance", "inf%"], "--tolerance inf%: the smallest slowdown that counts must be in [0%, 100%)"),
+    (["--confidence", "nan"], "--confidence nan: the bootstrap CI level must be in (0.5, 1)"),
 ])
 def test_regress_numbers(args, message, tmp_path, capsys):
     from test_regress import make_run

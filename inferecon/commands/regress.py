@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 
 from inferecon import cli_args
-from inferecon.core.errors import UserError
+from inferecon.core.errors import RequestError, UserError
 
 
 def register(sub) -> None:
@@ -227,8 +227,11 @@ def run(args) -> int:
     drift = parse_fraction(args.drift, "--drift")
     if not (math.isfinite(drift) and drift >= 0):
         raise UserError(f"--drift must be a spread of 0% or more, got {args.drift!r}")
-    cfg = GateConfig(tolerance=parse_fraction(args.tolerance, "--tolerance"), confidence=args.confidence,
-                     resamples=args.resamples, seed=args.seed, drift=drift)
+    try:
+        cfg = GateConfig(tolerance=parse_fraction(args.tolerance, "--tolerance"), confidence=args.confidence,
+                         resamples=args.resamples, seed=args.seed, drift=drift)
+    except RequestError as exc:
+        raise cli_args.flag_error(exc) from None
     if args.context < 1 or args.max_gpus < 1:
         raise UserError("--context and --max-gpus must be at least 1")
     picked = args.baseline is None

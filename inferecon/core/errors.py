@@ -10,6 +10,21 @@ class UserError(Exception):
     """Bad input or an impossible request: the message is shown to the user as is."""
 
 
+class RequestError(UserError):
+    """An impossible request, said in the domain's words by library code. `param` names the
+    request parameter at fault (tp, batch, max_gpus, tolerance ...) and `value` its value as the
+    user would write it, so that the command layer can name its own flag (`for_flag`)."""
+
+    def __init__(self, param: str, value, message: str):
+        super().__init__(message)
+        self.param = param
+        self.value = value
+
+    def for_flag(self, flag: str) -> UserError:
+        """The same error, said in terms of the command's flag."""
+        return UserError(f"{flag} {self.value}: {self}")
+
+
 def exit_status(fn) -> int:
     """Run an entry point: a UserError is one line on stderr and exit status 2, Ctrl-C is 130,
     a closed output pipe ends quietly (141), anything else keeps its traceback (a bug, not bad

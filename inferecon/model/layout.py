@@ -9,23 +9,10 @@ into its own flag (`RequestError.for_flag`).
 
 from __future__ import annotations
 
-from inferecon.core.errors import UserError
+from inferecon.core.errors import RequestError
 from inferecon.model.spec import ModelSpec
 
-
-class RequestError(UserError):
-    """An impossible request. `param` names the request parameter at fault (tp, pp, ep, batch,
-    context, gamma, acceptance, max_gpus) and `value` its value, so that a command can name the
-    flag it came from."""
-
-    def __init__(self, param: str, value, message: str):
-        super().__init__(message)
-        self.param = param
-        self.value = value
-
-    def for_flag(self, flag: str) -> UserError:
-        """The same error, said in terms of the command's flag."""
-        return UserError(f"{flag} {self.value}: {self}")
+__all__ = ["RequestError", "heads_axis", "layout_problem"]  # RequestError lives in core/errors.py
 
 
 def heads_axis(tp: int, tp_rows: int = 1) -> int:

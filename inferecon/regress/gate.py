@@ -57,7 +57,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from inferecon.core.errors import UserError
+from inferecon.core.errors import RequestError, UserError
 
 VERDICTS = ("regression", "improvement", "noisy", "missing", "unchanged")
 
@@ -86,16 +86,21 @@ class GateConfig:
     rule: str = "point"
 
     def __post_init__(self):
+        # Domain errors naming the setting at fault; the command maps each to its flag.
         if not 0 <= self.tolerance < 1:
-            raise UserError(f"--tolerance must be in [0%, 100%), got {100 * self.tolerance:g}%")
+            raise RequestError("tolerance", f"{100 * self.tolerance:g}%",
+                               "the smallest slowdown that counts must be in [0%, 100%)")
         if not 0.5 < self.confidence < 1:
-            raise UserError(f"--confidence must be in (0.5, 1), got {self.confidence}")
+            raise RequestError("confidence", self.confidence, "the bootstrap CI level must be in (0.5, 1)")
         if self.resamples < 100:
-            raise UserError(f"--resamples must be at least 100, got {self.resamples}")
+            raise RequestError("resamples", self.resamples, "a bootstrap needs at least 100 resamples")
+        if self.drift < 0 or self.drift != self.drift:
+            raise RequestError("drift", f"{100 * self.drift:g}%", "the between-run spread must be 0% or more")
         if self.noisy_flag not in ("veto", "ci"):
-            raise ValueError(f"noisy_flag must be 'veto' or 'ci', got {self.noisy_flag!r}")
+            raise RequestError("noisy_flag", repr(self.noisy_flag), "a noisy case is either vetoed ('veto') or "
+                                                                  "left to its CI ('ci')")
         if self.rule not in ("point", "whole"):
-            raise ValueError(f"rule must be 'point' or 'whole', got {self.rule!r}")
+            raise RequestError("rule", repr(self.rule), "the regression rule is 'point' or 'whole'")
 
 
 @dataclass
