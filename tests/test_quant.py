@@ -132,3 +132,16 @@ def test_format_mismatching_bits_is_refused():
     ("bf16", "bf16"), ("fp16", "bf16")])
 def test_benchmark_labels(label, name):
     assert quant.parse_format_label(label).name == name
+
+
+def test_predict_and_frontier_default_to_the_checkpoints_precision(tmp_path, capsys):
+    # An AWQ config.json: predict without --precision prices 4-bit weights, as frontier does;
+    # DeepSeek-V3 (released in FP8) is 8-bit in both.
+    from inferecon.cli import main
+
+    path = _config(tmp_path, AWQ)
+    assert main(["predict", "--model", str(path), "--gpu", "h100", "--batch", "1", "--draws", "0", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[0])["weight_bits"] == 4
+    assert main(["predict", "--model", "deepseek-v3", "--gpu", "h200", "--tp", "8", "--batch", "1", "--draws", "0",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[0])["weight_bits"] == 8

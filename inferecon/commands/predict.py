@@ -20,10 +20,11 @@ def register(sub) -> None:
     p.add_argument("--ep", type=int, default=1, help="expert-parallel ranks, MoE models only (default 1)")
     p.add_argument("--batch", default="1", help="sequences decoded together; a list (1,8,64) prints one row each")
     p.add_argument("--context", type=cli_args.CONTEXT_TOKENS, default=4096, help="tokens in context per sequence (default 4096)")
-    p.add_argument("--precision", type=int, default=16, choices=(16, 8, 4), metavar="BITS",
-                   help="weight precision in bits: 16, 8 or 4 (default 16)")
-    p.add_argument("--kv-precision", type=int, default=16, choices=(16, 8, 4), metavar="BITS",
-                   help="KV-cache precision in bits (default 16)")
+    p.add_argument("--precision", type=int, default=None, choices=(16, 8, 4), metavar="BITS",
+                   help="weight precision in bits: 16, 8 or 4 (default: the model's native one, as frontier: 8 "
+                        "for DeepSeek-V3, a config.json's quantization_config)")
+    p.add_argument("--kv-precision", type=int, default=None, choices=(16, 8, 4), metavar="BITS",
+                   help="KV-cache precision in bits (default: the model's, 16 unless its config.json says)")
     p.add_argument("--spec-decode", default=None, metavar="DRAFT", help="draft model for speculative decoding")
     p.add_argument("--acceptance", type=cli_args.ACCEPTANCE, default=None,
                    help="per-token acceptance probability of the draft (default 0.8 with --spec-decode)")
