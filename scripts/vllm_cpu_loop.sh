@@ -11,7 +11,8 @@
 # INFERECON_PYTHON (default .venv/bin/python: inferecon runs from the project's own venv),
 # LOOP_BUDGET_S (default 2700: the whole loop's wall-clock bound), CALIBRATE (quick|full,
 # default quick), OUTPUT_LEN / INPUT_LEN (default 64 / 128 tokens), DTYPES (default
-# "bfloat16 float32"), CONCURRENCY (default "1 2 4 8").
+# "bfloat16 float32"), CONCURRENCY (default "1 2 4 8"), PROMPTS_PER_SLOT (default 2: 2 c
+# prompts at concurrency c), SERVE_ARGS (default --enforce-eager, see below).
 #
 # The server listens on 127.0.0.1 only and is stopped whatever happens (its whole process
 # group, on exit, Ctrl-C or TERM). Every command run, its exit status and the load average
@@ -29,6 +30,11 @@ out_len=${OUTPUT_LEN:-64}
 dtypes=${DTYPES:-"bfloat16 float32"}
 concurrency=${CONCURRENCY:-"1 2 4 8"}
 port=${VLLM_PORT:-18000}
+prompts_per_slot=${PROMPTS_PER_SLOT:-2}
+# --enforce-eager: no torch.compile warm-up. On a loaded 2-core machine the compiled start-up
+# took 14 minutes (20:47 to 21:01 UTC, load average 12-15), twice per loop; eager starts in a
+# few. SERVE_ARGS="" serves compiled, as vLLM does by default.
+serve_args=${SERVE_ARGS-"--enforce-eager"}
 if [ $# -ge 1 ]; then out=$1; else
   out=results/vllm-cpu-$(date -u +%Y%m%d); n=2
   while [ -e "$out" ]; do out=results/vllm-cpu-$(date -u +%Y%m%d)-$n; n=$((n + 1)); done
@@ -134,13 +140,8 @@ step check-imports 300 "$venv/bin/python" -c "import vllm, transformers, tokeniz
 step build-model 600 "$venv/bin/python" "$helper" build-model "$model" || exit 1
 mkdir -p "$out/model" && cp "$model/config.json" "$out/model/config.json"
 
-# -- 3. calibrate this CPU (inferecon's venv), before the server: nothing else of ours runs -------
-cal_args=(--device cpu --out "$out/calibrate" --no-progress)
-[ "$cal_mode" = quick ] && cal_args+=(--quick)
-step calibrate 1500 "$ic_py" -m inferecon calibrate "${cal_args[@]}" || status=partial
-
-# -- 4. serve and bench each dtype ---------------------------------------------------------------
-export VLLM_HOST_IP=127.0.0.1 VLLM_CPU_KVCACHE_SPACE=${VLLM_CPU_KVCACHE_SPACE:-2} VLLM_NO_USAGE_STATS=1
+# -- 3. serve and bench each dtype ---------------------------------------------------------------
+export VLLM_TARGET_DEVICE=cpu VLLM_HOST_IP=127.0.0.1 VLLM_CPU_KVCACHE_SPACE=${VLLM_CPU_KVCACHE_SPACE:-2} VLLM_NO_USAGE_STATS=1
 export DO_NOT_TRACK=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 for dt in $dtypes; do
   short=$([ "$dt" = bfloat16 ] && echo bf16 || echo fp32)
@@ -149,23 +150,23 @@ for dt in $dtypes; do
   log "serve $dt on 127.0.0.1:$port (load $(load))"
   t0=$SECONDS serve_load=$(load)
   setsid "$venv/bin/python" "$helper" vllm serve "$model" --host 127.0.0.1 --port "$port" --dtype "$dt" \
-    --max-model-len 1024 --seed 0 > "$out/logs/serve-$short.log" 2>&1 &
+    --max-model-len 1024 --seed 0 $serve_args > "$out/logs/serve-$short.log" 2>&1 &
   server_pgid=$!
   up=0
-  while [ $((SECONDS - t0)) -lt 420 ] && kill -0 "$server_pgid" 2>/dev/null; do
+  while [ $((SECONDS - t0)) -lt "${SERVE_WAIT_S:-900}" ] && kill -0 "$server_pgid" 2>/dev/null; do
     if curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1; then up=1; break; fi
     sleep 2
   done
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "serve-$short" "$(date -u +%H:%M:%S)" $((SECONDS - t0)) \
     "$([ $up = 1 ] && echo 0 || echo 1)" "$serve_load" "$(load)" \
-    "vllm serve $model --host 127.0.0.1 --port $port --dtype $dt --max-model-len 1024 --seed 0" >> "$out/commands.tsv"
+    "vllm serve $model --host 127.0.0.1 --port $port --dtype $dt --max-model-len 1024 --seed 0 $serve_args" >> "$out/commands.tsv"
   if [ $up != 1 ]; then
     log "$dt: server not up after $((SECONDS - t0)) s"; tail -20 "$out/logs/serve-$short.log" >&2
     stop_server; status=partial; continue
   fi
   log "$dt: server up after $((SECONDS - t0)) s"
   for c in $concurrency; do
-    prompts=$((4 * c))
+    prompts=$((prompts_per_slot * c))
     step "bench-$short-c$c" 420 "$venv/bin/python" "$helper" vllm bench serve --backend vllm \
       --host 127.0.0.1 --port "$port" --model "$model" --dataset-name random \
       --random-input-len "$in_len" --random-output-len "$out_len" --num-prompts "$prompts" \
@@ -174,6 +175,11 @@ for dt in $dtypes; do
   done
   stop_server
 done
+
+# -- 4. calibrate this CPU (inferecon's venv), after the servers stopped: nothing else of ours runs ---
+cal_args=(--device cpu --out "$out/calibrate" --no-progress)
+[ "$cal_mode" = quick ] && cal_args+=(--quick)
+step calibrate 1500 "$ic_py" -m inferecon calibrate "${cal_args[@]}" || status=partial
 
 # -- 5. inferecon reads the real files -----------------------------------------------------------
 prof=$out/calibrate/profile.json
