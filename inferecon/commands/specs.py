@@ -33,11 +33,14 @@ def run(args) -> int:
     print()
     print("Models")
     print(f"  {'name':17s} {'params B':>8s} {'active B':>8s} {'layers':>6s} {'d_model':>7s} "
-          f"{'heads/kv':>8s} {'experts':>9s} {'KV KB/token':>11s}")
+          f"{'heads/kv':>8s} {'experts':>9s} {'KV KB/token':>11s} {'weights':>9s}")
+    from inferecon.model.quant import format_of
+
     for m in MODELS.values():
         experts = f"{m.n_active_experts}/{m.n_experts}" if m.is_moe else "-"
+        # The default weight format predict and frontier price the model in (model/quant.py).
         print(f"  {m.name:17s} {m.total_params / 1e9:8.1f} {m.active_params / 1e9:8.1f} {m.n_layers:6d} "
               f"{m.d_model:7d} {m.n_heads:>4d}/{m.n_kv_heads:<3d} {experts:>9s} "
-              f"{m.kv_bytes_per_token_layer * m.n_layers / 1e3:11.1f}")
+              f"{m.kv_bytes_per_token_layer * m.n_layers / 1e3:11.1f} {format_of(m).name:>9s}")
         print(f"      source: {m.source}")
     return 0
