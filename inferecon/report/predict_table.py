@@ -36,5 +36,8 @@ def format_predictions(rows: list, hw) -> str:
         if not r.feasible:
             lines.append(f"batch {r.batch} does not fit: {r.infeasible_reason}")
     lines.append(f"HBM per GPU {first.hbm_per_gpu_gb:.0f} GB, {first.usable_per_gpu_gb:.1f} GB usable for "
-                 f"weights and KV cache; terms in ms per step (memory and arithmetic overlap: the larger counts)")
+                 f"weights and KV cache; terms in ms per step " + (
+                     "(op-level model: each op in one term, the ops run in sequence, so the terms add)"
+                     if getattr(hw, "op_fits", None) is not None else
+                     "(memory and arithmetic overlap: the larger counts)"))
     return "\n".join(lines)
