@@ -20,11 +20,12 @@ def register(sub) -> None:
     p.add_argument("--ep", type=int, default=1, help="expert-parallel ranks, MoE models only (default 1)")
     p.add_argument("--batch", default="1", help="sequences decoded together; a list (1,8,64) prints one row each")
     p.add_argument("--context", type=cli_args.CONTEXT_TOKENS, default=4096, help="tokens in context per sequence (default 4096)")
-    p.add_argument("--precision", type=int, default=None, choices=(16, 8, 4), metavar="BITS",
-                   help="weight precision in bits: 16, 8 or 4 (default: the model's native one, as frontier: 8 "
-                        "for DeepSeek-V3, a config.json's quantization_config)")
-    p.add_argument("--kv-precision", type=int, default=None, choices=(16, 8, 4), metavar="BITS",
-                   help="KV-cache precision in bits (default: the model's, 16 unless its config.json says)")
+    p.add_argument("--precision", type=int, default=None, choices=(32, 16, 8, 4), metavar="BITS",
+                   help="weight precision in bits: 16, 8 or 4, or 32 with a CPU profile as --hardware (default: the "
+                        "model's native one, as frontier: 8 for DeepSeek-V3, a config.json's quantization_config)")
+    p.add_argument("--kv-precision", type=int, default=None, choices=(32, 16, 8, 4), metavar="BITS",
+                   help="KV-cache precision in bits (default: the model's, 16 unless its config.json says; 32 with "
+                        "a CPU profile)")
     p.add_argument("--spec-decode", default=None, metavar="DRAFT", help="draft model for speculative decoding")
     p.add_argument("--acceptance", type=cli_args.ACCEPTANCE, default=None,
                    help="per-token acceptance probability of the draft (default 0.8 with --spec-decode)")
@@ -73,6 +74,12 @@ def run(args) -> int:
     if args.price is not None:
         hw = hw.with_price(args.price)
     model = resolve_model(args.model).with_precision(args.precision, args.kv_precision)
+    if 32 in (model.weight_bits, model.kv_bits):
+        from inferecon.calibration.engine_fit import prices_fp32
+
+        if not prices_fp32(hw):
+            raise UserError(f"32-bit weights or KV cache run on CPUs: give --hardware a CPU profile (from "
+                            f"`inferecon calibrate --device cpu`), not {hw.name}")
     draft, gamma, acceptance = None, 0, 0.0
     if args.spec_decode:
         draft = resolve_model(args.spec_decode).with_precision(args.precision, args.kv_precision)
