@@ -133,3 +133,87 @@ def test_single_source_engine_keeps_published_and_unsupported_parameters_are_hel
     table = acc.summary(res, "engine")
     assert table.iloc[-1]["points"] == len(points)
     assert math.isfinite(table.iloc[-1]["mape_engine_loso_pct"])
+
+
+# -- the peer column: aiconfigurator's own estimates (benchmarks/data/aiconfigurator_estimates.csv) --
+
+@pytest.fixture(scope="module")
+def aic():
+    return acc.load_aiconfigurator(acc.AIC_CSV)
+
+
+def test_aiconfigurator_csv_covers_every_point_and_says_why_not(points, aic):
+    # Written by the real tool (benchmarks/aiconfigurator_estimates.py in .venv-aic), one row per point.
+    assert aic is not None and set(aic["aic_version"]) == {"0.12.0"}
+    assert set(aic["status"]) <= {"ok", "none"}
+    keys = lambda df: set(map(tuple, df[list(acc.AIC_KEY)].astype(str).to_numpy()))  # noqa: E731
+    assert keys(aic) == keys(points)
+    missing = aic[aic["status"] != "ok"]
+    assert (missing["reason"].str.len() > 0).all() and missing["ms_per_token"].isna().all()
+    ok = aic[aic["status"] == "ok"]
+    assert (ok["ms_per_token"] > 0).all() and (ok["mapping"].str.len() > 0).all()
+    # ms_per_token is on the published metric's basis, from the row's own figures: the vLLM
+    # benchmark_latency point (e2e latency of 32 output tokens) is request latency / 32, the NIM
+    # ITL points are the TPOT.
+    e2e = ok[(ok["source_id"] == "vllm-rtn-marlin-h100") & (ok["weight_format"] == "bf16")].iloc[0]
+    assert e2e["ms_per_token"] == pytest.approx(float(e2e["request_latency_ms"]) / 32, rel=1e-3)
+    nim = ok[ok["source_id"] == "nim-bench-llama33-70b"]
+    np.testing.assert_allclose(nim["ms_per_token"], nim["tpot_ms"].astype(float), rtol=1e-9)
+    # Engines aiconfigurator does not model are flagged as substituted, its own are not.
+    sub = dict(zip(ok["engine"], ok["engine_substituted"]))
+    assert sub["lmdeploy"] == "yes" and sub["gpt-fast"] == "yes" and sub["trtllm"] == "no" and sub["vllm"] == "no"
+
+
+def test_aiconfigurator_column_is_read_and_the_slices_add_up(points, aic):
+    res = acc.add_aiconfigurator(points, aic).assign(ratio_published=1.0)
+    n_ok = int((aic["status"] == "ok").sum())
+    assert int(res["pred_aic_ms"].notna().sum()) == n_ok
+    np.testing.assert_allclose(res["ratio_aic"], res["pred_aic_ms"] / res["measured_ms"])
+    for by in acc.PEER_SLICES:
+        table = acc.peer_summary(res, by)
+        body, total = table.iloc[:-1], table.iloc[-1]
+        assert total[by] == "all" and total["points"] == len(points) and total["aic_estimated"] == n_ok
+        assert body["points"].sum() == len(points) and body["aic_estimated"].sum() == n_ok
+
+
+def test_peer_summary_by_hand():
+    # Four points: aiconfigurator estimated three of them (ratios 1.1, 0.7, 1.25), the published
+    # profile's ratios on those three are 0.5, 0.9, 1.0 (and 0.8 on the fourth, not compared).
+    res = pd.DataFrame({"engine": ["a", "a", "b", "b"], "model": ["llama-2-7b"] * 4, "weight_bits": [16, 16, 8, 8],
+                        "batch": [1, 8, 32, 256], "pred_aic_ms": [1.1, 0.7, 1.25, np.nan],
+                        "ratio_aic": [1.1, 0.7, 1.25, np.nan], "ratio_published": [0.5, 0.9, 1.0, 0.8]})
+    t = acc.peer_summary(res, "engine").set_index("engine")
+    # all: aic |errors| 10, 30, 25 % -> MAPE 21.67 %, median 1.1, within ±20%: 1 of 3;
+    #      published on the same three: 50, 10, 0 % -> MAPE 20 %, median 0.9, within: 2 of 3.
+    assert t.loc["all", "aic_estimated"] == 3 and t.loc["all", "points"] == 4
+    assert t.loc["all", "aic_mape_pct"] == pytest.approx(65 / 3)
+    assert t.loc["all", "aic_median_ratio"] == pytest.approx(1.1)
+    assert t.loc["all", "aic_within20_pct"] == pytest.approx(100 / 3)
+    assert t.loc["all", "pub_mape_pct"] == pytest.approx(20.0)
+    assert t.loc["all", "pub_median_ratio"] == pytest.approx(0.9)
+    assert t.loc["all", "pub_within20_pct"] == pytest.approx(200 / 3)
+    # engine a: aic 10 and 30 % -> 20 %; engine b: only 1.25 estimated -> 25 %, published 0 %.
+    assert t.loc["a", "aic_mape_pct"] == pytest.approx(20.0) and t.loc["b", "aic_mape_pct"] == pytest.approx(25.0)
+    assert t.loc["b", "pub_mape_pct"] == pytest.approx(0.0) and t.loc["b", "aic_estimated"] == 1
+    buckets = acc.peer_summary(res, "batch_bucket").set_index("batch_bucket")
+    assert list(buckets.index) == ["1", "17-64", "2-16", ">64", "all"]
+    assert buckets.loc[">64", "aic_estimated"] == 0 and math.isnan(buckets.loc[">64", "aic_mape_pct"])
+
+
+def test_aiconfigurator_rows_join_by_point_not_position(points, aic, tmp_path):
+    # Reversed rows, one point dropped and one marked as refused: the join is by the point's key.
+    sub = aic.iloc[::-1].copy()
+    first = points.iloc[0]
+    key = (sub["source_id"] == first.source_id) & (sub["batch"] == first.batch) & \
+          (sub["input_len"] == first.input_len) & (sub["model"] == first.model)
+    dropped = sub[~key]
+    res = acc.add_aiconfigurator(points, dropped)
+    assert math.isnan(res.iloc[0]["pred_aic_ms"]) and "not run" in res.iloc[0]["aic_note"]
+    whole = acc.add_aiconfigurator(points, aic)
+    np.testing.assert_allclose(res["pred_aic_ms"].iloc[1:], whole["pred_aic_ms"].iloc[1:])
+    dup = pd.concat([aic, aic.iloc[:1]])
+    path = tmp_path / "dup.csv"
+    dup.to_csv(path, index=False)
+    with pytest.raises(UserError, match="two estimates for one point"):
+        acc.load_aiconfigurator(path)
+    assert acc.load_aiconfigurator(tmp_path / "absent.csv") is None
