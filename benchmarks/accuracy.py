@@ -141,10 +141,10 @@ def describe(fit: EngineFit) -> str:
 COVERAGE_DRAWS = 200  # parameter draws behind each point's predicted 90% interval
 
 
-def _covered(pred: dict, measured_ms: float) -> bool:
+def _covered(pred, measured_ms: float) -> bool:
     """Whether the measured ms per token lies inside the predicted 90% interval (ms per token is
     1 / speed, so the slow end of the speed interval is its long end)."""
-    return 1e3 / pred["tokens_per_s_per_seq_hi"] <= measured_ms <= 1e3 / pred["tokens_per_s_per_seq_lo"]
+    return 1e3 / pred.tokens_per_s_per_seq_hi <= measured_ms <= 1e3 / pred.tokens_per_s_per_seq_lo
 
 
 def scorecard(df: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
@@ -157,8 +157,8 @@ def scorecard(df: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
         base = predict_case(case, draws=COVERAGE_DRAWS)
         pub.append(base.ms_per_token)
         cov_pub.append(_covered(base, case.measured_ms))
-        feasible.append(bool(base["feasible"]))
-        dominant.append(str(base["dominant"]))
+        feasible.append(bool(base.feasible))
+        dominant.append(str(base.dominant))
         fit = fits[src]
         if fit is None:
             eng.append(base.ms_per_token)
@@ -203,6 +203,160 @@ def summary(res: pd.DataFrame, by: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# -- the peer: aiconfigurator's own estimates -------------------------------------------------
+# Written by benchmarks/aiconfigurator_estimates.py (run in .venv-aic, where aiconfigurator is
+# installed): real outputs of the real tool, committed, so the scorecard needs no aiconfigurator.
+AIC_CSV = DATA_DIR / "aiconfigurator_estimates.csv"
+# What identifies a published point in both files (a row index would silently shift when points are added).
+AIC_KEY = ("source_id", "model", "gpu", "tp", "batch", "input_len", "output_len", "weight_format")
+WITHIN = 0.20  # "within ±20%": |predicted / measured - 1| <= 0.20
+
+
+def load_aiconfigurator(path: str | Path = AIC_CSV) -> pd.DataFrame | None:
+    """aiconfigurator's estimates, one row per published point (None where the file is absent)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    aic = pd.read_csv(path, keep_default_na=False, dtype={"tp": int, "batch": int, "input_len": int, "output_len": int})
+    missing = [c for c in AIC_KEY + ("status", "ms_per_token", "aic_version", "reason") if c not in aic.columns]
+    if missing:
+        raise UserError(f"{path}: missing column(s) {', '.join(missing)}")
+    if aic.duplicated(list(AIC_KEY)).any():
+        raise UserError(f"{path}: two estimates for one point ({', '.join(AIC_KEY)} repeat)")
+    aic["ms_per_token"] = pd.to_numeric(aic["ms_per_token"].replace("", np.nan))
+    bad = aic[(aic["status"] == "ok") & ~(aic["ms_per_token"] > 0)]
+    if len(bad):
+        raise UserError(f"{path}: row {bad.index[0] + 2}: status ok but ms_per_token is {bad.iloc[0]['ms_per_token']!r}")
+    return aic
+
+
+def add_aiconfigurator(res: pd.DataFrame, aic: pd.DataFrame | None) -> pd.DataFrame:
+    """The scorecard with aiconfigurator's ms per token (pred_aic_ms; NaN where it gave none, with
+    why in aic_note). A published point with no row in the estimates file is NaN too ("not run")."""
+    out = res.copy()
+    if aic is None:
+        out["pred_aic_ms"], out["aic_note"], out["aic_engine_substituted"] = np.nan, "no estimates file", ""
+    else:
+        cols = list(AIC_KEY) + ["status", "ms_per_token", "reason", "engine_substituted", "aic_version"]
+        merged = out[list(AIC_KEY)].merge(aic[cols], on=list(AIC_KEY), how="left", validate="many_to_one")
+        ok = (merged["status"] == "ok").to_numpy()
+        out["pred_aic_ms"] = np.where(ok, merged["ms_per_token"].to_numpy(dtype=float), np.nan)
+        out["aic_note"] = np.where(merged["status"].isna(), "not run (no row in the estimates file)",
+                                   merged["reason"].fillna("").to_numpy())
+        out["aic_engine_substituted"] = merged["engine_substituted"].fillna("").to_numpy()
+        out.attrs["aic_version"] = ", ".join(sorted(set(aic["aic_version"].astype(str))))
+    out["ratio_aic"] = out["pred_aic_ms"] / out["measured_ms"]
+    return out
+
+
+def batch_bucket(batch: int) -> str:
+    return "1" if batch <= 1 else "2-16" if batch <= 16 else "17-64" if batch <= 64 else ">64"
+
+
+def slice_columns(res: pd.DataFrame) -> pd.DataFrame:
+    """The slices the peer comparison is read by: precision (weight bits), dense/MoE, batch bucket."""
+    moe = {m: resolve_model(m).is_moe for m in res["model"].unique()}
+    return res.assign(precision=res["weight_bits"].map(lambda b: f"w{int(b)}"),
+                      arch=res["model"].map(lambda m: "moe" if moe[m] else "dense"),
+                      batch_bucket=res["batch"].map(batch_bucket))
+
+
+def _errors(ratio: pd.Series) -> dict:
+    r = ratio.to_numpy(dtype=float)
+    if not len(r):
+        return {"mape": np.nan, "median_ratio": np.nan, "within20_pct": np.nan}
+    return {"mape": float(np.mean(np.abs(r - 1.0)) * 100.0), "median_ratio": float(np.median(r)),
+            "within20_pct": float(np.mean(np.abs(r - 1.0) <= WITHIN) * 100.0)}
+
+
+def peer_summary(res: pd.DataFrame, by: str) -> pd.DataFrame:
+    """Per slice: the published profile and aiconfigurator side by side on the same points (those
+    aiconfigurator estimated), MAPE %, median predicted/measured and % of points within ±20%."""
+    res = slice_columns(res)
+    rows = []
+    for key, g in list(res.groupby(by)) + [("all", res)]:
+        est = g[g["pred_aic_ms"].notna()]
+        pub, peer = _errors(est["ratio_published"]), _errors(est["ratio_aic"])
+        rows.append({by: key, "points": len(g), "aic_estimated": len(est),
+                     "pub_mape_pct": pub["mape"], "aic_mape_pct": peer["mape"],
+                     "pub_median_ratio": pub["median_ratio"], "aic_median_ratio": peer["median_ratio"],
+                     "pub_within20_pct": pub["within20_pct"], "aic_within20_pct": peer["within20_pct"]})
+    return pd.DataFrame(rows)
+
+
+PEER_SLICES = ("engine", "gpu", "precision", "arch", "batch_bucket")
+
+
+def peer_report(res: pd.DataFrame, markdown: bool = False) -> list[str]:
+    if "pred_aic_ms" not in res.columns:
+        return []
+    n_est = int(res["pred_aic_ms"].notna().sum())
+    out = [f"Peer: aiconfigurator {res.attrs.get('aic_version', '?')}'s own estimates of the same deployments "
+           f"(benchmarks/data/aiconfigurator_estimates.csv, real outputs of the tool), beside the published "
+           f"profile on the same {n_est} of {len(res)} points; pub = published profile, aic = aiconfigurator; "
+           f"within20 = % of points within ±20% of the measured figure"]
+    for by in PEER_SLICES:
+        table = peer_summary(res, by)
+        # Ratios to two places, percentages whole (NaN where a slice has no estimated point).
+        shown = table.copy()
+        for c in shown.columns[3:]:
+            shown[c] = [("-" if pd.isna(v) else f"{v:.2f}" if "ratio" in c else f"{v:.0f}") for v in table[c]]
+        out += [f"by {by}", _markdown(shown) if markdown else shown.to_string(index=False), ""]
+    real = res[(res["aic_engine_substituted"] == "no") & res["pred_aic_ms"].notna()]
+    e_pub, e_aic = _errors(real["ratio_published"]), _errors(real["ratio_aic"])
+    out.append(f"Only the {len(real)} points whose engine aiconfigurator models itself (trtllm, vllm, sglang, NIM's "
+               f"TRT-LLM): aic MAPE {e_aic['mape']:.0f}%, within ±20% {e_aic['within20_pct']:.0f}%; published "
+               f"MAPE {e_pub['mape']:.0f}%, within ±20% {e_pub['within20_pct']:.0f}%")
+    none = res[res["pred_aic_ms"].isna()]
+    if len(none):
+        out.append("Points aiconfigurator gave no estimate for:")
+        out += [f"  {r.source_id} {r.model} {r.gpu} tp{r.tp} b{r.batch}: {r.aic_note}" for r in none.itertuples()]
+    out.append("")
+    return out
+
+
+# -- the op-DB profile of each point's GPU x engine (calibrate --op-db) ----------------------------
+# Engine -> the per-op database backend whose tables price it, and why where it is not the engine
+# itself. The same substitutions as the aiconfigurator column (benchmarks/aiconfigurator_estimates.py),
+# so the two are scored on equal footing: NIM 1.8 runs TensorRT-LLM; lmdeploy, gpt-fast and AutoAWQ
+# have no tables of their own and are priced with TensorRT-LLM's, the one A100 database with
+# weight-only INT8/INT4 GEMMs measured.
+OPDB_BACKEND = {
+    "vllm": ("vllm", ""), "sglang": ("sglang", ""), "trtllm": ("trtllm", ""),
+    "nim": ("trtllm", "NIM's TensorRT-LLM backend"),
+    "lmdeploy": ("trtllm", "lmdeploy (TurboMind) has no tables: priced with TensorRT-LLM's"),
+    "gpt-fast": ("trtllm", "gpt-fast has no tables: priced with TensorRT-LLM's"),
+    "autoawq": ("trtllm", "AutoAWQ has no tables: priced with TensorRT-LLM's"),
+}
+
+
+def opdb_profiles(pairs, op_db=None, cache_dir=None) -> dict:
+    """(gpu, backend) -> (HardwareProfile, EngineProfile) from `calibrate --op-db`'s own fit
+    (calibration/opdb_fit.py) on the database's newest version of that backend, or -> the reason
+    there is none. With `cache_dir`, fitted profiles are saved there and read back next time."""
+    from inferecon.calibration.opdb_fit import calibrate_from_opdb
+    from inferecon.model.engine import EngineProfile
+    from inferecon.model.hardware import HardwareProfile
+
+    out = {}
+    for gpu, backend in sorted(set(pairs)):
+        where = Path(cache_dir) / f"{gpu}-{backend}" if cache_dir else None
+        if where is not None and (where / "profile.json").is_file() and (where / "engine.json").is_file():
+            out[(gpu, backend)] = (HardwareProfile.load(where / "profile.json"), EngineProfile.load(where / "engine.json"))
+            continue
+        try:
+            cal = calibrate_from_opdb(op_db, gpu, backend)
+        except UserError as exc:
+            out[(gpu, backend)] = str(exc)
+            continue
+        if where is not None:
+            where.mkdir(parents=True, exist_ok=True)
+            cal.profile.save(where / "profile.json")
+            cal.engine.save(where / "engine.json")
+        out[(gpu, backend)] = (cal.profile, cal.engine)
+    return out
+
+
 def worst(res: pd.DataFrame, n: int = 6, column: str = "ratio_engine") -> pd.DataFrame:
     """The worst-predicted point of each source, the n worst sources first (by |log ratio|)."""
     err = np.abs(np.log(res[column]))
@@ -243,6 +397,7 @@ def report(res: pd.DataFrame, fits: dict, markdown: bool = False) -> str:
         table = summary(res, by)
         out += [f"MAPE by {by} (%)", _markdown(table) if markdown else table.to_string(index=False,
                 float_format=lambda v: f"{v:.0f}"), ""]
+    out += peer_report(res, markdown)
     n = len(res)
     out += [f"Coverage of the predicted 90% interval (parameter draws of the profile and engine fit): published "
             f"profile {int(res['covered_published'].sum())} of {n} points, with the engine fitted leave-one-source-out "
@@ -267,10 +422,13 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--csv", default=str(DEFAULT_CSV), help="published points (default: %(default)s)")
     ap.add_argument("--markdown", action="store_true", help="print the summary tables as Markdown")
+    ap.add_argument("--aiconfigurator", metavar="CSV", default=str(AIC_CSV),
+                    help="aiconfigurator's estimates of the points (default: %(default)s; absent: no peer column)")
     ap.add_argument("--json", metavar="OUT", help="also write every point's figures to this JSON file")
     args = ap.parse_args(argv)
     try:
         res, fits = scorecard(load_points(args.csv))
+        res = add_aiconfigurator(res, load_aiconfigurator(args.aiconfigurator))
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
