@@ -13,6 +13,11 @@ their ratio, then the mean absolute percentage error (MAPE) per engine and per G
       points of the same engine, then used to predict that source's points. An engine with no
       other source keeps the published prediction, and says so.
 
+Beside (a), on the same points, the peer: aiconfigurator's own estimate of each deployment, read
+from benchmarks/data/aiconfigurator_estimates.csv (written by benchmarks/aiconfigurator_estimates.py
+in its own venv; how each point was mapped is in that file), as MAPE, median predicted/measured and
+share within ±20% per engine, GPU, precision, dense/MoE and batch bucket (`--aiconfigurator CSV`).
+
 The fit is `inferecon.calibration.engine_fit.fit_engine_profile`, the one `calibrate
 --engine-results` runs: a parameter the training points cannot pin down keeps its published
 value (no overhead, efficiency 1.0) and the fit says which and why. Every prediction goes
