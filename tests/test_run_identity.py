@@ -176,3 +176,32 @@ def test_run_files_are_readable_by_others(bench_run):
     assert all(m == expected for m in modes.values()), modes
     if umask == 0o022:
         assert expected == 0o644
+
+
+# --------------------------------------------------------------------------------------------
+# One manifest shape for every measuring command (harness.session)
+
+_IDENTITY_KEYS = {"run_kind", "device", "device_name", "gpu_count", "host_class", "cpu_threads", "quick",
+                  "command_line", "inferecon_version", "metadata", "status", "start_time", "end_time"}
+
+
+def _on_disk(run: Path) -> dict:
+    return json.loads((run / "manifest.json").read_text())  # as written, not as read back
+
+
+def test_bench_calibrate_and_validate_write_one_manifest_shape(bench_run, interrupted_calibration, tmp_path):
+    from inferecon.harness.device import host_class
+
+    out = tmp_path / "validate"
+    profile = REPO / "tests" / "fixtures" / "validate" / "cpu_profile.json"
+    assert cli.main(["validate", "--hardware", str(profile), "--model", "tiny-llama", "--layers", "2", "--batch", "1",
+                     "--context", "16", "--quick", "--out", str(out), "--no-progress"]) == 0
+    for run, kind in ((bench_run, "bench"), (interrupted_calibration, "calibrate"), (out, "validate")):
+        m = _on_disk(run)
+        assert _IDENTITY_KEYS <= set(m), (kind, _IDENTITY_KEYS - set(m))
+        assert m["run_kind"] == kind and "purpose" not in m
+        assert m["host_class"] == host_class() and m["cpu_threads"] == 1
+        # The machine's description only under metadata (validate spread it over the top level).
+        assert {"nvml", "cpu", "env", "platform"} <= set(m["metadata"]) and not {"nvml", "cpu", "env"} & set(m)
+    assert _on_disk(out)["validate"]["model"] == "tiny-llama"
+    assert _on_disk(bench_run)["benchmarks_requested"] == ["launch"]
