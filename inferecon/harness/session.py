@@ -172,11 +172,6 @@ class RunSession:
         """A torchrun rank appending to the run its parent owns (the parent stamps its end)."""
         return cls(RunStore(out, {}, resume=True), owner=False)
 
-    @classmethod
-    def of(cls, store: RunStore) -> "RunSession":
-        """A session around a store a caller opened itself (tests, scripts)."""
-        return cls(store)
-
     # ---------------------------------------------------------------------------------------
     def append(self, benchmark: str, record: dict) -> None:
         """Store one case; Ctrl-C/SIGTERM wait for the write, so a case is whole or absent."""

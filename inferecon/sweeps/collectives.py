@@ -62,8 +62,10 @@ class CollectiveOptions:
         if not self.timeout_s > 0:
             raise UserError("--timeout-s must be positive")
         bad = [o for o in self.ops if o not in coll.OPS]
-        if bad or not self.ops:
-            raise UserError(f"unknown collective {bad[0] if bad else ''!r}: choose from {', '.join(coll.OPS)}")
+        if bad:
+            raise UserError(f"unknown collective {bad[0]!r}: choose from {', '.join(coll.OPS)}")
+        if not self.ops:
+            raise UserError(f"no collective to measure: choose from {', '.join(coll.OPS)}")
         if self.max_bytes is not None and self.max_bytes < 1:
             raise UserError(f"--max-bytes must be positive, got {self.max_bytes}")
 
