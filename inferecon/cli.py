@@ -8,7 +8,8 @@ import importlib
 import sys
 
 from inferecon import __version__
-from inferecon.core.errors import exit_status
+from inferecon.core.errors import ERROR_PREFIX, exit_status
+from inferecon.core.output import run_guarded
 
 # Subcommand modules, in the order `inferecon --help` lists them. A module that fails to
 # import (e.g. torch missing for `bench`) must not take the whole CLI down with it.
@@ -38,15 +39,25 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+def _run(argv: list[str]) -> int:
     first = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(first)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, a usage error: their status, through the guard
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     return exit_status(lambda: args.func(args))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Every subcommand behind one output layer (core/output.py): a stdout that fails part-way
+    (full disk, closed descriptor, a reader gone) lets the command finish its files, then says
+    so in one line; a stdout that cannot encode the tables' symbols gets ASCII stand-ins."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    return run_guarded(lambda: _run(argv), ERROR_PREFIX)
 
 
 if __name__ == "__main__":
