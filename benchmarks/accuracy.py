@@ -362,6 +362,97 @@ def opdb_profiles(pairs, op_db=None, cache_dir=None) -> dict:
     return out
 
 
+def opdb_model(model: ModelSpec, label: str) -> ModelSpec:
+    """The point's weights in the format its precision label names (int8 weight-only, AWQ ...),
+    where the model has no named format of those bits already (DeepSeek-V3's block-scaled FP8)."""
+    from inferecon.model.quant import parse_format_label
+
+    fmt = parse_format_label(label)
+    if model.weight_format or fmt is None or fmt.weight_bits != model.weight_bits:
+        return model
+    return model.with_format(fmt.name)
+
+
+def add_opdb(res: pd.DataFrame, op_db=None, cache_dir=None) -> pd.DataFrame:
+    """The scorecard with the op-DB profile's ms per token (pred_opdb_ms, ratio_opdb) and which
+    tables priced the point (opdb_profile, opdb_note)."""
+    import dataclasses
+
+    from inferecon.calibration.engine_fit import predict_case
+
+    out = res.copy()
+    backends = [OPDB_BACKEND.get(e, (None, f"no op-DB backend for {e}")) for e in out["engine"]]
+    profiles = opdb_profiles([(g, b) for g, (b, _) in zip(out["gpu"], backends) if b], op_db, cache_dir)
+    pred, used, note = [], [], []
+    for r, (backend, why) in zip(out.itertuples(), backends):
+        got = profiles.get((r.gpu, backend)) if backend else why
+        if not isinstance(got, tuple):
+            pred.append(np.nan)
+            used.append("")
+            note.append(str(got))
+            continue
+        hw, eng = got
+        case = to_case(r)
+        case = dataclasses.replace(case, hw=hw, model=opdb_model(case.model, r.weight_format))
+        pred.append(predict_case(case, eng).ms_per_token)
+        used.append(f"{backend} {hw.op_fits.engine_version}")
+        note.append(why)
+    out["pred_opdb_ms"] = pred
+    out["ratio_opdb"] = out["pred_opdb_ms"] / out["measured_ms"]
+    out["opdb_profile"] = used
+    out["opdb_note"] = note
+    return out
+
+
+def opdb_summary(res: pd.DataFrame, by: str) -> pd.DataFrame:
+    """Per slice: published, op-DB and (where present) aiconfigurator, each on every point it
+    predicted, and op-DB against aiconfigurator on the points both predicted (MAPE %, median
+    predicted/measured, % within ±20%)."""
+    res = slice_columns(res)
+    has_aic = "ratio_aic" in res.columns
+    rows = []
+    for key, g in list(res.groupby(by)) + [("all", res)]:
+        row = {by: key, "points": len(g)}
+        for tag, col in (("pub", "ratio_published"), ("opdb", "ratio_opdb")) + ((("aic", "ratio_aic"),) if has_aic else ()):
+            e = _errors(g[col].dropna())
+            row.update({f"{tag}_mape": e["mape"], f"{tag}_med": e["median_ratio"], f"{tag}_w20": e["within20_pct"]})
+        if has_aic:
+            both = g[g["ratio_aic"].notna() & g["ratio_opdb"].notna()]
+            row["both"] = len(both)
+            row["opdb_mape_both"] = _errors(both["ratio_opdb"])["mape"]
+            row["aic_mape_both"] = _errors(both["ratio_aic"])["mape"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def opdb_report(res: pd.DataFrame, markdown: bool = False) -> list[str]:
+    if "ratio_opdb" not in res.columns:
+        return []
+    n = int(res["ratio_opdb"].notna().sum())
+    versions = ", ".join(sorted({u for u in res["opdb_profile"] if u}))
+    out = [f"Op-DB profiles (calibrate --op-db on the per-op database, newest version of each backend: {versions}), "
+           f"{n} of {len(res)} points; pub = published profile, opdb = op-level model on the op-DB profile, "
+           f"aic = aiconfigurator; med = median predicted/measured; w20 = % within ±20%; *_both = MAPE on the "
+           f"points opdb and aic both predicted"]
+    for by in PEER_SLICES:
+        table = opdb_summary(res, by)
+        shown = table.copy()
+        for c in shown.columns[2:]:
+            shown[c] = [("-" if pd.isna(v) else f"{v:.2f}" if c.endswith("_med") else f"{v:.0f}") for v in table[c]]
+        out += [f"by {by}", _markdown(shown) if markdown else shown.to_string(index=False), ""]
+    missing = res[res["ratio_opdb"].isna()]
+    if len(missing):
+        out.append("Points with no op-DB prediction:")
+        out += [f"  {r.source_id} {r.model} {r.gpu} tp{r.tp} b{r.batch}: {r.opdb_note}" for r in missing.itertuples()]
+    err = np.abs(np.log(res["ratio_opdb"]))
+    cols = ["source_id", "engine", "gpu", "model", "tp", "batch", "context", "weight_format", "measured_ms",
+            "pred_published_ms", "pred_opdb_ms", "ratio_opdb"]
+    worst10 = res.loc[err.dropna().sort_values(ascending=False).index[:10], cols]
+    out += ["Ten worst op-DB points (by |log ratio|)",
+            _markdown(worst10) if markdown else worst10.to_string(index=False, float_format=lambda v: f"{v:.2f}"), ""]
+    return out
+
+
 def worst(res: pd.DataFrame, n: int = 6, column: str = "ratio_engine") -> pd.DataFrame:
     """The worst-predicted point of each source, the n worst sources first (by |log ratio|)."""
     err = np.abs(np.log(res[column]))
@@ -403,6 +494,7 @@ def report(res: pd.DataFrame, fits: dict, markdown: bool = False) -> str:
         out += [f"MAPE by {by} (%)", _markdown(table) if markdown else table.to_string(index=False,
                 float_format=lambda v: f"{v:.0f}"), ""]
     out += peer_report(res, markdown)
+    out += opdb_report(res, markdown)
     n = len(res)
     out += [f"Coverage of the predicted 90% interval (parameter draws of the profile and engine fit): published "
             f"profile {int(res['covered_published'].sum())} of {n} points, with the engine fitted leave-one-source-out "
@@ -429,11 +521,18 @@ def main(argv=None) -> int:
     ap.add_argument("--markdown", action="store_true", help="print the summary tables as Markdown")
     ap.add_argument("--aiconfigurator", metavar="CSV", default=str(AIC_CSV),
                     help="aiconfigurator's estimates of the points (default: %(default)s; absent: no peer column)")
+    ap.add_argument("--op-db", metavar="PATH", default=None,
+                    help="per-op database folder for the op-DB column (default: the installed aiconfigurator-core)")
+    ap.add_argument("--no-op-db", action="store_true", help="leave the op-DB column out")
+    ap.add_argument("--op-db-cache", metavar="DIR", default=None,
+                    help="keep the fitted op-DB profiles here (profile.json, engine.json per GPU x backend) and reuse them")
     ap.add_argument("--json", metavar="OUT", help="also write every point's figures to this JSON file")
     args = ap.parse_args(argv)
     try:
         res, fits = scorecard(load_points(args.csv))
         res = add_aiconfigurator(res, load_aiconfigurator(args.aiconfigurator))
+        if not args.no_op_db:
+            res = add_opdb(res, args.op_db, args.op_db_cache)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
