@@ -12,6 +12,9 @@ from inferecon.harness.store import SCHEMA_VERSION, read_run
 from inferecon.kernels import launch, matmul, memory
 
 
+pytestmark = pytest.mark.slow  # every test reads one real `bench --quick` run (module fixture)
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "run"

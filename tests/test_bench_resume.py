@@ -46,6 +46,7 @@ def _start_and_kill(out: Path, sig: int):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
+@pytest.mark.slow
 def test_killed_sweep_resumes_without_loss_or_repeat(tmp_path, sig, capsys):
     out = tmp_path / "run"
     planned = {c.case_id for c in matmul.cases(SweepContext("cpu", "x", 0, True), True)}

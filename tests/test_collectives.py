@@ -196,6 +196,7 @@ def _check_arithmetic(df):
     return measured
 
 
+@pytest.mark.slow
 def test_two_rank_gloo_run_through_torchrun(tmp_path):
     out = tmp_path / "run"
     rc, out_text, err = _run(out, "--nproc-per-node", "2", "--timeout-s", "30")
@@ -230,6 +231,7 @@ def _free_port():
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_world_of_one_measures_the_fixed_cost_of_a_call(tmp_path):
     # Started as the one task of an `srun python -m inferecon bench collectives` (the variables
     # srun sets, plus the rendezvous address the batch script exports): this covers the Slurm
@@ -251,6 +253,7 @@ def test_world_of_one_measures_the_fixed_cost_of_a_call(tmp_path):
     assert len(sr) == n_sizes and (sr["skipped"] == "send_recv needs two ranks").all()
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_without_losing_or_redoing_cases(tmp_path):
     out = tmp_path / "killed"
     ops = ("--ops", "all_reduce,all_gather")
@@ -288,6 +291,7 @@ def test_killed_run_resumes_without_losing_or_redoing_cases(tmp_path):
         assert list(kept.loc[cid, "samples_us"]) == list(row["samples_us"])  # not measured again
 
 
+@pytest.mark.slow
 def test_hung_rank_ends_after_the_timeout_with_one_line(tmp_path):
     # No wall-clock bound: start-up on a loaded machine takes what it takes. What ends the run
     # is shown by the message itself: the peer's call failing at --timeout-s 4 during the
@@ -306,6 +310,7 @@ def test_hung_rank_ends_after_the_timeout_with_one_line(tmp_path):
     assert len(df) == 2 and manifest["status"] == "failed"
 
 
+@pytest.mark.slow
 def test_no_progress_silences_the_ranks_per_case_lines(tmp_path):
     """`bench collectives --no-progress`: the ranks print no per-case line (they did, through
     the launcher, before); the start message and the summary remain."""
@@ -323,6 +328,7 @@ def test_no_progress_silences_the_ranks_per_case_lines(tmp_path):
     assert "--no-progress" not in runs.CollectiveOptions("cpu", "x").child_argv()
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_after_saving_finished_cases(tmp_path):
     out = tmp_path / "sigint"
     proc = _start(out, "--nproc-per-node", "2", "--timeout-s", "30")

@@ -170,6 +170,7 @@ def test_predict_imports_neither_pandas_nor_matplotlib():
     assert r.returncode == 0 and r.stderr.strip().splitlines()[-1] == "[]"
 
 
+@pytest.mark.slow
 def test_closed_pipe_ends_quietly():
     # More output than a pipe buffers (~64 KB), and a reader that stops after 100 bytes.
     batches = ",".join(str(b) for b in range(1, 1001))

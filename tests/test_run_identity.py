@@ -115,6 +115,7 @@ def interrupted_calibration(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_bench_resume_on_a_calibrate_run_is_refused(interrupted_calibration, capsys):
     run = interrupted_calibration
     before = _snapshot(run)
@@ -189,6 +190,7 @@ def _on_disk(run: Path) -> dict:
     return json.loads((run / "manifest.json").read_text())  # as written, not as read back
 
 
+@pytest.mark.slow
 def test_bench_calibrate_and_validate_write_one_manifest_shape(bench_run, interrupted_calibration, tmp_path):
     from inferecon.harness.device import host_class
 

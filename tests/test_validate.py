@@ -39,6 +39,7 @@ SMALL_MOE_MQA = decode.DecoderShape(n_layers=2, d_model=256, n_heads=8, n_kv_hea
 
 
 @pytest.mark.parametrize("shape", [SMALL, SMALL_MOE_MQA], ids=["gqa-dense", "mqa-moe"])
+@pytest.mark.slow
 def test_tp2_step_equals_tp1_step(shape, tmp_path):
     """Same seed, same weights: the 2-rank gloo step (column/row-parallel split, all-reduces,
     vocab-parallel argmax) computes the one-rank step's hidden state and tokens."""
@@ -202,6 +203,7 @@ def test_validate_cpu_end_to_end(tmp_path, capsys, saved_figures):
     assert manifest["status"] == "complete" and manifest["validation"]["cases"] == 2
 
 
+@pytest.mark.slow
 def test_validate_tp2_gloo(tmp_path, capsys):
     out = tmp_path / "tp2"
     rc, stdout, err = _run_cli(["--hardware", str(CPU_PROFILE), "--model", "tiny-llama", "--layers", "2", "--tp", "2",
@@ -312,6 +314,7 @@ def _decode_rows(out: Path) -> int:
 
 
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM", "SIGKILL"])
+@pytest.mark.slow
 def test_interrupted_validate_keeps_finished_cases_and_resumes(tmp_path, capsys, sig):
     """A real validate stopped after its first stored case (of 8) keeps what finished;
     --resume measures the rest: every case once, the first ones exactly as measured."""
@@ -435,6 +438,7 @@ def test_failed_layer_fit_prints_its_reason_not_nan(tmp_path, capsys, monkeypatc
 
 
 @pytest.mark.parametrize("how", ["sigterm-to-validate"])  # "terminal-ctrl-c" passes too (75 s a run)
+@pytest.mark.slow
 def test_interrupted_tp2_validate_keeps_rank0_cases_and_resumes(tmp_path, capsys, how):
     """--tp 2 under torchrun: rank 0 saves each case as it finishes, so a Ctrl-C (to the whole
     foreground group, as a terminal sends it) or a SIGTERM to validate alone (forwarded to
