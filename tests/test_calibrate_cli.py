@@ -21,6 +21,7 @@ def cpu_run(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_cpu_chain_writes_a_valid_profile_and_report(cpu_run, tmp_path, capsys):
     prof = HardwareProfile.load(cpu_run / "profile.json")
     assert prof.provenance.kind == "calibrated" and prof.provenance.run_id == "run"
@@ -41,6 +42,7 @@ def test_cpu_chain_writes_a_valid_profile_and_report(cpu_run, tmp_path, capsys):
     assert "calibrated profile" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_refit_from_run_with_ingested_files_and_report(cpu_run, tmp_path):
     out = tmp_path / "refit"
     files = ["--nccl-tests", FIX + "synthetic_all_reduce_perf_8xh100.txt", "--nvbandwidth", FIX + "nvbandwidth.txt"]
@@ -59,6 +61,7 @@ def test_refit_from_run_with_ingested_files_and_report(cpu_run, tmp_path):
     (cpu_run / "validation.json").unlink()
 
 
+@pytest.mark.slow
 def test_files_join_a_gpu_run_of_their_gpu_and_node_size(cpu_run, tmp_path):
     # The CPU run relabelled as an 8 x H100 node: its manifest is what --from checks files against.
     import shutil
@@ -79,6 +82,7 @@ def test_files_join_a_gpu_run_of_their_gpu_and_node_size(cpu_run, tmp_path):
     assert ("all_reduce", 8, "intra") in {(c.collective, c.world_size, c.scope) for c in prof.network.collectives}
 
 
+@pytest.mark.slow
 def test_compare_needs_a_published_match_or_gpu(cpu_run, tmp_path, capsys):
     r = subprocess.run([sys.executable, "-m", "inferecon.cli", "frontier", "--model", "llama-3-8b", "--hardware",
                         str(cpu_run / "profile.json"), "--compare", "--out", str(tmp_path)],
@@ -113,6 +117,7 @@ def _cli_without_torch(*args):
     return subprocess.run([sys.executable, "-c", _NO_TORCH, *args], capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_profile_from_files_alone_needs_no_torch(tmp_path):
     out = tmp_path / "files"
     r = _cli_without_torch("calibrate", "--nccl-tests", FIX + "mpirun_tag_output_all_reduce_2x8.txt",
