@@ -153,3 +153,6 @@ def test_calibrated_gemm_fit_drives_the_decode_prediction():
     weights = (m.total_params - m.embedding_params) * 2
     assert cal.t_gemm_s[0] == pytest.approx(weights / 1.5e12 + (32 * 4 + 1) * 5e-6, rel=0.03)
     assert cal.t_step_s[0] > pub.t_step_s[0] * 1.4
+    # With a GEMM fit the GEMMs sit in both compute terms, so max() is still the compute time.
+    compute = max(cal.t_arithmetic_s[0], cal.t_memory_s[0])
+    assert cal.t_step_s[0] == pytest.approx(compute + cal.t_network_s[0] + cal.t_latency_s[0], rel=1e-12)

@@ -152,7 +152,7 @@ def test_cli_spec_decode_and_engine_file(tmp_path, capsys):
 @pytest.mark.parametrize("args,message", [
     (["--model", "llama-3-70b", "--tp", "4", "--pp", "4", "--batch", "6"], "--batch 6: 6 sequences are not a multiple of pp x ep"),
     (["--model", "mistral-large-2", "--tp", "64"], "--tp 64: tensor parallelism over 64 GPUs does not split"),
-    (["--model", "llama-3-70b", "--batch", "a,b"], "--batch: expected comma-separated whole numbers"),
+    (["--model", "llama-3-70b", "--batch", "a,b"], "argument --batch: must be a whole number from 1 to 1,048,576"),
     (["--model", "llama-3-70b", "--gpu", "h10"], "unknown GPU 'h10'"),
     (["--model", "llama-3-70b", "--acceptance", "0.5"], "--acceptance and --gamma need --spec-decode"),
     (["--model", "llama-3-70b", "--engine", "no/such/engine.json"], "no such engine profile"),
@@ -193,3 +193,21 @@ def test_engine_profile_of_another_gpu_is_noted(tmp_path):
     r = run_cli("predict", "--model", "llama-3-8b", "--gpu", "a100", "--engine", str(eng), "--json")
     assert "fitted against" not in r.stderr
 
+
+
+def test_frontier_searches_only_layouts_predict_accepts():
+    # Mistral Large 2 (config.json: 96 attention heads, 8 KV heads): 1D tp 64 would give each
+    # GPU 1.5 heads, so predict refuses it; the frontier must not search it either. tp 32 (3
+    # heads each) is fine for both.
+    from inferecon.model.frontier import SearchSpace, layouts_for
+
+    m = get_model("mistral-large-2")
+    assert (m.n_heads, m.n_kv_heads) == (96, 8)
+    rows = layouts_for(m, H100, SearchSpace())
+    one_d = {int(c) for r, c, _, _ in rows if r == 1}
+    assert 64 not in one_d and 32 in one_d
+    with pytest.raises(UserError, match="does not split"):
+        predict(m, H100, tp=64, batch=1, context=1024, draws=0)
+    for r, c, pp, ep in rows:
+        if r == 1:  # predict prices 1D layouts: each one the frontier offers is accepted
+            predict(m, H100, tp=int(c), pp=int(pp), ep=int(ep), batch=int(pp * ep), context=1024, draws=0)

@@ -409,9 +409,9 @@ def evaluate(model: ModelSpec, hw: HardwareProfile, lay: Layouts, context: int,
     target = _stage(model, hw, lay, tokens_per_seq=gamma + 1.0, context=context, opts=opts, engine=engine)
     parts = {k: pp * target[k] for k in ("t_mem", "t_arith", "t_net", "t_fixed")}
     parts["t_fixed"] = np.broadcast_to(parts["t_fixed"], shape).copy()
-    fams = {f: np.zeros(shape) for f in FAMILIES}
-    for f, v in target["families"].items():
-        fams[f] = fams[f] + pp * v
+    # Only the families the model separates are computed; the others are zero (one shared
+    # read-only view, not an array per family: the search prices millions of configurations).
+    fams = {f: np.broadcast_to(pp * v, shape).copy() for f, v in target["families"].items()}
     compute = pp * target["t_compute"]
     flops_per_gpu = pp * target["flops"]
     stored = sum(stored_bytes_per_gpu(model, lay, context))
@@ -427,6 +427,8 @@ def evaluate(model: ModelSpec, hw: HardwareProfile, lay: Layouts, context: int,
         for k in parts:
             parts[k][rows] += g * d[k]
         for f, v in d["families"].items():
+            if f not in fams:
+                fams[f] = np.zeros(shape)
             fams[f][rows] += g * v
         compute[rows] += g * d["t_compute"]
         stored[rows] += sum(stored_bytes_per_gpu(draft, sub, context))
@@ -442,13 +444,15 @@ def evaluate(model: ModelSpec, hw: HardwareProfile, lay: Layouts, context: int,
     parts["t_fixed"] = parts["t_fixed"] + hw.latency.step_overhead_us * 1e-6
     if engine is not None:
         parts["t_fixed"] = parts["t_fixed"] + engine.step_overhead_us * 1e-6
-        fams["engine_overhead"] = fams["engine_overhead"] + engine.step_overhead_us * 1e-6
+        fams["engine_overhead"] = fams.get("engine_overhead", 0.0) + engine.step_overhead_us * 1e-6
 
     # 1 except under uncertainty draws (model/uncertainty.py), which scale the whole term.
     scale = hw.network.time_scale
     parts["t_net"] = parts["t_net"] * scale
-    for f in ("allreduce", "moe_all_to_all"):
-        fams[f] = fams[f] * scale
+    if np.ndim(scale) or scale != 1.0:
+        for f in ("allreduce", "moe_all_to_all"):
+            if f in fams:
+                fams[f] = fams[f] * scale
     t_step = compute + parts["t_net"] + parts["t_fixed"]
     tokens = expected_tokens(gamma, acceptance) if spec.any() else np.ones_like(gamma)
     n_gpu = lay.n_gpu.astype(float)
@@ -470,7 +474,7 @@ def evaluate(model: ModelSpec, hw: HardwareProfile, lay: Layouts, context: int,
     return StepCost(
         t_arithmetic_s=parts["t_arith"], t_memory_s=parts["t_mem"], t_network_s=parts["t_net"],
         t_latency_s=parts["t_fixed"], t_step_s=t_step,
-        **{f"t_{f}_s": np.broadcast_to(fams[f], shape) for f in FAMILIES},
+        **{f"t_{f}_s": np.broadcast_to(fams.get(f, 0.0), shape) for f in FAMILIES},
         tokens_per_step=np.broadcast_to(tokens, t_step.shape),
         tokens_per_s_per_seq=speed, tokens_per_s_per_gpu=batch * speed / n_gpu,
         usd_per_mtok=usd_per_mtok, mfu=mfu, memory_per_gpu_bytes=stored,
