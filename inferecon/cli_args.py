@@ -57,7 +57,10 @@ def float_in(lo: float, hi: float, lo_open: bool = False, hi_open: bool = False)
 # GPU-hour is 100x today's on-demand rate; above it costs print as meaningless digits.
 CONTEXT_TOKENS = int_in(0, 10_000_000)  # 0: a prompt-free decode (the paper's default)
 MAX_GPUS = int_in(1, 65_536)
-PRICE_USD_PER_HOUR = float_in(0.0, 1000.0, lo_open=True)
+# Below $0.001 per GPU-hour (1/2000 of an H100's on-demand rate) every cost prints as $0.00: a
+# typo or a unit slip, not a price.
+MIN_PRICE_USD_PER_HOUR = 0.001
+PRICE_USD_PER_HOUR = float_in(MIN_PRICE_USD_PER_HOUR, 1000.0)
 ROWS = int_in(1, 100_000)
 # Speculative decoding: a per-token acceptance probability (1 is the limit gamma + 1 tokens per round).
 ACCEPTANCE = float_in(0.0, 1.0)
@@ -65,6 +68,53 @@ ACCEPTANCE = float_in(0.0, 1.0)
 NPROC_PER_NODE = int_in(1, 1024)
 # A hung collective is given up after this; a day is beyond any sane bound, NaN is no bound.
 TIMEOUT_S = float_in(0.0, 86_400.0, lo_open=True)
+
+
+def int_list_in(lo: int, hi: int, what: str = "values"):
+    """Comma-separated whole numbers, each in [lo, hi] ("1,8,64"); empty items are skipped, an
+    empty list is refused. Returns the list in the order given (callers sort where they must)."""
+    one = int_in(lo, hi)
+
+    def parse(text) -> list[int]:
+        if isinstance(text, list):  # already parsed (a default given as a list)
+            return text
+        items = [v for v in str(text).split(",") if v.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError(f"no {what} given")
+        return [one(v) for v in items]
+
+    parse.__name__ = "list"
+    return parse
+
+
+def parsed(parse, flag: str, text):
+    """parse(text) outside argparse (a value read from a default or a file), its refusal a
+    UserError naming the flag: the same bounds, the same words."""
+    from inferecon.core.errors import UserError
+
+    try:
+        return parse(text)
+    except argparse.ArgumentTypeError as exc:
+        raise UserError(f"argument {flag}: {exc}") from None
+
+
+# Sequences decoded together: 1,048,576 (2^20) is 4,000x vLLM's default max_num_seqs (256) and
+# beyond any engine's batch; a larger one is a typo (1e12 sequences would need petabytes of KV).
+BATCH = int_in(1, 1_048_576)
+BATCHES = int_list_in(1, 1_048_576, "batch sizes")
+CONTEXTS = int_list_in(1, 10_000_000, "context lengths")
+# Draft tokens per speculative round: at acceptance a the expected accepted tokens
+# (1 - a^(gamma+1)) / (1 - a) stop growing long before 64 while the draft's cost keeps growing;
+# published speculative decoding uses 1-10.
+GAMMA = int_in(1, 64)
+# Tensor-, pipeline-, expert-parallel degree: no more than the GPUs an instance can have.
+PARALLEL = int_in(1, 65_536)
+# CPU threads for a measurement: beyond any one host's cores (the largest have a few hundred).
+THREADS = int_in(1, 4096)
+# Model layers run by the decode check: the deepest released models have ~126.
+LAYERS = int_in(1, 10_000)
+# Saved baselines counted as one set: a handful in practice.
+BASELINE_RUNS = int_in(1, 1000)
 
 
 def flag_error(exc) -> Exception:

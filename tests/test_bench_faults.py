@@ -191,5 +191,5 @@ def test_bench_pins_cpu_threads(tmp_path, restore_threads, flag, expected):
 
 def test_bad_thread_count(capsys, tmp_path, restore_threads):
     line = one_line_error(capsys, ["bench", "launch", "--device", "cpu", "--threads", "0", "--out", str(tmp_path / "r")])
-    assert "--threads must be at least 1, got 0" in line
+    assert "--threads: must be from 1 to 4,096, got 0" in line
     assert not (tmp_path / "r").exists()

@@ -222,9 +222,9 @@ def test_validate_tp2_gloo(tmp_path, capsys):
 @pytest.mark.parametrize("args, message", [
     (["--model", "no-such-model"], "unknown model"),
     (["--model", "tiny-llama", "--tp", "3"], "does not divide"),
-    (["--model", "tiny-llama", "--layers", "0"], "--layers must be positive"),
-    (["--model", "tiny-llama", "--batch", "0,8"], "--batch must be positive"),
-    (["--model", "tiny-llama", "--context", "x"], "comma-separated integers"),
+    (["--model", "tiny-llama", "--layers", "0"], "--layers: must be from 1 to 10,000, got 0"),
+    (["--model", "tiny-llama", "--batch", "0,8"], "--batch: must be from 1 to 1,048,576, got 0"),
+    (["--model", "tiny-llama", "--context", "x"], "--context: must be a whole number from 1"),
     (["--model", "deepseek-v3"], "MLA"),
     (["--model", "tiny-llama", "--hardware", "/nonexistent/profile.json"], "no such profile"),
     (["--model", "tiny-llama", "--hardware", str(FIXTURES / "malformed_profile.json")], "missing field"),

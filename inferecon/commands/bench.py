@@ -44,7 +44,7 @@ def register(subparsers) -> None:
                    help="collectives: processes (GPUs) per node, started with torchrun (default 1)")
     p.add_argument("--timeout-s", type=cli_args.TIMEOUT_S, default=300.0,
                    help="collectives: give up on a hung collective after this many seconds")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=cli_args.THREADS, default=None,
                    help="CPU only: torch/OpenMP threads for every measurement (default 1, as calibrate and validate use)")
     p.add_argument("--no-progress", action="store_true", help="no per-case progress lines on stderr")
     p.set_defaults(func=handler)

@@ -40,7 +40,7 @@ def register(sub) -> None:
     p.add_argument("--nproc-per-node", type=cli_args.NPROC_PER_NODE, default=None,
                    help="ranks for the collectives (default: GPUs on this node; 2 on CPU)")
     p.add_argument("--timeout-s", type=cli_args.TIMEOUT_S, default=300.0, help="bound on a hung collective")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=cli_args.THREADS, default=None,
                    help="CPU only: torch/OpenMP threads for every measurement (default 1; use the same for validate)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted calibration in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
@@ -55,7 +55,7 @@ def register(sub) -> None:
     eng.add_argument("--hardware", default=None, metavar="PROFILE_JSON",
                      help="HardwareProfile JSON of the GPU the runs used (instead of --gpu)")
     eng.add_argument("--model", default=None, help="the model of every run (default: what each file records)")
-    eng.add_argument("--tp", type=int, default=None, help="tensor-parallel size of runs whose file does not record it")
+    eng.add_argument("--tp", type=cli_args.PARALLEL, default=None, help="tensor-parallel size of runs whose file does not record it")
     eng.add_argument("--precision", type=int, default=None, choices=(32, 16, 8, 4), metavar="BITS",
                      help="weight bits of every run (default: the file's quantisation or model name, else 16; "
                           "32 with a CPU profile as --hardware)")

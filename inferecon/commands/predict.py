@@ -15,9 +15,9 @@ def register(sub) -> None:
     where = p.add_mutually_exclusive_group()
     where.add_argument("--gpu", default=None, help="published GPU profile (default h100-sxm)")
     where.add_argument("--hardware", default=None, metavar="PROFILE_JSON", help="a HardwareProfile JSON")
-    p.add_argument("--tp", type=int, default=1, help="tensor-parallel GPUs per pipeline stage (default 1)")
-    p.add_argument("--pp", type=int, default=1, help="pipeline stages (default 1)")
-    p.add_argument("--ep", type=int, default=1, help="expert-parallel ranks, MoE models only (default 1)")
+    p.add_argument("--tp", type=cli_args.PARALLEL, default=1, help="tensor-parallel GPUs per pipeline stage (default 1)")
+    p.add_argument("--pp", type=cli_args.PARALLEL, default=1, help="pipeline stages (default 1)")
+    p.add_argument("--ep", type=cli_args.PARALLEL, default=1, help="expert-parallel ranks, MoE models only (default 1)")
     p.add_argument("--batch", default="1", help="sequences decoded together; a list (1,8,64) prints one row each")
     p.add_argument("--context", type=cli_args.CONTEXT_TOKENS, default=4096, help="tokens in context per sequence (default 4096)")
     p.add_argument("--precision", type=int, default=None, choices=(32, 16, 8, 4), metavar="BITS",
@@ -29,7 +29,7 @@ def register(sub) -> None:
     p.add_argument("--spec-decode", default=None, metavar="DRAFT", help="draft model for speculative decoding")
     p.add_argument("--acceptance", type=cli_args.ACCEPTANCE, default=None,
                    help="per-token acceptance probability of the draft (default 0.8 with --spec-decode)")
-    p.add_argument("--gamma", type=int, default=None, help="draft tokens per round (default 4 with --spec-decode)")
+    p.add_argument("--gamma", type=cli_args.GAMMA, default=None, help="draft tokens per round (default 4 with --spec-decode)")
     p.add_argument("--engine", default=None, metavar="ENGINE_JSON",
                    help="engine profile (from `inferecon calibrate --engine-results`): adds its per-step and "
                         "per-layer overheads and weight-read efficiency")
@@ -45,13 +45,9 @@ def register(sub) -> None:
 def _batches(text: str) -> list[int]:
     from inferecon.core.errors import UserError
 
-    try:
-        values = [int(v) for v in str(text).split(",") if v.strip()]
-    except ValueError:
-        raise UserError(f"--batch: expected comma-separated whole numbers, got {text!r}") from None
-    if not values:
-        raise UserError("--batch: no values given")
-    return values
+    from inferecon import cli_args
+
+    return cli_args.parsed(cli_args.BATCHES, "--batch", text)  # the bounds every command shares
 
 
 def run(args) -> int:

@@ -43,7 +43,7 @@ def register(sub) -> None:
     p.add_argument("--no-model", action="store_true", help="skip the model impact (no profile fits)")
     p.add_argument("--save-baseline", metavar="RUN_DIR", default=None,
                    help="save RUN_DIR under --baselines-dir as <gpu>-x<count>-driver<ver>-<date> and exit")
-    p.add_argument("--baseline-runs", type=int, default=1, metavar="N",
+    p.add_argument("--baseline-runs", type=cli_args.BASELINE_RUNS, default=1, metavar="N",
                    help="without --baseline: use the newest N saved baselines of this GPU model and count as one "
                         "baseline set (default 1; 3+ lets the gate see the node's run-to-run spread)")
     p.add_argument("--baselines-dir", default=None, help="where baselines live (default results/baselines)")

@@ -13,6 +13,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+from inferecon import cli_args
 from inferecon.core.errors import UserError
 from inferecon.core.outpath import atomic_path, check_out_dir
 
@@ -47,8 +48,8 @@ def register(subparsers) -> None:
     p.add_argument("--batch", default=None, help="comma-separated batch sizes (default 1,8,64,256 on GPU; 1,8 on CPU)")
     p.add_argument("--context", default=None,
                    help="comma-separated context lengths, KV cache pre-filled (default 512,8192 on GPU; 128,512 on CPU)")
-    p.add_argument("--tp", type=int, default=1, help="tensor-parallel ranks, started with torchrun (default 1)")
-    p.add_argument("--layers", type=int, default=None,
+    p.add_argument("--tp", type=cli_args.PARALLEL, default=1, help="tensor-parallel ranks, started with torchrun (default 1)")
+    p.add_argument("--layers", type=cli_args.LAYERS, default=None,
                    help="build K layers and extrapolate to the full model from K and K//2 (default: all that fit)")
     p.add_argument("--published", metavar="GPU", default=None,
                    help="published profile to compare with (default: matched from the GPU's name)")
@@ -56,7 +57,7 @@ def register(subparsers) -> None:
     p.add_argument("--dtype", choices=("bf16", "fp32"), default=None,
                    help="precision of weights, KV cache and activations (default bf16 on GPU, fp32 on CPU: "
                         "what `inferecon calibrate` measures there)")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=cli_args.THREADS, default=None,
                    help="CPU only: torch/OpenMP threads (default 1, as `inferecon calibrate` uses)")
     p.add_argument("--quick", action="store_true", help="shorter timing budgets (CI)")
     p.add_argument("--out", metavar="DIR", default=None, help="run directory (default results/validate-<model>-<device>-<UTC>/)")
@@ -67,16 +68,9 @@ def register(subparsers) -> None:
 
 
 def parse_ints(text: str, what: str) -> list[int]:
-    try:
-        values = [int(v) for v in str(text).split(",") if v.strip()]
-    except ValueError:
-        raise UserError(f"--{what}: expected comma-separated integers, got {text!r}") from None
-    if not values:
-        raise UserError(f"--{what}: no values given")
-    bad = [v for v in values if v <= 0]
-    if bad:
-        raise UserError(f"--{what} must be positive, got {bad[0]}")
-    return sorted(set(values))
+    # The bounds every command shares (cli_args): a batch or context beyond them is a typo.
+    parse = cli_args.BATCHES if what == "batch" else cli_args.CONTEXTS
+    return sorted(set(cli_args.parsed(parse, f"--{what}", text)))
 
 
 def _default_out(model: str, device_name: str) -> Path:
