@@ -1,0 +1,354 @@
+"""Prefill: the time to process a prompt (or one chunk of it) on one model instance, per op and
+in the paper's four terms.
+
+A chunk of c prompt tokens, with P tokens of the same prompt already in the KV cache (P = 0
+for a whole prompt), passes every layer of every pipeline stage in turn. Per layer, on one GPU
+of a stage (1D tensor parallelism over tp GPUs, heads split over tp; experts over ep · tp):
+
+- the weight GEMMs at M = c (QKV, attention-out, gate/up, down; MLA's projections as one GEMM of
+  all attention weights, the un-absorbed form engines run at prefill; routed experts as two
+  grouped GEMMs over the experts the chunk touches): t0 + max(2·M·N·K / F, bytes / B). At
+  M in the thousands they are compute-bound: FLOPs over achieved FLOP/s;
+- causal attention of the chunk over P + c positions: 4 · heads · d_head · c · (P + c/2) FLOP
+  (scores and the weighted sum, each 2 FLOP per multiply-add, the causal mask halving the
+  chunk's own square), at flash-attention efficiency;
+- the KV-cache write: c tokens' K and V (MLA: its latent) of this GPU's heads;
+- activations (norms, residuals, the MLP's hidden state) read and written once;
+- two all-reduces of c · d_model activations (tp > 1), two all-to-alls per MoE layer (ep > 1):
+  at prefill sizes (megabytes) bandwidth-bound;
+- the lm head only on the last position of the prompt (engines compute logits only there).
+
+Where the profile carries op-level fits (`calibrate --op-db`, model/opfits.py), the GEMMs use
+the fit of the weight format's dtype (model/ops.py's fallbacks), attention the context-
+attention fit (floor, FLOP/s, and its Q/K/V/O bandwidth where fitted), activation bytes the
+GEMM fit's bandwidth; the ops run in sequence, so the four terms add (as model/ops.py at
+decode). A published profile prices the same ops by roofline: GEMM FLOPs at the profile's
+achieved FLOP/s, attention at `PrefillOptions.attention_efficiency` of the 16-bit peak, bytes
+at achieved HBM bandwidth, each op bound by the larger of its FLOP and byte times. At both
+levels the ops run one after another (a prefill's compute-bound GEMM does not overlap the next
+memory-bound norm), so each op's time lands in one term and t_prefill = the sum of the four
+terms, unlike the paper's decode rule max(arithmetic, memory) + network + latency.
+
+Latency term: GEMM and attention floors (op-level) and the per-step overheads of the profile
+and the engine, once per chunk. Per-kernel launch latency is not charged: prefill kernels run
+for hundreds of microseconds each, so the next launch hides behind the running one.
+
+Collectives use model/network.py's model (NCCL's tuning model, or its calibrated lines)
+for both profiles: at prefill message sizes it is the bandwidth part that counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from inferecon.core.errors import RequestError
+from inferecon.model import network as net
+from inferecon.model.engine import EngineProfile
+from inferecon.model.hardware import HardwareProfile
+from inferecon.model.spec import ModelSpec
+
+TERMS = ("arithmetic", "memory", "network", "latency")
+FAMILIES = ("gemm", "attention", "kv_write", "elementwise", "allreduce", "moe_all_to_all", "pipeline", "overhead")
+
+# Flash-attention forward efficiency for a published profile (no context-attention fit): the
+# midpoint of the two published H100 figures, FlashAttention-2 at "only 35% utilization on the
+# H100" and FlashAttention-3 at "up to 740 TFLOPS (75% utilization)" in FP16 (Shah et al. 2024,
+# arXiv:2407.08608, abstract). vLLM and SGLang run FA2/FA3-class kernels (or FlashInfer)
+# depending on version and GPU, so neither end is the engine's; a calibrated op database replaces it.
+FLASH_ATTENTION_EFFICIENCY = 0.55
+
+
+@dataclass(frozen=True)
+class PrefillOptions:
+    # Share of the 16-bit dense peak that prefill attention reaches (published profiles only).
+    attention_efficiency: float = FLASH_ATTENTION_EFFICIENCY
+    # Activation traffic per token per layer in units of d_model, as terms.CostOptions.
+    activation_elems_per_layer_in_d_model: float = 8.0
+
+
+@dataclass(frozen=True)
+class PrefillCost:
+    """One chunk's prefill on one instance, seconds. `level` is "op" (op-level fits) or
+    "roofline" (published profile). The ops run in sequence: t_prefill_s is the sum of the four
+    terms, and the families (what the time is made of) add to it too."""
+
+    tokens: int  # prompt tokens in this chunk
+    prior_tokens: int  # tokens of the same prompt already cached
+    level: str
+    t_arithmetic_s: float
+    t_memory_s: float
+    t_network_s: float
+    t_latency_s: float
+    t_prefill_s: float
+    t_gemm_s: float
+    t_attention_s: float
+    t_kv_write_s: float
+    t_elementwise_s: float
+    t_allreduce_s: float
+    t_moe_all_to_all_s: float
+    t_pipeline_s: float
+    t_overhead_s: float
+    flops_per_gpu: float  # FLOPs one GPU runs for the chunk (all its stages' layers)
+    gemm_flops_per_gpu: float
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Prompt tokens per second of one instance."""
+        return self.tokens / self.t_prefill_s
+
+    @property
+    def dominant(self) -> str:
+        vals = dict(arithmetic=self.t_arithmetic_s, memory=self.t_memory_s, network=self.t_network_s,
+                    latency=self.t_latency_s)
+        return max(vals, key=vals.get)
+
+    def to_dict(self) -> dict:
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["tokens_per_s"] = self.tokens_per_s
+        d["dominant"] = self.dominant
+        return d
+
+
+class _Terms:
+    def __init__(self):
+        self.t = dict.fromkeys(TERMS, 0.0)
+        self.fam = dict.fromkeys(FAMILIES, 0.0)
+
+    def add(self, family, arithmetic=0.0, memory=0.0, network=0.0, latency=0.0):
+        for k, v in (("arithmetic", arithmetic), ("memory", memory), ("network", network), ("latency", latency)):
+            self.t[k] += float(v)
+        self.fam[family] += float(arithmetic + memory + network + latency)
+
+
+def _gemm_pricing(model: ModelSpec, hw: HardwareProfile):
+    """(t0_us, FLOP/s, bytes/s, (act, weight, out) bytes per element) of the weight GEMMs: the
+    op-level fit of the format's dtype, else the profile's achieved figures (no floor)."""
+    from inferecon.model.quant import format_of
+    from inferecon.model.terms import compute_dtype
+
+    fits = getattr(hw, "op_fits", None)
+    if fits is not None:
+        from inferecon.model.opfits import GEMM_OPERAND_BYTES
+        from inferecon.model.ops import FORMAT_GEMM_DTYPE, _dense_format, gemm_fit_for
+
+        dtype = FORMAT_GEMM_DTYPE[_dense_format(format_of(model)).name]
+        fit, _ = gemm_fit_for(fits, dtype)
+        if fit is not None:
+            ops_bytes = GEMM_OPERAND_BYTES.get(dtype, (2.0, model.weight_bytes_per_param, 2.0))
+            return fit.t0_us, fit.tflops * 1e12, fit.gbps * 1e9, ops_bytes
+    dtype = compute_dtype(model, hw)
+    act = 1.0 if dtype == "fp8" else model.act_bytes
+    return 0.0, hw.compute.achieved_tflops(dtype) * 1e12, hw.memory.achieved_gbps * 1e9, \
+        (act, model.weight_bytes_per_param, model.act_bytes)
+
+
+def _context_attention_fit(model: ModelSpec, hw: HardwareProfile):
+    fits = getattr(hw, "op_fits", None)
+    if fits is None or not getattr(fits, "context_attention", None):
+        return None
+    from inferecon.model.ops import kv_dtype_of
+
+    want = kv_dtype_of(model)
+    by = {f.kv_dtype: f for f in fits.context_attention}
+    return by.get(want) or by.get("bf16") or fits.context_attention[0]
+
+
+def check_prefill_layout(model: ModelSpec, tp: int, pp: int, ep: int) -> None:
+    from inferecon.model.layout import layout_problem
+
+    for name, v in (("tp", tp), ("pp", pp), ("ep", ep)):
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+            raise RequestError(name, v, f"{name} must be a whole number >= 1")
+    problem = layout_problem(model, tp, pp, ep)
+    if problem is not None:
+        raise problem
+
+
+def _token_ops(model, hw, acc, m, lm_rows, tp, pp, ep, op_level, pricing):
+    """The ops whose cost follows the tokens through the weights: GEMMs at M = m, the lm head at
+    M = lm_rows, the all-reduces, all-to-alls and pipeline hops of m tokens. Per stage except
+    the hops (whole instance). Returns the GEMM FLOPs per GPU per stage."""
+    t0_us, F, B, (a_b, w_b, o_b) = pricing
+    layers = model.n_layers / pp
+    moe_layers = model.n_moe_layers / pp
+    dense_layers = layers - moe_layers
+    d = float(model.d_model)
+    flops = 0.0
+
+    def gemm(count, mm, n, k, wbytes=None, weight_elems=None):
+        """count GEMMs y[mm,n] = x[mm,k] W[n,k]^T, each t0 + max(flop / F, bytes / B): the
+        larger side is the op's term (weight_elems: weights actually read, when not n·k)."""
+        nonlocal flops
+        if mm <= 0:
+            return
+        wb = w_b if wbytes is None else wbytes
+        flop = 2.0 * mm * n * k * count
+        nbytes = ((n * k if weight_elems is None else weight_elems) * wb + mm * k * a_b + mm * n * o_b) * count
+        flops += flop
+        f, b = flop / F, nbytes / B
+        acc.add("gemm", arithmetic=f if f > b else 0.0, memory=b if b >= f else 0.0,
+                latency=count * t0_us * 1e-6)
+
+    if model.is_mla:
+        gemm(layers, m, model.attention_params / d / tp, d)
+    else:
+        q = model.n_heads * model.d_head
+        kv = 2.0 * model.d_head * max(model.n_kv_heads / tp, 1.0)
+        gemm(layers, m, q / tp + kv, d)
+        gemm(layers, m, d, q / tp)
+    gated = model.mlp_matrices - 1
+    if dense_layers > 0:
+        gemm(dense_layers, m, gated * model.d_ff / tp, d)
+        gemm(dense_layers, m, d, model.d_ff / tp)
+    if model.is_moe and moe_layers > 0 and m > 0:
+        ff = float(model.d_ff_expert)
+        gemm(moe_layers, m, model.n_experts, d, wbytes=model.act_bytes)  # router, 16-bit
+        if model.n_shared_experts:
+            width = ff * model.n_shared_experts
+            gemm(moe_layers, m, gated * width / tp, d)
+            gemm(moe_layers, m, d, width / tp)
+        k_act = float(model.n_active_experts)
+        # m tokens pick k of E experts each; this rank holds E/ep of them (balanced routing).
+        touched = model.n_experts / ep * (1.0 - (1.0 - k_act / model.n_experts) ** m)
+        rows = m * k_act / ep
+        gemm(moe_layers, rows, gated * ff / tp, d, weight_elems=touched * gated * ff / tp * d)
+        gemm(moe_layers, rows, d, ff / tp, weight_elems=touched * d * ff / tp)
+    gemm(1.0 / pp, lm_rows, model.vocab_size / tp, d)
+
+    if tp > 1 and m > 0:
+        acc.add("allreduce", network=2.0 * layers * _one(net.collective_time_s(
+            hw, net.ALL_REDUCE, np.asarray([tp]), 1, np.asarray([m * d * model.act_bytes]))))
+    if model.is_moe and ep > 1 and m > 0:
+        from inferecon.model.terms import dispatch_bytes
+
+        a2a_bytes = m * model.n_active_experts * d * dispatch_bytes(model, hw) / tp
+        acc.add("moe_all_to_all", network=2.0 * moe_layers * _one(net.collective_time_s(
+            hw, net.ALL_TO_ALL, np.asarray([ep]), np.asarray([tp]), np.asarray([a2a_bytes]))))
+    if pp > 1 and m > 0:
+        stride = min(tp * ep, hw.network.gpus_per_node)
+        hop = _one(net.collective_time_s(hw, net.SEND_RECV, np.asarray([2]), np.asarray([stride]),
+                                         np.asarray([m * d * model.act_bytes])))
+        acc.add("pipeline", network=(pp - 1) * hop / pp)  # scaled back by pp with the stage
+    return flops
+
+
+def _one(x) -> float:
+    return float(np.asarray(x).reshape(-1)[0])
+
+
+def prefill_chunk(model: ModelSpec, hw: HardwareProfile, *, tokens: int, prior_tokens: int = 0, tp: int = 1,
+                  pp: int = 1, ep: int = 1, engine: EngineProfile | None = None, last_chunk: bool = True,
+                  decode_tokens: int = 0, opts: PrefillOptions = PrefillOptions()) -> PrefillCost:
+    """Prefill of `tokens` prompt tokens after `prior_tokens` already cached, on one instance of
+    tp x pp x ep GPUs (module docstring). `last_chunk`: the lm head runs (on one position).
+
+    `decode_tokens` > 0: the chunk rides in a decode step of that many tokens (chunked prefill,
+    model/serving.py), and what is returned is the time the chunk *adds* to that step: the
+    weight GEMMs and collectives at M = tokens + decode_tokens less the same at decode_tokens
+    alone (the weights are read once for both), plus the chunk's attention, KV write and
+    activations; no second step overhead."""
+    if not isinstance(tokens, (int, np.integer)) or isinstance(tokens, bool) or tokens < 1:
+        raise RequestError("input_len", tokens, "a prompt needs at least 1 token")
+    if prior_tokens < 0 or decode_tokens < 0:
+        raise RequestError("input_len", prior_tokens, "tokens already cached cannot be negative")
+    check_prefill_layout(model, tp, pp, ep)
+    op_level = getattr(hw, "op_fits", None) is not None
+    c = float(tokens)
+    P = float(prior_tokens)
+    layers = model.n_layers / pp
+    d = float(model.d_model)
+    heads_axis = float(tp)
+    pricing = _gemm_pricing(model, hw)
+    B = pricing[2]
+    acc = _Terms()
+    lm = 1.0 if last_chunk else 0.0
+    gemm_flops = _token_ops(model, hw, acc, c + decode_tokens, lm + decode_tokens, tp, pp, ep, op_level, pricing)
+    if decode_tokens:
+        base = _Terms()
+        gemm_flops -= _token_ops(model, hw, base, float(decode_tokens), float(decode_tokens), tp, pp, ep,
+                                 op_level, pricing)
+        for k in TERMS:
+            acc.t[k] -= base.t[k]
+        for k in FAMILIES:
+            acc.fam[k] -= base.fam[k]
+
+    # Causal attention of the chunk over the prompt so far (module docstring), this GPU's heads.
+    heads = model.n_heads / heads_axis
+    if model.is_mla:
+        per_pair = 2.0 * heads * (model.qk_nope_dim + model.qk_rope_dim + model.v_head_dim)
+        qkvo_elems = heads * (2 * (model.qk_nope_dim + model.qk_rope_dim) + 2 * model.v_head_dim)
+    else:
+        per_pair = 4.0 * heads * model.d_head
+        kv_heads = max(model.n_kv_heads / heads_axis, 1.0)
+        qkvo_elems = (2 * heads + 2 * kv_heads) * model.d_head
+    attn_flop = per_pair * c * (P + c / 2.0) * layers
+    # Bytes: Q/K/V/O of the chunk once, and the cached prefix's K and V once (flash attention
+    # streams them through on-chip memory).
+    from inferecon.model.terms import _kv_share_per_gpu
+
+    kv_share = _one(_kv_share_per_gpu(model, np.asarray([heads_axis])))
+    prefix_bytes = P * model.kv_bytes_per_token_layer * kv_share * layers
+    qkvo_bytes = c * qkvo_elems * model.act_bytes * layers
+    cfit = _context_attention_fit(model, hw) if op_level else None
+    if cfit is not None:
+        f = attn_flop / (cfit.tflops * 1e12)
+        b = (qkvo_bytes / (cfit.gbps * 1e9) if cfit.gbps else 0.0) + prefix_bytes / B
+        acc.add("attention", arithmetic=f, memory=b, latency=layers * cfit.floor_us * 1e-6)
+    else:
+        f = attn_flop / (hw.compute.peak_tflops["bf16"] * opts.attention_efficiency * 1e12)
+        b = (qkvo_bytes + prefix_bytes) / (hw.memory.achieved_gbps * 1e9)
+        acc.add("attention", arithmetic=f if f > b else 0.0, memory=b if b >= f else 0.0)
+
+    # KV-cache write and activation traffic.
+    kv_write = c * model.kv_bytes_per_token_layer * kv_share * layers
+    acc.add("kv_write", memory=kv_write / B)
+    ff_active = model.d_ff if not model.is_moe else model.n_active_experts * model.d_ff_expert
+    act_elems = opts.activation_elems_per_layer_in_d_model * d + 2 * ff_active
+    acc.add("elementwise", memory=c * layers * act_elems * model.act_bytes / tp / B)
+    eng_fits = getattr(engine, "op_fits", None) if engine is not None else None
+    if op_level and eng_fits is not None and eng_fits.elementwise_per_layer_us is not None and not decode_tokens:
+        acc.add("elementwise", latency=layers * eng_fits.elementwise_per_layer_us * 1e-6)
+
+    # Per-stage figures -> the whole instance: a prompt passes the pp stages in turn.
+    fam = {k: v * pp for k, v in acc.fam.items()}
+    terms = {k: v * pp for k, v in acc.t.items()}
+    overhead = 0.0
+    if not decode_tokens:
+        overhead = float(hw.latency.step_overhead_us) * 1e-6
+        if engine is not None:
+            overhead += engine.step_overhead_us * 1e-6 + model.n_layers * engine.per_layer_us * 1e-6
+    terms["latency"] += overhead
+    fam["overhead"] += overhead
+    return PrefillCost(tokens=int(tokens), prior_tokens=int(prior_tokens), level="op" if op_level else "roofline",
+                       t_arithmetic_s=terms["arithmetic"], t_memory_s=terms["memory"],
+                       t_network_s=terms["network"], t_latency_s=terms["latency"],
+                       t_prefill_s=sum(terms.values()),
+                       **{f"t_{k}_s": v for k, v in fam.items()},
+                       flops_per_gpu=(gemm_flops + attn_flop) * pp, gemm_flops_per_gpu=gemm_flops * pp)
+
+
+def chunk_plan(input_len: int, chunk_tokens: int | None) -> list[tuple[int, int]]:
+    """(tokens, prior_tokens) of each chunk of an `input_len` prompt split into chunks of at
+    most `chunk_tokens` (None: one chunk)."""
+    if chunk_tokens is None or chunk_tokens >= input_len:
+        return [(int(input_len), 0)]
+    if chunk_tokens < 1:
+        raise RequestError("chunk_size", chunk_tokens, "a prefill chunk needs at least 1 token")
+    out, done = [], 0
+    while done < input_len:
+        n = min(chunk_tokens, input_len - done)
+        out.append((n, done))
+        done += n
+    return out
+
+
+def prefill_time_s(model: ModelSpec, hw: HardwareProfile, *, input_len: int, tp: int = 1, pp: int = 1,
+                   ep: int = 1, engine: EngineProfile | None = None, chunk_tokens: int | None = None,
+                   opts: PrefillOptions = PrefillOptions()) -> float:
+    """Seconds to prefill one whole prompt alone on the instance, chunk after chunk."""
+    plan = chunk_plan(input_len, chunk_tokens)
+    return sum(prefill_chunk(model, hw, tokens=n, prior_tokens=p, tp=tp, pp=pp, ep=ep, engine=engine,
+                             last_chunk=(i == len(plan) - 1), opts=opts).t_prefill_s
+               for i, (n, p) in enumerate(plan))

@@ -1,0 +1,93 @@
+"""Prefill (model/prefill.py): FLOPs and times checked against hand calculations."""
+
+import pytest
+
+from inferecon.core.errors import UserError
+from inferecon.model.catalog import resolve_model
+from inferecon.model.prefill import chunk_plan, prefill_chunk, prefill_time_s
+from inferecon.model.published import get_profile
+
+
+@pytest.fixture(scope="module")
+def llama8b():
+    return resolve_model("llama-3-8b")
+
+
+@pytest.fixture(scope="module")
+def h100():
+    return get_profile("h100-sxm")
+
+
+def test_llama3_8b_prefill_flops_at_2048_by_hand(llama8b, h100):
+    # Llama 3 8B (config.json: hidden 4096, 32 layers, 32 heads, 8 KV heads of 128, MLP 14336,
+    # vocab 128256). Weights per layer: q 4096·4096 = 16,777,216; k and v 2·4096·1024 =
+    # 8,388,608; o 16,777,216; gate/up/down 3·4096·14336 = 176,160,768: 218,103,808 per layer,
+    # 6,979,321,856 for 32 layers. GEMM FLOPs at 2048 tokens: 2 · 6,979,321,856 · 2048 =
+    # 28,587,302,322,176, plus the lm head on the last position only: 2 · 128256 · 4096 =
+    # 1,050,673,152 -> 28,588,352,995,328.
+    p = prefill_chunk(llama8b, h100, tokens=2048)
+    assert p.gemm_flops_per_gpu == pytest.approx(28_588_352_995_328, rel=1e-12)
+    # Causal attention: 4 · 32 heads · 128 · 2048 · (2048 / 2) per layer = 34,359,738,368,
+    # · 32 layers = 1,099,511,627,776.
+    assert p.flops_per_gpu - p.gemm_flops_per_gpu == pytest.approx(1_099_511_627_776, rel=1e-12)
+
+
+def test_llama3_8b_prefill_time_is_compute_bound(llama8b, h100):
+    # Published H100 SXM: 989 TFLOP/s bf16 dense at the paper's 70% cap = 692.3 TFLOP/s. The
+    # GEMMs alone: 28.588e12 / 692.3e12 = 41.29 ms; attention at 55% of 989: 1.0995e12 /
+    # 543.95e12 = 2.02 ms. Memory-bound parts (KV write, activations) add ~3.3 ms, so the
+    # prefill lies between 43.3 ms (FLOPs only) and 48 ms.
+    p = prefill_chunk(llama8b, h100, tokens=2048)
+    assert p.dominant == "arithmetic"
+    assert p.t_arithmetic_s == pytest.approx(0.04129 + 0.00202, rel=0.005)
+    assert 0.0433 <= p.t_prefill_s <= 0.048
+    assert p.t_prefill_s == pytest.approx(p.t_arithmetic_s + p.t_memory_s + p.t_network_s + p.t_latency_s)
+    assert p.tokens_per_s == pytest.approx(2048 / p.t_prefill_s)
+
+
+def test_attention_is_quadratic_gemms_linear(llama8b, h100):
+    a = prefill_chunk(llama8b, h100, tokens=4096)
+    b = prefill_chunk(llama8b, h100, tokens=8192)
+    # Doubling the prompt quadruples causal attention FLOPs (c²/2) and doubles the GEMMs'
+    # (the lm head's single row aside).
+    assert (b.flops_per_gpu - b.gemm_flops_per_gpu) / (a.flops_per_gpu - a.gemm_flops_per_gpu) == pytest.approx(4.0)
+    assert b.gemm_flops_per_gpu / a.gemm_flops_per_gpu == pytest.approx(2.0, rel=1e-4)
+
+
+def test_chunks_cover_the_prompt_and_attention_adds_up(llama8b, h100):
+    assert chunk_plan(5000, 2048) == [(2048, 0), (2048, 2048), (904, 4096)]
+    assert chunk_plan(100, 2048) == [(100, 0)]
+    # Causal attention FLOPs of the chunks add to the whole prompt's: sum of c·(P + c/2) over
+    # (2048,0), (2048,2048), (904,4096) = 2048·1024 + 2048·3072 + 904·4548 = 12,500,992 = 5000²/2.
+    chunks = [prefill_chunk(llama8b, h100, tokens=n, prior_tokens=p, last_chunk=False) for n, p in chunk_plan(5000, 2048)]
+    whole = prefill_chunk(llama8b, h100, tokens=5000, last_chunk=False)
+    attn = sum(c.flops_per_gpu - c.gemm_flops_per_gpu for c in chunks)
+    assert attn == pytest.approx(whole.flops_per_gpu - whole.gemm_flops_per_gpu, rel=1e-12)
+    assert prefill_time_s(llama8b, h100, input_len=5000, chunk_tokens=2048) > whole.t_prefill_s
+
+
+def test_tensor_parallel_prefill_pays_bandwidth_bound_all_reduces(h100):
+    m = resolve_model("llama-3-70b")
+    one = prefill_chunk(m, h100, tokens=2048, tp=4)
+    # 2 all-reduces per layer of 2048 · 8192 · 2 B = 33.6 MB over 4 GPUs, 80 layers. A ring
+    # moves 2·(3/4)·33.6 MB = 50.3 MB per GPU; at NVLink's 450 GB/s · 0.82 = 369 GB/s that is
+    # 136 µs, · 160 = 21.8 ms: the modelled term must be at least that and not far above.
+    assert 0.0218 <= one.t_allreduce_s <= 0.0218 * 1.3
+    assert one.t_network_s == pytest.approx(one.t_allreduce_s)
+
+
+def test_chunk_in_a_decode_step_shares_the_weight_reads(llama8b, h100):
+    alone = prefill_chunk(llama8b, h100, tokens=512)
+    riding = prefill_chunk(llama8b, h100, tokens=512, decode_tokens=64)
+    # Riding in a step of 64 decode tokens, the chunk's GEMMs are the difference between M = 576
+    # and M = 64: both compute-bound on H100 at bf16 (ridge ≈ 692 TFLOP/s / 2.5 TB/s ≈ 276
+    # FLOP/byte; M = 64 is below it -> memory-bound), so the chunk adds less than alone.
+    assert riding.t_prefill_s < alone.t_prefill_s
+    assert riding.t_overhead_s == 0.0
+
+
+def test_bad_prompt_is_one_line(llama8b, h100):
+    with pytest.raises(UserError, match="at least 1 token"):
+        prefill_chunk(llama8b, h100, tokens=0)
+    with pytest.raises(UserError, match="attention heads"):
+        prefill_chunk(llama8b, h100, tokens=16, tp=64)
