@@ -168,7 +168,7 @@ def compare_runs(cases: list[EngineCase], engine: EngineProfile | None = None, d
             "error_pct": float(pct_errors(p.ms_per_token, c.measured_ms)),
             "dominant": p.dominant, "feasible": p.feasible,
         })
-        if draws:
+        if draws and p.tokens_per_s_per_seq_hi is not None:  # a profile without uncertainty has no band
             # ms per token is 1 / speed: the slow end of the speed interval is the long end.
             lo, hi = 1e3 / p.tokens_per_s_per_seq_hi, 1e3 / p.tokens_per_s_per_seq_lo
             rows[-1].update(predicted_lo_ms=lo, predicted_hi_ms=hi, covered=bool(lo <= c.measured_ms <= hi))
