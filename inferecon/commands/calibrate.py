@@ -343,7 +343,9 @@ def _engine_profile(args) -> int:
     print(er.fit_summary(fit))
     fit.profile.save(out / "engine.json")
     er.write_rows_csv(fit.rows, out / "engine_fit.csv")
-    er.plot_predicted_vs_measured(fit.rows, [("hardware profile alone", "predicted_ms"),
+    from inferecon.core.plotting import optional_plot
+
+    optional_plot(er.plot_predicted_vs_measured, fit.rows, [("hardware profile alone", "predicted_ms"),
                                              ("engine profile, held out", "heldout_ms")],
                                   out / "engine_fit.png", f"engine profile {fit.profile.name!r}: {len(fit.rows)} runs")
     print(f"wrote {out / 'engine.json'}, engine_fit.csv and engine_fit.png")

@@ -207,9 +207,11 @@ def run(args: argparse.Namespace) -> int:
     csv = out / "frontier.csv"
     with atomic_path(csv) as tmp:
         all_df.to_csv(tmp, index=False)
-    png = plot_frontiers(curves, out / "frontier.png",
-                         title=f"context {args.context}, " + ", ".join(sorted({f"{m.weight_bits}-bit weights, {m.kv_bits}-bit KV" for m in models})))
-    print(f"wrote {csv} ({len(all_df)} frontier points) and {png}")
+    from inferecon.core.plotting import optional_plot
+
+    png = optional_plot(plot_frontiers, curves, out / "frontier.png",  # the CSV stands without matplotlib
+                        title=f"context {args.context}, " + ", ".join(sorted({f"{m.weight_bits}-bit weights, {m.kv_bits}-bit KV" for m in models})))
+    print(f"wrote {csv} ({len(all_df)} frontier points)" + (f" and {png}" if png else ""))
     return 0
 
 

@@ -207,7 +207,9 @@ def handler(args) -> int:
     with atomic_path(out / "validation.csv") as tmp:
         pd.DataFrame(table).to_csv(tmp, index=False)
     title = (f"{spec.name} ({plan.measured}/{plan.n_layers_full} layers, tp {args.tp}, {args.dtype}) on {device_name}")
-    v.plot(table, labels, out / "validation.png", title)
+    from inferecon.core.plotting import optional_plot
+
+    optional_plot(v.plot, table, labels, out / "validation.png", title)  # the CSV stands without matplotlib
     summary = {
         "model": spec.name, "device": device, "device_name": device_name, "tp": args.tp, "dtype": args.dtype,
         "layers_measured": plan.measured, "n_layers_full": plan.n_layers_full, "layer_reason": plan.reason,
@@ -313,7 +315,9 @@ def engine_handler(args) -> int:
                   out / "engine_validation.json")
     series = [("hardware profile", "predicted_ms")] + ([(f"with engine profile {engine.name}", "engine_ms")]
                                                        if engine is not None else [])
-    er.plot_predicted_vs_measured(rows, series, out / "engine_validation.png",
+    from inferecon.core.plotting import optional_plot
+
+    optional_plot(er.plot_predicted_vs_measured, rows, series, out / "engine_validation.png",
                                   f"{len(rows)} serving-engine runs: predicted vs measured")
     print(f"saved {out}/ (engine_validation.csv, engine_validation.png, engine_validation.json)")
     return 0

@@ -8,12 +8,9 @@ import numpy as np
 
 
 def _plt():
-    import matplotlib
+    from inferecon.core.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return pyplot()  # Agg, a writable cache, or one line where matplotlib is missing
 
 
 def _two_panel(title):

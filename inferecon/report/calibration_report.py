@@ -26,14 +26,20 @@ def write_calibration_outputs(result, out: Path, measured_s=None, fit_s=None) ->
     out = Path(out)
     t = result.tables
     prof = result.profile
+    from inferecon.core.plotting import optional_plot
+
     plots = []
-    plots += cp.plot_gemm(t.get("matmul"), prof.compute.gemm_fit or {}, out)
     mem_fit = next((f for f in result.fits if f.term == "memory"), None)
-    plots += cp.plot_memory(t.get("memory"), mem_fit, out)
-    plots += cp.plot_network(t.get("collectives"), prof.network.collectives, out)
-    plots += cp.plot_latency(t.get("launch"), out)
     file_fits = getattr(result, "file_fits", None) or []
-    plots += cp.plot_ingested(file_fits, out)
+    # Without matplotlib the profile and tables stand; the plots are named as not drawn once.
+    for make, *inputs in ((cp.plot_gemm, t.get("matmul"), prof.compute.gemm_fit or {}),
+                          (cp.plot_memory, t.get("memory"), mem_fit),
+                          (cp.plot_network, t.get("collectives"), prof.network.collectives),
+                          (cp.plot_latency, t.get("launch")), (cp.plot_ingested, file_fits)):
+        drawn = optional_plot(make, *inputs, out)
+        if drawn is None:
+            break
+        plots += drawn
     summary = {
         "profile": str(out / "profile.json"),
         "run_id": prof.provenance.run_id,

@@ -76,10 +76,9 @@ def write_json(data, path: Path) -> Path:
 def plot_predicted_vs_measured(rows: list[dict], series: list[tuple[str, str]], path: Path, title: str) -> Path:
     """Predicted against measured ms per output token, one marker per series (label, key),
     with the y = x line and ±20% band."""
-    import matplotlib
+    from inferecon.core.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()  # Agg, a writable cache, or one line where matplotlib is missing
 
     fig, ax = plt.subplots(figsize=(6.4, 5.6))
     measured = [r["measured_ms"] for r in rows]

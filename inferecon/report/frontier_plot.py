@@ -10,10 +10,9 @@ from inferecon.core.outpath import atomic_path
 
 
 def plot_frontiers(frontiers: dict[str, pd.DataFrame], path: str | Path, title: str = "") -> Path:
-    import matplotlib
+    from inferecon.core.plotting import pyplot
 
-    matplotlib.use("Agg")  # files only: never needs a display
-    import matplotlib.pyplot as plt
+    plt = pyplot()  # Agg (files only), a writable cache, or one line where matplotlib is missing
 
     fig, ax = plt.subplots(figsize=(7.5, 5))
     banded = False  # the legend names the shading once

@@ -388,10 +388,9 @@ def mape(table: list[dict], label: str, full: bool = False) -> Optional[float]:
 
 def plot(table: list[dict], labels: list[str], path: Path, title: str) -> Path:
     """Predicted against measured step time, log-log, with the y = x line."""
-    import matplotlib
+    from inferecon.core.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()  # Agg, a writable cache, or one line where matplotlib is missing
 
     fig, ax = plt.subplots(figsize=(6, 5.5))
     meas = np.array([r["measured_step_us"] for r in table]) / 1e3
