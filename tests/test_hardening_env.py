@@ -8,7 +8,7 @@ import sys
 
 import pandas as pd
 
-from inferecon.core import plotting
+from inferecon.report import plotting
 
 BLOCK_MPL = "import sys; sys.modules['matplotlib'] = None; sys.modules['matplotlib.pyplot'] = None\n"
 
@@ -44,7 +44,7 @@ def test_unwritable_config_dir_gets_a_temporary_one(tmp_path):
     # everything outside the temporary folder; matplotlib itself asks os.access too.
     code = ("import os, sys, tempfile; real = os.access; tmp = tempfile.gettempdir()\n"
             "os.access = lambda p, m, **kw: str(p).startswith(tmp) and real(p, m)\n"
-            "from inferecon.core.plotting import pyplot; pyplot()\n"
+            "from inferecon.report.plotting import pyplot; pyplot()\n"
             "print(os.environ['MPLCONFIGDIR'])")
     env = {k: v for k, v in os.environ.items() if k not in ("MPLCONFIGDIR", "XDG_CONFIG_HOME")}
     env["HOME"] = "/"  # outside the temporary folder: reported unwritable above

@@ -343,7 +343,7 @@ def _engine_profile(args) -> int:
     print(er.fit_summary(fit))
     fit.profile.save(out / "engine.json")
     er.write_rows_csv(fit.rows, out / "engine_fit.csv")
-    from inferecon.core.plotting import optional_plot
+    from inferecon.report.plotting import optional_plot
 
     optional_plot(er.plot_predicted_vs_measured, fit.rows, [("hardware profile alone", "predicted_ms"),
                                              ("engine profile, held out", "heldout_ms")],

@@ -207,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
     csv = out / "frontier.csv"
     with atomic_path(csv) as tmp:
         all_df.to_csv(tmp, index=False)
-    from inferecon.core.plotting import optional_plot
+    from inferecon.report.plotting import optional_plot
 
     png = optional_plot(plot_frontiers, curves, out / "frontier.png",  # the CSV stands without matplotlib
                         title=f"context {args.context}, " + ", ".join(sorted({f"{m.weight_bits}-bit weights, {m.kv_bits}-bit KV" for m in models})))

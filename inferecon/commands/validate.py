@@ -207,7 +207,7 @@ def handler(args) -> int:
     with atomic_path(out / "validation.csv") as tmp:
         pd.DataFrame(table).to_csv(tmp, index=False)
     title = (f"{spec.name} ({plan.measured}/{plan.n_layers_full} layers, tp {args.tp}, {args.dtype}) on {device_name}")
-    from inferecon.core.plotting import optional_plot
+    from inferecon.report.plotting import optional_plot
 
     optional_plot(v.plot, table, labels, out / "validation.png", title)  # the CSV stands without matplotlib
     summary = {
@@ -315,7 +315,7 @@ def engine_handler(args) -> int:
                   out / "engine_validation.json")
     series = [("hardware profile", "predicted_ms")] + ([(f"with engine profile {engine.name}", "engine_ms")]
                                                        if engine is not None else [])
-    from inferecon.core.plotting import optional_plot
+    from inferecon.report.plotting import optional_plot
 
     optional_plot(er.plot_predicted_vs_measured, rows, series, out / "engine_validation.png",
                                   f"{len(rows)} serving-engine runs: predicted vs measured")

@@ -8,7 +8,7 @@ import numpy as np
 
 
 def _plt():
-    from inferecon.core.plotting import pyplot
+    from inferecon.report.plotting import pyplot
 
     return pyplot()  # Agg, a writable cache, or one line where matplotlib is missing
 

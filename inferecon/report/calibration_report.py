@@ -26,7 +26,7 @@ def write_calibration_outputs(result, out: Path, measured_s=None, fit_s=None) ->
     out = Path(out)
     t = result.tables
     prof = result.profile
-    from inferecon.core.plotting import optional_plot
+    from inferecon.report.plotting import optional_plot
 
     plots = []
     mem_fit = next((f for f in result.fits if f.term == "memory"), None)

@@ -76,7 +76,7 @@ def write_json(data, path: Path) -> Path:
 def plot_predicted_vs_measured(rows: list[dict], series: list[tuple[str, str]], path: Path, title: str) -> Path:
     """Predicted against measured ms per output token, one marker per series (label, key),
     with the y = x line and ±20% band."""
-    from inferecon.core.plotting import pyplot
+    from inferecon.report.plotting import pyplot
 
     plt = pyplot()  # Agg, a writable cache, or one line where matplotlib is missing
 

@@ -10,7 +10,7 @@ from inferecon.core.outpath import atomic_path
 
 
 def plot_frontiers(frontiers: dict[str, pd.DataFrame], path: str | Path, title: str = "") -> Path:
-    from inferecon.core.plotting import pyplot
+    from inferecon.report.plotting import pyplot
 
     plt = pyplot()  # Agg (files only), a writable cache, or one line where matplotlib is missing
 

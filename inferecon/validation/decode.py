@@ -388,7 +388,7 @@ def mape(table: list[dict], label: str, full: bool = False) -> Optional[float]:
 
 def plot(table: list[dict], labels: list[str], path: Path, title: str) -> Path:
     """Predicted against measured step time, log-log, with the y = x line."""
-    from inferecon.core.plotting import pyplot
+    from inferecon.report.plotting import pyplot
 
     plt = pyplot()  # Agg, a writable cache, or one line where matplotlib is missing
 
