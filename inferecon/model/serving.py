@@ -1,0 +1,334 @@
+"""Steady-state serving: what a stream of requests (input length I, output length O) sees on a
+deployment — the decode batch, time to first token (TTFT) with queueing, time per output token
+(TPOT), throughput per GPU and $ per million input and output tokens.
+
+Aggregated serving (one instance does prefill and decode, continuous batching with chunked
+prefill, as vLLM, SGLang and TensorRT-LLM run by default):
+
+- every step decodes one token of each of the B requests past their prefill; while a prompt is
+  waiting, the step also carries a prefill chunk of up to N − B tokens (N: the engine's token
+  budget per step, vLLM's max_num_batched_tokens, which counts decode tokens too). A chunk
+  adds to the step only its marginal time (model/prefill.py: weights read once for both);
+- prefill is a single FCFS server (the scheduler takes waiting prompts in arrival order) whose
+  service time for one prompt is S = Σ over its chunks of (decode step + chunk's marginal
+  time): deterministic for fixed I and O. Arrivals are Poisson at rate λ (`vllm bench serve
+  --request-rate`'s default), so the prefill queue is **M/D/1**, and the mean wait is the
+  Pollaczek–Khinchine formula with a constant service time, W_q = ρ·S / (2(1 − ρ)), ρ = λ·S
+  (Kleinrock 1975, Queueing Systems vol. 1, eq. 5.76 with E[S²] = S²). M/D/1 rather than a
+  simulation: the service time is a constant of I and the batch, so the closed form is exact
+  for the model and costs microseconds (predict must answer in well under 0.5 s). ρ ≥ 1: the
+  queue grows without bound, and that is the answer (a RequestError), not a number;
+- TTFT = W_q + half the step in flight at arrival + S;
+- TPOT: a share ρ of the time the steps carry a chunk (t_mix), the rest are plain decode steps
+  (t_dec); per emitted token TPOT = 1 / (ρ / t_mix + (1 − ρ) / t_dec);
+- the decode batch follows Little's law, B = λ · (O − 1) · TPOT, solved as a fixed point
+  (TPOT depends on B);
+- a closed loop of C clients (`--max-concurrency`, genai-perf's concurrency) sends the next
+  request when one completes: λ = C / (TTFT + (O − 1) · TPOT), solved by bisection on λ, the
+  prefill wait read from the same M/D/1 formula but capped at the C − 1 prompts that can be
+  ahead (a closed loop cannot queue more).
+
+Disaggregated serving: P prefill instances and D decode instances; each prefill instance is
+an M/D/1 server of λ / P prompts; the KV cache (I tokens, all layers) moves from prefill to
+decode GPUs over NVLink (same node) or the network; decode instances run B = (λ / D)(O − 1)·TPOT
+without prefill interference. TTFT = W_q + S + KV transfer.
+
+Cost: the instance is paid all the time; its GPU-seconds are split between input and output
+tokens by the share of time prefill chunks add (the marginal time) against the decode steps.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, asdict
+
+import numpy as np
+
+from inferecon.core.errors import RequestError
+from inferecon.model import network as net
+from inferecon.model.engine import EngineProfile
+from inferecon.model.hardware import HardwareProfile
+from inferecon.model.prefill import PrefillOptions, chunk_plan, check_prefill_layout, prefill_chunk, prefill_time_s
+from inferecon.model.spec import ModelSpec
+from inferecon.model.terms import CostOptions, Layouts, evaluate, stored_bytes_per_gpu
+
+QUEUE_MODEL = "M/D/1 (Poisson arrivals, constant prefill service time)"
+
+
+def default_chunk_tokens(hw: HardwareProfile) -> int:
+    """vLLM's default token budget per step for its OpenAI server (vllm/engine/arg_utils.py,
+    EngineArgs._set_default_args, vLLM 0.32): 16384 on GPUs of >= 160 GiB, 8192 on >= 70 GiB
+    other than A100, else 2048. Used for every engine unless --chunk-size says otherwise."""
+    gib = hw.memory.capacity_gb * 1e9 / 2**30
+    if gib >= 160:
+        return 16384
+    if gib >= 70 and "a100" not in hw.name.lower():
+        return 8192
+    return 2048
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One instance's layout."""
+
+    tp: int = 1
+    pp: int = 1
+    ep: int = 1
+
+    @property
+    def n_gpu(self) -> int:
+        return self.tp * self.pp * self.ep
+
+
+@dataclass(frozen=True)
+class ServingResult:
+    """Steady state of one workload on one deployment; seconds unless named otherwise."""
+
+    mode: str  # "request_rate", "concurrency" or "disaggregated"
+    input_len: int
+    output_len: int
+    chunk_tokens: int
+    n_gpu: int
+    request_rate_per_s: float
+    concurrency: float  # mean requests in the system (given C in a closed loop)
+    decode_batch: float  # mean requests decoding together per instance
+    ttft_s: float
+    ttft_queue_s: float  # prefill queue wait (W_q, M/D/1)
+    prefill_service_s: float  # S: one prompt's prefill on a loaded instance
+    kv_transfer_s: float  # disaggregated only
+    tpot_s: float
+    t_decode_step_s: float  # a step without prefill, at the decode batch
+    t_mixed_step_s: float  # a step carrying a prefill chunk (aggregated)
+    prefill_utilisation: float  # rho of the prefill server
+    request_latency_s: float  # TTFT + (O - 1) TPOT
+    output_tokens_per_s_per_gpu: float
+    input_tokens_per_s_per_gpu: float
+    usd_per_m_input_tokens: float
+    usd_per_m_output_tokens: float
+    queue_model: str = QUEUE_MODEL
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def md1_wait_s(rate_per_s: float, service_s: float) -> float:
+    """Mean wait in queue of an M/D/1 server (Pollaczek–Khinchine, constant service):
+    W_q = ρ S / (2 (1 − ρ)), ρ = λ S. Raises when ρ >= 1 (no steady state)."""
+    rho = rate_per_s * service_s
+    if rho >= 1.0:
+        raise RequestError("request_rate", rate_per_s,
+                           f"{rate_per_s:g} requests/s need {rho:.2f}x the prefill capacity "
+                           f"(one prompt takes {service_s * 1e3:.1f} ms): the queue grows without bound")
+    return rho * service_s / (2.0 * (1.0 - rho))
+
+
+def mean_tpot_s(rho: float, t_mixed_s: float, t_decode_s: float) -> float:
+    """Mean time per output token when a share rho of the time runs steps carrying a prefill
+    chunk (t_mixed_s each) and the rest plain decode steps (t_decode_s): each step emits one
+    token per decoding request, so TPOT = time / steps = 1 / (rho / t_mix + (1 - rho) / t_dec)."""
+    rho = min(max(rho, 0.0), 1.0)
+    return 1.0 / (rho / t_mixed_s + (1.0 - rho) / t_decode_s)
+
+
+class _Instance:
+    """Cached step times of one instance: decode steps by batch (one vectorised evaluate over
+    a grid, interpolated) and chunks' marginal times by (batch, chunk)."""
+
+    def __init__(self, model, hw, dep: Deployment, engine, context: int, max_batch: int, opts, popts):
+        self.model, self.hw, self.dep, self.engine, self.popts = model, hw, dep, engine, popts
+        per = dep.pp * dep.ep
+        micro = np.unique(np.round(np.geomspace(1, max(1, math.ceil(max_batch / per)), 48)).astype(np.int64))
+        lay = Layouts(tp_r=1, tp_c=dep.tp, pp=dep.pp, ep=dep.ep, micro_batch=micro)
+        cost = evaluate(model, hw, lay, context, opts=opts, engine=engine)
+        self.batch = (micro * per).astype(float)
+        self.t_step = np.asarray(cost.t_step_s, dtype=float)
+        weights, kv = stored_bytes_per_gpu(model, lay, context)
+        self.kv_per_seq = float(np.asarray(kv)[0]) / float(self.batch[0])
+        self.weights = float(np.asarray(weights)[0])
+        self.usable = hw.memory.capacity_gb * 1e9 * opts.hbm_usable_fraction
+        self._marg = {}
+
+    def t_decode(self, b: float) -> float:
+        return float(np.interp(max(b, self.batch[0]), self.batch, self.t_step))
+
+    def max_batch_fitting(self) -> float:
+        return max(0.0, (self.usable - self.weights) / self.kv_per_seq)
+
+    def marginal(self, b: float, tokens: int, prior: int, last: bool) -> float:
+        key = (int(round(b)), tokens, prior, last)
+        if key not in self._marg:
+            d = self.dep
+            self._marg[key] = prefill_chunk(self.model, self.hw, tokens=tokens, prior_tokens=prior, tp=d.tp, pp=d.pp,
+                                            ep=d.ep, engine=self.engine, last_chunk=last,
+                                            decode_tokens=max(1, key[0]), opts=self.popts).t_prefill_s
+        return self._marg[key]
+
+
+def _check_lengths(input_len, output_len):
+    for name, v, low in (("input_len", input_len, 1), ("output_len", output_len, 1)):
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < low:
+            raise RequestError(name, v, f"{name.replace('_', ' ')} must be a whole number of tokens >= {low}")
+
+
+def _aggregated_at_rate(inst: _Instance, lam: float, input_len: int, output_len: int, chunk_tokens: int,
+                        closed_cap: float | None = None):
+    """The steady state at arrival rate lam (requests/s per instance), or raises."""
+    b = max(lam * (output_len - 1) * inst.t_decode(1.0), 0.0)
+    fit = inst.max_batch_fitting()
+    for _ in range(60):
+        bi = max(b, 1.0)
+        room = chunk_tokens - int(round(bi))
+        if room < 1:
+            raise RequestError("chunk_size", chunk_tokens,
+                               f"a token budget of {chunk_tokens} per step leaves no room for prefill beside "
+                               f"{bi:.0f} decoding requests")
+        t_dec = inst.t_decode(bi)
+        plan = chunk_plan(input_len, room)
+        margs = [inst.marginal(bi, n, p, i == len(plan) - 1) for i, (n, p) in enumerate(plan)]
+        service = sum(t_dec + m for m in margs)
+        t_mix = service / len(plan)
+        rho = lam * service
+        if rho >= 1.0 and closed_cap is None:
+            md1_wait_s(lam, service)  # raises: the queue grows without bound
+        tpot = mean_tpot_s(rho, t_mix, t_dec)
+        new_b = lam * (output_len - 1) * tpot
+        if new_b > fit:
+            raise RequestError("request_rate", lam,
+                               f"{lam:g} requests/s keep {new_b:.0f} requests decoding, whose KV cache needs more "
+                               f"than the {inst.usable / 1e9:.0f} GB usable per GPU (room for {fit:.0f}): the queue "
+                               f"grows without bound")
+        if abs(new_b - b) <= 1e-4 * max(1.0, b):
+            b = new_b
+            break
+        b = 0.5 * (b + new_b)
+    if closed_cap is not None:
+        wait = (closed_cap * service if rho >= 1.0
+                else min(rho * service / (2.0 * (1.0 - rho)), closed_cap * service))
+    else:
+        wait = md1_wait_s(lam, service)
+    ttft = wait + 0.5 * t_dec + service
+    share_prefill = lam * sum(margs)  # of the instance's time
+    return dict(b=b, t_dec=t_dec, t_mix=t_mix, service=service, rho=rho, tpot=tpot, wait=wait, ttft=ttft,
+                latency=ttft + (output_len - 1) * tpot, share_prefill=min(share_prefill, 1.0))
+
+
+def _result(mode, model, hw, dep_gpus, lam_total, input_len, output_len, chunk_tokens, s, concurrency,
+            kv_transfer=0.0, share_prefill=None):
+    price_s = hw.price_usd_per_gpu_hour / 3600.0 * dep_gpus
+    share = s["share_prefill"] if share_prefill is None else share_prefill
+    return ServingResult(
+        mode=mode, input_len=int(input_len), output_len=int(output_len), chunk_tokens=int(chunk_tokens),
+        n_gpu=int(dep_gpus), request_rate_per_s=float(lam_total), concurrency=float(concurrency),
+        decode_batch=float(s["b"]), ttft_s=float(s["ttft"]), ttft_queue_s=float(s["wait"]),
+        prefill_service_s=float(s["service"]), kv_transfer_s=float(kv_transfer), tpot_s=float(s["tpot"]),
+        t_decode_step_s=float(s["t_dec"]), t_mixed_step_s=float(s["t_mix"]),
+        prefill_utilisation=float(s["rho"]), request_latency_s=float(s["latency"]),
+        output_tokens_per_s_per_gpu=lam_total * output_len / dep_gpus,
+        input_tokens_per_s_per_gpu=lam_total * input_len / dep_gpus,
+        usd_per_m_input_tokens=price_s * share / (lam_total * input_len) * 1e6,
+        usd_per_m_output_tokens=price_s * (1.0 - share) / (lam_total * output_len) * 1e6)
+
+
+def serve(model: ModelSpec, hw: HardwareProfile, *, input_len: int, output_len: int, tp: int = 1, pp: int = 1,
+          ep: int = 1, request_rate_per_s: float | None = None, concurrency: int | None = None,
+          chunk_tokens: int | None = None, engine: EngineProfile | None = None,
+          opts: CostOptions = CostOptions(), popts: PrefillOptions = PrefillOptions()) -> ServingResult:
+    """Aggregated serving on one instance (module docstring): give exactly one of a Poisson
+    request rate (requests/s) or a closed-loop concurrency."""
+    _check_lengths(input_len, output_len)
+    check_prefill_layout(model, tp, pp, ep)
+    if (request_rate_per_s is None) == (concurrency is None):
+        raise RequestError("concurrency", concurrency, "give either a request rate or a concurrency, not both or neither")
+    n = default_chunk_tokens(hw) if chunk_tokens is None else chunk_tokens
+    if not isinstance(n, (int, np.integer)) or n < 2:
+        raise RequestError("chunk_size", n, "a token budget per step needs at least 2 tokens (one decode, one prefill)")
+    dep = Deployment(tp, pp, ep)
+    context = input_len + output_len // 2  # mean context of a decoding request
+    if concurrency is not None:
+        if not isinstance(concurrency, (int, np.integer)) or isinstance(concurrency, bool) or concurrency < 1:
+            raise RequestError("concurrency", concurrency, "concurrency must be a whole number of requests >= 1")
+        inst = _Instance(model, hw, dep, engine, context, int(concurrency), opts, popts)
+        if concurrency > inst.max_batch_fitting():
+            raise RequestError("concurrency", concurrency,
+                               f"{concurrency} requests of {input_len} + {output_len} tokens need more KV cache than "
+                               f"the {inst.usable / 1e9:.0f} GB usable per GPU holds beside the weights "
+                               f"(room for {inst.max_batch_fitting():.0f})")
+        # lam * latency(lam) = C: bisection on lam (latency grows with lam).
+        lo, hi = 0.0, concurrency / (inst.t_decode(1.0) * max(output_len - 1, 1) + 1e-9)
+        hi = min(hi, 1.0 / max(prefill_time_s(model, hw, input_len=input_len, tp=tp, pp=pp, ep=ep, engine=engine,
+                                              opts=popts) * 0.999, 1e-9))
+        s = None
+        for _ in range(48):
+            mid = 0.5 * (lo + hi)
+            cur = _aggregated_at_rate(inst, mid, input_len, output_len, n, closed_cap=concurrency - 1)
+            if mid * cur["latency"] > concurrency:
+                hi = mid
+            else:
+                lo, s = mid, cur
+            if hi - lo <= 1e-6 * hi:
+                break
+        if s is None:
+            s = _aggregated_at_rate(inst, lo if lo > 0 else hi * 1e-3, input_len, output_len, n,
+                                    closed_cap=concurrency - 1)
+        lam = lo if lo > 0 else hi * 1e-3
+        return _result("concurrency", model, hw, dep.n_gpu, lam, input_len, output_len, n, s, concurrency)
+    lam = float(request_rate_per_s)
+    if not math.isfinite(lam) or lam <= 0:
+        raise RequestError("request_rate", request_rate_per_s, "a request rate must be a positive number per second")
+    inst = _Instance(model, hw, dep, engine, context, 4096, opts, popts)
+    s = _aggregated_at_rate(inst, lam, input_len, output_len, n)
+    return _result("request_rate", model, hw, dep.n_gpu, lam, input_len, output_len, n, s, lam * s["latency"])
+
+
+def kv_transfer_s(model: ModelSpec, hw: HardwareProfile, input_len: int, prefill: Deployment, same_node: bool) -> float:
+    """Seconds to move one prompt's KV cache (all layers) from a prefill instance to a decode
+    instance: each prefill GPU sends its share point to point, over NVLink when both instances
+    sit in one node, else over the node's network (model/network.py's send/recv model)."""
+    total = input_len * model.n_layers * model.kv_bytes_per_token_layer
+    per_gpu = total / prefill.n_gpu
+    stride = 1 if same_node else hw.network.gpus_per_node
+    return float(np.asarray(net.collective_time_s(hw, net.SEND_RECV, np.asarray([2]), np.asarray([stride]),
+                                                  np.asarray([per_gpu]))).reshape(-1)[0])
+
+
+def serve_disaggregated(model: ModelSpec, hw: HardwareProfile, *, input_len: int, output_len: int,
+                        request_rate_per_s: float, prefill: Deployment, prefill_instances: int,
+                        decode: Deployment, decode_instances: int, same_node: bool = True,
+                        engine: EngineProfile | None = None, opts: CostOptions = CostOptions(),
+                        popts: PrefillOptions = PrefillOptions()) -> ServingResult:
+    """Disaggregated prefill/decode at a Poisson request rate (module docstring)."""
+    _check_lengths(input_len, output_len)
+    check_prefill_layout(model, prefill.tp, prefill.pp, prefill.ep)
+    check_prefill_layout(model, decode.tp, decode.pp, decode.ep)
+    for name, v in (("prefill_instances", prefill_instances), ("decode_instances", decode_instances)):
+        if not isinstance(v, (int, np.integer)) or v < 1:
+            raise RequestError(name, v, f"{name.replace('_', ' ')} must be a whole number >= 1")
+    lam = float(request_rate_per_s)
+    if not math.isfinite(lam) or lam <= 0:
+        raise RequestError("request_rate", request_rate_per_s, "a request rate must be a positive number per second")
+    service = prefill_time_s(model, hw, input_len=input_len, tp=prefill.tp, pp=prefill.pp, ep=prefill.ep,
+                             engine=engine, opts=popts)
+    wait = md1_wait_s(lam / prefill_instances, service)
+    kv = kv_transfer_s(model, hw, input_len, prefill, same_node)
+    inst = _Instance(model, hw, decode, engine, input_len + output_len // 2, 4096, opts, popts)
+    lam_d = lam / decode_instances
+    b = lam_d * (output_len - 1) * inst.t_decode(1.0)
+    for _ in range(60):
+        new_b = lam_d * (output_len - 1) * inst.t_decode(max(b, 1.0))
+        if new_b > inst.max_batch_fitting():
+            raise RequestError("request_rate", lam,
+                               f"{lam:g} requests/s keep {new_b:.0f} requests on each decode instance, beyond the "
+                               f"KV cache its GPUs hold (room for {inst.max_batch_fitting():.0f}): the queue grows "
+                               f"without bound")
+        if abs(new_b - b) <= 1e-4 * max(1.0, b):
+            b = new_b
+            break
+        b = 0.5 * (b + new_b)
+    t_dec = inst.t_decode(max(b, 1.0))
+    ttft = wait + service + kv
+    s = dict(b=b, t_dec=t_dec, t_mix=t_dec, service=service, rho=lam / prefill_instances * service, tpot=t_dec,
+             wait=wait, ttft=ttft, latency=ttft + (output_len - 1) * t_dec)
+    gpus = prefill.n_gpu * prefill_instances + decode.n_gpu * decode_instances
+    share = prefill.n_gpu * prefill_instances / gpus  # prefill GPUs price the input tokens
+    return _result("disaggregated", model, hw, gpus, lam, input_len, output_len, input_len, s,
+                   lam * s["latency"], kv_transfer=kv, share_prefill=share)

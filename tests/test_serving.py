@@ -1,0 +1,94 @@
+"""Serving workloads (model/serving.py): queueing, interference and disaggregation by hand."""
+
+import pytest
+
+from inferecon.core.errors import UserError
+from inferecon.model.catalog import resolve_model
+from inferecon.model.prefill import prefill_time_s
+from inferecon.model.published import get_profile
+from inferecon.model.serving import (Deployment, default_chunk_tokens, kv_transfer_s, md1_wait_s, mean_tpot_s,
+                                     serve, serve_disaggregated)
+
+
+@pytest.fixture(scope="module")
+def llama8b():
+    return resolve_model("llama-3-8b")
+
+
+@pytest.fixture(scope="module")
+def h100():
+    return get_profile("h100-sxm")
+
+
+def test_md1_wait_by_textbook_formula():
+    # M/D/1 mean number waiting (Kleinrock vol. 1, Pollaczek-Khinchine with E[S²] = S²):
+    # Lq = ρ² / (2(1 − ρ)); Little's law Wq = Lq / λ. λ = 0.5/s, S = 1 s: ρ = 0.5,
+    # Lq = 0.25 / 1 = 0.25, Wq = 0.25 / 0.5 = 0.5 s.
+    assert md1_wait_s(0.5, 1.0) == pytest.approx(0.5)
+    # λ = 8/s, S = 0.1 s: ρ = 0.8, Lq = 0.64 / 0.4 = 1.6, Wq = 1.6 / 8 = 0.2 s.
+    assert md1_wait_s(8.0, 0.1) == pytest.approx(0.2)
+    with pytest.raises(UserError, match="queue grows without bound"):
+        md1_wait_s(10.0, 0.1)
+
+
+def test_mean_tpot_by_hand():
+    # Half the time in 100 ms mixed steps (5 steps/s), half in 10 ms decode steps (50 steps/s):
+    # 55 steps per second, so 1/55 s = 18.18 ms per token.
+    assert mean_tpot_s(0.5, 0.1, 0.01) == pytest.approx(1 / 55)
+    assert mean_tpot_s(0.0, 0.1, 0.01) == pytest.approx(0.01)
+
+
+def test_vllm_default_token_budget(h100):
+    # vllm/engine/arg_utils.py (0.32): H100 80 GB -> 8192, A100 -> 2048, >= 160 GiB -> 16384.
+    assert default_chunk_tokens(h100) == 8192
+    assert default_chunk_tokens(get_profile("a100-80gb")) == 2048
+
+
+def test_single_client_sees_no_queue(llama8b, h100):
+    r = serve(llama8b, h100, input_len=2048, output_len=128, concurrency=1)
+    # One client: nothing is ever ahead of its prompt; its TTFT is its own prefill (the
+    # decode batch is below one request) plus half a step in flight.
+    assert r.ttft_queue_s == 0.0
+    alone = prefill_time_s(llama8b, h100, input_len=2048)
+    assert alone * 0.9 <= r.ttft_s <= alone * 1.3
+    # Little's law for the closed loop: one request in the system all the time.
+    assert r.request_rate_per_s * r.request_latency_s == pytest.approx(1.0, rel=1e-3)
+
+
+def test_prefill_interference_raises_tpot_with_load(llama8b, h100):
+    low = serve(llama8b, h100, input_len=4096, output_len=256, request_rate_per_s=0.5)
+    high = serve(llama8b, h100, input_len=4096, output_len=256, request_rate_per_s=6.0)
+    assert high.prefill_utilisation > low.prefill_utilisation
+    assert high.tpot_s > high.t_decode_step_s  # chunks stretch the steps they ride in
+    assert high.ttft_queue_s > low.ttft_queue_s
+    assert high.decode_batch > low.decode_batch
+    # Steady state obeys Little's law: B = λ (O − 1) TPOT.
+    assert high.decode_batch == pytest.approx(6.0 * 255 * high.tpot_s, rel=1e-3)
+
+
+def test_rate_beyond_capacity_is_one_line(llama8b, h100):
+    with pytest.raises(UserError, match="queue grows without bound"):
+        serve(llama8b, h100, input_len=8192, output_len=128, request_rate_per_s=200.0)
+
+
+def test_disaggregated_kv_transfer_by_hand(llama8b, h100):
+    # Llama 3 8B KV per token: 32 layers · 2 · 8 heads · 128 · 2 B = 131,072 B; 2048 tokens:
+    # 268,435,456 B from one prefill GPU over NVLink (450 GB/s datasheet): at least 0.6 ms.
+    t = kv_transfer_s(llama8b, h100, 2048, Deployment(1), same_node=True)
+    assert 268_435_456 / 450e9 <= t <= 268_435_456 / 450e9 * 1.6
+    across = kv_transfer_s(llama8b, h100, 2048, Deployment(1), same_node=False)
+    assert across > t  # one NIC's share of the network is slower than NVLink
+    r = serve_disaggregated(llama8b, h100, input_len=2048, output_len=256, request_rate_per_s=4.0,
+                            prefill=Deployment(1), prefill_instances=1, decode=Deployment(1), decode_instances=1)
+    assert r.tpot_s == pytest.approx(r.t_decode_step_s)  # no prefill in decode steps
+    assert r.ttft_s == pytest.approx(r.ttft_queue_s + r.prefill_service_s + r.kv_transfer_s)
+    assert r.n_gpu == 2
+
+
+def test_bad_workloads_are_one_line(llama8b, h100):
+    with pytest.raises(UserError, match="either a request rate or a concurrency"):
+        serve(llama8b, h100, input_len=10, output_len=10)
+    with pytest.raises(UserError, match="output len"):
+        serve(llama8b, h100, input_len=10, output_len=0, concurrency=1)
+    with pytest.raises(UserError, match="KV cache"):
+        serve(llama8b, h100, input_len=100_000, output_len=1000, concurrency=64)
