@@ -9,38 +9,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from inferecon.model.published import PROFILES
-    from inferecon.model.catalog import MODELS
+    from inferecon.report.specs_table import specs_text
 
-    print("GPUs (published specs)")
-    print(f"  {'name':15s} {'bf16 TFLOP/s':>12s} {'fp8':>6s} {'HBM GB':>7s} {'HBM TB/s':>8s} "
-          f"{'NVLink GB/s':>11s} {'net GB/s':>8s} {'$/GPU-h':>7s}")
-    for hw in PROFILES.values():
-        fp8 = hw.compute.peak_tflops.get("fp8")
-        print(f"  {hw.name:15s} {hw.compute.peak_tflops['bf16']:12.0f} {fp8 if fp8 else '-':>6} "
-              f"{hw.memory.capacity_gb:7.0f} {hw.memory.bandwidth_gbps / 1000:8.2f} "
-              f"{hw.network.intra.bandwidth_gbps:11.0f} {hw.network.inter.bandwidth_gbps:8.0f} "
-              f"{hw.price_usd_per_gpu_hour:7.2f}")
-        for src in hw.provenance.sources:
-            print(f"      source: {src}")
-    print(f"  caps on published specs: compute x{next(iter(PROFILES.values())).compute.efficiency:.2f}, "
-          f"HBM x{next(iter(PROFILES.values())).memory.efficiency:.2f} (paper); measured caps: `inferecon calibrate`")
-    from inferecon.model.uncertain import entries
-
-    print("  stated ranges of the published constants (drawn for every band and interval):")
-    for u in entries(next(iter(PROFILES.values()))):
-        print(f"      {u.describe()}")
-    print()
-    print("Models")
-    print(f"  {'name':17s} {'params B':>8s} {'active B':>8s} {'layers':>6s} {'d_model':>7s} "
-          f"{'heads/kv':>8s} {'experts':>9s} {'KV KB/token':>11s} {'weights':>9s}")
-    from inferecon.model.quant import format_of
-
-    for m in MODELS.values():
-        experts = f"{m.n_active_experts}/{m.n_experts}" if m.is_moe else "-"
-        # The default weight format predict and frontier price the model in (model/quant.py).
-        print(f"  {m.name:17s} {m.total_params / 1e9:8.1f} {m.active_params / 1e9:8.1f} {m.n_layers:6d} "
-              f"{m.d_model:7d} {m.n_heads:>4d}/{m.n_kv_heads:<3d} {experts:>9s} "
-              f"{m.kv_bytes_per_token_layer * m.n_layers / 1e3:11.1f} {format_of(m).name:>9s}")
-        print(f"      source: {m.source}")
+    print(specs_text())
     return 0
