@@ -19,7 +19,8 @@ def register(sub) -> None:
     p.add_argument("--pp", type=cli_args.PARALLEL, default=1, help="pipeline stages (default 1)")
     p.add_argument("--ep", type=cli_args.PARALLEL, default=1, help="expert-parallel ranks, MoE models only (default 1)")
     p.add_argument("--batch", default="1", help="sequences decoded together; a list (1,8,64) prints one row each")
-    p.add_argument("--context", type=cli_args.CONTEXT_TOKENS, default=4096, help="tokens in context per sequence (default 4096)")
+    p.add_argument("--context", type=cli_args.CONTEXT_TOKENS, default=None,
+                   help="tokens in context per sequence (default 4096, or input + output/2 with --input-len)")
     p.add_argument("--precision", type=int, default=None, choices=(32, 16, 8, 4), metavar="BITS",
                    help="weight precision in bits: 16, 8 or 4, or 32 with a CPU profile as --hardware (default: the "
                         "model's native one, as frontier: 8 for DeepSeek-V3, a config.json's quantization_config)")
@@ -39,6 +40,9 @@ def register(sub) -> None:
     p.add_argument("--seed", type=cli_args.int_in(0, 2**32 - 1), default=0, help="seed of the draws (default 0)")
     p.add_argument("--json", action="store_true",
                    help="one JSON object per batch size (one line each) instead of the table")
+    from inferecon import request_args as predict_request
+
+    predict_request.add_flags(p)
     p.set_defaults(func=run)
 
 
@@ -65,6 +69,9 @@ def run(args) -> int:
 
     if (args.acceptance is not None or args.gamma is not None) and not args.spec_decode:
         raise UserError("--acceptance and --gamma need --spec-decode DRAFT")
+    from inferecon import request_args as predict_request
+
+    predict_request.check(args)
     batches = _batches(args.batch)
     hw = HardwareProfile.load(args.hardware) if args.hardware else get_profile(args.gpu or "h100-sxm")
     if args.price is not None:
@@ -92,11 +99,20 @@ def run(args) -> int:
         rows = [predict(model, hw, tp=args.tp, pp=args.pp, ep=args.ep, batch=b, context=args.context,
                         draft=draft, gamma=gamma, acceptance=acceptance, engine=engine, draws=args.draws,
                         seed=args.seed) for b in batches]
+        requests = predict_request.requests_for(args, model, hw, engine, rows)
     except RequestError as exc:
         raise cli_args.flag_error(exc) from None
     if args.json:
-        for r in rows:
-            print(json.dumps(r.to_dict()))
+        for i, r in enumerate(rows):
+            d = r.to_dict()
+            if requests:
+                d["request"] = requests[min(i, len(requests) - 1)].to_dict()
+            print(json.dumps(d))
     else:
         print(format_predictions(rows, hw))
+        if requests:
+            from inferecon.report.request_table import format_request
+
+            for req in requests:
+                print(format_request(req))
     return 0

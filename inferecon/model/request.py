@@ -1,0 +1,101 @@
+"""Whole requests (I prompt tokens in, O tokens out) on one deployment: what `predict
+--input-len I --output-len O` adds to the decode figures.
+
+Without a load (`predict --batch B`): the prompt is prefilled alone on the instance, chunk after
+chunk at the engine's token budget (model/prefill.py), and then decodes in a batch of B at the
+decode step of model/terms.py; TTFT = the prefill, request latency = TTFT + (O − 1) · step.
+$ per million input tokens prices the prefill's GPU-seconds per prompt token; $ per million
+output tokens is the decode step's.
+
+With a load (`--concurrency C` or `--request-rate R`): the steady state of model/serving.py
+(the decode batch follows from the load; TTFT includes the M/D/1 prefill queue; TPOT the
+chunked-prefill interference).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from inferecon.model.engine import EngineProfile
+from inferecon.model.hardware import HardwareProfile
+from inferecon.model.prefill import PrefillOptions, chunk_plan, prefill_chunk
+from inferecon.model.serving import default_chunk_tokens, serve
+from inferecon.model.spec import ModelSpec
+
+
+@dataclass(frozen=True)
+class RequestPrediction:
+    """One request-level answer; *_ms milliseconds, *_s seconds, usd_per_m_* $ per million tokens."""
+
+    input_len: int
+    output_len: int
+    chunk_tokens: int
+    load: str  # "none" (a lone prompt, decode at --batch), "concurrency" or "request_rate"
+    concurrency: float | None
+    request_rate_per_s: float | None
+    decode_batch: float
+    ttft_ms: float
+    ttft_queue_ms: float
+    prefill_ms: float  # the prompt's prefill (under load: on the loaded instance)
+    prefill_tokens_per_s: float  # prompt tokens per second of one prefill
+    prefill_level: str  # "op" (op-level fits) or "roofline" (published profile)
+    prefill_dominant: str  # the four terms' largest, over the prompt's chunks
+    tpot_ms: float
+    request_latency_s: float
+    output_tokens_per_s_per_gpu: float
+    input_tokens_per_s_per_gpu: float | None
+    usd_per_m_input_tokens: float
+    usd_per_m_output_tokens: float
+    queue_model: str | None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _lone_prefill(model, hw, *, input_len, chunk_tokens, tp, pp, ep, engine, popts):
+    plan = chunk_plan(input_len, chunk_tokens)
+    costs = [prefill_chunk(model, hw, tokens=n, prior_tokens=p, tp=tp, pp=pp, ep=ep, engine=engine,
+                           last_chunk=(i == len(plan) - 1), opts=popts) for i, (n, p) in enumerate(plan)]
+    total = sum(c.t_prefill_s for c in costs)
+    terms = {k: sum(getattr(c, f"t_{k}_s") for c in costs) for k in ("arithmetic", "memory", "network", "latency")}
+    return total, max(terms, key=terms.get), costs[0].level
+
+
+def predict_request(model: ModelSpec, hw: HardwareProfile, *, input_len: int, output_len: int, tp: int = 1,
+                    pp: int = 1, ep: int = 1, decode_step_s: float | None = None, decode_batch: int = 1,
+                    decode_usd_per_mtok: float | None = None, concurrency: int | None = None,
+                    request_rate_per_s: float | None = None, chunk_tokens: int | None = None,
+                    engine: EngineProfile | None = None,
+                    popts: PrefillOptions = PrefillOptions()) -> RequestPrediction:
+    """A request's figures (module docstring). Without a load, `decode_step_s` and
+    `decode_usd_per_mtok` are the decode prediction at `decode_batch` (model/predict.py)."""
+    chunk = default_chunk_tokens(hw) if chunk_tokens is None else chunk_tokens
+    n_gpu = tp * pp * ep
+    alone_s, dominant, level = _lone_prefill(model, hw, input_len=input_len, chunk_tokens=chunk, tp=tp, pp=pp,
+                                             ep=ep, engine=engine, popts=popts)
+    if concurrency is None and request_rate_per_s is None:
+        if decode_step_s is None or decode_usd_per_mtok is None:
+            raise ValueError("predict_request without a load needs the decode prediction")
+        usd_in = n_gpu * alone_s / input_len * hw.price_usd_per_gpu_hour / 3600.0 * 1e6
+        return RequestPrediction(
+            input_len=int(input_len), output_len=int(output_len), chunk_tokens=int(chunk), load="none",
+            concurrency=None, request_rate_per_s=None, decode_batch=float(decode_batch),
+            ttft_ms=alone_s * 1e3, ttft_queue_ms=0.0, prefill_ms=alone_s * 1e3,
+            prefill_tokens_per_s=input_len / alone_s, prefill_level=level, prefill_dominant=dominant,
+            tpot_ms=decode_step_s * 1e3, request_latency_s=alone_s + (output_len - 1) * decode_step_s,
+            output_tokens_per_s_per_gpu=decode_batch / decode_step_s / n_gpu, input_tokens_per_s_per_gpu=None,
+            usd_per_m_input_tokens=usd_in, usd_per_m_output_tokens=decode_usd_per_mtok, queue_model=None)
+    r = serve(model, hw, input_len=input_len, output_len=output_len, tp=tp, pp=pp, ep=ep,
+              request_rate_per_s=request_rate_per_s, concurrency=concurrency, chunk_tokens=chunk, engine=engine,
+              popts=popts)
+    return RequestPrediction(
+        input_len=int(input_len), output_len=int(output_len), chunk_tokens=int(chunk), load=r.mode,
+        concurrency=r.concurrency, request_rate_per_s=r.request_rate_per_s, decode_batch=r.decode_batch,
+        ttft_ms=r.ttft_s * 1e3, ttft_queue_ms=r.ttft_queue_s * 1e3, prefill_ms=r.prefill_service_s * 1e3,
+        prefill_tokens_per_s=input_len / r.prefill_service_s, prefill_level=level, prefill_dominant=dominant,
+        tpot_ms=r.tpot_s * 1e3, request_latency_s=r.request_latency_s,
+        output_tokens_per_s_per_gpu=r.output_tokens_per_s_per_gpu,
+        input_tokens_per_s_per_gpu=r.input_tokens_per_s_per_gpu,
+        usd_per_m_input_tokens=r.usd_per_m_input_tokens, usd_per_m_output_tokens=r.usd_per_m_output_tokens,
+        queue_model=r.queue_model)

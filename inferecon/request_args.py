@@ -1,0 +1,59 @@
+"""The request-level flags of `inferecon predict` (and of `frontier`) (--input-len, --output-len, --concurrency,
+--request-rate, --chunk-size) and what they add to its answer: TTFT, prefill tokens/s, TPOT,
+request latency and $ per million input and output tokens (model/request.py)."""
+
+from __future__ import annotations
+
+from inferecon import cli_args
+
+# A prompt or output beyond 10 M tokens is beyond any model's window (cli_args.CONTEXT_TOKENS).
+LENGTH_TOKENS = cli_args.int_in(1, 10_000_000)
+
+
+def add_flags(p) -> None:
+    g = p.add_argument_group("request (prefill, TTFT and serving load)")
+    g.add_argument("--input-len", type=LENGTH_TOKENS, default=None, metavar="TOKENS",
+                   help="prompt tokens per request: adds TTFT, prefill tok/s, request latency and $ per million "
+                        "input and output tokens (decode context defaults to input + output/2)")
+    g.add_argument("--output-len", type=LENGTH_TOKENS, default=None, metavar="TOKENS",
+                   help="generated tokens per request (with --input-len)")
+    load = g.add_mutually_exclusive_group()
+    load.add_argument("--concurrency", type=cli_args.int_in(1, 1_000_000), default=None, metavar="C",
+                      help="closed loop of C clients: steady-state decode batch, queueing TTFT, TPOT with "
+                           "chunked-prefill interference")
+    load.add_argument("--request-rate", type=cli_args.float_in(0.0, 1e6, lo_open=True), default=None,
+                      metavar="R", help="Poisson arrivals of R requests/s (M/D/1 prefill queue)")
+    g.add_argument("--chunk-size", type=cli_args.int_in(2, 10_000_000), default=None, metavar="TOKENS",
+                   help="token budget per step (prefill chunk + decode tokens; default vLLM's: 8192 on H100/H200, "
+                        "16384 on >= 160 GiB GPUs, 2048 on A100 and smaller)")
+
+
+def check(args) -> None:
+    """Refuse load flags without a request; default the decode context to the request's."""
+    from inferecon.core.errors import UserError
+
+    wants = [f for f, v in (("--concurrency", args.concurrency), ("--request-rate", args.request_rate),
+                            ("--chunk-size", args.chunk_size)) if v is not None]
+    if (args.input_len is None) != (args.output_len is None):
+        raise UserError("--input-len and --output-len go together: a request has both")
+    if wants and args.input_len is None:
+        raise UserError(f"{wants[0]} needs --input-len and --output-len (the request it loads the deployment with)")
+    if args.context is None:
+        args.context = 4096 if args.input_len is None else args.input_len + args.output_len // 2
+
+
+def requests_for(args, model, hw, engine, rows) -> list:
+    """One RequestPrediction per decode row (all alike under a load: the load sets the batch)."""
+    if args.input_len is None:
+        return []
+    from inferecon.model.request import predict_request
+
+    if args.concurrency is not None or args.request_rate is not None:
+        one = predict_request(model, hw, input_len=args.input_len, output_len=args.output_len, tp=args.tp,
+                              pp=args.pp, ep=args.ep, concurrency=args.concurrency,
+                              request_rate_per_s=args.request_rate, chunk_tokens=args.chunk_size, engine=engine)
+        return [one]
+    return [predict_request(model, hw, input_len=args.input_len, output_len=args.output_len, tp=args.tp, pp=args.pp,
+                            ep=args.ep, decode_step_s=r.t_step_ms / 1e3 / r.tokens_per_step, decode_batch=r.batch,
+                            decode_usd_per_mtok=r.usd_per_mtok, chunk_tokens=args.chunk_size, engine=engine)
+            for r in rows]
