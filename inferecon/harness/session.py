@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 from inferecon import __version__
-from inferecon.harness.store import RUN_KINDS, RunStore, check_same_run, read_manifest
+from inferecon.harness.store import LOCK_NAME, RUN_KINDS, RunStore, check_same_run, read_manifest
 
 
 # --------------------------------------------------------------------------------------------
@@ -140,14 +140,43 @@ def signals_deferred() -> Iterator[None]:
 # The session
 
 
+def _lock_run_dir(out, resume: bool):
+    """An exclusive lock on the run directory `out` (its .inferecon.lock), or a UserError where
+    another process holds it: two `bench` processes on one --out would both end "complete" with
+    their cases mixed. filelock (a torch dependency, so already installed wherever inferecon
+    measures) takes an flock(2) that the kernel drops when the process dies, even by SIGKILL, so
+    a killed run never leaves a stale lock for --resume. Reentrant within a process (is_singleton):
+    the lock guards against other processes, and an in-process resume after an error is not one.
+    None where the lock file cannot be made (a read-only or impossible --out): RunStore's own
+    checks then refuse it in its words."""
+    from filelock import FileLock, Timeout
+
+    from inferecon.core.errors import UserError
+
+    path = Path(out)
+    if resume and not path.is_dir():
+        return None  # nothing to resume: RunStore says so, and no empty folder is left behind
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(path / LOCK_NAME), is_singleton=True, thread_local=False)
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise UserError(f"{path} is being written by another inferecon process right now: wait for it to end "
+                        "(then --resume to continue it), or choose another --out") from None
+    except OSError:
+        return None
+    return lock
+
+
 class RunSession:
     """One run directory being measured into. `owner` sessions stamp the run's status; an
     attached session (a torchrun rank appending to its parent's run) only appends."""
 
-    def __init__(self, store: RunStore, owner: bool = True):
+    def __init__(self, store: RunStore, owner: bool = True, lock=None):
         self.store = store
         self.owner = owner
         self.status: Optional[str] = None
+        self._lock = lock  # held from open() to finish(): one writer per run directory
 
     @property
     def run_dir(self) -> Path:
@@ -165,7 +194,13 @@ class RunSession:
             old = read_manifest(out)
             check_same_run(Path(out), old, new)  # the kind and machine first: the clearer refusal
             same_run(Path(out), old)
-        return cls(RunStore(out, new, resume=resume))
+        lock = _lock_run_dir(out, resume)
+        try:
+            return cls(RunStore(out, new, resume=resume), lock=lock)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
 
     @classmethod
     def attach(cls, out) -> "RunSession":
@@ -183,7 +218,11 @@ class RunSession:
         if self.status is not None or not self.owner:
             return
         self.status = status
-        self.store.finish(status)
+        try:
+            self.store.finish(status)
+        finally:
+            if self._lock is not None:
+                self._lock.release()
 
     def finish_quietly(self, status: str) -> None:
         """finish() on a way out that must not raise again (a rank leaving after a failure)."""

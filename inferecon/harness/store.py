@@ -27,6 +27,8 @@ from inferecon.core.outpath import check_out_dir
 # Bump when a column is renamed, removed or changes meaning; readers refuse other versions.
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
+# The run directory's writer lock (harness/session.py): not a result, so an otherwise empty folder is new.
+LOCK_NAME = ".inferecon.lock"
 _META_KEY = b"inferecon.schema_version"
 
 # Columns every record carries; benchmarks add their own parameters and derived figures.
@@ -228,7 +230,7 @@ class RunStore:
             resumes.append({k: manifest.get(k) for k in ("command_line", "start_time", "device") if k in manifest} or {"start_time": utc_now()})
             self.manifest = {**old, "resumes": resumes, "status": "running", "end_time": None}
         else:
-            if self.run_dir.exists() and any(self.run_dir.iterdir()):
+            if self.run_dir.exists() and any(p.name != LOCK_NAME for p in self.run_dir.iterdir()):
                 raise UserError(f"{self.run_dir} already holds results: pass --resume to continue it, or choose another --out")
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self.manifest = {
