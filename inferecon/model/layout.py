@@ -29,13 +29,16 @@ def layout_problem(model: ModelSpec, tp: int, pp: int = 1, ep: int = 1, gamma: i
     each replicated over tp / kv GPUs; `unbounded_tp` is the paper's no-latency counterfactual,
     where tensor parallelism is not capped by the heads (the frontier's --no-latency only)."""
     axis = heads_axis(tp, tp_rows)
-    where = f"tensor parallelism over {axis} GPUs" + (f" (the rows of a {tp_rows} x {tp // tp_rows} grid)"
-                                                      if tp_rows > 1 else "")
+
+    def where():  # built only for a refusal: the frontier asks this of every layout it tries
+        grid = f" (the rows of a {tp_rows} x {tp // tp_rows} grid)" if tp_rows > 1 else ""
+        return f"tensor parallelism over {axis} GPUs{grid}"
+
     if not unbounded_tp:
         if axis > model.n_heads:
-            return RequestError("tp", tp, f"{where} is more than {model.name}'s {model.n_heads} attention heads")
+            return RequestError("tp", tp, f"{where()} is more than {model.name}'s {model.n_heads} attention heads")
         if model.n_heads % axis or (model.n_kv_heads % axis and axis % model.n_kv_heads):
-            return RequestError("tp", tp, f"{where} does not split {model.name}'s {model.n_heads} attention heads "
+            return RequestError("tp", tp, f"{where()} does not split {model.name}'s {model.n_heads} attention heads "
                                           f"({model.n_kv_heads} KV heads) evenly over the GPUs")
     if pp > model.n_layers:
         return RequestError("pp", pp, f"{pp} pipeline stages are more than {model.name}'s {model.n_layers} layers")
