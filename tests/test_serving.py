@@ -91,4 +91,14 @@ def test_bad_workloads_are_one_line(llama8b, h100):
     with pytest.raises(UserError, match="output len"):
         serve(llama8b, h100, input_len=10, output_len=0, concurrency=1)
     with pytest.raises(UserError, match="KV cache"):
-        serve(llama8b, h100, input_len=100_000, output_len=1000, concurrency=64)
+        serve(llama8b, h100, input_len=1_000_000, output_len=1000, concurrency=4)  # 131 GB of KV for one
+
+
+def test_clients_beyond_the_kv_cache_wait_for_a_slot(llama8b, h100):
+    # 20,000 + 2,000 tokens: the mean decoding context 21,000 · 131,072 B = 2.75 GB of KV per
+    # request; 72 GB usable − 16.1 GB of weights = 55.9 GB: room for 20 requests. At 50 clients
+    # 30 wait; their wait is 30 / λ by Little's law.
+    r20 = serve(llama8b, h100, input_len=20_000, output_len=2_000, concurrency=20)
+    r50 = serve(llama8b, h100, input_len=20_000, output_len=2_000, concurrency=50)
+    assert r50.decode_batch == pytest.approx(r20.decode_batch, rel=0.02)
+    assert r50.ttft_s - r20.ttft_s == pytest.approx(30 / r50.request_rate_per_s, rel=0.02)

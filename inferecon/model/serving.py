@@ -26,7 +26,9 @@ prefill, as vLLM, SGLang and TensorRT-LLM run by default):
 - a closed loop of C clients (`--max-concurrency`, genai-perf's concurrency) sends the next
   request when one completes: λ = C / (TTFT + (O − 1) · TPOT), solved by bisection on λ, the
   prefill wait read from the same M/D/1 formula but capped at the C − 1 prompts that can be
-  ahead (a closed loop cannot queue more).
+  ahead (a closed loop cannot queue more). Clients beyond the requests whose KV cache fits wait
+  for a slot: with `slots` requests in service at rate λ, the other C − slots wait
+  (C − slots) / λ on average (Little's law), added to their TTFT.
 
 Disaggregated serving: P prefill instances and D decode instances; each prefill instance is
 an M/D/1 server of λ / P prompts; the KV cache (I tokens, all layers) moves from prefill to
@@ -248,29 +250,39 @@ def serve(model: ModelSpec, hw: HardwareProfile, *, input_len: int, output_len: 
         if not isinstance(concurrency, (int, np.integer)) or isinstance(concurrency, bool) or concurrency < 1:
             raise RequestError("concurrency", concurrency, "concurrency must be a whole number of requests >= 1")
         inst = _Instance(model, hw, dep, engine, context, int(concurrency), opts, popts)
-        if concurrency > inst.max_batch_fitting():
+        fit = inst.max_batch_fitting()
+        if fit < 1:
             raise RequestError("concurrency", concurrency,
-                               f"{concurrency} requests of {input_len} + {output_len} tokens need more KV cache than "
-                               f"the {inst.usable / 1e9:.0f} GB usable per GPU holds beside the weights "
-                               f"(room for {inst.max_batch_fitting():.0f})")
-        # lam * latency(lam) = C: bisection on lam (latency grows with lam).
-        lo, hi = 0.0, concurrency / (inst.t_decode(1.0) * max(output_len - 1, 1) + 1e-9)
+                               f"one request of {input_len} + {output_len} tokens needs more KV cache than the "
+                               f"{inst.usable / 1e9:.0f} GB usable per GPU holds beside the weights")
+        # Requests beyond the KV cache's room wait for a slot (the engine admits no more): the
+        # closed loop then runs `slots` requests in service and the rest in a waiting room.
+        slots = min(int(concurrency), int(math.floor(fit)))
+        # lam * latency(lam) = slots: bisection on lam (latency grows with lam).
+        lo, hi = 0.0, slots / (inst.t_decode(1.0) * max(output_len - 1, 1) + 1e-9)
         hi = min(hi, 1.0 / max(prefill_time_s(model, hw, input_len=input_len, tp=tp, pp=pp, ep=ep, engine=engine,
                                               opts=popts) * 0.999, 1e-9))
         s = None
         for _ in range(48):
             mid = 0.5 * (lo + hi)
-            cur = _aggregated_at_rate(inst, mid, input_len, output_len, n, closed_cap=concurrency - 1)
-            if mid * cur["latency"] > concurrency:
+            try:
+                cur = _aggregated_at_rate(inst, mid, input_len, output_len, n, closed_cap=slots - 1)
+            except RequestError:  # more decoding than the KV cache holds: this rate is too high
+                hi = mid
+                continue
+            if mid * cur["latency"] > slots:
                 hi = mid
             else:
                 lo, s = mid, cur
             if hi - lo <= 1e-6 * hi:
                 break
-        if s is None:
-            s = _aggregated_at_rate(inst, lo if lo > 0 else hi * 1e-3, input_len, output_len, n,
-                                    closed_cap=concurrency - 1)
         lam = lo if lo > 0 else hi * 1e-3
+        if s is None:
+            s = _aggregated_at_rate(inst, lam, input_len, output_len, n, closed_cap=slots - 1)
+        if slots < concurrency:
+            # Little's law on the waiting room: concurrency - slots requests wait, at rate lam.
+            slot_wait = (concurrency - slots) / lam
+            s = dict(s, wait=s["wait"] + slot_wait, ttft=s["ttft"] + slot_wait, latency=s["latency"] + slot_wait)
         return _result("concurrency", model, hw, dep.n_gpu, lam, input_len, output_len, n, s, concurrency)
     lam = float(request_rate_per_s)
     if not math.isfinite(lam) or lam <= 0:
