@@ -98,6 +98,7 @@ def _with_fake_source(points, scale):
     return pd.concat([vllm, fake], ignore_index=True)
 
 
+@pytest.mark.slow
 def test_leave_one_source_out_never_sees_the_held_out_source(points):
     a, fits_a = acc.scorecard(_with_fake_source(points, 1000.0))
     b, fits_b = acc.scorecard(_with_fake_source(points, 10.0))

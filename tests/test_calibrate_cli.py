@@ -101,6 +101,7 @@ def _cli(*args):
     return subprocess.run([sys.executable, "-m", "inferecon.cli", *args], capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_bad_input(tmp_path):
     r = _cli("calibrate", "--from", str(tmp_path / "nope"))
     assert r.returncode == 2 and "not a run directory" in r.stderr and "Traceback" not in r.stderr
@@ -150,6 +151,7 @@ def test_profile_from_files_alone_needs_no_torch(tmp_path):
     assert {"ingest_all_reduce.png", "ingest_all_gather.png", "ingest_send_recv.png"} <= {p.name for p in out.iterdir()}
 
 
+@pytest.mark.slow
 def test_profile_from_files_bad_input_is_one_line(tmp_path, capsys):
     for args, message in [
         (["--nccl-tests", FIX + "all_reduce_unreadable.txt", "--gpu", "h100-sxm"], "unreadable rows at lines 4, 5"),

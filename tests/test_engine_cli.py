@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from inferecon.cli import main
 from plotcheck import assert_points_plotted
 from inferecon.model.engine import EngineProfile
@@ -51,6 +53,7 @@ def test_validate_takes_model_and_tp_from_the_file(tmp_path, capsys):
     assert (row["model"], row["tp"], row["gpu"]) == ("llama-3-70b", "4", "h100-sxm")
 
 
+@pytest.mark.slow
 def test_validate_with_an_engine_profile_adds_its_column(tmp_path, capsys):
     eng = EngineProfile("five-hundred", step_overhead_us=500.0).save(tmp_path / "engine.json")
     assert main(["validate", "--engine-results", f"{F}/sglang_bench_serving.jsonl", "--model", "llama-3-8b",
@@ -84,6 +87,7 @@ def test_calibrate_fits_an_engine_profile_predict_can_use(tmp_path, capsys, save
     assert json.loads(capsys.readouterr().out)["engine"] == "mix"
 
 
+@pytest.mark.slow
 def test_engine_result_errors_are_one_line(tmp_path):
     cases = [
         (["validate", "--engine-results", f"{F}/sglang_bench_serving.jsonl", "--gpu", "h100"], "records no model"),

@@ -198,6 +198,7 @@ def test_bad_profiles_are_refused_by_frontier(edit, message, tmp_path, capsys):
     _refused(["frontier", "--model", "llama-3-70b", "--hardware", path, "--out", tmp_path / "o"], capsys, message)
 
 
+@pytest.mark.slow
 def test_zero_bandwidth_profile_is_one_line_in_validate(tmp_path):
     path = _profile(tmp_path, lambda d: d["memory"].update(bandwidth_gbps=0))
     r = subprocess.run([sys.executable, "-m", "inferecon", "validate", "--hardware", str(path), "--model", "tiny-llama",

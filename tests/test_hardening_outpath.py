@@ -202,6 +202,7 @@ def test_report_out_naming_a_directory(tmp_path, capsys):
     assert rc == 2 and "a directory, not a file" in _one_line(err)
 
 
+@pytest.mark.slow
 def test_report_page_on_a_full_disk_is_not_truncated(tmp_path, capsys, monkeypatch):
     with small_disk(tmp_path / "disk", "4m") as disk:
         base = disk if disk is not None else tmp_path
@@ -236,6 +237,7 @@ def _cli(*args):
     (["calibrate", "--device", "cpu", "--quick"], "under /proc"),
     (["validate", "--hardware", "PROFILE", "--model", "tiny-llama", "--device", "cpu", "--quick"], "existing file"),
 ])
+@pytest.mark.slow
 def test_measuring_commands_refuse_bad_out_before_measuring(command, kind, tmp_path):
     pytest.importorskip("torch")
     from inferecon.model.published import get_profile

@@ -57,6 +57,7 @@ def test_report_in_place_keeps_ingested_fits(calibrated_run, capsys):
     assert "network:all_reduce/w8" in (calibrated_run / "report.html").read_text()
 
 
+@pytest.mark.slow
 def test_report_of_a_bench_run_elsewhere_refits_without_writing_the_run(tmp_path, capsys):
     from test_regress import make_run
 
@@ -76,6 +77,7 @@ def test_report_of_an_empty_folder_is_one_line(tmp_path, capsys):
     assert list((tmp_path / "empty").iterdir()) == []
 
 
+@pytest.mark.slow
 def test_cpu_calibration_does_not_print_a_placeholder_as_measured(tmp_path, capsys):
     from test_regress import make_run
 
@@ -99,6 +101,7 @@ def test_cpu_calibration_does_not_print_a_placeholder_as_measured(tmp_path, caps
     assert r.t_arithmetic_s[0] > 0
 
 
+@pytest.mark.slow
 def test_gpu_calibration_labels_datasheet_peaks(tmp_path, capsys):
     from test_regress import H100, make_run
 

@@ -63,6 +63,7 @@ def test_known_misses_still_miss():
         assert fit_table(read_collective_file(str(MEASURED / name))[0]).result.heldout_mape > 0.10
 
 
+@pytest.mark.slow
 def test_all_tables_and_link_files_into_one_h100_profile():
     links = [MEASURED / "p2pBandwidthLatencyTest_unidir_writes_8xH100_ml-engineering.txt",
              MEASURED / "p2pBandwidthLatencyTest_bidir_8xH100SXM_nccl-issue1264.txt",

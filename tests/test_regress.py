@@ -215,6 +215,7 @@ def test_exit_1_on_a_5pct_slowdown_with_table_first(tmp_path, capsys):
     assert {c["case_id"] for c in rep["cases"] if c["verdict"] == "regression"} == {"read:64MiB", "kernel_eager"}
 
 
+@pytest.mark.slow
 def test_slowdown_below_tolerance_is_exit_0_and_tolerance_flag(tmp_path):
     a = make_run(tmp_path / "a", seed=1)
     b = make_run(tmp_path / "b", seed=2, slow=1.05)
@@ -222,6 +223,7 @@ def test_slowdown_below_tolerance_is_exit_0_and_tolerance_flag(tmp_path):
     assert _regress("--baseline", a, "--candidate", b, "--tolerance", "0.02", "--out", tmp_path / "o") == 1
 
 
+@pytest.mark.slow
 def test_improvement_is_exit_0_and_json(tmp_path, capsys):
     a = make_run(tmp_path / "a", seed=1)
     b = make_run(tmp_path / "b", seed=2, slow=0.9)
@@ -286,6 +288,7 @@ def test_bad_arguments_are_exit_2(tmp_path, capsys):
 # Baselines
 
 
+@pytest.mark.slow
 def test_save_name_and_pick_newest_of_the_same_gpu(tmp_path, capsys):
     root = tmp_path / "baselines"
     old = make_run(tmp_path / "old", device_name=H100, gpu_count=8, driver="550.54.15", start="2026-10-01T00:00:00+00:00")
@@ -332,6 +335,7 @@ def test_cpu_baseline_name_and_incomplete_run_refused(tmp_path, capsys):
 # Model impact (fits both profiles: the slowest test here, a few seconds)
 
 
+@pytest.mark.slow
 def test_model_impact_of_a_memory_slowdown(tmp_path, capsys):
     a = make_run(tmp_path / "a", seed=1)
     b = make_run(tmp_path / "b", seed=2, slow=1.25, slow_cases={f"read:{m}MiB" for m in (1, 16, 64, 128, 256)})
@@ -349,6 +353,7 @@ def test_model_impact_of_a_memory_slowdown(tmp_path, capsys):
 # A baseline of several runs: the CI includes their measured between-run spread
 
 
+@pytest.mark.slow
 def test_baseline_set_widens_by_between_run_spread(tmp_path, capsys):
     drifting = [make_run(tmp_path / f"a{i}", seed=i, slow=f) for i, f in enumerate((1.0, 1.06, 0.95))]
     cand = make_run(tmp_path / "c", seed=9, slow=1.05)
@@ -370,6 +375,7 @@ def test_baseline_set_widens_by_between_run_spread(tmp_path, capsys):
     assert _regress(*args, "--candidate", slow, "--out", tmp_path / "o4") == 1
 
 
+@pytest.mark.slow
 def test_auto_pick_of_a_baseline_set(tmp_path, capsys):
     root = tmp_path / "baselines"
     for i, day in enumerate(("01", "02", "03", "04")):
