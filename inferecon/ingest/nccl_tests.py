@@ -330,6 +330,9 @@ def _row_values(block: _Block, m):
                     k = cols.index("busbw", i)
                 except ValueError:
                     return "no algbw/busbw columns after time"
+                w = cols.index("#wrong", k) if "#wrong" in cols[k:] else None
+                if w is not None and _num(toks[w]) and _num(toks[w]) > 0:
+                    return f"{toks[w]} wrong elements in the {side}-of-place result (nccl-tests' data check failed)"
                 sides.append((side, toks[i], toks[j], toks[k]))
         out = []
         for side, t, a, b in sides:
@@ -347,6 +350,9 @@ def _row_values(block: _Block, m):
     if i < len(toks) and re.fullmatch(r"-?\d+", toks[i]) and len(toks) - i - 1 in (3, 4, 6, 7, 8):
         i += 1
     rest = toks[i:]
+    wrongs = [rest[3], rest[7]] if len(rest) == 8 else [rest[3]] if len(rest) == 4 else []
+    if any(_num(w) and _num(w) > 0 for w in wrongs):  # "N/A" (no check) and 0 pass
+        return f"#wrong {'/'.join(wrongs)}: nccl-tests' data check failed"
     if len(rest) == 8:
         groups = [("out", rest[0:3]), ("in", rest[4:7])]
     elif len(rest) == 6:
@@ -406,10 +412,34 @@ def _table_from_block(path, sha, spec, gpus_per_node, block, ranks, program, gra
         points = [p for p in points if p.size > 0]
     world, world_source, nodes, nodes_source, device = world_and_nodes(path, spec, op, ranks, points, gpus_per_node)
     check_factor(path, op, world, world_source, points)
+    _check_redop(path, op, block)  # after the factor: same-factor collectives (all_gather, reduce_scatter)
     t = NcclTable(str(path), sha, op, op_source, world, world_source, nodes, nodes_source,
                   device_name=device, mode="graph" if graph else "eager", first_line=block.first_line,
                   points=points, bad_rows=bad, notes=notes)
     return t
+
+
+# nccl-tests prints "none" in the redop column of the collectives that do not reduce, and the
+# operator (sum ...) for those that do: a table whose redop contradicts its collective is another
+# collective's table (two logs concatenated, all_gather's name on a reduce_scatter table).
+_REDUCING = {"all_reduce", "reduce_scatter", "reduce"}
+_NON_REDUCING = {"all_gather", "broadcast", "all_to_all"}
+
+
+def _check_redop(path, op, block) -> None:
+    idx = block.header.index("redop") - 3 if block.header and "redop" in block.header else None
+    for lineno, m in block.rows:
+        toks = m.group(4).split()
+        if idx is not None and 0 <= idx < len(toks):
+            redop = toks[idx].lower()
+        elif toks and toks[0].lower() in REDOPS:
+            redop = toks[0].lower()
+        else:
+            continue
+        if (op in _REDUCING and redop == "none") or (op in _NON_REDUCING and redop not in ("none", "")):
+            raise UserError(f"{path}:{lineno}: this row's redop is {redop!r}, but {op} "
+                            f"{'reduces' if op in _REDUCING else 'does not reduce'}: a table of another "
+                            "collective (concatenated logs?); split the file or name each table's collective")
 
 
 def _inconsistent(size, sides, unit) -> str:
@@ -511,41 +541,70 @@ def check_factor(path, op, world, source, points):
 
 
 def _json_table(path, text, sha, spec, gpus_per_node):
+    """The table of an nccl-tests -J document, every field read as untrusted data (ingest/fields.py):
+    a wrong type is refused naming the field; rows whose data check failed (nwrong > 0) or whose
+    alg_bw is not size / time (times in another unit than nccl-tests' µs) are not fitted."""
+    from inferecon.ingest.fields import JsonFields
+
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}:{exc.lineno}: not valid nccl-tests JSON ({exc.msg})") from None
+    except RecursionError:
+        raise UserError(f"{path}: JSON nested too deeply to be an nccl-tests -J document") from None
     if not isinstance(doc, dict):
         raise UserError(f"{path}: not an nccl-tests -J document (a JSON object with results)")
-    cfg = doc.get("config") or {}
-    devices = cfg.get("devices") or doc.get("devices") or []
-    ranks = {int(d.get("rank", i)): (str(d.get("hostname", "")), str(d.get("device_info", "")))
-             for i, d in enumerate(devices) if isinstance(d, dict)}
-    args = doc.get("args") or []
+    f = JsonFields(path, "nccl-tests -J document")
+    cfg = f.obj(doc.get("config"), "config", required=False) or {}
+    devices = f.items(cfg.get("devices", doc.get("devices")), "config.devices", required=False)
+    ranks = {}
+    for i, d in enumerate(devices):
+        d = f.obj(d, f"config.devices[{i}]")
+        rank = f.whole(d.get("rank", i), f"config.devices[{i}].rank", 0, 1 << 20)
+        ranks[rank] = (str(d.get("hostname", "")), str(d.get("device_info", "")))
+    args = f.items(doc.get("args"), "args", required=False)
     program = next((a for a in args if isinstance(a, str) and "_perf" in a), None)
     op, op_source = _resolve_op(path, spec, program)
     points, bad = [], []
-    for i, r in enumerate(doc.get("results") or []):
-        try:
-            size = int(r["size"])
-            count = int(r.get("count", 0))
-            dtype = str(r.get("type", "float")).lower()
-            for side, key in (("out", "out_of_place"), ("in", "in_place")):
-                body = r.get(key)
-                if not body:
-                    continue
-                t = body.get("time", body.get("cpu_time"))
-                points.append(Point(i, size, count, dtype, side, float(t), float(body["alg_bw"]),
-                                    float(body["bus_bw"])))
-        except (KeyError, TypeError, ValueError) as exc:
-            bad.append((i, f"result {i}: {exc}"))
+    results = f.items(doc.get("results"), "results")
+    for i, r in enumerate(results):
+        where = f"results[{i}]"
+        r = f.obj(r, where)
+        size = f.whole(r.get("size"), f"{where}.size", 0, 1 << 50)
+        count = f.whole(r.get("count", 0), f"{where}.count", 0, 1 << 50)
+        dtype = (f.text(r.get("type"), f"{where}.type") or "float").lower()
+        sides = []
+        for side, key in (("out", "out_of_place"), ("in", "in_place")):
+            body = f.obj(r.get(key), f"{where}.{key}", required=False)
+            if not body:
+                continue
+            t = f.number(body.get("time", body.get("cpu_time")), f"{where}.{key}.time", 0, 1e12, unit="us")
+            a = f.number(body.get("alg_bw"), f"{where}.{key}.alg_bw", 0, 1e6, unit="GB/s")
+            b = f.number(body.get("bus_bw"), f"{where}.{key}.bus_bw", 0, 1e6, unit="GB/s")
+            wrong = f.number(body.get("nwrong", body.get("wrong")), f"{where}.{key}.nwrong", 0, required=False)
+            if wrong:
+                bad.append((i, f"{where}.{key}: {wrong:g} wrong elements (nccl-tests' data check failed)"))
+                continue
+            sides.append((side, t, a, b))
+        why = _inconsistent(size, sides, "us")  # -J times are in µs: alg_bw must equal size / time
+        if why:
+            # nccl-tests computes alg_bw from the time it writes, at full precision here: one
+            # result that disagrees means the times were edited or converted (x1000: ms read as
+            # µs), and the rows that pass (too small to check) would carry the same error.
+            raise UserError(f"{path}: {where}: {why} with the time in µs, as nccl-tests writes it: times in "
+                            "another unit, or an edited file? (refused: no fit from it)")
+        points += [Point(i, size, count, dtype, side, t, a, b) for side, t, a, b in sides]
     if not points:
-        raise UserError(f"{path}: no nccl-tests results in this JSON")
+        reasons = "; ".join(b for _, b in bad[:3])
+        raise UserError(f"{path}: no usable nccl-tests results in this JSON" + (f" ({reasons})" if reasons else ""))
     zero = [p for p in points if p.size == 0]
     points = [p for p in points if p.size > 0]
+    if not points:
+        raise UserError(f"{path}: every nccl-tests result has size 0: nothing to fit")
     world, wsrc, nodes, nsrc, device = world_and_nodes(path, spec, op, ranks, points, gpus_per_node)
     check_factor(path, op, world, wsrc, points)
-    mode = "graph" if int(cfg.get("graph", 0) or 0) else "eager"
+    graph = f.whole(cfg.get("graph", 0), "config.graph", 0, 1 << 30, required=False) or 0
+    mode = "graph" if graph else "eager"
     notes = [f"{len(zero)} results of size 0 not used"] if zero else []
     return NcclTable(str(path), sha, op, op_source, world, wsrc, nodes, nsrc, device_name=device, mode=mode,
                      first_line=1, points=points, bad_rows=bad, notes=notes)
