@@ -22,7 +22,7 @@ from inferecon.harness.timing import measure
 
 BENCHMARK = "matmul"
 # Bump whenever the method changes (shapes' meaning, timing, flops/bytes accounting).
-BENCHMARK_VERSION = 2  # 2: CPU decode shapes flush the cache between repetitions
+BENCHMARK_VERSION = 3  # 2: CPU decode shapes flush the cache; 3: flush 2 x LLC capped at 256 MiB, paid from the budget
 
 
 @dataclass(frozen=True)
