@@ -17,7 +17,7 @@ from typing import Callable, Optional, TextIO
 
 from inferecon.harness.device import ClockWatcher
 from inferecon.harness.store import RunStore
-from inferecon.harness.timing import TimingConfig
+from inferecon.harness.timing import TimingConfig, release_flush_buffers
 
 
 class SkipCase(Exception):
@@ -79,6 +79,9 @@ def is_oom(exc: BaseException) -> bool:
 
 
 def _free_memory(device: str) -> None:
+    # After an OOM (or Ctrl-C) the kept cache-flush buffer (up to 256 MiB) goes too; the next
+    # flushed case allocates it again.
+    release_flush_buffers()
     gc.collect()
     if device == "cuda":
         try:
