@@ -13,7 +13,9 @@ Each point is one published serving run (closed loop of C clients, input I, outp
   decode steps;
 - TPOT "before": the decode-only step at batch C and context I + O/2 (what the decode scorecard
   benchmarks/accuracy.py predicts: no prefill in the steps);
-- TPOT "after": the serving model's mean TPOT, chunked prefill of arriving prompts included.
+- TPOT "after": the serving model's mean TPOT, chunked prefill of arriving prompts included;
+- "sim": the explicit step-by-step simulation of the closed loop (serving.simulate_closed_loop:
+  all clients start together, fixed lengths, 2C warm-up and 10C measured requests).
 
 A point the model refuses (an impossible layout, a KV cache that cannot hold one request) is
 counted as not covered, never as a number. Scores: share of points within ±25%, MAPE and the
@@ -107,6 +109,7 @@ def main(argv=None) -> int:
     ap.add_argument("--aic", default=str(AIC_CSV))
     ap.add_argument("--hardware", default=None, help="a HardwareProfile JSON (default: the published profile of each point's GPU)")
     ap.add_argument("--out", default=None, help="write the per-point table as CSV here")
+    ap.add_argument("--no-sim", action="store_true", help="skip the explicit closed-loop simulation column")
     ap.add_argument("--kv-bits", type=int, default=None, choices=(8, 16),
                     help="price every point's KV cache at this precision instead of the CSV's (the NIM pages do "
                          "not state it; a sensitivity check)")
@@ -117,7 +120,7 @@ def main(argv=None) -> int:
     from inferecon.model.hardware import HardwareProfile
     from inferecon.model.predict import predict
     from inferecon.model.published import get_profile
-    from inferecon.model.serving import serve
+    from inferecon.model.serving import serve, simulate_closed_loop
 
     points = load_points(Path(args.csv))
     aic = load_aic(Path(args.aic))
@@ -130,13 +133,17 @@ def main(argv=None) -> int:
         row = dict(source_id=p.source_id, model=p.model, gpu=p.gpu, tp=p.tp, concurrency=p.concurrency,
                    input_len=p.input_len, output_len=p.output_len, ttft_ms=p.ttft_ms, itl_ms=p.itl_ms,
                    pred_ttft_ms=None, pred_tpot_before_ms=None, pred_tpot_after_ms=None, decode_batch=None,
-                   refused="")
+                   refused="", sim_ttft_ms=None, sim_tpot_ms=None)
         try:
             before = predict(model, hw, tp=p.tp, batch=p.concurrency, context=p.input_len + p.output_len // 2,
                              draws=0)
             row["pred_tpot_before_ms"] = before.t_step_ms if before.feasible else None
             r = serve(model, hw, input_len=p.input_len, output_len=p.output_len, tp=p.tp, concurrency=p.concurrency)
             row.update(pred_ttft_ms=r.ttft_s * 1e3, pred_tpot_after_ms=r.tpot_s * 1e3, decode_batch=r.decode_batch)
+            if not args.no_sim:
+                sim = simulate_closed_loop(model, hw, input_len=p.input_len, output_len=p.output_len, tp=p.tp,
+                                           concurrency=p.concurrency)
+                row.update(sim_ttft_ms=sim.ttft_mean_s * 1e3, sim_tpot_ms=sim.tpot_mean_s * 1e3)
         except UserError as exc:
             row["refused"] = str(exc)
         a = aic.get(p.itl_row) or aic.get(p.row) or {}
@@ -153,6 +160,7 @@ def main(argv=None) -> int:
     print(f"TTFT / online TPOT scorecard: {len(out_rows)} points from {args.csv} "
           f"({sum(1 for r in out_rows if r['refused'])} refused), {elapsed:.1f} s")
     print(f"TTFT    inferecon         {_fmt_score(score(pairs('pred_ttft_ms', 'ttft_ms')))}")
+    print(f"TTFT    closed-loop sim   {_fmt_score(score(pairs('sim_ttft_ms', 'ttft_ms')))}")
     print(f"TTFT    aiconfigurator    {_fmt_score(score(pairs('aic_ttft_ms', 'ttft_ms')))}")
     both = [r for r in out_rows if r["pred_ttft_ms"] is not None and r["aic_ttft_ms"] is not None]
     print(f"TTFT    inferecon (both)  {_fmt_score(score(pairs('pred_ttft_ms', 'ttft_ms', both)))}")
@@ -160,13 +168,17 @@ def main(argv=None) -> int:
     print(f"TTFT    all clients fit   {_fmt_score(score(pairs('pred_ttft_ms', 'ttft_ms', unsat)))}")
     print(f"TPOT    before (decode)   {_fmt_score(score(pairs('pred_tpot_before_ms', 'itl_ms')))}")
     print(f"TPOT    after (serving)   {_fmt_score(score(pairs('pred_tpot_after_ms', 'itl_ms')))}")
+    print(f"TPOT    closed-loop sim   {_fmt_score(score(pairs('sim_tpot_ms', 'itl_ms')))}")
     print(f"TPOT    aiconfigurator    {_fmt_score(score(pairs('aic_tpot_ms', 'itl_ms')))}")
+    c1 = [r for r in out_rows if r["concurrency"] == 1]
+    print(f"TTFT    C = 1 (no load)   {_fmt_score(score(pairs('pred_ttft_ms', 'ttft_ms', c1)))}")
+    print(f"TTFT    C = 1 aiconf.     {_fmt_score(score(pairs('aic_ttft_ms', 'ttft_ms', c1)))}")
     online = [r for r in out_rows if r["concurrency"] >= 5]
     print(f"TPOT    C >= 5 before     {_fmt_score(score(pairs('pred_tpot_before_ms', 'itl_ms', online)))}")
     print(f"TPOT    C >= 5 after      {_fmt_score(score(pairs('pred_tpot_after_ms', 'itl_ms', online)))}")
     print()
     hdr = (f"{'source':22s} {'C':>4} {'I':>6} {'O':>5} | {'TTFT':>9} {'pred':>9} {'aic':>9} | "
-           f"{'ITL':>6} {'before':>6} {'after':>6} {'aic':>6} | {'B':>6}")
+           f"{'ITL':>6} {'before':>6} {'after':>6} {'aic':>6} | {'B':>6} | {'simTTFT':>9} {'simTPOT':>7}")
     print(hdr)
 
     def n(v, w, d=1):
@@ -176,7 +188,7 @@ def main(argv=None) -> int:
         print(f"{r['source_id']:22s} {r['concurrency']:4d} {r['input_len']:6d} {r['output_len']:5d} | "
               f"{n(r['ttft_ms'], 9)} {n(r['pred_ttft_ms'], 9)} {n(r['aic_ttft_ms'], 9)} | "
               f"{n(r['itl_ms'], 6, 2)} {n(r['pred_tpot_before_ms'], 6, 2)} {n(r['pred_tpot_after_ms'], 6, 2)} "
-              f"{n(r['aic_tpot_ms'], 6, 2)} | {n(r['decode_batch'], 6)}" + (f"  refused: {r['refused']}" if r['refused'] else ""))
+              f"{n(r['aic_tpot_ms'], 6, 2)} | {n(r['decode_batch'], 6)} | {n(r['sim_ttft_ms'], 9)} {n(r['sim_tpot_ms'], 7, 2)}" + (f"  refused: {r['refused']}" if r['refused'] else ""))
     if args.out:
         with open(args.out, "w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=list(out_rows[0]))

@@ -102,3 +102,32 @@ def test_clients_beyond_the_kv_cache_wait_for_a_slot(llama8b, h100):
     r50 = serve(llama8b, h100, input_len=20_000, output_len=2_000, concurrency=50)
     assert r50.decode_batch == pytest.approx(r20.decode_batch, rel=0.02)
     assert r50.ttft_s - r20.ttft_s == pytest.approx(30 / r50.request_rate_per_s, rel=0.02)
+
+
+def test_closed_loop_simulation_single_client_by_hand(llama8b, h100):
+    from inferecon.model.serving import simulate_closed_loop
+
+    # One client, 2048 in / 64 out: every request prefills alone (2048 < 8192 tokens: one step
+    # of prefill only), then 63 decode steps of batch 1. TTFT = the lone prefill exactly.
+    run = simulate_closed_loop(llama8b, h100, input_len=2048, output_len=64, concurrency=1)
+    assert run.requests == 10
+    assert run.ttft_mean_s == pytest.approx(prefill_time_s(llama8b, h100, input_len=2048), rel=1e-9)
+    lone = serve(llama8b, h100, input_len=2048, output_len=64, concurrency=1)
+    assert run.tpot_mean_s == pytest.approx(lone.t_decode_step_s, rel=0.02)
+
+
+def test_closed_loop_simulation_burst_by_hand(llama8b, h100):
+    from inferecon.model.prefill import prefill_chunk
+    from inferecon.model.serving import simulate_closed_loop
+
+    # Two clients, 6000-token prompts, budget 8192, one round measured (no re-issue): both
+    # start at 0; step 1 prefills client A's 6000 and the first 2192 of B's; step 2 (nothing
+    # decoding: output 1 ends A with its first token) B's last 3808. A's TTFT = step 1,
+    # B's = step 1 + step 2.
+    run = simulate_closed_loop(llama8b, h100, input_len=6000, output_len=1, concurrency=2, chunk_tokens=8192,
+                               warmup_rounds=0, measured_rounds=1)
+    assert run.requests == 2
+    step1 = (prefill_chunk(llama8b, h100, tokens=6000)  # alone, with the step's overheads
+             .t_prefill_s + prefill_chunk(llama8b, h100, tokens=2192, last_chunk=False, decode_tokens=1).t_prefill_s)
+    step2 = prefill_chunk(llama8b, h100, tokens=3808, prior_tokens=2192).t_prefill_s
+    assert run.ttft_mean_s == pytest.approx((step1 + (step1 + step2)) / 2, rel=1e-9)

@@ -156,8 +156,16 @@ class _Instance:
     def max_batch_fitting(self) -> float:
         return max(0.0, (self.usable - self.weights) / self.kv_per_seq)
 
+    def alone(self, tokens: int, prior: int, last: bool) -> float:
+        key = (0, tokens, prior, last)
+        if key not in self._marg:
+            d = self.dep
+            self._marg[key] = prefill_chunk(self.model, self.hw, tokens=tokens, prior_tokens=prior, tp=d.tp, pp=d.pp,
+                                            ep=d.ep, engine=self.engine, last_chunk=last, opts=self.popts).t_prefill_s
+        return self._marg[key]
+
     def marginal(self, b: float, tokens: int, prior: int, last: bool) -> float:
-        key = (int(round(b)), tokens, prior, last)
+        key = (max(1, int(round(b))), tokens, prior, last)
         if key not in self._marg:
             d = self.dep
             self._marg[key] = prefill_chunk(self.model, self.hw, tokens=tokens, prior_tokens=prior, tp=d.tp, pp=d.pp,
@@ -344,3 +352,145 @@ def serve_disaggregated(model: ModelSpec, hw: HardwareProfile, *, input_len: int
     share = prefill.n_gpu * prefill_instances / gpus  # prefill GPUs price the input tokens
     return _result("disaggregated", model, hw, gpus, lam, input_len, output_len, input_len, s,
                    lam * s["latency"], kv_transfer=kv, share_prefill=share)
+
+
+@dataclass(frozen=True)
+class ClosedLoopRun:
+    """What an explicit simulation of a closed-loop benchmark measured (seconds)."""
+
+    concurrency: int
+    requests: int  # measured (after the warm-up)
+    ttft_mean_s: float
+    ttft_median_s: float
+    tpot_mean_s: float
+    decode_batch_mean: float  # time-averaged
+    request_rate_per_s: float
+
+
+def simulate_closed_loop(model: ModelSpec, hw: HardwareProfile, *, input_len: int, output_len: int,
+                         concurrency: int, tp: int = 1, pp: int = 1, ep: int = 1, chunk_tokens: int | None = None,
+                         engine: EngineProfile | None = None, warmup_rounds: int = 2, measured_rounds: int = 10,
+                         opts: CostOptions = CostOptions(), popts: PrefillOptions = PrefillOptions()) -> ClosedLoopRun:
+    """An explicit step-by-step simulation of a closed-loop benchmark: `concurrency` clients all
+    send at t = 0 (as genai-perf / AIPerf and `vllm bench serve --max-concurrency` start) and
+    each sends its next request when its last one completes; fixed I and O (ignore_eos).
+
+    Why a simulation beside the M/D/1 formula: with fixed lengths and simultaneous starts the
+    arrivals of a closed loop are not Poisson; prompts that share a step stay synchronised, in
+    bursts the formula does not see. Each step (continuous batching, FCFS): every running request
+    decodes one token; waiting prompts take the remaining token budget (chunk_tokens − running)
+    in arrival order, a prompt split over steps where it does not fit; a prompt is admitted only
+    while the KV cache has room. Step time = decode step at the running batch (model/terms.py)
+    + each chunk's marginal time (model/prefill.py, decode_tokens = the batch). A prompt's TTFT
+    ends with the step that finishes its prefill. The first `warmup_rounds` x C requests are
+    discarded and the next `measured_rounds` x C measured (NVIDIA's NIM benchmarking guide runs
+    genai-perf with --warmup-request-count 2C --request-count 10C)."""
+    _check_lengths(input_len, output_len)
+    check_prefill_layout(model, tp, pp, ep)
+    if not isinstance(concurrency, (int, np.integer)) or concurrency < 1:
+        raise RequestError("concurrency", concurrency, "concurrency must be a whole number of requests >= 1")
+    n = default_chunk_tokens(hw) if chunk_tokens is None else chunk_tokens
+    dep = Deployment(tp, pp, ep)
+    inst = _Instance(model, hw, dep, engine, input_len + output_len // 2, int(concurrency), opts, popts)
+    slots = int(math.floor(inst.max_batch_fitting()))
+    if slots < 1:
+        raise RequestError("concurrency", concurrency, f"one request of {input_len} + {output_len} tokens needs more "
+                                                       f"KV cache than the GPUs hold beside the weights")
+    grid = inst.batch
+
+    def bucket(b):  # marginal times vary slowly with the batch: price them on the grid's batches
+        return float(grid[min(int(np.searchsorted(grid, b)), len(grid) - 1)])
+
+    from collections import deque
+
+    waiting = deque((0.0, 0) for _ in range(concurrency))  # (arrival time, prompt tokens done)
+    prefilling = []  # admitted, prompt not finished: [arrival, done]
+    running = []  # [arrival, tokens still to generate]
+    now, issued = 0.0, concurrency
+    total = (warmup_rounds + measured_rounds) * concurrency
+    skip = warmup_rounds * concurrency
+    ttfts, tpots, first_at = [], [], {}
+    busy_b, busy_t = 0.0, 0.0
+    seq = 0
+    ids = deque(range(concurrency))
+    wait_ids = deque(ids)
+    pre_ids = []
+    run_ids = []
+    done_count = 0
+    while done_count < total:
+        b = len(running)
+        budget = max(n - b, 0)
+        # Admit waiting prompts while the KV cache has room.
+        while waiting and len(running) + len(prefilling) < slots:
+            prefilling.append(list(waiting.popleft()))
+            pre_ids.append(wait_ids.popleft())
+        chunks = []
+        for req in prefilling:
+            if budget <= 0:
+                break
+            take = min(input_len - req[1], budget)
+            chunks.append((req, take))
+            budget -= take
+        if b == 0 and not chunks:
+            break  # nothing to do (cannot happen in a closed loop with slots >= 1)
+        t = inst.t_decode(max(b, 1)) if b else 0.0
+        bb = bucket(max(b, 1))
+        for j, (req, take) in enumerate(chunks):
+            last = req[1] + take >= input_len
+            if b == 0 and j == 0:  # a step of prefill only: the chunk pays the step's overheads itself
+                t += inst.alone(int(take), int(req[1]), last)
+            else:
+                t += inst.marginal(bb, int(take), int(req[1]), last)
+        now += t
+        busy_b += b * t
+        busy_t += t
+        # Decode: one token each; completions re-issue at once.
+        still, still_ids = [], []
+        for req, rid in zip(running, run_ids):
+            req[1] -= 1
+            if req[1] <= 0:
+                done_count += 1
+                k = first_at.pop(rid)
+                if k[2] >= skip:
+                    tpots.append((now - k[1]) / max(output_len - 1, 1))
+                if issued < total:
+                    waiting.append((now, 0))
+                    wait_ids.append(seq + concurrency)
+                    seq += 1
+                    issued += 1
+            else:
+                still.append(req)
+                still_ids.append(rid)
+        running, run_ids = still, still_ids
+        # Prefill progress: a finished prompt has its first token now.
+        left, left_ids = [], []
+        for req, rid in zip(prefilling, pre_ids):
+            took = next((tk for r, tk in chunks if r is req), 0)
+            req[1] += took
+            if req[1] >= input_len:
+                order = rid
+                if order >= skip:
+                    ttfts.append(now - req[0])
+                first_at[rid] = (req[0], now, order)
+                if output_len > 1:
+                    running.append([req[0], output_len - 1])
+                    run_ids.append(rid)
+                else:
+                    done_count += 1
+                    first_at.pop(rid)
+                    if issued < total:
+                        waiting.append((now, 0))
+                        wait_ids.append(seq + concurrency)
+                        seq += 1
+                        issued += 1
+            else:
+                left.append(req)
+                left_ids.append(rid)
+        prefilling, pre_ids = left, left_ids
+    measured = len(ttfts)
+    return ClosedLoopRun(concurrency=int(concurrency), requests=measured,
+                         ttft_mean_s=float(np.mean(ttfts)) if ttfts else float("nan"),
+                         ttft_median_s=float(np.median(ttfts)) if ttfts else float("nan"),
+                         tpot_mean_s=float(np.mean(tpots)) if tpots else float("nan"),
+                         decode_batch_mean=busy_b / busy_t if busy_t else 0.0,
+                         request_rate_per_s=done_count / now if now else 0.0)
