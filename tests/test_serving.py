@@ -131,3 +131,32 @@ def test_closed_loop_simulation_burst_by_hand(llama8b, h100):
              .t_prefill_s + prefill_chunk(llama8b, h100, tokens=2192, last_chunk=False, decode_tokens=1).t_prefill_s)
     step2 = prefill_chunk(llama8b, h100, tokens=3808, prior_tokens=2192).t_prefill_s
     assert run.ttft_mean_s == pytest.approx((step1 + (step1 + step2)) / 2, rel=1e-9)
+
+
+def test_predict_cli_request_figures(capsys):
+    import json
+
+    from inferecon import cli
+
+    assert cli.main(["predict", "--model", "llama-3-8b", "--input-len", "2048", "--output-len", "256",
+                     "--draws", "0", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out.splitlines()[0])
+    req = d["request"]
+    # Lone prompt: TTFT is the prefill; $/M input = 1 GPU x $2.00/h x TTFT / 2048 tokens.
+    assert req["ttft_ms"] == pytest.approx(req["prefill_ms"])
+    assert req["usd_per_m_input_tokens"] == pytest.approx(2.00 / 3600 * req["ttft_ms"] / 1e3 / 2048 * 1e6, rel=1e-9)
+    assert d["context"] == 2048 + 128  # decode context defaults to input + output / 2
+    assert req["request_latency_s"] == pytest.approx(req["ttft_ms"] / 1e3 + 255 * req["tpot_ms"] / 1e3)
+    assert cli.main(["predict", "--model", "llama-3-8b", "--input-len", "5000", "--output-len", "500",
+                     "--concurrency", "25", "--draws", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "25 concurrent clients" in out and "TTFT" in out and "M/D/1" in out
+
+
+def test_predict_cli_bad_requests_are_one_line(capsys):
+    from cli_check import one_line_error
+
+    assert "queue grows without bound" in one_line_error(
+        capsys, ["predict", "--model", "llama-3-8b", "--input-len", "8192", "--output-len", "10",
+                 "--request-rate", "500", "--draws", "0"])
+    assert "--input-len" in one_line_error(capsys, ["predict", "--model", "llama-3-8b", "--concurrency", "4"])
