@@ -121,7 +121,7 @@ def test_text_row_with_wrong_elements_is_not_fitted(tmp_path):
 
 
 def test_deeply_nested_json_is_one_line(tmp_path):
-    p = _write(tmp_path, "{" + '"a":[' * 100000 + "]" * 100000 + "}")
+    p = _write(tmp_path, '{"a": ' + "[" * 100000 + "]" * 100000 + "}")
     with pytest.raises(UserError) as exc:
         read_nccl_tests(str(p))
-    assert "all_reduce_perf.json" in str(exc.value)
+    assert "all_reduce_perf.json" in str(exc.value) and "nested too deeply" in str(exc.value)

@@ -88,3 +88,7 @@ def load_json(path, what: str):
         raise UserError(f"{path}: a directory, not a {what}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: not valid JSON ({getattr(exc, 'msg', exc)})") from None
+    except RecursionError:
+        raise UserError(f"{path}: JSON nested too deeply to be a {what}") from None
+    except ValueError as exc:  # a number of more than 4,300 digits (int_max_str_digits)
+        raise UserError(f"{path}: not a {what} ({str(exc).split(':')[0]})") from None

@@ -77,7 +77,11 @@ def read_engine_results(path: str | Path) -> list[EngineRun]:
     if stripped.startswith("{"):
         try:
             data = json.loads(stripped)
-        except json.JSONDecodeError:
+        except RecursionError:
+            raise UserError(f"{src}: JSON nested too deeply to be an engine result") from None
+        except ValueError as exc:
+            if not isinstance(exc, json.JSONDecodeError):  # a number of more than 4,300 digits
+                raise UserError(f"{src}: not an engine result ({exc})") from None
             # JSON Lines: every line parsed before any is read, so a broken line is named first.
             objs = [(i, _json_line(line, src, i)) for i, line in enumerate(stripped.splitlines(), 1) if line.strip()]
             return [_from_json(d, f"{src}:{i}") for i, d in objs]
@@ -102,6 +106,8 @@ def _json_line(line: str, src: str, i: int) -> dict:
         return json.loads(line)
     except json.JSONDecodeError as exc:
         raise UserError(f"{src}:{i}: not valid JSON ({exc.msg})") from None
+    except (ValueError, RecursionError) as exc:  # 5000-digit numbers, deep nesting
+        raise UserError(f"{src}:{i}: not an engine result ({str(exc)[:80] or 'nested too deeply'})") from None
 
 
 def _from_json(d, src: str) -> EngineRun:
@@ -118,29 +124,81 @@ def _from_json(d, src: str) -> EngineRun:
 
 
 # -- helpers -------------------------------------------------------------------------------------
-def _num(value, what: str, src: str, positive: bool = True) -> float:
+# Physical bounds of what a serving benchmark can report. A per-token time beyond a minute, or
+# below a microsecond, is a unit slip (ns or µs read as ms) or a corrupt file, not a measurement.
+# 2^20 sequences in flight is the command line's largest batch (cli_args.BATCH); 10 M tokens the
+# longest context it accepts.
+TPOT_MS_RANGE = (1e-3, 60_000.0)
+MAX_CONCURRENCY = 1_048_576
+MAX_TOKENS = 10_000_000
+MAX_PARALLEL = 65_536
+_BOUNDS = {"tpot": TPOT_MS_RANGE, "concurrency": (0.0, MAX_CONCURRENCY), "length": (0.0, MAX_TOKENS),
+           "count": (0.0, 1e15)}
+
+
+def _num(value, what: str, src: str, positive: bool = True, kind: str | None = None, text_ok: bool = True,
+         scale: float = 1.0) -> float:
+    """A finite positive figure, read from a JSON number (or, with `text_ok`, a number printed in a
+    text report), times `scale` (a unit conversion), inside its kind's physical range. A boolean
+    (`"completed": true`), a list, an object, or in JSON a quoted number is refused in one line."""
+    if isinstance(value, bool) or isinstance(value, (list, dict)) or (isinstance(value, str) and not text_ok):
+        shown = str(value).lower() if isinstance(value, bool) else ("a list" if isinstance(value, list) else
+                                                                    "an object" if isinstance(value, dict) else repr(value))
+        raise UserError(f"{src}: {what} must be a number, got {shown}")
     try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise UserError(f"{src}: {what} must be a number, got {value!r}") from None
+        x = float(value) * scale
+    except (TypeError, ValueError, OverflowError):
+        raise UserError(f"{src}: {what} must be a number, got {str(value)[:40]!r}") from None
     if not math.isfinite(x) or (positive and x <= 0):
-        raise UserError(f"{src}: {what} must be a positive number, got {value!r}")
+        raise UserError(f"{src}: {what} must be a positive number, got {str(value)[:40]}")
+    if kind is not None:
+        lo, hi = _BOUNDS[kind]
+        if not lo <= x <= hi:
+            unit = " ms" if kind == "tpot" else ""
+            hint = " (a unit slip: ns or µs read as ms?)" if kind == "tpot" else ""
+            raise UserError(f"{src}: {what} = {x:g}{unit} is outside the physical range [{lo:g}, {hi:g}]{hint}")
     return x
 
 
-def _first(d: dict, keys, what: str, src: str) -> tuple[float, str]:
+def _jnum(value, what: str, src: str, kind: str | None = None, scale: float = 1.0) -> float:
+    """_num for a JSON field: a number written as a string is not the format's."""
+    return _num(value, what, src, kind=kind, text_ok=False, scale=scale)
+
+
+def _obj(d: dict, key: str, src: str, where: str = "") -> dict:
+    """d[key] as an object ({} where absent); a string or list there is refused naming the field."""
+    value = d.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        kind = "a list" if isinstance(value, list) else repr(value)[:40]
+        raise UserError(f"{src}: {where}{key} must be an object, got {kind}")
+    return value
+
+
+def _first(d: dict, keys, what: str, src: str, kind: str | None = None) -> tuple[float, str]:
     for k in keys:
         if d.get(k) is not None:
-            return _num(d[k], k, src), k
+            return _jnum(d[k], k, src, kind=kind), k
     raise UserError(f"{src}: no {what} ({' / '.join(keys)})")
 
 
-def _opt_int(value) -> int | None:
-    try:
-        v = int(value)
-    except (TypeError, ValueError):
+def _opt_int(value, what: str = "parallel size", src: str = "") -> int | None:
+    """A parallel degree (TP, PP, EP) where the file records one: a whole number from 1 to 65,536.
+    None where absent (or written as null / "N/A"); 2.5, true, 0 or -2 are refused, not rounded."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "n/a", "none", "null")):
         return None
-    return v if v >= 1 else None
+    if isinstance(value, bool) or isinstance(value, (list, dict)):
+        raise UserError(f"{src}: {what} must be a whole number, got {str(value).lower()[:40]}")
+    try:
+        x = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise UserError(f"{src}: {what} must be a whole number, got {str(value)[:40]!r}") from None
+    if not math.isfinite(x) or x != int(x):
+        raise UserError(f"{src}: {what} must be a whole number, got {value}")
+    if not 1 <= x <= MAX_PARALLEL:
+        raise UserError(f"{src}: {what} = {int(x)} is outside [1, {MAX_PARALLEL:,}]")
+    return int(x)
 
 
 def _finite(value) -> float | None:
@@ -185,20 +243,24 @@ def _serving_json(d: dict, src: str) -> EngineRun:
     backend = str(d.get("backend") or fmt).lower()
     engine = _ENGINE_OF_BACKEND.get(backend, backend)
     tpot, metric = _first(d, ("median_tpot_ms", "mean_tpot_ms", "median_itl_ms", "mean_itl_ms"),
-                          "per-output-token time", src)
-    completed = _num(d.get("completed"), "completed", src)
-    input_len = _num(d.get("total_input_tokens"), "total_input_tokens", src) / completed
-    output_len = _num(d.get("total_output_tokens"), "total_output_tokens", src) / completed
+                          "per-output-token time", src, kind="tpot")
+    completed = _jnum(d.get("completed"), "completed", src, kind="count")
+    if completed != int(completed):
+        raise UserError(f"{src}: completed must be a whole number of requests, got {completed:g}")
+    input_len = _jnum(d.get("total_input_tokens"), "total_input_tokens", src, kind="count") / completed
+    output_len = _jnum(d.get("total_output_tokens"), "total_output_tokens", src, kind="count") / completed
+    _num(input_len, "total_input_tokens / completed", src, kind="length")
+    _num(output_len, "total_output_tokens / completed", src, kind="length")
     conc, conc_from = _serving_concurrency(d, src)
-    meta = d.get("metadata") if isinstance(d.get("metadata"), dict) else {}
+    meta = _obj(d, "metadata", src)
     merged = {**meta, **d}
     return EngineRun(
         source=src, format=fmt, engine=engine, concurrency=conc, concurrency_from=conc_from,
         input_len=input_len, output_len=output_len, tpot_ms=tpot, tpot_metric=metric,
         model=merged.get("model_id") or merged.get("model") or merged.get("tokenizer_id"),
-        tp=_opt_int(merged.get("tensor_parallel_size", merged.get("tp_size", merged.get("tp")))),
-        pp=_opt_int(merged.get("pipeline_parallel_size", merged.get("pp_size"))),
-        ep=_opt_int(merged.get("expert_parallel_size", merged.get("ep_size"))),
+        tp=_opt_int(merged.get("tensor_parallel_size", merged.get("tp_size", merged.get("tp"))), "tensor_parallel_size", src),
+        pp=_opt_int(merged.get("pipeline_parallel_size", merged.get("pp_size")), "pipeline_parallel_size", src),
+        ep=_opt_int(merged.get("expert_parallel_size", merged.get("ep_size")), "expert_parallel_size", src),
         weight_bits=quant_bits(merged.get("quantization")),
         kv_bits=quant_bits(merged.get("kv_cache_dtype")),
         gpu=merged.get("gpu") or merged.get("device"),
@@ -210,40 +272,45 @@ def _serving_concurrency(d: dict, src: str) -> tuple[float, str]:
     """max_concurrency where the run capped it; otherwise the mean number of requests in flight
     by Little's law (request throughput x mean end-to-end latency), as SGLang's `concurrency`."""
     if d.get("max_concurrency") is not None:
-        conc = _num(d["max_concurrency"], "max_concurrency", src)
+        conc = _jnum(d["max_concurrency"], "max_concurrency", src, kind="concurrency")
         completed = _finite(d.get("completed"))
         if completed is not None and completed < conc:
             return completed, "completed (fewer requests than max_concurrency)"
         return conc, "max_concurrency"
     if _finite(d.get("concurrency")):
-        return _num(d["concurrency"], "concurrency", src), "concurrency (Little's law)"
+        return _jnum(d["concurrency"], "concurrency", src, kind="concurrency"), "concurrency (Little's law)"
     rate = _finite(d.get("request_throughput"))
     e2e = _finite(d.get("mean_e2el_ms", d.get("mean_e2e_latency_ms")))
     if rate and e2e:
-        return rate * e2e / 1e3, "Little's law (request_throughput x mean_e2el_ms)"
+        conc = _num(rate * e2e / 1e3, "request_throughput x mean_e2el_ms", src, kind="concurrency")
+        return conc, "Little's law (request_throughput x mean_e2el_ms)"
     raise UserError(f"{src}: no concurrency (max_concurrency, or request_throughput with mean_e2el_ms)")
 
 
 # -- genai-perf ------------------------------------------------------------------------------------
-_TIME_UNITS_MS = {"ms": 1.0, "s": 1e3, "sec": 1e3, "us": 1e-3, "ns": 1e-6}
+_TIME_UNITS_MS = {"ms": 1.0, "msec": 1.0, "milliseconds": 1.0, "s": 1e3, "sec": 1e3, "seconds": 1e3,
+                  "us": 1e-3, "µs": 1e-3, "μs": 1e-3, "usec": 1e-3, "microseconds": 1e-3,
+                  "ns": 1e-6, "nsec": 1e-6, "nanoseconds": 1e-6}
 
 
 def _genai_perf_json(d: dict, src: str) -> EngineRun:
-    itl = d["inter_token_latency"]
-    unit = str(itl.get("unit", "ms")).lower()
-    if unit not in _TIME_UNITS_MS:
-        raise UserError(f"{src}: inter_token_latency unit {unit!r} is not a time unit")
+    itl = _obj(d, "inter_token_latency", src)
+    unit = itl.get("unit", "ms")
+    if not isinstance(unit, str) or unit.strip().lower() not in _TIME_UNITS_MS:
+        raise UserError(f"{src}: inter_token_latency.unit {unit!r} is not a time unit (ms, us, ns, s)")
+    unit = unit.strip().lower()
     stat = "p50" if itl.get("p50") is not None else "avg"
-    tpot = _num(itl.get(stat), f"inter_token_latency.{stat}", src) * _TIME_UNITS_MS[unit]
-    cfg = d.get("input_config") if isinstance(d.get("input_config"), dict) else {}
-    stimulus = ((cfg.get("perf_analyzer") or {}).get("stimulus") or {}) if isinstance(cfg.get("perf_analyzer"), dict) else {}
+    # In the file's own unit, then checked as ms: a per-token time outside [1 µs, 1 min] is refused.
+    tpot = _jnum(itl.get(stat), f"inter_token_latency.{stat} ({unit})", src, kind="tpot", scale=_TIME_UNITS_MS[unit])
+    cfg = _obj(d, "input_config", src)
+    stimulus = _obj(_obj(cfg, "perf_analyzer", src, "input_config."), "stimulus", src, "input_config.perf_analyzer.")
     conc, conc_from = None, ""
     for value, name in ((cfg.get("concurrency"), "input_config.concurrency"),
                         (stimulus.get("concurrency"), "input_config.perf_analyzer.stimulus.concurrency"),
                         (d.get("concurrency"), "concurrency"),
                         (_concurrency_from_path(src), "the artifact path (...-concurrencyN)")):
-        if _finite(value):
-            conc, conc_from = float(value), name
+        if value is not None:
+            conc, conc_from = _num(value, name, src, kind="concurrency", text_ok=False), name
             break
     if conc is None:
         raise UserError(f"{src}: no concurrency (input_config.concurrency, or a ...-concurrencyN artifact path)")
@@ -253,8 +320,8 @@ def _genai_perf_json(d: dict, src: str) -> EngineRun:
     return EngineRun(
         source=src, format="genai-perf", engine=str(cfg.get("backend") or cfg.get("service_kind") or "unknown"),
         concurrency=conc, concurrency_from=conc_from,
-        input_len=_num((d.get("input_sequence_length") or {}).get("avg"), "input_sequence_length.avg", src),
-        output_len=_num((d.get("output_sequence_length") or {}).get("avg"), "output_sequence_length.avg", src),
+        input_len=_jnum(_obj(d, "input_sequence_length", src).get("avg"), "input_sequence_length.avg", src, kind="length"),
+        output_len=_jnum(_obj(d, "output_sequence_length", src).get("avg"), "output_sequence_length.avg", src, kind="length"),
         tpot_ms=tpot, tpot_metric=f"inter_token_latency.{stat}", model=model,
     )
 
@@ -286,7 +353,13 @@ def _genai_perf_csv(text: str, src: str) -> EngineRun:
     itl, key, name = stat("inter token latency")
     if itl is None:
         raise UserError(f"{src}: genai-perf CSV without an 'Inter Token Latency' row (was the run --streaming?)")
-    scale = 1e3 if "(s)" in name or "(sec)" in name else 1.0
+    # The unit is in the row's name, "Inter Token Latency (ms)"; genai-perf and aiperf have
+    # written ms, and exports in ns or µs exist: read as ms, ns would be 10^6 x too slow.
+    m = re.search(r"\(([^)]*)\)", name)
+    unit = m.group(1).strip().lower() if m else "ms"
+    if unit not in _TIME_UNITS_MS:
+        raise UserError(f"{src}: the '{name}' row's unit {unit!r} is not a time unit (ms, us, ns, s)")
+    scale = _TIME_UNITS_MS[unit]
     conc = _concurrency_from_path(src)
     if conc is None:
         raise UserError(f"{src}: the genai-perf CSV records no concurrency; keep it in its artifact folder "
@@ -296,37 +369,49 @@ def _genai_perf_csv(text: str, src: str) -> EngineRun:
     return EngineRun(
         source=src, format="genai-perf", engine="unknown", concurrency=conc,
         concurrency_from="the artifact path (...-concurrencyN)",
-        input_len=_num(isl, "Input Sequence Length", src), output_len=_num(osl, "Output Sequence Length", src),
-        tpot_ms=_num(itl, "Inter Token Latency", src) * scale, tpot_metric=f"Inter Token Latency {key}",
+        input_len=_num(isl, "Input Sequence Length", src, kind="length"),
+        output_len=_num(osl, "Output Sequence Length", src, kind="length"),
+        tpot_ms=_num(itl, f"Inter Token Latency ({unit})", src, kind="tpot", scale=scale), tpot_metric=f"Inter Token Latency {key}",
     )
 
 
 # -- trtllm-bench ----------------------------------------------------------------------------------
 def _trtllm_json(d: dict, src: str) -> EngineRun:
-    engine = d.get("engine") or {}
-    world = d.get("world_info") or {}
-    req = d.get("request_info") or {}
-    stream = d.get("streaming_metrics")
-    if not isinstance(stream, dict):
+    engine = _obj(d, "engine", src)
+    world = _obj(d, "world_info", src)
+    req = _obj(d, "request_info", src)
+    if d.get("streaming_metrics") is None:
         raise UserError(f"{src}: trtllm-bench report without streaming_metrics: rerun with --streaming for a per-token time")
-    pct = stream.get("tpot_percentiles") or {}
+    stream = _obj(d, "streaming_metrics", src)
+    pct = _obj(stream, "tpot_percentiles", src, "streaming_metrics.")
     if pct.get("p50") is not None:
-        tpot, metric = _num(pct["p50"], "tpot_percentiles.p50", src), "tpot_percentiles.p50"
+        tpot, metric = _jnum(pct["p50"], "tpot_percentiles.p50", src, kind="tpot"), "tpot_percentiles.p50"
     else:
-        tpot, metric = _num(stream.get("avg_tpot_ms"), "avg_tpot_ms", src), "avg_tpot_ms"
-    conc = _num(req.get("avg_num_concurrent_requests"), "request_info.avg_num_concurrent_requests", src)
-    machine = d.get("machine") if isinstance(d.get("machine"), dict) else {}
+        tpot, metric = _jnum(stream.get("avg_tpot_ms"), "avg_tpot_ms", src, kind="tpot"), "avg_tpot_ms"
+    conc = _jnum(req.get("avg_num_concurrent_requests"), "request_info.avg_num_concurrent_requests", src,
+                 kind="concurrency")
+    machine = _obj(d, "machine", src)
     return EngineRun(
         source=src, format="trtllm-bench", engine="trtllm", concurrency=conc,
         concurrency_from="avg_num_concurrent_requests",
-        input_len=_num(req.get("avg_input_length"), "avg_input_length", src),
-        output_len=_num(req.get("avg_output_length"), "avg_output_length", src),
-        tpot_ms=tpot, tpot_metric=metric, model=engine.get("model"),
-        tp=_opt_int(world.get("tp_size")), pp=_opt_int(world.get("pp_size")), ep=_opt_int(world.get("ep_size")),
+        input_len=_jnum(req.get("avg_input_length"), "request_info.avg_input_length", src, kind="length"),
+        output_len=_jnum(req.get("avg_output_length"), "request_info.avg_output_length", src, kind="length"),
+        tpot_ms=tpot, tpot_metric=metric, model=_text(engine.get("model"), "engine.model", src),
+        tp=_opt_int(world.get("tp_size"), "world_info.tp_size", src),
+        pp=_opt_int(world.get("pp_size"), "world_info.pp_size", src),
+        ep=_opt_int(world.get("ep_size"), "world_info.ep_size", src),
         weight_bits=quant_bits(engine.get("quantization")) or quant_bits(engine.get("dtype")),
         kv_bits=quant_bits(engine.get("kv_cache_dtype")),
-        gpu=machine.get("name"), version=str(engine["version"]) if engine.get("version") else None,
+        gpu=_text(machine.get("name"), "machine.name", src),
+        version=str(engine["version"]) if engine.get("version") else None,
     )
+
+
+def _text(value, what: str, src: str) -> str | None:
+    """A name (model, GPU) where the file records one; a number or list there is refused."""
+    if value is None or isinstance(value, str):
+        return value
+    raise UserError(f"{src}: {what} must be a string, got {str(value)[:40]}")
 
 
 def _trtllm_text(text: str, src: str) -> EngineRun:
@@ -337,9 +422,9 @@ def _trtllm_text(text: str, src: str) -> EngineRun:
     tpot, metric = None, None
     p50 = re.search(r"^\s*\[TPOT\]\s*P50\s*:\s*([0-9.eE+-]+)", text, re.MULTILINE)
     if p50:
-        tpot, metric = _num(p50.group(1), "[TPOT] P50", src), "[TPOT] P50"
+        tpot, metric = _num(p50.group(1), "[TPOT] P50", src, kind="tpot"), "[TPOT] P50"
     elif field("Average time-per-output-token [TPOT] (ms)"):
-        tpot = _num(field("Average time-per-output-token [TPOT] (ms)"), "average TPOT", src)
+        tpot = _num(field("Average time-per-output-token [TPOT] (ms)"), "average TPOT", src, kind="tpot")
         metric = "Average time-per-output-token [TPOT] (ms)"
     if tpot is None:
         raise UserError(f"{src}: trtllm-bench output without a TPOT: rerun with --streaming for a per-token time")
@@ -356,11 +441,13 @@ def _trtllm_text(text: str, src: str) -> EngineRun:
     kv = field("KV Cache Dtype")
     return EngineRun(
         source=src, format="trtllm-bench", engine="trtllm",
-        concurrency=_num(conc, "Number of concurrent requests", src), concurrency_from="Number of concurrent requests",
-        input_len=_num(field("Average Input Length (tokens)"), "Average Input Length", src),
-        output_len=_num(field("Average Output Length (tokens)"), "Average Output Length", src),
+        concurrency=_num(conc, "Number of concurrent requests", src, kind="concurrency"),
+        concurrency_from="Number of concurrent requests",
+        input_len=_num(field("Average Input Length (tokens)"), "Average Input Length", src, kind="length"),
+        output_len=_num(field("Average Output Length (tokens)"), "Average Output Length", src, kind="length"),
         tpot_ms=tpot, tpot_metric=metric, model=field("Model"),
-        tp=_opt_int(field("TP Size")), pp=_opt_int(field("PP Size")), ep=_opt_int(field("EP Size")),
+        tp=_opt_int(field("TP Size"), "TP Size", src), pp=_opt_int(field("PP Size"), "PP Size", src),
+        ep=_opt_int(field("EP Size"), "EP Size", src),
         weight_bits=weight_bits, kv_bits=quant_bits(kv),
         gpu=gpu, version=field("TensorRT LLM Version") or field("TensorRT-LLM Version"),
     )

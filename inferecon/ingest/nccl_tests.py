@@ -552,6 +552,8 @@ def _json_table(path, text, sha, spec, gpus_per_node):
         raise UserError(f"{path}:{exc.lineno}: not valid nccl-tests JSON ({exc.msg})") from None
     except RecursionError:
         raise UserError(f"{path}: JSON nested too deeply to be an nccl-tests -J document") from None
+    except ValueError as exc:  # a number of more than 4,300 digits
+        raise UserError(f"{path}: not an nccl-tests -J document ({exc})") from None
     if not isinstance(doc, dict):
         raise UserError(f"{path}: not an nccl-tests -J document (a JSON object with results)")
     f = JsonFields(path, "nccl-tests -J document")
