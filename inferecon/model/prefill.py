@@ -218,24 +218,40 @@ def _token_ops(model, hw, acc, m, lm_rows, tp, pp, ep, op_level, pricing):
     gemm(1.0 / pp, lm_rows, model.vocab_size / tp, d)
 
     if tp > 1 and m > 0:
-        acc.add("allreduce", network=2.0 * layers * _one(net.collective_time_s(
-            hw, net.ALL_REDUCE, np.asarray([tp]), 1, np.asarray([m * d * model.act_bytes]))))
+        acc.add("allreduce", network=2.0 * layers * _collective_s(hw, net.ALL_REDUCE, tp, 1, m * d * model.act_bytes))
     if model.is_moe and ep > 1 and m > 0:
         from inferecon.model.terms import dispatch_bytes
 
         a2a_bytes = m * model.n_active_experts * d * dispatch_bytes(model, hw) / tp
-        acc.add("moe_all_to_all", network=2.0 * moe_layers * _one(net.collective_time_s(
-            hw, net.ALL_TO_ALL, np.asarray([ep]), np.asarray([tp]), np.asarray([a2a_bytes]))))
+        acc.add("moe_all_to_all", network=2.0 * moe_layers * _collective_s(hw, net.ALL_TO_ALL, ep, tp, a2a_bytes))
     if pp > 1 and m > 0:
         stride = min(tp * ep, hw.network.gpus_per_node)
-        hop = _one(net.collective_time_s(hw, net.SEND_RECV, np.asarray([2]), np.asarray([stride]),
-                                         np.asarray([m * d * model.act_bytes])))
+        hop = _collective_s(hw, net.SEND_RECV, 2, stride, m * d * model.act_bytes)
         acc.add("pipeline", network=(pp - 1) * hop / pp)  # scaled back by pp with the stage
     return flops
 
 
 def _one(x) -> float:
     return float(np.asarray(x).reshape(-1)[0])
+
+
+_COLLECTIVE_CACHE: dict = {}
+
+
+def _collective_s(hw, op, group, stride, nbytes) -> float:
+    """One collective's time (model/network.py), memoised per profile: a serving or frontier
+    question prices the same few messages thousands of times, and each call is a vectorised
+    model evaluated on one element. The profile object is kept with the value, so an id reused
+    after garbage collection never returns another profile's time."""
+    key = (id(hw), op, int(group), int(stride), float(nbytes))
+    hit = _COLLECTIVE_CACHE.get(key)
+    if hit is not None and hit[0] is hw:
+        return hit[1]
+    if len(_COLLECTIVE_CACHE) > 50_000:
+        _COLLECTIVE_CACHE.clear()
+    value = _one(net.collective_time_s(hw, op, np.asarray([group]), np.asarray([stride]), np.asarray([nbytes])))
+    _COLLECTIVE_CACHE[key] = (hw, value)
+    return value
 
 
 def prefill_chunk(model: ModelSpec, hw: HardwareProfile, *, tokens: int, prior_tokens: int = 0, tp: int = 1,
