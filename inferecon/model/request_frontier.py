@@ -39,7 +39,7 @@ def _prefill_marginal_s(model, hw, tp, pp, ep, batch, input_len, chunk, engine, 
     """A prompt's marginal prefill time riding in decode steps of `batch` tokens, interpolated in
     log(batch) between knots (the marginal GEMM time varies slowly with the batch)."""
     key = (tp, pp, ep)
-    knots = sorted({k for k in _BATCH_KNOTS if k < chunk} | {chunk - 1})
+    knots = sorted({k for k in _BATCH_KNOTS if k <= chunk // 2} | {chunk // 2})
     if key not in cache:
         vals = []
         for b in knots:
@@ -65,9 +65,9 @@ def request_table(model: ModelSpec, hw: HardwareProfile, *, input_len: int, outp
     one_d = np.flatnonzero(lay.tp_r == 1)
     lay = lay.subset(one_d)
     res = evaluate(model, hw, lay, context, opts=opts, engine=engine)
-    # A batch that fills the token budget leaves no room for prefill chunks (the engine would
-    # never admit a new prompt): not a configuration.
-    ok = np.asarray(res.feasible) & (lay.batch < chunk)
+    # A batch that takes more than half the token budget per step leaves prompts to trickle in
+    # a few tokens a step: not searched (and a batch filling it would never admit one).
+    ok = np.asarray(res.feasible) & (lay.batch <= chunk // 2)
     if not ok.any():
         raise RequestError("max_gpus", space.max_gpus,
                            f"{model.name} with {input_len} + {output_len}-token requests does not fit on up to "
