@@ -42,7 +42,7 @@ def _refused(argv, capsys, message):
 # Numbers on the command line
 
 FRONTIER_NUMBERS = [
-    (["--price", "inf"], "argument --price: must be a finite number in (0, 1000]"),
+    (["--price", "inf"], "argument --price: must be a finite number in [0.001, 1000]"),
     (["--price", "nan"], "argument --price"),
     (["--price", "1e308"], "got 1e308"),  # used to print costs with 300 digits
     (["--price", "0"], "argument --price"),

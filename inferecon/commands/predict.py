@@ -77,6 +77,8 @@ def run(args) -> int:
     if args.price is not None:
         hw = hw.with_price(args.price)
     model = resolve_model(args.model).with_precision(args.precision, args.kv_precision)
+    if model.context_note(args.context):  # on stderr: --json output stays one object per line
+        print(f"inferecon: note: {model.context_note(args.context)}", file=sys.stderr)
     if 32 in (model.weight_bits, model.kv_bits):
         from inferecon.calibration.engine_fit import prices_fp32
 

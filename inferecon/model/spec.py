@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from inferecon.core.errors import UserError, load_json
-from inferecon.model.spec_checks import check_hf_config
+from inferecon.model.spec_checks import check_hf_config, max_context_tokens
 
 # 32-bit is for CPU validation runs (fp32 decoders); GPUs serve 16-bit and below.
 WEIGHT_BITS = (32, 16, 8, 4)
@@ -61,6 +61,9 @@ class ModelSpec:
     published_params_b: float | None = None
     published_active_params_b: float | None = None
     source: str = ""
+    # The longest context the model handles (config.json's max_position_embeddings or its rope
+    # scaling's reach); None where unknown. A longer --context is priced with a note, not refused.
+    max_context_tokens: int | None = None
 
     def __post_init__(self):
         for f in ("n_layers", "d_model", "n_heads", "n_kv_heads", "d_head", "vocab_size"):
@@ -200,6 +203,15 @@ class ModelSpec:
         return self.matmul_flop_per_token + self.attention_flop_per_token(context)
 
     # -- variants ------------------------------------------------------------------------
+    def context_note(self, context: int) -> str | None:
+        """A note where `context` is beyond the longest context the model handles: the figures
+        are still given (the KV cache is sized as asked), but no such model serves it."""
+        if self.max_context_tokens and context > self.max_context_tokens:
+            return (f"{self.name}: context {context:,} tokens is beyond the model's {self.max_context_tokens:,} "
+                    "(max_position_embeddings or its rope scaling's reach): priced as asked, but the model does "
+                    "not serve it")
+        return None
+
     def with_precision(self, weight_bits: int | None = None, kv_bits: int | None = None) -> "ModelSpec":
         changes = {}
         if weight_bits is not None:
@@ -270,7 +282,7 @@ def _from_hf_dict(cfg: dict, name: str, source: str) -> ModelSpec:
         d_ff=d_ff,
         vocab_size=get("vocab_size"),
         mlp_matrices=3 if gated else 2,
-        tied_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+        tied_embeddings=cfg.get("tie_word_embeddings") is True,  # a JSON boolean (spec_checks refuses others)
         learned_positions=get("n_positions", default=0, required=False) or 0
         if str(cfg.get("model_type", "")) in ("gpt2", "gpt3", "openai-gpt") else 0,
         n_experts=n_experts if moe else 0,
@@ -285,6 +297,7 @@ def _from_hf_dict(cfg: dict, name: str, source: str) -> ModelSpec:
         qk_nope_dim=get("qk_nope_head_dim", default=0, required=False) or 0,
         v_head_dim=get("v_head_dim", default=0, required=False) or 0,
         source=f"Hugging Face config {source}",
+        max_context_tokens=max_context_tokens(cfg, source),
     )
     if spec.is_mla and not (spec.qk_nope_dim and spec.v_head_dim):
         raise UserError(f"{source}: MLA config needs qk_nope_head_dim and v_head_dim")

@@ -23,6 +23,15 @@ _NONNEG = ("num_local_experts", "num_experts", "n_routed_experts", "num_experts_
            "qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim", "n_positions")
 
 
+# No released model comes near these (the widest d_ff is ~10^5, the largest vocabulary ~2.6x10^5,
+# the deepest ~126 layers, the most experts 384); a larger size is a broken file, and evaluating
+# it would overflow the byte counts (a 5000-digit hidden_size is an OverflowError otherwise).
+MAX_SIZE = 1 << 24
+# Flags a config.json writes as JSON booleans; a string "false" is truthy in Python and would be
+# read as true, so anything but true/false is refused.
+_BOOLEANS = ("tie_word_embeddings", "use_cache", "attention_bias", "mlp_bias", "tie_encoder_decoder")
+
+
 def _size(cfg: dict, key: str, source: str, positive: bool):
     """The whole number at cfg[key], None where absent; a UserError where it is not one."""
     value = cfg.get(key)
@@ -34,7 +43,31 @@ def _size(cfg: dict, key: str, source: str, positive: bool):
         raise UserError(f"{source}: {key} must be a whole number, got {value!r}")
     if value < 0 or (positive and value == 0):
         raise UserError(f"{source}: {key} must be {'positive' if positive else 'zero or more'}, got {value!r}")
+    if value > MAX_SIZE:
+        shown = f"{value:g}" if isinstance(value, float) else (f"{value:,}" if value < 10**30 else f"a {len(str(value))}-digit number")
+        raise UserError(f"{source}: {key} {shown} is beyond any model's (at most {MAX_SIZE:,}): a broken config?")
     return int(value)
+
+
+def max_context_tokens(cfg: dict, source: str) -> int | None:
+    """The longest context the model was trained or scaled to: max_position_embeddings, or its
+    rope scaling's reach (original_max_position_embeddings x factor, as YaRN and linear scaling
+    define it), whichever is larger; None where the config states neither."""
+    base = _size(cfg, "max_position_embeddings", source, True)
+    rope = cfg.get("rope_scaling")
+    if rope is not None and not isinstance(rope, dict):
+        raise UserError(f"{source}: rope_scaling must be an object or null, got {rope!r}"[:200])
+    reach = None
+    if rope:
+        factor = rope.get("factor")
+        original = rope.get("original_max_position_embeddings", base)
+        if factor is not None:
+            if isinstance(factor, bool) or not isinstance(factor, Real) or not math.isfinite(factor) or factor <= 0:
+                raise UserError(f"{source}: rope_scaling.factor must be a positive number, got {factor!r}")
+            if isinstance(original, Real) and not isinstance(original, bool) and math.isfinite(original) and original > 0:
+                reach = int(original * factor)
+    known = [v for v in (base, reach) if v]
+    return max(known) if known else None
 
 
 def _first(sizes: dict, *keys):
@@ -44,6 +77,9 @@ def _first(sizes: dict, *keys):
 def check_hf_config(cfg: dict, source: str) -> None:
     """Raise a one-line UserError for the first size that is not a whole number in range, or
     the first pair of shapes that do not fit together."""
+    for key in _BOOLEANS:
+        if key in cfg and cfg[key] is not None and not isinstance(cfg[key], bool):
+            raise UserError(f"{source}: {key} must be true or false (a JSON boolean), got {cfg[key]!r}"[:200])
     sizes = {k: _size(cfg, k, source, True) for k in _POSITIVE}
     sizes.update({k: _size(cfg, k, source, False) for k in _NONNEG})
     d_model = _first(sizes, "hidden_size", "n_embd", "d_model")
