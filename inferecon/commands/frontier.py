@@ -144,6 +144,9 @@ def run(args: argparse.Namespace) -> int:
     names = model_display_names(entries, specs, _named(args.name, "--name") if args.name is not None else None)
     models = [dataclasses.replace(s, name=n).with_precision(args.precision, args.kv_precision)
               for s, n in zip(specs, names)]
+    for m in models:
+        if m.context_note(args.context):
+            print(f"note: {m.context_note(args.context)}")
     labelled = _profiles(args)
     comparisons = _comparison_pairs(args, labelled) if args.compare else []
     draft = None
