@@ -178,3 +178,21 @@ def test_a_quantised_model_id_sets_the_weight_bits_even_with_model_given():
     (case,) = resolve_cases([run], model="llama-3-8b", hardware=H100, weight_bits=16)
     assert case.model.weight_bits == 16
 
+
+
+def test_engine_parameters_are_typed_keys_and_draws_are_profiles():
+    from inferecon.model.engine import EngineParam
+    from inferecon.model.uncertainty import draw_engine
+
+    p = EngineParam.from_key("weight_read_efficiency[8]")
+    assert (p.kind, p.bits, p.key) == ("weight_read_efficiency", 8, "weight_read_efficiency[8]")
+    with pytest.raises(UserError, match="not one of 16, 8, 4"):
+        EngineParam.efficiency(3)
+    eng = EngineProfile("e", step_overhead_us=500.0, weight_read_efficiency={"8": 0.7},
+                        fit_quality={"parameters": {"step_overhead_us": {"value": 500.0, "stderr": 100.0, "fitted": True}}})
+    drawn = draw_engine(eng, draws=3, seed=0, rows=2)
+    # A real EngineProfile: 3 draws of the overhead, each repeated over the 2 configurations;
+    # the efficiency without a standard error stays the profile's number.
+    assert isinstance(drawn, EngineProfile) and drawn.step_overhead_us.shape == (6,)
+    assert np.array_equal(drawn.step_overhead_us[::2], drawn.step_overhead_us[1::2])
+    assert drawn.weight_efficiency(8) == 0.7 and eng.step_overhead_us == 500.0
