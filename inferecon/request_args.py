@@ -57,3 +57,45 @@ def requests_for(args, model, hw, engine, rows) -> list:
                             ep=args.ep, decode_step_s=r.t_step_ms / 1e3 / r.tokens_per_step, decode_batch=r.batch,
                             decode_usd_per_mtok=r.usd_per_mtok, chunk_tokens=args.chunk_size, engine=engine)
             for r in rows]
+
+
+def add_frontier_flags(p) -> None:
+    g = p.add_argument_group("requests (price a whole request under latency limits)")
+    g.add_argument("--input-len", type=LENGTH_TOKENS, default=None, metavar="TOKENS",
+                   help="prompt tokens per request: adds the request frontier (TTFT, TPOT, $ per request; "
+                        "context defaults to input + output/2)")
+    g.add_argument("--output-len", type=LENGTH_TOKENS, default=None, metavar="TOKENS",
+                   help="generated tokens per request (with --input-len)")
+    g.add_argument("--ttft-ms", type=cli_args.float_in(0.0, 1e9, lo_open=True), default=None, metavar="MS",
+                   help="keep configurations whose time to first token is at most MS")
+    g.add_argument("--tpot-ms", type=cli_args.float_in(0.0, 1e9, lo_open=True), default=None, metavar="MS",
+                   help="keep configurations whose time per output token is at most MS")
+    g.add_argument("--chunk-size", type=cli_args.int_in(2, 10_000_000), default=None, metavar="TOKENS",
+                   help="token budget per step (default vLLM's: 8192 on H100/H200, 16384 on >= 160 GiB, 2048 on A100)")
+
+
+def check_frontier(args) -> None:
+    from inferecon.core.errors import UserError
+
+    if (args.input_len is None) != (args.output_len is None):
+        raise UserError("--input-len and --output-len go together: a request has both")
+    limits = [f for f, v in (("--ttft-ms", args.ttft_ms), ("--tpot-ms", args.tpot_ms),
+                             ("--chunk-size", args.chunk_size)) if v is not None]
+    if limits and args.input_len is None:
+        raise UserError(f"{limits[0]} needs --input-len and --output-len (the request it limits)")
+    if args.context is None:
+        args.context = 4096 if args.input_len is None else args.input_len + args.output_len // 2
+
+
+def frontier_requests(args, model, hw, label, space, engine, out_dir):
+    """The request frontier of one model on one profile: printed, and its rows returned."""
+    if args.input_len is None:
+        return None
+    from inferecon.model.request_frontier import request_frontier, request_table
+    from inferecon.report.request_table import format_request_frontier
+
+    table = request_table(model, hw, input_len=args.input_len, output_len=args.output_len, space=space,
+                          chunk_tokens=args.chunk_size, engine=engine)
+    front = request_frontier(table, ttft_ms=args.ttft_ms, tpot_ms=args.tpot_ms)
+    print(format_request_frontier(front, label, args.ttft_ms, args.tpot_ms, args.rows))
+    return front

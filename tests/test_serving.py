@@ -160,3 +160,33 @@ def test_predict_cli_bad_requests_are_one_line(capsys):
         capsys, ["predict", "--model", "llama-3-8b", "--input-len", "8192", "--output-len", "10",
                  "--request-rate", "500", "--draws", "0"])
     assert "--input-len" in one_line_error(capsys, ["predict", "--model", "llama-3-8b", "--concurrency", "4"])
+
+
+def test_request_frontier_limits_and_binding_sla(h100):
+    from inferecon.model.frontier import SearchSpace
+    from inferecon.model.request_frontier import request_frontier, request_table
+
+    m = resolve_model("llama-3-70b")
+    table = request_table(m, h100, input_len=2000, output_len=200, space=SearchSpace(max_gpus=16))
+    front = request_frontier(table, ttft_ms=300, tpot_ms=30)
+    assert (front.ttft_ms <= 300).all() and (front.tpot_ms <= 30).all()
+    # $ per request by hand for the first row: n_gpu GPUs x $2.00/h for O x TPOT / batch seconds.
+    r = front.iloc[0]
+    assert r.usd_per_request == pytest.approx(r.n_gpu * 2.00 / 3600 * 200 * r.tpot_ms / 1e3 / r.batch)
+    # Prefill of 2000 tokens of a 70B model: 2 · 70.55e9 · 2000 = 2.8e14 FLOP, at 692 TFLOP/s
+    # per GPU over 16 GPUs at best 25 ms: a 10 ms TTFT is out of reach, and the error says so.
+    with pytest.raises(UserError, match=r"no configuration meets TTFT <= 10 ms.*closest: tp"):
+        request_frontier(table, ttft_ms=10)
+
+
+def test_frontier_cli_request_flags(capsys, tmp_path):
+    from cli_check import one_line_error
+    from inferecon import cli
+
+    assert cli.main(["frontier", "--model", "llama-3-8b", "--input-len", "1000", "--output-len", "100",
+                     "--tpot-ms", "20", "--draws", "0", "--max-gpus", "8", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "requests of 1000 tokens in, 100 out (TPOT <= 20 ms" in out
+    assert (tmp_path / "request_frontier.csv").exists()
+    assert "--input-len" in one_line_error(capsys, ["frontier", "--model", "llama-3-8b", "--ttft-ms", "100",
+                                                    "--out", str(tmp_path)])

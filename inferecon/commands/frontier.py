@@ -21,7 +21,8 @@ def register(sub) -> None:
                    help="published GPU profile (default h100-sxm); repeat or comma-separate for several")
     p.add_argument("--hardware", action="append", default=None, metavar="PROFILE_JSON",
                    help="a HardwareProfile JSON (e.g. results/RUN/profile.json); repeatable")
-    p.add_argument("--context", type=cli_args.CONTEXT_TOKENS, default=4096, help="tokens in context per sequence (default 4096)")
+    p.add_argument("--context", type=cli_args.CONTEXT_TOKENS, default=None,
+                   help="tokens in context per sequence (default 4096, or input + output/2 with --input-len)")
     p.add_argument("--precision", type=int, default=None, choices=(16, 8, 4), metavar="BITS",
                    help="weight precision in bits: 16, 8 or 4 (default: the model's native one, e.g. 8 for DeepSeek-V3)")
     p.add_argument("--kv-precision", type=int, default=None, choices=(16, 8, 4), metavar="BITS",
@@ -47,6 +48,9 @@ def register(sub) -> None:
     p.add_argument("--compare", action="store_true",
                    help="with --hardware: draw the published and the calibrated frontiers together and say "
                         "where they differ and which term moved (published profile: --gpu, else the matching one)")
+    from inferecon import request_args
+
+    request_args.add_frontier_flags(p)
     p.set_defaults(func=run)
 
 
@@ -125,6 +129,9 @@ def run(args: argparse.Namespace) -> int:
     from inferecon.report.frontier_plot import plot_frontiers
     from inferecon.report.frontier_table import frontier_table
 
+    from inferecon import request_args
+
+    request_args.check_frontier(args)
     args.max_gpus_given = args.max_gpus is not None
     if args.max_gpus is None:
         args.max_gpus = 512
@@ -168,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
 
         engine = EngineProfile.load(args.engine)
 
-    frames, curves, fronts = [], {}, {}
+    frames, curves, fronts, request_frames = [], {}, {}, []
     for hw_label, hw in labelled:
         for model in models:
             try:
@@ -191,6 +198,12 @@ def run(args: argparse.Namespace) -> int:
             if engine is not None:
                 label += f" with engine {engine.name}"
             print(frontier_table(df, label, hw, args.rows))
+            try:
+                req = request_args.frontier_requests(args, model, hw, label, space, engine, out)
+            except RequestError as exc:
+                raise cli_args.flag_error(exc) from None
+            if req is not None:
+                request_frames.append(req.assign(profile_label=hw_label))
             frames.append(df)
             curves[label] = df
             fronts[(hw_label, model.name)] = df
@@ -215,6 +228,11 @@ def run(args: argparse.Namespace) -> int:
     png = optional_plot(plot_frontiers, curves, out / "frontier.png",  # the CSV stands without matplotlib
                         title=f"context {args.context}, " + ", ".join(sorted({f"{m.weight_bits}-bit weights, {m.kv_bits}-bit KV" for m in models})))
     print(f"wrote {csv} ({len(all_df)} frontier points)" + (f" and {png}" if png else ""))
+    if request_frames:
+        req_csv = out / "request_frontier.csv"
+        with atomic_path(req_csv) as tmp:
+            pd.concat(request_frames, ignore_index=True).to_csv(tmp, index=False)
+        print(f"wrote {req_csv} (the request frontier: TTFT, TPOT, $ per request)")
     return 0
 
 
