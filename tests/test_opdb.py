@@ -247,3 +247,38 @@ def test_real_h100_vllm_profile(tmp_path):
     assert e.allreduce_choice(8) is not None and e.allreduce_choice(8).custom_max_bytes >= 1e6
     fit.profile.save(tmp_path / "p.json")
     assert HardwareProfile.load(tmp_path / "p.json").op_fits == f
+
+
+# -- the decode regime of a GEMM fit ---------------------------------------------------------
+
+def test_gemm_decode_regime_prices_small_m_by_hand():
+    from inferecon.model.opfits import GemmFit
+
+    g = GemmFit(dtype="bf16", t0_us=10.0, tflops=100.0, gbps=1000.0, compute_efficiency=None, hbm_efficiency=None,
+                decode_m_max=256, decode_t0_us=2.0, decode_tflops=50.0, decode_gbps=800.0, decode_small_gbps=400.0,
+                decode_l2_bytes=1e6)
+    # M=1, 1024x1024 bf16: weights 2,097,152 B > L2 -> 800 GB/s; bytes 2,097,152 + 2,048 + 2,048
+    # = 2,101,248 -> 2.62656 us; FLOPs 2,097,152 / 50e6 us = 0.042 us; + t0 2 us.
+    assert g.time_us(1, 1024, 1024) == pytest.approx(4.62656)
+    # M=1, 256x1024: weights 524,288 B fit in L2 -> min(400, 800) GB/s; 524,288 + 2,048 + 512
+    # = 526,848 B -> 1.31712 us; + 2.
+    assert g.time_us(1, 256, 1024) == pytest.approx(3.31712)
+    # M=512 is beyond the decode regime: 2·512·1024·1024 = 1,073,741,824 FLOP / 100e6 = 10.73741824 us
+    # (over the bytes' 4,194,304 / 1e6 = 4.19 us) + t0 10.
+    assert g.time_us(512, 1024, 1024) == pytest.approx(20.73741824)
+    # Without the decode fields (files written before them) the one fit prices every M.
+    old = dataclasses.replace(g, decode_m_max=None, decode_t0_us=None)
+    assert old.time_us(1, 1024, 1024) == pytest.approx(10.0 + 2101248 / 1e6)
+
+
+def test_real_decode_intercept_is_no_slower_than_the_fastest_measured_decode_gemm():
+    # One roofline over M <= 8192 put H200 TRT-LLM's fp8_block intercept at ~20 us, above the
+    # table's own fastest M=1 rows (5.5-10.8 us, issue 20): an intercept cannot exceed a measured time.
+    db = open_database(None)
+    fit = calibrate_from_opdb(None, "h200", "trtllm")
+    g = fit.profile.op_fits.gemm_fit("fp8_block")
+    t = db.read("h200_sxm", "gemm", "trtllm", g.source.version, "gemm_perf")
+    rows = t.rows[(t.rows["flag"] == "") & (t.rows["dtype"] == "fp8_block") & (t.rows["m"] == 1)]
+    assert g.decode_t0_us <= rows["time_us"].min()
+    assert g.decode_quality.n_points > 100 and g.decode_small_quality.n_points > 100
+    assert g.time_us(1, 1280, 8192) < g.t0_us  # Llama 3 70B's QKV at TP 8, one token

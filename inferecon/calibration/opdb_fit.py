@@ -52,6 +52,14 @@ COLLECTIVE_SEGMENTS_BYTES = (0.0, 64 * 1024.0, 1024 * 1024.0)
 CUSTOM_AR_MARGIN = 0.05
 # Decode steps sit here; GEMM fits cover them and prefill chunks up to this many tokens.
 GEMM_MAX_M = 8192
+# The decode regime of a GEMM fit: M up to here gets its own intercept, FLOP rate and bandwidth.
+# Why 256: one roofline over M <= 8192 lets the compute-bound prefill shapes set the intercept
+# (H200 TRT-LLM fp8_block: 19.7 us fitted, 5.5-10.8 us measured at M = 1); cut at 64, 256 and
+# 512 the decode fit's k-fold held-out error on the rows it covers was lowest relative to the
+# single fit at 64-256 and no better at 512 (A100 TRT-LLM bf16: 4.6 / 8.8 / 10.3% against the
+# single fit's 8.0 / 10.5 / 10.3% on the same rows), and 256 covers the decode batches per GPU of
+# the engines' default CUDA-graph captures (SGLang's cuda_graph_max_bs: 160-256 on H100/H200).
+DECODE_M_MAX = 256
 # vLLM, SGLang and TRT-LLM each run three elementwise kernels per layer at decode: residual
 # add fused into RMSNorm (twice) and SiLU-and-multiply; RoPE rides inside attention or QKV.
 ELEMENTWISE_KERNELS_PER_LAYER = 3
@@ -163,6 +171,64 @@ def _quality(fit, predict, X, y) -> FitQuality:
                       heldout_median_ape=float(np.median(ape)), heldout_p90_ape=float(np.quantile(ape, 0.9)))
 
 
+def _ape_heldout(fit, predict, X, y):
+    """Per-row k-fold held-out |pred/meas - 1| (the rows _quality scores)."""
+    n = len(y)
+    k = FOLDS if n >= 2 * FOLDS else n
+    ape = np.full(n, np.nan)
+    if k < 2:
+        return ape
+    fold = _folds(n, k)
+    for f in range(k):
+        test = fold == f
+        ape[test] = np.abs(predict(fit(X[~test], y[~test]), X[test]) / y[test] - 1.0)
+    return ape
+
+
+def _quality_of(ape) -> FitQuality | None:
+    ape = ape[np.isfinite(ape)]
+    if not len(ape):
+        return None
+    return FitQuality(n_points=int(len(ape)), folds=FOLDS, heldout_mape=float(ape.mean()),
+                      heldout_median_ape=float(np.median(ape)), heldout_p90_ape=float(np.quantile(ape, 0.9)))
+
+
+def _decode_gemm_fit(flop, nbytes, small, y):
+    """(t0_us, tflops, gbps, small_gbps, quality) of t = t0 + max(flop/F, bytes/B_s) with B_s the
+    small-weight bandwidth for rows whose weights fit in L2 (`small` = 1), else B; log least
+    squares. The small rows pin the intercept (their time is mostly floor); the large ones B."""
+    from scipy.optimize import least_squares
+
+    def model(p, w, b, r):
+        t0, f, bh, bs = np.exp(p)
+        return t0 + np.maximum(w / (f * 1e6), b * ((1.0 - r) / (bh * 1e3) + r / (bs * 1e3)))
+
+    def fit(Xf, yf):
+        if len(yf) > MAX_FIT_ROWS:
+            pick = np.random.default_rng(SEED).choice(len(yf), MAX_FIT_ROWS, replace=False)
+            Xf, yf = Xf[pick], yf[pick]
+        w, b, r = Xf[:, 0], Xf[:, 1], Xf[:, 2]
+        t0 = max(float(np.min(yf)) * 0.8, 0.1)
+        bw = float(np.quantile(b / np.maximum(yf - 0.9 * t0, 1e-3), 0.9)) / 1e3 or 1.0
+        f0 = float(np.quantile(w / np.maximum(yf - 0.9 * t0, 1e-3), 0.95)) / 1e6 or 1.0
+        p0 = np.log([t0, max(f0, 1e-3), max(bw, 1e-3), max(bw, 1e-3)])
+        # An intercept is a floor: no higher than the fastest kernel measured.
+        hi = np.array([np.log(float(np.min(yf))), np.inf, np.inf, np.inf])
+        return least_squares(lambda p: np.log(model(p, w, b, r)) - np.log(yf), np.minimum(p0, hi - 1e-9),
+                             bounds=(np.full(4, -np.inf), hi), method="trf", max_nfev=400).x
+
+    def predict(p, Xp):
+        return model(p, Xp[:, 0], Xp[:, 1], Xp[:, 2])
+
+    X = np.column_stack([flop, nbytes, small.astype(float)])
+    p = fit(X, y)
+    t0, f, bh, bs = (float(v) for v in np.exp(p))
+    ape = _ape_heldout(fit, predict, X, y)
+    # Held-out error on the rows that stream from HBM (the ones the single fit is scored on) and,
+    # apart, on the L2-sized ones the single fit never sees.
+    return t0, f, bh, bs, _quality_of(ape[~small]), _quality_of(ape[small])
+
+
 def _roofline_fit(work, nbytes, y, floor=True, extra=None):
     """(t0_us, tflops, gbps, c, quality) of t = t0 + c·extra + max(work/F, bytes/B), least
     squares in log time (c = 0 without an `extra` column)."""
@@ -215,9 +281,19 @@ def _source(t: OpTable, used: int | None = None) -> OpSource:
 
 # -- the op families -----------------------------------------------------------------------
 
-def fit_gemms(t: OpTable, peak_tflops: dict, hbm_gbps: float) -> list[GemmFit]:
+def _gemm_columns(d, dtype):
+    a, w, o = GEMM_OPERAND_BYTES[dtype]
+    m, n, k = (d[c].to_numpy(float) for c in ("m", "n", "k"))
+    return m, 2 * m * n * k, n * k * w + m * k * a + m * n * o
+
+
+def fit_gemms(t: OpTable, peak_tflops: dict, hbm_gbps: float, l2_bytes: float | None = None) -> list[GemmFit]:
+    """Per dtype: one roofline over M <= GEMM_MAX_M on rows whose weights exceed L2 (the fit all
+    M share, held-out error reported for M > DECODE_M_MAX too), and a decode regime over
+    M <= DECODE_M_MAX on every usable row, L2-sized weights with a bandwidth of their own."""
     out = []
     df = t.clean
+    usable = t.rows[t.rows["flag"] == ""]
     for dtype in sorted(set(df["dtype"])):
         if dtype not in GEMM_OPERAND_BYTES:
             continue
@@ -225,15 +301,33 @@ def fit_gemms(t: OpTable, peak_tflops: dict, hbm_gbps: float) -> list[GemmFit]:
         if len(d) < 10:
             continue
         d, shares = _fastest(d, ["m", "n", "k"])
-        a, w, o = GEMM_OPERAND_BYTES[dtype]
-        m, n, k = (d[c].to_numpy(float) for c in ("m", "n", "k"))
-        flop = 2 * m * n * k
-        nbytes = n * k * w + m * k * a + m * n * o
-        t0, f, bw, _, q = _roofline_fit(flop, nbytes, d["time_us"].to_numpy(float))
+        m, flop, nbytes = _gemm_columns(d, dtype)
+        y = d["time_us"].to_numpy(float)
+        t0, f, bw, _, q = _roofline_fit(flop, nbytes, y)
+        # The same fit's held-out error on the prefill-sized rows alone (its own regime).
+        big = m > DECODE_M_MAX
+        large_q = single_dec_q = None
+        if big.sum() >= 2 * FOLDS:
+            ape = _ape_heldout(lambda Xf, yf: _roofline_fit(Xf[:, 0], Xf[:, 1], yf)[:3],
+                               lambda p, Xp: p[0] + np.maximum(Xp[:, 0] / (p[1] * 1e6), Xp[:, 1] / (p[2] * 1e3)),
+                               np.column_stack([flop, nbytes]), y)
+            large_q, single_dec_q = _quality_of(ape[big]), _quality_of(ape[~big])
+        dec = {}
+        dd = usable[(usable["dtype"] == dtype) & (usable["m"] <= DECODE_M_MAX)]
+        if len(dd) >= 10 * FOLDS and "l2_resident" in dd:
+            dd, _ = _fastest(dd, ["m", "n", "k"])
+            _, dflop, dbytes = _gemm_columns(dd, dtype)
+            small = dd["l2_resident"].to_numpy(bool)
+            if (~small).sum() >= 2 * FOLDS:  # the HBM bandwidth needs rows that stream from HBM
+                dt0, df_, dbw, dsbw, dq, dsq = _decode_gemm_fit(dflop, dbytes, small, dd["time_us"].to_numpy(float))
+                dec = dict(decode_m_max=DECODE_M_MAX, decode_t0_us=dt0, decode_tflops=df_, decode_gbps=dbw,
+                           decode_small_gbps=dsbw, decode_l2_bytes=l2_bytes, decode_quality=dq,
+                           decode_small_quality=dsq, single_decode_quality=single_dec_q)
         peak = peak_tflops.get({"int8_wo": "bf16", "int4_wo": "bf16", "sq": "int8", "fp8_block": "fp8"}.get(dtype, dtype))
         out.append(GemmFit(dtype=dtype, t0_us=t0, tflops=f, gbps=bw,
                            compute_efficiency=f / peak if peak else None, hbm_efficiency=bw / hbm_gbps,
-                           kernels=shares, m_range=(int(m.min()), int(m.max())), quality=q, source=t.source))
+                           kernels=shares, m_range=(int(m.min()), int(m.max())), quality=q, source=t.source,
+                           large_quality=large_q, **dec))
     return out
 
 
@@ -398,7 +492,7 @@ def calibrate_from_opdb(db_path, gpu: str, engine: str, engine_version: str | No
     nccl_t = _pick(db, system, "comm", "nccl", "nccl_perf", None, notes=notes)  # the newest NCCL measured
     moe_t = _pick(db, system, "moe", engine, "moe_perf", version, notes=notes)
 
-    gemms = fit_gemms(gemm_t, base.compute.peak_tflops, hbm)
+    gemms = fit_gemms(gemm_t, base.compute.peak_tflops, hbm, l2_bytes=l2_mb * 1e6 or None)
     if not gemms:
         raise UserError(f"{system}/gemm/{engine}/{gemm_t.source.version}: no dtype with enough usable rows")
     attention = fit_decode_attention(attn_t, hbm)
@@ -490,6 +584,12 @@ def _summary(f: OpFits, e: EngineOpFits) -> list[str]:
         lines.append(f"  gemm {g.dtype:10s} t0 {g.t0_us:6.2f} us  {g.tflops:7.1f} TFLOP/s ({_pct(g.compute_efficiency)} of peak)"
                      f"  {g.gbps:7.1f} GB/s ({_pct(g.hbm_efficiency)} of HBM)  held-out MAPE {_pct(g.quality.heldout_mape)}"
                      f"  n={g.quality.n_points}")
+        if g.decode_t0_us is not None:
+            h = lambda q: _pct(q.heldout_mape if q else None)  # noqa: E731
+            lines.append(f"    decode M<={g.decode_m_max}: t0 {g.decode_t0_us:6.2f} us  {g.decode_tflops:7.1f} TFLOP/s"
+                         f"  {g.decode_gbps:7.1f} GB/s ({g.decode_small_gbps:.0f} below L2)  held-out MAPE "
+                         f"{h(g.decode_quality)} (the one fit: {h(g.single_decode_quality)}), L2-sized rows "
+                         f"{h(g.decode_small_quality)}; the one fit on M>{g.decode_m_max}: {h(g.large_quality)}")
     for a in f.attention:
         lines.append(f"  decode attention kv {a.kv_dtype:5s} floor {a.floor_us:6.2f} us  {a.gbps:7.1f} GB/s "
                      f"({_pct(a.hbm_efficiency)} of HBM)  {a.tflops:6.1f} TFLOP/s  {1e3 * a.per_sequence_head_us:5.1f} ns "

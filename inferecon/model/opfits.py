@@ -20,6 +20,9 @@ Contract (units are in the names; a step model built on this module relies on ea
       t0 + max(2·M·N·K / F, bytes / B),  bytes = N·K·w + M·K·a + M·N·o
   with (a, w, o) the activation, weight and output bytes per element of its dtype
   (`GEMM_OPERAND_BYTES`; output is 16-bit for every dtype, as the engines write it).
+  Where the fit carries a decode regime (`decode_*` fields), M <= decode_m_max is priced by
+  that regime's t0, F and B instead (`GemmFit.params`): one roofline over M up to 8192 lets
+  the prefill shapes set a decode GEMM's intercept.
 - Decode attention for `batch` sequences of `kv_len` cached tokens takes
   `AttentionFit.time_us(batch, kv_len, n_heads, n_kv_heads, head_dim)`:
       floor + per_sequence_head · batch · n_kv_heads + max(kv_bytes / B, flop / F),
@@ -116,12 +119,38 @@ class GemmFit:
     m_range: tuple[int, int] = (1, 1)  # smallest and largest M fitted
     quality: FitQuality | None = None
     source: OpSource | None = None
+    # Decode regime (absent in files written before it: the one fit above then holds for every M).
+    # For M <= decode_m_max the GEMM takes decode_t0 + max(2MNK / decode_F, bytes / B') with
+    # B' = decode_gbps when the weights (N·K·w) exceed decode_l2_bytes, else
+    # min(decode_small_gbps, decode_gbps): the decode fit is solved on the tables' decode rows,
+    # L2-sized weights included (they are the shapes a tensor-parallel decode runs), with a
+    # bandwidth of their own, and a step that streams every layer reads them no faster than HBM.
+    decode_m_max: int | None = None
+    decode_t0_us: float | None = None
+    decode_tflops: float | None = None
+    decode_gbps: float | None = None
+    decode_small_gbps: float | None = None
+    decode_l2_bytes: float | None = None
+    decode_quality: FitQuality | None = None  # held-out error of the decode fit, decode rows beyond L2
+    decode_small_quality: FitQuality | None = None  # the same on its rows of L2-sized weights
+    single_decode_quality: FitQuality | None = None  # the one fit's held-out error on decode rows beyond L2
+    large_quality: FitQuality | None = None  # held-out error of the fit above on rows M > decode_m_max
+
+    def params(self, m: float, n: float, k: float) -> tuple[float, float, float]:
+        """(t0 µs, FLOP/s in TFLOP/s, bytes/s in GB/s) of the regime that prices this shape."""
+        if self.decode_m_max is None or self.decode_t0_us is None or m > self.decode_m_max:
+            return self.t0_us, self.tflops, self.gbps
+        bw = self.decode_gbps
+        if self.decode_small_gbps and self.decode_l2_bytes and n * k * GEMM_OPERAND_BYTES[self.dtype][1] <= self.decode_l2_bytes:
+            bw = min(self.decode_small_gbps, bw)
+        return self.decode_t0_us, self.decode_tflops, bw
 
     def time_us(self, m: float, n: float, k: float) -> float:
         a, w, o = GEMM_OPERAND_BYTES[self.dtype]
         flop = 2.0 * m * n * k
         nbytes = n * k * w + m * k * a + m * n * o
-        return self.t0_us + max(flop / (self.tflops * 1e6), nbytes / (self.gbps * 1e3))
+        t0, tflops, gbps = self.params(m, n, k)
+        return t0 + max(flop / (tflops * 1e6), nbytes / (gbps * 1e3))
 
 
 @dataclass(frozen=True)
@@ -293,7 +322,7 @@ def _build(cls, data, where: str):
     for key, value in data.items():
         if key not in known:
             continue  # a newer writer's extra field
-        if key == "quality" and value is not None:
+        if key.endswith("quality") and value is not None:
             value = _build(FitQuality, value, where)
         elif key == "source" and value is not None:
             value = _build(OpSource, value, where)
@@ -321,7 +350,8 @@ def _check_number(where: str, owner: str, key: str, value) -> None:
         rule = "nonneg"
     else:
         return
-    if value is None and key in ("max_bytes", "gbps", "cuda_graph_kernel_us", "elementwise_per_layer_us", "step_overhead_us"):
+    if value is None and (key in ("max_bytes", "gbps", "cuda_graph_kernel_us", "elementwise_per_layer_us",
+                                  "step_overhead_us") or key.startswith("decode_")):
         return
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if ok:

@@ -90,7 +90,7 @@ class _Acc:
     def _fam(self, name, value):
         self.families[name] = self.families.get(name, 0.0) + value
 
-    def roofline(self, family, count, floor_us, flop, nbytes, tflops, gbps):
+    def roofline(self, family, count, floor_us, tflops, gbps, flop, nbytes):
         """count x (floor + max(flop / F, bytes / B)), seconds."""
         f = flop * (count / (tflops * 1e12))
         b = nbytes * (count / (gbps * 1e9))
@@ -120,6 +120,19 @@ class _Acc:
         t = self.terms
         fams = {k: np.broadcast_to(v, self.shape).astype(float) for k, v in self.families.items()}
         return StageOps(t["arith"], t["mem"], t["net"], t["fixed"], fams)
+
+
+def gemm_params(fit, m, weight_bytes):
+    """(t0 µs, TFLOP/s, GB/s) per configuration: the fit's decode regime where M is in it
+    (model/opfits.GemmFit.params, vectorised), else its one roofline."""
+    if fit.decode_m_max is None or fit.decode_t0_us is None:
+        return fit.t0_us, fit.tflops, fit.gbps
+    dec = np.asarray(m) <= fit.decode_m_max
+    bw = fit.decode_gbps
+    if fit.decode_small_gbps and fit.decode_l2_bytes:
+        bw = np.where(np.asarray(weight_bytes) <= fit.decode_l2_bytes, min(fit.decode_small_gbps, bw), bw)
+    return (np.where(dec, fit.decode_t0_us, fit.t0_us), np.where(dec, fit.decode_tflops, fit.tflops),
+            np.where(dec, bw, fit.gbps))
 
 
 def gemm_fit_for(op_fits, dtype: str):
@@ -199,7 +212,7 @@ def stage_ops(model, hw, engine, lay, tok_rank, tok_group, context, heads_axis, 
             return
         flop = 2.0 * mm * n * k
         nbytes = n * k * wbytes + mm * k * a_b + mm * n * o_b
-        acc.roofline(family, count, gfit.t0_us, flop, nbytes, gfit.tflops, gfit.gbps)
+        acc.roofline(family, count, *gemm_params(gfit, mm, n * k * wbytes), flop, nbytes)
 
     # Attention projections (heads split over `heads_axis`: the tp group in 1D).
     if model.is_mla:
@@ -220,7 +233,7 @@ def stage_ops(model, hw, engine, lay, tok_rank, tok_group, context, heads_axis, 
     if afit is not None:
         kv_bytes = lay.micro_batch * context * model.kv_bytes_per_token_layer * kv_share
         attn_flop = model.attention_flop_per_token(context) / model.n_layers * m / heads_axis
-        acc.roofline("attention", layers, afit.floor_us, attn_flop, kv_bytes, afit.tflops, afit.gbps)
+        acc.roofline("attention", layers, afit.floor_us, afit.tflops, afit.gbps, attn_flop, kv_bytes)
 
     # Norms, activations, residuals: the engine's fixed time per layer, plus the activation bytes.
     if eng is not None and eng.elementwise_per_layer_us is not None:
@@ -273,12 +286,12 @@ def _moe(acc, model, eng, gemm, m, tok_group, tp, ep, lay, moe_layers, d, gated,
     expert_bytes = touched * mats * d * ff / tp * w_b
     flop = 2.0 * tok_group * k * mats * d * ff / tp / ep
     if mfit is not None:
-        acc.roofline("moe", moe_layers, mfit.fixed_us, flop, expert_bytes, mfit.tflops, mfit.gbps)
+        acc.roofline("moe", moe_layers, mfit.fixed_us, mfit.tflops, mfit.gbps, flop, expert_bytes)
     elif gfit is not None:
         # Two grouped GEMMs (gate/up, down) over the touched experts: one intercept each.
         tok_bytes = tok_group * k / ep * d * (a_b + o_b) * 2.0
-        acc.roofline("moe", 2.0 * moe_layers, gfit.t0_us, flop / 2.0, (expert_bytes + tok_bytes) / 2.0,
-                     gfit.tflops, gfit.gbps)
+        acc.roofline("moe", 2.0 * moe_layers, *gemm_params(gfit, tok_group * k / ep, expert_bytes / np.maximum(touched, 1.0)),
+                     flop / 2.0, (expert_bytes + tok_bytes) / 2.0)
         fixed = (eng.moe_fixed_us.get(FORMAT_MOE_DTYPE[format_of(model).name]) if eng is not None else None)
         if fixed:
             acc.fixed("moe", moe_layers * fixed * 1e-6)
