@@ -190,3 +190,16 @@ def test_frontier_cli_request_flags(capsys, tmp_path):
     assert (tmp_path / "request_frontier.csv").exists()
     assert "--input-len" in one_line_error(capsys, ["frontier", "--model", "llama-3-8b", "--ttft-ms", "100",
                                                     "--out", str(tmp_path)])
+
+
+def test_engine_results_carry_ttft():
+    from pathlib import Path
+
+    from inferecon.ingest.engine_results import read_engine_results
+
+    here = Path(__file__).parent / "fixtures" / "engines"
+    # The fixture's own fields: "mean_ttft_ms": 60.9, "median_ttft_ms": 58.0.
+    run = read_engine_results(here / "vllm_bench_serve_llama-3.1-8b_c8.json")[0]
+    assert (run.ttft_mean_ms, run.ttft_median_ms) == (60.9, 58.0)
+    # trtllm-bench's report states no TTFT here: None, not zero.
+    assert read_engine_results(here / "trtllm_bench_llama-3.1-70b_tp4_report.json")[0].ttft_mean_ms is None

@@ -306,6 +306,9 @@ def engine_handler(args) -> int:
     if engine is not None:
         engine_mape = mape(r["engine_error_pct"] for r in rows)
         print(f"MAPE with engine profile {engine.name!r} ({args.engine}): {engine_mape:.1f}%")
+    from inferecon.validation.ttft import format_ttft, ttft_rows
+
+    print(format_ttft(ttft_rows(cases)))
     inside, n = coverage(rows, "covered")
     print("coverage: " + (f"{inside} of {n} runs inside the predicted 90% interval ({100 * inside / n:.0f}%; a "
                            "calibrated uncertainty covers about 90%; engine overheads are not in the interval)" if n else
