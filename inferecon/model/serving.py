@@ -282,7 +282,7 @@ def serve(model: ModelSpec, hw: HardwareProfile, *, input_len: int, output_len: 
                 hi = mid
             else:
                 lo, s = mid, cur
-            if hi - lo <= 1e-6 * hi:
+            if hi - lo <= 1e-4 * hi:  # 0.01% of the rate: far inside the model's own accuracy
                 break
         lam = lo if lo > 0 else hi * 1e-3
         if s is None:
