@@ -173,6 +173,9 @@ def main(argv=None) -> int:
     c1 = [r for r in out_rows if r["concurrency"] == 1]
     print(f"TTFT    C = 1 (no load)   {_fmt_score(score(pairs('pred_ttft_ms', 'ttft_ms', c1)))}")
     print(f"TTFT    C = 1 aiconf.     {_fmt_score(score(pairs('aic_ttft_ms', 'ttft_ms', c1)))}")
+    same = [r for r in out_rows if r["pred_tpot_before_ms"] is not None and r["pred_tpot_after_ms"] is not None]
+    print(f"TPOT    before, same pts  {_fmt_score(score(pairs('pred_tpot_before_ms', 'itl_ms', same)))}")
+    print(f"TPOT    after, same pts   {_fmt_score(score(pairs('pred_tpot_after_ms', 'itl_ms', same)))}")
     online = [r for r in out_rows if r["concurrency"] >= 5]
     print(f"TPOT    C >= 5 before     {_fmt_score(score(pairs('pred_tpot_before_ms', 'itl_ms', online)))}")
     print(f"TPOT    C >= 5 after      {_fmt_score(score(pairs('pred_tpot_after_ms', 'itl_ms', online)))}")
