@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from inferecon.commands.bench import published_peak
+from inferecon.report.summary import published_peak
 from inferecon.harness.runner import SweepContext
 from inferecon.harness.timing import TimingConfig, measure
 

@@ -6,7 +6,8 @@ import types
 
 import pytest
 
-from inferecon.commands.bench import published_peak, slug
+from inferecon.core.text import slug
+from inferecon.report.summary import published_peak
 from inferecon.harness import device
 from inferecon.kernels import matmul
 

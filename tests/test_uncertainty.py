@@ -192,15 +192,12 @@ def test_validate_coverage_against_hand_placed_measurements(tmp_path, saved_figu
         assert r["calibrated_step_lo_us"] == pytest.approx(point * np.exp(-1.645 * 0.10), rel=0.03)
         assert r["calibrated_step_hi_us"] == pytest.approx(point * np.exp(1.645 * 0.10), rel=0.03)
     # The printed table shows each interval in ms.
-    import io
+    from inferecon.report.validation_table import validation_table
 
-    from inferecon.commands.validate import print_table
-
-    buf = io.StringIO()
-    print_table(table[:1], ["calibrated"], buf)
+    text = validation_table(table[:1], ["calibrated"])
     r = table[0]
-    assert "90% interval" in buf.getvalue()
-    assert f"{r['calibrated_step_lo_us'] / 1e3:.2f}-{r['calibrated_step_hi_us'] / 1e3:.2f}" in buf.getvalue()
+    assert "90% interval" in text
+    assert f"{r['calibrated_step_lo_us'] / 1e3:.2f}-{r['calibrated_step_hi_us'] / 1e3:.2f}" in text
     # The plot: one point per case and profile, and a legend naming the hand figures. MAPE of
     # predicted vs measured by hand: |1/1.10 - 1|, |1/0.92 - 1|, |1/1.30 - 1|, |1/0.75 - 1| =
     # 9.09, 8.70, 23.08, 33.33% -> 18.55%.
@@ -247,7 +244,7 @@ def test_a_held_out_error_becomes_a_lognormal_spread():
 
 def test_each_entry_describes_its_90_percent_range_and_source(capsys):
     from inferecon.cli import main
-    from inferecon.commands.calibrate import _table
+    from inferecon.report.calibration_table import calibration_table
     from inferecon.model.uncertain import MAPE_TO_SD, relative_sd_entry
 
     # Same hand figures as above: held-out 20% -> x0.692 to x1.4448 of the term's time (3 digits).
@@ -256,7 +253,7 @@ def test_each_entry_describes_its_90_percent_range_and_source(capsys):
     assert main(["specs"]) == 0
     assert "HBM bandwidth efficiency: memory.efficiency 0.7-0.87 (uniform); BabelStream" in capsys.readouterr().out
     res = profile_from_tables(_manifest(), {"memory": _memory_table(0.05, seed=1)}, run_id="d")
-    text = _table(res)
+    text = calibration_table(res)
     assert "uncertainty (drawn for every band and interval):" in text
     assert "memory bandwidth: x time" in text and "kernel launch: latency.kernel_launch_us 2-6 (uniform)" in text
 

@@ -20,14 +20,6 @@ LOCAL = ("matmul", "memory", "launch")
 
 
 # --------------------------------------------------------------------------------------------
-# Published peaks for the "fraction of peak" column: the published profiles' datasheet figures
-# (model/published.py, from shared/reference/hardware.md), matched by device name.
-
-
-from inferecon.report.summary import published_peak  # noqa: E402,F401
-
-
-# --------------------------------------------------------------------------------------------
 
 
 def register(subparsers) -> None:
@@ -129,7 +121,5 @@ def _collective_options(args, device: str, out):
                              progress=not args.no_progress)
 
 
-# --------------------------------------------------------------------------------------------
-# Summary: shared with calibrate, so it lives in report/ (a command never imports another).
-
-from inferecon.report.summary import print_summary, summary_rows  # noqa: E402,F401
+# The summary table is shared with calibrate, so it lives in report/ (a command never imports another).
+from inferecon.report.summary import print_summary  # noqa: E402
