@@ -17,6 +17,7 @@ from inferecon.core.errors import UserError
 # Above this a $/GPU-hour is a typo (100x today's on-demand rates); costs would print as
 # meaningless digits. The command line uses the same bound (inferecon/cli_args.py).
 MAX_PRICE_USD_PER_HOUR = 1000.0
+MIN_PRICE_USD_PER_HOUR = 0.001
 # Free-form records a fit leaves behind (parameters, standard errors that may be NaN where a
 # fit is degenerate): documentation, never used as a divisor.
 _FREE_FORM = {"provenance", "gemm_fit", "uncertainty"}  # uncertainty: model/uncertainty.py checks it
@@ -35,6 +36,77 @@ def _rule(key: str) -> str | None:
     if key.endswith(_NONNEG_SUFFIXES) or key.startswith("serial_kernels"):
         return "nonneg"
     return None
+
+
+# Physical bounds by unit suffix: beyond them a figure is a typo or a unit slip, and the model
+# would print it as a speed (a β of 1e-300 GB/s gives 2.6e300 ms per step; a launch of 1e308 µs
+# overflows to a ZeroDivisionError). Generous: 1 MB/s to 100 TB/s covers gloo over Ethernet to
+# HBM a decade from now; 10 s covers any collective's latency; 100 PFLOP/s per GPU, 100 TB of
+# memory per GPU.
+_BOUNDS = {"_gbps": (1e-3, 1e5), "_us": (0.0, 1e7), "_tflops": (1e-3, 1e5), "_gb": (1e-3, 1e5)}
+# Shares of a peak: an efficiency above 1 is more than the datasheet allows (t_memory 0.035 ms
+# instead of 3.5 for a typo'd 75 -> 0.75 ... 75.0); a fraction is 0 (disabled) to 1.
+_SHARES = {"efficiency": (0.0, 1.0, True), "bandwidth_fraction": (0.0, 1.0, True),
+           "net_bandwidth_fraction": (0.0, 1.0, False)}
+_TIME_SCALE_MAX = 100.0
+COLLECTIVE_MODELS = ("nccl", "paper")  # model/network.py
+COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv", "broadcast")
+SCOPES = ("intra", "inter")  # model/hardware.py INTRA, INTER
+MODES = ("eager", "graph")
+_COLLECTIVE_KEYS = {"collective", "world_size", "scope", "alpha_us", "beta_gbps", "alpha_stderr_us",
+                    "beta_stderr_gbps", "heldout_mape", "mode", "min_bytes", "max_bytes"}
+
+
+def _bounds(key: str, value: float, where: str) -> None:
+    if "stderr" in key or "mape" in key:
+        return
+    for suffix, (lo, hi) in _BOUNDS.items():
+        if key.endswith(suffix) and not lo <= value <= hi:
+            unit = {"_gbps": "GB/s", "_us": "µs", "_tflops": "TFLOP/s", "_gb": "GB"}[suffix]
+            raise UserError(f"{where} {value:g} {unit} is outside the physical range [{lo:g}, {hi:g}] {unit}")
+    if key in _SHARES:
+        lo, hi, lo_open = _SHARES[key]
+        if value > hi or (value <= lo if lo_open else value < lo):
+            raise UserError(f"{where} {value:g} must be a share of the peak in {'(' if lo_open else '['}{lo:g}, {hi:g}]"
+                            " (an efficiency above 1 is faster than the datasheet)")
+    if key == "time_scale" and value > _TIME_SCALE_MAX:
+        raise UserError(f"{where} {value:g} is above {_TIME_SCALE_MAX:g}: a saved profile has 1")
+
+
+def _choice(where: str, value, choices) -> None:
+    if value is not None and value not in choices:
+        from inferecon.core.errors import suggest
+
+        hint = suggest(str(value), list(choices)) if isinstance(value, str) else ""
+        raise UserError(f"{where} {value!r} is not one of {', '.join(choices)}{hint}")
+
+
+def _check_schema(data: dict, source: str) -> None:
+    """Names the cost model matches on: a typo there would silently drop a fitted line."""
+    net = data.get("network")
+    if net is None:
+        return
+    if not isinstance(net, dict):
+        raise UserError(f"{source}: network must be an object")
+    _choice(f"{source}: network.collective_model", net.get("collective_model"), COLLECTIVE_MODELS)
+    fits = net.get("collectives") or []
+    if not isinstance(fits, list):
+        raise UserError(f"{source}: network.collectives must be a list")
+    for i, c in enumerate(fits):
+        where = f"{source}: network.collectives[{i}]"
+        if not isinstance(c, dict):
+            raise UserError(f"{where} must be an object")
+        unknown = sorted(set(map(str, c)) - _COLLECTIVE_KEYS)
+        if unknown:
+            from inferecon.core.errors import suggest
+
+            raise UserError(f"{where}: unknown field {unknown[0]!r}{suggest(unknown[0], sorted(_COLLECTIVE_KEYS))}")
+        _choice(f"{where}.collective", c.get("collective"), COLLECTIVES)
+        _choice(f"{where}.scope", c.get("scope"), SCOPES)
+        _choice(f"{where}.mode", c.get("mode"), MODES)
+        ws = c.get("world_size")
+        if _is_number(ws) and not 1 <= ws <= 65_536:
+            raise UserError(f"{where}.world_size {ws:g} is outside [1, 65,536]")
 
 
 def _is_number(v) -> bool:
@@ -58,6 +130,9 @@ def _check_value(where: str, key: str, value, rule: str | None) -> None:
         raise UserError(f"{where} must be a whole number, got {value:g}")
     if key == "price_usd_per_gpu_hour" and value > MAX_PRICE_USD_PER_HOUR:
         raise UserError(f"{where} ${value:g}/GPU-hour is above ${MAX_PRICE_USD_PER_HOUR:g}: a typo?")
+    if key == "price_usd_per_gpu_hour" and value < MIN_PRICE_USD_PER_HOUR:
+        raise UserError(f"{where} ${value:g}/GPU-hour is below ${MIN_PRICE_USD_PER_HOUR:g}: every cost would print as $0.00")
+    _bounds(key, value, where)
 
 
 def _walk(node, path: str, key: str, source: str, rule: str | None) -> None:
@@ -66,7 +141,9 @@ def _walk(node, path: str, key: str, source: str, rule: str | None) -> None:
             k = str(k)
             if k not in _FREE_FORM:
                 # A dict of figures (peak_tflops: {dtype: TFLOP/s}) passes its rule to its entries.
-                _walk(value, f"{path}.{k}" if path else k, k, source, _rule(k) or rule)
+                # Its entries are checked in its unit (peak_tflops.bf16 in TFLOP/s).
+                unit_key = k if _rule(k) or rule is None else key
+                _walk(value, f"{path}.{k}" if path else k, unit_key, source, _rule(k) or rule)
     elif isinstance(node, list):
         for i, value in enumerate(node):  # curves and fit lists: finite; their entries' keys decide the rest
             _walk(value, f"{path}[{i}]", key, source, None)
@@ -79,3 +156,4 @@ def check_profile_dict(data: dict, source: str = "profile") -> None:
     if not isinstance(data, dict):
         raise UserError(f"{source}: not a JSON object")
     _walk(data, "", "", source, None)
+    _check_schema(data, source)
