@@ -148,7 +148,10 @@ def run(args: argparse.Namespace) -> int:
 
     entries = _named(args.model, "--model")
     specs = [resolve_model(m) for m in entries]
-    names = model_display_names(entries, specs, _named(args.name, "--name") if args.name is not None else None)
+    try:
+        names = model_display_names(entries, specs, _named(args.name, "--name") if args.name is not None else None)
+    except RequestError as exc:
+        raise cli_args.flag_error(exc) from None
     models = [dataclasses.replace(s, name=n).with_precision(args.precision, args.kv_precision)
               for s, n in zip(specs, names)]
     for m in models:

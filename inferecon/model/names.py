@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from inferecon.core.errors import UserError, load_json
+from inferecon.core.errors import RequestError, load_json
 
 
 def _config_facts(entry: str) -> tuple[str | None, str | None, Path]:
@@ -31,24 +31,26 @@ def _is_config(entry: str, spec) -> bool:
 
 
 def model_display_names(entries: list[str], specs: list, names: list[str] | None = None) -> list[str]:
-    """One distinct display name per --model entry.
+    """One distinct display name per model entry.
 
-    Order of preference: the user's --name; a catalog model's own name; a config's
+    Order of preference: the user's own name; a catalog model's own name; a config's
     `_name_or_path`; the config file's stem (its folder's name when the file is just
     "config.json"). Names that still collide get the config's `model_type`, then the path as
     given. The same model named twice is refused: it would be one curve drawn twice."""
     if names is not None and len(names) != len(entries):
-        raise UserError(f"--name gives {len(names)} name(s) for {len(entries)} model(s): give one per model, in order")
+        raise RequestError("name", ",".join(names), f"{len(names)} name(s) for {len(entries)} model(s): "
+                           "give one per model, in order")
     keys = []
     for entry, spec in zip(entries, specs):
         key = str(Path(entry).resolve()) if _is_config(entry, spec) else spec.name
         if key in keys:
-            raise UserError(f"--model {entry!r} is given twice")
+            raise RequestError("model", entry, "the same model is given twice")
         keys.append(key)
     if names is not None:
         dup = [n for n, c in Counter(names).items() if c > 1]
         if dup or any(not n for n in names):
-            raise UserError(f"--name must give distinct, non-empty names (repeated: {', '.join(dup) or 'an empty name'})")
+            raise RequestError("name", ",".join(names), "names must be distinct and non-empty "
+                               f"(repeated: {', '.join(dup) or 'an empty name'})")
         return list(names)
 
     facts = [(_config_facts(e) if _is_config(e, s) else (None, None, None)) for e, s in zip(entries, specs)]

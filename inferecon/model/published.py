@@ -224,7 +224,7 @@ ALIASES = {"h100": "h100-sxm", "h100-efa": "h100-sxm-efa", "p5": "h100-sxm-efa",
 
 
 def get_profile(name: str) -> HardwareProfile:
-    return lookup("GPU", name, PROFILES, ALIASES, "or pass --hardware PROFILE.json")
+    return lookup("GPU", name, PROFILES, ALIASES, "or use a profile file of your own (a calibrated profile.json)")
 
 
 # Device names as torch/NVML report them -> published profile. PCIe and NVL cards have other
