@@ -27,6 +27,7 @@ from inferecon.core.errors import UserError
 from inferecon.ingest.opdb import open_database
 from inferecon.model.engine import EngineProfile
 from inferecon.model.hardware import HardwareProfile
+from inferecon.model.catalog import get_model
 from inferecon.model.published import get_profile
 
 FIXTURE = Path(__file__).parent / "fixtures" / "opdb" / "db"
@@ -282,3 +283,24 @@ def test_real_decode_intercept_is_no_slower_than_the_fastest_measured_decode_gem
     assert g.decode_t0_us <= rows["time_us"].min()
     assert g.decode_quality.n_points > 100 and g.decode_small_quality.n_points > 100
     assert g.time_us(1, 1280, 8192) < g.t0_us  # Llama 3 70B's QKV at TP 8, one token
+
+
+def test_real_weight_only_gemms_come_from_another_engine_of_the_same_gpu(tmp_path, capsys):
+    # aiconfigurator-core 0.12.0 holds A100 weight-only GEMM tables for TRT-LLM 1.0.0 only; vLLM's
+    # A100 profile prices AWQ / GPTQ GEMMs from them, and says so, rather than as bf16 at 4-bit bytes.
+    from inferecon.model.ops import fallbacks
+
+    fit = calibrate_from_opdb(None, "a100-sxm-80gb", "vllm")
+    g = fit.profile.op_fits.gemm_fit("int4_wo")
+    assert g is not None and (g.source.backend, g.source.version) == ("trtllm", "1.0.0")
+    assert g.source.system == "a100_sxm"
+    out = tmp_path / "cal"
+    fit.profile.save(tmp_path / "profile.json")
+    fit.engine.save(tmp_path / "engine.json")
+    awq = get_model("llama-3-8b").with_format("w4a16")
+    notes = fallbacks(awq, fit.profile, fit.engine)
+    assert any("trtllm 1.0.0's table" in n for n in notes), notes
+    assert main(["predict", "--model", "llama-3-8b", "--precision", "4", "--hardware", str(tmp_path / "profile.json"),
+                 "--engine", str(tmp_path / "engine.json"), "--batch", "1"]) == 0
+    assert "op-level model: int4_wo GEMMs priced from trtllm 1.0.0's table" in capsys.readouterr().err
+    assert not out.exists()

@@ -380,7 +380,9 @@ def _line_fit(b, y):
 
     A = np.column_stack([1.0 / y, b / y])
     (alpha, inv_beta), _ = nnls(A, np.ones_like(y))
-    inv_beta = max(inv_beta, 1e-9)  # a flat segment: bandwidth beyond any link (1e6 GB/s)
+    # A flat segment: bandwidth beyond any link (50,000 GB/s; NVLink 5 moves 900 GB/s each way),
+    # inside the range a profile load accepts.
+    inv_beta = max(inv_beta, 2e-8)
     return alpha, 1.0 / inv_beta / 1e3  # inv_beta is µs per byte -> GB/s
 
 
@@ -495,6 +497,7 @@ def calibrate_from_opdb(db_path, gpu: str, engine: str, engine_version: str | No
     gemms = fit_gemms(gemm_t, base.compute.peak_tflops, hbm, l2_bytes=l2_mb * 1e6 or None)
     if not gemms:
         raise UserError(f"{system}/gemm/{engine}/{gemm_t.source.version}: no dtype with enough usable rows")
+    gemms += _weight_only_from_other_engines(db, system, engine, {g.dtype for g in gemms}, base, l2_mb, notes)
     attention = fit_decode_attention(attn_t, hbm)
     if not attention:
         raise UserError(f"{system}/attention/{engine}/{attn_t.source.version}: no usable decode-attention rows")
@@ -538,6 +541,37 @@ def calibrate_from_opdb(db_path, gpu: str, engine: str, engine_version: str | No
                "what the engine adds around its kernels is in op_fits"],
         hardware=profile.name, fit_quality=_quality_summary(op_fits, eng_fits), op_fits=eng_fits)
     return OpDbCalibration(profile=profile, engine=engine_profile, summary=_summary(op_fits, eng_fits))
+
+
+# Weight-only formats: an engine whose table lacks them is served by another engine's table of
+# the same GPU (the kernels are the same family: Marlin / TRT-LLM's FpA-IntB, dequantise then
+# multiply at 16 bit) before the bf16 fit at 4- or 8-bit bytes, which the tables contradict
+# (A100 TRT-LLM 1.0.0: int4_wo's decode intercept 14.6 us against bf16's 4.4 us).
+WEIGHT_ONLY_DTYPES = ("int8_wo", "int4_wo")
+
+
+def _weight_only_from_other_engines(db, system, engine, have, base, l2_mb, notes) -> list[GemmFit]:
+    out = []
+    missing = [d for d in WEIGHT_ONLY_DTYPES if d not in have]
+    for other in (e for e in ENGINES if e != engine):
+        if not missing:
+            break
+        for v in reversed(db.versions(system, "gemm", other)):
+            if "gemm_perf" not in db.tables(system, "gemm", other, v):
+                continue
+            try:
+                t = db.read(system, "gemm", other, v, "gemm_perf", l2_bytes=l2_mb * 1e6)
+            except UserError:
+                continue
+            held = set(t.clean["dtype"]) & set(missing)
+            if not held:
+                continue
+            sub = dataclasses.replace(t, rows=t.rows[t.rows["dtype"].isin(held)])
+            for g in fit_gemms(sub, base.compute.peak_tflops, base.memory.bandwidth_gbps, l2_bytes=l2_mb * 1e6 or None):
+                out.append(g)
+                missing.remove(g.dtype)
+                notes.append(f"gemm/{g.dtype}: {engine} has no table; fitted from {other} {v}'s (same GPU)")
+    return out
 
 
 def _profile(base: HardwareProfile, op_fits: OpFits, db, sources, engine, version) -> HardwareProfile:

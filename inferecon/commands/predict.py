@@ -97,6 +97,11 @@ def run(args) -> int:
         # Its overheads and efficiencies are what the runs needed on top of *that* profile.
         print(f"inferecon: note: engine profile {engine.name!r} was fitted against {engine.hardware}, "
               f"not {hw.name}", file=sys.stderr)
+    if hw.op_fits is not None:  # which op was priced from which table, where not its own
+        from inferecon.model.ops import fallbacks
+
+        for line in fallbacks(model, hw, engine):
+            print(f"inferecon: note: op-level model: {line}", file=sys.stderr)
     try:
         rows = [predict(model, hw, tp=args.tp, pp=args.pp, ep=args.ep, batch=b, context=args.context,
                         draft=draft, gamma=gamma, acceptance=acceptance, engine=engine, draws=args.draws,
