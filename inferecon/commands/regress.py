@@ -159,6 +159,31 @@ def _jsonable(x):
 # ------------------------------------------------------------------------------------------
 
 
+def _same_run(a, b) -> bool:
+    """Two (manifest, tables) are one run, wherever it was copied (a saved baseline is a copy of
+    a run directory): the same host and start time, and the same measurements."""
+    (man_a, tab_a), (man_b, tab_b) = a, b
+    if (man_a.get("host"), man_a.get("start_time")) != (man_b.get("host"), man_b.get("start_time")):
+        return False
+    return set(tab_a) == set(tab_b) and all(tab_a[k].equals(tab_b[k]) for k in tab_a)
+
+
+def _check_distinct_runs(bases, runs, cand, run_b) -> None:
+    """The same run given twice answers no question: as two baselines it shows no between-run
+    spread (the gate would call the node steadier than it is), as baseline and candidate it can
+    only compare with itself. Said in one line instead of an unexplained verdict."""
+    for i, (b, r) in enumerate(zip(bases, runs)):
+        for b0, r0 in zip(bases[:i], runs[:i]):
+            if b.resolve() == b0.resolve() or _same_run(r, r0):
+                raise UserError(f"--baseline {b} and {b0} are the same run (host {r[0].get('host')}, started "
+                                f"{r[0].get('start_time')}): a run given twice shows no between-run spread; "
+                                "give distinct runs")
+        if _same_run(r, run_b):
+            raise UserError(f"--candidate {cand} is a copy of the baseline {b} (host {r[0].get('host')}, started "
+                            f"{r[0].get('start_time')}, the same measurements): a run compared with itself says "
+                            "nothing about the node")
+
+
 def run(args) -> int:
     from dataclasses import asdict
 
@@ -208,6 +233,7 @@ def run(args) -> int:
 
     runs_a = [read_run(b) for b in bases]  # UserError (exit 2) on a truncated or foreign Parquet file
     man_b, tables_b = read_run(cand)
+    _check_distinct_runs(bases, runs_a, cand, (man_b, tables_b))
     base, man_a = bases[-1], runs_a[-1][0]  # the manifest diff and the model impact use the last baseline
     name_b, n_b = baselines.identity(man_b)
     for b, (m, _) in zip(bases, runs_a):
