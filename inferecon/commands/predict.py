@@ -77,6 +77,10 @@ def run(args) -> int:
     if args.price is not None:
         hw = hw.with_price(args.price)
     model = resolve_model(args.model).with_precision(args.precision, args.kv_precision)
+    from inferecon.model.network import extrapolation_note
+
+    if extrapolation_note(hw, max(args.tp, args.ep)):  # the largest collective group: TP all-reduce, EP all-to-all
+        print(f"inferecon: note: {extrapolation_note(hw, max(args.tp, args.ep))}", file=sys.stderr)
     if model.context_note(args.context):  # on stderr: --json output stays one object per line
         print(f"inferecon: note: {model.context_note(args.context)}", file=sys.stderr)
     if 32 in (model.weight_bits, model.kv_bits):

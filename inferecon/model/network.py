@@ -227,6 +227,29 @@ def _fitted_time_s(hw, op, n, nodes, local, nbytes):
     return out
 
 
+def extrapolation_note(hw: HardwareProfile, ranks: int) -> str | None:
+    """A note where a collective over `ranks` GPUs leaves the world sizes the profile's fitted
+    collectives were measured at, in the scope it runs in (inside a node or across nodes):
+    `_fitted_time_s` then holds α and bus bandwidth at the nearest measured world, which is an
+    extrapolation the fit's interval does not cover. None inside the range, or without fits."""
+    if ranks < 2:
+        return None
+    scope = INTER if ranks > hw.network.gpus_per_node else INTRA
+    fits = [c for c in hw.network.collectives if c.world_size >= 2 and c.scope == scope]
+    if not fits:
+        return None
+    worlds = sorted({int(c.world_size) for c in fits})
+    if worlds[0] <= ranks <= worlds[-1]:
+        return None
+    ops = ", ".join(sorted({c.collective for c in fits}))
+    where = "across nodes" if scope == INTER else "inside a node"
+    span = f"{worlds[0]}" if len(worlds) == 1 else f"{worlds[0]} to {worlds[-1]}"
+    nearest = worlds[-1] if ranks > worlds[-1] else worlds[0]
+    return (f"{hw.name}: its fitted collectives ({ops}) {where} were measured over {span} ranks; {ranks} ranks is "
+            f"outside, so their alpha and bus bandwidth at {nearest} ranks are extrapolated (the interval "
+            "does not cover this: measure that world size for a fitted figure)")
+
+
 def _interp_rows(x, xp, fp):
     """Linear interpolation in x over the rows of fp (one row per xp), clamped at the ends."""
     if len(xp) == 1:

@@ -1,0 +1,33 @@
+"""A prediction whose collective group leaves the world sizes the profile's collectives were
+fitted at says so (model/network.py extrapolation_note), instead of applying the fit unchanged."""
+
+import json
+
+from inferecon import cli
+from inferecon.model.published import get_profile
+
+# One fitted all-reduce line across nodes, at 16 ranks (2 nodes of 8), as a calibration from
+# one 16-rank nccl-tests table leaves it.
+FIT = {"collective": "all_reduce", "world_size": 16, "scope": "inter", "alpha_us": 40.0, "beta_gbps": 20.0}
+
+
+def _profile(tmp_path):
+    d = get_profile("h100-sxm").to_dict()
+    d["network"]["collectives"] = [FIT]
+    p = tmp_path / "profile.json"
+    p.write_text(json.dumps(d))
+    return str(p)
+
+
+def test_beyond_the_fitted_world_is_noted(tmp_path, capsys):
+    hw = _profile(tmp_path)
+    assert cli.main(["predict", "--model", "llama-3-70b", "--hardware", hw, "--tp", "64", "--batch", "64", "--json"]) == 0
+    err = capsys.readouterr().err
+    assert "measured over 16 ranks; 64 ranks is outside" in err and "extrapolated" in err, err
+
+
+def test_inside_the_fitted_world_or_scope_without_fits_is_quiet(tmp_path, capsys):
+    hw = _profile(tmp_path)
+    for tp in ("16", "8"):  # 16: the fitted world; 8: inside a node, where nothing was fitted
+        assert cli.main(["predict", "--model", "llama-3-70b", "--hardware", hw, "--tp", tp, "--batch", "64", "--json"]) == 0
+        assert "extrapolated" not in capsys.readouterr().err
