@@ -26,6 +26,26 @@ def add_flags(p) -> None:
     g.add_argument("--chunk-size", type=cli_args.int_in(2, 10_000_000), default=None, metavar="TOKENS",
                    help="token budget per step (prefill chunk + decode tokens; default vLLM's: 8192 on H100/H200, "
                         "16384 on >= 160 GiB GPUs, 2048 on A100 and smaller)")
+    g.add_argument("--disaggregated", default=None, metavar="P,D",
+                   help="with --request-rate: P prefill instances and D decode instances (each of --tp/--pp/--ep; "
+                        "prefill instances of --prefill-tp GPUs if given), the KV cache moved between them")
+    g.add_argument("--prefill-tp", type=cli_args.int_in(1, 65_536), default=None,
+                   help="with --disaggregated: tensor parallelism of each prefill instance (default --tp)")
+    g.add_argument("--kv-link", choices=("nvlink", "network"), default="nvlink",
+                   help="with --disaggregated: prefill and decode instances share a node (nvlink, default) or not")
+
+
+def _pair(text: str) -> tuple[int, int]:
+    from inferecon.core.errors import UserError
+
+    parts = str(text).split(",")
+    try:
+        p, d = (int(x) for x in parts)
+    except ValueError:
+        raise UserError(f"--disaggregated: expected P,D (prefill and decode instances), got {text!r}") from None
+    if not (1 <= p <= 65_536 and 1 <= d <= 65_536):
+        raise UserError(f"--disaggregated: instance counts must be from 1 to 65,536, got {text}")
+    return p, d
 
 
 def check(args) -> None:
@@ -38,6 +58,10 @@ def check(args) -> None:
         raise UserError("--input-len and --output-len go together: a request has both")
     if wants and args.input_len is None:
         raise UserError(f"{wants[0]} needs --input-len and --output-len (the request it loads the deployment with)")
+    if args.disaggregated is not None and args.request_rate is None:
+        raise UserError("--disaggregated needs --request-rate R (and --input-len, --output-len)")
+    if args.prefill_tp is not None and args.disaggregated is None:
+        raise UserError("--prefill-tp applies to --disaggregated serving only")
     if args.context is None:
         args.context = 4096 if args.input_len is None else args.input_len + args.output_len // 2
 
@@ -48,6 +72,14 @@ def requests_for(args, model, hw, engine, rows) -> list:
         return []
     from inferecon.model.request import predict_request
 
+    if args.disaggregated is not None:
+        from inferecon.model.request import predict_disaggregated
+
+        p, d = _pair(args.disaggregated)
+        return [predict_disaggregated(model, hw, input_len=args.input_len, output_len=args.output_len,
+                                      request_rate_per_s=args.request_rate, tp=args.tp, pp=args.pp, ep=args.ep,
+                                      prefill_tp=args.prefill_tp or args.tp, prefill_instances=p,
+                                      decode_instances=d, same_node=args.kv_link == "nvlink", engine=engine)]
     if args.concurrency is not None or args.request_rate is not None:
         one = predict_request(model, hw, input_len=args.input_len, output_len=args.output_len, tp=args.tp,
                               pp=args.pp, ep=args.ep, concurrency=args.concurrency,

@@ -203,3 +203,21 @@ def test_engine_results_carry_ttft():
     assert (run.ttft_mean_ms, run.ttft_median_ms) == (60.9, 58.0)
     # trtllm-bench's report states no TTFT here: None, not zero.
     assert read_engine_results(here / "trtllm_bench_llama-3.1-70b_tp4_report.json")[0].ttft_mean_ms is None
+
+
+def test_predict_cli_disaggregated(capsys):
+    import json
+
+    from cli_check import one_line_error
+    from inferecon import cli
+
+    assert cli.main(["predict", "--model", "llama-3-70b", "--tp", "2", "--precision", "8", "--input-len", "4000",
+                     "--output-len", "400", "--request-rate", "2", "--disaggregated", "2,2", "--prefill-tp", "4",
+                     "--draws", "0", "--json"]) == 0
+    req = json.loads(capsys.readouterr().out.splitlines()[0])["request"]
+    assert req["load"] == "disaggregated"
+    # 2 prefill instances x 4 GPUs + 2 decode instances x 2 GPUs = 12 GPUs; 2 req/s x 400 tokens / 12.
+    assert req["output_tokens_per_s_per_gpu"] == pytest.approx(2 * 400 / 12)
+    assert "12 GPUs in all" in req["queue_model"]
+    assert "--request-rate" in one_line_error(capsys, ["predict", "--model", "llama-3-70b", "--input-len", "10",
+                                                       "--output-len", "10", "--disaggregated", "1,1"])

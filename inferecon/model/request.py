@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from inferecon.model.engine import EngineProfile
 from inferecon.model.hardware import HardwareProfile
 from inferecon.model.prefill import PrefillOptions, chunk_plan, prefill_chunk
-from inferecon.model.serving import default_chunk_tokens, serve
+from inferecon.model.serving import Deployment, default_chunk_tokens, serve, serve_disaggregated
 from inferecon.model.spec import ModelSpec
 
 
@@ -99,3 +99,30 @@ def predict_request(model: ModelSpec, hw: HardwareProfile, *, input_len: int, ou
         input_tokens_per_s_per_gpu=r.input_tokens_per_s_per_gpu,
         usd_per_m_input_tokens=r.usd_per_m_input_tokens, usd_per_m_output_tokens=r.usd_per_m_output_tokens,
         queue_model=r.queue_model)
+
+
+def predict_disaggregated(model: ModelSpec, hw: HardwareProfile, *, input_len: int, output_len: int,
+                          request_rate_per_s: float, tp: int = 1, pp: int = 1, ep: int = 1, prefill_tp: int | None = None,
+                          prefill_instances: int = 1, decode_instances: int = 1, same_node: bool = True,
+                          engine: EngineProfile | None = None,
+                          popts: PrefillOptions = PrefillOptions()) -> RequestPrediction:
+    """Disaggregated serving (model/serving.py): prefill instances of prefill_tp x pp x ep GPUs,
+    decode instances of tp x pp x ep, at a Poisson request rate."""
+    r = serve_disaggregated(model, hw, input_len=input_len, output_len=output_len,
+                            request_rate_per_s=request_rate_per_s,
+                            prefill=Deployment(prefill_tp or tp, pp, ep), prefill_instances=prefill_instances,
+                            decode=Deployment(tp, pp, ep), decode_instances=decode_instances, same_node=same_node,
+                            engine=engine, popts=popts)
+    _, dominant, level = _lone_prefill(model, hw, input_len=input_len, chunk_tokens=None, tp=prefill_tp or tp, pp=pp,
+                                       ep=ep, engine=engine, popts=popts)
+    return RequestPrediction(
+        input_len=int(input_len), output_len=int(output_len), chunk_tokens=int(input_len), load="disaggregated",
+        concurrency=r.concurrency, request_rate_per_s=r.request_rate_per_s, decode_batch=r.decode_batch,
+        ttft_ms=r.ttft_s * 1e3, ttft_queue_ms=r.ttft_queue_s * 1e3, prefill_ms=r.prefill_service_s * 1e3,
+        prefill_tokens_per_s=input_len / r.prefill_service_s, prefill_level=level, prefill_dominant=dominant,
+        tpot_ms=r.tpot_s * 1e3, request_latency_s=r.request_latency_s,
+        output_tokens_per_s_per_gpu=r.output_tokens_per_s_per_gpu,
+        input_tokens_per_s_per_gpu=r.input_tokens_per_s_per_gpu,
+        usd_per_m_input_tokens=r.usd_per_m_input_tokens, usd_per_m_output_tokens=r.usd_per_m_output_tokens,
+        queue_model=f"{r.queue_model} per prefill instance; KV transfer {r.kv_transfer_s * 1e3:.2f} ms "
+                    f"({'NVLink' if same_node else 'network'}); {r.n_gpu} GPUs in all")

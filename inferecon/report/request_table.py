@@ -10,6 +10,9 @@ def format_request(req) -> str:
     elif req.load == "concurrency":
         load = (f"{req.concurrency:.0f} concurrent clients ({req.request_rate_per_s:.2f} requests/s, "
                 f"{req.decode_batch:.1f} decoding together)")
+    elif req.load == "disaggregated":
+        load = (f"{req.request_rate_per_s:g} requests/s, disaggregated ({req.decode_batch:.1f} decoding together "
+                f"per decode instance)")
     else:
         load = f"{req.request_rate_per_s:g} requests/s ({req.decode_batch:.1f} decoding together)"
     lines = [
