@@ -167,6 +167,7 @@ def compare_runs(cases: list[EngineCase], engine: EngineProfile | None = None, d
             "measured_ms": c.measured_ms, "predicted_ms": p.ms_per_token,
             "error_pct": float(pct_errors(p.ms_per_token, c.measured_ms)),
             "dominant": p.dominant, "feasible": p.feasible,
+            "infeasible_reason": "" if p.feasible else (getattr(p, "infeasible_reason", "") or "does not fit in memory"),
         })
         if draws and p.tokens_per_s_per_seq_hi is not None:  # a profile without uncertainty has no band
             # ms per token is 1 / speed: the slow end of the speed interval is the long end.

@@ -251,6 +251,17 @@ def engine_handler(args) -> int:
     cases = load_cases(args.engine_results, model=args.model, gpu=args.gpu, hardware_path=args.hardware,
                        tp=args.tp, weight_bits=args.precision, kv_bits=args.kv_precision, notes=notes)
     rows = compare_runs(cases, draws=DEFAULT_DRAWS)
+    # A run the model says cannot fit in its GPUs' memory at that concurrency was not the run
+    # the file describes (another precision, offloading, a smaller KV cache): its error is shown
+    # but it is named and kept out of the MAPE, never scored as if the prediction applied.
+    for r in rows:
+        if not r["feasible"]:
+            notes.append(f"{r['source']}: {r['model']} at tp {r['tp']}, concurrency {r['concurrency']:g} does not fit "
+                         f"({r['infeasible_reason']}): left out of the MAPE")
+    scored = [r for r in rows if r["feasible"]]
+    if not scored:
+        raise UserError(f"no run fits in its GPUs' memory as the model sees it ({rows[0]['source']}: "
+                        f"{rows[0]['infeasible_reason']}): check --precision, --kv-precision and --tp")
     engine = None
     if args.engine:
         from inferecon.model.engine import EngineProfile
@@ -268,17 +279,17 @@ def engine_handler(args) -> int:
     if engine is not None:
         columns.append((f"+{engine.name}"[:10], "engine_ms", "engine_error_pct"))
     print(er.comparison_table(rows, columns))
-    total = mape(r["error_pct"] for r in rows)
-    print(f"MAPE over {len(rows)} run(s): {total:.1f}% (predicted per-token time of the hardware profile alone; "
+    total = mape(r["error_pct"] for r in scored)
+    print(f"MAPE over {len(scored)} run(s): {total:.1f}% (predicted per-token time of the hardware profile alone; "
           f"positive error = predicted slower than measured)")
     engine_mape = None
     if engine is not None:
-        engine_mape = mape(r["engine_error_pct"] for r in rows)
+        engine_mape = mape(r["engine_error_pct"] for r in scored)
         print(f"MAPE with engine profile {engine.name!r} ({args.engine}): {engine_mape:.1f}%")
     from inferecon.validation.ttft import format_ttft, ttft_rows
 
     print(format_ttft(ttft_rows(cases)))
-    inside, n = coverage(rows, "covered")
+    inside, n = coverage(scored, "covered")
     print("coverage: " + (f"{inside} of {n} runs inside the predicted 90% interval ({100 * inside / n:.0f}%; a "
                            "calibrated uncertainty covers about 90%; engine overheads are not in the interval)" if n else
                            "none (the hardware profile carries no uncertainty)"))
