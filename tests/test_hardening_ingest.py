@@ -125,3 +125,30 @@ def test_deeply_nested_json_is_one_line(tmp_path):
     with pytest.raises(UserError) as exc:
         read_nccl_tests(str(p))
     assert "all_reduce_perf.json" in str(exc.value) and "nested too deeply" in str(exc.value)
+
+
+NVB = json.loads((FIX / "nvbandwidth.json").read_text())
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    (lambda d: d.update(nvbandwidth="x"), "nvbandwidth must be an object"),
+    (lambda d: d["nvbandwidth"].update(testcases="device_local_copy"), "nvbandwidth.testcases must be a list"),
+    (lambda d: d["nvbandwidth"]["testcases"].__setitem__(0, 5), "testcases[0] must be an object"),
+    (lambda d: d["nvbandwidth"]["testcases"][0].update(bandwidth_matrix="1480"), "testcases[0].bandwidth_matrix must be a list"),
+    (lambda d: d["nvbandwidth"]["testcases"][0]["bandwidth_matrix"][0].__setitem__(0, "fast"),
+     "bandwidth_matrix[0][0] must be a bandwidth in GB/s or N/A"),
+    (lambda d: d["nvbandwidth"]["testcases"][0]["bandwidth_matrix"][0].__setitem__(0, True), "must be a number (GB/s)"),
+    (lambda d: d["nvbandwidth"]["testcases"][0]["bandwidth_matrix"][0].__setitem__(0, "inf"), "must be a finite number"),
+    (lambda d: d["nvbandwidth"]["testcases"][0]["bandwidth_matrix"][0].__setitem__(0, "1e9"), "= 1e+09 GB/s is outside"),
+    (lambda d: d["nvbandwidth"]["testcases"][0].update(name=7), "testcases[0].name must be a string"),
+], ids=lambda x: x if isinstance(x, str) else "")
+def test_nvbandwidth_json_fields(tmp_path, edit, fragment):
+    from inferecon.ingest.links import read_link_file
+
+    d = copy.deepcopy(NVB)
+    edit(d)
+    p = tmp_path / "nvbandwidth.json"
+    p.write_text(json.dumps(d))
+    with pytest.raises(UserError) as exc:
+        read_link_file(p)
+    assert "nvbandwidth.json" in str(exc.value) and fragment in str(exc.value), str(exc.value)

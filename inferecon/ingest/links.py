@@ -137,18 +137,46 @@ def _nvb_text(text):
     return cases
 
 
+# Above this a link figure is a corrupt file (HBM is ~8 TB/s; NVLink 5 1.8 TB/s per GPU).
+MAX_LINK_GBPS = 1e5
+
+
 def _nvb_json(path, text):
+    """nvbandwidth -j output read as untrusted data (ingest/fields.py): the containers must be
+    an object and lists, a cell a number (nvbandwidth writes them as strings, "389.71") or "N/A";
+    true, NaN, infinity or a figure above any link's are refused naming the cell."""
+    from inferecon.ingest.fields import JsonFields
+
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}:{exc.lineno}: not valid nvbandwidth JSON ({exc.msg})") from None
-    root = doc.get("nvbandwidth", doc) if isinstance(doc, dict) else {}
+    except (ValueError, RecursionError):
+        raise UserError(f"{path}: not an nvbandwidth -j document (numbers too long or nesting too deep)") from None
+    f = JsonFields(path, "nvbandwidth -j document")
+    doc = f.obj(doc, "the document")
+    root = f.obj(doc.get("nvbandwidth", doc), "nvbandwidth")
     cases = []
-    for i, tc in enumerate(root.get("testcases") or []):
-        matrix = tc.get("bandwidth_matrix") or []
-        cells = [(i, r, c, _float(v)) for r, row in enumerate(matrix) for c, v in enumerate(row)]
+    for i, tc in enumerate(f.items(root.get("testcases"), "nvbandwidth.testcases", required=False)):
+        where = f"testcases[{i}]"
+        tc = f.obj(tc, where)
+        matrix = f.items(tc.get("bandwidth_matrix"), f"{where}.bandwidth_matrix", required=False)
+        cells = []
+        for r, row in enumerate(matrix):
+            for c, v in enumerate(f.items(row, f"{where}.bandwidth_matrix[{r}]")):
+                cell = f"{where}.bandwidth_matrix[{r}][{c}]"
+                if isinstance(v, str) and v.strip().upper() in ("N/A", "NA", ""):
+                    cells.append((i, r, c, None))
+                    continue
+                if isinstance(v, str):
+                    try:
+                        v = float(v)
+                    except ValueError:
+                        raise f.fail(cell, "a bandwidth in GB/s or N/A", v) from None
+                cells.append((i, r, c, f.number(v, cell, 0.0, MAX_LINK_GBPS, unit="GB/s")))
         if cells:
-            cases.append((tc.get("name", "unknown"), tc.get("bandwidth_description", ""), cells))
+            name = f.text(tc.get("name"), f"{where}.name") or "unknown"
+            cases.append((name, f.text(tc.get("bandwidth_description"), f"{where}.bandwidth_description") or "", cells))
     return cases
 
 
