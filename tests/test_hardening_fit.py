@@ -34,3 +34,14 @@ def test_no_run_that_fits_is_one_line(tmp_path, capsys):
     paths = _runs(tmp_path, "meta-llama/Llama-3.1-70B-Instruct")
     line = one_line_error(capsys, ["validate", "--engine-results", *paths, "--gpu", "h100-sxm", "--out", str(tmp_path / "v")])
     assert "no run fits in its GPUs' memory" in line
+
+
+def test_calibrate_does_not_fit_a_run_that_cannot_fit(tmp_path, capsys):
+    paths = _runs(tmp_path, "meta-llama/Llama-3.1-70B-Instruct", "meta-llama/Llama-3.1-8B-Instruct")
+    assert cli.main(["calibrate", "--engine-results", *paths, "--gpu", "h100-sxm", "--out", str(tmp_path / "c")]) == 0
+    err = capsys.readouterr().err
+    assert "run0.json: llama-3-70b at tp 1, concurrency 8 does not fit" in err and "not fitted" in err
+    rows = (tmp_path / "c" / "engine_fit.csv").read_text().splitlines()
+    assert len(rows) == 2 and "run1.json" in rows[1]  # the header and the one run that fits
+    line = one_line_error(capsys, ["calibrate", "--engine-results", paths[0], "--gpu", "h100-sxm", "--out", str(tmp_path / "d")])
+    assert "no engine run fits" in line

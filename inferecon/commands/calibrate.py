@@ -292,6 +292,19 @@ def _engine_profile(args) -> int:
     notes: list[str] = []
     cases = load_cases(args.engine_results, model=args.model, gpu=args.gpu, hardware_path=args.hardware,
                        tp=args.tp, weight_bits=args.precision, kv_bits=args.kv_precision, notes=notes)
+    # A run the model says cannot fit in its GPUs' memory is not the run the file describes
+    # (another precision, offloading): fitting overheads to it would bend them; named, not fitted.
+    from inferecon.calibration.engine_fit import predict_case
+
+    fits = [c for c in cases if predict_case(c, None, 0).feasible]
+    for c in cases:
+        if c not in fits:
+            notes.append(f"{c.run.source}: {c.model.name} at tp {c.tp}, concurrency {c.run.concurrency:g} does not fit "
+                         f"in its GPUs' memory as the model sees it: not fitted")
+    if not fits:
+        raise UserError("no engine run fits in its GPUs' memory as the model sees it: check --precision, "
+                        "--kv-precision and --tp")
+    cases = fits
     fit = fit_engine_profile(cases, name=args.engine_name)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = check_out_dir(args.out if args.out else Path("results") / f"engine-{fit.profile.name}-{stamp}")
