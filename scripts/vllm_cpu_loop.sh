@@ -148,7 +148,7 @@ for dt in $dtypes; do
   [ "$(left_s)" -le 240 ] && { log "$dt: too little of the loop budget left to start a server"; status=partial; break; }
   mkdir -p "$out/vllm/$short"
   log "serve $dt on 127.0.0.1:$port (load $(load))"
-  t0=$SECONDS serve_load=$(load)
+  t0=$SECONDS serve_load=$(load) serve_when=$(date -u +%H:%M:%S)
   setsid "$venv/bin/python" "$helper" vllm serve "$model" --host 127.0.0.1 --port "$port" --dtype "$dt" \
     --max-model-len 1024 --seed 0 $serve_args > "$out/logs/serve-$short.log" 2>&1 &
   server_pgid=$!
@@ -157,7 +157,7 @@ for dt in $dtypes; do
     if curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1; then up=1; break; fi
     sleep 2
   done
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "serve-$short" "$(date -u +%H:%M:%S)" $((SECONDS - t0)) \
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "serve-$short" "$serve_when" $((SECONDS - t0)) \
     "$([ $up = 1 ] && echo 0 || echo 1)" "$serve_load" "$(load)" \
     "vllm serve $model --host 127.0.0.1 --port $port --dtype $dt --max-model-len 1024 --seed 0 $serve_args" >> "$out/commands.tsv"
   if [ $up != 1 ]; then
