@@ -31,3 +31,17 @@ def test_inside_the_fitted_world_or_scope_without_fits_is_quiet(tmp_path, capsys
     for tp in ("16", "8"):  # 16: the fitted world; 8: inside a node, where nothing was fitted
         assert cli.main(["predict", "--model", "llama-3-70b", "--hardware", hw, "--tp", tp, "--batch", "64", "--json"]) == 0
         assert "extrapolated" not in capsys.readouterr().err
+
+
+def test_frontier_flags_its_extrapolated_points(tmp_path, capsys):
+    import pandas as pd
+
+    hw = _profile(tmp_path)
+    assert cli.main(["frontier", "--model", "llama-3-70b", "--hardware", hw, "--max-gpus", "64", "--out", str(tmp_path / "f")]) == 0
+    out = capsys.readouterr().out
+    df = pd.read_csv(tmp_path / "f" / "frontier.csv")
+    group = df[["tp", "ep"]].max(axis=1)
+    beyond = (group > 8) & (group != 16)  # across nodes (8 GPUs each), at a world other than the fitted 16
+    assert beyond.any()  # the search reaches 64 GPUs: some points do leave the fit
+    assert (df["collectives_extrapolated"] == beyond).all()
+    assert f"{int(beyond.sum())} of {len(df)} frontier points" in out and "extrapolated" in out

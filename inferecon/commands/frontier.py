@@ -194,6 +194,17 @@ def run(args: argparse.Namespace) -> int:
             elif args.draws:
                 df = _with_band(df, model, hw, args.context, near, draft, acc, args.draws, args.seed, engine)
             df.insert(3, "profile_label", hw_label)  # "gpu" is the GPU model; this tells two profiles of it apart
+            # Points whose TP/EP group leaves the world sizes the profile's collectives were fitted
+            # at carry a flag in the CSV and one note: never an extrapolated figure without a word.
+            from inferecon.model.network import extrapolation_note
+
+            groups = df[["tp", "ep"]].max(axis=1).astype(int)
+            notes_by_group = {n: extrapolation_note(hw, n) for n in set(groups)}
+            df["collectives_extrapolated"] = groups.map(lambda n: notes_by_group[n] is not None)
+            if df["collectives_extrapolated"].any():
+                first = next(v for n, v in sorted(notes_by_group.items(), reverse=True) if v)
+                print(f"note: {int(df['collectives_extrapolated'].sum())} of {len(df)} frontier points of {model.name} "
+                      f"on {hw_label} are extrapolated; the widest: {first}")
             df["engine"] = engine.name if engine is not None else ""
             label = f"{model.name} on {hw_label}" + (f" ({hw.provenance.kind})" if hw.provenance.kind != "published" else "")
             if draft:
