@@ -1,6 +1,8 @@
 """Calibration fits on synthetic measurements with known parameters, held-out scoring, and
 the profile builder's handling of missing and failed terms."""
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -156,3 +158,23 @@ def test_calibrated_gemm_fit_drives_the_decode_prediction():
     # With a GEMM fit the GEMMs sit in both compute terms, so max() is still the compute time.
     compute = max(cal.t_arithmetic_s[0], cal.t_memory_s[0])
     assert cal.t_step_s[0] == pytest.approx(compute + cal.t_network_s[0] + cal.t_latency_s[0], rel=1e-12)
+
+
+def test_a_latency_only_collective_fits_inside_the_profile_schema():
+    # gloo on a loaded CPU: 2 ms whatever the size from 1 KB to 1 MB (the time does not grow
+    # with bytes). The fitted line is latency only, and its beta must still be a bandwidth a
+    # profile file may hold (the schema's physical range stops at 1e5 GB/s): a floor of
+    # 1e-12 us/byte wrote 1e9 GB/s, which `calibrate --device cpu` then refused to load.
+    from inferecon.calibration.fit_network import fit_points
+    from inferecon.model.profile_checks import check_profile_dict
+
+    x = np.array([1, 4, 16, 64, 256, 1024], float) * 1024
+    y = np.full(6, 2000.0)
+    fits, res = fit_points("all_reduce", 2, "intra", "eager", x, y, "network:all_reduce/w2/intra")
+    assert all(f.beta_gbps <= 1e5 for f in fits)
+    # The slope that floor allows adds at most 1 MiB / 50,000 GB/s = 0.021 us: the line is flat.
+    assert res.train_mape < 0.01
+    hw = get_profile("h100-sxm")
+    data = hw.to_dict()
+    data["network"]["collectives"] = [dataclasses.asdict(f) for f in fits]
+    check_profile_dict(data, "fitted")  # raises a one-line UserError outside the physical ranges

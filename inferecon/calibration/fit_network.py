@@ -25,7 +25,9 @@ MAX_PIECES = 4
 MIN_POINTS_PER_PIECE = 3
 PIECE_TOLERANCE = 1.10  # a count within 10% of the best held-out error is as good: take fewer pieces
 PIECEWISE_GAIN = 1 / PIECE_TOLERANCE  # kept for callers that read it
-_MIN_INV_BETA = 1e-12  # µs per byte: β at most 1e6 GB/s; a flat piece is latency only
+# µs per byte: β at most 50,000 GB/s (1e-3 / g GB/s), inside the profile schema's physical range
+# (≤ 1e5 GB/s); a flat piece is latency only. 1e-12 here was β = 1e9 GB/s, which a profile load refuses.
+_MIN_INV_BETA = 2e-8
 _PIECE_NAMES = {1: ["small"], 2: ["small", "large"], 3: ["small", "mid", "large"],
                 4: ["small", "mid", "mid2", "large"]}
 
