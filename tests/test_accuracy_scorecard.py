@@ -116,6 +116,7 @@ def test_leave_one_source_out_never_sees_the_held_out_source(points):
     assert "fake-absurd" in fits_a["loso"]["tt-gpu-ref-qwen3"].profile.sources
 
 
+@pytest.mark.slow
 def test_single_source_engine_keeps_published_and_unsupported_parameters_are_held(points):
     res, fits = acc.scorecard(points)
     lone = res[res["engine"] == "gpt-fast"]

@@ -6,6 +6,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from cli_check import one_line_error
 
 HOLD = ("import sys, time; from filelock import FileLock; lock = FileLock(sys.argv[1]); lock.acquire(); "
@@ -33,6 +35,7 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_run(tmp_path, caps
     assert json.loads((out / "manifest.json").read_text())["status"] == "complete"
 
 
+@pytest.mark.slow
 def test_two_bench_processes_on_one_out(tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "inferecon.cli", "bench", "launch", "--device", "cpu", "--quick", "--no-progress",

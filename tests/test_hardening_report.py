@@ -35,6 +35,7 @@ def _fit_terms(page: str) -> list[str]:
     return [t for t in ("network:all_reduce/w8", "network:all_reduce/w2") if t in page]
 
 
+@pytest.mark.slow
 def test_calibration_records_the_ingested_fit(calibrated_run):
     summary = json.loads((calibrated_run / "calibration.json").read_text())
     assert any(f["term"].startswith("network:all_reduce/w8") for f in summary["fits"])
@@ -42,6 +43,7 @@ def test_calibration_records_the_ingested_fit(calibrated_run):
                                                                          "network:all_reduce/w2"]
 
 
+@pytest.mark.slow
 def test_report_out_elsewhere_leaves_the_run_alone_and_keeps_ingested_fits(calibrated_run, tmp_path, capsys):
     before = _digest(calibrated_run)
     assert main(["report", str(calibrated_run), "--out", str(tmp_path / "page.html")]) == 0
@@ -52,6 +54,7 @@ def test_report_out_elsewhere_leaves_the_run_alone_and_keeps_ingested_fits(calib
                                                                   .read_text())["plots"])
 
 
+@pytest.mark.slow
 def test_report_in_place_keeps_ingested_fits(calibrated_run, capsys):
     assert main(["report", str(calibrated_run)]) == 0
     assert "network:all_reduce/w8" in (calibrated_run / "report.html").read_text()

@@ -110,6 +110,7 @@ def test_each_link_file_into_a_profile(name):
     assert terms and all(res.profile.provenance.fit_quality[k]["files"] == [str(MEASURED / name)] for k in terms)
 
 
+@pytest.mark.slow
 def test_every_public_table_is_fitted_and_priced():
     from inferecon.validation.public_network import SIZES, rows
 

@@ -272,6 +272,7 @@ def test_gemm_decode_regime_prices_small_m_by_hand():
     assert old.time_us(1, 1024, 1024) == pytest.approx(10.0 + 2101248 / 1e6)
 
 
+@pytest.mark.slow
 def test_real_decode_intercept_is_no_slower_than_the_fastest_measured_decode_gemm():
     # One roofline over M <= 8192 put H200 TRT-LLM's fp8_block intercept at ~20 us, above the
     # table's own fastest M=1 rows (5.5-10.8 us, issue 20): an intercept cannot exceed a measured time.
@@ -285,6 +286,7 @@ def test_real_decode_intercept_is_no_slower_than_the_fastest_measured_decode_gem
     assert g.time_us(1, 1280, 8192) < g.t0_us  # Llama 3 70B's QKV at TP 8, one token
 
 
+@pytest.mark.slow
 def test_real_weight_only_gemms_come_from_another_engine_of_the_same_gpu(tmp_path, capsys):
     # aiconfigurator-core 0.12.0 holds A100 weight-only GEMM tables for TRT-LLM 1.0.0 only; vLLM's
     # A100 profile prices AWQ / GPTQ GEMMs from them, and says so, rather than as bf16 at 4-bit bytes.

@@ -81,6 +81,7 @@ def test_fit_layers_recovers_a_line():
     assert decode.extrapolate({2: 7.0, 4: 11.0}, 80) == pytest.approx(3.0 + 2.0 * 80)
 
 
+@pytest.mark.slow
 def test_a_step_is_linear_in_layers_by_flop_count():
     """What layer extrapolation rests on: the work of one decode step is a + b·L. Counted with
     torch's FLOP counter instead of timed on a shared CPU (the time of a step is the machine's;
