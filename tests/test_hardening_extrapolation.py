@@ -45,3 +45,34 @@ def test_frontier_flags_its_extrapolated_points(tmp_path, capsys):
     assert beyond.any()  # the search reaches 64 GPUs: some points do leave the fit
     assert (df["collectives_extrapolated"] == beyond).all()
     assert f"{int(beyond.sum())} of {len(df)} frontier points" in out and "extrapolated" in out
+
+
+def _interval_width(hw, tp, tmp_path):
+    """Relative width hi/lo of predict's 90% step-time interval, through the command as a user runs it."""
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert cli.main(["predict", "--model", "llama-3-70b", "--hardware", hw, "--tp", str(tp), "--batch", "64",
+                         "--json"]) == 0
+    row = json.loads(buf.getvalue().splitlines()[0])
+    lo, hi = row["t_step_ms_lo"], row["t_step_ms_hi"]
+    return hi / lo
+
+
+def test_beyond_the_fitted_world_widens_the_interval(tmp_path, capsys):
+    # The same 16-rank fit, and the same fit stated at 64 ranks (then 64 ranks is measured, not
+    # extrapolated): only the first widens predict's interval, and the note says by how much.
+    hw16 = _profile(tmp_path)
+    d = get_profile("h100-sxm").to_dict()
+    d["network"]["collectives"] = [dict(FIT, world_size=64)]
+    (tmp_path / "p64").mkdir()
+    hw64 = tmp_path / "p64" / "profile.json"
+    hw64.write_text(json.dumps(d))
+    extrapolated, measured = _interval_width(hw16, 64, tmp_path), _interval_width(str(hw64), 64, tmp_path)
+    assert extrapolated > measured * 1.01, (extrapolated, measured)
+    err = capsys.readouterr().err
+    assert "90% interval draws the network term x/÷" in err and "16-to-64-rank" in err
+    # Farther from the fitted world, wider: 32 ranks is one doubling from 16, 64 two.
+    assert _interval_width(hw16, 32, tmp_path) < extrapolated

@@ -227,11 +227,10 @@ def _fitted_time_s(hw, op, n, nodes, local, nbytes):
     return out
 
 
-def extrapolation_note(hw: HardwareProfile, ranks: int) -> str | None:
-    """A note where a collective over `ranks` GPUs leaves the world sizes the profile's fitted
-    collectives were measured at, in the scope it runs in (inside a node or across nodes):
-    `_fitted_time_s` then holds α and bus bandwidth at the nearest measured world, which is an
-    extrapolation the fit's interval does not cover. None inside the range, or without fits."""
+def _extrapolated_world(hw: HardwareProfile, ranks: int):
+    """(scope, fitted worlds, nearest fitted world) where a collective over `ranks` GPUs leaves
+    the world sizes the profile's fitted collectives were measured at in its scope; None inside
+    the range, or without fits."""
     if ranks < 2:
         return None
     scope = INTER if ranks > hw.network.gpus_per_node else INTRA
@@ -241,13 +240,69 @@ def extrapolation_note(hw: HardwareProfile, ranks: int) -> str | None:
     worlds = sorted({int(c.world_size) for c in fits})
     if worlds[0] <= ranks <= worlds[-1]:
         return None
+    return scope, fits, worlds, (worlds[-1] if ranks > worlds[-1] else worlds[0])
+
+
+# Message sizes at which the widening is sized: a latency-bound decode all-reduce and a
+# bandwidth-bound one; the larger disagreement counts.
+_WIDEN_BYTES = (16 * 1024, 16 * 1024 * 1024)
+
+
+def extrapolation_sigma(hw: HardwareProfile, ranks: int) -> float | None:
+    """How far an extrapolated collective may be off, as a lognormal sigma: the fit holds α and
+    bus bandwidth at the nearest measured world, and the hierarchical NCCL model (the published
+    physics of the same links) says by what factor an all-reduce changes between that world and
+    `ranks` GPUs — |ln(t(ranks) / t(nearest))|, the larger at a small and a large message. None
+    inside the fitted range."""
+    found = _extrapolated_world(hw, ranks)
+    if found is None:
+        return None
+    nearest = found[3]
+    sigmas = []
+    for nbytes in _WIDEN_BYTES:
+        t = []
+        for n in (ranks, nearest):
+            nodes, local = group_nodes(hw, n, 1)
+            t.append(float(published_time_s(hw, ALL_REDUCE, np.array([float(n)]), nodes.reshape(1),
+                                            local.reshape(1), np.array([float(nbytes)]))[0]))
+        sigmas.append(abs(float(np.log(t[0] / t[1]))))
+    return max(sigmas)
+
+
+def extrapolation_uncertainty(hw: HardwareProfile, ranks: int):
+    """The uncertainty entry an extrapolated collective adds to the profile's own: the whole
+    network term of a step times a lognormal of median 1 and `extrapolation_sigma` (the
+    profile's `network.time_scale`, which every draw moves). None inside the fitted range."""
+    from inferecon.model.uncertain import Uncertain
+
+    sigma = extrapolation_sigma(hw, ranks)
+    if sigma is None:
+        return None
+    _, _, worlds, nearest = _extrapolated_world(hw, ranks)
+    return Uncertain(name=f"collectives extrapolated from {nearest} to {ranks} ranks", paths=("network.time_scale",),
+                     dist="lognormal", relative=True, median=1.0, sigma=sigma,
+                     source=f"fitted at {worlds[0]}-{worlds[-1]} ranks; spread = the hierarchical NCCL model's "
+                            f"all-reduce time ratio between {ranks} and {nearest} ranks")
+
+
+def extrapolation_note(hw: HardwareProfile, ranks: int) -> str | None:
+    """A note where a collective over `ranks` GPUs leaves the world sizes the profile's fitted
+    collectives were measured at, in the scope it runs in (inside a node or across nodes):
+    `_fitted_time_s` then holds α and bus bandwidth at the nearest measured world, which is an
+    extrapolation; predict widens its interval by `extrapolation_uncertainty`. None inside the
+    range, or without fits."""
+    found = _extrapolated_world(hw, ranks)
+    if found is None:
+        return None
+    scope, fits, worlds, nearest = found
     ops = ", ".join(sorted({c.collective for c in fits}))
     where = "across nodes" if scope == INTER else "inside a node"
     span = f"{worlds[0]}" if len(worlds) == 1 else f"{worlds[0]} to {worlds[-1]}"
-    nearest = worlds[-1] if ranks > worlds[-1] else worlds[0]
+    factor = float(np.exp(1.6449 * extrapolation_sigma(hw, ranks)))
     return (f"{hw.name}: its fitted collectives ({ops}) {where} were measured over {span} ranks; {ranks} ranks is "
-            f"outside, so their alpha and bus bandwidth at {nearest} ranks are extrapolated (the interval "
-            "does not cover this: measure that world size for a fitted figure)")
+            f"outside, so their alpha and bus bandwidth at {nearest} ranks are extrapolated: predict's 90% interval "
+            f"draws the network term x/÷ {factor:.2f} more (the hierarchical NCCL model's {nearest}-to-{ranks}-rank "
+            "ratio); measure that world size for a fitted figure")
 
 
 def _interp_rows(x, xp, fp):

@@ -162,6 +162,13 @@ def predict(model: ModelSpec, hw: HardwareProfile, *, tp: int, batch: int, conte
 
     # A profile saved without uncertainty (and no fitted engine) has no interval, not a zero-width one.
     interval = {}
+    # A collective group beyond the world sizes the profile's collectives were fitted at widens
+    # the interval (model/network.py: extrapolation_uncertainty), on top of the profile's own.
+    from inferecon.model.network import extrapolation_uncertainty
+
+    widen = extrapolation_uncertainty(hw, max(tp, ep))
+    if widen is not None:
+        hw = dataclasses.replace(hw, uncertainty=[*hw.uncertainty, widen])
     if draws and has_uncertainty(hw, engine):
         sampled = evaluate_draws(model, hw, lay, context, draft=draft, acceptance=acceptance if draft else 0.0,
                                  opts=opts, engine=engine, draws=draws, seed=seed,
