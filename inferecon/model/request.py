@@ -89,8 +89,13 @@ def predict_request(model: ModelSpec, hw: HardwareProfile, *, input_len: int, ou
     r = serve(model, hw, input_len=input_len, output_len=output_len, tp=tp, pp=pp, ep=ep,
               request_rate_per_s=request_rate_per_s, concurrency=concurrency, chunk_tokens=chunk, engine=engine,
               popts=popts)
+    return _prediction(r, input_len, output_len, chunk, r.mode, level, dominant, r.queue_model)
+
+
+def _prediction(r, input_len: int, output_len: int, chunk: int, load: str, level, dominant, queue_model: str):
+    """A RequestPrediction from a serving result (aggregated or disaggregated: the same fields)."""
     return RequestPrediction(
-        input_len=int(input_len), output_len=int(output_len), chunk_tokens=int(chunk), load=r.mode,
+        input_len=int(input_len), output_len=int(output_len), chunk_tokens=int(chunk), load=load,
         concurrency=r.concurrency, request_rate_per_s=r.request_rate_per_s, decode_batch=r.decode_batch,
         ttft_ms=r.ttft_s * 1e3, ttft_queue_ms=r.ttft_queue_s * 1e3, prefill_ms=r.prefill_service_s * 1e3,
         prefill_tokens_per_s=input_len / r.prefill_service_s, prefill_level=level, prefill_dominant=dominant,
@@ -98,7 +103,7 @@ def predict_request(model: ModelSpec, hw: HardwareProfile, *, input_len: int, ou
         output_tokens_per_s_per_gpu=r.output_tokens_per_s_per_gpu,
         input_tokens_per_s_per_gpu=r.input_tokens_per_s_per_gpu,
         usd_per_m_input_tokens=r.usd_per_m_input_tokens, usd_per_m_output_tokens=r.usd_per_m_output_tokens,
-        queue_model=r.queue_model)
+        queue_model=queue_model)
 
 
 def predict_disaggregated(model: ModelSpec, hw: HardwareProfile, *, input_len: int, output_len: int,
@@ -115,14 +120,6 @@ def predict_disaggregated(model: ModelSpec, hw: HardwareProfile, *, input_len: i
                             engine=engine, popts=popts)
     _, dominant, level = _lone_prefill(model, hw, input_len=input_len, chunk_tokens=None, tp=prefill_tp or tp, pp=pp,
                                        ep=ep, engine=engine, popts=popts)
-    return RequestPrediction(
-        input_len=int(input_len), output_len=int(output_len), chunk_tokens=int(input_len), load="disaggregated",
-        concurrency=r.concurrency, request_rate_per_s=r.request_rate_per_s, decode_batch=r.decode_batch,
-        ttft_ms=r.ttft_s * 1e3, ttft_queue_ms=r.ttft_queue_s * 1e3, prefill_ms=r.prefill_service_s * 1e3,
-        prefill_tokens_per_s=input_len / r.prefill_service_s, prefill_level=level, prefill_dominant=dominant,
-        tpot_ms=r.tpot_s * 1e3, request_latency_s=r.request_latency_s,
-        output_tokens_per_s_per_gpu=r.output_tokens_per_s_per_gpu,
-        input_tokens_per_s_per_gpu=r.input_tokens_per_s_per_gpu,
-        usd_per_m_input_tokens=r.usd_per_m_input_tokens, usd_per_m_output_tokens=r.usd_per_m_output_tokens,
-        queue_model=f"{r.queue_model} per prefill instance; KV transfer {r.kv_transfer_s * 1e3:.2f} ms "
-                    f"({'NVLink' if same_node else 'network'}); {r.n_gpu} GPUs in all")
+    queue = (f"{r.queue_model} per prefill instance; KV transfer {r.kv_transfer_s * 1e3:.2f} ms "
+             f"({'NVLink' if same_node else 'network'}); {r.n_gpu} GPUs in all")
+    return _prediction(r, input_len, output_len, input_len, "disaggregated", level, dominant, queue)
