@@ -221,3 +221,16 @@ def test_predict_cli_disaggregated(capsys):
     assert "12 GPUs in all" in req["queue_model"]
     assert "--request-rate" in one_line_error(capsys, ["predict", "--model", "llama-3-70b", "--input-len", "10",
                                                        "--output-len", "10", "--disaggregated", "1,1"])
+
+
+def test_a_rate_far_beyond_capacity_blames_the_rate_not_the_chunk(capsys):
+    # 100,000 requests/s of 1000 + 100 tokens on one H100 with Llama 3 8B: even at one lone decode
+    # step per token (~1 ms here) that keeps tens of thousands of requests decoding, far beyond
+    # the KV cache's room (a few hundred at 1050 tokens): the queue grows without bound, whatever
+    # the chunk size.
+    from inferecon.cli import main
+
+    assert main(["predict", "--model", "llama-3-8b", "--gpu", "h100-sxm", "--input-len", "1000",
+                 "--output-len", "100", "--request-rate", "100000"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("inferecon: error: --request-rate") and "grows without bound" in err[0]

@@ -187,6 +187,13 @@ def _aggregated_at_rate(inst: _Instance, lam: float, input_len: int, output_len:
     fit = inst.max_batch_fitting()
     for _ in range(60):
         bi = max(b, 1.0)
+        if bi > fit and closed_cap is None:
+            # b never falls below lam·(O − 1)·t_decode(1) (a token takes at least one lone decode
+            # step), so a guess beyond the KV cache's room proves the rate unsustainable.
+            raise RequestError("request_rate", lam,
+                               f"{lam:g} requests/s keep at least {bi:.0f} requests decoding, whose KV cache needs "
+                               f"more than the {inst.usable / 1e9:.0f} GB usable per GPU (room for {fit:.0f}): the "
+                               f"queue grows without bound")
         room = chunk_tokens - int(round(bi))
         if room < 1:
             raise RequestError("chunk_size", chunk_tokens,
