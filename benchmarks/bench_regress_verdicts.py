@@ -10,7 +10,7 @@ changes between them, so:
 - slowed pair: run j's raw samples x (1 + s) against run i — REGRESSION is a detection;
 - slowed copy: run i against itself x (1 + s) — no between-run noise, the upper bound;
 - 3-run baselines: runs i, i+1, i+2 against each later run, identical and slowed.
-Each comparison goes through the command's own code (compare_runs, then decide), so the
+Each comparison goes through the command's own code (compare_bench_runs, then decide), so the
 counts are of the verdicts an operator would see.
 """
 
@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from inferecon.regress.gate import GateConfig, compare_runs, decide  # noqa: E402
+from inferecon.regress.gate import GateConfig, compare_bench_runs, decide  # noqa: E402
 from inferecon.harness.store import read_run  # noqa: E402
 
 SLOWDOWNS = (0.05, 0.10, 0.20)
@@ -42,7 +42,7 @@ def slowed(tables: dict, s: float) -> dict:
 
 
 def verdict(base, cand, cfg) -> tuple[str, float | None]:
-    v = decide(compare_runs(base, cand, cfg), [])
+    v = decide(compare_bench_runs(base, cand, cfg), [])
     return v.word, v.drift
 
 

@@ -10,10 +10,10 @@ import pytest
 from inferecon.calibration.engine_fit import (
     EngineCase,
     catalog_model_for,
-    compare_runs,
     fit_engine_profile,
     predict_case,
     resolve_cases,
+    score_engine_runs,
 )
 from inferecon.ingest.engine_results import EngineRun, read_engine_results
 from inferecon.model.published import get_profile
@@ -144,7 +144,7 @@ def test_runs_resolve_from_what_the_files_record():
     assert any("records TP 4; --tp 2 ignored" in n for n in notes)
     # Concurrency 7.93 -> batch 8; context 2048 + 512/2.
     assert (cases[0].batch, cases[0].context) == (8, 2304)
-    rows = compare_runs(cases)
+    rows = score_engine_runs(cases)
     assert rows[0]["measured_ms"] == 14.21 and rows[0]["error_pct"] == pytest.approx(
         100 * (rows[0]["predicted_ms"] - 14.21) / 14.21)
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from inferecon.regress import baselines
-from inferecon.regress.gate import GateConfig, classify, compare_case, compare_runs
+from inferecon.regress.gate import GateConfig, classify, compare_bench_runs, compare_case
 from inferecon.cli import main
 from inferecon.core.errors import UserError
 from inferecon.harness.store import RunStore, read_run
@@ -172,7 +172,7 @@ def test_matching_missing_skipped_and_version(tmp_path):
                                                            "benchmark_version": 1}])], ignore_index=True)
     ta["launch"] = pd.concat([ta["launch"], pd.DataFrame([{**ta["launch"].iloc[0].to_dict(), "case_id": "other"}])],
                              ignore_index=True)
-    res = {(c.benchmark, c.case_id): c for c in compare_runs(ta, tb).cases}
+    res = {(c.benchmark, c.case_id): c for c in compare_bench_runs(ta, tb).cases}
     assert res[("launch", "kernel_eager")].verdict == "missing" and "benchmark_version" in res[("launch", "kernel_eager")].reason
     assert res[("memory", "read:1MiB")].verdict == "missing" and "oom" in res[("memory", "read:1MiB")].reason
     assert res[("memory", "read:16MiB")].reason == "not in the candidate run"
@@ -184,7 +184,7 @@ def test_no_case_in_common_raises(tmp_path):
     _, ta = read_run(make_run(tmp_path / "a", benches=("launch",)))
     _, tb = read_run(make_run(tmp_path / "b", benches=("memory",)))
     with pytest.raises(UserError, match="no measured case in common"):
-        compare_runs(ta, tb)
+        compare_bench_runs(ta, tb)
 
 
 # ---------------------------------------------------------------------------------------
@@ -437,7 +437,7 @@ def test_busy_node_drift_beyond_tolerance_is_inconclusive_not_regression(tmp_pat
     # the shared CPU. Per case, several land beyond 3% with tight within-run CIs.
     a = make_run(tmp_path / "a", seed=1, case_drift=0.08)
     b = make_run(tmp_path / "b", seed=2, case_drift=0.08)
-    gate = compare_runs(read_run(a)[1], read_run(b)[1])
+    gate = compare_bench_runs(read_run(a)[1], read_run(b)[1])
     assert gate.regressed  # what used to be exit 1 "REGRESSION"
     assert _regress("--baseline", a, "--candidate", b) == 4
     rep = json.loads((b / "regress.json").read_text())

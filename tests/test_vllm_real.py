@@ -87,10 +87,10 @@ def test_model_folder_is_a_model():
 
 @pytest.mark.parametrize("dtype", sorted(DTYPES))
 def test_predictions_match_the_committed_table(dtype):
-    from inferecon.calibration.engine_fit import compare_runs
+    from inferecon.calibration.engine_fit import score_engine_runs
 
     table = _committed_table(dtype)
-    rows = compare_runs(_cases(dtype))
+    rows = score_engine_runs(_cases(dtype))
     assert sorted(Path(r["source"]).name for r in rows) == sorted(table)
     moved = []
     for r in rows:
@@ -117,10 +117,10 @@ def test_fp32_runs_need_a_cpu_profile():
 def test_a_profile_without_uncertainty_gives_no_band():
     """An older CPU profile saved without uncertainty entries is still compared (no interval,
     no coverage), not a TypeError."""
-    from inferecon.calibration.engine_fit import compare_runs, load_cases
+    from inferecon.calibration.engine_fit import load_cases, score_engine_runs
 
     old = Path(__file__).parent / "fixtures" / "validate" / "cpu_profile.json"
     cases = load_cases([str(p) for p in _files("fp32")], model=str(REAL / "model"), hardware_path=str(old),
                        tp=1, weight_bits=32, kv_bits=32)
-    rows = compare_runs(cases, draws=20)
+    rows = score_engine_runs(cases, draws=20)
     assert len(rows) == 4 and all("covered" not in r for r in rows)

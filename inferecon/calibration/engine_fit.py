@@ -153,7 +153,7 @@ def prices_fp32(hw: HardwareProfile) -> bool:
 
 
 # -- predicted vs measured -------------------------------------------------------------------------
-def compare_runs(cases: list[EngineCase], engine: EngineProfile | None = None, draws: int = 0) -> list[dict]:
+def score_engine_runs(cases: list[EngineCase], engine: EngineProfile | None = None, draws: int = 0) -> list[dict]:
     """One row per run: what ran, measured and predicted ms per output token, and the error;
     with draws > 0 also the predicted 90% interval and whether the measurement is inside it."""
     rows = []
@@ -199,7 +199,7 @@ class ParamFit:
 class EngineFit:
     profile: EngineProfile
     params: list[ParamFit]
-    rows: list[dict]  # compare_runs rows plus fitted_ms / heldout_ms and their errors
+    rows: list[dict]  # score_engine_runs rows plus fitted_ms / heldout_ms and their errors
     mape_hardware_pct: float | None  # the hardware profile alone
     mape_fitted_pct: float | None  # the fitted profile on the runs it was fitted to
     mape_heldout_pct: float | None  # leave one run out (None with fewer than 3 runs)
@@ -353,14 +353,14 @@ def fit_engine_profile(cases: list[EngineCase], name: str | None = None, heldout
     """Fit an engine profile to runs of one engine (any mix of models, GPUs and precisions).
 
     Callers that hold out whole sources (the accuracy scorecard) fit on the other cases and
-    evaluate the held-out ones with `compare_runs(held_out, fit.profile)`; they may pass
+    evaluate the held-out ones with `score_engine_runs(held_out, fit.profile)`; they may pass
     heldout=False to skip the leave-one-run-out pass (one refit per run)."""
     if not cases:
         raise UserError("no engine runs to fit")
     engines = Counter(c.run.engine for c in cases)
     name = name or engines.most_common(1)[0][0]
     names = _param_names(cases)
-    rows = compare_runs(cases)
+    rows = score_engine_runs(cases)
     base = np.array([r["predicted_ms"] for r in rows])
     A = _columns(cases, names, base)
     values, why, se = _fit_values(cases, A, base, names)
@@ -388,7 +388,7 @@ def fit_engine_profile(cases: list[EngineCase], name: str | None = None, heldout
             params.append(ParamFit(n, published, False, why.get(n, "")))
             notes.append(f"{n.key}: published value {published:g} kept: {why.get(n, '')}")
     profile = _profile(name, values, cases, notes)
-    fitted = compare_runs(cases, profile)
+    fitted = score_engine_runs(cases, profile)
     for r, f, h in zip(rows, fitted, held_ms):
         r["fitted_ms"] = f["predicted_ms"]
         r["fitted_error_pct"] = f["error_pct"]

@@ -188,7 +188,7 @@ def run(args) -> int:
     from dataclasses import asdict
 
     from inferecon.regress import baselines
-    from inferecon.regress.gate import GateConfig, compare_runs, decide
+    from inferecon.regress.gate import GateConfig, compare_bench_runs, decide
     from inferecon.harness.store import read_manifest, read_run
     from inferecon.core.outpath import check_out_dir, write_text
 
@@ -241,7 +241,7 @@ def run(args) -> int:
         if name_a != name_b and not args.force:
             raise UserError(f"the runs are from different devices ({name_a!r} in {b} vs {name_b!r}): a speed change "
                             f"would be the hardware, not the upgrade; pass --force to compare anyway")
-    gate = compare_runs([t for _, t in runs_a], tables_b, cfg)
+    gate = compare_bench_runs([t for _, t in runs_a], tables_b, cfg)
 
     notes = []
     if n_a != n_b:

@@ -242,7 +242,7 @@ def engine_handler(args) -> int:
                                             ("--resume", args.resume)) if value]
     if decode_only:
         raise UserError(f"--engine-results compares result files: {', '.join(decode_only)} apply to a decode run only")
-    from inferecon.calibration.engine_fit import compare_runs, load_cases, mape
+    from inferecon.calibration.engine_fit import load_cases, mape, score_engine_runs
     from inferecon.validation.decode import DEFAULT_DRAWS, coverage
     from inferecon.core.text import slug
     from inferecon.report import engine_report as er
@@ -250,7 +250,7 @@ def engine_handler(args) -> int:
     notes: list[str] = []
     cases = load_cases(args.engine_results, model=args.model, gpu=args.gpu, hardware_path=args.hardware,
                        tp=args.tp, weight_bits=args.precision, kv_bits=args.kv_precision, notes=notes)
-    rows = compare_runs(cases, draws=DEFAULT_DRAWS)
+    rows = score_engine_runs(cases, draws=DEFAULT_DRAWS)
     # A run the model says cannot fit in its GPUs' memory at that concurrency was not the run
     # the file describes (another precision, offloading, a smaller KV cache): its error is shown
     # but it is named and kept out of the MAPE, never scored as if the prediction applied.
@@ -267,7 +267,7 @@ def engine_handler(args) -> int:
         from inferecon.model.engine import EngineProfile
 
         engine = EngineProfile.load(args.engine)
-        for r, e in zip(rows, compare_runs(cases, engine)):
+        for r, e in zip(rows, score_engine_runs(cases, engine)):
             r["engine_ms"], r["engine_error_pct"] = e["predicted_ms"], e["error_pct"]
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = Path(args.out) if args.out else Path("results") / f"validate-engine-{slug(cases[0].model.name)}-{stamp}"

@@ -323,7 +323,7 @@ def index_baseline(tables_list: list[dict[str, pd.DataFrame]]) -> dict[tuple[str
     return out
 
 
-def compare_runs(tables_a, tables_b: dict[str, pd.DataFrame], cfg: GateConfig = GateConfig()) -> GateResult:
+def compare_bench_runs(tables_a, tables_b: dict[str, pd.DataFrame], cfg: GateConfig = GateConfig()) -> GateResult:
     """Match the cases of the baseline (one run's tables, or a list of several runs' tables)
     and the candidate and classify each. Raises UserError when no case is measured in both."""
     ia = index_baseline(tables_a if isinstance(tables_a, list) else [tables_a])

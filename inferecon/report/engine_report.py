@@ -22,7 +22,7 @@ def _short(source: str, width: int = 38) -> str:
 
 
 def comparison_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
-    """rows from engine_fit.compare_runs (plus fitted/held-out keys); columns are
+    """rows from engine_fit.score_engine_runs (plus fitted/held-out keys); columns are
     (label, ms key, error key) of each prediction shown next to the measurement."""
     head = (f"{'run':38s} {'engine':>7} {'model':>12} {'gpu':>9} {'tp':>3} {'batch':>5} {'in':>6} {'out':>5} "
             f"{'bits':>4} {'measured ms':>11}")
