@@ -8,22 +8,46 @@ from inferecon import cli_args
 
 # A prompt or output beyond 10 M tokens is beyond any model's window (cli_args.CONTEXT_TOKENS).
 LENGTH_TOKENS = cli_args.int_in(1, 10_000_000)
+# Token budget per step: at least a decode token and a prompt token; 10 M as the lengths.
+CHUNK_TOKENS = cli_args.int_in(2, 10_000_000)
+# A latency limit: positive; a billion ms (11.6 days) is beyond any SLA.
+LIMIT_MS = cli_args.float_in(0.0, 1e9, lo_open=True)
+# Prefill and decode instances: no more than the GPUs an instance may have (cli_args.PARALLEL).
+INSTANCES = cli_args.int_list_in(1, 65_536, "instance counts")
+
+
+def _add_lengths(g, input_help: str) -> None:
+    """--input-len and --output-len: the request, for predict and frontier alike."""
+    g.add_argument("--input-len", type=LENGTH_TOKENS, default=None, metavar="TOKENS", help=input_help)
+    g.add_argument("--output-len", type=LENGTH_TOKENS, default=None, metavar="TOKENS",
+                   help="generated tokens per request (with --input-len)")
+
+
+def _check_lengths(args, needs: list[tuple[str, object]], what: str) -> None:
+    """--input-len and --output-len together; the flags in `needs` (given as (flag, value))
+    only with them; the context defaulted to the request's (input + output/2)."""
+    from inferecon.core.errors import UserError
+
+    if (args.input_len is None) != (args.output_len is None):
+        raise UserError("--input-len and --output-len go together: a request has both")
+    given = [f for f, v in needs if v is not None]
+    if given and args.input_len is None:
+        raise UserError(f"{given[0]} needs --input-len and --output-len ({what})")
+    if args.context is None:
+        args.context = 4096 if args.input_len is None else args.input_len + args.output_len // 2
 
 
 def add_flags(p) -> None:
     g = p.add_argument_group("request (prefill, TTFT and serving load)")
-    g.add_argument("--input-len", type=LENGTH_TOKENS, default=None, metavar="TOKENS",
-                   help="prompt tokens per request: adds TTFT, prefill tok/s, request latency and $ per million "
-                        "input and output tokens (decode context defaults to input + output/2)")
-    g.add_argument("--output-len", type=LENGTH_TOKENS, default=None, metavar="TOKENS",
-                   help="generated tokens per request (with --input-len)")
+    _add_lengths(g, "prompt tokens per request: adds TTFT, prefill tok/s, request latency and $ per million "
+                    "input and output tokens (decode context defaults to input + output/2)")
     load = g.add_mutually_exclusive_group()
     load.add_argument("--concurrency", type=cli_args.int_in(1, 1_000_000), default=None, metavar="C",
                       help="closed loop of C clients: steady-state decode batch, queueing TTFT, TPOT with "
                            "chunked-prefill interference")
     load.add_argument("--request-rate", type=cli_args.float_in(0.0, 1e6, lo_open=True), default=None,
                       metavar="R", help="Poisson arrivals of R requests/s (M/D/1 prefill queue)")
-    g.add_argument("--chunk-size", type=cli_args.int_in(2, 10_000_000), default=None, metavar="TOKENS",
+    g.add_argument("--chunk-size", type=CHUNK_TOKENS, default=None, metavar="TOKENS",
                    help="token budget per step (prefill chunk + decode tokens; default vLLM's: 8192 on H100/H200, "
                         "16384 on >= 160 GiB GPUs, 2048 on A100 and smaller)")
     g.add_argument("--disaggregated", default=None, metavar="P,D",
@@ -36,34 +60,25 @@ def add_flags(p) -> None:
 
 
 def _pair(text: str) -> tuple[int, int]:
+    """P,D of --disaggregated: two instance counts, each bounded by cli_args' parser."""
     from inferecon.core.errors import UserError
 
-    parts = str(text).split(",")
-    try:
-        p, d = (int(x) for x in parts)
-    except ValueError:
-        raise UserError(f"--disaggregated: expected P,D (prefill and decode instances), got {text!r}") from None
-    if not (1 <= p <= 65_536 and 1 <= d <= 65_536):
-        raise UserError(f"--disaggregated: instance counts must be from 1 to 65,536, got {text}")
-    return p, d
+    counts = cli_args.parsed(INSTANCES, "--disaggregated", text)
+    if len(counts) != 2:
+        raise UserError(f"argument --disaggregated: expected P,D (prefill and decode instances), got {text!r}")
+    return counts[0], counts[1]
 
 
 def check(args) -> None:
     """Refuse load flags without a request; default the decode context to the request's."""
     from inferecon.core.errors import UserError
 
-    wants = [f for f, v in (("--concurrency", args.concurrency), ("--request-rate", args.request_rate),
-                            ("--chunk-size", args.chunk_size)) if v is not None]
-    if (args.input_len is None) != (args.output_len is None):
-        raise UserError("--input-len and --output-len go together: a request has both")
-    if wants and args.input_len is None:
-        raise UserError(f"{wants[0]} needs --input-len and --output-len (the request it loads the deployment with)")
+    _check_lengths(args, [("--concurrency", args.concurrency), ("--request-rate", args.request_rate),
+                          ("--chunk-size", args.chunk_size)], "the request it loads the deployment with")
     if args.disaggregated is not None and args.request_rate is None:
         raise UserError("--disaggregated needs --request-rate R (and --input-len, --output-len)")
     if args.prefill_tp is not None and args.disaggregated is None:
         raise UserError("--prefill-tp applies to --disaggregated serving only")
-    if args.context is None:
-        args.context = 4096 if args.input_len is None else args.input_len + args.output_len // 2
 
 
 def requests_for(args, model, hw, engine, rows) -> list:
@@ -93,41 +108,32 @@ def requests_for(args, model, hw, engine, rows) -> list:
 
 def add_frontier_flags(p) -> None:
     g = p.add_argument_group("requests (price a whole request under latency limits)")
-    g.add_argument("--input-len", type=LENGTH_TOKENS, default=None, metavar="TOKENS",
-                   help="prompt tokens per request: adds the request frontier (TTFT, TPOT, $ per request; "
-                        "context defaults to input + output/2)")
-    g.add_argument("--output-len", type=LENGTH_TOKENS, default=None, metavar="TOKENS",
-                   help="generated tokens per request (with --input-len)")
-    g.add_argument("--ttft-ms", type=cli_args.float_in(0.0, 1e9, lo_open=True), default=None, metavar="MS",
+    _add_lengths(g, "prompt tokens per request: adds the request frontier (TTFT, TPOT, $ per request and per "
+                    "million input and output tokens; with --spec-decode, speculative configurations too; "
+                    "context defaults to input + output/2)")
+    g.add_argument("--ttft-ms", type=LIMIT_MS, default=None, metavar="MS",
                    help="keep configurations whose time to first token is at most MS")
-    g.add_argument("--tpot-ms", type=cli_args.float_in(0.0, 1e9, lo_open=True), default=None, metavar="MS",
+    g.add_argument("--tpot-ms", type=LIMIT_MS, default=None, metavar="MS",
                    help="keep configurations whose time per output token is at most MS")
-    g.add_argument("--chunk-size", type=cli_args.int_in(2, 10_000_000), default=None, metavar="TOKENS",
+    g.add_argument("--chunk-size", type=CHUNK_TOKENS, default=None, metavar="TOKENS",
                    help="token budget per step (default vLLM's: 8192 on H100/H200, 16384 on >= 160 GiB, 2048 on A100)")
 
 
 def check_frontier(args) -> None:
-    from inferecon.core.errors import UserError
-
-    if (args.input_len is None) != (args.output_len is None):
-        raise UserError("--input-len and --output-len go together: a request has both")
-    limits = [f for f, v in (("--ttft-ms", args.ttft_ms), ("--tpot-ms", args.tpot_ms),
-                             ("--chunk-size", args.chunk_size)) if v is not None]
-    if limits and args.input_len is None:
-        raise UserError(f"{limits[0]} needs --input-len and --output-len (the request it limits)")
-    if args.context is None:
-        args.context = 4096 if args.input_len is None else args.input_len + args.output_len // 2
+    _check_lengths(args, [("--ttft-ms", args.ttft_ms), ("--tpot-ms", args.tpot_ms), ("--chunk-size", args.chunk_size)],
+                   "the request it limits")
 
 
-def frontier_requests(args, model, hw, label, space, engine, out_dir):
-    """The request frontier of one model on one profile: printed, and its rows returned."""
+def frontier_requests(args, model, hw, label, space, engine, draft=None, acceptance=0.0):
+    """The request frontier of one model on one profile (speculative configurations too with a
+    draft): printed, and its rows returned."""
     if args.input_len is None:
         return None
     from inferecon.model.request_frontier import request_frontier, request_table
     from inferecon.report.request_table import format_request_frontier
 
     table = request_table(model, hw, input_len=args.input_len, output_len=args.output_len, space=space,
-                          chunk_tokens=args.chunk_size, engine=engine)
+                          chunk_tokens=args.chunk_size, engine=engine, draft=draft, acceptance=acceptance)
     front = request_frontier(table, ttft_ms=args.ttft_ms, tpot_ms=args.tpot_ms)
     print(format_request_frontier(front, label, args.ttft_ms, args.tpot_ms, args.rows))
     return front

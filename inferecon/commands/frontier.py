@@ -178,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
 
         engine = EngineProfile.load(args.engine)
 
-    frames, curves, fronts, request_frames = [], {}, {}, []
+    frames, curves, fronts, request_frames, request_curves = [], {}, {}, [], {}
     for hw_label, hw in labelled:
         for model in models:
             try:
@@ -213,11 +213,12 @@ def run(args: argparse.Namespace) -> int:
                 label += f" with engine {engine.name}"
             print(frontier_table(df, label, hw, args.rows))
             try:
-                req = request_args.frontier_requests(args, model, hw, label, space, engine, out)
+                req = request_args.frontier_requests(args, model, hw, label, space, engine, draft, acc)
             except RequestError as exc:
                 raise cli_args.flag_error(exc) from None
             if req is not None:
                 request_frames.append(req.assign(profile_label=hw_label))
+                request_curves[label] = req
             frames.append(df)
             curves[label] = df
             fronts[(hw_label, model.name)] = df
@@ -243,10 +244,16 @@ def run(args: argparse.Namespace) -> int:
                         title=f"context {args.context}, " + ", ".join(sorted({f"{m.weight_bits}-bit weights, {m.kv_bits}-bit KV" for m in models})))
     print(f"wrote {csv} ({len(all_df)} frontier points)" + (f" and {png}" if png else ""))
     if request_frames:
+        from inferecon.report.request_plot import plot_request_frontiers
+
         req_csv = out / "request_frontier.csv"
         with atomic_path(req_csv) as tmp:
             pd.concat(request_frames, ignore_index=True).to_csv(tmp, index=False)
-        print(f"wrote {req_csv} (the request frontier: TTFT, TPOT, $ per request)")
+        req_png = optional_plot(plot_request_frontiers, request_curves, out / "request_frontier.png",
+                                ttft_ms=args.ttft_ms, tpot_ms=args.tpot_ms,
+                                title=f"requests of {args.input_len} tokens in, {args.output_len} out")
+        print(f"wrote {req_csv} (the request frontier: TTFT, TPOT, $ per request and per million input and output "
+              f"tokens)" + (f" and {req_png}" if req_png else ""))
     return 0
 
 

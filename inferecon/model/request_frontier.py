@@ -1,20 +1,36 @@
 """The frontier for whole requests (I tokens in, O out) under latency limits: `frontier
---input-len I --output-len O [--ttft-ms X] [--tpot-ms Y]`.
+--input-len I --output-len O [--ttft-ms X] [--tpot-ms Y] [--spec-decode DRAFT --acceptance A]`.
 
-Every 1D layout (tp x pp x ep) and batch of the frontier search (model/frontier.py) is priced as a
-deployment running that batch of requests in steady state with chunked prefill: a new prompt
-arrives as one finishes, so over O decode steps each of the B requests' prefills rides once in
-a step (model/prefill.py's marginal time at B decode tokens, split into chunks at the engine's
-token budget). Hence, per configuration:
+Every layout (tp x pp x ep), batch and, with a draft model, draft length γ of the frontier search
+(model/frontier.py) is priced as a deployment running that batch of requests in steady state with
+chunked prefill: a new prompt arrives as one finishes, so over the O / E decode steps a request
+takes (E = the tokens a step yields per sequence: 1, or with speculation the expected accepted
+tokens, terms.expected_tokens) each of the B requests' prefills rides once in a step
+(model/prefill.py's marginal time at the step's decode tokens, split into chunks at the engine's
+token budget less those tokens). Hence, per configuration, with t the decode step and m the
+prompt's marginal prefill:
 
-- TTFT = one decode step + the prompt's marginal prefill (it rides in a step; no queue: the
-  load is exactly the batch);
-- TPOT = decode step + B · prefill / O (the B prefills spread over the O steps);
-- $ per request = n_gpu · price · O · TPOT / B (the instance serves B requests every O steps),
-  split into input and output by the share of the prefill in that time.
+- TTFT = t + m (the prompt rides in one step; no queue: the load is exactly the batch);
+- TPOT = t / E + B · m / O (the B prefills spread over the O output tokens);
+- $ per request = n_gpu · price · O · TPOT / B (the instance serves B requests in O · TPOT),
+  split into input and output by the prefills' share B · m / (O · TPOT) of that time.
 
-Configurations whose TTFT or TPOT exceed the limits are dropped; the rest are ranked by TPOT
-(speed per user) against $ per request, and the Pareto frontier kept. An SLA nothing meets is a
+With speculative decoding a step is the γ draft passes plus the target's verification of γ + 1
+tokens per sequence (terms.evaluate), and the prompt is prefilled by the draft as well as the
+target (the draft must hold the prompt's KV cache to propose from it): m is both, the draft's at
+its own one token per sequence per pass, on the same GPUs. As in the decode search, speculation
+is tried on single-stage layouts only.
+
+Layouts: the decode search's 1D ones, pipeline and expert parallelism included. Left out, and
+why: 2D tensor-parallel grids (model/prefill.py prices 1D tensor parallelism only: a grid's
+prefill, with attention repeated over its columns and four reductions a layer, has no model
+yet); layouts whose tensor parallelism does not split the heads evenly (the --no-latency
+counterfactual's unbounded tp; the prefill splits heads as an engine does), and speculative rows
+whose layout does not split the draft's heads; batches whose step takes more than half the token
+budget (prompts would trickle in a few tokens a step, and a step filling it would admit none).
+
+Configurations whose TTFT or TPOT exceed the limits are dropped; the rest are ranked by speed
+per user (1 / TPOT) against $ per request, and the Pareto frontier kept. An SLA nothing meets is a
 RequestError that names the binding limit and the closest configuration.
 """
 
@@ -25,76 +41,118 @@ import pandas as pd
 
 from inferecon.core.errors import RequestError
 from inferecon.model.engine import EngineProfile
-from inferecon.model.frontier import SearchSpace, build_layouts, pareto_mask
+from inferecon.model.frontier import SearchSpace, build_layouts, pareto_mask, validate_request
 from inferecon.model.hardware import HardwareProfile
+from inferecon.model.layout import layout_problem
 from inferecon.model.prefill import PrefillOptions, chunk_plan, prefill_chunk
 from inferecon.model.serving import default_chunk_tokens
 from inferecon.model.spec import ModelSpec
 from inferecon.model.terms import CostOptions, evaluate
 
+# Batches at which the marginal prefill is computed; between them it is interpolated in
+# log(batch) (the marginal GEMM time varies slowly with the decode tokens it joins).
 _BATCH_KNOTS = (1, 8, 64, 512, 4096)
 
 
-def _prefill_marginal_s(model, hw, tp, pp, ep, batch, input_len, chunk, engine, popts, cache):
-    """A prompt's marginal prefill time riding in decode steps of `batch` tokens, interpolated in
-    log(batch) between knots (the marginal GEMM time varies slowly with the batch)."""
-    key = (tp, pp, ep)
-    knots = sorted({k for k in _BATCH_KNOTS if k <= chunk // 2} | {chunk // 2})
+def _riding_s(model, hw, plan, *, tp, pp, ep, decode_tokens, engine, popts) -> float:
+    """A prompt's prefill, chunk by chunk (`plan`), each riding in a step that already carries
+    `decode_tokens` of this model's tokens: the time it adds to those steps."""
+    return sum(prefill_chunk(model, hw, tokens=n, prior_tokens=p, tp=tp, pp=pp, ep=ep, engine=engine,
+                             last_chunk=(i == len(plan) - 1), decode_tokens=decode_tokens, opts=popts).t_prefill_s
+               for i, (n, p) in enumerate(plan))
+
+
+def _marginal_prefill_s(model, hw, key, batch, input_len, chunk, engine, popts, cache, draft=None) -> float:
+    """The prompt's marginal prefill at layout key = (tp, pp, ep, gamma) in steps of `batch`
+    sequences: the target's (its step carries batch · (γ + 1) tokens, which leave the rest of
+    the budget to the chunk) plus, with γ > 0, the draft's over the same chunks."""
+    tp, pp, ep, gamma = key
+    per_seq = gamma + 1
     if key not in cache:
+        top = max(chunk // (2 * per_seq), 1)
+        knots = sorted({k for k in _BATCH_KNOTS if k <= top} | {top})
         vals = []
         for b in knots:
-            plan = chunk_plan(input_len, max(chunk - b, 1))
-            vals.append(sum(prefill_chunk(model, hw, tokens=n, prior_tokens=p, tp=tp, pp=pp, ep=ep, engine=engine,
-                                          last_chunk=(i == len(plan) - 1), decode_tokens=b, opts=popts).t_prefill_s
-                            for i, (n, p) in enumerate(plan)))
-        cache[key] = np.asarray(vals)
-    return np.interp(np.log(batch), np.log(knots), cache[key])
+            plan = chunk_plan(input_len, max(chunk - b * per_seq, 1))
+            t = _riding_s(model, hw, plan, tp=tp, pp=pp, ep=ep, decode_tokens=b * per_seq, engine=engine,
+                          popts=popts)
+            if gamma:
+                # A dense draft on an expert-parallel layout is one replica per ep rank, each on
+                # its own micro-batch (as terms._stage prices its decode): the prompt joins one.
+                d_ep, d_tokens = (ep, b) if draft.is_moe else (1, b / ep)
+                t += _riding_s(draft, hw, plan, tp=tp, pp=1, ep=d_ep, decode_tokens=d_tokens, engine=engine,
+                               popts=popts)
+            vals.append(t)
+        cache[key] = (np.log(knots), np.asarray(vals))
+    x, y = cache[key]
+    return float(np.interp(np.log(batch), x, y))
+
+
+def _prefill_can_split(model, draft, tp, pp, ep, gamma) -> bool:
+    """Whether the prefill model takes this layout (even head split; a dense draft runs ep = 1)."""
+    if layout_problem(model, int(tp), int(pp), int(ep)) is not None:
+        return False
+    if gamma and layout_problem(draft, int(tp), 1, int(ep) if draft.is_moe else 1) is not None:
+        return False
+    return True
 
 
 def request_table(model: ModelSpec, hw: HardwareProfile, *, input_len: int, output_len: int,
                   space: SearchSpace = SearchSpace(), chunk_tokens: int | None = None,
-                  engine: EngineProfile | None = None, opts: CostOptions = CostOptions(),
-                  popts: PrefillOptions = PrefillOptions()) -> pd.DataFrame:
-    """Every feasible 1D configuration (no speculation) with its request figures."""
+                  engine: EngineProfile | None = None, draft: ModelSpec | None = None, acceptance: float = 0.0,
+                  opts: CostOptions = CostOptions(), popts: PrefillOptions = PrefillOptions()) -> pd.DataFrame:
+    """Every feasible configuration (module docstring: which) with its request figures; with a
+    `draft`, the speculative ones at each of space.gammas as well."""
     for name, v in (("input_len", input_len), ("output_len", output_len)):
         if not isinstance(v, (int, np.integer)) or v < 1:
             raise RequestError(name, v, f"{name.replace('_', ' ')} must be a whole number of tokens >= 1")
     chunk = default_chunk_tokens(hw) if chunk_tokens is None else chunk_tokens
     context = input_len + output_len // 2
-    lay = build_layouts(model, hw, space, with_spec=False)
-    one_d = np.flatnonzero(lay.tp_r == 1)
-    lay = lay.subset(one_d)
-    res = evaluate(model, hw, lay, context, opts=opts, engine=engine)
-    # A batch that takes more than half the token budget per step leaves prompts to trickle in
-    # a few tokens a step: not searched (and a batch filling it would never admit one).
-    ok = np.asarray(res.feasible) & (lay.batch <= chunk // 2)
+    validate_request(model, hw, context, acceptance, draft)
+    lay = build_layouts(model, hw, space, with_spec=draft is not None)
+    lay = lay.subset(np.flatnonzero(lay.tp_r == 1))
+    splits = {k: _prefill_can_split(model, draft, *k)
+              for k in set(zip(lay.tp.tolist(), lay.pp.tolist(), lay.ep.tolist(), lay.gamma.tolist()))}
+    lay = lay.subset(np.flatnonzero([splits[k] for k in zip(lay.tp.tolist(), lay.pp.tolist(), lay.ep.tolist(),
+                                                                lay.gamma.tolist())]))
+    res = evaluate(model, hw, lay, context, draft=draft, acceptance=acceptance, opts=opts, engine=engine)
+    step_tokens = lay.batch * (lay.gamma + 1)  # target tokens a decode step carries
+    ok = np.asarray(res.feasible) & (step_tokens <= chunk // 2)
     if not ok.any():
         raise RequestError("max_gpus", space.max_gpus,
                            f"{model.name} with {input_len} + {output_len}-token requests does not fit on up to "
                            f"{space.max_gpus} x {hw.display_name}: it needs more GPUs, fewer bits or shorter requests")
     rows = np.flatnonzero(ok)
-    tp, pp, ep = lay.tp[rows], lay.pp[rows], lay.ep[rows]
+    tp, pp, ep, gamma = lay.tp[rows], lay.pp[rows], lay.ep[rows], lay.gamma[rows]
     batch = lay.batch[rows].astype(float)
     n_gpu = lay.n_gpu[rows].astype(float)
     t_step = np.asarray(res.t_step_s)[rows]
+    per_step = np.asarray(res.tokens_per_step, dtype=float)[rows]  # E: tokens a step yields per sequence
     cache: dict = {}
-    marg = np.empty(len(rows))
-    for i in range(len(rows)):
-        marg[i] = _prefill_marginal_s(model, hw, int(tp[i]), int(pp[i]), int(ep[i]), batch[i], input_len, chunk,
-                                      engine, popts, cache)
+    marg = np.array([_marginal_prefill_s(model, hw, (int(tp[i]), int(pp[i]), int(ep[i]), int(gamma[i])), batch[i],
+                                         input_len, chunk, engine, popts, cache, draft)
+                     for i in range(len(rows))])
     ttft = t_step + marg
-    tpot = t_step + batch * marg / output_len
+    tpot = t_step / per_step + batch * marg / output_len
     gpu_s_per_req = n_gpu * output_len * tpot / batch
     usd_req = gpu_s_per_req * hw.price_usd_per_gpu_hour / 3600.0
     share_in = batch * marg / (output_len * tpot)
+    spec = gamma > 0
     return pd.DataFrame(dict(
         model=model.name, gpu=hw.name, n_gpu=n_gpu.astype(int), tp=tp, pp=pp, ep=ep, batch=batch.astype(int),
+        gamma=gamma, draft=np.where(spec, draft.name if draft else "", ""),
+        acceptance=np.where(spec, acceptance, np.nan), tokens_per_step=per_step,
         input_len=input_len, output_len=output_len, chunk_tokens=chunk,
         ttft_ms=ttft * 1e3, tpot_ms=tpot * 1e3, request_latency_s=ttft + (output_len - 1) * tpot,
         tokens_per_s_per_seq=1.0 / tpot, usd_per_request=usd_req, usd_per_m_requests=usd_req * 1e6,
         usd_per_m_input_tokens=usd_req * share_in / input_len * 1e6,
         usd_per_m_output_tokens=usd_req * (1 - share_in) / output_len * 1e6,
         t_decode_step_ms=t_step * 1e3, prefill_ms=marg * 1e3))
+
+
+def _configuration(r) -> str:
+    spec = f", γ {r.gamma} with draft {r.draft}" if r.gamma else ""
+    return f"tp {r.tp}, pp {r.pp}, ep {r.ep} on {r.n_gpu} GPUs, batch {r.batch}{spec}"
 
 
 def request_frontier(table: pd.DataFrame, ttft_ms: float | None = None, tpot_ms: float | None = None) -> pd.DataFrame:
@@ -114,9 +172,9 @@ def request_frontier(table: pd.DataFrame, ttft_ms: float | None = None, tpot_ms:
         else:
             binding, param, value = (f"TTFT <= {ttft_ms:g} ms and TPOT <= {tpot_ms:g} ms together (each alone is met, "
                                      f"never both)"), "ttft_ms", ttft_ms
-        raise RequestError(param, value,
-                           f"no configuration meets {binding}; closest: tp {best.tp}, pp {best.pp}, ep {best.ep} on "
-                           f"{best.n_gpu} GPUs, batch {best.batch}: TTFT {best.ttft_ms:.1f} ms, TPOT {best.tpot_ms:.2f} ms")
+        raise RequestError(param, f"{value:g}",  # as the user wrote it: --ttft-ms 1, not 1.0
+                           f"no configuration meets {binding}; closest: {_configuration(best)}: "
+                           f"TTFT {best.ttft_ms:.1f} ms, TPOT {best.tpot_ms:.2f} ms")
     sub = table[ok].reset_index(drop=True)
     front = pareto_mask(sub["tokens_per_s_per_seq"].to_numpy(), sub["usd_per_request"].to_numpy())
     return sub[front].sort_values("tpot_ms", ignore_index=True)

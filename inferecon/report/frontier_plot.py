@@ -6,11 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from inferecon.core.outpath import atomic_path
-
 
 def plot_frontiers(frontiers: dict[str, pd.DataFrame], path: str | Path, title: str = "") -> Path:
-    from inferecon.report.plotting import pyplot
+    from inferecon.report.plotting import pyplot, save_png
 
     plt = pyplot()  # Agg (files only), a writable cache, or one line where matplotlib is missing
 
@@ -31,14 +29,7 @@ def plot_frontiers(frontiers: dict[str, pd.DataFrame], path: str | Path, title: 
     ax.legend(fontsize=8)
     if title:
         ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    try:
-        with atomic_path(path) as tmp:  # a full disk leaves the previous plot, never half a PNG
-            fig.savefig(tmp, dpi=130, format="png")
-    finally:
-        plt.close(fig)
-    return path
+    return save_png(plt, fig, path)
 
 
 def _band(ax, df: pd.DataFrame, color, first: bool = False) -> None:

@@ -54,3 +54,18 @@ def optional_plot(make, *args, **kwargs):
     except PlotUnavailable as exc:
         sys.stderr.write(f"note: plot not drawn: {exc}\n")
         return None
+
+
+def save_png(plt, fig, path, dpi: int = 130) -> Path:
+    """Lay the figure out, write it to `path` as PNG and close it: written whole or not at all
+    (a full disk leaves the previous plot, never half a PNG)."""
+    from inferecon.core.outpath import atomic_path
+
+    fig.tight_layout()
+    path = Path(path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, format="png")
+    finally:
+        plt.close(fig)
+    return path

@@ -36,14 +36,15 @@ def format_request_frontier(front, label: str, ttft_ms, tpot_ms, rows: int) -> s
                                 (f"TPOT <= {tpot_ms:g} ms" if tpot_ms else "")) if s) or "no latency limits"
     lines = [f"\n{label}: requests of {first.input_len} tokens in, {first.output_len} out ({sla}; chunks within "
              f"{first.chunk_tokens} tokens per step)",
-             f"{'GPUs':>5} {'tp':>3} {'pp':>3} {'ep':>3} {'batch':>6} | {'TTFT ms':>8} {'TPOT ms':>8} {'latency s':>9} | "
-             f"{'$/M req':>9} {'$/M in':>8} {'$/M out':>8}"]
+             f"{'GPUs':>5} {'tp':>3} {'pp':>3} {'ep':>3} {'batch':>6} {'γ':>2} | {'TTFT ms':>8} {'TPOT ms':>8} "
+             f"{'latency s':>9} | {'$/M req':>9} {'$/M in':>8} {'$/M out':>8}"]
     for r in front.head(rows).itertuples():
-        lines.append(f"{r.n_gpu:5d} {r.tp:3d} {r.pp:3d} {r.ep:3d} {r.batch:6d} | {r.ttft_ms:8.1f} {r.tpot_ms:8.2f} "
+        lines.append(f"{r.n_gpu:5d} {r.tp:3d} {r.pp:3d} {r.ep:3d} {r.batch:6d} {r.gamma:2d} | {r.ttft_ms:8.1f} {r.tpot_ms:8.2f} "
                      f"{r.request_latency_s:9.2f} | {r.usd_per_m_requests:9.2f} {r.usd_per_m_input_tokens:8.4f} "
                      f"{r.usd_per_m_output_tokens:8.4f}")
     if len(front) > rows:
         lines.append(f"... {len(front) - rows} more on the frontier (all in request_frontier.csv)")
-    lines.append("TTFT: a decode step + the prompt's prefill riding in it; TPOT: the step + the batch's prefills "
-                 "spread over the output (steady state at that batch, no queue)")
+    lines.append("TTFT: a decode step + the prompt's prefill riding in it; TPOT: the step (per token it yields; γ: "
+                 "draft tokens per speculative round) + the batch's prefills spread over the output (steady state "
+                 "at that batch, no queue)")
     return "\n".join(lines)
