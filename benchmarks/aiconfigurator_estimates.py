@@ -88,6 +88,7 @@ SHIPPED = {
                      "(same shapes as the Instruct model)"),
     "deepseek-v3": ("deepseek-ai/DeepSeek-R1", "DeepSeek-R1 config shipped with aiconfigurator "
                     "(every deepseek-v3 point is a DeepSeek-R1 run; same architecture)"),
+    "llama-3.1-405b": ("meta-llama/Meta-Llama-3.1-405B", "Llama 3.1 405B config shipped with aiconfigurator"),
 }
 # HF fields aiconfigurator needs that the scorecard's minimal configs leave out, from the models'
 # published config.json files (Llama-2-*-hf: 4096 positions; Qwen3-14B: 40960).
@@ -151,6 +152,9 @@ def quant_modes(row: dict, is_moe: bool) -> tuple[str, str | None, str, str]:
             note = "fp16 -> bfloat16 (aiconfigurator has no fp16 tables; same tensor-core rate)"
     elif fmt.startswith("fp8"):
         gemm = moe = "fp8_block" if row["model"].startswith("deepseek") else "fp8"
+    elif bits == 8 and "int8" in fmt and "weight-only" not in fmt:
+        # int8 weights and int8 dynamic activations (torchao's int8dq): aiconfigurator's W8A8 INT8 mode.
+        gemm, moe, note = "sq", None, "int8 dynamic activation + int8 weight -> sq (W8A8 INT8 GEMMs)"
     elif bits == 8 and "int8" in fmt:
         gemm = moe = "int8_wo"
     elif bits == 4 and ("int4" in fmt or "awq" in fmt):
@@ -166,7 +170,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--csv", default=str(DEFAULT_CSV))
     ap.add_argument("--out", default=str(DEFAULT_OUT))
-    ap.add_argument("--only", type=int, nargs="*", help="data rows (0-based) to estimate; default all")
+    ap.add_argument("--only", type=int, nargs="*", help="data rows (0-based) to estimate; default all. The other "
+                    "points' rows already in --out are kept (rows are keyed by point), so new points can be added "
+                    "without re-running the old ones")
     args = ap.parse_args(argv)
     try:
         import aiconfigurator
@@ -190,6 +196,10 @@ def main(argv=None) -> int:
             print(f"[{i:2d}] {p['source_id']:24s} {r['status']:4s} {r['ms_per_token'] or '':>8} ms "
                   f"({time.time() - t_start:.0f} s) {r['reason'][:100]}", flush=True)
     out = Path(args.out)
+    if args.only is not None and out.is_file():
+        with open(out, newline="") as fh:
+            kept = [r for r in csv.DictReader(fh) if int(r["point"]) not in set(args.only)]
+        rows = sorted(kept + rows, key=lambda r: int(r["point"]))
     tmp_out = out.with_suffix(".csv.tmp")
     with open(tmp_out, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=COLUMNS)
@@ -227,6 +237,10 @@ def estimate_point(i, p, workdir, cli_estimate, latest_version, aic_version) -> 
         mapping.append(f"model {p['model']} -> {how}")
         is_moe = p["model"].startswith(MOE_MODELS)
         gemm, moe, kv, qnote = quant_modes(p, is_moe)
+        from aiconfigurator_core.sdk import common
+        if moe is not None and not hasattr(common.MoEQuantMode, moe):
+            raise Unmapped(f"aiconfigurator {aic_version} has no {moe} MoE quant mode (its MoE modes: "
+                           f"{', '.join(m.name for m in common.MoEQuantMode)})")
         if qnote:
             mapping.append(qnote)
         tp = int(p["tp"])
