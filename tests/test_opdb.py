@@ -306,3 +306,59 @@ def test_real_weight_only_gemms_come_from_another_engine_of_the_same_gpu(tmp_pat
                  "--engine", str(tmp_path / "engine.json"), "--batch", "1"]) == 0
     assert "op-level model: int4_wo GEMMs priced from trtllm 1.0.0's table" in capsys.readouterr().err
     assert not out.exists()
+
+
+# -- MoE: the table's own curve of a measured shape, the fit for the rest --------------------
+
+def test_moe_fit_reads_a_measured_shape_off_its_curve_and_prices_others_by_hand():
+    from inferecon.model.opfits import MoeFit, moe_curve_key, op_fits_from_dict, engine_op_fits_from_dict  # noqa: F401
+
+    key = moe_curve_key(7168, 2048, 256, 8, 8, 1)
+    assert key == "7168x2048x256x8:tp8:ep1"
+    m = MoeFit(dtype="fp8_block", fixed_us=20.0, gbps=4000.0, tflops=400.0, per_token_expert_us=0.01,
+               per_expert_us=0.5, shape_curves={key: [[1.0, 4.0, 16.0], [100.0, 200.0, 400.0]]})
+    # Log-log interpolation: 2 tokens sit halfway (in log) between 1 and 4 -> sqrt(100 * 200).
+    assert m.time_us(2, 7168, 2048, 8, 256, tp=8, ep=1) == pytest.approx((100.0 * 200.0) ** 0.5)
+    assert m.time_us(16, 7168, 2048, 8, 256, tp=8, ep=1) == pytest.approx(400.0)
+    # Beyond the curve, and at a (tp, ep) it lacks: the fit. 32 tokens, top-8, 256 experts, ep 4:
+    # touched = min(256/4, 32*8/4) = 64 experts of 3*7168*2048/8 B = 5,505,024 B each (fp8) =
+    # 352,321,536 B / 4000 GB/s = 88.080384 us; FLOPs 2*32*8*3*7168*2048/8/4 = 2,818,572,288 / 400e6 us
+    # = 7.05 us < bytes; + 20 fixed + 0.01*256 pairs + 0.5*64 experts = 54.56.
+    assert m.time_us(32, 7168, 2048, 8, 256, tp=8, ep=4) == pytest.approx(20.0 + 2.56 + 32.0 + 88.080384)
+    # One token, ep 16: the rank receives 8/16 of a routed pair on average: touched 0.5 expert.
+    assert m.time_us(1, 7168, 2048, 8, 256, tp=1, ep=16) == pytest.approx(
+        20.0 + 0.08 + 0.25 + 0.5 * 3 * 7168 * 2048 / 4000e3)
+
+
+@pytest.mark.parametrize("curve", [[[1, 2], [3.0]], [[2, 1], [3.0, 4.0]], [[1, 2], [3.0, -1.0]], "x"])
+def test_malformed_moe_curve_in_an_engine_file_is_one_line(curve):
+    from inferecon.model.opfits import OPFITS_SCHEMA_VERSION, engine_op_fits_from_dict
+
+    data = {"schema_version": OPFITS_SCHEMA_VERSION, "gpu": "h200", "engine": "trtllm", "engine_version": "1",
+            "moe": [{"dtype": "fp8", "fixed_us": 1.0, "gbps": 1.0, "tflops": 1.0, "shape_curves": {"k": curve}}]}
+    with pytest.raises(UserError, match="shape_curves"):
+        engine_op_fits_from_dict(data)
+
+
+@needs_aic
+@pytest.mark.slow
+def test_real_deepseek_v3_moe_at_tp8_reads_the_trtllm_table():
+    # aiconfigurator-core 0.12.0, h200_sxm/moe/trtllm/1.3.0rc20, balanced routing, fp8_block:
+    # DeepSeek-V3's experts at moe tp 8, ep 1 take ~115 us at one token, 4x their bytes at the
+    # fitted bandwidth; the op-level model prices that layer at the table's figure.
+    import numpy as np
+
+    from inferecon.model import ops
+
+    db = open_database(None)
+    fit = calibrate_from_opdb(None, "h200", "trtllm")
+    m = next(x for x in fit.engine.op_fits.moe if x.dtype == "fp8_block")
+    t = db.read("h200_sxm", "moe", "trtllm", m.source.version, "moe_perf").clean
+    rows = t[(t["dtype"] == "fp8_block") & (t["distribution"] == "balanced") & (t["tokens"] == 1) & (t["hidden"] == 7168)
+             & (t["inter"] == 2048) & (t["experts"] == 256) & (t["tp"] == 8) & (t["ep"] == 1)]
+    measured = float(rows["time_us"].min())
+    assert 80.0 < measured < 200.0
+    model = get_model("deepseek-v3")
+    got = ops._moe_curve_us(m, model, np.array([1.0]), np.array([8.0]), np.array([1.0]))
+    assert got[0] == pytest.approx(measured, rel=1e-3)
+    assert m.curve_quality.heldout_mape < 0.15 and m.quality.heldout_mape < 0.2

@@ -38,10 +38,11 @@ Contract (units are in the names; a step model built on this module relies on ea
   [min_bytes, max_bytes) holds it: alpha + message_bytes / beta (beta = algorithm bandwidth,
   message bytes over time; not bus bandwidth).
 - A MoE layer (grouped GEMMs of the experts a batch touches, plus routing and permutation) of
-  `tokens` tokens takes `MoeFit.time_us(...)`: fixed + per_token_expert · tokens · top-k
-  + max(expert_bytes / B, flop / F) with
-  expert_bytes the weights of the experts touched on one rank (min(E/ep, tokens·k) experts of
-  3·hidden·inter/tp weights each, balanced routing) and flop = 2·tokens·k·3·hidden·inter/tp/ep.
+  `tokens` tokens takes `MoeFit.time_us(...)`: a shape the table measured, its own time read off
+  its token curve (`shape_curves`, log-log interpolation inside the measured range); any other,
+  fixed + per_token_expert · tokens · top-k + per_expert · touched + max(expert_bytes / B, flop / F)
+  with touched = min(E/ep, tokens·k/ep) experts on one rank (`moe_touched_experts`, balanced
+  routing), expert_bytes = touched · 3·hidden·inter/tp weights, flop = 2·tokens·k·3·hidden·inter/tp/ep.
 - `quality` of every fit: k-fold held-out error on rows the fit never saw.
 - `source` of every fit: the database table it came from (`OpSource`), with the collection
   metadata that table carries.
@@ -219,6 +220,17 @@ class CollectiveOpFit:
         return self.alpha_us + message_bytes / (self.beta_gbps * 1e3)
 
 
+def moe_touched_experts(tokens: float, topk: float, experts: float, ep: float) -> float:
+    """Experts one rank's grouped GEMM runs, balanced routing: the tokens·k routed pairs spread
+    over the ep ranks, at most the rank's E/ep experts (model/ops.py applies the same rule to arrays)."""
+    return min(experts / ep, tokens * topk / ep)
+
+
+def moe_curve_key(hidden, inter, experts, topk, tp, ep) -> str:
+    """Key of one MoE shape's measured token curve in MoeFit.shape_curves."""
+    return f"{int(hidden)}x{int(inter)}x{int(experts)}x{int(topk)}:tp{int(tp)}:ep{int(ep)}"
+
+
 @dataclass(frozen=True)
 class MoeFit:
     """A whole MoE layer's expert computation (routing, permute, grouped GEMMs, un-permute)."""
@@ -232,14 +244,40 @@ class MoeFit:
     source: OpSource | None = None
     # Time per routed (token, expert) pair: routing, permutation and un-permutation.
     per_token_expert_us: float = 0.0
+    # Time per expert the rank runs (one more group of the grouped GEMM); 0 in older files.
+    per_expert_us: float = 0.0
+    tokens_max: int | None = None  # largest token count the fit was solved on (None: every one)
+    # The table's own time of each shape it measured (moe_curve_key -> [tokens], [us]), read by
+    # log-log interpolation in tokens inside the measured range; the fit prices the rest.
+    shape_curves: dict[str, list[list[float]]] = field(default_factory=dict)
+    curve_quality: FitQuality | None = None  # held-out error of reading a row off its curve without it
+
+    def curve_us(self, key: str, tokens: float) -> float | None:
+        """The measured curve's time at `tokens` (log-log interpolation), None outside its range
+        or where the shape was not measured; below the first count (less than one token on a
+        rank) the first row holds. model/ops.py reads the same curves vectorised."""
+        import bisect
+        import math
+
+        c = self.shape_curves.get(key)
+        if not c or tokens > c[0][-1]:
+            return None
+        tok, us = c
+        x = max(tokens, tok[0])
+        i = min(max(bisect.bisect_left(tok, x), 1), len(tok) - 1)
+        f = math.log(x / tok[i - 1]) / math.log(tok[i] / tok[i - 1])
+        return math.exp(math.log(us[i - 1]) + f * math.log(us[i] / us[i - 1]))
 
     def time_us(self, tokens: float, hidden: float, inter: float, topk: float, experts: float,
                 tp: float = 1, ep: float = 1) -> float:
+        measured = self.curve_us(moe_curve_key(hidden, inter, experts, topk, tp, ep), tokens)
+        if measured is not None:
+            return measured
         _, w, _ = GEMM_OPERAND_BYTES[self.dtype]
-        touched = min(experts / ep, tokens * topk)  # balanced routing over this rank's experts
+        touched = moe_touched_experts(tokens, topk, experts, ep)
         expert_bytes = touched * 3.0 * hidden * inter / tp * w  # gate, up and down projections
         flop = 2.0 * tokens * topk * 3.0 * hidden * inter / tp / ep
-        return (self.fixed_us + self.per_token_expert_us * tokens * topk
+        return (self.fixed_us + self.per_token_expert_us * tokens * topk + self.per_expert_us * touched
                 + max(expert_bytes / (self.gbps * 1e3), flop / (self.tflops * 1e6)))
 
 
@@ -330,6 +368,8 @@ def _build(cls, data, where: str):
             value = [_build(OpSource, v, where) for v in value]
         elif key == "m_range":
             value = tuple(int(v) for v in value)
+        elif key == "shape_curves":
+            value = _curves(value, f"{where}: {cls.__name__}.shape_curves")
         values[key] = value
     for key, value in values.items():
         for v in (value.values() if isinstance(value, dict) else [value]):  # per-dtype maps too
@@ -338,6 +378,24 @@ def _build(cls, data, where: str):
         return cls(**values)
     except TypeError as exc:
         raise UserError(f"{where}: malformed {cls.__name__} ({exc})") from None
+
+
+def _curves(value, where: str) -> dict:
+    """Each curve: two equal-length lists, token counts rising and > 0, times finite and > 0."""
+    import math
+
+    if not isinstance(value, dict):
+        raise UserError(f"{where} must be an object")
+    for key, c in value.items():
+        try:  # built-in reductions, not a Python loop per number: a profile carries ~1e5 of them
+            tok, us = c
+            ok = (len(tok) == len(us) >= 2 and min(tok) > 0 and min(us) > 0 and math.isfinite(sum(tok) + sum(us))
+                  and all(map(float.__lt__, map(float, tok[:-1]), map(float, tok[1:]))))
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise UserError(f"{where}[{key!r}] must be [[rising token counts > 0], [times > 0]] of equal length")
+    return value
 
 
 def _check_number(where: str, owner: str, key: str, value) -> None:

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from inferecon.model import network as net
-from inferecon.model.opfits import GEMM_OPERAND_BYTES
+from inferecon.model.opfits import GEMM_OPERAND_BYTES, moe_curve_key
 from inferecon.model.quant import format_of
 
 # model/quant.py format -> the op-level GEMM dtype its kernels are fitted under (opfits names).
@@ -288,13 +288,25 @@ def _moe(acc, model, eng, gemm, m, tok_group, tp, ep, lay, moe_layers, d, gated,
     k = float(model.n_active_experts)
     mfit = _moe_fit(eng, model)
     # Experts of this rank a batch touches, balanced routing (the frame the MoE tables are timed
-    # in, and what an engine's EPLB aims for): min(E / ep, tokens · k).
+    # in, and what an engine's EPLB aims for): min(E / ep, tokens · k / ep) (opfits.moe_touched_experts).
     touched = np.minimum(model.n_experts / ep, tok_group * k / ep)
     mats = float(model.mlp_matrices)
     expert_bytes = touched * mats * d * ff / tp * w_b
     flop = 2.0 * tok_group * k * mats * d * ff / tp / ep
     if mfit is not None:
-        acc.roofline("moe", moe_layers, mfit.fixed_us, mfit.tflops, mfit.gbps, flop, expert_bytes)
+        # The fit's latency part: fixed, per routed pair, per expert the rank runs (opfits.MoeFit).
+        fixed_us = (mfit.fixed_us + getattr(mfit, "per_token_expert_us", 0.0) * tok_group * k
+                    + getattr(mfit, "per_expert_us", 0.0) * touched)
+        measured_us = _moe_curve_us(mfit, model, tok_group, tp, ep)
+        if np.isfinite(measured_us).any():
+            # A shape the table measured takes its measured time: the bytes and FLOPs at the fitted
+            # rates stay memory/arithmetic (no more than the measured time), the rest is latency.
+            roof_us = np.maximum(flop / (mfit.tflops * 1e6), expert_bytes / (mfit.gbps * 1e3))
+            got = np.isfinite(measured_us)
+            scale = np.where(got, np.minimum(1.0, measured_us / np.maximum(roof_us, 1e-12)), 1.0)
+            fixed_us = np.where(got, np.maximum(measured_us - roof_us, 0.0), fixed_us)
+            flop, expert_bytes = flop * scale, expert_bytes * scale
+        acc.roofline("moe", moe_layers, fixed_us, mfit.tflops, mfit.gbps, flop, expert_bytes)
     elif gfit is not None:
         # Two grouped GEMMs (gate/up, down) over the touched experts: one intercept each.
         tok_bytes = tok_group * k / ep * d * (a_b + o_b) * 2.0
@@ -307,6 +319,29 @@ def _moe(acc, model, eng, gemm, m, tok_group, tp, ep, lay, moe_layers, d, gated,
     a2a_bytes = m * k * d * disp / tp
     a2a = net.collective_time_s(hw, net.ALL_TO_ALL, lay.ep, lay.tp, a2a_bytes)
     acc.network("moe_all_to_all", 2.0 * moe_layers * a2a)
+
+
+def _moe_curve_us(mfit, model, tokens, tp, ep):
+    """µs of the routed experts read off the MoE table's own curve of this model's shape at each
+    configuration's (tp, ep) (opfits.MoeFit.curve_us, vectorised); NaN where the table did not
+    measure the shape or the tokens lie beyond its curve."""
+    shape = np.broadcast(tokens, tp, ep).shape
+    out = np.full(shape, np.nan)
+    curves = getattr(mfit, "shape_curves", None)
+    if not curves:
+        return out
+    prefix = moe_curve_key(model.d_model, model.d_ff_expert, model.n_experts, model.n_active_experts, 1, 1)
+    prefix = prefix.split(":")[0] + ":"
+    tok, tpb, epb = (np.broadcast_to(np.asarray(a, dtype=float), shape) for a in (tokens, tp, ep))
+    for key, (ct, cu) in curves.items():
+        if not key.startswith(prefix):
+            continue
+        _, ctp, cep = key.split(":")
+        sel = (tpb == float(ctp[2:])) & (epb == float(cep[2:])) & (tok <= ct[-1])
+        if sel.any():
+            x = np.log(np.maximum(tok[sel], ct[0]))  # below one token on a rank: the first row
+            out[sel] = np.exp(np.interp(x, np.log(ct), np.log(cu)))
+    return out
 
 
 def _mode(lines, mode):
