@@ -8,14 +8,17 @@ benchmarks/data/public_ttft.csv --out benchmarks/data/aiconfigurator_ttft_estima
 
 Each point is one published serving run (closed loop of C clients, input I, output O). For it:
 
-- TTFT: `serve(..., concurrency=C)`: queueing (M/D/1, capped at the C − 1 prompts ahead;
-  clients beyond the KV cache's room wait for a slot) plus the prompt's prefill riding in the
-  decode steps;
+- TTFT: `serve(..., concurrency=C)`: the closed loop's prompts arrive in bunches that share a
+  step (serving.bunch_size), queueing of bunches (M/D/1, capped at the bunches that can be
+  ahead; clients beyond the KV cache's room wait for a slot) plus the bunch's packed prefill
+  riding in the decode steps;
 - TPOT "before": the decode-only step at batch C and context I + O/2 (what the decode scorecard
   benchmarks/accuracy.py predicts: no prefill in the steps);
 - TPOT "after": the serving model's mean TPOT, chunked prefill of arriving prompts included;
 - "sim": the explicit step-by-step simulation of the closed loop (serving.simulate_closed_loop:
-  all clients start together, fixed lengths, 2C warm-up and 10C measured requests).
+  all clients start together, fixed lengths, 2C warm-up and 10C measured requests), with the
+  step scheduler of the point's engine (serving.engine_scheduler: NIM runs TensorRT-LLM, whose
+  default schedules whole prompts).
 
 A point the model refuses (an impossible layout, a KV cache that cannot hold one request) is
 counted as not covered, never as a number. Scores: share of points within ±25%, MAPE and the
@@ -42,6 +45,7 @@ TOLERANCE = 0.25
 class Point:
     row: int  # 0-based data row of its TTFT figure in the CSV
     source_id: str
+    engine: str
     model: str
     gpu: str
     tp: int
@@ -62,7 +66,7 @@ def load_points(path: Path) -> list[Point]:
     for i, r in enumerate(rows):
         key = (r["source_id"], r["model"], r["gpu"], int(r["tp"]), int(r["batch"]), int(r["input_len"]),
                int(r["output_len"]))
-        p = points.setdefault(key, Point(i, r["source_id"], r["model"], r["gpu"], int(r["tp"]), int(r["batch"]),
+        p = points.setdefault(key, Point(i, r["source_id"], r["engine"], r["model"], r["gpu"], int(r["tp"]), int(r["batch"]),
                                          int(r["input_len"]), int(r["output_len"]), int(r["weight_bits"]),
                                          int(r["kv_bits"])))
         if r["metric"] == "ttft_ms_mean":
@@ -120,7 +124,7 @@ def main(argv=None) -> int:
     from inferecon.model.hardware import HardwareProfile
     from inferecon.model.predict import predict
     from inferecon.model.published import get_profile
-    from inferecon.model.serving import serve, simulate_closed_loop
+    from inferecon.model.serving import engine_scheduler, serve, simulate_closed_loop
 
     points = load_points(Path(args.csv))
     aic = load_aic(Path(args.aic))
@@ -142,7 +146,7 @@ def main(argv=None) -> int:
             row.update(pred_ttft_ms=r.ttft_s * 1e3, pred_tpot_after_ms=r.tpot_s * 1e3, decode_batch=r.decode_batch)
             if not args.no_sim:
                 sim = simulate_closed_loop(model, hw, input_len=p.input_len, output_len=p.output_len, tp=p.tp,
-                                           concurrency=p.concurrency)
+                                           concurrency=p.concurrency, scheduler=engine_scheduler(p.engine))
                 row.update(sim_ttft_ms=sim.ttft_mean_s * 1e3, sim_tpot_ms=sim.tpot_mean_s * 1e3)
         except UserError as exc:
             row["refused"] = str(exc)
@@ -179,6 +183,11 @@ def main(argv=None) -> int:
     online = [r for r in out_rows if r["concurrency"] >= 5]
     print(f"TPOT    C >= 5 before     {_fmt_score(score(pairs('pred_tpot_before_ms', 'itl_ms', online)))}")
     print(f"TPOT    C >= 5 after      {_fmt_score(score(pairs('pred_tpot_after_ms', 'itl_ms', online)))}")
+    for lo, hi in ((1, 1), (2, 25), (26, 100), (101, 10**9)):
+        sel = [r for r in out_rows if lo <= r["concurrency"] <= hi]
+        label = f"C = {lo}" if lo == hi else (f"C {lo}-{hi}" if hi < 10**9 else f"C > {lo - 1}")
+        for col, name in (("pred_ttft_ms", "inferecon"), ("sim_ttft_ms", "sim"), ("aic_ttft_ms", "aiconf.")):
+            print(f"TTFT    {label:<9} {name:<9} {_fmt_score(score(pairs(col, 'ttft_ms', sel)))}")
     print()
     hdr = (f"{'source':22s} {'C':>4} {'I':>6} {'O':>5} | {'TTFT':>9} {'pred':>9} {'aic':>9} | "
            f"{'ITL':>6} {'before':>6} {'after':>6} {'aic':>6} | {'B':>6} | {'simTTFT':>9} {'simTPOT':>7}")

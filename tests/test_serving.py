@@ -117,20 +117,42 @@ def test_closed_loop_simulation_single_client_by_hand(llama8b, h100):
 
 
 def test_closed_loop_simulation_burst_by_hand(llama8b, h100):
-    from inferecon.model.prefill import prefill_chunk
+    from inferecon.model.prefill import prefill_chunk, prefill_step
     from inferecon.model.serving import simulate_closed_loop
 
     # Two clients, 6000-token prompts, budget 8192, one round measured (no re-issue): both
-    # start at 0; step 1 prefills client A's 6000 and the first 2192 of B's; step 2 (nothing
-    # decoding: output 1 ends A with its first token) B's last 3808. A's TTFT = step 1,
-    # B's = step 1 + step 2.
+    # start at 0; step 1 prefills client A's 6000 and the first 2192 of B's (one packed step of
+    # 8192 tokens, with the step's overheads once); step 2 (nothing decoding: output 1 ends A
+    # with its first token) B's last 3808. A's TTFT = step 1, B's = step 1 + step 2.
     run = simulate_closed_loop(llama8b, h100, input_len=6000, output_len=1, concurrency=2, chunk_tokens=8192,
                                warmup_rounds=0, measured_rounds=1)
     assert run.requests == 2
-    step1 = (prefill_chunk(llama8b, h100, tokens=6000)  # alone, with the step's overheads
-             .t_prefill_s + prefill_chunk(llama8b, h100, tokens=2192, last_chunk=False, decode_tokens=1).t_prefill_s)
+    step1 = prefill_step(llama8b, h100, chunks=[(6000, 0, True), (2192, 0, False)]).t_prefill_s
     step2 = prefill_chunk(llama8b, h100, tokens=3808, prior_tokens=2192).t_prefill_s
     assert run.ttft_mean_s == pytest.approx((step1 + (step1 + step2)) / 2, rel=1e-9)
+    # TensorRT-LLM's default (context chunking off): B's prompt does not fit beside A's whole,
+    # so step 1 is A's 6000 alone and step 2 B's 6000 alone.
+    whole = simulate_closed_loop(llama8b, h100, input_len=6000, output_len=1, concurrency=2, chunk_tokens=8192,
+                                 warmup_rounds=0, measured_rounds=1, scheduler="whole")
+    alone = prefill_chunk(llama8b, h100, tokens=6000).t_prefill_s
+    assert whole.ttft_mean_s == pytest.approx((alone + 2 * alone) / 2, rel=1e-9)
+
+
+def test_prompts_sharing_a_step_are_one_packed_gemm(llama8b, h100):
+    from inferecon.model.prefill import prefill_chunk, prefill_step
+
+    # Forty 200-token prompts in one step: the weight GEMMs see 8000 packed rows, as one
+    # 8000-token prompt does (same GEMM FLOPs); attention is each prompt's own causal square:
+    # 4 FLOP x 32 heads x 128 dims per (query, key) pair x 40 x 200 x 100 pairs x 32 layers.
+    batch = prefill_step(llama8b, h100, chunks=[(200, 0, True)] * 40)
+    one = prefill_chunk(llama8b, h100, tokens=8000, last_chunk=False)
+    lm_rows = 2.0 * 40 * llama8b.vocab_size * llama8b.d_model  # 40 logits rows (one per prompt) against 0
+    assert batch.gemm_flops_per_gpu == pytest.approx(one.gemm_flops_per_gpu + lm_rows, rel=1e-9)
+    assert batch.flops_per_gpu - batch.gemm_flops_per_gpu == pytest.approx(4 * 32 * 128 * 40 * 200 * 100 * 32,
+                                                                           rel=1e-9)
+    # Priced one by one beside a decode batch, each 200-row GEMM would look almost free.
+    apart = 40 * prefill_chunk(llama8b, h100, tokens=200, decode_tokens=8).t_prefill_s
+    assert prefill_step(llama8b, h100, chunks=[(200, 0, True)] * 40, decode_tokens=8).t_prefill_s > 2 * apart
 
 
 def test_predict_cli_request_figures(capsys):
@@ -234,3 +256,53 @@ def test_a_rate_far_beyond_capacity_blames_the_rate_not_the_chunk(capsys):
                  "--output-len", "100", "--request-rate", "100000"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("inferecon: error: --request-rate") and "grows without bound" in err[0]
+
+
+def test_bunch_size_by_hand():
+    from inferecon.model.serving import bunch_size
+
+    assert bunch_size(25, 200, 8192) == 25  # 25 x 200 = 5000 tokens: one step holds them all
+    assert bunch_size(50, 200, 8192) == 25  # 40 fit a step -> 2 bunches of 25
+    assert bunch_size(100, 1000, 8000) == 8  # 8 fit -> 13 bunches, 100 / 13 = 7.7
+    assert bunch_size(25, 5000, 8192) == 1  # one prompt per step
+    assert bunch_size(1, 200, 8192) == 1
+
+
+def test_engine_default_scheduler():
+    from inferecon.model.serving import engine_scheduler
+
+    assert engine_scheduler("trtllm") == "whole"
+    assert engine_scheduler("nim") == "whole"  # NIM's LLM containers run TensorRT-LLM
+    assert engine_scheduler("vllm") == "chunked"
+    assert engine_scheduler(None) == "chunked"
+
+
+def test_closed_loop_prompts_share_a_packed_step(llama8b, h100):
+    from inferecon.model.prefill import prefill_step
+
+    # 25 clients of 200-token prompts all start together and stay in one bunch: each TTFT
+    # includes the step that prefills all 25 (5000 packed tokens), not a lone 200-token chunk.
+    r = serve(llama8b, h100, input_len=200, output_len=200, concurrency=25)
+    packed = prefill_step(llama8b, h100, chunks=[(200, 0, True)] * 25, decode_tokens=24).t_prefill_s
+    lone = prefill_time_s(llama8b, h100, input_len=200)
+    assert r.ttft_s > packed > 10 * lone
+    assert "25 at a time" in r.queue_model
+
+
+def test_closed_loop_formula_and_simulation_agree_on_bunches(llama8b, h100):
+    from inferecon.model.serving import simulate_closed_loop
+
+    for c in (25, 50):
+        r = serve(llama8b, h100, input_len=200, output_len=200, concurrency=c)
+        sim = simulate_closed_loop(llama8b, h100, input_len=200, output_len=200, concurrency=c, scheduler="whole",
+                                   measured_rounds=4)
+        assert r.ttft_s == pytest.approx(sim.ttft_mean_s, rel=0.25)
+        assert r.tpot_s == pytest.approx(sim.tpot_mean_s, rel=0.10)
+
+
+def test_simulation_refuses_an_unknown_scheduler(llama8b, h100):
+    from inferecon.core.errors import RequestError
+    from inferecon.model.serving import simulate_closed_loop
+
+    with pytest.raises(RequestError, match="scheduler"):
+        simulate_closed_loop(llama8b, h100, input_len=200, output_len=20, concurrency=2, scheduler="fifo")

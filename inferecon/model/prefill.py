@@ -265,22 +265,42 @@ def prefill_chunk(model: ModelSpec, hw: HardwareProfile, *, tokens: int, prior_t
     weight GEMMs and collectives at M = tokens + decode_tokens less the same at decode_tokens
     alone (the weights are read once for both), plus the chunk's attention, KV write and
     activations; no second step overhead."""
-    if not isinstance(tokens, (int, np.integer)) or isinstance(tokens, bool) or tokens < 1:
-        raise RequestError("input_len", tokens, "a prompt needs at least 1 token")
-    if prior_tokens < 0 or decode_tokens < 0:
-        raise RequestError("input_len", prior_tokens, "tokens already cached cannot be negative")
+    return prefill_step(model, hw, chunks=[(tokens, prior_tokens, last_chunk)], tp=tp, pp=pp, ep=ep, engine=engine,
+                        decode_tokens=decode_tokens, opts=opts)
+
+
+def prefill_step(model: ModelSpec, hw: HardwareProfile, *, chunks, tp: int = 1, pp: int = 1, ep: int = 1,
+                 engine: EngineProfile | None = None, decode_tokens: int = 0,
+                 opts: PrefillOptions = PrefillOptions()) -> PrefillCost:
+    """The prompt chunks one engine step carries, priced together: `chunks` is a list of
+    (tokens, prior_tokens, last_chunk), one per prompt. The batched prompts' tokens are packed
+    into one token dimension (vLLM, SGLang and TensorRT-LLM all run packed, unpadded inputs),
+    so the weight GEMMs and collectives run once at M = all the chunks' tokens (+ decode_tokens),
+    and each prompt's attention, KV write and activations add. Forty 200-token prompts in one
+    step are an 8,000-row GEMM, compute-bound; priced one by one beside a decode batch each
+    would look almost free (a 200-row GEMM is still weight-bound). `tokens` of the result is
+    the sum over the chunks, `prior_tokens` the first chunk's."""
+    if not chunks:
+        raise RequestError("input_len", 0, "a prefill step needs at least one prompt chunk")
+    for tokens, prior_tokens, _ in chunks:
+        if not isinstance(tokens, (int, np.integer)) or isinstance(tokens, bool) or tokens < 1:
+            raise RequestError("input_len", tokens, "a prompt needs at least 1 token")
+        if prior_tokens < 0:
+            raise RequestError("input_len", prior_tokens, "tokens already cached cannot be negative")
+    if decode_tokens < 0:
+        raise RequestError("input_len", decode_tokens, "decode tokens in a step cannot be negative")
     check_prefill_layout(model, tp, pp, ep)
     op_level = getattr(hw, "op_fits", None) is not None
-    c = float(tokens)
-    P = float(prior_tokens)
+    c_total = float(sum(int(t) for t, _, _ in chunks))
     layers = model.n_layers / pp
     d = float(model.d_model)
     heads_axis = float(tp)
     pricing = _gemm_pricing(model, hw)
     B = pricing[2]
     acc = _Terms()
-    lm = 1.0 if last_chunk else 0.0
-    gemm_flops = _token_ops(model, hw, acc, c + decode_tokens, lm + decode_tokens, tp, pp, ep, op_level, pricing)
+    lm = float(sum(1 for _, _, last in chunks if last))
+    gemm_flops = _token_ops(model, hw, acc, c_total + decode_tokens, lm + decode_tokens, tp, pp, ep, op_level,
+                            pricing)
     if decode_tokens:
         base = _Terms()
         gemm_flops -= _token_ops(model, hw, base, float(decode_tokens), float(decode_tokens), tp, pp, ep,
@@ -290,7 +310,7 @@ def prefill_chunk(model: ModelSpec, hw: HardwareProfile, *, tokens: int, prior_t
         for k in FAMILIES:
             acc.fam[k] -= base.fam[k]
 
-    # Causal attention of the chunk over the prompt so far (module docstring), this GPU's heads.
+    # Causal attention of each chunk over its prompt so far (module docstring), this GPU's heads.
     heads = model.n_heads / heads_axis
     if model.is_mla:
         per_pair = 2.0 * heads * (model.qk_nope_dim + model.qk_rope_dim + model.v_head_dim)
@@ -299,14 +319,15 @@ def prefill_chunk(model: ModelSpec, hw: HardwareProfile, *, tokens: int, prior_t
         per_pair = 4.0 * heads * model.d_head
         kv_heads = max(model.n_kv_heads / heads_axis, 1.0)
         qkvo_elems = (2 * heads + 2 * kv_heads) * model.d_head
-    attn_flop = per_pair * c * (P + c / 2.0) * layers
-    # Bytes: Q/K/V/O of the chunk once, and the cached prefix's K and V once (flash attention
+    pairs = sum(float(c) * (float(P) + float(c) / 2.0) for c, P, _ in chunks)
+    attn_flop = per_pair * pairs * layers
+    # Bytes: Q/K/V/O of the chunks once, and each cached prefix's K and V once (flash attention
     # streams them through on-chip memory).
     from inferecon.model.terms import _kv_share_per_gpu
 
     kv_share = _one(_kv_share_per_gpu(model, np.asarray([heads_axis])))
-    prefix_bytes = P * model.kv_bytes_per_token_layer * kv_share * layers
-    qkvo_bytes = c * qkvo_elems * model.act_bytes * layers
+    prefix_bytes = sum(float(P) for _, P, _ in chunks) * model.kv_bytes_per_token_layer * kv_share * layers
+    qkvo_bytes = c_total * qkvo_elems * model.act_bytes * layers
     cfit = _context_attention_fit(model, hw) if op_level else None
     if cfit is not None:
         f = attn_flop / (cfit.tflops * 1e12)
@@ -318,11 +339,11 @@ def prefill_chunk(model: ModelSpec, hw: HardwareProfile, *, tokens: int, prior_t
         acc.add("attention", arithmetic=f if f > b else 0.0, memory=b if b >= f else 0.0)
 
     # KV-cache write and activation traffic.
-    kv_write = c * model.kv_bytes_per_token_layer * kv_share * layers
+    kv_write = c_total * model.kv_bytes_per_token_layer * kv_share * layers
     acc.add("kv_write", memory=kv_write / B)
     ff_active = model.d_ff if not model.is_moe else model.n_active_experts * model.d_ff_expert
     act_elems = opts.activation_elems_per_layer_in_d_model * d + 2 * ff_active
-    acc.add("elementwise", memory=c * layers * act_elems * model.act_bytes / tp / B)
+    acc.add("elementwise", memory=c_total * layers * act_elems * model.act_bytes / tp / B)
     eng_fits = getattr(engine, "op_fits", None) if engine is not None else None
     if op_level and eng_fits is not None and eng_fits.elementwise_per_layer_us is not None and not decode_tokens:
         acc.add("elementwise", latency=layers * eng_fits.elementwise_per_layer_us * 1e-6)
@@ -337,7 +358,7 @@ def prefill_chunk(model: ModelSpec, hw: HardwareProfile, *, tokens: int, prior_t
             overhead += engine.step_overhead_us * 1e-6 + model.n_layers * engine.per_layer_us * 1e-6
     terms["latency"] += overhead
     fam["overhead"] += overhead
-    return PrefillCost(tokens=int(tokens), prior_tokens=int(prior_tokens), level="op" if op_level else "roofline",
+    return PrefillCost(tokens=int(c_total), prior_tokens=int(chunks[0][1]), level="op" if op_level else "roofline",
                        t_arithmetic_s=terms["arithmetic"], t_memory_s=terms["memory"],
                        t_network_s=terms["network"], t_latency_s=terms["latency"],
                        t_prefill_s=sum(terms.values()),

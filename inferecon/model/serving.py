@@ -24,11 +24,18 @@ prefill, as vLLM, SGLang and TensorRT-LLM run by default):
 - the decode batch follows Little's law, B = λ · (O − 1) · TPOT, solved as a fixed point
   (TPOT depends on B);
 - a closed loop of C clients (`--max-concurrency`, genai-perf's concurrency) sends the next
-  request when one completes: λ = C / (TTFT + (O − 1) · TPOT), solved by bisection on λ, the
-  prefill wait read from the same M/D/1 formula but capped at the C − 1 prompts that can be
-  ahead (a closed loop cannot queue more). Clients beyond the requests whose KV cache fits wait
-  for a slot: with `slots` requests in service at rate λ, the other C − slots wait
-  (C − slots) / λ on average (Little's law), added to their TTFT.
+  request when one completes: λ = C / (TTFT + (O − 1) · TPOT), solved by bisection on λ. Its
+  prompts do not arrive one at a time: the benchmark starts every client at once, the first
+  step takes as many whole prompts as its token room holds, and prompts that share a step
+  decode in lockstep, finish together (fixed O) and send their next requests together, so a
+  closed loop runs bunches of k = room // I prompts (bunch_size; the C clients split evenly
+  into ceil(C / k) bunches). The prefill server then serves bunches: service S_k = one step
+  carrying k whole prompts packed into one token dimension (model/prefill.py prefill_step:
+  the weight GEMMs at M = k · I, compute-bound, each prompt's attention its own), at rate λ / k,
+  the M/D/1 wait capped at the bunches that can be ahead; k = 1 (a prompt longer than the
+  room) is the one-prompt server above, capped at the C − 1 prompts ahead. Clients beyond the
+  requests whose KV cache fits wait for a slot: with `slots` requests in service at rate λ,
+  the other C − slots wait (C − slots) / λ on average (Little's law), added to their TTFT.
 
 Disaggregated serving: P prefill instances and D decode instances; each prefill instance is
 an M/D/1 server of λ / P prompts; the KV cache (I tokens, all layers) moves from prefill to
@@ -50,7 +57,8 @@ from inferecon.core.errors import RequestError
 from inferecon.model import network as net
 from inferecon.model.engine import EngineProfile
 from inferecon.model.hardware import HardwareProfile
-from inferecon.model.prefill import PrefillOptions, chunk_plan, check_prefill_layout, prefill_chunk, prefill_time_s
+from inferecon.model.prefill import (PrefillOptions, chunk_plan, check_prefill_layout, prefill_chunk, prefill_step,
+                                     prefill_time_s)
 from inferecon.model.spec import ModelSpec
 from inferecon.model.terms import CostOptions, Layouts, evaluate, stored_bytes_per_gpu
 
@@ -164,6 +172,17 @@ class _Instance:
                                             ep=d.ep, engine=self.engine, last_chunk=last, opts=self.popts).t_prefill_s
         return self._marg[key]
 
+    def step_prefill(self, b: int, chunks: tuple) -> float:
+        """Time the prompt chunks `chunks` ((tokens, prior, last) each) add to a step decoding b
+        requests, priced together (model/prefill.py prefill_step); b = 0: a step of prefill
+        only, which pays the step's overheads itself."""
+        key = ("step", int(b), chunks)
+        if key not in self._marg:
+            d = self.dep
+            self._marg[key] = prefill_step(self.model, self.hw, chunks=list(chunks), tp=d.tp, pp=d.pp, ep=d.ep,
+                                           engine=self.engine, decode_tokens=int(b), opts=self.popts).t_prefill_s
+        return self._marg[key]
+
     def marginal(self, b: float, tokens: int, prior: int, last: bool) -> float:
         key = (max(1, int(round(b))), tokens, prior, last)
         if key not in self._marg:
@@ -180,9 +199,26 @@ def _check_lengths(input_len, output_len):
             raise RequestError(name, v, f"{name.replace('_', ' ')} must be a whole number of tokens >= {low}")
 
 
+def bunch_size(clients: int, input_len: int, room: int) -> int:
+    """Prompts that arrive together in a closed loop of `clients` with fixed lengths, and share
+    one step: the benchmark starts every client at once (genai-perf, `vllm bench serve
+    --max-concurrency`), the first step takes as many whole prompts as the step's token room
+    holds (room // input_len), the next step the next as many, and so on; prompts prefilled in
+    one step decode in lockstep, finish in the same step (fixed output length) and send their
+    next requests together, so the bunches persist. The clients split into ceil(clients / k)
+    bunches; their mean size is returned (rounded, >= 1). 1 when a prompt does not fit the room."""
+    per_step = room // input_len if input_len > 0 else 0
+    if clients <= 1 or per_step <= 1:
+        return 1
+    k = min(int(clients), int(per_step))
+    return max(1, int(round(clients / math.ceil(clients / k))))
+
+
 def _aggregated_at_rate(inst: _Instance, lam: float, input_len: int, output_len: int, chunk_tokens: int,
                         closed_cap: float | None = None):
-    """The steady state at arrival rate lam (requests/s per instance), or raises."""
+    """The steady state at arrival rate lam (requests/s per instance), or raises. closed_cap:
+    a closed loop of closed_cap + 1 clients in service, whose prompts arrive in bunches
+    (bunch_size); None: Poisson arrivals, one prompt at a time on the M/D/1 prefill server."""
     b = max(lam * (output_len - 1) * inst.t_decode(1.0), 0.0)
     fit = inst.max_batch_fitting()
     for _ in range(60):
@@ -200,11 +236,16 @@ def _aggregated_at_rate(inst: _Instance, lam: float, input_len: int, output_len:
                                f"a token budget of {chunk_tokens} per step leaves no room for prefill beside "
                                f"{bi:.0f} decoding requests")
         t_dec = inst.t_decode(bi)
-        plan = chunk_plan(input_len, room)
-        margs = [inst.marginal(bi, n, p, i == len(plan) - 1) for i, (n, p) in enumerate(plan)]
-        service = sum(t_dec + m for m in margs)
-        t_mix = service / len(plan)
-        rho = lam * service
+        k = bunch_size(int(closed_cap) + 1, input_len, room) if closed_cap is not None else 1
+        if k > 1:
+            # A closed loop's prompts arrive in bunches of k (bunch_size) that share one step.
+            margs = [inst.step_prefill(max(1, int(round(bi))), ((input_len, 0, True),) * k)]
+        else:
+            plan = chunk_plan(input_len, room)
+            margs = [inst.marginal(bi, n, p, i == len(plan) - 1) for i, (n, p) in enumerate(plan)]
+        service = sum(t_dec + m for m in margs)  # of one bunch (k prompts) on the prefill server
+        t_mix = service / len(margs)
+        rho = lam / k * service
         if rho >= 1.0 and closed_cap is None:
             md1_wait_s(lam, service)  # raises: the queue grows without bound
         tpot = mean_tpot_s(rho, t_mix, t_dec)
@@ -219,21 +260,31 @@ def _aggregated_at_rate(inst: _Instance, lam: float, input_len: int, output_len:
             break
         b = 0.5 * (b + new_b)
     if closed_cap is not None:
-        wait = (closed_cap * service if rho >= 1.0
-                else min(rho * service / (2.0 * (1.0 - rho)), closed_cap * service))
+        ahead = math.ceil((closed_cap + 1) / k) - 1  # bunches that can be ahead in a closed loop
+        wait = (ahead * service if rho >= 1.0
+                else min(rho * service / (2.0 * (1.0 - rho)), ahead * service))
     else:
         wait = md1_wait_s(lam, service)
     ttft = wait + 0.5 * t_dec + service
-    share_prefill = lam * sum(margs)  # of the instance's time
+    share_prefill = lam / k * sum(margs)  # of the instance's time
     return dict(b=b, t_dec=t_dec, t_mix=t_mix, service=service, rho=rho, tpot=tpot, wait=wait, ttft=ttft,
-                latency=ttft + (output_len - 1) * tpot, share_prefill=min(share_prefill, 1.0))
+                latency=ttft + (output_len - 1) * tpot, share_prefill=min(share_prefill, 1.0), bunch=k)
+
+
+def closed_loop_queue_model(bunch: int) -> str:
+    """How a closed loop's TTFT was queued (ServingResult.queue_model)."""
+    if bunch <= 1:
+        return "closed loop: one prompt per step, M/D/1 wait capped at the clients ahead"
+    return (f"closed loop: prompts arrive {bunch} at a time and share a step (all clients start together); "
+            f"M/D/1 wait over those bunches, capped at the bunches ahead")
 
 
 def _result(mode, model, hw, dep_gpus, lam_total, input_len, output_len, chunk_tokens, s, concurrency,
             kv_transfer=0.0, share_prefill=None):
     price_s = hw.price_usd_per_gpu_hour / 3600.0 * dep_gpus
     share = s["share_prefill"] if share_prefill is None else share_prefill
-    return ServingResult(
+    extra = {"queue_model": closed_loop_queue_model(int(s.get("bunch", 1)))} if mode == "concurrency" else {}
+    return ServingResult(**extra,
         mode=mode, input_len=int(input_len), output_len=int(output_len), chunk_tokens=int(chunk_tokens),
         n_gpu=int(dep_gpus), request_rate_per_s=float(lam_total), concurrency=float(concurrency),
         decode_batch=float(s["b"]), ttft_s=float(s["ttft"]), ttft_queue_s=float(s["wait"]),
@@ -361,6 +412,24 @@ def serve_disaggregated(model: ModelSpec, hw: HardwareProfile, *, input_len: int
                    lam * s["latency"], kv_transfer=kv, share_prefill=share)
 
 
+# How an engine fills a step's token budget with waiting prompts (simulate_closed_loop):
+# "chunked": vLLM's and SGLang's default chunked prefill, the budget filled in arrival order and
+#   the last prompt split, its rest in the next step;
+# "whole": TensorRT-LLM's default, context chunking off (ExecutorConfig enableChunkedContext =
+#   false in tensorrt_llm/executor/executor.h, also the Triton backend's default): a prompt is
+#   scheduled only whole, in arrival order (the FIRST_COME_FIRST_SERVED policy), and waits for a
+#   step whose room holds it. A prompt longer than the whole budget cannot run unchunked at all
+#   (TensorRT-LLM refuses it unless chunking is on), so it is chunked as under "chunked".
+SCHEDULERS = ("chunked", "whole")
+
+
+def engine_scheduler(engine_name: str | None) -> str:
+    """The default step scheduler of a serving engine by name (SCHEDULERS): TensorRT-LLM and the
+    NIM containers that run it schedule whole prompts; vLLM, SGLang and the rest chunk."""
+    name = (engine_name or "").lower()
+    return "whole" if ("trt" in name or "tensorrt" in name or name.startswith("nim")) else "chunked"
+
+
 @dataclass(frozen=True)
 class ClosedLoopRun:
     """What an explicit simulation of a closed-loop benchmark measured (seconds)."""
@@ -372,30 +441,35 @@ class ClosedLoopRun:
     tpot_mean_s: float
     decode_batch_mean: float  # time-averaged
     request_rate_per_s: float
+    scheduler: str = "chunked"
 
 
 def simulate_closed_loop(model: ModelSpec, hw: HardwareProfile, *, input_len: int, output_len: int,
                          concurrency: int, tp: int = 1, pp: int = 1, ep: int = 1, chunk_tokens: int | None = None,
                          engine: EngineProfile | None = None, warmup_rounds: int = 2, measured_rounds: int = 10,
-                         opts: CostOptions = CostOptions(), popts: PrefillOptions = PrefillOptions()) -> ClosedLoopRun:
+                         scheduler: str = "chunked", opts: CostOptions = CostOptions(),
+                         popts: PrefillOptions = PrefillOptions()) -> ClosedLoopRun:
     """An explicit step-by-step simulation of a closed-loop benchmark: `concurrency` clients all
     send at t = 0 (as genai-perf / AIPerf and `vllm bench serve --max-concurrency` start) and
     each sends its next request when its last one completes; fixed I and O (ignore_eos).
 
-    Why a simulation beside the M/D/1 formula: with fixed lengths and simultaneous starts the
-    arrivals of a closed loop are not Poisson; prompts that share a step stay synchronised, in
-    bursts the formula does not see. Each step (continuous batching, FCFS): every running request
-    decodes one token; waiting prompts take the remaining token budget (chunk_tokens − running)
-    in arrival order, a prompt split over steps where it does not fit; a prompt is admitted only
-    while the KV cache has room. Step time = decode step at the running batch (model/terms.py)
-    + each chunk's marginal time (model/prefill.py, decode_tokens = the batch). A prompt's TTFT
-    ends with the step that finishes its prefill. The first `warmup_rounds` x C requests are
-    discarded and the next `measured_rounds` x C measured (NVIDIA's NIM benchmarking guide runs
-    genai-perf with --warmup-request-count 2C --request-count 10C)."""
+    Why a simulation beside the formula: with fixed lengths and simultaneous starts the arrivals
+    of a closed loop are not Poisson; prompts that share a step stay synchronised, in bunches
+    (serving.bunch_size). Each step (continuous batching, FCFS): every running request decodes
+    one token; waiting prompts take the remaining token budget (chunk_tokens − running) in
+    arrival order, as `scheduler` says (SCHEDULERS: split to fill it, or whole prompts only);
+    a prompt is admitted only while the KV cache has room. Step time = decode step at the
+    running batch (model/terms.py) + the step's prompt chunks priced together
+    (model/prefill.py prefill_step, decode_tokens = the batch). A prompt's TTFT ends with the
+    step that finishes its prefill. The first `warmup_rounds` x C requests are discarded and
+    the next `measured_rounds` x C measured (NVIDIA's NIM benchmarking guide runs genai-perf
+    with --warmup-request-count 2C --request-count 10C)."""
     _check_lengths(input_len, output_len)
     check_prefill_layout(model, tp, pp, ep)
     if not isinstance(concurrency, (int, np.integer)) or concurrency < 1:
         raise RequestError("concurrency", concurrency, "concurrency must be a whole number of requests >= 1")
+    if scheduler not in SCHEDULERS:
+        raise RequestError("scheduler", scheduler, f"the step scheduler is one of {', '.join(SCHEDULERS)}")
     n = default_chunk_tokens(hw) if chunk_tokens is None else chunk_tokens
     dep = Deployment(tp, pp, ep)
     inst = _Instance(model, hw, dep, engine, input_len + output_len // 2, int(concurrency), opts, popts)
@@ -406,98 +480,81 @@ def simulate_closed_loop(model: ModelSpec, hw: HardwareProfile, *, input_len: in
     grid = inst.batch
 
     def bucket(b):  # marginal times vary slowly with the batch: price them on the grid's batches
-        return float(grid[min(int(np.searchsorted(grid, b)), len(grid) - 1)])
+        return int(grid[min(int(np.searchsorted(grid, b)), len(grid) - 1)])
 
     from collections import deque
 
-    waiting = deque((0.0, 0) for _ in range(concurrency))  # (arrival time, prompt tokens done)
-    prefilling = []  # admitted, prompt not finished: [arrival, done]
-    running = []  # [arrival, tokens still to generate]
-    now, issued = 0.0, concurrency
     total = (warmup_rounds + measured_rounds) * concurrency
     skip = warmup_rounds * concurrency
-    ttfts, tpots, first_at = [], [], {}
-    busy_b, busy_t = 0.0, 0.0
-    seq = 0
-    ids = deque(range(concurrency))
-    wait_ids = deque(ids)
-    pre_ids = []
-    run_ids = []
-    done_count = 0
-    while done_count < total:
+    waiting: deque = deque()  # [id, arrival, prompt tokens done]
+    prefilling: list = []  # admitted, prompt not finished
+    running: list = []  # [id, arrival, first-token time, tokens still to generate]
+    ttfts, tpots = [], []
+    now, issued, done = 0.0, 0, 0
+    busy_b = busy_t = 0.0
+
+    def complete():
+        """A request ends at `now`: its client sends the next one at once (while any are left)."""
+        nonlocal issued, done
+        done += 1
+        if issued < total:
+            waiting.append([issued, now, 0])
+            issued += 1
+
+    for _ in range(concurrency):
+        waiting.append([issued, 0.0, 0])
+        issued += 1
+    while done < total:
         b = len(running)
         budget = max(n - b, 0)
-        # Admit waiting prompts while the KV cache has room.
         while waiting and len(running) + len(prefilling) < slots:
-            prefilling.append(list(waiting.popleft()))
-            pre_ids.append(wait_ids.popleft())
+            prefilling.append(waiting.popleft())
         chunks = []
         for req in prefilling:
             if budget <= 0:
                 break
-            take = min(input_len - req[1], budget)
+            need = input_len - req[2]
+            if scheduler == "whole" and need > budget and (input_len <= n or chunks):
+                break  # whole prompts only, in arrival order: this one waits for a step with room
+            take = min(need, budget)
             chunks.append((req, take))
             budget -= take
         if b == 0 and not chunks:
             break  # nothing to do (cannot happen in a closed loop with slots >= 1)
-        t = inst.t_decode(max(b, 1)) if b else 0.0
-        bb = bucket(max(b, 1))
-        for j, (req, take) in enumerate(chunks):
-            last = req[1] + take >= input_len
-            if b == 0 and j == 0:  # a step of prefill only: the chunk pays the step's overheads itself
-                t += inst.alone(int(take), int(req[1]), last)
-            else:
-                t += inst.marginal(bb, int(take), int(req[1]), last)
+        t = inst.t_decode(b) if b else 0.0
+        if chunks:
+            spec = tuple((int(take), int(req[2]), req[2] + take >= input_len) for req, take in chunks)
+            t += inst.step_prefill(bucket(b) if b else 0, spec)
         now += t
         busy_b += b * t
         busy_t += t
-        # Decode: one token each; completions re-issue at once.
-        still, still_ids = [], []
-        for req, rid in zip(running, run_ids):
-            req[1] -= 1
-            if req[1] <= 0:
-                done_count += 1
-                k = first_at.pop(rid)
-                if k[2] >= skip:
-                    tpots.append((now - k[1]) / max(output_len - 1, 1))
-                if issued < total:
-                    waiting.append((now, 0))
-                    wait_ids.append(seq + concurrency)
-                    seq += 1
-                    issued += 1
+        still = []
+        for req in running:  # decode: one token each
+            req[3] -= 1
+            if req[3] <= 0:
+                if req[0] >= skip:
+                    tpots.append((now - req[2]) / max(output_len - 1, 1))
+                complete()
             else:
                 still.append(req)
-                still_ids.append(rid)
-        running, run_ids = still, still_ids
-        # Prefill progress: a finished prompt has its first token now.
-        left, left_ids = [], []
-        for req, rid in zip(prefilling, pre_ids):
-            took = next((tk for r, tk in chunks if r is req), 0)
-            req[1] += took
-            if req[1] >= input_len:
-                order = rid
-                if order >= skip:
-                    ttfts.append(now - req[0])
-                first_at[rid] = (req[0], now, order)
-                if output_len > 1:
-                    running.append([req[0], output_len - 1])
-                    run_ids.append(rid)
-                else:
-                    done_count += 1
-                    first_at.pop(rid)
-                    if issued < total:
-                        waiting.append((now, 0))
-                        wait_ids.append(seq + concurrency)
-                        seq += 1
-                        issued += 1
-            else:
+        running = still
+        for req, take in chunks:
+            req[2] += take
+        left = []
+        for req in prefilling:  # a finished prompt has its first token now
+            if req[2] < input_len:
                 left.append(req)
-                left_ids.append(rid)
-        prefilling, pre_ids = left, left_ids
-    measured = len(ttfts)
-    return ClosedLoopRun(concurrency=int(concurrency), requests=measured,
+                continue
+            if req[0] >= skip:
+                ttfts.append(now - req[1])
+            if output_len > 1:
+                running.append([req[0], req[1], now, output_len - 1])
+            else:
+                complete()
+        prefilling = left
+    return ClosedLoopRun(concurrency=int(concurrency), requests=len(ttfts),
                          ttft_mean_s=float(np.mean(ttfts)) if ttfts else float("nan"),
                          ttft_median_s=float(np.median(ttfts)) if ttfts else float("nan"),
                          tpot_mean_s=float(np.mean(tpots)) if tpots else float("nan"),
                          decode_batch_mean=busy_b / busy_t if busy_t else 0.0,
-                         request_rate_per_s=done_count / now if now else 0.0)
+                         request_rate_per_s=done / now if now else 0.0, scheduler=scheduler)
