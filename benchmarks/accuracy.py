@@ -16,7 +16,11 @@ their ratio, then the mean absolute percentage error (MAPE) per engine and per G
 Beside (a), on the same points, the peer: aiconfigurator's own estimate of each deployment, read
 from benchmarks/data/aiconfigurator_estimates.csv (written by benchmarks/aiconfigurator_estimates.py
 in its own venv; how each point was mapped is in that file), as MAPE, median predicted/measured and
-share within ±20% per engine, GPU, precision, dense/MoE and batch bucket (`--aiconfigurator CSV`).
+share within ±20% per engine, GPU, precision, dense/MoE and batch bucket (`--aiconfigurator CSV`);
+and (c) the op-DB profile of each point's GPU x engine (`calibrate --op-db`). Every slice table is
+`slice_table` (MAPE through inferecon.core.stats). The ten worst points of the published and the
+op-DB column are listed with the reason the point's own notes give (eager engine, a max-batch
+throughput table, a figure that includes the prefill ...), never a reason read from the model.
 
 The fit is `inferecon.calibration.engine_fit.fit_engine_profile`, the one `calibrate
 --engine-results` runs: a parameter the training points cannot pin down keeps its published
@@ -33,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -43,6 +48,7 @@ from inferecon.calibration.engine_fit import EngineCase, EngineFit, fit_engine_p
 from inferecon.ingest.engine_results import EngineRun
 from inferecon.model.published import get_profile
 from inferecon.core.errors import UserError
+from inferecon.core.stats import mape_pct_of
 from inferecon.model.catalog import get_model
 from inferecon.model.spec import ModelSpec
 
@@ -192,22 +198,6 @@ def scorecard(df: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     return out, {"loso": fits, "all_sources": whole}
 
 
-def mape(pred: pd.Series, meas: pd.Series) -> float:
-    return float(np.mean(np.abs(pred / meas - 1.0)) * 100.0)
-
-
-def summary(res: pd.DataFrame, by: str) -> pd.DataFrame:
-    rows = []
-    for key, g in res.groupby(by):
-        rows.append({by: key, "points": len(g), "sources": g["source_id"].nunique(),
-                     "mape_published_pct": mape(g["pred_published_ms"], g["measured_ms"]),
-                     "mape_engine_loso_pct": mape(g["pred_engine_ms"], g["measured_ms"])})
-    rows.append({by: "all", "points": len(res), "sources": res["source_id"].nunique(),
-                 "mape_published_pct": mape(res["pred_published_ms"], res["measured_ms"]),
-                 "mape_engine_loso_pct": mape(res["pred_engine_ms"], res["measured_ms"])})
-    return pd.DataFrame(rows)
-
-
 # -- the peer: aiconfigurator's own estimates -------------------------------------------------
 # Written by benchmarks/aiconfigurator_estimates.py (run in .venv-aic, where aiconfigurator is
 # installed): real outputs of the real tool, committed, so the scorecard needs no aiconfigurator.
@@ -266,30 +256,62 @@ def slice_columns(res: pd.DataFrame) -> pd.DataFrame:
                       batch_bucket=res["batch"].map(batch_bucket))
 
 
-def _errors(ratio: pd.Series) -> dict:
-    r = ratio.to_numpy(dtype=float)
+# -- the slice tables: one function for every tool and slice ----------------------------------------
+# Tag -> the ratio column (predicted / measured ms per token) each tool's predictions are scored on.
+TOOLS = {"pub": "ratio_published", "eng": "ratio_engine", "opdb": "ratio_opdb", "aic": "ratio_aic"}
+PEER_SLICES = ("engine", "gpu", "precision", "arch", "batch_bucket")
+
+
+def _errors(ratio) -> dict:
+    """MAPE % (core/stats.py's rule), median predicted/measured and % of points within ±20%, over the
+    finite ratios given (NaN where there is none)."""
+    r = np.asarray(ratio, dtype=float)
+    r = r[np.isfinite(r)]
     if not len(r):
-        return {"mape": np.nan, "median_ratio": np.nan, "within20_pct": np.nan}
-    return {"mape": float(np.mean(np.abs(r - 1.0)) * 100.0), "median_ratio": float(np.median(r)),
-            "within20_pct": float(np.mean(np.abs(r - 1.0) <= WITHIN) * 100.0)}
+        return {"mape": np.nan, "med": np.nan, "w20": np.nan}
+    return {"mape": mape_pct_of(r, np.ones_like(r)), "med": float(np.median(r)),
+            "w20": float(np.mean(np.abs(r - 1.0) <= WITHIN) * 100.0)}
 
 
-def peer_summary(res: pd.DataFrame, by: str) -> pd.DataFrame:
-    """Per slice: the published profile and aiconfigurator side by side on the same points (those
-    aiconfigurator estimated), MAPE %, median predicted/measured and % of points within ±20%."""
-    res = slice_columns(res)
+def slice_table(res: pd.DataFrame, by: str, tools: tuple[str, ...], same_points: bool = False,
+                both: tuple[str, str] | None = None) -> pd.DataFrame:
+    """Per value of `by` and over all points ("all"): points, sources, and for each tool (tags of
+    TOOLS) the points it predicted ({tag}_n), MAPE % ({tag}_mape), median predicted/measured
+    ({tag}_med) and % within ±20% ({tag}_w20), each on the points that tool predicted.
+    same_points: every tool is scored on the points all of them predicted instead (`compared`).
+    both=(a, b): also a's and b's MAPE on the points both predicted ({a}_mape_both, {b}_mape_both)."""
+    res = res if by in res.columns else slice_columns(res)
+    cols = [TOOLS[t] for t in tools]
     rows = []
     for key, g in list(res.groupby(by)) + [("all", res)]:
-        est = g[g["pred_aic_ms"].notna()]
-        pub, peer = _errors(est["ratio_published"]), _errors(est["ratio_aic"])
-        rows.append({by: key, "points": len(g), "aic_estimated": len(est),
-                     "pub_mape_pct": pub["mape"], "aic_mape_pct": peer["mape"],
-                     "pub_median_ratio": pub["median_ratio"], "aic_median_ratio": peer["median_ratio"],
-                     "pub_within20_pct": pub["within20_pct"], "aic_within20_pct": peer["within20_pct"]})
+        row = {by: key, "points": len(g)}
+        if "source_id" in g.columns:
+            row["sources"] = g["source_id"].nunique()
+        if same_points:
+            g = g[g[cols].notna().all(axis=1)]
+            row["compared"] = len(g)
+        for tag, col in zip(tools, cols):
+            if not same_points:
+                row[f"{tag}_n"] = int(g[col].notna().sum())
+            row.update({f"{tag}_{k}": v for k, v in _errors(g[col]).items()})
+        if both:
+            pair = g[g[TOOLS[both[0]]].notna() & g[TOOLS[both[1]]].notna()]
+            row["both"] = len(pair)
+            for tag in both:
+                row[f"{tag}_mape_both"] = _errors(pair[TOOLS[tag]])["mape"]
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
-PEER_SLICES = ("engine", "gpu", "precision", "arch", "batch_bucket")
+def slice_report(res: pd.DataFrame, slices, tools, markdown: bool = False, **kw) -> list[str]:
+    """slice_table for each slice, as text: a {tag}_n column that equals `points` on every row
+    (the tool predicted every point) is left out."""
+    out = []
+    for by in slices:
+        table = slice_table(res, by, tools, **kw)
+        table = table[[c for c in table.columns if not (c.endswith("_n") and (table[c] == table["points"]).all())]]
+        out += [f"by {by}", _table(table, markdown), ""]
+    return out
 
 
 def peer_report(res: pd.DataFrame, markdown: bool = False) -> list[str]:
@@ -298,20 +320,14 @@ def peer_report(res: pd.DataFrame, markdown: bool = False) -> list[str]:
     n_est = int(res["pred_aic_ms"].notna().sum())
     out = [f"Peer: aiconfigurator {res.attrs.get('aic_version', '?')}'s own estimates of the same deployments "
            f"(benchmarks/data/aiconfigurator_estimates.csv, real outputs of the tool), beside the published "
-           f"profile on the same {n_est} of {len(res)} points; pub = published profile, aic = aiconfigurator; "
-           f"within20 = % of points within ±20% of the measured figure"]
-    for by in PEER_SLICES:
-        table = peer_summary(res, by)
-        # Ratios to two places, percentages whole (NaN where a slice has no estimated point).
-        shown = table.copy()
-        for c in shown.columns[3:]:
-            shown[c] = [("-" if pd.isna(v) else f"{v:.2f}" if "ratio" in c else f"{v:.0f}") for v in table[c]]
-        out += [f"by {by}", _markdown(shown) if markdown else shown.to_string(index=False), ""]
+           f"profile on the same {n_est} of {len(res)} points (compared); pub = published profile, aic = "
+           f"aiconfigurator; med = median predicted/measured; w20 = % of points within ±20% of the measured figure"]
+    out += slice_report(res, PEER_SLICES, ("pub", "aic"), markdown, same_points=True)
     real = res[(res["aic_engine_substituted"] == "no") & res["pred_aic_ms"].notna()]
     e_pub, e_aic = _errors(real["ratio_published"]), _errors(real["ratio_aic"])
     out.append(f"Only the {len(real)} points whose engine aiconfigurator models itself (trtllm, vllm, sglang, NIM's "
-               f"TRT-LLM): aic MAPE {e_aic['mape']:.0f}%, within ±20% {e_aic['within20_pct']:.0f}%; published "
-               f"MAPE {e_pub['mape']:.0f}%, within ±20% {e_pub['within20_pct']:.0f}%")
+               f"TRT-LLM): aic MAPE {e_aic['mape']:.0f}%, within ±20% {e_aic['w20']:.0f}%; published "
+               f"MAPE {e_pub['mape']:.0f}%, within ±20% {e_pub['w20']:.0f}%")
     none = res[res["pred_aic_ms"].isna()]
     if len(none):
         out.append("Points aiconfigurator gave no estimate for:")
@@ -404,52 +420,69 @@ def add_opdb(res: pd.DataFrame, op_db=None, cache_dir=None) -> pd.DataFrame:
     return out
 
 
-def opdb_summary(res: pd.DataFrame, by: str) -> pd.DataFrame:
-    """Per slice: published, op-DB and (where present) aiconfigurator, each on every point it
-    predicted, and op-DB against aiconfigurator on the points both predicted (MAPE %, median
-    predicted/measured, % within ±20%)."""
-    res = slice_columns(res)
-    has_aic = "ratio_aic" in res.columns
-    rows = []
-    for key, g in list(res.groupby(by)) + [("all", res)]:
-        row = {by: key, "points": len(g)}
-        for tag, col in (("pub", "ratio_published"), ("opdb", "ratio_opdb")) + ((("aic", "ratio_aic"),) if has_aic else ()):
-            e = _errors(g[col].dropna())
-            row.update({f"{tag}_mape": e["mape"], f"{tag}_med": e["median_ratio"], f"{tag}_w20": e["within20_pct"]})
-        if has_aic:
-            both = g[g["ratio_aic"].notna() & g["ratio_opdb"].notna()]
-            row["both"] = len(both)
-            row["opdb_mape_both"] = _errors(both["ratio_opdb"])["mape"]
-            row["aic_mape_both"] = _errors(both["ratio_aic"])["mape"]
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
 def opdb_report(res: pd.DataFrame, markdown: bool = False) -> list[str]:
     if "ratio_opdb" not in res.columns:
         return []
     n = int(res["ratio_opdb"].notna().sum())
     versions = ", ".join(sorted({u for u in res["opdb_profile"] if u}))
+    has_aic = "ratio_aic" in res.columns
     out = [f"Op-DB profiles (calibrate --op-db on the per-op database, newest version of each backend: {versions}), "
            f"{n} of {len(res)} points; pub = published profile, opdb = op-level model on the op-DB profile, "
-           f"aic = aiconfigurator; med = median predicted/measured; w20 = % within ±20%; *_both = MAPE on the "
-           f"points opdb and aic both predicted"]
-    for by in PEER_SLICES:
-        table = opdb_summary(res, by)
-        shown = table.copy()
-        for c in shown.columns[2:]:
-            shown[c] = [("-" if pd.isna(v) else f"{v:.2f}" if c.endswith("_med") else f"{v:.0f}") for v in table[c]]
-        out += [f"by {by}", _markdown(shown) if markdown else shown.to_string(index=False), ""]
+           f"aic = aiconfigurator, each on the points it predicted (*_n where not all); med = median "
+           f"predicted/measured; w20 = % within ±20%; *_mape_both = MAPE on the points opdb and aic both predicted"]
+    tools = ("pub", "opdb", "aic") if has_aic else ("pub", "opdb")
+    out += slice_report(res, PEER_SLICES, tools, markdown, both=("opdb", "aic") if has_aic else None)
     missing = res[res["ratio_opdb"].isna()]
     if len(missing):
         out.append("Points with no op-DB prediction:")
         out += [f"  {r.source_id} {r.model} {r.gpu} tp{r.tp} b{r.batch}: {r.opdb_note}" for r in missing.itertuples()]
-    err = np.abs(np.log(res["ratio_opdb"]))
-    cols = ["source_id", "engine", "gpu", "model", "tp", "batch", "context", "weight_format", "measured_ms",
-            "pred_published_ms", "pred_opdb_ms", "ratio_opdb"]
-    worst10 = res.loc[err.dropna().sort_values(ascending=False).index[:10], cols]
-    out += ["Ten worst op-DB points (by |log ratio|)",
-            _markdown(worst10) if markdown else worst10.to_string(index=False, float_format=lambda v: f"{v:.2f}"), ""]
+        out.append("")
+    return out
+
+
+# -- the ten worst points of a column, with what the source says about them -------------------------
+# A phrase of a point's CSV notes -> the short reason shown beside it. Reasons come from what the
+# source (or the row's transcription of it) says about the measurement, never from the model.
+NOTE_REASONS = (
+    (r"enforce-eager|eager pytorch|no cuda graphs", "eager: no CUDA graphs"),
+    (r"peak-throughput table|max-throughput|high-throughput table", "max-batch throughput table"),
+    (r"whether all \d+ sequences were resident", "batch = engine max (residency not stated)"),
+    (r"includes the prefill|includes the [\d.]+ s first token|includes the \d+ x \d+-token prefill",
+     "figure includes the prefill"),
+    (r"prefills of arriving requests interleave", "prefills interleave with decode steps"),
+    (r"int8 dynamic quantization suits compute-bound", "int8 dynamic quant at batch 1 (source: memory bound, slow)"),
+    (r"2 nodes|infiniband", "two nodes over InfiniBand"),
+    (r"modelled as all 4-bit", "FP4 experts + FP8 rest modelled as all 4-bit"),
+    (r"power-limited to 330 w", "A100 power-limited to 330 W"),
+    (r"noisy", "noisy table"),
+    (r"two digits", "figure given to two digits"),
+    (r"engine taken as vllm|engine vllm / bf16 / one gpu assumed", "engine, precision and GPU count not stated"),
+)
+
+
+def note_reason(notes: str) -> str:
+    """The reasons a point's notes give for treating its figure with care, "; "-joined ("" for none)."""
+    text = str(notes or "").lower()
+    return "; ".join(reason for pattern, reason in NOTE_REASONS if re.search(pattern, text))
+
+
+def worst_ten(res: pd.DataFrame, tag: str, n: int = 10) -> pd.DataFrame:
+    """The n points a tool (a tag of TOOLS) predicts worst, by |log(predicted / measured)|, with the
+    reason the point's notes give (reason)."""
+    ratio = res[TOOLS[tag]]
+    err = np.abs(np.log(ratio.astype(float))).dropna().sort_values(ascending=False)
+    pred = TOOLS[tag].replace("ratio_", "pred_") + "_ms"
+    cols = ["source_id", "engine", "gpu", "model", "tp", "batch", "context", "weight_format", "measured_ms", pred,
+            TOOLS[tag]]
+    return res.loc[err.index[:n], cols].assign(reason=res.loc[err.index[:n], "notes"].map(note_reason))
+
+
+def worst_report(res: pd.DataFrame, markdown: bool = False) -> list[str]:
+    out = []
+    for tag, name in (("pub", "published profile"), ("opdb", "op-DB profile")):
+        if TOOLS[tag] in res.columns and res[TOOLS[tag]].notna().any():
+            out += [f"Ten worst points, {name} (by |log ratio|); reason = what the point's source notes say",
+                    _table(worst_ten(res, tag), markdown), ""]
     return out
 
 
@@ -468,20 +501,24 @@ def _points_table(res: pd.DataFrame) -> str:
 
 
 def _fmt(col: str, v) -> str:
-    if not isinstance(v, float):
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (float, np.floating)):
         return str(v)
-    if col.startswith("ratio"):
+    if np.isnan(v):
+        return "-"
+    if col.startswith("ratio") or col.endswith("_med"):
         return f"{v:.2f}"
     if col.endswith("_ms"):
         return f"{v:.1f}"
     return f"{v:.0f}"
 
 
-def _markdown(df: pd.DataFrame) -> str:
-    lines = ["| " + " | ".join(df.columns) + " |", "|" + "|".join("---" for _ in df.columns) + "|"]
-    for r in df.itertuples(index=False):
-        lines.append("| " + " | ".join(_fmt(c, v) for c, v in zip(df.columns, r)) + " |")
-    return "\n".join(lines)
+def _table(df: pd.DataFrame, markdown: bool = False) -> str:
+    """A table as Markdown or as aligned text, cells formatted by _fmt either way."""
+    cells = [[_fmt(c, v) for c, v in zip(df.columns, r)] for r in df.itertuples(index=False)]
+    if markdown:
+        lines = ["| " + " | ".join(df.columns) + " |", "|" + "|".join("---" for _ in df.columns) + "|"]
+        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in cells])
+    return pd.DataFrame(cells, columns=df.columns).to_string(index=False)
 
 
 def report(res: pd.DataFrame, fits: dict, markdown: bool = False) -> str:
@@ -489,12 +526,12 @@ def report(res: pd.DataFrame, fits: dict, markdown: bool = False) -> str:
     if not markdown:
         out += ["Per point: time per output token, ms (measured; predicted with the published profile; "
                 "with the engine fitted leave-one-source-out); ratio = predicted / measured", _points_table(res), ""]
-    for by in ("engine", "gpu"):
-        table = summary(res, by)
-        out += [f"MAPE by {by} (%)", _markdown(table) if markdown else table.to_string(index=False,
-                float_format=lambda v: f"{v:.0f}"), ""]
+    out += ["Every point: pub = published profile, eng = the engine fitted leave-one-source-out (MAPE %, "
+            "med = median predicted/measured, w20 = % within ±20%)"]
+    out += slice_report(res, ("engine", "gpu"), ("pub", "eng"), markdown)
     out += peer_report(res, markdown)
     out += opdb_report(res, markdown)
+    out += worst_report(res, markdown)
     n = len(res)
     out += [f"Coverage of the predicted 90% interval (parameter draws of the profile and engine fit): published "
             f"profile {int(res['covered_published'].sum())} of {n} points, with the engine fitted leave-one-source-out "
@@ -503,8 +540,7 @@ def report(res: pd.DataFrame, fits: dict, markdown: bool = False) -> str:
     cols = ["source_id", "engine", "gpu", "model", "tp", "batch", "weight_bits", "measured_ms",
             "pred_published_ms", "pred_engine_ms", "ratio_published", "ratio_engine"]
     out += ["Worst-predicted point of each source, worst sources first (engine-fitted, by |log ratio|)",
-            _markdown(w[cols]) if markdown else
-            w[cols].to_string(index=False, float_format=lambda v: f"{v:.2f}"), ""]
+            _table(w[cols], markdown), ""]
     if not markdown:
         out.append("Engine profiles used for each held-out source (fitted on the engine's other sources):")
         for src, fit in fits["loso"].items():

@@ -132,9 +132,9 @@ def test_single_source_engine_keeps_published_and_unsupported_parameters_are_hel
     # The scorecard's figures are finite and cover every point.
     for col in ("pred_published_ms", "pred_engine_ms"):
         assert np.isfinite(res[col]).all() and (res[col] > 0).all()
-    table = acc.summary(res, "engine")
+    table = acc.slice_table(res, "engine", ("pub", "eng"))
     assert table.iloc[-1]["points"] == len(points)
-    assert math.isfinite(table.iloc[-1]["mape_engine_loso_pct"])
+    assert math.isfinite(table.iloc[-1]["eng_mape"])
 
 
 # -- the peer column: aiconfigurator's own estimates (benchmarks/data/aiconfigurator_estimates.csv) --
@@ -172,34 +172,67 @@ def test_aiconfigurator_column_is_read_and_the_slices_add_up(points, aic):
     assert int(res["pred_aic_ms"].notna().sum()) == n_ok
     np.testing.assert_allclose(res["ratio_aic"], res["pred_aic_ms"] / res["measured_ms"])
     for by in acc.PEER_SLICES:
-        table = acc.peer_summary(res, by)
+        table = acc.slice_table(res, by, ("pub", "aic"), same_points=True)
         body, total = table.iloc[:-1], table.iloc[-1]
-        assert total[by] == "all" and total["points"] == len(points) and total["aic_estimated"] == n_ok
-        assert body["points"].sum() == len(points) and body["aic_estimated"].sum() == n_ok
+        assert total[by] == "all" and total["points"] == len(points) and total["compared"] == n_ok
+        assert body["points"].sum() == len(points) and body["compared"].sum() == n_ok
 
 
-def test_peer_summary_by_hand():
+def test_slice_table_by_hand():
     # Four points: aiconfigurator estimated three of them (ratios 1.1, 0.7, 1.25), the published
-    # profile's ratios on those three are 0.5, 0.9, 1.0 (and 0.8 on the fourth, not compared).
+    # profile's ratios on those three are 0.5, 0.9, 1.0 (and 0.8 on the fourth).
     res = pd.DataFrame({"engine": ["a", "a", "b", "b"], "model": ["llama-2-7b"] * 4, "weight_bits": [16, 16, 8, 8],
-                        "batch": [1, 8, 32, 256], "pred_aic_ms": [1.1, 0.7, 1.25, np.nan],
+                        "batch": [1, 8, 32, 256], "source_id": ["s1", "s1", "s2", "s3"],
                         "ratio_aic": [1.1, 0.7, 1.25, np.nan], "ratio_published": [0.5, 0.9, 1.0, 0.8]})
-    t = acc.peer_summary(res, "engine").set_index("engine")
+    t = acc.slice_table(res, "engine", ("pub", "aic"), same_points=True).set_index("engine")
     # all: aic |errors| 10, 30, 25 % -> MAPE 21.67 %, median 1.1, within ±20%: 1 of 3;
     #      published on the same three: 50, 10, 0 % -> MAPE 20 %, median 0.9, within: 2 of 3.
-    assert t.loc["all", "aic_estimated"] == 3 and t.loc["all", "points"] == 4
-    assert t.loc["all", "aic_mape_pct"] == pytest.approx(65 / 3)
-    assert t.loc["all", "aic_median_ratio"] == pytest.approx(1.1)
-    assert t.loc["all", "aic_within20_pct"] == pytest.approx(100 / 3)
-    assert t.loc["all", "pub_mape_pct"] == pytest.approx(20.0)
-    assert t.loc["all", "pub_median_ratio"] == pytest.approx(0.9)
-    assert t.loc["all", "pub_within20_pct"] == pytest.approx(200 / 3)
+    assert t.loc["all", "compared"] == 3 and t.loc["all", "points"] == 4 and t.loc["all", "sources"] == 3
+    assert t.loc["all", "aic_mape"] == pytest.approx(65 / 3)
+    assert t.loc["all", "aic_med"] == pytest.approx(1.1)
+    assert t.loc["all", "aic_w20"] == pytest.approx(100 / 3)
+    assert t.loc["all", "pub_mape"] == pytest.approx(20.0)
+    assert t.loc["all", "pub_med"] == pytest.approx(0.9)
+    assert t.loc["all", "pub_w20"] == pytest.approx(200 / 3)
     # engine a: aic 10 and 30 % -> 20 %; engine b: only 1.25 estimated -> 25 %, published 0 %.
-    assert t.loc["a", "aic_mape_pct"] == pytest.approx(20.0) and t.loc["b", "aic_mape_pct"] == pytest.approx(25.0)
-    assert t.loc["b", "pub_mape_pct"] == pytest.approx(0.0) and t.loc["b", "aic_estimated"] == 1
-    buckets = acc.peer_summary(res, "batch_bucket").set_index("batch_bucket")
+    assert t.loc["a", "aic_mape"] == pytest.approx(20.0) and t.loc["b", "aic_mape"] == pytest.approx(25.0)
+    assert t.loc["b", "pub_mape"] == pytest.approx(0.0) and t.loc["b", "compared"] == 1
+    buckets = acc.slice_table(res, "batch_bucket", ("pub", "aic"), same_points=True).set_index("batch_bucket")
     assert list(buckets.index) == ["1", "17-64", "2-16", ">64", "all"]
-    assert buckets.loc[">64", "aic_estimated"] == 0 and math.isnan(buckets.loc[">64", "aic_mape_pct"])
+    assert buckets.loc[">64", "compared"] == 0 and math.isnan(buckets.loc[">64", "aic_mape"])
+    # Each tool on its own points: published on all four (50, 10, 0, 20 % -> 20 %), aic on its three;
+    # both = the three both predicted, where published is 20 % and aic 21.67 %.
+    own = acc.slice_table(res, "engine", ("pub", "aic"), both=("pub", "aic")).set_index("engine")
+    assert own.loc["all", "pub_n"] == 4 and own.loc["all", "aic_n"] == 3
+    assert own.loc["all", "pub_mape"] == pytest.approx(20.0) and own.loc["all", "pub_med"] == pytest.approx(0.85)
+    assert own.loc["all", "both"] == 3 and own.loc["all", "pub_mape_both"] == pytest.approx(20.0)
+    assert own.loc["all", "aic_mape_both"] == pytest.approx(65 / 3)
+
+
+def test_note_reasons_come_from_the_notes():
+    # Phrases of real rows' notes (public_decode.csv) -> the reason shown beside a worst point.
+    assert acc.note_reason("enforce-eager: no CUDA graphs (every kernel launch exposed)") == "eager: no CUDA graphs"
+    assert acc.note_reason("vicuna-7b-v1.5 (Llama-2-7b shapes); eager PyTorch") == "eager: no CUDA graphs"
+    got = acc.note_reason("peak-throughput table; batch is the engine's max batch size: whether all 480 "
+                          "sequences were resident at once is not stated")
+    assert got == "max-batch throughput table; batch = engine max (residency not stated)"
+    assert acc.note_reason("static batch; per-user tok/s = throughput / batch") == ""
+    assert acc.note_reason(None) == ""
+
+
+def test_worst_ten_orders_by_log_ratio_and_carries_the_reason():
+    res = pd.DataFrame({"source_id": list("abcdefghijkl"), "engine": ["vllm"] * 12, "gpu": ["h100-sxm"] * 12,
+                        "model": ["llama-3-8b"] * 12, "tp": [1] * 12, "batch": [1] * 12, "context": [100] * 12,
+                        "weight_format": ["bf16"] * 12, "measured_ms": [10.0] * 12,
+                        # ratios: 0.25 and 4.0 tie on |log|; 1.0 is exact; NaN has no prediction.
+                        "ratio_published": [1.0, 0.25, 4.0, 1.1, 0.9, 1.2, 0.8, 1.3, 0.7, 1.5, 0.6, np.nan],
+                        "notes": ["", "--enforce-eager", "", "", "", "", "", "", "", "", "", ""]})
+    res["pred_published_ms"] = res["ratio_published"] * 10.0
+    w = acc.worst_ten(res, "pub")
+    assert len(w) == 10 and set(w["source_id"][:2]) == {"b", "c"} and "a" not in set(w["source_id"])
+    assert w.set_index("source_id").loc["b", "reason"] == "eager: no CUDA graphs"
+    # then |log 0.6| = 0.51, |log 1.5| = 0.41, |log 0.7| = 0.36
+    assert list(w["source_id"][2:5]) == ["k", "j", "i"]
 
 
 def test_aiconfigurator_rows_join_by_point_not_position(points, aic, tmp_path):
