@@ -119,10 +119,10 @@ def test_leave_one_source_out_never_sees_the_held_out_source(points):
 @pytest.mark.slow
 def test_single_source_engine_keeps_published_and_unsupported_parameters_are_held(points):
     res, fits = acc.scorecard(points)
-    lone = res[res["engine"] == "gpt-fast"]
+    lone = res[res["engine"] == "autoawq"]
     np.testing.assert_allclose(lone["pred_engine_ms"], lone["pred_published_ms"])
-    assert lone["engine_fit"].str.contains("no other gpt-fast source").all()
-    assert fits["loso"]["gpt-fast-readme"] is None
+    assert lone["engine_fit"].str.contains("no other autoawq source").all()
+    assert fits["loso"]["autoawq-gemm-a100"] is None
     # Held out the two-node DeepSeek run, SGLang is fitted on one model (61 layers) only: a time
     # per layer cannot be told from a time per step, so it keeps its published value, with why.
     fit = fits["loso"]["tt-gpu-ref-dsr1"]
