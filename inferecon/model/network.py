@@ -44,18 +44,81 @@ def group_nodes(hw: HardwareProfile, group, stride):
 def collective_time_s(hw: HardwareProfile, op: str, group, stride, nbytes):
     """Seconds for one `op` over groups of `group` ranks whose members are `stride` ranks
     apart (so a group spans nodes when group * stride > GPUs per node). Groups of one cost
-    nothing: no collective is issued."""
-    group, stride, nbytes = (np.asarray(a, dtype=float) for a in np.broadcast_arrays(group, stride, nbytes))
-    nodes, local = group_nodes(hw, group, stride)
+    nothing: no collective is issued.
 
-    fitted = _fitted_time_s(hw, op, group, nodes, local, nbytes)
-    if fitted is not None:
-        t = fitted
+    The search prices millions of configurations but only a few distinct group shapes, so
+    everything that depends on the shape alone (nodes, the fitted lines' interpolation over
+    world size, each NCCL candidate's latency and rate) is computed once per distinct
+    (group, stride) and the bytes of every configuration applied to it."""
+    group, stride, nbytes = (np.asarray(a) for a in (group, stride, nbytes))
+    shape = np.broadcast_shapes(group.shape, stride.shape, nbytes.shape)
+    inv, dg, ds, _ = _distinct_pairs(group, stride, shape)
+    dnodes, dlocal = group_nodes(hw, dg, ds)
+    b = _flat(nbytes, shape).astype(float, copy=False)
+
+    tables = _fit_tables(hw, op)
+    if tables is not None:
+        t = _fitted_by_shape(hw, op, tables, inv, dg, dnodes, dlocal, b)
     elif hw.network.collective_model == "paper":
-        t = paper_time_s(hw, op, group, nodes, nbytes)
+        t = paper_time_s(hw, op, dg[inv], dnodes[inv], b)
     else:
-        t = published_time_s(hw, op, group, nodes, local, nbytes)
-    return np.where(group > 1, t, 0.0)
+        t = _published_by_shape(hw, op, inv, dg, dnodes, dlocal, b)
+    issued = dg > 1
+    if not issued.all():
+        t = np.where(issued[inv], t, 0.0)
+    return np.broadcast_to(t, (int(np.prod(shape)),)).reshape(shape)
+
+
+def _flat(x, shape):
+    """x as one value (0-d) or as a flat array of every element of `shape`."""
+    if x.size == 1:
+        return x.reshape(())
+    return (x if x.shape == shape else np.broadcast_to(x, shape)).ravel()
+
+
+# Largest packed (group, stride) key counted with a bincount; wider keys are sorted instead.
+_BINCOUNT_KEYS = 1 << 22
+_WHOLE_BELOW = 2 ** 20  # sizes packed into one key: whole numbers in [0, 2^20)
+
+
+def _whole(x):
+    """x as int64 where every element is a whole number in [0, 2^20), else None."""
+    if x.dtype.kind in "iub":
+        xi = x.astype(np.int64, copy=False)
+    else:
+        xi = x.astype(np.int64)
+        if not (xi == x).all():
+            return None
+    if xi.size and (xi.min() < 0 or xi.max() >= _WHOLE_BELOW):
+        return None
+    return xi
+
+
+def _distinct_pairs(a, b, shape):
+    """(index of each element's pair, distinct a, distinct b, whether pairs were merged) of two
+    arrays broadcast to `shape` (flat). Pairs of whole numbers are packed into one integer and
+    counted (no sort: the search's millions of configurations hold a few dozen shapes); a
+    single value is not spread out first. Otherwise every element is its own pair, which gives
+    the same figures (every shape-wise formula is element-wise)."""
+    size = int(np.prod(shape))
+    fa, fb = _flat(a, shape), _flat(b, shape)
+    ai, bi = _whole(fa), _whole(fb)
+    if size and ai is not None and bi is not None:
+        width = int(bi.max()) + 1 if bi.ndim else int(bi) + 1
+        if ai.ndim == 0 and bi.ndim == 0:
+            keys, inv = np.array([int(ai) * width + int(bi)]), np.zeros(size, dtype=np.intp)
+        else:
+            key = ai * width + bi
+            if int(key.max()) < _BINCOUNT_KEYS:
+                keys = np.flatnonzero(np.bincount(key))
+                lut = np.empty(int(keys[-1]) + 1, dtype=np.intp)
+                lut[keys] = np.arange(keys.size)
+                inv = lut[key]
+            else:
+                keys, inv = np.unique(key, return_inverse=True)
+        return inv, (keys // width).astype(float), (keys % width).astype(float), True
+    full = [np.broadcast_to(x, shape).ravel().astype(float) for x in (fa, fb)]
+    return np.arange(size), full[0], full[1], False
 
 
 def _protocols(hw):
@@ -86,32 +149,39 @@ def published_time_s(hw, op, n, nodes, local, nbytes):
     Every candidate is latency + bytes × seconds-per-byte, and the latency and rate depend only
     on the group's shape: they are computed once per distinct (ranks, nodes) and the bytes of
     every configuration applied to them (this is the search's hot loop)."""
-    n, nodes, local, nbytes = np.broadcast_arrays(n, nodes, local, nbytes)
-    b = nbytes.ravel()
-    shape_key = _shape_key(n.ravel(), nodes.ravel())
-    if shape_key is None:  # non-integral group sizes: evaluate every element as its own shape
-        lat_s, s_per_byte = _candidates(hw, op, n.ravel(), nodes.ravel(), local.ravel())
-        best = np.min(lat_s + b * s_per_byte, axis=0)
-        return best.reshape(n.shape)
-    # Distinct shapes by sorting the integer keys (np.unique's inverse is far slower).
-    ordered = np.sort(shape_key)
-    keys = ordered[np.r_[True, ordered[1:] != ordered[:-1]]]
-    inverse = np.searchsorted(keys, shape_key)
-    kn, knodes = (keys >> 24).astype(float), (keys & 0xFFFFFF).astype(float)
-    lat_s, s_per_byte = _candidates(hw, op, kn, knodes, kn / knodes)
-    best = np.full(b.shape, np.inf)
-    for lat, rate in zip(lat_s, s_per_byte):
-        best = np.minimum(best, lat[inverse] + b * rate[inverse])
-    return best.reshape(n.shape)
+    n, nodes, local, nbytes = (np.asarray(a, dtype=float) for a in np.broadcast_arrays(n, nodes, local, nbytes))
+    inv, kn, knodes, distinct = _distinct_pairs(n, nodes, n.shape)
+    # Where every element is its own shape (non-integral sizes), its ranks per node as given.
+    klocal = kn / knodes if distinct else local.ravel()
+    return _published_by_shape(hw, op, inv, kn, knodes, klocal, nbytes.ravel()).reshape(n.shape)
 
 
-def _shape_key(n, nodes):
-    """One int64 per (ranks, nodes) pair, or None where ranks or nodes are not whole numbers
-    below 2^24."""
-    if not (np.all(n == np.round(n)) and np.all(nodes == np.round(nodes))
-            and n.max(initial=0) < 2 ** 24 and nodes.max(initial=0) < 2 ** 24):
-        return None
-    return (n.astype(np.int64) << 24) | nodes.astype(np.int64)
+def _published_by_shape(hw, op, inv, kn, knodes, klocal, b):
+    """published_time_s of every element, from the candidates of its distinct shape `inv`."""
+    lat_s, s_per_byte = _candidates(hw, op, kn, knodes, klocal)
+    best = None
+    for c in _undominated(lat_s, s_per_byte, b):
+        t = lat_s[c].take(inv) + b * s_per_byte[c].take(inv)
+        best = t if best is None else np.minimum(best, t)
+    return best
+
+
+def _undominated(lat, rate, b):
+    """Candidates (rows of lat, rate) that can be the cheapest: a row whose latency and rate are
+    both at least another row's, in every shape, never is (for bytes >= 0 its time is never
+    smaller), so leaving it out of the minimum changes no figure."""
+    rows = range(len(lat))
+    # Small calls (predict) gain nothing; negative or NaN bytes: keep every candidate.
+    if b.size < _PRUNE_FROM or not (b.min() >= 0):
+        return rows
+    no_worse = (lat[:, None] <= lat[None]).all(-1) & (rate[:, None] <= rate[None]).all(-1)  # [j, i]: j <= i
+    better = (lat[:, None] < lat[None]).any(-1) | (rate[:, None] < rate[None]).any(-1)
+    first = np.arange(len(lat))[:, None] < np.arange(len(lat))[None]  # of two equal rows, the first stays
+    beaten = (no_worse & (better | first)).any(0)
+    return np.flatnonzero(~beaten)
+
+
+_PRUNE_FROM = 4096  # elements from which dropping dominated candidates pays for itself
 
 
 def _candidates(hw, op, n, nodes, local):
@@ -190,40 +260,118 @@ def paper_time_s(hw, op, n, nodes, nbytes):
     return best
 
 
-def _fitted_time_s(hw, op, n, nodes, local, nbytes):
-    is_inter = nodes > 1
-    # A world of one measures the fixed cost of a call, not a group: it cannot say how α and β
-    # grow with ranks, so only fits over two or more ranks drive predictions.
-    fits = [c for c in hw.network.collectives if c.collective == op and c.world_size >= 2]
+class _ScopeLines:
+    """One scope's fitted lines of one collective, as tables: alpha (µs) and bus bandwidth
+    (GB/s) of the line that covers each message segment, one row per fitted world size."""
+
+    def __init__(self, worlds, alpha_us, busbw_gbps):
+        self.worlds, self.alpha_us, self.busbw_gbps = worlds, alpha_us, busbw_gbps
+
+
+class _FitTables:
+    """The fitted lines of one collective over both scopes: message segments cut at every
+    line's min_bytes (segment s holds bytes with s of the `bounds` at or below them), and per
+    scope a _ScopeLines (None where the scope has no fit)."""
+
+    def __init__(self, bounds, scopes):
+        self.bounds, self.scopes = bounds, scopes
+
+
+# Per-profile tables, keyed by the identity of the profile's list of fitted collectives (and
+# the op); each entry keeps that list and a snapshot of its items, so an entry is only ever
+# read for the very same fits: a list the key's id could be reused for is still held, and a
+# list changed in place no longer matches its snapshot.
+_TABLES: dict = {}
+_TABLES_MAX = 64
+
+
+def _fit_tables(hw: HardwareProfile, op: str) -> _FitTables | None:
+    """The profile's fitted lines of `op` as tables (built on first use), or None without any.
+    A world of one measures the fixed cost of a call, not a group: it cannot say how α and β
+    grow with ranks, so only fits over two or more ranks drive predictions."""
+    fits_list = hw.network.collectives
+    key = (id(fits_list), op)
+    hit = _TABLES.get(key)
+    if hit is not None and hit[0] is fits_list and len(hit[1]) == len(fits_list) \
+            and all(a is b for a, b in zip(hit[1], fits_list)):
+        return hit[2]
+    tables = _build_fit_tables(fits_list, op)
+    if len(_TABLES) >= _TABLES_MAX:
+        _TABLES.pop(next(iter(_TABLES)))
+    _TABLES[key] = (fits_list, tuple(fits_list), tables)
+    return tables
+
+
+def _build_fit_tables(fits_list, op) -> _FitTables | None:
+    fits = [c for c in fits_list if c.collective == op and c.world_size >= 2]
     if not fits:
         return None
-    out = np.full(n.shape, np.nan)
-    for scope, mask in ((INTRA, ~is_inter), (INTER, is_inter)):
+    by_scope = {}
+    for scope in (INTRA, INTER):
         scoped = [c for c in fits if c.scope == scope]
-        if not scoped or not mask.any():
-            continue
         if any(c.mode == "graph" for c in scoped):  # decode steps run as captured graphs
             scoped = [c for c in scoped if c.mode == "graph"]
+        by_scope[scope] = scoped
+    bounds = np.array(sorted({float(c.min_bytes) for cs in by_scope.values() for c in cs}), dtype=float)
+    scopes = {}
+    for scope, scoped in by_scope.items():
+        if not scoped:
+            scopes[scope] = None
+            continue
         worlds = np.array(sorted({c.world_size for c in scoped}), dtype=float)
-        b = nbytes[mask]
-        # α and bus bandwidth of the line covering each message, at every measured world size.
-        alpha = np.empty((len(worlds), b.size))
-        busbw = np.empty((len(worlds), b.size))
+        alpha = np.empty((len(worlds), bounds.size + 1))
+        busbw = np.empty((len(worlds), bounds.size + 1))
         for i, w in enumerate(worlds):
             pieces = sorted((c for c in scoped if c.world_size == w), key=lambda c: c.min_bytes)
-            chosen = np.zeros(b.size, dtype=int)
-            for j, c in enumerate(pieces):
-                chosen = np.where(b >= c.min_bytes, j, chosen)
+            mins = np.array([c.min_bytes for c in pieces], dtype=float)
+            # Segment 0 (below every bound) takes the first line; segment s, whose bytes are at
+            # least bounds[s - 1], the last line starting at or below that.
+            chosen = np.concatenate([[0], np.maximum(np.searchsorted(mins, bounds, side="right") - 1, 0)])
             alpha[i] = np.array([c.alpha_us for c in pieces])[chosen]
             # Interpolate bus bandwidth, not algorithm bandwidth: busbw is what stays roughly
             # constant as the group grows (that is why nccl-tests reports it).
             busbw[i] = np.array([c.beta_gbps for c in pieces])[chosen] * float(bus_factor(op, w))
-        a = _interp_rows(n[mask], worlds, alpha)
-        bw = _interp_rows(n[mask], worlds, busbw) * 1e9
-        out[mask] = a * 1e-6 + b * bus_factor(op, n[mask]) / bw
-    if np.isnan(out).any():
-        # Scopes the calibration did not measure keep the published model.
-        out = np.where(np.isnan(out), published_time_s(hw, op, n, nodes, local, nbytes), out)
+        scopes[scope] = _ScopeLines(worlds, alpha, busbw)
+    # A bound past which every table keeps the same line (e.g. 0, where the first lines start)
+    # changes nothing: leave it out, one comparison fewer per configuration.
+    tabs = [t for lines in scopes.values() if lines is not None for t in (lines.alpha_us, lines.busbw_gbps)]
+    keep = [j for j in range(bounds.size) if any((t[:, j + 1] != t[:, j]).any() for t in tabs)]
+    cols = [0] + [j + 1 for j in keep]
+    for lines in scopes.values():
+        if lines is not None:
+            lines.alpha_us, lines.busbw_gbps = lines.alpha_us[:, cols], lines.busbw_gbps[:, cols]
+    return _FitTables(bounds[keep], scopes)
+
+
+def _fitted_by_shape(hw, op, tables: _FitTables, inv, n, nodes, local, b):
+    """The fitted lines' time of every element (shape `inv` of the distinct shapes n, nodes):
+    α and bus bandwidth of the line covering the message at each fitted world size, linear in
+    the group's ranks between fitted worlds (held at the ends), bytes x bus factor / busbw.
+    Scopes the calibration did not measure keep the published model."""
+    n_seg = tables.bounds.size + 1
+    alpha = np.zeros((n.size, n_seg))
+    busbw = np.ones((n.size, n_seg))
+    is_inter = nodes > 1
+    fallback = np.zeros(n.size, dtype=bool)
+    for scope, mask in ((INTRA, ~is_inter), (INTER, is_inter)):
+        lines = tables.scopes[scope]
+        if not mask.any():
+            continue
+        if lines is None:
+            fallback |= mask
+            continue
+        alpha[mask] = _interp_rows(n[mask], lines.worlds, lines.alpha_us)
+        busbw[mask] = _interp_rows(n[mask], lines.worlds, lines.busbw_gbps)
+    a_s = (alpha * 1e-6).ravel()
+    bw = (busbw * 1e9).ravel()
+    bf = bus_factor(op, n)
+    cell = inv * n_seg if n_seg > 1 else inv
+    for bound in tables.bounds:  # segment: how many bounds the message is at or above
+        cell = cell + (b >= bound)
+    out = a_s.take(cell) + b * bf.take(inv) / bw.take(cell)
+    if fallback.any():
+        rows = np.flatnonzero(fallback.take(inv))
+        out[rows] = _published_by_shape(hw, op, inv.take(rows), n, nodes, local, b if b.ndim == 0 else b.take(rows))
     return out
 
 
@@ -288,7 +436,7 @@ def extrapolation_uncertainty(hw: HardwareProfile, ranks: int):
 def extrapolation_note(hw: HardwareProfile, ranks: int) -> str | None:
     """A note where a collective over `ranks` GPUs leaves the world sizes the profile's fitted
     collectives were measured at, in the scope it runs in (inside a node or across nodes):
-    `_fitted_time_s` then holds α and bus bandwidth at the nearest measured world, which is an
+    the fitted lines then hold α and bus bandwidth at the nearest measured world, which is an
     extrapolation; predict widens its interval by `extrapolation_uncertainty`. None inside the
     range, or without fits."""
     found = _extrapolated_world(hw, ranks)
@@ -306,10 +454,10 @@ def extrapolation_note(hw: HardwareProfile, ranks: int) -> str | None:
 
 
 def _interp_rows(x, xp, fp):
-    """Linear interpolation in x over the rows of fp (one row per xp), clamped at the ends."""
+    """Linear interpolation in x over the rows of fp (one row per xp), clamped at the ends: one
+    row of fp's columns per element of x."""
     if len(xp) == 1:
-        return fp[0]
+        return np.broadcast_to(fp[0], (x.size, fp.shape[1]))
     pos = np.clip(np.searchsorted(xp, x) - 1, 0, len(xp) - 2)
-    w = np.clip((x - xp[pos]) / (xp[pos + 1] - xp[pos]), 0.0, 1.0)
-    cols = np.arange(x.size)
-    return fp[pos, cols] * (1 - w) + fp[pos + 1, cols] * w
+    w = np.clip((x - xp[pos]) / (xp[pos + 1] - xp[pos]), 0.0, 1.0)[:, None]
+    return fp[pos] * (1 - w) + fp[pos + 1] * w
