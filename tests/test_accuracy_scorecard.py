@@ -252,3 +252,36 @@ def test_aiconfigurator_rows_join_by_point_not_position(points, aic, tmp_path):
     with pytest.raises(UserError, match="two estimates for one point"):
         acc.load_aiconfigurator(path)
     assert acc.load_aiconfigurator(tmp_path / "absent.csv") is None
+
+
+# -- the points added for issue 20 (item 5): transcription checked by hand against the sources --
+
+@pytest.mark.parametrize("source_id, model, batch, input_len, output_len, expect_ms", [
+    # TensorRT-LLM H200 launch blog: llama_13b, batch 128, TP1, 128/2048, 4,750 out tok/s/GPU
+    # -> 128 x 1000 / 4750 = 26.947 ms per token of one sequence.
+    ("trtllm-h200-launch-v0.5", "llama-2-13b", 128, 128, 2048, 26.947368),
+    # Falcon-180B/H200 blog: Llama2-70B TP1, batch 96, 128/4096, 1,946 out tok/s/GPU -> 49.332 ms.
+    ("trtllm-h200-blog-v0.7a", "llama-2-70b", 96, 128, 4096, 49.331963),
+    # TensorRT-LLM v0.5.0 page: LLaMA 70B TP4, batch 64, 2048/2048, 1,583 out tok/s (total) -> 40.430 ms.
+    ("trtllm-perf-v0.5.0", "llama-2-70b", 64, 2048, 2048, 40.429564),
+    # gpt-fast mixtral-moe README: int8, 8 GPUs, 279.35 tok/s -> 3.580 ms.
+    ("gpt-fast-mixtral", "mixtral-8x7b", 1, 5, 200, 1000 / 279.35),
+    # vLLM PR 23151: mean TPOT 13.18 ms at concurrency 10, 2048/1024.
+    ("vllm-pr23151-qwen3moe-h100", "qwen3-30b-a3b", 10, 2048, 1024, 13.18),
+    # LMDeploy kv_quant doc: mean TPOT 0.024 s at concurrency 64.
+    ("lmdeploy-kvquant-h200", "qwen3-30b-a3b", 64, 221, 204, 24.0),
+])
+def test_new_points_as_their_sources_state_them(points, source_id, model, batch, input_len, output_len, expect_ms):
+    rows = points[(points["source_id"] == source_id) & (points["model"] == model) & (points["batch"] == batch)
+                  & (points["input_len"] == input_len) & (points["output_len"] == output_len)]
+    assert len(rows) >= 1
+    # gpt-fast's Mixtral table has a bf16 and an int8 row at 8 GPUs: the int8 one is the faster.
+    assert rows["measured_ms"].min() == pytest.approx(expect_ms, rel=1e-6)
+
+
+def test_whole_run_throughput_rows_are_long_generations(points):
+    # A whole-run throughput figure includes the prefill; the scorecard takes such rows only where
+    # the generation is at least as long as the prompt (the rule every source here was read by).
+    whole = points[points["metric"].isin(["out_tok_s_total", "out_tok_s_per_gpu"])]
+    assert len(whole) >= 20
+    assert (whole["output_len"] >= whole["input_len"]).all()
