@@ -306,3 +306,17 @@ def test_simulation_refuses_an_unknown_scheduler(llama8b, h100):
 
     with pytest.raises(RequestError, match="scheduler"):
         simulate_closed_loop(llama8b, h100, input_len=200, output_len=20, concurrency=2, scheduler="fifo")
+
+
+def test_simulated_client_turnaround_by_hand(llama8b, h100):
+    from inferecon.core.errors import RequestError
+    from inferecon.model.serving import simulate_closed_loop
+
+    # One client whose next request reaches the engine 5 ms after the last one ends: the engine
+    # is idle meanwhile, so TTFT is still the lone prefill and each cycle is 5 ms longer.
+    base = simulate_closed_loop(llama8b, h100, input_len=2048, output_len=64, concurrency=1)
+    slow = simulate_closed_loop(llama8b, h100, input_len=2048, output_len=64, concurrency=1, turnaround_s=0.005)
+    assert slow.ttft_mean_s == pytest.approx(base.ttft_mean_s, rel=1e-9)
+    assert 1.0 / slow.request_rate_per_s == pytest.approx(1.0 / base.request_rate_per_s + 0.005 * 11 / 12, rel=1e-6)
+    with pytest.raises(RequestError, match="turnaround"):
+        simulate_closed_loop(llama8b, h100, input_len=200, output_len=20, concurrency=2, turnaround_s=-1.0)

@@ -447,7 +447,7 @@ class ClosedLoopRun:
 def simulate_closed_loop(model: ModelSpec, hw: HardwareProfile, *, input_len: int, output_len: int,
                          concurrency: int, tp: int = 1, pp: int = 1, ep: int = 1, chunk_tokens: int | None = None,
                          engine: EngineProfile | None = None, warmup_rounds: int = 2, measured_rounds: int = 10,
-                         scheduler: str = "chunked", opts: CostOptions = CostOptions(),
+                         scheduler: str = "chunked", turnaround_s: float = 0.0, opts: CostOptions = CostOptions(),
                          popts: PrefillOptions = PrefillOptions()) -> ClosedLoopRun:
     """An explicit step-by-step simulation of a closed-loop benchmark: `concurrency` clients all
     send at t = 0 (as genai-perf / AIPerf and `vllm bench serve --max-concurrency` start) and
@@ -463,11 +463,19 @@ def simulate_closed_loop(model: ModelSpec, hw: HardwareProfile, *, input_len: in
     (model/prefill.py prefill_step, decode_tokens = the batch). A prompt's TTFT ends with the
     step that finishes its prefill. The first `warmup_rounds` x C requests are discarded and
     the next `measured_rounds` x C measured (NVIDIA's NIM benchmarking guide runs genai-perf
-    with --warmup-request-count 2C --request-count 10C)."""
+    with --warmup-request-count 2C --request-count 10C).
+
+    `turnaround_s`: seconds from a request's last step to its client's next request reaching
+    the engine (the last token's trip out, the client, HTTP, tokenisation); TTFT is counted from
+    that arrival. 0 (the default) is the lockstep limit, where a bunch's next requests reach the
+    very next step and bunches never merge; > 0 lets requests that end in consecutive steps
+    land in the same later step and share it (a sensitivity: no engine publishes the figure)."""
     _check_lengths(input_len, output_len)
     check_prefill_layout(model, tp, pp, ep)
     if not isinstance(concurrency, (int, np.integer)) or concurrency < 1:
         raise RequestError("concurrency", concurrency, "concurrency must be a whole number of requests >= 1")
+    if not (isinstance(turnaround_s, (int, float)) and math.isfinite(turnaround_s) and turnaround_s >= 0):
+        raise RequestError("turnaround", turnaround_s, "a client's turnaround must be a finite number of seconds >= 0")
     if scheduler not in SCHEDULERS:
         raise RequestError("scheduler", scheduler, f"the step scheduler is one of {', '.join(SCHEDULERS)}")
     n = default_chunk_tokens(hw) if chunk_tokens is None else chunk_tokens
@@ -498,7 +506,7 @@ def simulate_closed_loop(model: ModelSpec, hw: HardwareProfile, *, input_len: in
         nonlocal issued, done
         done += 1
         if issued < total:
-            waiting.append([issued, now, 0])
+            waiting.append([issued, now + turnaround_s, 0])
             issued += 1
 
     for _ in range(concurrency):
@@ -507,7 +515,9 @@ def simulate_closed_loop(model: ModelSpec, hw: HardwareProfile, *, input_len: in
     while done < total:
         b = len(running)
         budget = max(n - b, 0)
-        while waiting and len(running) + len(prefilling) < slots:
+        if not running and not prefilling and waiting and waiting[0][1] > now:
+            now = waiting[0][1]  # idle until the next request reaches the engine
+        while waiting and waiting[0][1] <= now and len(running) + len(prefilling) < slots:
             prefilling.append(waiting.popleft())
         chunks = []
         for req in prefilling:

@@ -1,6 +1,7 @@
 """Time to first token of serving-engine runs: the files' TTFT (mean and median, where they
 record it) beside inferecon's serving model at the run's concurrency (model/serving.py: a closed
-loop of that many clients, M/D/1 prefill queue, chunked prefill at the engine's default budget).
+loop of that many clients whose prompts arrive in bunches sharing a step, M/D/1 queue over the
+bunches, chunked prefill at the engine's default budget).
 `validate --engine-results` prints it under the per-token comparison."""
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def format_ttft(rows: list[dict]) -> str:
         lines.append(f"{'':<5} {r['concurrency']:6.1f} {r['input_len']:7.0f} {r['output_len']:6.0f} | "
                      f"{f(r['ttft_mean_ms'], 9)} {f(r['ttft_median_ms'], 9)} {f(r['pred_ttft_ms'], 9)} {err} | "
                      f"{f(r['tpot_ms'], 7, 2)} {f(r['pred_tpot_ms'], 7, 2)}" + (f"  refused: {r['refused']}" if r["refused"] else ""))
-    lines.append("predicted: serving model at the run's concurrency (closed loop, M/D/1 prefill queue, chunked "
-                 "prefill); error against the mean (the median where no mean); 'serving' TPOT includes the "
-                 "prefill interference")
+    lines.append("predicted: serving model at the run's concurrency (closed loop: prompts in bunches sharing a "
+                 "step, M/D/1 queue over the bunches, chunked prefill); error against the mean (the median where no "
+                 "mean); 'serving' TPOT includes the prefill interference")
     return "\n".join(lines)
