@@ -133,9 +133,17 @@ def gemm_params(fit, m, weight_bytes):
     dec = np.asarray(m) <= fit.decode_m_max
     bw = fit.decode_gbps
     if fit.decode_small_gbps and fit.decode_l2_bytes:
-        bw = np.where(np.asarray(weight_bytes) <= fit.decode_l2_bytes, min(fit.decode_small_gbps, bw), bw)
-    return (np.where(dec, fit.decode_t0_us, fit.t0_us), np.where(dec, fit.decode_tflops, fit.tflops),
-            np.where(dec, bw, fit.gbps))
+        bw = _pick(np.asarray(weight_bytes) <= fit.decode_l2_bytes, bw, min(fit.decode_small_gbps, bw))
+    return (_pick(dec, fit.t0_us, fit.decode_t0_us), _pick(dec, fit.tflops, fit.decode_tflops),
+            _pick(dec, fit.gbps, bw))
+
+
+def _pick(flag, if_false, if_true):
+    """np.where(flag, if_true, if_false); for two plain numbers as a lookup by the flag, the same
+    figures in a quarter of the time over the search's millions of configurations."""
+    if np.ndim(if_false) or np.ndim(if_true):
+        return np.where(flag, if_true, if_false)
+    return np.array([if_false, if_true], dtype=float).take(np.asarray(flag).view(np.uint8))
 
 
 def gemm_fit_for(op_fits, dtype: str):
