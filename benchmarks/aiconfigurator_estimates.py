@@ -97,9 +97,12 @@ LOCAL = {
     "llama-2-13b": {"architectures": ["LlamaForCausalLM"], "max_position_embeddings": 4096},
     "llama-2-70b": {"architectures": ["LlamaForCausalLM"], "max_position_embeddings": 4096},
     "qwen3-14b": {"architectures": ["Qwen3ForCausalLM"], "max_position_embeddings": 40960},
+    # DBRX (not an aiconfigurator model): its layer written in Mixtral's keys (16 experts, top 4, GQA)
+    # and priced as Mixtral's architecture; 32768 positions as databricks/dbrx-instruct's config states.
+    "dbrx": {"architectures": ["MixtralForCausalLM"], "max_position_embeddings": 32768},
 }
 
-MOE_MODELS = ("deepseek", "qwen3-30b", "mixtral")  # the scorecard's mixture-of-experts models
+MOE_MODELS = ("deepseek", "qwen3-30b", "mixtral", "dbrx")  # the scorecard's mixture-of-experts models
 
 # Published metrics whose figure includes the prefill: compared on request latency / OSL.
 WHOLE_RUN_METRICS = {"out_tok_s_total", "out_tok_s_per_gpu", "e2e_latency_s"}

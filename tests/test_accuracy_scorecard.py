@@ -51,6 +51,8 @@ def test_every_model_and_gpu_resolves(points):
     # 6.74/13.0/69.0 B on the Hugging Face cards; Qwen3 cards: 14.8 B, 30.5 B with 3.3 B active).
     ("llama-2-7b", 6.74, 6.74), ("llama-2-13b", 13.0, 13.0), ("llama-2-70b", 69.0, 69.0),
     ("qwen3-14b", 14.8, 14.8), ("qwen3-30b-a3b", 30.5, 3.3),
+    # DBRX model card: 132B total, 36B active.
+    ("dbrx", 132.0, 36.0),
 ])
 def test_written_configs_match_published_sizes(name, total_b, active_b):
     spec = acc.resolve_model(name)
