@@ -89,6 +89,7 @@ SHIPPED = {
     "deepseek-v3": ("deepseek-ai/DeepSeek-R1", "DeepSeek-R1 config shipped with aiconfigurator "
                     "(every deepseek-v3 point is a DeepSeek-R1 run; same architecture)"),
     "llama-3.1-405b": ("meta-llama/Meta-Llama-3.1-405B", "Llama 3.1 405B config shipped with aiconfigurator"),
+    "mixtral-8x22b": ("mistralai/Mixtral-8x22B-v0.1", "Mixtral-8x22B-v0.1 config shipped with aiconfigurator"),
 }
 # HF fields aiconfigurator needs that the scorecard's minimal configs leave out, from the models'
 # published config.json files (Llama-2-*-hf: 4096 positions; Qwen3-14B: 40960).
