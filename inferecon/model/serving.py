@@ -57,8 +57,7 @@ from inferecon.core.errors import RequestError
 from inferecon.model import network as net
 from inferecon.model.engine import EngineProfile
 from inferecon.model.hardware import HardwareProfile
-from inferecon.model.prefill import (PrefillOptions, chunk_plan, check_prefill_layout, prefill_chunk, prefill_step,
-                                     prefill_time_s)
+from inferecon.model.prefill import PrefillOptions, chunk_plan, check_prefill_layout, prefill_step, prefill_time_s
 from inferecon.model.spec import ModelSpec
 from inferecon.model.terms import CostOptions, Layouts, evaluate, stored_bytes_per_gpu
 
@@ -164,14 +163,6 @@ class _Instance:
     def max_batch_fitting(self) -> float:
         return max(0.0, (self.usable - self.weights) / self.kv_per_seq)
 
-    def alone(self, tokens: int, prior: int, last: bool) -> float:
-        key = (0, tokens, prior, last)
-        if key not in self._marg:
-            d = self.dep
-            self._marg[key] = prefill_chunk(self.model, self.hw, tokens=tokens, prior_tokens=prior, tp=d.tp, pp=d.pp,
-                                            ep=d.ep, engine=self.engine, last_chunk=last, opts=self.popts).t_prefill_s
-        return self._marg[key]
-
     def step_prefill(self, b: int, chunks: tuple) -> float:
         """Time the prompt chunks `chunks` ((tokens, prior, last) each) add to a step decoding b
         requests, priced together (model/prefill.py prefill_step); b = 0: a step of prefill
@@ -184,13 +175,8 @@ class _Instance:
         return self._marg[key]
 
     def marginal(self, b: float, tokens: int, prior: int, last: bool) -> float:
-        key = (max(1, int(round(b))), tokens, prior, last)
-        if key not in self._marg:
-            d = self.dep
-            self._marg[key] = prefill_chunk(self.model, self.hw, tokens=tokens, prior_tokens=prior, tp=d.tp, pp=d.pp,
-                                            ep=d.ep, engine=self.engine, last_chunk=last,
-                                            decode_tokens=max(1, key[0]), opts=self.popts).t_prefill_s
-        return self._marg[key]
+        """One prompt chunk's marginal time in a step decoding b (>= 1) requests."""
+        return self.step_prefill(max(1, int(round(b))), ((int(tokens), int(prior), bool(last)),))
 
 
 def _check_lengths(input_len, output_len):
