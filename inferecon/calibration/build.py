@@ -14,7 +14,7 @@ from inferecon.calibration.fit_compute import fit_gemm
 from inferecon.calibration.fit_latency import fit_launch
 from inferecon.calibration.fit_memory import fit_read_bandwidth
 from inferecon.calibration.fit_network import fit_collectives
-from inferecon.calibration.fit_uncertainty import calibrated_uncertainty
+from inferecon.calibration.fit_uncertainty import calibrated_uncertainty, op_level_uncertainty
 from inferecon.model.published import match_published
 from inferecon.core.text import slug
 from inferecon.core.errors import UserError
@@ -29,6 +29,7 @@ from inferecon.model.hardware import (
 )
 
 BENCHMARKS = ("matmul", "memory", "launch", "collectives")
+CPU_OPS = "cpu_ops"  # a CPU calibration's interleaved op timings (kernels/cpu_ops.py)
 # A CPU has no datasheet in the catalog; its price is a placeholder the user should override.
 CPU_PRICE_USD_PER_HOUR = 0.10
 
@@ -97,7 +98,7 @@ def profile_from_tables(manifest: dict, tables: dict, run_id: str,
 
     # -- arithmetic ---------------------------------------------------------------------
     compute = base.compute
-    gemm_fit, gemm_results, peaks = fit_gemm(tables.get("matmul"))
+    gemm_fit, gemm_results, peaks = fit_gemm(_with_cpu_gemms(tables.get("matmul"), tables.get(CPU_OPS)))
     fits += gemm_results.values()
     bad = [d for d, r in gemm_results.items() if not r.converged]
     for d in bad:
@@ -157,6 +158,9 @@ def profile_from_tables(manifest: dict, tables: dict, run_id: str,
         latency = dataclasses.replace(latency, step_overhead_us=step.params["us"])
 
     meta = manifest.get("metadata", {})
+    # -- op level (CPU): every op of an eager decode step from its own fit --------------------
+    op_fits, op_results = _cpu_op_fits(tables.get(CPU_OPS), device_name, meta.get("torch_version"))
+    fits += op_results
     nv = meta.get("nvml", {})
     versions = {k: str(v) for k, v in {
         "torch": meta.get("torch_version"), "cuda": meta.get("torch_cuda_version"),
@@ -176,9 +180,39 @@ def profile_from_tables(manifest: dict, tables: dict, run_id: str,
         ),
         uncertainty=calibrated_uncertainty(
             base.uncertainty, run_id, gemm=gemm_results, gemm_fit=gemm_fit, peaks_measured=bool(peaks),
-            memory=mem_fit, collectives=coll_results, launch=launch, step=step),
+            memory=mem_fit, collectives=coll_results, launch=launch, step=step)
+        + op_level_uncertainty(op_fits, run_id),
+        op_fits=op_fits,
     )
     return CalibrationResult(profile, fits, missing, kept, tables)
+
+
+def _with_cpu_gemms(matmul_df, ops_df):
+    """The matmul table plus the interleaved decode GEMMs of a CPU run, as decode rows (their
+    robust time, a low quantile of interleaved blocks, as the figure the GEMM fit reads), so
+    that the GEMM fit and the op-level fit price the same measurements."""
+    if ops_df is None or len(ops_df) == 0 or "op" not in ops_df:
+        return matmul_df
+    import pandas as pd
+
+    g = ops_df[(ops_df["op"] == "gemm") & ~ops_df.get("sliced", pd.Series(False, index=ops_df.index)).fillna(False).astype(bool)]
+    if len(g) == 0:
+        return matmul_df
+    rows = pd.DataFrame({"shape_kind": "decode", "dtype": g["dtype"], "m": g["m"], "n": g["n"], "k": g["k"],
+                         "median_us": g["time_us"], "skipped": g["skipped"].fillna(""),
+                         "tflops": g["flop"] / g["time_us"] / 1e6})
+    return rows if matmul_df is None or len(matmul_df) == 0 else pd.concat([matmul_df, rows], ignore_index=True)
+
+
+def _cpu_op_fits(ops_df, device_name, torch_version):
+    if ops_df is None or len(ops_df) == 0:
+        return None, []
+    from inferecon.calibration.fit_ops import fit_cpu_ops
+
+    op_fits, results, elementwise = fit_cpu_ops(ops_df, device_name, str(torch_version or ""))
+    if op_fits is not None and elementwise is not None:
+        op_fits = dataclasses.replace(op_fits, elementwise_per_layer_us=elementwise)
+    return op_fits, results
 
 
 def _expand(coll_results):

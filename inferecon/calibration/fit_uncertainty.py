@@ -83,3 +83,26 @@ def calibrated_uncertainty(base_entries: list[dict], run_id: str, *, gemm=None, 
 
     kept = [e for e in base_entries if not (_stripped(e.get("paths", [])) & measured)]
     return kept + [u.to_dict() for u in out]
+
+
+def op_level_uncertainty(op_fits, run_id: str) -> list[dict]:
+    """Entries for a CPU calibration's op-level fits (model/opfits.py): each GEMM and attention
+    fit's time, a lognormal multiplier of the spread its k-fold held-out error says (the same
+    rule as the term fits above), moving its intercept, rates and per-sequence time together."""
+    if op_fits is None:
+        return []
+    out = []
+    src = f"inferecon run {run_id}: "
+    for family, fits, fields in (("gemm", op_fits.gemm, (("", "t0_us"), ("1/", "tflops"), ("1/", "gbps"))),
+                                 ("attention", op_fits.attention, (("", "floor_us"), ("1/", "tflops"), ("1/", "gbps"),
+                                                                   ("", "per_sequence_head_us")))):
+        for i, f in enumerate(fits):
+            q = f.quality
+            if q is None or q.heldout_mape is None or not math.isfinite(q.heldout_mape):
+                continue
+            paths = tuple(f"{p}op_fits.{family}.{i}.{name}" for p, name in fields)
+            dtype = getattr(f, "dtype", None) or getattr(f, "kv_dtype", "")
+            out.append(relative_sd_entry(
+                f"op-level {family} ({dtype})", paths, q.heldout_mape * MAPE_TO_SD,
+                src + f"k-fold held-out error {100 * q.heldout_mape:.1f}% over {q.n_points} shapes"))
+    return [u.to_dict() for u in out]

@@ -395,3 +395,109 @@ def measure(
     m.extra["flush_l2"] = before_each is not None
     del graph
     return m
+
+
+# --------------------------------------------------------------------------------------------
+# Interleaved timing under load (a shared CPU).
+#
+# On a loaded machine a scheduler time slice (~4-10 ms) lands on whatever is being timed at
+# that moment. Timing one shape after another lets a busy minute hit a whole run of
+# neighbouring shapes (medians that jumped ~10 ms between neighbouring GEMM shapes at load 7,
+# results/vllm-cpu-20261201/README.md). `measure_interleaved` instead visits every callable
+# once per round, in a fresh seeded order each round, and times one short block of calls per
+# visit: load then spreads over all shapes alike, and each shape's figure is a low quantile of
+# its blocks (the blocks no slice hit), not their median. A shape whose low quantile still sits
+# well above its fastest block had most of its blocks hit: it is flagged `sliced`, and a fit
+# leaves it out rather than average a time slice in.
+
+# Quantile of a shape's block times taken as its time: robust while fewer than 3 in 4 blocks
+# are hit, and above the minimum (which picks the one luckiest block and reads a few % fast).
+INTERLEAVED_QUANTILE = 0.25
+# `sliced` when the quantile exceeds the fastest block by more than this fraction.
+SLICED_SPREAD = 0.15
+
+
+@dataclass(frozen=True)
+class InterleavedConfig:
+    rounds: int = 12
+    block_ms: float = 2.0  # wall time of one block: shorter than a scheduler slice, so a slice hits whole blocks
+    max_calls_per_block: int = 200
+    seed: int = 0
+    quantile: float = INTERLEAVED_QUANTILE
+    sliced_spread: float = SLICED_SPREAD
+
+    def __post_init__(self):
+        if self.rounds < 2 or self.block_ms <= 0 or self.max_calls_per_block < 1:
+            raise ValueError("need rounds >= 2, block_ms > 0 and max_calls_per_block >= 1")
+        if not 0.0 <= self.quantile <= 1.0:
+            raise ValueError("quantile must be in [0, 1]")
+
+
+@dataclass
+class InterleavedMeasurement:
+    """One callable's block times (seconds per call, one per round) and their robust summary."""
+
+    samples_s: list[float]
+    calls_per_block: int
+    time_s: float  # the `quantile` of the block times: the figure a fit uses
+    min_s: float
+    median_s: float
+    sliced: bool  # time_s exceeds min_s by more than sliced_spread: most blocks were hit
+
+    @property
+    def spread(self) -> float:
+        return self.time_s / self.min_s - 1.0 if self.min_s > 0 else float("inf")
+
+    def record_fields(self) -> dict:
+        """Timing columns of a record (DESIGN.md schema; `time_us` is the figure fits use)."""
+        q1, q3 = np.percentile(self.samples_s, [25, 75])
+        return {
+            "samples_us": [s * 1e6 for s in self.samples_s], "median_us": self.median_s * 1e6,
+            "iqr_us": float(q3 - q1) * 1e6, "reps": len(self.samples_s), "noisy": self.sliced,
+            "flush_bytes": 0, "time_us": self.time_s * 1e6, "min_us": self.min_s * 1e6,
+            "calls_per_block": self.calls_per_block, "sliced": self.sliced, "spread": self.spread,
+        }
+
+
+def summarise_blocks(samples_s, calls_per_block: int, config: InterleavedConfig = InterleavedConfig()) -> InterleavedMeasurement:
+    arr = np.asarray(list(samples_s), dtype=float)
+    if arr.size == 0:
+        raise ValueError("no samples")
+    t = float(np.quantile(arr, config.quantile))
+    lo = float(arr.min())
+    return InterleavedMeasurement([float(x) for x in arr], calls_per_block, t, lo, float(np.median(arr)),
+                                  bool(lo <= 0 or t > lo * (1.0 + config.sliced_spread)))
+
+
+def measure_interleaved(fns, *, config: InterleavedConfig = InterleavedConfig(),
+                        timer: Optional[Callable[[], int]] = None) -> list[InterleavedMeasurement]:
+    """Time every callable of `fns` (CPU work: synchronous) in `config.rounds` interleaved
+    rounds; one InterleavedMeasurement per callable, in order.
+
+    1. each callable is called twice (allocation, kernel selection), then its block is sized
+       from the fastest of 3 timed calls: block_ms / one call, clamped to [1, max_calls_per_block];
+    2. every round visits all callables in a seeded random order and times one block of each;
+    3. per callable: the `quantile` of its block times per call, and `sliced` (see above)."""
+    clock = timer or time.perf_counter_ns
+    fns = list(fns)
+    calls = []
+    for fn in fns:
+        fn()
+        fn()
+        est = []
+        for _ in range(_ESTIMATE_CALLS):  # the fastest of a few: one slow first call must not size every block
+            t0 = clock()
+            fn()
+            est.append((clock() - t0) * 1e-9)
+        one_s = max(min(est), 1e-9)
+        calls.append(int(min(config.max_calls_per_block, max(1, round(config.block_ms * 1e-3 / one_s)))))
+    rng = np.random.default_rng(config.seed)
+    samples: list[list[float]] = [[] for _ in fns]
+    for _ in range(config.rounds):
+        for i in rng.permutation(len(fns)):
+            fn, n = fns[i], calls[i]
+            t0 = clock()
+            for _ in range(n):
+                fn()
+            samples[i].append((clock() - t0) * 1e-9 / n)
+    return [summarise_blocks(s, n, config) for s, n in zip(samples, calls)]

@@ -162,6 +162,8 @@ def get_value(hw, path: str):
             if part not in obj:
                 raise UserError(f"uncertainty path {path!r}: no field {part!r}")
             obj = obj[part]
+        elif isinstance(obj, (list, tuple)) and part.isdigit() and int(part) < len(obj):
+            obj = obj[int(part)]  # a list of fits (op_fits.gemm.0.tflops)
         else:
             raise UserError(f"uncertainty path {path!r}: {part!r} is below a number")
     return obj
@@ -172,6 +174,11 @@ def _set(obj, parts, fn):
     if dataclasses.is_dataclass(obj):
         cur = getattr(obj, head)
         return dataclasses.replace(obj, **{head: fn(cur) if not rest else _set(cur, rest, fn)})
+    if isinstance(obj, (list, tuple)):
+        new = list(obj)
+        i = int(head)
+        new[i] = fn(obj[i]) if not rest else _set(obj[i], rest, fn)
+        return new
     new = dict(obj)
     new[head] = fn(obj[head]) if not rest else _set(obj[head], rest, fn)
     return new

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from inferecon.harness.runner import Case, SweepContext
-from inferecon.kernels import launch, matmul, memory
+from inferecon.kernels import cpu_ops, launch, matmul, memory
 
 KB, MB, GB = 1024, 1024**2, 1024**3
 
@@ -63,19 +63,15 @@ def plan(device: str, quick: bool, fp8: bool) -> Plan:
                     (("copy", 1 * GB), ("write", 1 * GB)), ("kernel_eager", "kernel_graph", "sync"),
                     ("all_reduce", "all_gather", "all_to_all", "send_recv"), None)
     # CPU: fp32 and bf16 (what a CPU decode and a CPU serving engine run: vLLM's CPU build
-    # serves bf16 through oneDNN, on AMX or AVX-512-BF16 where present, converting on AVX2);
-    # shapes small enough for seconds, large enough to leave the caches, varied enough in M, N
-    # and K for the fit to be scored held-out.
-    shapes = ((512, 512, "512x512"), (2048, 512, "2048x512"), (512, 2048, "512x2048"),
-              (1024, 1024, "1024x1024"), (3072, 1024, "3072x1024"), (1024, 3072, "1024x3072"))
+    # serves both through oneDNN on prepacked weights, bf16 on AMX or AVX-512-BF16 where
+    # present). The square shapes give the peaks; the decode GEMMs, decode attention, the
+    # elementwise ops and the per-op floor are timed together, interleaved, by cpu_op_cases
+    # (kernels/cpu_ops.py), and fitted both as the GEMM fit and as the profile's op-level fits.
     if quick:
-        # M = 1, 2, 4, 8: CPU GEMM kernels change between M = 1 and M = 2 (GEMV vs GEMM) and
-        # validation decodes batch 1 and 8, so the quick plan samples that range densely.
-        return Plan({"fp32": (256, 512), "bf16": (256, 512)}, shapes[:4], (1, 2, 4, 8, 16, 64), ("fp32", "bf16"),
+        return Plan({"fp32": (256, 512), "bf16": (256, 512)}, (), (), ("fp32", "bf16"),
                     (1 * MB, 16 * MB, 64 * MB, 128 * MB, 256 * MB), (), ("kernel_eager",),
                     ("all_reduce",), 1 * MB)
-    return Plan({"fp32": (256, 512, 1024), "bf16": (256, 512, 1024)}, shapes, (1, 2, 4, 8, 16, 32, 64, 128),
-                ("fp32", "bf16"),
+    return Plan({"fp32": (256, 512, 1024), "bf16": (256, 512, 1024)}, (), (), ("fp32", "bf16"),
                 (256 * KB, 1 * MB, 4 * MB, 16 * MB, 64 * MB, 128 * MB, 256 * MB, 512 * MB),
                 (("copy", 256 * MB), ("write", 256 * MB)), ("kernel_eager",),
                 ("all_reduce", "all_gather", "all_to_all", "send_recv"), 16 * MB)
@@ -97,6 +93,11 @@ def matmul_cases(ctx: SweepContext, p: Plan, quick: bool) -> list[Case]:
                 out.append(Case(matmul.case_id(params), params,
                                 lambda params=params: matmul.run_case(params, ctx.device, quick)))
     return out
+
+
+def cpu_op_cases(ctx: SweepContext, p: Plan, quick: bool) -> list[Case]:
+    """The interleaved op timings of a CPU decode step (none on a GPU)."""
+    return cpu_ops.cases(ctx, quick)
 
 
 def memory_cases(ctx: SweepContext, p: Plan, quick: bool) -> list[Case]:

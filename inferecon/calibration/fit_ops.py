@@ -1,0 +1,146 @@
+"""A CPU calibration's op-level fits: the `cpu_ops` measurements (kernels/cpu_ops.py) as the
+typed OpFits an op-DB profile carries (model/opfits.py), so that model/ops.py prices a CPU
+profile op by op, as it prices a GPU under an engine.
+
+- GEMMs, per dtype: t0 + max(2MNK / F, bytes / B) on every decode shape timed, least squares
+  in relative error (calibration/fit.py's fit_relative), k-fold held-out error (kfold_heldout_mape).
+- Decode attention, per KV dtype: floor + per_sequence_head · batch · KV heads + max(KV bytes
+  / B, FLOP / F), the same solver and held-out check.
+- Elementwise time per layer: the median of the timed layers (norms, rotary, activation,
+  residual adds), every M and dtype (a constant per layer: at decode M its bytes are nothing).
+- The per-op floor (one tiny op) is kept in the notes and as the floor no fitted intercept
+  may undercut: no op costs less than the dispatch of one op.
+
+Rows the interleaved timing flagged `sliced` (most of their blocks hit by a time slice) are
+left out of every fit and counted in the notes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from inferecon.calibration.fit import FitResult, fit_relative, kfold_heldout_mape, usable
+from inferecon.model.opfits import GEMM_OPERAND_BYTES, KV_ELEMENT_BYTES, AttentionFit, FitQuality, GemmFit, OpFits
+
+MIN_ROWS = 6  # per fit: three parameters (four with the per-sequence term) and folds to hold out
+
+
+def _clean(df, op):
+    d = usable(df)
+    if d is None or len(d) == 0 or "op" not in d:
+        return None, 0
+    d = d[d["op"] == op]
+    sliced = d["sliced"].fillna(False).astype(bool) if "sliced" in d else np.zeros(len(d), bool)
+    return d[~sliced], int(np.sum(sliced))
+
+
+def _time(d):
+    return d["time_us"].to_numpy(float) if "time_us" in d else d["median_us"].to_numpy(float)
+
+
+FOLDS = 5
+
+
+def _roofline(p, x):
+    """t0 + c·extra + max(work / F, bytes / B): µs, F in TFLOP/s, B in GB/s."""
+    t0, f, bw, c = p
+    work, nbytes, extra = x
+    return t0 + c * extra + np.maximum(work / (f * 1e6), nbytes / (bw * 1e3))
+
+
+def _fit(work, nbytes, y, extra=None):
+    """(t0_us, tflops, gbps, c, FitQuality) of the roofline above, relative least squares; c = 0
+    without an `extra` column. Each rate starts from the rows it bounds hardest."""
+    extra_col = np.zeros_like(work) if extra is None else np.asarray(extra, float)
+    x = np.vstack([work, nbytes, extra_col])
+
+    def solve(idx):
+        w, b, yy = work[idx], nbytes[idx], y[idx]
+        t0 = float(np.min(yy)) * 0.5
+        p0 = np.array([t0, max(float(np.quantile(w / yy, 0.95)) / 1e6, 1e-6),
+                       max(float(np.quantile(b / yy, 0.95)) / 1e3, 1e-6), 1e-13 if extra is None else 1e-3])
+        hi = [float(np.min(yy)), np.inf, np.inf, np.inf if extra is not None else 1e-12]
+        p, _, _, _ = fit_relative(_roofline, x[:, idx], yy, np.minimum(p0, np.array(hi) * 0.999 + 1e-15),
+                                  ["t0_us", "tflops", "gbps", "c"], lower=[0.0, 1e-9, 1e-9, 0.0], upper=hi)
+        return p
+
+    all_idx = np.arange(len(y))
+    p = solve(all_idx)
+    held = kfold_heldout_mape(lambda tr, te: _roofline(solve(tr), x[:, te]), len(y), y, k=FOLDS)
+    q = FitQuality(n_points=len(y), folds=min(FOLDS, len(y)) if held is not None else 0, heldout_mape=held)
+    return float(p[0]), float(p[1]), float(p[2]), float(p[3]), q
+
+
+def _result(term, form, params, q: FitQuality, train_pred, y) -> FitResult:
+    train = float(np.mean(np.abs(train_pred / y - 1.0)))
+    return FitResult(term, form, params, {}, train, q.heldout_mape, q.n_points,
+                     extra={"heldout_median_ape": q.heldout_median_ape, "heldout_p90_ape": q.heldout_p90_ape})
+
+
+def fit_cpu_gemms(df, floor_us: float | None) -> tuple[list[GemmFit], list[FitResult]]:
+    d, _ = _clean(df, "gemm")
+    fits, results = [], []
+    if d is None:
+        return fits, results
+    for dtype, g in d.groupby("dtype"):
+        if dtype not in GEMM_OPERAND_BYTES or len(g) < MIN_ROWS:
+            continue
+        a, w, o = GEMM_OPERAND_BYTES[dtype]
+        m, n, k = (g[c].to_numpy(float) for c in ("m", "n", "k"))
+        flop, nbytes, y = 2 * m * n * k, n * k * w + m * k * a + m * n * o, _time(g)
+        t0, f, bw, _, q = _fit(flop, nbytes, y)
+        t0 = max(t0, floor_us or 0.0)
+        kernels = {str(kk): round(float(v), 4) for kk, v in g["kernel"].value_counts(normalize=True).items()} \
+            if "kernel" in g else {}
+        fits.append(GemmFit(dtype=dtype, t0_us=t0, tflops=f, gbps=bw, compute_efficiency=None, hbm_efficiency=None,
+                            kernels=kernels, m_range=(int(m.min()), int(m.max())), quality=q))
+        pred = t0 + np.maximum(flop / (f * 1e6), nbytes / (bw * 1e3))
+        results.append(_result(f"op:gemm:{dtype}", "t0 + max(flop/F, bytes/B)",
+                               {"t0_us": t0, "tflops": f, "gbps": bw}, q, pred, y))
+    return fits, results
+
+
+def fit_cpu_attention(df, floor_us: float | None) -> tuple[list[AttentionFit], list[FitResult]]:
+    d, _ = _clean(df, "attention")
+    fits, results = [], []
+    if d is None:
+        return fits, results
+    for kv, g in d.groupby("dtype"):
+        if kv not in KV_ELEMENT_BYTES or len(g) < MIN_ROWS:
+            continue
+        b, L, h, hk, hd = (g[c].to_numpy(float) for c in ("batch", "kv_len", "n_heads", "n_kv_heads", "head_dim"))
+        kv_bytes = 2 * b * L * hk * hd * KV_ELEMENT_BYTES[kv]
+        flop = 4 * b * L * h * hd
+        y = _time(g)
+        t0, f, bw, c, q = _fit(flop, kv_bytes, y, extra=b * hk)
+        t0 = max(t0, floor_us or 0.0)
+        kernels = {str(kk): 1.0 for kk in set(g["kernel"])} if "kernel" in g else {}
+        fits.append(AttentionFit(kv_dtype=kv, floor_us=t0, gbps=bw, tflops=f, per_sequence_head_us=c,
+                                 kernels=kernels, quality=q))
+        pred = t0 + c * b * hk + np.maximum(kv_bytes / (bw * 1e3), flop / (f * 1e6))
+        results.append(_result(f"op:attention:{kv}", "floor + c*batch*kv_heads + max(bytes/B, flop/F)",
+                               {"floor_us": t0, "tflops": f, "gbps": bw, "per_sequence_head_us": c}, q, pred, y))
+    return fits, results
+
+
+def fit_cpu_ops(df, device_name: str, torch_version: str) -> tuple[OpFits | None, list[FitResult], float | None]:
+    """(op fits or None where nothing was fitted, their FitResults, elementwise µs per layer)."""
+    fl, _ = _clean(df, "floor")
+    floor_us = float(np.min(_time(fl))) if fl is not None and len(fl) else None
+    gemm, gres = fit_cpu_gemms(df, floor_us)
+    attn, ares = fit_cpu_attention(df, floor_us)
+    ew, _ = _clean(df, "elementwise")
+    elementwise = float(np.median(_time(ew))) if ew is not None and len(ew) else None
+    if not gemm:
+        return None, gres + ares, elementwise
+    notes = []
+    if floor_us is not None:
+        notes.append(f"per-op floor (one tiny torch op): {floor_us:.2f} us; no fitted intercept is below it")
+    if elementwise is not None:
+        notes.append(f"elementwise per layer (norms, rotary, SwiGLU, residual adds as torch ops): {elementwise:.1f} us")
+    dropped = sum(_clean(df, op)[1] for op in ("gemm", "attention", "elementwise", "floor"))
+    if dropped:
+        notes.append(f"{dropped} shape(s) left out: their interleaved blocks say a time slice hit most of them")
+    fits = OpFits(gpu=device_name or "cpu", engine="torch", engine_version=torch_version or "", gemm=gemm,
+                  attention=attn, notes=notes)
+    return fits, gres + ares, elementwise
