@@ -362,3 +362,81 @@ def test_real_deepseek_v3_moe_at_tp8_reads_the_trtllm_table():
     got = ops._moe_curve_us(m, model, np.array([1.0]), np.array([8.0]), np.array([1.0]))
     assert got[0] == pytest.approx(measured, rel=1e-3)
     assert m.curve_quality.heldout_mape < 0.15 and m.quality.heldout_mape < 0.2
+
+
+# -- decode attention: each measured head layout's own grid, MLA from its own tables ----------
+
+def _grid_fit(grids):
+    from inferecon.model.opfits import AttentionFit
+
+    return AttentionFit(kv_dtype="bf16", floor_us=5.0, gbps=1000.0, tflops=100.0, shape_grids=grids)
+
+
+def test_attention_grid_is_read_bilinearly_in_logs_by_hand():
+    import types
+
+    import numpy as np
+
+    from inferecon.model import ops
+
+    a = _grid_fit({"8x1x128": [[1.0, 4.0], [100.0, 400.0], [[10.0, 20.0], [40.0, 80.0]]]})
+    # Batch 2, KV 200: the middle of the cell in log-log -> the geometric mean of the corners,
+    # (10*20*40*80)^(1/4) = 640000^(1/4) = 28.2843.
+    assert a.grid_us("8x1x128", 2, 200) == pytest.approx(28.2843, rel=1e-5)
+    assert a.grid_us("8x1x128", 4, 100) == pytest.approx(40.0)
+    assert a.grid_us("8x1x128", 8, 100) is None and a.grid_us("8x2x128", 2, 200) is None
+    # time_us reads the grid for a layout it holds; elsewhere the fit: 5 + 2*1*100*1*128*2 B / 1e6
+    # B/us (51.2 KB over 1000 GB/s = 0.0512 us) vs 4*1*100*8*128 FLOP / 1e8 = 0.004 us.
+    assert a.time_us(2, 200, 8, 1, 128) == pytest.approx(28.2843, rel=1e-5)
+    assert a.time_us(1, 100, 8, 2, 128) == pytest.approx(5.0 + 0.1024)
+    # The vectorised reading in the step model gives the same figures, NaN outside the grid.
+    model = types.SimpleNamespace(n_heads=64, n_kv_heads=8, d_head=128)  # heads split 8 ways: 8 x 1 per GPU
+    got = ops._attention_grid_us(a, model, False, np.array([8.0, 8.0, 8.0]), np.array([1.0, 1.0, 1.0]),
+                                 np.array([2.0, 4.0, 8.0]), 200.0)
+    assert got[0] == pytest.approx(28.2843, rel=1e-5) and got[1] == pytest.approx((40.0 * 80.0) ** 0.5)
+    assert np.isnan(got[2])
+    # A corner the table did not measure leaves the cell to the fit (an exact grid line needs none).
+    b = _grid_fit({"8x1x128": [[1.0, 4.0], [100.0, 400.0], [[10.0, 20.0], [40.0, None]]]})
+    assert b.grid_us("8x1x128", 2, 200) is None and b.grid_us("8x1x128", 1, 200) == pytest.approx(200.0 ** 0.5)
+
+
+@pytest.mark.parametrize("grid", [[[1, 2], [1, 2], [[1.0, 2.0]]], [[2, 1], [1, 2], [[1.0, 2.0], [1.0, 2.0]]],
+                                  [[1, 2], [1, 2], [[1.0, -2.0], [1.0, 2.0]]], [[1, 2], [1, 2], [[None, None], [None, None]]]])
+def test_malformed_attention_grid_in_a_profile_is_one_line(grid):
+    from inferecon.model.opfits import OPFITS_SCHEMA_VERSION, op_fits_from_dict
+
+    data = {"schema_version": OPFITS_SCHEMA_VERSION, "gpu": "h200", "engine": "trtllm", "engine_version": "1",
+            "attention": [{"kv_dtype": "bf16", "floor_us": 1.0, "gbps": 1.0, "tflops": 1.0,
+                           "shape_grids": {"8x1x128": grid}}]}
+    with pytest.raises(UserError, match="shape_grids"):
+        op_fits_from_dict(data)
+
+
+@needs_aic
+@pytest.mark.slow
+def test_real_decode_attention_reads_the_tables_mla_for_deepseek():
+    # aiconfigurator-core 0.12.0, h200_sxm/{attention,mla}/trtllm/1.3.0rc20: Llama 3 70B at TP 8
+    # (8 query heads, 1 KV head of 128 on a GPU) and DeepSeek-V3 at TP 8 (16 heads on a GPU over
+    # one 576-wide latent) read their table rows; the held-out error of a grid read is small.
+    import numpy as np
+
+    from inferecon.model import ops
+
+    db = open_database(None)
+    fit = calibrate_from_opdb(None, "h200", "trtllm").profile.op_fits
+    gqa = db.read("h200_sxm", "attention", "trtllm", "1.3.0rc20", "generation_attention_perf").clean
+    row = gqa[(gqa["kv_dtype"] == "bf16") & (gqa["batch"] == 8) & (gqa["kv_len"] == 1024) & (gqa["n_heads"] == 8)
+              & (gqa["n_kv_heads"] == 1) & (gqa["head_dim"] == 128) & (gqa["window"] == 0) & (gqa["beam"] == 1)]
+    llama = get_model("llama-3-70b")
+    afit, mla = ops._attention_fit(fit, llama, "bf16")
+    assert not mla
+    got = ops._attention_grid_us(afit, llama, False, np.array([8.0]), np.array([1.0]), np.array([8.0]), 1024.0)
+    assert got[0] == pytest.approx(float(row["time_us"].min()), rel=1e-3)
+    mt = db.read("h200_sxm", "mla", "trtllm", "1.3.0rc20", "generation_mla_perf").clean
+    row = mt[(mt["kv_dtype"] == "bf16") & (mt["batch"] == 1) & (mt["kv_len"] == 2048) & (mt["n_heads"] == 16)]
+    ds = get_model("deepseek-v3")
+    mfit, mla = ops._attention_fit(fit, ds, "bf16")
+    assert mla and mfit.source.op == "mla"
+    got = ops._attention_grid_us(mfit, ds, True, np.array([16.0]), np.array([1.0]), np.array([1.0]), 2048.0)
+    assert got[0] == pytest.approx(float(row["time_us"].min()), rel=1e-3)
+    assert afit.grid_quality.heldout_mape < 0.1 and mfit.grid_quality.heldout_mape < 0.15

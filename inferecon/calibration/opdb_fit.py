@@ -34,7 +34,7 @@ from inferecon.model.engine import EngineProfile
 from inferecon.model.hardware import INTER, INTRA, CollectiveFit, HardwareProfile, Provenance
 from inferecon.model.opfits import (GEMM_OPERAND_BYTES, KV_ELEMENT_BYTES, AllReduceChoice, AttentionFit,
                                     CollectiveOpFit, ContextAttentionFit, EngineOpFits, FitQuality, GemmFit,
-                                    MoeFit, OpFits, OpSource, moe_curve_key)
+                                    MoeFit, OpFits, OpSource, attention_grid_key, moe_curve_key)
 
 ENGINES = ("vllm", "sglang", "trtllm")
 # inferecon's published GPU -> the database's system name.
@@ -316,25 +316,57 @@ def fit_gemms(t: OpTable, peak_tflops: dict, hbm_gbps: float, l2_bytes: float | 
 
 
 def fit_decode_attention(t: OpTable, hbm_gbps: float) -> list[AttentionFit]:
+    """Per KV dtype: the fit floor + per sequence-head * b*hk + max(KV bytes / B, FLOP / F) over
+    every decode row, and each measured head layout's own batch x KV-length grid (read by
+    bilinear log-log interpolation). Why the grids: one roofline cannot hold every kernel the
+    tables time (H200 TRT-LLM 1.3.0rc20 bf16: held-out MAPE 37.5%, 45% at batch 256; with a
+    time per sequence and per sequence-head too, 30.6%), while reading a row off its grid
+    without it misses by the figure `grid_quality` reports. MLA tables (generation_mla_perf)
+    go through the same fit with one latent KV head of MLA_LATENT_DIM."""
     out = []
     df = t.clean
     df = df[(df["window"] == 0) & (df["beam"] == 1)]
+    keys = ["batch", "kv_len", "n_heads", "n_kv_heads", "head_dim"]
     for kv in sorted(set(df["kv_dtype"])):
         if kv not in KV_ELEMENT_BYTES:
             continue
-        d, shares = _fastest(df[df["kv_dtype"] == kv], ["batch", "kv_len", "n_heads", "n_kv_heads", "head_dim"])
+        d, shares = _fastest(df[df["kv_dtype"] == kv], keys)
         if len(d) < 10:
             continue
-        b, L, h, hk, hd = (d[c].to_numpy(float) for c in ("batch", "kv_len", "n_heads", "n_kv_heads", "head_dim"))
+        b, L, h, hk, hd = (d[c].to_numpy(float) for c in keys)
         kv_bytes = 2 * b * L * hk * hd * KV_ELEMENT_BYTES[kv]
         flop = 4 * b * L * h * hd
         # Per (sequence x KV head) time: without it large batches of short sequences read 2-5x
         # slower than their bytes (H100 vLLM: held-out error 37% -> 14%).
         r = _roofline_fit(flop, kv_bytes, d["time_us"].to_numpy(float), extras=[b * hk])
-        t0, f, bw, c, q = r.t0_us, r.tflops, r.gbps, r.extra_us[0], r.quality()
-        out.append(AttentionFit(kv_dtype=kv, floor_us=t0, gbps=bw, tflops=f, hbm_efficiency=bw / hbm_gbps,
-                                kernels=shares, quality=q, source=t.source, per_sequence_head_us=c))
+        grids, grid_q = _attention_grids(d)
+        out.append(AttentionFit(kv_dtype=kv, floor_us=r.t0_us, gbps=r.gbps, tflops=r.tflops,
+                                hbm_efficiency=r.gbps / hbm_gbps, kernels=shares, quality=r.quality(),
+                                source=t.source, per_sequence_head_us=r.extra_us[0], shape_grids=grids,
+                                grid_quality=grid_q))
     return out
+
+
+def _attention_grids(d) -> tuple[dict, FitQuality | None]:
+    """Each head layout's batch x KV-length grid of times (None where not measured), and the
+    held-out error of reading a row off it without that row: every interior KV length of a
+    batch interpolated (log-log) from its two neighbours, a doubled spacing (the tables step KV
+    lengths by 2x), so the check is harsher than a lookup between grid lines."""
+    grids, ape = {}, []
+    for (h, hk, hd), g in d.groupby(["n_heads", "n_kv_heads", "head_dim"], sort=True):
+        piv = g.pivot_table(index="batch", columns="kv_len", values="time_us", aggfunc="min")
+        if piv.shape[0] < 2 or piv.shape[1] < 2:
+            continue
+        v = piv.to_numpy(float)
+        rows = [[None if not np.isfinite(x) else round(float(x), 4) for x in r] for r in v]
+        grids[attention_grid_key(h, hk, hd)] = [[float(x) for x in piv.index], [float(x) for x in piv.columns], rows]
+        lb, lv = np.log(piv.columns.to_numpy(float)), np.log(v)
+        if len(lb) >= 3:
+            f = (lb[1:-1] - lb[:-2]) / (lb[2:] - lb[:-2])
+            guess = (1 - f) * lv[:, :-2] + f * lv[:, 2:]
+            e = np.abs(np.exp(guess - lv[:, 1:-1]) - 1.0)
+            ape.append(e[np.isfinite(e)])
+    return grids, (_quality_of(np.concatenate(ape)) if ape else None)
 
 
 def fit_context_attention(t: OpTable, peak_bf16: float | None) -> list[ContextAttentionFit]:
@@ -516,12 +548,14 @@ def calibrate_from_opdb(db_path, gpu: str, engine: str, engine_version: str | No
     custom_t = _pick(db, system, "comm", engine, "custom_allreduce_perf", version, notes=notes)
     nccl_t = _pick(db, system, "comm", "nccl", "nccl_perf", None, notes=notes)  # the newest NCCL measured
     moe_t = _pick(db, system, "moe", engine, "moe_perf", version, notes=notes)
+    mla_t = _pick(db, system, "mla", engine, "generation_mla_perf", version, notes=notes)
 
     gemms = fit_gemms(gemm_t, base.compute.peak_tflops, hbm, l2_bytes=l2_mb * 1e6 or None)
     if not gemms:
         raise UserError(f"{system}/gemm/{engine}/{gemm_t.source.version}: no dtype with enough usable rows")
     gemms += _weight_only_from_other_engines(db, system, engine, {g.dtype for g in gemms}, base, l2_mb, notes)
     attention = fit_decode_attention(attn_t, hbm)
+    mla = fit_decode_attention(mla_t, hbm) if mla_t is not None else []
     if not attention:
         raise UserError(f"{system}/attention/{engine}/{attn_t.source.version}: no usable decode-attention rows")
     context = fit_context_attention(ctx_t, base.compute.peak_tflops.get("bf16")) if ctx_t is not None else []
@@ -529,12 +563,13 @@ def calibrate_from_opdb(db_path, gpu: str, engine: str, engine_version: str | No
                   (fit_custom_allreduce(custom_t, engine, gpn) if custom_t is not None else [])
     moe = fit_moe(moe_t) if moe_t is not None else []
     choices = allreduce_choices(custom_t, nccl_t, engine) if custom_t is not None else []
-    for t, what in ((ctx_t, "prefill attention"), (custom_t, "engine all-reduce"), (nccl_t, "NCCL"), (moe_t, "MoE")):
+    for t, what in ((ctx_t, "prefill attention"), (custom_t, "engine all-reduce"), (nccl_t, "NCCL"), (moe_t, "MoE"),
+                    (mla_t, "MLA decode attention")):
         if t is None:
             notes.append(f"no {what} table for {system} {engine} {version}")
 
     graph_floor = float(gemm_t.rows[gemm_t.rows["flag"] == ""]["time_us"].min())
-    sources = [t.source for t in (gemm_t, attn_t, ctx_t, custom_t, nccl_t, moe_t) if t is not None]
+    sources = [t.source for t in (gemm_t, attn_t, ctx_t, custom_t, nccl_t, moe_t, mla_t) if t is not None]
     # The database times no norm or activation kernel. Its one elementwise table (quantize/
     # computescale_perf) is no stand-in: vLLM's rows are the difference of two kernels' times
     # ("..._minus_..."), TRT-LLM's eager torch ops. At decode sizes an elementwise kernel reads a
@@ -555,7 +590,7 @@ def calibrate_from_opdb(db_path, gpu: str, engine: str, engine_version: str | No
                        "step_overhead_us: per-op tables cannot measure scheduling or sampling; fit it with "
                        "`calibrate --engine-results`"],
     )
-    op_fits = OpFits(gpu=name, engine=engine, engine_version=version, gemm=gemms, attention=attention,
+    op_fits = OpFits(gpu=name, engine=engine, engine_version=version, gemm=gemms, attention=attention, mla_attention=mla,
                      context_attention=context, collectives=collectives, notes=notes)
     profile = _profile(base, op_fits, db, sources, engine, version)
     engine_profile = EngineProfile(
@@ -626,6 +661,8 @@ def _profile(base: HardwareProfile, op_fits: OpFits, db, sources, engine, versio
 def _quality_summary(op_fits: OpFits, eng: EngineOpFits | None) -> dict:
     q = {f"gemm.{g.dtype}": {"heldout_mape": g.quality.heldout_mape} for g in op_fits.gemm if g.quality}
     q.update({f"attention.{a.kv_dtype}": {"heldout_mape": a.quality.heldout_mape} for a in op_fits.attention if a.quality})
+    q.update({f"mla_attention.{a.kv_dtype}": {"heldout_mape": a.quality.heldout_mape} for a in op_fits.mla_attention
+              if a.quality})
     if eng is not None:
         q.update({f"moe.{m.dtype}": {"heldout_mape": m.quality.heldout_mape} for m in eng.moe if m.quality})
     return q
@@ -651,6 +688,15 @@ def _summary(f: OpFits, e: EngineOpFits) -> list[str]:
         lines.append(f"  decode attention kv {a.kv_dtype:5s} floor {a.floor_us:6.2f} us  {a.gbps:7.1f} GB/s "
                      f"({_pct(a.hbm_efficiency)} of HBM)  {a.tflops:6.1f} TFLOP/s  {1e3 * a.per_sequence_head_us:5.1f} ns "
                      f"per seq x kv head  held-out MAPE {_pct(a.quality.heldout_mape)}")
+    for kind, fits in (("decode attention", f.attention), ("MLA decode attention", f.mla_attention)):
+        for a in fits:
+            if a.grid_quality is not None:
+                lines.append(f"  {kind} kv {a.kv_dtype}: {len(a.shape_grids)} measured head layouts read off their "
+                             f"batch x KV-length grids, held-out MAPE {_pct(a.grid_quality.heldout_mape)}")
+    for a in f.mla_attention:
+        lines.append(f"  MLA decode attention kv {a.kv_dtype:5s} floor {a.floor_us:6.2f} us  {a.gbps:7.1f} GB/s  "
+                     f"{a.tflops:6.1f} TFLOP/s  {1e3 * a.per_sequence_head_us:5.1f} ns per seq  held-out MAPE "
+                     f"{_pct(a.quality.heldout_mape)}")
     for a in f.context_attention:
         lines.append(f"  prefill attention kv {a.kv_dtype:5s} floor {a.floor_us:6.2f} us  {a.tflops:7.1f} TFLOP/s  "
                      f"{a.gbps:7.1f} GB/s Q/K/V/O "

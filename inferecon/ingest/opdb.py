@@ -15,7 +15,8 @@ The installed package is found through its distribution metadata, never by impor
 What the reader does to each table, so that no caller has to know the database's habits:
 - latencies (ms) become `time_us`; NCCL and custom all-reduce message sizes (elements)
   become `message_bytes`; decode attention's KV length is isl + step (the row's `step` is
-  the number of tokens already generated after an isl-token prompt);
+  the number of tokens already generated after an isl-token prompt), MLA's too, its heads
+  those of one GPU over one latent KV head of MLA_LATENT_DIM;
 - dtype labels become inferecon's (bfloat16 -> bf16 …);
 - each row whose device, framework or version label disagrees with the folder it sits in
   is flagged (`flag` names why; "" for a clean row) — callers leave flagged rows out;
@@ -58,6 +59,7 @@ REQUIRED = {
                                   "kv_cache_dtype"),
     "context_attention_perf": ("batch_size", "isl", "num_heads", "num_key_value_heads", "head_dim",
                                "kv_cache_dtype"),
+    "generation_mla_perf": ("batch_size", "isl", "step", "num_heads", "kv_cache_dtype"),
     "nccl_perf": ("op_name", "nccl_dtype", "num_gpus", "message_size"),
     "custom_allreduce_perf": ("allreduce_dtype", "num_gpus", "message_size"),
     "moe_perf": ("moe_dtype", "num_tokens", "hidden_size", "inter_size", "topk", "num_experts", "moe_tp_size",
@@ -311,6 +313,20 @@ def _normalise(df, table: str, where: str, l2_bytes: float | None):
         out["kv_dtype"] = df["kv_cache_dtype"].astype(str).map(lambda s: DTYPES.get(s, s))
         out["window"] = ints("window_size") if "window_size" in df else 0
         out["beam"] = ints("beam_width") if "beam_width" in df else 1
+    elif table == "generation_mla_perf":
+        from inferecon.model.opfits import MLA_LATENT_DIM
+
+        out["batch"] = ints("batch_size")
+        out["isl"] = ints("isl")
+        out["kv_len"] = out["isl"] + ints("step")
+        # `num_heads` is the heads on one GPU (aiconfigurator queries it at 128 // tp for
+        # DeepSeek-V3): MLA decode reads one latent "KV head" of kv_lora_rank + rope dims.
+        out["n_heads"] = ints("num_heads")
+        out["n_kv_heads"] = 1
+        out["head_dim"] = MLA_LATENT_DIM
+        out["kv_dtype"] = df["kv_cache_dtype"].astype(str).map(lambda s: DTYPES.get(s, s))
+        out["window"] = 0
+        out["beam"] = 1
     elif table in ("nccl_perf", "custom_allreduce_perf"):
         dcol = "nccl_dtype" if table == "nccl_perf" else "allreduce_dtype"
         raw = df[dcol].astype(str)

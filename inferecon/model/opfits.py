@@ -75,6 +75,9 @@ GEMM_OPERAND_BYTES: dict[str, tuple[float, float, float]] = {
     "nvfp4": (0.5, 0.5, 2.0),
 }
 KV_ELEMENT_BYTES: dict[str, float] = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0}
+# MLA's cached latent per token and layer: kv_lora_rank 512 + qk_rope_head_dim 64 (DeepSeek-V2/V3
+# config.json), the dims aiconfigurator-core's generation_mla_perf tables are timed at.
+MLA_LATENT_DIM = 576
 
 
 @dataclass(frozen=True)
@@ -169,12 +172,50 @@ class AttentionFit:
     kernels: dict[str, float] = field(default_factory=dict)
     quality: FitQuality | None = None
     source: OpSource | None = None
+    # The table's own times of each head layout it measured (attention_grid_key -> [batches],
+    # [kv lengths], rows of µs per batch, None where not measured), read by bilinear log-log
+    # interpolation inside the grid; the fit above prices the rest. Absent in older files.
+    shape_grids: dict[str, list] = field(default_factory=dict)
+    grid_quality: FitQuality | None = None  # held-out error of reading a row off its grid without it
+
+    def grid_us(self, key: str, batch: float, kv_len: float) -> float | None:
+        """The measured grid's time (bilinear in log batch, log kv_len), None outside it, where a
+        corner was not measured or the layout was not (model/ops.py reads the grids vectorised)."""
+        import bisect
+        import math
+
+        g = self.shape_grids.get(key)
+        if not g:
+            return None
+        bs, ls, rows = g
+        if not (bs[0] <= batch <= bs[-1] and ls[0] <= kv_len <= ls[-1]):
+            return None
+
+        def cell(axis, x):
+            i = min(max(bisect.bisect_left(axis, x), 1), len(axis) - 1)
+            return i, math.log(x / axis[i - 1]) / math.log(axis[i] / axis[i - 1])
+
+        i, fb = cell(bs, batch)
+        j, fl = cell(ls, kv_len)
+        corners = (rows[i - 1][j - 1], rows[i - 1][j], rows[i][j - 1], rows[i][j])
+        weights = ((1 - fb) * (1 - fl), (1 - fb) * fl, fb * (1 - fl), fb * fl)
+        if any(c is None and w > 1e-12 for c, w in zip(corners, weights)):
+            return None  # a corner the table did not measure (an exact hit on a grid line needs none)
+        return math.exp(sum(w * math.log(c) for c, w in zip(corners, weights) if w > 1e-12))
 
     def time_us(self, batch: float, kv_len: float, n_heads: float, n_kv_heads: float, head_dim: float) -> float:
+        measured = self.grid_us(attention_grid_key(n_heads, n_kv_heads, head_dim), batch, kv_len)
+        if measured is not None:
+            return measured
         kv_bytes = 2.0 * batch * kv_len * n_kv_heads * head_dim * KV_ELEMENT_BYTES[self.kv_dtype]
         flop = 4.0 * batch * kv_len * n_heads * head_dim
         return (self.floor_us + self.per_sequence_head_us * batch * n_kv_heads
                 + max(kv_bytes / (self.gbps * 1e3), flop / (self.tflops * 1e6)))
+
+
+def attention_grid_key(n_heads, n_kv_heads, head_dim) -> str:
+    """Key of one head layout (per GPU) in AttentionFit.shape_grids."""
+    return f"{int(n_heads)}x{int(n_kv_heads)}x{int(head_dim)}"
 
 
 @dataclass(frozen=True)
@@ -294,12 +335,18 @@ class OpFits:
     collectives: list[CollectiveOpFit] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     schema_version: int = OPFITS_SCHEMA_VERSION
+    # MLA (DeepSeek-V2/V3) decode attention over the compressed latent, per KV dtype: an
+    # AttentionFit of one KV head of MLA_LATENT_DIM (kv_lora_rank + qk_rope_dim) per token.
+    mla_attention: list[AttentionFit] = field(default_factory=list)
 
     def gemm_fit(self, dtype: str) -> GemmFit | None:
         return next((g for g in self.gemm if g.dtype == dtype), None)
 
     def attention_fit(self, kv_dtype: str) -> AttentionFit | None:
         return next((a for a in self.attention if a.kv_dtype == kv_dtype), None)
+
+    def mla_attention_fit(self, kv_dtype: str) -> AttentionFit | None:
+        return next((a for a in self.mla_attention if a.kv_dtype == kv_dtype), None)
 
     def collective_lines(self, collective: str, world_size: int, implementation: str | None = None,
                          scope: str = "intra") -> list[CollectiveOpFit]:
@@ -370,6 +417,8 @@ def _build(cls, data, where: str):
             value = tuple(int(v) for v in value)
         elif key == "shape_curves":
             value = _curves(value, f"{where}: {cls.__name__}.shape_curves")
+        elif key == "shape_grids":
+            value = _grids(value, f"{where}: {cls.__name__}.shape_grids")
         values[key] = value
     for key, value in values.items():
         for v in (value.values() if isinstance(value, dict) else [value]):  # per-dtype maps too
@@ -395,6 +444,30 @@ def _curves(value, where: str) -> dict:
             ok = False
         if not ok:
             raise UserError(f"{where}[{key!r}] must be [[rising token counts > 0], [times > 0]] of equal length")
+    return value
+
+
+def _grids(value, where: str) -> dict:
+    """Each grid: rising batches > 0, rising kv lengths > 0, one row per batch of one time > 0
+    (or null) per kv length."""
+    import math
+
+    if not isinstance(value, dict):
+        raise UserError(f"{where} must be an object")
+    for key, g in value.items():
+        try:
+            bs, ls, rows = g
+            cells = [v for r in rows for v in r if v is not None]
+            ok = (len(rows) == len(bs) >= 2 and len(ls) >= 2 and all(len(r) == len(ls) for r in rows)
+                  and min(bs) > 0 and min(ls) > 0 and bool(cells) and min(cells) > 0
+                  and math.isfinite(sum(bs) + sum(ls) + sum(cells))
+                  and all(map(float.__lt__, map(float, bs[:-1]), map(float, bs[1:])))
+                  and all(map(float.__lt__, map(float, ls[:-1]), map(float, ls[1:]))))
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise UserError(f"{where}[{key!r}] must be [[rising batches], [rising kv lengths], rows of times > 0 or "
+                            "null, one per batch]")
     return value
 
 
@@ -426,7 +499,7 @@ def op_fits_from_dict(data, where: str = "profile op_fits") -> OpFits:
         raise UserError(f"{where}: op_fits schema_version {data.get('schema_version')!r}, "
                         f"this inferecon reads version {OPFITS_SCHEMA_VERSION}")
     lists = {"gemm": GemmFit, "attention": AttentionFit, "context_attention": ContextAttentionFit,
-             "collectives": CollectiveOpFit}
+             "collectives": CollectiveOpFit, "mla_attention": AttentionFit}
     plain = {k: v for k, v in data.items() if k not in lists}
     fits = _build(OpFits, plain, where)
     return dataclasses.replace(fits, **{k: [_build(c, v, f"{where}.{k}") for v in data.get(k) or []]

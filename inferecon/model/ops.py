@@ -245,11 +245,17 @@ def stage_ops(model, hw, engine, lay, tok_rank, tok_group, context, heads_axis, 
 
     # Decode attention over this GPU's share of the KV cache.
     kvd = kv_dtype_of(model)
-    afit = fits.attention_fit(kvd) or fits.attention_fit("bf16")
+    afit, mla = _attention_fit(fits, model, kvd)
     if afit is not None:
         kv_bytes = lay.micro_batch * context * model.kv_bytes_per_token_layer * kv_share
         attn_flop = model.attention_flop_per_token(context) / model.n_layers * m / heads_axis
-        acc.roofline("attention", layers, afit.floor_us, afit.tflops, afit.gbps, attn_flop, kv_bytes)
+        # One GPU's heads; MLA reads one latent "KV head" per token (opfits.MLA_LATENT_DIM).
+        h_gpu = model.n_heads / heads_axis
+        hk_gpu = 1.0 if mla else np.maximum(model.n_kv_heads / heads_axis, 1.0)
+        floor_us = afit.floor_us + afit.per_sequence_head_us * m * hk_gpu
+        measured = _attention_grid_us(afit, model, mla, h_gpu, hk_gpu, m, context)
+        floor_us, scale = _at_measured(measured, floor_us, attn_flop / (afit.tflops * 1e6), kv_bytes / (afit.gbps * 1e3))
+        acc.roofline("attention", layers, floor_us, afit.tflops, afit.gbps, attn_flop * scale, kv_bytes * scale)
 
     # Norms, activations, residuals: the engine's fixed time per layer, plus the activation bytes.
     if eng is not None and eng.elementwise_per_layer_us is not None:
@@ -306,15 +312,9 @@ def _moe(acc, model, eng, gemm, m, tok_group, tp, ep, lay, moe_layers, d, gated,
         fixed_us = (mfit.fixed_us + getattr(mfit, "per_token_expert_us", 0.0) * tok_group * k
                     + getattr(mfit, "per_expert_us", 0.0) * touched)
         measured_us = _moe_curve_us(mfit, model, tok_group, tp, ep)
-        if np.isfinite(measured_us).any():
-            # A shape the table measured takes its measured time: the bytes and FLOPs at the fitted
-            # rates stay memory/arithmetic (no more than the measured time), the rest is latency.
-            roof_us = np.maximum(flop / (mfit.tflops * 1e6), expert_bytes / (mfit.gbps * 1e3))
-            got = np.isfinite(measured_us)
-            scale = np.where(got, np.minimum(1.0, measured_us / np.maximum(roof_us, 1e-12)), 1.0)
-            fixed_us = np.where(got, np.maximum(measured_us - roof_us, 0.0), fixed_us)
-            flop, expert_bytes = flop * scale, expert_bytes * scale
-        acc.roofline("moe", moe_layers, fixed_us, mfit.tflops, mfit.gbps, flop, expert_bytes)
+        fixed_us, scale = _at_measured(measured_us, fixed_us, flop / (mfit.tflops * 1e6),
+                                       expert_bytes / (mfit.gbps * 1e3))
+        acc.roofline("moe", moe_layers, fixed_us, mfit.tflops, mfit.gbps, flop * scale, expert_bytes * scale)
     elif gfit is not None:
         # Two grouped GEMMs (gate/up, down) over the touched experts: one intercept each.
         tok_bytes = tok_group * k / ep * d * (a_b + o_b) * 2.0
@@ -327,6 +327,70 @@ def _moe(acc, model, eng, gemm, m, tok_group, tp, ep, lay, moe_layers, d, gated,
     a2a_bytes = m * k * d * disp / tp
     a2a = net.collective_time_s(hw, net.ALL_TO_ALL, lay.ep, lay.tp, a2a_bytes)
     acc.network("moe_all_to_all", 2.0 * moe_layers * a2a)
+
+
+def _at_measured(measured_us, fixed_us, flop_us, byte_us):
+    """(latency µs, scale of the FLOPs and bytes) of an op the table measured at `measured_us`
+    (NaN where it did not: the fit's own `fixed_us` and scale 1 stay): its bytes and FLOPs at the
+    fitted rates stay memory/arithmetic, no more than the measured time; the rest is latency."""
+    got = np.isfinite(measured_us)
+    if not got.any():
+        return fixed_us, 1.0
+    roof_us = np.maximum(flop_us, byte_us)
+    scale = np.where(got, np.minimum(1.0, measured_us / np.maximum(roof_us, 1e-12)), 1.0)
+    return np.where(got, np.maximum(measured_us - roof_us, 0.0), fixed_us), scale
+
+
+def _attention_fit(fits, model, kv_dtype):
+    """(decode-attention fit, whether it is MLA's): an MLA model takes the MLA tables' fit where
+    the profile has one (DeepSeek-V2/V3 latent dims), every other model the attention fit of its
+    KV dtype (bf16's where its own is missing)."""
+    from inferecon.model.opfits import MLA_LATENT_DIM
+
+    mla_fits = getattr(fits, "mla_attention", None)
+    if model.is_mla and mla_fits and model.kv_lora_rank + model.qk_rope_dim == MLA_LATENT_DIM:
+        fit = fits.mla_attention_fit(kv_dtype) or fits.mla_attention_fit("bf16")
+        if fit is not None:
+            return fit, True
+    return fits.attention_fit(kv_dtype) or fits.attention_fit("bf16"), False
+
+
+def _attention_grid_us(afit, model, mla, h_gpu, hk_gpu, batch, kv_len):
+    """µs of decode attention read off the table's grid of this head layout (opfits.AttentionFit
+    .grid_us, vectorised: bilinear in log batch and log KV length); NaN where not measured."""
+    from inferecon.model.opfits import MLA_LATENT_DIM, attention_grid_key
+
+    shape = np.broadcast(h_gpu, hk_gpu, batch, kv_len).shape
+    out = np.full(shape, np.nan)
+    grids = getattr(afit, "shape_grids", None)
+    if not grids:
+        return out
+    hd = MLA_LATENT_DIM if mla else model.d_head
+    h, hk, b, L = (np.broadcast_to(np.asarray(a, dtype=float), shape) for a in (h_gpu, hk_gpu, batch, kv_len))
+    for key, (bs, ls, rows) in grids.items():
+        kh, kk, kd = (float(v) for v in key.split("x"))
+        # Only the layouts this model can have on one GPU (its heads split k ways) are compared.
+        split = model.n_heads / kh
+        if kd != hd or abs(split - round(split)) > 1e-9 or kk != (1.0 if mla else max(model.n_kv_heads / split, 1.0)):
+            continue
+        sel = (h == kh) & (hk == kk) & (b >= bs[0]) & (b <= bs[-1]) & (L >= ls[0]) & (L <= ls[-1])
+        if not sel.any():
+            continue
+        lb, ll = np.log(bs), np.log(ls)
+        lv = np.log(np.array([[np.nan if v is None else v for v in r] for r in rows], dtype=float))
+        x, y = np.log(b[sel]), np.log(L[sel])
+        i = np.clip(np.searchsorted(lb, x), 1, len(lb) - 1)
+        j = np.clip(np.searchsorted(ll, y), 1, len(ll) - 1)
+        fb = (x - lb[i - 1]) / (lb[i] - lb[i - 1])
+        fl = (y - ll[j - 1]) / (ll[j] - ll[j - 1])
+        acc = np.zeros(x.shape)
+        for ii, jj, w in ((i - 1, j - 1, (1 - fb) * (1 - fl)), (i - 1, j, (1 - fb) * fl),
+                          (i, j - 1, fb * (1 - fl)), (i, j, fb * fl)):
+            v = lv[ii, jj]
+            # A corner the table did not measure spoils the cell unless its weight is nil.
+            acc = acc + np.where(w > 1e-12, w * v, 0.0)
+        out[sel] = np.exp(acc)
+    return out
 
 
 def _moe_curve_us(mfit, model, tokens, tp, ep):
