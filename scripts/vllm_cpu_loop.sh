@@ -6,6 +6,10 @@
 # real result files.
 #
 #   scripts/vllm_cpu_loop.sh [OUT_DIR]      (default results/vllm-cpu-<UTC date>[-N]/)
+#   scripts/vllm_cpu_loop.sh --reuse OUT_DIR
+#       no vLLM: calibrate this CPU again and re-read OUT_DIR's real files (OUT_DIR/vllm/,
+#       OUT_DIR/model/) with the current inferecon, into OUT_DIR/rerun-<UTC time>/ (its own
+#       commands.tsv and manifest.json); the loop's first outputs stay as they were.
 #
 # Environment: VLLM_VENV (default .venv-vllm, made and filled on first use: ~3 min, 3.5 GB),
 # INFERECON_PYTHON (default .venv/bin/python: inferecon runs from the project's own venv),
@@ -35,12 +39,20 @@ prompts_per_slot=${PROMPTS_PER_SLOT:-2}
 # took 14 minutes (20:47 to 21:01 UTC, load average 12-15), twice per loop; eager starts in a
 # few. SERVE_ARGS="" serves compiled, as vLLM does by default.
 serve_args=${SERVE_ARGS-"--enforce-eager"}
+reuse=0
+if [ "${1:-}" = --reuse ]; then
+  reuse=1; shift
+  [ $# -ge 1 ] && [ -d "$1/vllm" ] && [ -f "$1/model/config.json" ] || {
+    echo "vllm_cpu_loop.sh --reuse OUT_DIR: OUT_DIR must hold vllm/ and model/config.json from an earlier loop" >&2; exit 2; }
+fi
 if [ $# -ge 1 ]; then out=$1; else
   out=results/vllm-cpu-$(date -u +%Y%m%d); n=2
   while [ -e "$out" ]; do out=results/vllm-cpu-$(date -u +%Y%m%d)-$n; n=$((n + 1)); done
 fi
 mkdir -p "$out" || exit 1
 out=$(cd "$out" && pwd)
+runs=$out  # where the real files are; $out is where this invocation writes
+if [ $reuse = 1 ]; then out=$runs/rerun-$(date -u +%H%M); mkdir -p "$out" || exit 1; fi
 # The weights (300 MB) stay outside the repository; only config.json is kept with the results.
 work=$(mktemp -d "${TMPDIR:-/tmp}/vllm-cpu-loop.XXXXXX")
 model=$work/tiny-llama-155m
@@ -80,11 +92,11 @@ stop_server() {
 }
 
 write_manifest() {
-  "$ic_py" - "$out" "$started" "$status" "$venv" "$helper" "$cal_mode" "$in_len" "$out_len" <<'EOF' || true
+  "$ic_py" - "$out" "$started" "$status" "$venv" "$helper" "$cal_mode" "$in_len" "$out_len" "$reuse" "$runs" <<'EOF' || true
 import csv, json, platform, subprocess, sys
 from datetime import datetime, timezone
 from pathlib import Path
-out, started, status, venv, helper, cal, in_len, out_len = sys.argv[1:]
+out, started, status, venv, helper, cal, in_len, out_len, reuse, runs = sys.argv[1:]
 rows = list(csv.DictReader(open(Path(out) / "commands.tsv"), delimiter="\t"))
 try:
     versions = json.loads(subprocess.run([f"{venv}/bin/python", helper, "versions"], capture_output=True,
@@ -102,6 +114,8 @@ manifest = {
     "cpu": {k: cpu.get(k) for k in ("Model name", "CPU(s)", "Thread(s) per core", "Flags") if k in cpu},
     "versions": {**versions, "inferecon": inferecon.__version__, "inferecon_torch": torch.__version__},
     "calibrate": cal, "input_len": int(in_len), "output_len": int(out_len),
+    # --reuse: no vLLM ran in this invocation; it re-read the real files of that earlier loop.
+    "reused_vllm_results_of": runs if reuse == "1" else None,
     "commands": rows,
 }
 (Path(out) / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
@@ -123,6 +137,16 @@ trap 'status=interrupted; exit 130' INT
 trap 'status=interrupted; exit 143' TERM
 mkdir -p "$out/logs"
 
+# The torch threads vLLM's worker ran with (its log says when it reduced them): the
+# calibration times the ops with the same count, as the profile must describe that worker.
+cal_threads() {
+  local n
+  n=$(grep -ho 'Reducing Torch threads from [0-9]* to [0-9]*' "$runs"/logs/serve-*.log 2>/dev/null \
+      | awk '{print $NF}' | sort -n | tail -1)
+  echo "${n:-1}"
+}
+
+if [ $reuse = 0 ]; then
 # -- 1. vLLM's venv -----------------------------------------------------------------------------
 if ! "$venv/bin/python" -c "import vllm, transformers, tokenizers" >/dev/null 2>&1; then
   [ -x "$venv/bin/python" ] || step venv 120 python3 -m venv "$venv" || exit 1
@@ -175,9 +199,12 @@ for dt in $dtypes; do
   done
   stop_server
 done
+fi  # reuse
 
 # -- 4. calibrate this CPU (inferecon's venv), after the servers stopped: nothing else of ours runs ---
-cal_args=(--device cpu --out "$out/calibrate" --no-progress)
+threads=$(cal_threads)
+log "calibrating with $threads torch thread(s), as vLLM's worker ran"
+cal_args=(--device cpu --out "$out/calibrate" --no-progress --threads "$threads")
 [ "$cal_mode" = quick ] && cal_args+=(--quick)
 step calibrate 1500 "$ic_py" -m inferecon calibrate "${cal_args[@]}" || status=partial
 
@@ -185,14 +212,27 @@ step calibrate 1500 "$ic_py" -m inferecon calibrate "${cal_args[@]}" || status=p
 prof=$out/calibrate/profile.json
 [ -f "$prof" ] || { log "no calibrated profile: nothing to validate against"; exit 1; }
 for short in bf16 fp32; do
-  files=("$out"/vllm/$short/*.json)
+  files=("$runs"/vllm/$short/*.json)
   [ -e "${files[0]}" ] || continue
   bits=(); [ $short = fp32 ] && bits=(--precision 32 --kv-precision 32)
   step "validate-$short" 300 "$ic_py" -m inferecon validate --engine-results "${files[@]}" --hardware "$prof" \
-    --model "$out/model" --tp 1 "${bits[@]}" --out "$out/validate-$short" || status=partial
+    --model "$runs/model" --tp 1 "${bits[@]}" --out "$out/validate-$short" || status=partial
   cp "$out/logs/validate-$short.log" "$out/validate-$short/stdout.txt" 2>/dev/null
   step "engine-fit-$short" 300 "$ic_py" -m inferecon calibrate --engine-results "${files[@]}" --hardware "$prof" \
-    --model "$out/model" --tp 1 "${bits[@]}" --out "$out/engine-$short" || status=partial
+    --model "$runs/model" --tp 1 "${bits[@]}" --out "$out/engine-$short" || status=partial
   cp "$out/logs/engine-fit-$short.log" "$out/engine-$short/stdout.txt" 2>/dev/null
+done
+# -- 6. held out across dtypes: each dtype's runs with the engine profile fitted to the other's
+# (vLLM's per-step host work does not depend on the weights' dtype; the kernels' does, and the
+# hardware profile prices that).
+for short in bf16 fp32; do
+  other=$([ $short = bf16 ] && echo fp32 || echo bf16)
+  files=("$runs"/vllm/$short/*.json)
+  [ -e "${files[0]}" ] && [ -f "$out/engine-$other/engine.json" ] || continue
+  bits=(); [ $short = fp32 ] && bits=(--precision 32 --kv-precision 32)
+  step "validate-$short-engine-$other" 300 "$ic_py" -m inferecon validate --engine-results "${files[@]}" \
+    --hardware "$prof" --model "$runs/model" --tp 1 "${bits[@]}" --engine "$out/engine-$other/engine.json" \
+    --out "$out/validate-$short-engine-$other" || status=partial
+  cp "$out/logs/validate-$short-engine-$other.log" "$out/validate-$short-engine-$other/stdout.txt" 2>/dev/null
 done
 [ "$status" = complete ] || exit 3
