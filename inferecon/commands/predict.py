@@ -58,7 +58,6 @@ def run(args) -> int:
     import json
     import sys
 
-    from inferecon.model.published import get_profile
     from inferecon.core.errors import UserError
     from inferecon.model.catalog import resolve_model
     from inferecon.model.engine import EngineProfile
@@ -73,7 +72,12 @@ def run(args) -> int:
 
     predict_request.check(args)
     batches = _batches(args.batch)
-    hw = HardwareProfile.load(args.hardware) if args.hardware else get_profile(args.gpu or "h100-sxm")
+    if args.hardware:
+        hw = HardwareProfile.load(args.hardware)
+    else:  # the published profiles are built only when one is asked for
+        from inferecon.model.published import get_profile
+
+        hw = get_profile(args.gpu or "h100-sxm")
     if args.price is not None:
         hw = hw.with_price(args.price)
     model = resolve_model(args.model).with_precision(args.precision, args.kv_precision)
