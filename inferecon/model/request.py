@@ -8,8 +8,9 @@ $ per million input tokens prices the prefill's GPU-seconds per prompt token; $ 
 output tokens is the decode step's.
 
 With a load (`--concurrency C` or `--request-rate R`): the steady state of model/serving.py
-(the decode batch follows from the load; TTFT includes the M/D/1 prefill queue; TPOT the
-chunked-prefill interference).
+(the decode batch follows from the load; TTFT includes the prefill queue: M/D/1 under Poisson
+arrivals, bunches of prompts sharing a step in a closed loop; TPOT the chunked-prefill
+interference).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class RequestPrediction:
     ttft_ms: float
     ttft_queue_ms: float
     prefill_ms: float  # the prompt's prefill (under load: on the loaded instance)
-    prefill_tokens_per_s: float  # prompt tokens per second of one prefill
+    prefill_tokens_per_s: float  # prompt tokens per second the instance prefills (prompts sharing a step together)
     prefill_level: str  # "op" (op-level fits) or "roofline" (published profile)
     prefill_dominant: str  # the four terms' largest, over the prompt's chunks
     tpot_ms: float
@@ -98,7 +99,8 @@ def _prediction(r, input_len: int, output_len: int, chunk: int, load: str, level
         input_len=int(input_len), output_len=int(output_len), chunk_tokens=int(chunk), load=load,
         concurrency=r.concurrency, request_rate_per_s=r.request_rate_per_s, decode_batch=r.decode_batch,
         ttft_ms=r.ttft_s * 1e3, ttft_queue_ms=r.ttft_queue_s * 1e3, prefill_ms=r.prefill_service_s * 1e3,
-        prefill_tokens_per_s=input_len / r.prefill_service_s, prefill_level=level, prefill_dominant=dominant,
+        prefill_tokens_per_s=r.prompts_per_step * input_len / r.prefill_service_s, prefill_level=level,
+        prefill_dominant=dominant,
         tpot_ms=r.tpot_s * 1e3, request_latency_s=r.request_latency_s,
         output_tokens_per_s_per_gpu=r.output_tokens_per_s_per_gpu,
         input_tokens_per_s_per_gpu=r.input_tokens_per_s_per_gpu,

@@ -103,7 +103,7 @@ class ServingResult:
     decode_batch: float  # mean requests decoding together per instance
     ttft_s: float
     ttft_queue_s: float  # prefill queue wait (W_q, M/D/1)
-    prefill_service_s: float  # S: one prompt's prefill on a loaded instance
+    prefill_service_s: float  # S: one prompt's prefill on a loaded instance (with the prompts sharing its step)
     kv_transfer_s: float  # disaggregated only
     tpot_s: float
     t_decode_step_s: float  # a step without prefill, at the decode batch
@@ -115,6 +115,7 @@ class ServingResult:
     usd_per_m_input_tokens: float
     usd_per_m_output_tokens: float
     queue_model: str = QUEUE_MODEL
+    prompts_per_step: int = 1  # prompts prefilled together in one step (a closed loop's bunch)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -269,7 +270,8 @@ def _result(mode, model, hw, dep_gpus, lam_total, input_len, output_len, chunk_t
             kv_transfer=0.0, share_prefill=None):
     price_s = hw.price_usd_per_gpu_hour / 3600.0 * dep_gpus
     share = s["share_prefill"] if share_prefill is None else share_prefill
-    extra = {"queue_model": closed_loop_queue_model(int(s.get("bunch", 1)))} if mode == "concurrency" else {}
+    extra = ({"queue_model": closed_loop_queue_model(int(s.get("bunch", 1))), "prompts_per_step": int(s.get("bunch", 1))}
+             if mode == "concurrency" else {})
     return ServingResult(**extra,
         mode=mode, input_len=int(input_len), output_len=int(output_len), chunk_tokens=int(chunk_tokens),
         n_gpu=int(dep_gpus), request_rate_per_s=float(lam_total), concurrency=float(concurrency),
