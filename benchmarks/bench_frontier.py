@@ -50,7 +50,8 @@ def configs_per_second(model_name: str, n: int, with_draft: bool) -> float:
 
 
 def main() -> None:
-    print(f"machine: {os.cpu_count()} CPUs, numpy {np.__version__}, python {sys.version.split()[0]}")
+    print(f"machine: {os.cpu_count()} CPUs, load {open('/proc/loadavg').read().split()[:3]}, numpy {np.__version__}, "
+          f"python {sys.version.split()[0]}")
     n = 2_000_000
     for name, draft in (("llama-3-70b", False), ("llama-3-70b", True), ("deepseek-v3", False)):
         rate = configs_per_second(name, n, draft)
@@ -82,6 +83,7 @@ def main() -> None:
             best, med = best_of(lambda: subprocess.run(cmd, check=True, capture_output=True), repeats=3)
         print(f"whole `inferecon frontier` command {what} (start-up, search, table, CSV, PNG): best {best:.2f} s, "
               f"median {med:.2f} s")
+    print(f"load at the end {open('/proc/loadavg').read().split()[:3]}")
 
 
 if __name__ == "__main__":

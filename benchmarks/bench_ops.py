@@ -60,6 +60,7 @@ def main(argv=None) -> int:
         for label, hw, eng in ways:
             print(f"{name:12s} {label:26s} {rate(model, hw, eng, args.n) / 1e6:5.2f} M configurations/s "
                   f"({args.n:,} per call, best of 7)", flush=True)
+    print(f"load at the end {open('/proc/loadavg').read().split()[:3]}")
     return 0
 
 

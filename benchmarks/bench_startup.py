@@ -1,14 +1,25 @@
-"""Whole-command wall time of `inferecon predict` and the default `inferecon frontier`, Python
-start-up, imports, computing, printing and (frontier) writing the CSV and PNG included.
+"""Whole-command wall time of `inferecon predict` (published profile, and an op-DB profile from
+`calibrate --op-db`) and the default `inferecon frontier`, Python start-up, imports, computing,
+printing and (frontier) writing the CSV and PNG included.
 
-    python benchmarks/bench_startup.py [--repeats N]
+    python benchmarks/bench_startup.py [--repeats N] [--op-db-profile DIR] [--only NAME,...]
+                                       [--no-bytecode-cache]
 
 Goals on a 2-core machine without a GPU: predict < 0.5 s, frontier < 1 s. Each command runs
-`--repeats` times after one untimed warm-up run (disk cache); the median and the fastest wall
-time are printed, with the median CPU time (user + sys of the command) — on a shared machine
-the wall time also counts waiting for a core, the CPU time does not — the load average, and
-which of pandas, matplotlib, scipy and torch the command imported (`python -X importtime`),
-since those imports are most of a slow start.
+`--repeats` times after one untimed warm-up run (disk cache, .pyc files); the median and the
+fastest wall time are printed, with the median CPU time (user + sys of the command) — on a
+shared machine the wall time also counts waiting for a core, the CPU time does not — the load
+average before and after, and which of pandas, matplotlib, scipy and torch the command imported
+(`python -X importtime`), since those imports are most of a slow start.
+
+The commands run as an installed inferecon runs: with its bytecode cached (pip compiles it at
+install). An environment that sets PYTHONDONTWRITEBYTECODE (this project's sessions do) would
+otherwise compile every module from source on every run (≈ 0.07 s more for predict here);
+`--no-bytecode-cache` measures that instead.
+
+The op-DB profile is DIR/profile.json and DIR/engine.json of `--op-db-profile DIR`, or, without
+it, one fitted first (untimed) by `inferecon calibrate --op-db --gpu h100-sxm --engine vllm`
+from the installed aiconfigurator-core; without either that case is skipped, saying why.
 """
 
 from __future__ import annotations
@@ -21,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 HEAVY = ("pandas", "matplotlib", "scipy", "torch")
 
@@ -31,45 +43,78 @@ def command(*args: str) -> list[str]:
     return [sys.executable, "-m", "inferecon", *args]
 
 
-def heavy_imports(cmd: list[str]) -> list[str]:
-    r = subprocess.run([cmd[0], "-X", "importtime", *cmd[1:]], capture_output=True, text=True, check=True)
+def heavy_imports(cmd: list[str], env) -> list[str]:
+    r = subprocess.run([cmd[0], "-X", "importtime", *cmd[1:]], capture_output=True, text=True, check=True, env=env)
     top = {line.split("|")[-1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")}
     return [m for m in HEAVY if m in top]
 
 
-def run_times(cmd: list[str], repeats: int) -> tuple[list[float], list[float]]:
+def run_times(cmd: list[str], repeats: int, env) -> tuple[list[float], list[float]]:
     """(wall seconds, CPU seconds) of each run."""
-    subprocess.run(cmd, capture_output=True, check=True)  # warm-up: disk cache, .pyc files
+    subprocess.run(cmd, capture_output=True, check=True, env=env)  # warm-up: disk cache, .pyc files
     walls, cpus = [], []
     for _ in range(repeats):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
-        subprocess.run(cmd, capture_output=True, check=True)
+        subprocess.run(cmd, capture_output=True, check=True, env=env)
         walls.append(time.perf_counter() - t0)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
     return walls, cpus
 
 
+def opdb_profile(given: str | None, tmp: str, env) -> tuple[Path | None, str]:
+    """(folder with profile.json and engine.json, or None; why not)."""
+    if given:
+        return Path(given), ""
+    out = Path(tmp) / "opdb"
+    r = subprocess.run(command("calibrate", "--op-db", "--gpu", "h100-sxm", "--engine", "vllm", "--out", str(out)),
+                       capture_output=True, text=True, env=env)
+    if r.returncode != 0:
+        return None, (r.stderr.strip().splitlines() or ["calibrate --op-db failed"])[-1]
+    return out, ""
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--op-db-profile", default=None, metavar="DIR",
+                    help="folder of an op-DB fit (profile.json, engine.json); default: fit one first")
+    ap.add_argument("--only", default="predict,predict-opdb,frontier",
+                    help="commands to time, comma-separated (default %(default)s)")
+    ap.add_argument("--no-bytecode-cache", action="store_true",
+                    help="compile every module from source on every run (PYTHONDONTWRITEBYTECODE=1, no cached .pyc)")
     args = ap.parse_args()
+    env = dict(os.environ)
+    if args.no_bytecode_cache:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+    else:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+    only = set(args.only.split(","))
     with tempfile.TemporaryDirectory() as tmp:
-        cases = [
-            ("predict", 0.5, command("predict", "--model", "llama-3-70b", "--gpu", "h100", "--tp", "4", "--batch", "16",
-                                     "--context", "8192", "--precision", "8")),
-            ("frontier", 1.0, command("frontier", "--model", "llama-3-70b", "--out", tmp)),
-        ]
-        print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; {args.repeats} runs each")
-        print(f"{'command':9s} {'wall median s':>13s} {'wall fastest s':>14s} {'CPU median s':>12s} {'goal s':>7s}  "
+        cases = [("predict", 0.5, command("predict", "--model", "llama-3-70b", "--gpu", "h100", "--tp", "4", "--batch",
+                                          "16", "--context", "8192", "--precision", "8"))]
+        if "predict-opdb" in only:
+            folder, why = opdb_profile(args.op_db_profile, tmp, env)
+            if folder is None:
+                print(f"predict-opdb skipped: no op-DB profile ({why})")
+            else:
+                cases.append(("predict-opdb", 0.5, command(
+                    "predict", "--model", "llama-3-70b", "--hardware", str(folder / "profile.json"),
+                    "--engine", str(folder / "engine.json"), "--tp", "8", "--batch", "16")))
+        cases.append(("frontier", 1.0, command("frontier", "--model", "llama-3-70b", "--out", tmp)))
+        cases = [c for c in cases if c[0] in only]
+        bytecode = "compiled from source every run" if args.no_bytecode_cache else "bytecode cached"
+        print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; {args.repeats} runs each; {bytecode}")
+        print(f"{'command':12s} {'wall median s':>13s} {'wall fastest s':>14s} {'CPU median s':>12s} {'goal s':>7s}  "
               f"{'heavy imports':18s} command line")
         for name, goal, cmd in cases:
-            walls, cpus = run_times(cmd, args.repeats)
-            heavy = heavy_imports(cmd)
+            walls, cpus = run_times(cmd, args.repeats, env)
+            heavy = heavy_imports(cmd, env)
             shown = " ".join(["inferecon"] + cmd[3:]).replace(tmp, "TMP")
-            print(f"{name:9s} {statistics.median(walls):13.3f} {min(walls):14.3f} {statistics.median(cpus):12.3f} "
-                  f"{goal:7.1f}  {', '.join(heavy) or 'none':18s} {shown}")
+            print(f"{name:12s} {statistics.median(walls):13.3f} {min(walls):14.3f} {statistics.median(cpus):12.3f} "
+                  f"{goal:7.1f}  {', '.join(heavy) or 'none':18s} {shown}", flush=True)
+        print(f"load average {os.getloadavg()[0]:.2f} at the end")
     return 0
 
 
