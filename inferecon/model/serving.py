@@ -405,8 +405,9 @@ def serve_disaggregated(model: ModelSpec, hw: HardwareProfile, *, input_len: int
 #   the last prompt split, its rest in the next step;
 # "whole": TensorRT-LLM's default, context chunking off (ExecutorConfig enableChunkedContext =
 #   false in tensorrt_llm/executor/executor.h, also the Triton backend's default): a prompt is
-#   scheduled only whole, in arrival order (the FIRST_COME_FIRST_SERVED policy), and waits for a
-#   step whose room holds it. A prompt longer than the whole budget cannot run unchunked at all
+#   scheduled only whole, in arrival order, and waits for a step whose room holds it (the
+#   MicroBatchScheduler's loop, cpp/tensorrt_llm/batch_manager/microBatchScheduler.cpp, stops at
+#   the first context that would pass max_num_tokens; generation tokens count in the budget). A prompt longer than the whole budget cannot run unchunked at all
 #   (TensorRT-LLM refuses it unless chunking is on), so it is chunked as under "chunked".
 SCHEDULERS = ("chunked", "whole")
 
