@@ -31,9 +31,11 @@ def test_frontier_writes_table_csv_and_png(tmp_path, capsys, saved_figures):
 
 def test_one_gpu_frontier_fastest_point_by_hand(tmp_path):
     # Llama 3 8B on one published H100 at context 0, batch 1: every weight but the input
-    # embedding table read once (8.03e9 - 128256 x 4096 params, 2 bytes) at 75% of 3.35 TB/s,
-    # plus 32 layers x (8 x 4096 + 2 x 14336) activations of 2 bytes; 32 layers x 4 kernels x 4 µs;
-    # no network. Cost: one GPU-step at $2/hour per token.
+    # embedding table read once (8.03e9 - 128256 x 4096 params, 2 bytes) at 0.833 of 3.35 TB/s,
+    # plus 32 layers x (8 x 4096 + 2 x 14336) activations of 2 bytes; per layer 4 GEMM intercepts
+    # of 2.53 µs + an 11.99 µs attention floor + 7.36 µs of elementwise kernels = 29.47 µs (the
+    # H100 SXM's decode figures in aiconfigurator-core 0.12.0's vLLM 0.24.0 tables, which the
+    # published profile adopts); no network. Cost: one GPU-step at $2/hour per token.
     from inferecon.model.catalog import get_model
 
     m = get_model("llama-3-8b")
@@ -42,7 +44,7 @@ def test_one_gpu_frontier_fastest_point_by_hand(tmp_path):
     fastest = df.iloc[0]
     weights = (m.total_params - 128256 * 4096) * 2
     act = 32 * (8 * 4096 + 2 * 14336) * 2
-    step = (weights + act) / (3.35e12 * 0.75) + 32 * 4 * 4e-6
+    step = (weights + act) / (3.35e12 * 0.833) + 32 * (4 * 2.53 + 11.99 + 7.36) * 1e-6
     assert fastest["batch"] == 1 and fastest["n_gpu"] == 1
     assert fastest["tokens_per_s_per_seq"] == pytest.approx(1 / step, rel=1e-6)
     assert fastest["usd_per_mtok"] == pytest.approx(step * 2.0 / 3600 * 1e6, rel=1e-6)
@@ -108,8 +110,9 @@ def test_bad_input_is_one_line_exit_2(args, message, tmp_path):
 
 def test_engine_profile_adds_its_overheads_to_the_frontier(tmp_path):
     # One H100, Llama 3 8B, batch 1, context 0, an engine of 300 µs per step, 4 µs per layer
-    # and 80% weight-read efficiency at 16 bits: the weights' read time / 0.8, and latency
-    # 32 x 4 x 4 µs + 32 x 4 µs + 300 µs.
+    # and 80% weight-read efficiency at 16 bits: the weights' read time / 0.8 (HBM at 0.833 of
+    # 3.35 TB/s), and latency 32 x 29.47 µs (the profile's per-layer kernels, see the test above)
+    # + 32 x 4 µs + 300 µs.
     from inferecon.model.catalog import get_model
     from inferecon.model.engine import EngineProfile
 
@@ -122,6 +125,6 @@ def test_engine_profile_adds_its_overheads_to_the_frontier(tmp_path):
     fastest = df.iloc[0]
     weights = (m.total_params - 128256 * 4096) * 2
     act = 32 * (8 * 4096 + 2 * 14336) * 2
-    step = (weights / 0.8 + act) / (3.35e12 * 0.75) + (32 * 4 * 4 + 32 * 4 + 300) * 1e-6
+    step = (weights / 0.8 + act) / (3.35e12 * 0.833) + (32 * (4 * 2.53 + 11.99 + 7.36) + 32 * 4 + 300) * 1e-6
     assert fastest["batch"] == 1 and fastest["engine"] == "slow-engine"
     assert fastest["tokens_per_s_per_seq"] == pytest.approx(1 / step, rel=1e-6)

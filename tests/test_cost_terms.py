@@ -14,8 +14,19 @@ from inferecon.model.network import ALL_REDUCE, collective_time_s
 from inferecon.model.terms import Layouts, evaluate, expected_tokens, moe_expert_fraction
 
 H100 = get_profile("h100-sxm")
-BW = 3.35e12 * 0.75  # achieved HBM bytes/s on the published profile
-FLOPS = 989e12 * 0.70
+# Issue 20's measured decode facts for the H100 SXM, as aiconfigurator-core 0.12.0's h100_sxm
+# vLLM 0.24.0 tables give them (the decode fits of `calibrate --op-db`; shared/reference/
+# hardware.md quotes the same tables: bf16 decode GEMMs stream at 0.81-0.85 of 3.35 TB/s):
+# - bf16 decode GEMMs stream at 0.833 of HBM;
+# - a decode GEMM's intercept inside a CUDA graph 2.53 us (the launch of each serial kernel),
+#   decode attention's floor 11.99 us and the norms and activation 7.36 us per layer;
+# - vLLM's own all-reduce inside a CUDA graph, 8 GPUs, messages below 64 KiB: alpha 4.76 us,
+#   35 GB/s (16 KB: 5.2 us; issue 20 reads 5.3 us off the table), 4 GPUs from 1 MiB: 214 GB/s.
+HBM_STREAM_EFF = 0.833
+GEMM_T0_US, ATTN_FLOOR_US, ELEMENTWISE_US = 2.53, 11.99, 7.36
+VLLM_AR8_SMALL_ALPHA_US, VLLM_AR8_SMALL_GBPS, VLLM_AR4_LARGE_GBPS = 4.76, 35.0, 214.0
+BW = 3.35e12 * HBM_STREAM_EFF  # achieved HBM bytes/s on the published profile
+FLOPS = 989e12 * 0.70  # the paper's 70% of the bf16 peak, which the published profile keeps
 
 # Outside figures the hand calculations below use, each from its source and none imported from
 # inferecon.model.published (a constant changed there must fail here):
@@ -64,13 +75,19 @@ def test_arithmetic_network_latency_and_cost_by_hand():
     r = one(m, tp8_batch1(), context=ctx)
     flops = 2 * (m.total_params - m.embedding_params) + 4 * 64 * 128 * ctx * 80
     assert r.t_arithmetic_s == pytest.approx(flops / 8 / FLOPS, rel=1e-9)
-    # 2 all-reduces of 16 KB per layer over 8 GPUs. NCCL's cheapest protocol at this size is
-    # LL: 6.8 µs + 2·7 ring steps × 0.6 µs, plus 8192 × 2 bytes × 2·7/8 at half of NVLink's
-    # ring bus bandwidth, 0.5 × 450 × 368/450 GB/s (LL128 would pay 14 + 14 × 1.9 µs, NVLS 48 µs).
-    per_ar = (LL_BASE_US + 14 * LL_NVLINK_STEP_US) * 1e-6 + 8192 * 2 * 1.75 / (0.5 * NVLINK_GBPS * 1e9 * NVLINK_RING_EFF)
-    assert r.t_network_s == pytest.approx(2 * 80 * per_ar, rel=ROUNDED)
-    # The paper's code: 4 serial kernels per layer, 4 µs each.
-    assert r.t_latency_s == pytest.approx(80 * 4 * 4e-6, rel=1e-9)
+    # 2 all-reduces of 16 KB per layer over 8 GPUs, inside the decode step's CUDA graph: vLLM's
+    # own all-reduce, 4.76 µs + 16384 bytes / 35 GB/s = 4.76 + 0.468 = 5.228 µs each.
+    per_ar = VLLM_AR8_SMALL_ALPHA_US * 1e-6 + 8192 * 2 / (VLLM_AR8_SMALL_GBPS * 1e9)
+    assert r.t_network_s == pytest.approx(2 * 80 * per_ar, rel=1e-9)
+    # The same message as a plain collective query (an nccl-tests comparison) is NCCL's: its
+    # cheapest protocol at this size is LL, 6.8 µs + 2·7 ring steps × 0.6 µs, plus 8192 × 2
+    # bytes × 2·7/8 at half of NVLink's ring bus bandwidth, 0.5 × 450 × 368/450 GB/s (LL128
+    # would pay 14 + 14 × 1.9 µs, NVLS 48 µs): 15.2 + 0.156 = 15.36 µs.
+    nccl = (LL_BASE_US + 14 * LL_NVLINK_STEP_US) * 1e-6 + 8192 * 2 * 1.75 / (0.5 * NVLINK_GBPS * 1e9 * NVLINK_RING_EFF)
+    assert float(collective_time_s(H100, ALL_REDUCE, 8, 1, 16384.0)) == pytest.approx(nccl, rel=ROUNDED)
+    # Per layer: the four GEMMs' intercepts, the attention floor and the elementwise kernels,
+    # 4 × 2.53 + 11.99 + 7.36 = 29.47 µs; × 80 layers = 2.3576 ms.
+    assert r.t_latency_s == pytest.approx(80 * (4 * GEMM_T0_US + ATTN_FLOOR_US + ELEMENTWISE_US) * 1e-6, rel=1e-9)
     step = max(r.t_memory_s, r.t_arithmetic_s) + r.t_network_s + r.t_latency_s
     assert r.t_step_s == pytest.approx(step)
     assert r.tokens_per_s_per_seq == pytest.approx(1 / step)
@@ -149,12 +166,16 @@ def test_2d_tensor_parallel_reduces_qkv_gate_up_and_both_outputs():
     # each) reduce attention-out and down (8192 / 4 words each). 2-byte words, 256 tokens.
     m = get_model("llama-3-70b")
     r = evaluate(m, H100.without_latency(), Layouts(tp_r=4, tp_c=4, pp=1, ep=1, micro_batch=256), 0)
-    row_bytes = 256 * 2 * ((64 + 16) * 128 + 2 * 28672) / 4
+    row_bytes = 256 * 2 * ((64 + 16) * 128 + 2 * 28672) / 4  # 1,310,720 (QKV) + 7,340,032 (gate/up)
     col_bytes = 2 * 256 * 2 * 8192 / 4
-    # Inside a node NVLS's 479 GB/s bus bandwidth wins; across the 2 nodes the column's 2 NICs
-    # (2 x 50 GB/s x NIC efficiency) with the 2-node tree's factor. All-reduce bus factor 2 · 3/4.
-    by_hand = 80 * (row_bytes * 1.5 / (NVLS_BUSBW_GBPS * 1e9) + col_bytes * 1.5 / (2 * 50e9 * NIC_EFF * TREE_FACTOR))
+    # Inside a node the decode step runs vLLM's all-reduce: both row messages are over 1 MiB,
+    # 214 GB/s of algorithm bandwidth on 4 GPUs; across the 2 nodes NCCL, the column's 2 NICs
+    # (2 x 50 GB/s x NIC efficiency) with the 2-node tree's factor, all-reduce bus factor 2 · 3/4.
+    by_hand = 80 * (row_bytes / (VLLM_AR4_LARGE_GBPS * 1e9) + col_bytes * 1.5 / (2 * 50e9 * NIC_EFF * TREE_FACTOR))
     assert r.t_network_s[0] == pytest.approx(by_hand, rel=ROUNDED)
+    # A plain query of the row's all-reduce is NCCL's: NVLS's 479 GB/s bus bandwidth wins there.
+    t = float(collective_time_s(H100.without_latency(), ALL_REDUCE, 4, 1, row_bytes))
+    assert t == pytest.approx(row_bytes * 1.5 / (NVLS_BUSBW_GBPS * 1e9), rel=ROUNDED)
 
 
 def test_speculative_decoding_expected_tokens():

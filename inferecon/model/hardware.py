@@ -11,6 +11,7 @@ bytes), *_us (microseconds).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,6 +142,11 @@ class NetworkSpec:
     # Multiplier on the whole network term of a step: 1 in every saved profile; uncertainty
     # draws (model/uncertainty.py) move it by the spread of the collective model or fits.
     time_scale: float | np.ndarray = 1.0
+    # The serving engine's own collectives inside a captured decode step (mode "graph": the
+    # published profiles carry vLLM's custom all-reduce from aiconfigurator-core's tables).
+    # Only a decode step is priced with them (HardwareProfile.decode_view); a plain collective
+    # query (nccl-tests comparisons, prefill) sees `collectives` alone, NCCL's.
+    decode_collectives: list[CollectiveFit] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -191,6 +197,25 @@ class HardwareProfile:
         and each token must then read it)."""
         return self.memory.bandwidth_gbps / self.memory.capacity_gb
 
+    @functools.cached_property
+    def decode_view(self) -> "HardwareProfile":
+        """This profile as a captured decode step prices its collectives: the engine's decode
+        collectives (NetworkSpec.decode_collectives) join the fitted lines, in every scope the
+        profile's own fits do not already time inside a graph (a node's own measurement wins).
+        model/network.py takes a scope's graph lines over its eager ones, so inside a node the
+        step runs the engine's all-reduce and NCCL's model stays beyond it. The profile itself
+        where it has none. Built once per profile object (the cost model asks on every call)."""
+        extra = self.network.decode_collectives
+        if not extra:
+            return self
+        timed = {(c.collective, c.scope) for c in self.network.collectives if c.mode == "graph"}
+        added = [c for c in extra if (c.collective, c.scope) not in timed]
+        if not added:
+            return self
+        net = dataclasses.replace(self.network, collectives=list(self.network.collectives) + added,
+                                  decode_collectives=[])
+        return dataclasses.replace(self, network=net)
+
     def with_price(self, usd_per_gpu_hour: float) -> "HardwareProfile":
         if not (0 < usd_per_gpu_hour < float("inf")):
             raise UserError(f"price must be a positive, finite $/GPU-hour, got {usd_per_gpu_hour}")
@@ -211,6 +236,7 @@ class HardwareProfile:
             intra=dataclasses.replace(self.network.intra, **zero),
             inter=dataclasses.replace(self.network.inter, **zero),
             collectives=[dataclasses.replace(c, alpha_us=0.0) for c in self.network.collectives],
+            decode_collectives=[dataclasses.replace(c, alpha_us=0.0) for c in self.network.decode_collectives],
             protocols=[dataclasses.replace(p, base_latency_us=0.0, nvlink_step_us=0.0, net_ring_step_us=0.0,
                                            net_tree_level_us=0.0) for p in self.network.protocols],
         )
@@ -257,6 +283,7 @@ class HardwareProfile:
                     protocols=[_build(ProtocolSpec, c) for c in net.get("protocols", [])],
                     collective_model=str(net.get("collective_model", "nccl")),
                     time_scale=float(net.get("time_scale", 1.0)),
+                    decode_collectives=[_build(CollectiveFit, c) for c in net.get("decode_collectives", [])],
                 ),
                 latency=_build(LatencySpec, data["latency"]),
                 price_usd_per_gpu_hour=float(data["price_usd_per_gpu_hour"]),

@@ -91,11 +91,15 @@ def _check_schema(data: dict, source: str) -> None:
     if not isinstance(net, dict):
         raise UserError(f"{source}: network must be an object")
     _choice(f"{source}: network.collective_model", net.get("collective_model"), COLLECTIVE_MODELS)
-    fits = net.get("collectives") or []
+    for key in ("collectives", "decode_collectives"):
+        _check_fits(net.get(key) or [], f"{source}: network.{key}")
+
+
+def _check_fits(fits, where_list: str) -> None:
     if not isinstance(fits, list):
-        raise UserError(f"{source}: network.collectives must be a list")
+        raise UserError(f"{where_list} must be a list")
     for i, c in enumerate(fits):
-        where = f"{source}: network.collectives[{i}]"
+        where = f"{where_list}[{i}]"
         if not isinstance(c, dict):
             raise UserError(f"{where} must be an object")
         unknown = sorted(set(map(str, c)) - _COLLECTIVE_KEYS)

@@ -1,10 +1,16 @@
-"""Published-spec HardwareProfiles: datasheet peaks times the utilisation caps of
-"Inference Economics of Language Models" (Erdil 2025), which is what inferecon falls back to
-without measurements. Figures and sources: shared/reference/hardware.md. Every constant here
-is a named field of the profile, with its source in the profile's provenance.
+"""Published-spec HardwareProfiles: datasheet peaks times measured decode facts, which is
+what inferecon falls back to without measurements of one's own node. Figures and sources:
+shared/reference/hardware.md. Every constant here is a named field of the profile, with its
+source in the profile's provenance.
 
-What the paper's code assumes and these profiles keep: 70% of peak FLOP/s, 75% of HBM
-bandwidth, a 4 µs kernel launch with 4 serial kernels per layer, NCCL's own latency model.
+From the paper ("Inference Economics of Language Models", Erdil 2025) the published profiles
+keep 70% of peak FLOP/s and NCCL's latency model. From NVIDIA's per-op measurements
+(aiconfigurator-core 0.12.0's vLLM tables, MEASURED_DECODE below) they take what a decode step
+runs: the bf16 decode GEMMs' streaming share of HBM (0.68-0.83, not the paper's 0.75), their
+intercept as the kernel launch (1.8-2.5 µs, not 4), the attention floor and elementwise
+kernels as serial kernels per layer (≈ 11-14, not 4), and vLLM's own all-reduce inside a CUDA
+graph for a decode step's collectives inside a node. `h100-sxm-paper` keeps every assumption of
+the paper's code, constant for constant.
 
 Collectives follow NCCL's tuning model (src/graph/tuning.cc, NCCL 2.2x): per protocol (LL,
 LL128, Simple) a base latency, a latency per ring step over NVLink or the network and per
@@ -37,6 +43,7 @@ from inferecon.model.hardware import (
 
 PAPER = ("Erdil 2025, Inference Economics of Language Models and its reference code "
          "(caps: 70% FLOP/s, 75% HBM; 4 serial kernels per layer x 4 us launch; NCCL LL base 6.8 us)")
+PAPER_FLOP_CAP = "Erdil 2025, Inference Economics of Language Models: 70% of peak FLOP/s"
 NCCL_TUNING = ("NCCL src/graph/tuning.cc (2.2x): base latency LL 6.8 / LL128 14 / Simple 8.4 us; per step "
                "NVLink 0.6 / 1.9 / 3.4 us, network ring 2.7 / 4.0 / 14 us, network tree 5.0 / 8.5 / 14 us")
 NCCL_TABLES = ("link efficiencies from public nccl-tests tables of H100 clusters: 8xH100 ring all_reduce "
@@ -99,8 +106,12 @@ NETWORK_RANGE_SOURCE = ("spread of public nccl-tests all_reduce tables of one co
                         "(3 tables) 0.83-1.08 at 8 B-1 GB, healthy 2x8 H100 InfiniBand (5 tables) 0.91-1.00")
 
 
-MEASURED_LAUNCH_SOURCE = ("per serial kernel: from the vLLM table's bf16 decode GEMM intercept to 1.5x it "
-                          "(TRT-LLM's on the same GPU: H200 2.44 -> 3.52 us, aiconfigurator-core 0.12.0)")
+# The adopted launch is the fastest engine's intercept (vLLM's), so the band reaches up to TRT-LLM's
+# and as far down again in ratio: the adopted figure lies inside its band, not at its edge.
+MEASURED_LAUNCH_SOURCE = ("per serial kernel: the vLLM table's bf16 decode GEMM intercept divided and multiplied "
+                          "by 1.5 (TRT-LLM's on the same GPU is 1.44x: H200 2.44 -> 3.52 us, aiconfigurator-core "
+                          "0.12.0; the low end, 1.2-1.7 us, is inside the 1-2 us per kernel of a CUDA graph, "
+                          "shared/reference/hardware.md)")
 
 
 def published_uncertainty(measured=None) -> list[dict]:
@@ -109,14 +120,18 @@ def published_uncertainty(measured=None) -> list[dict]:
     lo_f, hi_f = FLOP_EFFICIENCY_RANGE
     lo_m, hi_m = HBM_EFFICIENCY_RANGE
     lo_l, hi_l = LAUNCH_RANGE_US
-    launch_source = LAUNCH_RANGE_SOURCE
+    launch_source, hbm_source = LAUNCH_RANGE_SOURCE, HBM_RANGE_SOURCE
     if measured is not None:  # the band holds the adopted figures
-        lo_m, hi_m = min(lo_m, measured.bf16_stream_efficiency - 0.05), max(hi_m, measured.bf16_stream_efficiency + 0.05)
-        lo_l, hi_l, launch_source = measured.gemm_t0_us, 1.5 * measured.gemm_t0_us, MEASURED_LAUNCH_SOURCE
+        eff = measured.bf16_stream_efficiency
+        lo_m, hi_m = min(lo_m, eff - 0.05), max(hi_m, eff + 0.05)
+        hbm_source = (f"{HBM_RANGE_SOURCE}; widened to hold the adopted {eff} +/- 0.05 (bf16 decode GEMM streaming, "
+                      f"aiconfigurator-core 0.12.0 {measured.system} {measured.backend} {measured.version})")
+        lo_l, hi_l = round(measured.gemm_t0_us / 1.5, 2), 1.5 * measured.gemm_t0_us
+        launch_source = MEASURED_LAUNCH_SOURCE
     lo_n, hi_n = NETWORK_SCALE_RANGE
     return [u.to_dict() for u in (
         Uncertain("FLOP/s efficiency", ("compute.efficiency",), "uniform", FLOP_RANGE_SOURCE, low=lo_f, high=hi_f),
-        Uncertain("HBM bandwidth efficiency", ("memory.efficiency",), "uniform", HBM_RANGE_SOURCE, low=lo_m, high=hi_m),
+        Uncertain("HBM bandwidth efficiency", ("memory.efficiency",), "uniform", hbm_source, low=lo_m, high=hi_m),
         Uncertain("kernel launch", ("latency.kernel_launch_us",), "uniform", launch_source, low=lo_l, high=hi_l),
         Uncertain("collective time", ("network.time_scale",), "uniform", NETWORK_RANGE_SOURCE, relative=True,
                   low=lo_n, high=hi_n),
@@ -173,11 +188,6 @@ class MeasuredDecode:
                 for w, lo, hi, a, b in self.custom_allreduce]
 
 
-# The profiles that adopt them: "<gpu>-measured" (h100-sxm-measured ...). The plain published
-# profiles keep the paper's caps for now: adopting these there moves every hand-checked published
-# figure in the test suite and would price NCCL's own collectives (nccl-tests comparisons) with
-# the engine's all-reduce lines.
-MEASURED_SUFFIX = "-measured"
 MEASURED_DECODE: dict[str, MeasuredDecode] = {
     "h100-sxm": MeasuredDecode(
         system="h100_sxm", backend="vllm", version="0.24.0",
@@ -202,103 +212,95 @@ MEASURED_DECODE: dict[str, MeasuredDecode] = {
 }
 
 
-def _profile(name, display, tflops, hbm_gb, hbm_gbps, nvlink_gbps, nic_gbps, l2_mb, price, sources,
-             nvls_gbps=None, protocols=NCCL_PROTOCOLS, tree_bandwidth_factor=IB_TREE_BANDWIDTH_FACTOR,
-             network_fit=IB_FIT):
-    m = MEASURED_DECODE.get(name.removesuffix(MEASURED_SUFFIX)) if name.endswith(MEASURED_SUFFIX) else None
-    launch_us = m.gemm_t0_us if m else LAUNCH_US
-    kernels = m.kernels_per_layer if m else SERIAL_KERNELS_PER_LAYER
+@dataclass(frozen=True)
+class Datasheet:
+    """One published profile's datasheet figures and where they come from."""
+
+    display: str
+    tflops: dict  # dense peak per dtype
+    hbm_gb: float
+    hbm_gbps: float
+    nvlink_gbps: float  # per GPU, per direction
+    nic_gbps: float  # per GPU, between nodes
+    l2_mb: float
+    price: float  # $/GPU-hour
+    sources: list
+    measured: str  # the MEASURED_DECODE entry of this GPU
+    nvls_gbps: float | None = None
+    protocols: list = None  # NCCL protocols between nodes (None: InfiniBand's)
+    tree_bandwidth_factor: float = IB_TREE_BANDWIDTH_FACTOR
+    network_fit: str = IB_FIT
+
+
+def _profile(name: str, d: Datasheet) -> HardwareProfile:
+    # The paper's FLOP/s cap stays (the tables' bf16 GEMMs reach 0.72-0.76 of peak at m = 512, near
+    # it); memory, kernel launch and kernels per layer are the measured decode facts.
+    m = MEASURED_DECODE[d.measured]
     return HardwareProfile(
         name=name,
-        display_name=display,
-        compute=ComputeSpec(peak_tflops=tflops, efficiency=FLOP_CAP),
-        memory=MemorySpec(capacity_gb=hbm_gb, bandwidth_gbps=hbm_gbps,
-                          efficiency=m.bf16_stream_efficiency if m else HBM_CAP, l2_mb=l2_mb),
+        display_name=d.display,
+        compute=ComputeSpec(peak_tflops=dict(d.tflops), efficiency=FLOP_CAP),
+        memory=MemorySpec(capacity_gb=d.hbm_gb, bandwidth_gbps=d.hbm_gbps, efficiency=m.bf16_stream_efficiency,
+                          l2_mb=d.l2_mb),
         network=NetworkSpec(
             gpus_per_node=8,
-            intra=LinkSpec(bandwidth_gbps=nvlink_gbps, efficiency=NVLINK_RING_EFFICIENCY,
+            intra=LinkSpec(bandwidth_gbps=d.nvlink_gbps, efficiency=NVLINK_RING_EFFICIENCY,
                            base_latency_us=NCCL_BASE_US, hop_latency_us=NVLINK_STEP_US,
-                           nvls_busbw_gbps=nvls_gbps, nvls_latency_us=NVLS_LATENCY_US if nvls_gbps else None),
-            inter=LinkSpec(bandwidth_gbps=nic_gbps, efficiency=NIC_RING_EFFICIENCY, base_latency_us=NCCL_BASE_US,
+                           nvls_busbw_gbps=d.nvls_gbps, nvls_latency_us=NVLS_LATENCY_US if d.nvls_gbps else None),
+            inter=LinkSpec(bandwidth_gbps=d.nic_gbps, efficiency=NIC_RING_EFFICIENCY, base_latency_us=NCCL_BASE_US,
                            hop_latency_us=NET_RING_STEP_US, tree_hop_latency_us=NET_TREE_LEVEL_US,
-                           tree_bandwidth_factor=tree_bandwidth_factor),
-            protocols=list(protocols),
-            collectives=m.collectives() if m else [],
+                           tree_bandwidth_factor=d.tree_bandwidth_factor),
+            protocols=list(d.protocols or NCCL_PROTOCOLS),
+            # vLLM's own all-reduce: a decode step's collectives only (HardwareProfile.decode_view);
+            # every other collective query keeps NCCL's model above.
+            decode_collectives=m.collectives(),
         ),
-        latency=LatencySpec(kernel_launch_us=launch_us, serial_kernels_per_dense_layer=kernels,
-                            serial_kernels_per_moe_layer=kernels),
-        price_usd_per_gpu_hour=price,
-        provenance=Provenance(kind="published", sources=sources + [PAPER, NCCL_TUNING, NCCL_TABLES, network_fit]
-                              + ([m.source] if m else [])),
+        latency=LatencySpec(kernel_launch_us=m.gemm_t0_us, serial_kernels_per_dense_layer=m.kernels_per_layer,
+                            serial_kernels_per_moe_layer=m.kernels_per_layer),
+        price_usd_per_gpu_hour=d.price,
+        provenance=Provenance(kind="published", sources=d.sources + [PAPER_FLOP_CAP, m.source, NCCL_TUNING, NCCL_TABLES,
+                                                                    d.network_fit]),
         uncertainty=published_uncertainty(m),
     )
 
 
 # Dense datasheet peaks of the H100 SXM5 and the H200 (same Hopper die and clocks).
 HOPPER_TFLOPS = {"bf16": 989.0, "fp16": 989.0, "fp8": 1979.0, "tf32": 494.5, "fp32": 66.9}
+H100_SHEET = "NVIDIA H100 Tensor Core GPU datasheet (SXM5)"
 
-PROFILES: dict[str, HardwareProfile] = {
-    p.name: p
-    for p in [
-        _profile(
-            "h100-sxm", "NVIDIA H100 SXM5 80GB",
-            dict(HOPPER_TFLOPS),
-            80.0, 3350.0, 450.0, 50.0, 50.0, 2.0,
-            ["NVIDIA H100 Tensor Core GPU datasheet (SXM5)",
-             "inter-node: 8 x 400 Gb/s NDR InfiniBand per DGX H100, one NIC per GPU (50 GB/s each)",
-             "price: $2/GPU-hour (paper)"],
-            nvls_gbps=479.0,
-        ),
-        _profile(
-            "h100-sxm-efa", "NVIDIA H100 SXM5 80GB (AWS p5, EFA)",
-            dict(HOPPER_TFLOPS),
-            80.0, 3350.0, 450.0, 50.0, 50.0, 2.0,
-            ["NVIDIA H100 Tensor Core GPU datasheet (SXM5)",
-             "inter-node: AWS p5, 32 x 100 Gb/s EFA per node (50 GB/s per GPU)", "price: $2/GPU-hour (paper)"],
-            nvls_gbps=479.0, protocols=EFA_PROTOCOLS, tree_bandwidth_factor=0.0, network_fit=EFA_FIT,
-        ),
-        _profile(
-            "h200", "NVIDIA H200 SXM 141GB",
-            dict(HOPPER_TFLOPS),
-            141.0, 4800.0, 450.0, 50.0, 50.0, 2.5,
-            ["NVIDIA H200 Tensor Core GPU datasheet", "inter-node: 400 Gb/s NDR per GPU",
-             PRICE_ASSUMED],
-            nvls_gbps=479.0,
-        ),
-        _profile(
-            "a100-sxm-80gb", "NVIDIA A100 SXM 80GB",
-            {"bf16": 312.0, "fp16": 312.0, "tf32": 156.0, "fp32": 19.5, "int8": 624.0},
-            80.0, 2039.0, 300.0, 25.0, 40.0, 1.5,
-            ["NVIDIA A100 Tensor Core GPU datasheet (SXM4 80GB)",
-             "inter-node: 8 x 200 Gb/s HDR per DGX A100 = 25 GB/s per GPU",
-             "price: $1.5/GPU-hour (paper)"],
-        ),
-        _profile(
-            "b200", "NVIDIA B200",
-            {"bf16": 2250.0, "fp16": 2250.0, "fp8": 4500.0, "tf32": 1125.0, "fp32": 75.0},
-            180.0, 8000.0, 900.0, 50.0, 0.0, 3.5,
-            ["NVIDIA DGX B200 / HGX B200 datasheet (dense figures)",
-             "inter-node: 400 Gb/s ConnectX-7 per GPU", PRICE_ASSUMED],
-        ),
-    ]
+DATASHEETS: dict[str, Datasheet] = {
+    "h100-sxm": Datasheet(
+        "NVIDIA H100 SXM5 80GB", HOPPER_TFLOPS, hbm_gb=80.0, hbm_gbps=3350.0, nvlink_gbps=450.0, nic_gbps=50.0,
+        l2_mb=50.0, price=2.0,
+        sources=[H100_SHEET, "inter-node: 8 x 400 Gb/s NDR InfiniBand per DGX H100, one NIC per GPU (50 GB/s each)",
+         "price: $2/GPU-hour (paper)"],
+        measured="h100-sxm", nvls_gbps=479.0),
+    "h100-sxm-efa": Datasheet(
+        "NVIDIA H100 SXM5 80GB (AWS p5, EFA)", HOPPER_TFLOPS, hbm_gb=80.0, hbm_gbps=3350.0, nvlink_gbps=450.0,
+        nic_gbps=50.0, l2_mb=50.0, price=2.0,
+        sources=[H100_SHEET, "inter-node: AWS p5, 32 x 100 Gb/s EFA per node (50 GB/s per GPU)", "price: $2/GPU-hour (paper)"],
+        measured="h100-sxm",  # the same GPU and NVLink inside the node: H100 SXM's decode facts
+        nvls_gbps=479.0, protocols=EFA_PROTOCOLS, tree_bandwidth_factor=0.0, network_fit=EFA_FIT),
+    "h200": Datasheet(
+        "NVIDIA H200 SXM 141GB", HOPPER_TFLOPS, hbm_gb=141.0, hbm_gbps=4800.0, nvlink_gbps=450.0, nic_gbps=50.0,
+        l2_mb=50.0, price=2.5,
+        sources=["NVIDIA H200 Tensor Core GPU datasheet", "inter-node: 400 Gb/s NDR per GPU", PRICE_ASSUMED],
+        measured="h200", nvls_gbps=479.0),
+    "a100-sxm-80gb": Datasheet(
+        "NVIDIA A100 SXM 80GB", {"bf16": 312.0, "fp16": 312.0, "tf32": 156.0, "fp32": 19.5, "int8": 624.0},
+        hbm_gb=80.0, hbm_gbps=2039.0, nvlink_gbps=300.0, nic_gbps=25.0, l2_mb=40.0, price=1.5,
+        sources=["NVIDIA A100 Tensor Core GPU datasheet (SXM4 80GB)",
+         "inter-node: 8 x 200 Gb/s HDR per DGX A100 = 25 GB/s per GPU", "price: $1.5/GPU-hour (paper)"],
+        measured="a100-sxm-80gb"),
+    "b200": Datasheet(
+        "NVIDIA B200", {"bf16": 2250.0, "fp16": 2250.0, "fp8": 4500.0, "tf32": 1125.0, "fp32": 75.0},
+        hbm_gb=180.0, hbm_gbps=8000.0, nvlink_gbps=900.0, nic_gbps=50.0, l2_mb=0.0, price=3.5,
+        sources=["NVIDIA DGX B200 / HGX B200 datasheet (dense figures)", "inter-node: 400 Gb/s ConnectX-7 per GPU",
+         PRICE_ASSUMED],
+        measured="b200"),
 }
 
-_MEASURED_ARGS = {
-    "h100-sxm": ("NVIDIA H100 SXM5 80GB", dict(HOPPER_TFLOPS), 80.0, 3350.0, 450.0, 50.0, 50.0, 2.0,
-                 ["NVIDIA H100 Tensor Core GPU datasheet (SXM5)", "price: $2/GPU-hour (paper)"], 479.0),
-    "h200": ("NVIDIA H200 SXM 141GB", dict(HOPPER_TFLOPS), 141.0, 4800.0, 450.0, 50.0, 50.0, 2.5,
-             ["NVIDIA H200 Tensor Core GPU datasheet", PRICE_ASSUMED], 479.0),
-    "a100-sxm-80gb": ("NVIDIA A100 SXM 80GB", {"bf16": 312.0, "fp16": 312.0, "tf32": 156.0, "fp32": 19.5, "int8": 624.0},
-                      80.0, 2039.0, 300.0, 25.0, 40.0, 1.5,
-                      ["NVIDIA A100 Tensor Core GPU datasheet (SXM4 80GB)", "price: $1.5/GPU-hour (paper)"], None),
-    "b200": ("NVIDIA B200", {"bf16": 2250.0, "fp16": 2250.0, "fp8": 4500.0, "tf32": 1125.0, "fp32": 75.0},
-             180.0, 8000.0, 900.0, 50.0, 0.0, 3.5,
-             ["NVIDIA DGX B200 / HGX B200 datasheet (dense figures)", PRICE_ASSUMED], None),
-}
-for _gpu, (_display, *_args, _nvls) in _MEASURED_ARGS.items():
-    # The same datasheet figures as the published profile of that GPU (a test holds them equal).
-    PROFILES[_gpu + MEASURED_SUFFIX] = _profile(_gpu + MEASURED_SUFFIX, _display + " (measured decode figures)",
-                                                *_args, nvls_gbps=_nvls)
+PROFILES: dict[str, HardwareProfile] = {name: _profile(name, d) for name, d in DATASHEETS.items()}
 
 # The paper's reference code, constant for constant (H100 object and
 # mean_collective_time_nccl_seconds): 1e15 / 2e15 FLOP/s x 0.70, 3.3 TB/s x 0.75, $2.10/GPU-hour,
@@ -333,6 +335,9 @@ PROFILES["h100-sxm-paper"] = HardwareProfile(
 
 ALIASES = {"h100": "h100-sxm", "h100-efa": "h100-sxm-efa", "p5": "h100-sxm-efa", "h100-sxm5": "h100-sxm", "h200-sxm": "h200", "a100": "a100-sxm-80gb",
            "a100-80gb": "a100-sxm-80gb", "a100-sxm": "a100-sxm-80gb"}
+# The opt-in "<gpu>-measured" profiles of before are the published profiles now: their names stay
+# accepted, so commands written for them still run.
+ALIASES.update({f"{gpu}-measured": gpu for gpu in MEASURED_DECODE})
 
 
 def get_profile(name: str) -> HardwareProfile:

@@ -268,7 +268,9 @@ def _stage(model, hw, lay, tokens_per_seq, context, opts, engine=None):
                     flops=flops, mem_bytes=mem_bytes, families=families)
 
     # Network. 1D: the attention-out and MLP-down partial sums, d_model words each, over the
-    # tp group. 2D: four reductions per layer (see the module docstring).
+    # tp group. 2D: four reductions per layer (see the module docstring). A decode step runs as
+    # a captured graph: its collectives include the engine's own (HardwareProfile.decode_view).
+    dhw = hw.decode_view
     r = lay.tp_r
     c = lay.tp_c
     tok_bytes = tok_rank * ab
@@ -284,19 +286,19 @@ def _stage(model, hw, lay, tokens_per_seq, context, opts, engine=None):
     # Each layout pays only its own collectives (the search is dominated by this term's cost).
     one, two = np.flatnonzero(r == 1), np.flatnonzero(r > 1)
     if one.size:
-        per_layer[one] = 2.0 * net.collective_time_s(hw, net.ALL_REDUCE, c[one], 1, tok_bytes[one] * model.d_model)
+        per_layer[one] = 2.0 * net.collective_time_s(dhw, net.ALL_REDUCE, c[one], 1, tok_bytes[one] * model.d_model)
     if two.size:
         rr, cc, tb = r[two].astype(float), c[two], tok_bytes[two]
-        per_layer[two] = (net.collective_time_s(hw, net.ALL_REDUCE, cc, 1, tb * qkv_words / rr)
-                          + net.collective_time_s(hw, net.ALL_REDUCE, cc, 1, tb * ff_words * ff_reduced / rr)
-                          + 2.0 * net.collective_time_s(hw, net.ALL_REDUCE, rr, cc, tb * model.d_model / cc))
+        per_layer[two] = (net.collective_time_s(dhw, net.ALL_REDUCE, cc, 1, tb * qkv_words / rr)
+                          + net.collective_time_s(dhw, net.ALL_REDUCE, cc, 1, tb * ff_words * ff_reduced / rr)
+                          + 2.0 * net.collective_time_s(dhw, net.ALL_REDUCE, rr, cc, tb * model.d_model / cc))
     t_net = layers * per_layer
     families = {"allreduce": t_net}
     if model.is_moe:
         # Dispatch and combine: each token goes to k experts across the ep group; a tp group
         # shares its tokens, so each of its GPUs sends 1/tp of them. Pairwise exchange.
         a2a_bytes = tok_rank * model.n_active_experts * model.d_model * dispatch_bytes(model, hw) / tp
-        a2a = net.collective_time_s(hw, net.ALL_TO_ALL, lay.ep, lay.tp, a2a_bytes)
+        a2a = net.collective_time_s(dhw, net.ALL_TO_ALL, lay.ep, lay.tp, a2a_bytes)
         t_net = t_net + 2.0 * moe_layers * a2a
         families["moe_all_to_all"] = 2.0 * moe_layers * a2a
 
@@ -439,7 +441,7 @@ def evaluate(model: ModelSpec, hw: HardwareProfile, lay: Layouts, context: int,
     gpn = hw.network.gpus_per_node
     # A hop is between nodes when its two stages sit on different nodes.
     stride = np.where(gpus_per_stage >= gpn, gpn, gpus_per_stage)
-    hop = net.collective_time_s(hw, net.SEND_RECV, 2, stride, msg)
+    hop = net.collective_time_s(hw.decode_view, net.SEND_RECV, 2, stride, msg)
     parts["t_net"] = parts["t_net"] + (pp - 1.0) * hop
     parts["t_fixed"] = parts["t_fixed"] + hw.latency.step_overhead_us * 1e-6
     if engine is not None:
