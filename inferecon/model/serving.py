@@ -18,7 +18,9 @@ prefill, as vLLM, SGLang and TensorRT-LLM run by default):
   simulation: the service time is a constant of I and the batch, so the closed form is exact
   for the model and costs microseconds (predict must answer in well under 0.5 s). ρ ≥ 1: the
   queue grows without bound, and that is the answer (a RequestError), not a number;
-- TTFT = W_q + half the step in flight at arrival + S;
+- TTFT = W_q + half the step in flight at arrival + S for Poisson arrivals; a closed loop's
+  next request follows a completion and lands on a step boundary (the simulation's turnaround 0),
+  so it waits for no step in flight;
 - TPOT: a share ρ of the time the steps carry a chunk (t_mix), the rest are plain decode steps
   (t_dec); per emitted token TPOT = 1 / (ρ / t_mix + (1 − ρ) / t_dec);
 - the decode batch follows Little's law, B = λ · (O − 1) · TPOT, solved as a fixed point
@@ -250,9 +252,11 @@ def _aggregated_at_rate(inst: _Instance, lam: float, input_len: int, output_len:
         ahead = math.ceil((closed_cap + 1) / k) - 1  # bunches that can be ahead in a closed loop
         wait = (ahead * service if rho >= 1.0
                 else min(rho * service / (2.0 * (1.0 - rho)), ahead * service))
+        in_flight = 0.0  # a closed loop's next request follows a completion: it lands on a step boundary
     else:
         wait = md1_wait_s(lam, service)
-    ttft = wait + 0.5 * t_dec + service
+        in_flight = 0.5 * t_dec  # a Poisson arrival lands inside a step: half of it is left, on average
+    ttft = wait + in_flight + service
     share_prefill = lam / k * sum(margs)  # of the instance's time
     return dict(b=b, t_dec=t_dec, t_mix=t_mix, service=service, rho=rho, tpot=tpot, wait=wait, ttft=ttft,
                 latency=ttft + (output_len - 1) * tpot, share_prefill=min(share_prefill, 1.0), bunch=k)
