@@ -119,9 +119,20 @@ class EngineProfile:
     # What the engine adds around its kernels, fitted from a per-op measurement database
     # (model/opfits.py EngineOpFits); None on profiles fitted from benchmark results alone.
     op_fits: Any = None
+    # An engine that runs without CUDA graphs (Hugging Face generate, AutoAWQ, vLLM
+    # --enforce-eager) issues every kernel of every layer from the host: the host's time per
+    # kernel launch, and the kernels one decoder layer launches. A step then takes at least
+    # their product over every layer, however fast the GPU is (terms.evaluate). 0: the engine
+    # replays its decode step as one captured graph and the host launches nothing per kernel.
+    host_launch_us: float = 0.0
+    host_kernels_per_layer: float = 0.0
+
+    @property
+    def host_us_per_layer(self) -> float:
+        return float(self.host_launch_us) * float(self.host_kernels_per_layer)
 
     def __post_init__(self):
-        for name in ("step_overhead_us", "per_layer_us"):
+        for name in ("step_overhead_us", "per_layer_us", "host_launch_us", "host_kernels_per_layer"):
             value = getattr(self, name)
             if not _valid(value, 0.0, strict=False):
                 raise UserError(f"engine profile {self.name!r}: {name} must be a finite number >= 0, got {value!r}")
@@ -163,7 +174,7 @@ class EngineProfile:
             values = {k: v for k, v in data.items() if k in known}
             values["weight_read_efficiency"] = {str(k): float(v) for k, v in
                                                 dict(values.get("weight_read_efficiency") or {}).items()}
-            for k in ("step_overhead_us", "per_layer_us"):
+            for k in ("step_overhead_us", "per_layer_us", "host_launch_us", "host_kernels_per_layer"):
                 if k in values:
                     values[k] = float(values[k])
             if values.get("op_fits") is not None:
@@ -176,4 +187,60 @@ class EngineProfile:
 
     @classmethod
     def load(cls, path: str | Path) -> "EngineProfile":
+        """An engine.json, or the name of a built-in engine (BUILTIN_ENGINES: `--engine eager`)
+        where no file of that name exists."""
+        if not Path(path).exists():
+            if str(path) in BUILTIN_ENGINES:
+                return BUILTIN_ENGINES[str(path)]
+            raise UserError(f"{path}: no such engine profile (an engine.json, or a built-in engine: "
+                            f"{', '.join(BUILTIN_ENGINES)})")
         return cls.from_dict(load_json(path, "engine profile"), source=str(path))
+
+    def run_eagerly(self) -> "EngineProfile":
+        """This engine without CUDA graphs (vLLM --enforce-eager): its own figures, and the host
+        launching every kernel of every layer at the eager engine's figures."""
+        eager = BUILTIN_ENGINES["eager"]
+        return dataclasses.replace(self, name=f"{self.name} (eager)", host_launch_us=eager.host_launch_us,
+                                   host_kernels_per_layer=eager.host_kernels_per_layer,
+                                   sources=list(self.sources) + list(eager.sources))
+
+
+# -- engines without CUDA graphs ------------------------------------------------------------------
+# The host's time per kernel launch in an eager decode step: a Hugging Face Llama decoder layer's
+# host time divided by the kernels it launches, measured on this project's own CPU (a floor of a
+# GPU host's: a GPU host calls cudaLaunchKernel where the CPU run executes a 64-wide op; the same
+# CPU's `inferecon bench launch` kernel_eager, one torch add_, reads 2.1-3.2 us: the dispatch
+# alone, without the layer's Python).
+EAGER_HOST_LAUNCH_US = 4.0
+EAGER_HOST_LAUNCH_SOURCE = (
+    "host time per kernel launch 4.0 us: a Hugging Face Llama decoder layer's eager decode step on this "
+    "project's 2-core AMD EPYC host, 150-154 us per layer over its 38 fp32 kernels (transformers 4.46.3, "
+    "torch 2.13.0+cpu, one thread, scripts/count_layer_kernels.py --time, 2026-12-02); a floor of a GPU "
+    "host's, whose launches call the CUDA driver (the same CPU's bench launch kernel_eager: 2.1-3.2 us)")
+# Kernels one decoder layer launches in an eager decode step, counted with torch's dispatcher.
+HF_LLAMA_KERNELS_PER_LAYER = 42.0
+HF_LLAMA_KERNELS_SOURCE = (
+    "42 kernels per decoder layer: transformers 4.46.3 LlamaDecoderLayer, one bf16 decode step with a KV "
+    "cache, sdpa attention, counted with TorchDispatchMode (7 GEMMs, 9 mul, 6 add, 4 casts, 4 cat, 2 each "
+    "of pow, mean, rsqrt, neg, clone, 1 SDPA, 1 SiLU; 41 view ops launch none; scripts/count_layer_kernels.py)")
+
+BUILTIN_ENGINES: dict[str, EngineProfile] = {
+    "eager": EngineProfile(
+        name="eager", host_launch_us=EAGER_HOST_LAUNCH_US, host_kernels_per_layer=HF_LLAMA_KERNELS_PER_LAYER,
+        sources=[EAGER_HOST_LAUNCH_SOURCE, HF_LLAMA_KERNELS_SOURCE],
+        notes=["an engine without CUDA graphs (Hugging Face generate, AutoAWQ, vLLM --enforce-eager): the host "
+               "launches every kernel, so a step takes at least layers x 42 kernels x 4.0 us (168 us per layer); "
+               "a floor: a GPU host's launch costs more than this CPU's, and vLLM's own layer fuses some of the "
+               "42 (add + RMSNorm, rotary, SiLU-and-mul) but adds its own Python"]),
+}
+
+
+def get_engine(name: str) -> EngineProfile:
+    """A built-in engine by name (BUILTIN_ENGINES)."""
+    key = name.strip().lower()
+    if key in BUILTIN_ENGINES:
+        return BUILTIN_ENGINES[key]
+    from inferecon.core.errors import suggest
+
+    raise UserError(f"unknown engine {name!r}{suggest(name, list(BUILTIN_ENGINES))}; built-in engines: "
+                    f"{', '.join(BUILTIN_ENGINES)}, or give an engine.json (inferecon calibrate --engine-results)")

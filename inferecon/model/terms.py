@@ -456,6 +456,16 @@ def evaluate(model: ModelSpec, hw: HardwareProfile, lay: Layouts, context: int,
             if f in fams:
                 fams[f] = fams[f] * scale
     t_step = compute + parts["t_net"] + parts["t_fixed"]
+    if engine is not None and engine.host_us_per_layer > 0:
+        # Without CUDA graphs the host launches every kernel of every layer (each pipeline stage's
+        # host its own pp micro-batches x layers/pp, so n_layers per step; the draft's too). The
+        # GPU runs ahead of the host as far as the queue lets it, so the step is at least the
+        # host's launch time: what it adds beyond the GPU's step is latency (model/engine.py).
+        layers = model.n_layers + (gamma * draft.n_layers if draft is not None else 0.0)
+        exposed = np.maximum(layers * engine.host_us_per_layer * 1e-6 - t_step, 0.0)
+        parts["t_fixed"] = parts["t_fixed"] + exposed
+        fams["engine_overhead"] = fams.get("engine_overhead", 0.0) + exposed
+        t_step = t_step + exposed
     tokens = expected_tokens(gamma, acceptance) if spec.any() else np.ones_like(gamma)
     n_gpu = lay.n_gpu.astype(float)
     batch = lay.batch.astype(float)
