@@ -77,6 +77,16 @@ def test_a_profiles_own_graph_lines_win_over_the_engine_lines():
     assert t == pytest.approx(9e-6 + 1e6 / 100e9, rel=1e-9)
 
 
+def test_a_per_op_database_profile_keeps_its_own_engine_lines_only():
+    from inferecon.model.opfits import OpFits
+
+    hw = get_profile("h100-sxm")
+    nccl = CollectiveFit("all_reduce", 8, "intra", alpha_us=19.0, beta_gbps=50.0)  # its engine has no own lines
+    opdb = dataclasses.replace(hw, network=dataclasses.replace(hw.network, collectives=[nccl]),
+                               op_fits=OpFits(gpu="h100-sxm", engine="x", engine_version="1"))
+    assert opdb.decode_view is opdb
+
+
 def test_profile_files_keep_the_decode_lines_and_check_them(tmp_path):
     hw = get_profile("b200")
     path = hw.save(tmp_path / "b200.json")

@@ -201,12 +201,14 @@ class HardwareProfile:
     def decode_view(self) -> "HardwareProfile":
         """This profile as a captured decode step prices its collectives: the engine's decode
         collectives (NetworkSpec.decode_collectives) join the fitted lines, in every scope the
-        profile's own fits do not already time inside a graph (a node's own measurement wins).
-        model/network.py takes a scope's graph lines over its eager ones, so inside a node the
+        profile's own fits do not already time inside a graph (a node's own measurement wins),
+        and not at all in a per-op database's profile. model/network.py takes a scope's graph lines over its eager ones, so inside a node the
         step runs the engine's all-reduce and NCCL's model stays beyond it. The profile itself
         where it has none. Built once per profile object (the cost model asks on every call)."""
         extra = self.network.decode_collectives
-        if not extra:
+        # A per-op database's profile (calibrate --op-db) carries its own engine's lines, or knows
+        # the engine has none: the published engine lines it was based on do not join them.
+        if not extra or self.op_fits is not None:
             return self
         timed = {(c.collective, c.scope) for c in self.network.collectives if c.mode == "graph"}
         added = [c for c in extra if (c.collective, c.scope) not in timed]
