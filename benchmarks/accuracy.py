@@ -22,6 +22,10 @@ and (c) the op-DB profile of each point's GPU x engine (`calibrate --op-db`). Ev
 op-DB column are listed with the reason the point's own notes give (eager engine, a max-batch
 throughput table, a figure that includes the prefill ...), never a reason read from the model.
 
+A point whose notes say its engine ran without CUDA graphs (vLLM --enforce-eager, eager PyTorch)
+is priced in every column with the host launching every kernel: model/engine.py's built-in
+'eager' engine for the published column, a fitted or op-DB engine `run_eagerly()` for the others.
+
 The fit is `inferecon.calibration.engine_fit.fit_engine_profile`, the one `calibrate
 --engine-results` runs: a parameter the training points cannot pin down keeps its published
 value (no overhead, efficiency 1.0) and the fit says which and why. Every prediction goes
@@ -50,6 +54,7 @@ from inferecon.model.published import get_profile
 from inferecon.core.errors import UserError
 from inferecon.core.stats import mape_pct_of
 from inferecon.model.catalog import get_model
+from inferecon.model.engine import EngineProfile, get_engine
 from inferecon.model.spec import ModelSpec
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -75,6 +80,23 @@ METRICS = {
     "e2e_latency_s": lambda r: 1e3 * r.value / r.output_len,
 }
 
+# What a point's notes say when its engine ran without CUDA graphs (vLLM --enforce-eager,
+# eager PyTorch under Hugging Face generate / AutoAWQ): every kernel is launched from the host.
+EAGER_NOTE = r"enforce-eager|eager pytorch|no cuda graphs"
+
+
+def runs_eagerly(notes) -> bool:
+    """Whether a point's notes say its engine ran without CUDA graphs."""
+    return bool(re.search(EAGER_NOTE, str(notes or "").lower()))
+
+
+def eager_engine(engine: EngineProfile | None) -> EngineProfile:
+    """The engine a point without CUDA graphs is priced with: the built-in 'eager' engine (the
+    host's launch time per kernel x the kernels of a layer, model/engine.py), or a fitted engine
+    run eagerly (EngineProfile.run_eagerly) -- its own figures plus that host floor."""
+    return get_engine("eager") if engine is None else engine.run_eagerly()
+
+
 # -- data ------------------------------------------------------------------------------------
 def load_points(path: str | Path = DEFAULT_CSV) -> pd.DataFrame:
     """The published points, checked: every column present, every row with a source URL,
@@ -99,6 +121,7 @@ def load_points(path: str | Path = DEFAULT_CSV) -> pd.DataFrame:
         if int(r.n_gpu) != int(r.tp):
             raise UserError(f"{where}: n_gpu {r.n_gpu} != tp {r.tp} (only pure tensor-parallel points are scored)")
     df["measured_ms"] = [measured_ms_per_token(r) for r in df.itertuples()]
+    df["eager"] = [runs_eagerly(n) for n in df["notes"]]
     df["context"] = (df["input_len"] + df["output_len"] / 2.0).round().astype(int)
     return df
 
@@ -164,8 +187,10 @@ def scorecard(df: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     fits = leave_one_source_out(df, cases)
     out = df.copy()
     pub, eng, used, feasible, dominant, cov_pub, cov_eng = [], [], [], [], [], [], []
-    for case, src, engine in zip(cases, df["source_id"], df["engine"]):
-        base = predict_case(case, draws=COVERAGE_DRAWS)
+    eager = df["eager"] if "eager" in df.columns else df["notes"].map(runs_eagerly)
+    for case, src, engine, no_graphs in zip(cases, df["source_id"], df["engine"], eager):
+        # A point whose source ran without CUDA graphs is priced with the host's launch floor.
+        base = predict_case(case, eager_engine(None) if no_graphs else None, draws=COVERAGE_DRAWS)
         pub.append(base.ms_per_token)
         cov_pub.append(_covered(base, case.measured_ms))
         feasible.append(bool(base.feasible))
@@ -174,12 +199,12 @@ def scorecard(df: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
         if fit is None:
             eng.append(base.ms_per_token)
             cov_eng.append(cov_pub[-1])
-            used.append(f"published (no other {engine} source)")
+            used.append(f"published (no other {engine} source)" + (", run eagerly" if no_graphs else ""))
         else:
-            p = predict_case(case, fit.profile, draws=COVERAGE_DRAWS)
+            p = predict_case(case, eager_engine(fit.profile) if no_graphs else fit.profile, draws=COVERAGE_DRAWS)
             eng.append(p.ms_per_token)
             cov_eng.append(_covered(p, case.measured_ms))
-            used.append(describe(fit))
+            used.append(describe(fit) + (" (run eagerly)" if no_graphs else ""))
     out["pred_published_ms"] = pub
     out["pred_engine_ms"] = eng
     out["ratio_published"] = out["pred_published_ms"] / out["measured_ms"]
@@ -356,7 +381,6 @@ def opdb_profiles(pairs, op_db=None, cache_dir=None) -> dict:
     (calibration/opdb_fit.py) on the database's newest version of that backend, or -> the reason
     there is none. With `cache_dir`, fitted profiles are saved there and read back next time."""
     from inferecon.calibration.opdb_fit import calibrate_from_opdb
-    from inferecon.model.engine import EngineProfile
     from inferecon.model.hardware import HardwareProfile
 
     out = {}
@@ -410,8 +434,9 @@ def add_opdb(res: pd.DataFrame, op_db=None, cache_dir=None) -> pd.DataFrame:
         hw, eng = got
         case = to_case(r)
         case = dataclasses.replace(case, hw=hw, model=opdb_model(case.model, r.weight_format))
-        pred.append(predict_case(case, eng).ms_per_token)
-        used.append(f"{backend} {hw.op_fits.engine_version}")
+        no_graphs = runs_eagerly(r.notes)
+        pred.append(predict_case(case, eager_engine(eng) if no_graphs else eng).ms_per_token)
+        used.append(f"{backend} {hw.op_fits.engine_version}" + (" run eagerly" if no_graphs else ""))
         note.append(why)
     out["pred_opdb_ms"] = pred
     out["ratio_opdb"] = out["pred_opdb_ms"] / out["measured_ms"]
@@ -444,7 +469,7 @@ def opdb_report(res: pd.DataFrame, markdown: bool = False) -> list[str]:
 # A phrase of a point's CSV notes -> the short reason shown beside it. Reasons come from what the
 # source (or the row's transcription of it) says about the measurement, never from the model.
 NOTE_REASONS = (
-    (r"enforce-eager|eager pytorch|no cuda graphs", "eager: no CUDA graphs"),
+    (EAGER_NOTE, "eager: no CUDA graphs"),
     (r"peak-throughput table|max-throughput|high-throughput table", "max-batch throughput table"),
     (r"whether all \d+ sequences were resident", "batch = engine max (residency not stated)"),
     (r"includes the prefill|includes the [\d.]+ s first token|includes the \d+ x \d+-token prefill",
@@ -533,6 +558,11 @@ def report(res: pd.DataFrame, fits: dict, markdown: bool = False) -> str:
     out += opdb_report(res, markdown)
     out += worst_report(res, markdown)
     n = len(res)
+    n_eager = int(res["notes"].map(runs_eagerly).sum())
+    if n_eager:
+        out += [f"{n_eager} points ran without CUDA graphs (their notes say so): every column prices them with the "
+                f"host launching every kernel (model/engine.py's built-in 'eager' engine; a fitted or op-DB engine "
+                f"run eagerly), the published column included", ""]
     out += [f"Coverage of the predicted 90% interval (parameter draws of the profile and engine fit): published "
             f"profile {int(res['covered_published'].sum())} of {n} points, with the engine fitted leave-one-source-out "
             f"{int(res['covered_engine'].sum())} of {n}", ""]

@@ -287,3 +287,18 @@ def test_whole_run_throughput_rows_are_long_generations(points):
     whole = points[points["metric"].isin(["out_tok_s_total", "out_tok_s_per_gpu"])]
     assert len(whole) >= 20
     assert (whole["output_len"] >= whole["input_len"]).all()
+
+
+def test_points_without_cuda_graphs_are_priced_with_the_host_launch_floor(points):
+    # The AutoAWQ point (eager PyTorch, Llama 2 7B: 32 layers) and the same point with its notes
+    # cleared. The built-in eager engine (model/engine.py): 42 kernels per layer x 4.0 us of host
+    # time each, so a step takes at least 32 x 42 x 4.0 us = 5.376 ms.
+    row = points[points["source_id"] == "autoawq-gemm-a100"].head(1)
+    assert bool(row["eager"].iloc[0]) and acc.runs_eagerly(row["notes"].iloc[0])
+    plain = row.assign(notes="", eager=False, source_id="plain")
+    res, _ = acc.scorecard(pd.concat([row, plain], ignore_index=True))
+    eager_ms, plain_ms = res["pred_published_ms"]
+    assert eager_ms == pytest.approx(max(plain_ms, 32 * 42 * 4.0e-3), rel=1e-9)
+    assert eager_ms > plain_ms  # the floor binds here: the plain step is shorter than 5.4 ms
+    assert not acc.runs_eagerly("static batch (profile_generation)")
+    assert acc.runs_eagerly("vLLM --enforce-eager: no CUDA graphs")
