@@ -3,19 +3,19 @@
 printing and (frontier) writing the CSV and PNG included.
 
     python benchmarks/bench_startup.py [--repeats N] [--op-db-profile DIR] [--only NAME,...]
-                                       [--no-bytecode-cache]
 
 Goals on a 2-core machine without a GPU: predict < 0.5 s, frontier < 1 s. Each command runs
 `--repeats` times after one untimed warm-up run (disk cache, .pyc files); the median and the
-fastest wall time are printed, with the median CPU time (user + sys of the command) — on a
-shared machine the wall time also counts waiting for a core, the CPU time does not — the load
+fastest wall time are printed, with the median CPU time (user + sys of the command and its
+threads: numpy's BLAS threads start at import, so it can exceed the wall time) — on a shared
+machine the wall time also counts waiting for a core, the CPU time does not — the load
 average before and after, and which of pandas, matplotlib, scipy and torch the command imported
 (`python -X importtime`), since those imports are most of a slow start.
 
-The commands run as an installed inferecon runs: with its bytecode cached (pip compiles it at
-install). An environment that sets PYTHONDONTWRITEBYTECODE (this project's sessions do) would
-otherwise compile every module from source on every run (≈ 0.07 s more for predict here);
-`--no-bytecode-cache` measures that instead.
+The commands run as an installed inferecon runs, with its bytecode cached (pip compiles it at
+install): the warm-up run writes the .pyc files (into the package's __pycache__, ignored by git)
+even where PYTHONDONTWRITEBYTECODE is set, as in this project's sessions, where a source tree
+without them would compile every module on every run (measured: ≈ 0.07 s more for predict).
 
 The op-DB profile is DIR/profile.json and DIR/engine.json of `--op-db-profile DIR`, or, without
 it, one fitted first (untimed) by `inferecon calibrate --op-db --gpu h100-sxm --engine vllm`
@@ -82,14 +82,8 @@ def main() -> int:
                     help="folder of an op-DB fit (profile.json, engine.json); default: fit one first")
     ap.add_argument("--only", default="predict,predict-opdb,frontier",
                     help="commands to time, comma-separated (default %(default)s)")
-    ap.add_argument("--no-bytecode-cache", action="store_true",
-                    help="compile every module from source on every run (PYTHONDONTWRITEBYTECODE=1, no cached .pyc)")
     args = ap.parse_args()
-    env = dict(os.environ)
-    if args.no_bytecode_cache:
-        env["PYTHONDONTWRITEBYTECODE"] = "1"
-    else:
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     only = set(args.only.split(","))
     with tempfile.TemporaryDirectory() as tmp:
         cases = [("predict", 0.5, command("predict", "--model", "llama-3-70b", "--gpu", "h100", "--tp", "4", "--batch",
@@ -104,8 +98,7 @@ def main() -> int:
                     "--engine", str(folder / "engine.json"), "--tp", "8", "--batch", "16")))
         cases.append(("frontier", 1.0, command("frontier", "--model", "llama-3-70b", "--out", tmp)))
         cases = [c for c in cases if c[0] in only]
-        bytecode = "compiled from source every run" if args.no_bytecode_cache else "bytecode cached"
-        print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; {args.repeats} runs each; {bytecode}")
+        print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; {args.repeats} runs each; bytecode cached")
         print(f"{'command':12s} {'wall median s':>13s} {'wall fastest s':>14s} {'CPU median s':>12s} {'goal s':>7s}  "
               f"{'heavy imports':18s} command line")
         for name, goal, cmd in cases:
