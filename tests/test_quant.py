@@ -145,3 +145,14 @@ def test_predict_and_frontier_default_to_the_checkpoints_precision(tmp_path, cap
     assert main(["predict", "--model", "deepseek-v3", "--gpu", "h200", "--tp", "8", "--batch", "1", "--draws", "0",
                  "--json"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[0])["weight_bits"] == 8
+
+
+def test_nvfp4_experts_keep_deepseeks_block_scaled_fp8_elsewhere():
+    # DeepSeek-V3/R1's checkpoint ships its weights in FP8 with 128 x 128 block scales
+    # (config.json weight_block_size [128, 128]); NVIDIA's FP4 checkpoint requantises only the
+    # routed experts, so the rest keeps that format, not per-tensor FP8.
+    from inferecon.model.quant import get_format
+
+    fmt = get_format("nvfp4-experts")
+    assert fmt.non_expert_format == "fp8-block"
+    assert get_format(fmt.non_expert_format).block_shape == (128, 128)

@@ -482,7 +482,8 @@ def fit_moe(t: OpTable) -> list[MoeFit]:
     skinny per-rank experts leave most SMs idle), so shapes the table holds are read from it."""
     out = []
     df = t.clean
-    df = df[(df["distribution"] == "balanced") & (df["tokens"] <= DECODE_M_MAX)]
+    dist = moe_distribution(set(df["distribution"]))
+    df = df[(df["distribution"] == dist) & (df["tokens"] <= DECODE_M_MAX)]
     for dtype in sorted(set(df["dtype"])):
         if dtype not in GEMM_OPERAND_BYTES:
             continue
@@ -501,8 +502,20 @@ def fit_moe(t: OpTable) -> list[MoeFit]:
         out.append(MoeFit(dtype=dtype, fixed_us=r.t0_us, gbps=r.gbps, tflops=r.tflops, kernels=shares,
                           quality=r.quality(), source=t.source, per_token_expert_us=r.extra_us[0],
                           per_expert_us=r.extra_us[1], tokens_max=DECODE_M_MAX, shape_curves=curves,
-                          curve_quality=curve_q))
+                          curve_quality=curve_q, distribution=dist))
     return out
+
+
+def moe_distribution(held: set) -> str:
+    """The routing the MoE fit is read from: balanced where the table has it; else its least
+    skewed power law (aiconfigurator-core 0.12.0's A100 vLLM 0.14.0 and TRT-LLM 1.0.0 tables hold
+    power_law_1.01 and _1.2 only). On the tables holding both, power_law_1.01 over balanced at
+    tokens <= 256 has median 0.96-0.99 (p10 0.76-0.79, p90 1.09-1.35: A100 SGLang 0.5.10, H100
+    vLLM 0.24.0, H200 TRT-LLM 1.3.0rc20)."""
+    if "balanced" in held or not held:
+        return "balanced"
+    laws = sorted((float(d.split("_")[-1]), d) for d in held if d.startswith("power_law_"))
+    return laws[0][1] if laws else sorted(held)[0]
 
 
 def _moe_curves(d) -> tuple[dict, FitQuality | None]:
@@ -562,6 +575,8 @@ def calibrate_from_opdb(db_path, gpu: str, engine: str, engine_version: str | No
     collectives = (fit_nccl(nccl_t, gpn) if nccl_t is not None else []) + \
                   (fit_custom_allreduce(custom_t, engine, gpn) if custom_t is not None else [])
     moe = fit_moe(moe_t) if moe_t is not None else []
+    notes += [f"moe/{m.dtype}: the table has no balanced-routing rows; read from its {m.distribution} rows"
+              for m in moe if m.distribution != "balanced"]
     choices = allreduce_choices(custom_t, nccl_t, engine) if custom_t is not None else []
     for t, what in ((ctx_t, "prefill attention"), (custom_t, "engine all-reduce"), (nccl_t, "NCCL"), (moe_t, "MoE"),
                     (mla_t, "MLA decode attention")):

@@ -86,8 +86,11 @@ FORMATS: dict[str, QuantFormat] = {f.name: f for f in (
                 "scales; multiplies at the 16-bit rate", group_size=128),
     QuantFormat("nvfp4", 4, "fp4", "group", "NVFP4 W4A4, 16-element FP8 group scales (Blackwell tensor cores)",
                 group_size=16),
-    QuantFormat("nvfp4-experts", 4, "fp4", "group", "NVFP4 routed experts, FP8 attention, dense layers and shared "
-                "experts (NVIDIA's DeepSeek-R1-FP4)", group_size=16, non_expert_format="fp8"),
+    # The layers left out of NVFP4 keep DeepSeek-V3/R1's own FP8, 128 x 128 block scales (its
+    # config.json: weight_block_size [128, 128]), which engines run with block-scaled FP8 GEMMs.
+    QuantFormat("nvfp4-experts", 4, "fp4", "group", "NVFP4 routed experts; attention, dense layers and shared "
+                "experts in DeepSeek's block-scaled FP8 (NVIDIA's DeepSeek-R1-FP4)", group_size=16,
+                non_expert_format="fp8-block"),
     QuantFormat("mxfp4", 4, None, "group", "MXFP4 weights, 32-element power-of-two scales; weight-only on GPUs "
                 "without FP4 tensor cores", group_size=32),
 )}
