@@ -24,6 +24,12 @@ import pytest
 from inferecon.core.errors import UserError
 
 REAL = Path(__file__).parent / "fixtures" / "engines" / "vllm_real"
+# Each committed loop: the folder of its real files, model, profile and tables (README there).
+# 20261201: run 1, an AVX2-only EPYC, the profile of that day's calibration (GEMM fit only);
+# 20261202: run 3, an AVX-512-BF16 EPYC, the profile `vllm_cpu_loop.sh --reuse` calibrated
+# with op-level fits (kernels/cpu_ops.py), so its predictions go through model/ops.py.
+RUNS = {"20261201": REAL, "20261202": REAL / "20261202"}
+RESULTS = Path(__file__).parent.parent / "results"
 DTYPES = {"bf16": (16, 16), "fp32": (32, 32)}  # (weight bits, KV bits) vLLM ran with
 CONCURRENCY = (1, 2, 4, 8)
 # A prediction may move this much (relative) before the committed table counts as stale:
@@ -31,34 +37,36 @@ CONCURRENCY = (1, 2, 4, 8)
 PREDICTED_TOLERANCE = 0.01
 
 
-def _files(dtype: str) -> list[Path]:
-    return sorted((REAL / dtype).glob("*.json"))
+def _files(dtype: str, run: str = "20261201") -> list[Path]:
+    return sorted((RUNS[run] / dtype).glob("*.json"))
 
 
-def _committed_table(dtype: str) -> dict[str, dict]:
-    with open(REAL / f"engine_validation-{dtype}.csv", newline="") as f:
+def _committed_table(dtype: str, run: str = "20261201") -> dict[str, dict]:
+    with open(RUNS[run] / f"engine_validation-{dtype}.csv", newline="") as f:
         return {Path(r["source"]).name: r for r in csv.DictReader(f)}
 
 
-def _cases(dtype: str):
+def _cases(dtype: str, run: str = "20261201"):
     from inferecon.calibration.engine_fit import load_cases
 
     wb, kb = DTYPES[dtype]
-    return load_cases([str(p) for p in _files(dtype)], model=str(REAL / "model"),
-                      hardware_path=str(REAL / "profile.json"), tp=1, weight_bits=wb, kv_bits=kb)
+    return load_cases([str(p) for p in _files(dtype, run)], model=str(RUNS[run] / "model"),
+                      hardware_path=str(RUNS[run] / "profile.json"), tp=1, weight_bits=wb, kv_bits=kb)
 
 
-def test_every_real_file_is_there():
+@pytest.mark.parametrize("run", sorted(RUNS))
+def test_every_real_file_is_there(run):
     for dtype in DTYPES:
-        names = sorted(p.name for p in _files(dtype))
+        names = sorted(p.name for p in _files(dtype, run))
         assert names == sorted(f"vllm-{dtype}-c{c}.json" for c in CONCURRENCY), (dtype, names)
 
 
+@pytest.mark.parametrize("run", sorted(RUNS))
 @pytest.mark.parametrize("dtype", sorted(DTYPES))
-def test_reader_takes_what_vllm_wrote(dtype):
+def test_reader_takes_what_vllm_wrote(dtype, run):
     from inferecon.ingest.engine_results import read_engine_results
 
-    for path in _files(dtype):
+    for path in _files(dtype, run):
         raw = json.loads(path.read_text())
         runs = read_engine_results(path)
         assert len(runs) == 1, path
@@ -85,12 +93,13 @@ def test_model_folder_is_a_model():
     assert (spec.n_layers, spec.d_model, spec.n_heads, spec.n_kv_heads, spec.d_ff) == (8, 1024, 8, 2, 4096)
 
 
+@pytest.mark.parametrize("run", sorted(RUNS))
 @pytest.mark.parametrize("dtype", sorted(DTYPES))
-def test_predictions_match_the_committed_table(dtype):
+def test_predictions_match_the_committed_table(dtype, run):
     from inferecon.calibration.engine_fit import score_engine_runs
 
-    table = _committed_table(dtype)
-    rows = score_engine_runs(_cases(dtype))
+    table = _committed_table(dtype, run)
+    rows = score_engine_runs(_cases(dtype, run))
     assert sorted(Path(r["source"]).name for r in rows) == sorted(table)
     moved = []
     for r in rows:
@@ -102,8 +111,51 @@ def test_predictions_match_the_committed_table(dtype):
                          f"({100 * (now - then) / then:+.1f}%)")
     assert not moved, (f"{dtype}: the model's predictions of the real vLLM runs moved more than "
                        f"{100 * PREDICTED_TOLERANCE:g}% since the table was committed (regenerate "
-                       f"tests/fixtures/engines/vllm_real/engine_validation-{dtype}.csv with the README's "
+                       f"{RUNS[run] / f'engine_validation-{dtype}.csv'} with the README's "
                        "command if the change is meant):\n" + "\n".join(moved))
+
+
+def test_run3_fixtures_are_the_committed_results():
+    """The run-3 fixtures are byte copies of results/vllm-cpu-20261202/ (the real files vLLM
+    wrote, the model config, the re-run's profile and tables): what the results README quotes is
+    what this test recomputes."""
+    res = RESULTS / "vllm-cpu-20261202"
+    reruns = sorted(res.glob("rerun-*/calibrate/profile.json"))
+    if not reruns:
+        pytest.skip("results/vllm-cpu-20261202/ not in this checkout")
+    fix = RUNS["20261202"]
+    for dtype in DTYPES:
+        for path in _files(dtype, "20261202"):
+            assert path.read_bytes() == (res / "vllm" / dtype / path.name).read_bytes(), path.name
+    assert (fix / "model" / "config.json").read_bytes() == (res / "model" / "config.json").read_bytes()
+    rerun = reruns[-1].parent.parent
+    assert (fix / "profile.json").read_bytes() == (rerun / "calibrate" / "profile.json").read_bytes()
+    for dtype in DTYPES:
+        assert (fix / f"engine_validation-{dtype}.csv").read_bytes() == \
+            (rerun / f"validate-{dtype}" / "engine_validation.csv").read_bytes()
+
+
+def test_run3_profile_prices_the_ops_vllm_ran():
+    """The run-3 profile carries op-level fits of the kernels vLLM's CPU worker runs: oneDNN on
+    prepacked weights in bf16 and fp32, decode attention per KV dtype, an elementwise time per
+    layer, timed with the one torch thread vLLM's worker logged (logs/serve-*.log there:
+    "Reducing Torch threads from 2 to 1")."""
+    from inferecon.model.hardware import HardwareProfile
+
+    prof = HardwareProfile.load(RUNS["20261202"] / "profile.json")
+    fits = prof.op_fits
+    assert {g.dtype for g in fits.gemm} == {"bf16", "fp32"} and {a.kv_dtype for a in fits.attention} == {"bf16", "fp32"}
+    assert all(g.kernels == {"onednn_prepacked": 1.0} for g in fits.gemm)
+    assert all(g.quality.folds == 5 and g.quality.heldout_mape is not None for g in fits.gemm)
+    assert fits.elementwise_per_layer_us is not None and prof.provenance.versions["cpu_threads"] == "1"
+    # The vLLM step on this CPU is fp32 weight-bound at batch 1: 4 bytes x 138,412,032 GEMM
+    # weights (hand count in tests/test_cpu_ops.py) read at the fit's bandwidth, within its
+    # intercepts (33 GEMMs) and the attention and elementwise times, is the predicted step.
+    fp32 = next(g for g in fits.gemm if g.dtype == "fp32")
+    weights_s = 4 * 138_412_032 / (fp32.gbps * 1e9)
+    row = {Path(r["source"]).name: r for r in csv.DictReader(open(RUNS["20261202"] / "engine_validation-fp32.csv"))}
+    predicted_s = float(row["vllm-fp32-c1.json"]["predicted_ms"]) * 1e-3
+    assert weights_s < predicted_s < weights_s + 33 * fp32.t0_us * 1e-6 + 8 * 1e-3
 
 
 def test_fp32_runs_need_a_cpu_profile():
