@@ -28,10 +28,10 @@ neighbours. Kernels never import the model: the shapes come as plain numbers.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 from inferecon.harness.runner import Case, SweepContext
 from inferecon.harness.timing import InterleavedConfig, flush_plan, measure_interleaved
+from inferecon.kernels.decode import DecoderShape
 
 BENCHMARK = "cpu_ops"
 BENCHMARK_VERSION = 1
@@ -40,27 +40,16 @@ ELEMENT_BYTES = {"bf16": 2, "fp32": 4}
 MAX_COPIES = 512  # of one small tensor: beyond, a tiny op is floor-bound whether or not it is cached
 
 
-@dataclass(frozen=True)
-class LayerShape:
-    """The few fields of a dense decoder layer the ops need (kernels never import the model)."""
-
-    d_model: int
-    n_heads: int
-    n_kv_heads: int
-    d_head: int
-    d_ff: int
-    vocab: int
-
-    def gemms(self) -> list[tuple[str, int, int]]:
-        """(name, N, K) of the decode step's weight GEMMs, fused as vLLM runs them."""
-        q, kv = self.n_heads * self.d_head, self.n_kv_heads * self.d_head
-        return [("qkv", q + 2 * kv, self.d_model), ("o", self.d_model, q), ("gate_up", 2 * self.d_ff, self.d_model),
-                ("down", self.d_model, self.d_ff), ("lm_head", self.vocab, self.d_model)]
+def decode_gemms(s: DecoderShape) -> list[tuple[str, int, int]]:
+    """(name, N, K) of a dense decode step's weight GEMMs, fused as vLLM runs them."""
+    q, kv = s.n_heads * s.d_head, s.n_kv_heads * s.d_head
+    return [("qkv", q + 2 * kv, s.d_model), ("o", s.d_model, q), ("gate_up", 2 * s.d_ff, s.d_model),
+            ("down", s.d_model, s.d_ff), ("lm_head", s.vocab, s.d_model)]
 
 
-# The Llama scripts/vllm_cpu_loop.py builds and serves (its CONFIG: hidden 1024, 8 heads of
-# 128, 2 KV heads, SwiGLU 4096, vocabulary 16,384).
-SERVED = LayerShape(d_model=1024, n_heads=8, n_kv_heads=2, d_head=128, d_ff=4096, vocab=16384)
+# The Llama scripts/vllm_cpu_loop.py builds and serves (its CONFIG: hidden 1024, 8 layers,
+# 8 heads of 128, 2 KV heads, SwiGLU 4096, vocabulary 16,384).
+SERVED = DecoderShape(n_layers=8, d_model=1024, n_heads=8, n_kv_heads=2, d_head=128, d_ff=4096, vocab=16384)
 # Other shapes, so that the GEMM fit is scored on shapes it was not fitted to.
 GENERIC_GEMMS = (("512x512", 512, 512), ("2048x512", 2048, 512), ("512x2048", 512, 2048), ("3072x1024", 3072, 1024))
 
@@ -76,7 +65,7 @@ def attention_params(batch: int, kv_len: int, n_heads: int, n_kv_heads: int, hea
             "kv_bytes": 2 * batch * kv_len * n_kv_heads * head_dim * ELEMENT_BYTES[dtype]}
 
 
-def elementwise_params(m: int, s: LayerShape, dtype: str) -> dict:
+def elementwise_params(m: int, s: DecoderShape, dtype: str) -> dict:
     return {"op": "elementwise", "label": "layer", "dtype": dtype, "m": m, "d_model": s.d_model,
             "n_heads": s.n_heads, "n_kv_heads": s.n_kv_heads, "head_dim": s.d_head, "d_ff": s.d_ff}
 
@@ -224,9 +213,9 @@ class Session:
         return self.results[cid]
 
 
-def planned_params(quick: bool, shape: LayerShape = SERVED) -> list[dict]:
+def planned_params(quick: bool, shape: DecoderShape = SERVED) -> list[dict]:
     ms = (1, 2, 4, 8) if quick else (1, 2, 4, 8, 16, 32)
-    gemms = [(name, n, k) for name, n, k in shape.gemms()] + ([] if quick else list(GENERIC_GEMMS))
+    gemms = decode_gemms(shape) + ([] if quick else list(GENERIC_GEMMS))
     if quick:
         gemms += [GENERIC_GEMMS[0], GENERIC_GEMMS[3]]
     heads = [(shape.n_heads, shape.n_kv_heads, shape.d_head)]
