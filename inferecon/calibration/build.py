@@ -98,7 +98,10 @@ def profile_from_tables(manifest: dict, tables: dict, run_id: str,
 
     # -- arithmetic ---------------------------------------------------------------------
     compute = base.compute
-    gemm_fit, gemm_results, peaks = fit_gemm(_with_cpu_gemms(tables.get("matmul"), tables.get(CPU_OPS)))
+    matmul = _with_cpu_gemms(tables.get("matmul"), tables.get(CPU_OPS))
+    if matmul is not None:  # the GEMM plot and table then show what the fit read
+        tables = {**tables, "matmul": matmul}
+    gemm_fit, gemm_results, peaks = fit_gemm(matmul)
     fits += gemm_results.values()
     bad = [d for d, r in gemm_results.items() if not r.converged]
     for d in bad:
