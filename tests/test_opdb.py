@@ -379,7 +379,7 @@ def test_attention_grid_is_read_bilinearly_in_logs_by_hand():
 
     from inferecon.model import ops
 
-    a = _grid_fit({"8x1x128": [[1.0, 4.0], [100.0, 400.0], [[10.0, 20.0], [40.0, 80.0]]]})
+    a = _grid_fit({"8x1x128": [[1.0, 4.0], [100.0, 400.0], [10.0, 20.0, 40.0, 80.0]]})
     # Batch 2, KV 200: the middle of the cell in log-log -> the geometric mean of the corners,
     # (10*20*40*80)^(1/4) = 640000^(1/4) = 28.2843.
     assert a.grid_us("8x1x128", 2, 200) == pytest.approx(28.2843, rel=1e-5)
@@ -396,12 +396,13 @@ def test_attention_grid_is_read_bilinearly_in_logs_by_hand():
     assert got[0] == pytest.approx(28.2843, rel=1e-5) and got[1] == pytest.approx((40.0 * 80.0) ** 0.5)
     assert np.isnan(got[2])
     # A corner the table did not measure leaves the cell to the fit (an exact grid line needs none).
-    b = _grid_fit({"8x1x128": [[1.0, 4.0], [100.0, 400.0], [[10.0, 20.0], [40.0, None]]]})
+    b = _grid_fit({"8x1x128": [[1.0, 4.0], [100.0, 400.0], [10.0, 20.0, 40.0, None]]})
     assert b.grid_us("8x1x128", 2, 200) is None and b.grid_us("8x1x128", 1, 200) == pytest.approx(200.0 ** 0.5)
 
 
-@pytest.mark.parametrize("grid", [[[1, 2], [1, 2], [[1.0, 2.0]]], [[2, 1], [1, 2], [[1.0, 2.0], [1.0, 2.0]]],
-                                  [[1, 2], [1, 2], [[1.0, -2.0], [1.0, 2.0]]], [[1, 2], [1, 2], [[None, None], [None, None]]]])
+@pytest.mark.parametrize("grid", [[[1, 2], [1, 2], [1.0, 2.0]], [[2, 1], [1, 2], [1.0, 2.0, 1.0, 2.0]],
+                                  [[1, 2], [1, 2], [1.0, -2.0, 1.0, 2.0]], [[1, 2], [1, 2], [None, None, None, None]],
+                                  [[1, 2], [1, 2], [[1.0, 2.0], [1.0, 2.0]]]])
 def test_malformed_attention_grid_in_a_profile_is_one_line(grid):
     from inferecon.model.opfits import OPFITS_SCHEMA_VERSION, op_fits_from_dict
 

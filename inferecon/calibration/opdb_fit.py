@@ -358,8 +358,9 @@ def _attention_grids(d) -> tuple[dict, FitQuality | None]:
         if piv.shape[0] < 2 or piv.shape[1] < 2:
             continue
         v = piv.to_numpy(float)
-        rows = [[None if not np.isfinite(x) else round(float(x), 4) for x in r] for r in v]
-        grids[attention_grid_key(h, hk, hd)] = [[float(x) for x in piv.index], [float(x) for x in piv.columns], rows]
+        # One flat, batch-major list (not a list per batch): a profile load checks each list at once.
+        flat = [None if not np.isfinite(x) else round(float(x), 4) for x in v.ravel()]
+        grids[attention_grid_key(h, hk, hd)] = [[float(x) for x in piv.index], [float(x) for x in piv.columns], flat]
         lb, lv = np.log(piv.columns.to_numpy(float)), np.log(v)
         if len(lb) >= 3:
             f = (lb[1:-1] - lb[:-2]) / (lb[2:] - lb[:-2])

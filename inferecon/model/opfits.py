@@ -173,7 +173,8 @@ class AttentionFit:
     quality: FitQuality | None = None
     source: OpSource | None = None
     # The table's own times of each head layout it measured (attention_grid_key -> [batches],
-    # [kv lengths], rows of µs per batch, None where not measured), read by bilinear log-log
+    # [kv lengths], µs batch-major: len(batches) x len(kv lengths) entries, None where not
+    # measured), read by bilinear log-log
     # interpolation inside the grid; the fit above prices the rest. Absent in older files.
     shape_grids: dict[str, list] = field(default_factory=dict)
     grid_quality: FitQuality | None = None  # held-out error of reading a row off its grid without it
@@ -187,7 +188,7 @@ class AttentionFit:
         g = self.shape_grids.get(key)
         if not g:
             return None
-        bs, ls, rows = g
+        bs, ls, flat = g
         if not (bs[0] <= batch <= bs[-1] and ls[0] <= kv_len <= ls[-1]):
             return None
 
@@ -197,7 +198,8 @@ class AttentionFit:
 
         i, fb = cell(bs, batch)
         j, fl = cell(ls, kv_len)
-        corners = (rows[i - 1][j - 1], rows[i - 1][j], rows[i][j - 1], rows[i][j])
+        n = len(ls)
+        corners = (flat[(i - 1) * n + j - 1], flat[(i - 1) * n + j], flat[i * n + j - 1], flat[i * n + j])
         weights = ((1 - fb) * (1 - fl), (1 - fb) * fl, fb * (1 - fl), fb * fl)
         if any(c is None and w > 1e-12 for c, w in zip(corners, weights)):
             return None  # a corner the table did not measure (an exact hit on a grid line needs none)
@@ -449,26 +451,25 @@ def _curves(value, where: str) -> dict:
 
 
 def _grids(value, where: str) -> dict:
-    """Each grid: rising batches > 0, rising kv lengths > 0, one row per batch of one time > 0
-    (or null) per kv length."""
+    """Each grid: rising batches > 0, rising kv lengths > 0, then batches x kv lengths times > 0
+    (or null), batch-major."""
     import math
 
     if not isinstance(value, dict):
         raise UserError(f"{where} must be an object")
     for key, g in value.items():
         try:
-            bs, ls, rows = g
-            cells = [v for r in rows for v in r if v is not None]
-            ok = (len(rows) == len(bs) >= 2 and len(ls) >= 2 and all(len(r) == len(ls) for r in rows)
-                  and min(bs) > 0 and min(ls) > 0 and bool(cells) and min(cells) > 0
+            bs, ls, flat = g
+            cells = [v for v in flat if v is not None]
+            ok = (len(bs) >= 2 and len(ls) >= 2 and len(flat) == len(bs) * len(ls) and min(bs) > 0 and min(ls) > 0 and bool(cells) and min(cells) > 0
                   and math.isfinite(sum(bs) + sum(ls) + sum(cells))
                   and all(map(float.__lt__, map(float, bs[:-1]), map(float, bs[1:])))
                   and all(map(float.__lt__, map(float, ls[:-1]), map(float, ls[1:]))))
         except (TypeError, ValueError):
             ok = False
         if not ok:
-            raise UserError(f"{where}[{key!r}] must be [[rising batches], [rising kv lengths], rows of times > 0 or "
-                            "null, one per batch]")
+            raise UserError(f"{where}[{key!r}] must be [[rising batches], [rising kv lengths], [batches x kv lengths "
+                            "times > 0 or null, batch-major]]")
     return value
 
 

@@ -370,7 +370,7 @@ def _attention_grid_us(afit, model, mla, h_gpu, hk_gpu, batch, kv_len):
         return out
     hd = MLA_LATENT_DIM if mla else model.d_head
     h, hk, b, L = (np.broadcast_to(np.asarray(a, dtype=float), shape) for a in (h_gpu, hk_gpu, batch, kv_len))
-    for key, (bs, ls, rows) in grids.items():
+    for key, (bs, ls, flat) in grids.items():
         kh, kk, kd = (float(v) for v in key.split("x"))
         # Only the layouts this model can have on one GPU (its heads split k ways) are compared.
         split = model.n_heads / kh
@@ -380,7 +380,7 @@ def _attention_grid_us(afit, model, mla, h_gpu, hk_gpu, batch, kv_len):
         if not sel.any():
             continue
         lb, ll = np.log(bs), np.log(ls)
-        lv = np.log(np.array([[np.nan if v is None else v for v in r] for r in rows], dtype=float))
+        lv = np.log(np.array([np.nan if v is None else v for v in flat], dtype=float)).reshape(len(bs), len(ls))
         x, y = np.log(b[sel]), np.log(L[sel])
         i = np.clip(np.searchsorted(lb, x), 1, len(lb) - 1)
         j = np.clip(np.searchsorted(ll, y), 1, len(ll) - 1)
