@@ -73,8 +73,9 @@ GEMM_OPERAND_BYTES: dict[str, tuple[float, float, float]] = {
     "int4_wo": (2.0, 0.5, 2.0),  # INT4 weight-only (W4A16: AWQ, GPTQ)
     "sq": (1.0, 1.0, 2.0),  # SmoothQuant W8A8 INT8
     "nvfp4": (0.5, 0.5, 2.0),
+    "fp32": (4.0, 4.0, 4.0),  # CPU calibrations (calibration/fit_ops.py): fp32 in and out
 }
-KV_ELEMENT_BYTES: dict[str, float] = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0}
+KV_ELEMENT_BYTES: dict[str, float] = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "fp32": 4.0}
 # MLA's cached latent per token and layer: kv_lora_rank 512 + qk_rope_head_dim 64 (DeepSeek-V2/V3
 # config.json), the dims aiconfigurator-core's generation_mla_perf tables are timed at.
 MLA_LATENT_DIM = 576
@@ -341,6 +342,9 @@ class OpFits:
     # MLA (DeepSeek-V2/V3) decode attention over the compressed latent, per KV dtype: an
     # AttentionFit of one KV head of MLA_LATENT_DIM (kv_lora_rank + qk_rope_dim) per token.
     mla_attention: list[AttentionFit] = field(default_factory=list)
+    # Norms, activations, residual adds per layer where no engine stands between (a CPU
+    # calibration times them itself); None: the engine's op fits say (EngineOpFits).
+    elementwise_per_layer_us: float | None = None
 
     def gemm_fit(self, dtype: str) -> GemmFit | None:
         return next((g for g in self.gemm if g.dtype == dtype), None)

@@ -44,7 +44,7 @@ from inferecon.model.opfits import GEMM_OPERAND_BYTES, moe_curve_key
 from inferecon.model.quant import format_of
 
 # model/quant.py format -> the op-level GEMM dtype its kernels are fitted under (opfits names).
-FORMAT_GEMM_DTYPE = {"bf16": "bf16", "fp32": "bf16", "fp8": "fp8", "fp8-block": "fp8_block", "int8": "sq",
+FORMAT_GEMM_DTYPE = {"bf16": "bf16", "fp32": "fp32", "fp8": "fp8", "fp8-block": "fp8_block", "int8": "sq",
                      "int8-wo": "int8_wo", "w4a16": "int4_wo", "nvfp4": "nvfp4", "nvfp4-experts": "nvfp4",
                      "mxfp4": "int4_wo"}
 # Where a dtype has no fit: the fitted dtype whose kernel is closest (same activation width first).
@@ -52,7 +52,7 @@ FORMAT_GEMM_DTYPE = {"bf16": "bf16", "fp32": "bf16", "fp8": "fp8", "fp8-block": 
 # dequantise-then-multiply kernel family, its intercept measured (A100 TRT-LLM decode fits: int8_wo 8.2 us,
 # int4_wo 8.2 us, bf16 2.6 us).
 GEMM_FALLBACK = {"fp8_block": ("fp8", "bf16"), "fp8": ("bf16",), "sq": ("fp8", "bf16"), "int8_wo": ("int4_wo", "bf16"),
-                 "int4_wo": ("int8_wo", "bf16"), "nvfp4": ("fp8", "bf16"), "fp16": ("bf16",)}
+                 "int4_wo": ("int8_wo", "bf16"), "nvfp4": ("fp8", "bf16"), "fp16": ("bf16",), "fp32": ("bf16",)}
 # The MoE table's dtype names for the same formats (aiconfigurator moe_dtype).
 FORMAT_MOE_DTYPE = {"bf16": "bf16", "fp32": "bf16", "fp8": "fp8", "fp8-block": "fp8_block", "int8": "fp8",
                     "int8-wo": "bf16", "w4a16": "int4_wo", "nvfp4": "nvfp4", "nvfp4-experts": "nvfp4",
@@ -157,7 +157,7 @@ def gemm_fit_for(op_fits, dtype: str):
 
 
 def kv_dtype_of(model) -> str:
-    return {16: "bf16", 8: "fp8", 32: "bf16"}.get(int(model.kv_bits), "bf16")
+    return {16: "bf16", 8: "fp8", 32: "fp32"}.get(int(model.kv_bits), "bf16")
 
 
 def fallbacks(model, hw, engine=None) -> list[str]:
@@ -181,7 +181,9 @@ def fallbacks(model, hw, engine=None) -> list[str]:
     eng = getattr(engine, "op_fits", None) if engine is not None else None
     if model.is_moe and _moe_fit(eng, model) is None:
         out.append("no MoE fit: routed experts as grouped GEMMs from the GEMM fit")
-    if eng is None:
+    if eng is None and getattr(fits, "elementwise_per_layer_us", None) is not None:
+        out.append("no engine op fits: norms and activations take the profile's own time per layer")
+    elif eng is None:
         out.append("no engine op fits: norms and activations add only their bytes; the all-reduce is NCCL's")
     elif eng.elementwise_per_layer_us is None:
         out.append("the engine op fits give no elementwise time per layer: norms and activations add only their bytes")
@@ -258,8 +260,11 @@ def stage_ops(model, hw, engine, lay, tok_rank, tok_group, context, heads_axis, 
         acc.roofline("attention", layers, floor_us, afit.tflops, afit.gbps, attn_flop * scale, kv_bytes * scale)
 
     # Norms, activations, residuals: the engine's fixed time per layer, plus the activation bytes.
-    if eng is not None and eng.elementwise_per_layer_us is not None:
-        acc.fixed("elementwise", layers * eng.elementwise_per_layer_us * 1e-6)
+    ew_us = eng.elementwise_per_layer_us if eng is not None else None
+    if ew_us is None:
+        ew_us = getattr(fits, "elementwise_per_layer_us", None)  # a CPU calibration's own
+    if ew_us is not None:
+        acc.fixed("elementwise", layers * ew_us * 1e-6)
     if gfit is not None:
         acc.memory("elementwise", act_bytes_per_gpu / (gfit.gbps * 1e9))
 
