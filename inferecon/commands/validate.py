@@ -267,8 +267,13 @@ def engine_handler(args) -> int:
         from inferecon.model.engine import EngineProfile
 
         engine = EngineProfile.load(args.engine)
-        for r, e in zip(rows, score_engine_runs(cases, engine)):
+        # With draws the interval widens by the engine profile's own standard errors where its fit
+        # stored them (model/uncertainty.draw_engine), on top of the hardware profile's.
+        for r, e in zip(rows, score_engine_runs(cases, engine, draws=DEFAULT_DRAWS)):
             r["engine_ms"], r["engine_error_pct"] = e["predicted_ms"], e["error_pct"]
+            if "covered" in e:
+                r["engine_lo_ms"], r["engine_hi_ms"] = e["predicted_lo_ms"], e["predicted_hi_ms"]
+                r["engine_covered"] = e["covered"]
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = Path(args.out) if args.out else Path("results") / f"validate-engine-{slug(cases[0].model.name)}-{stamp}"
     check_out_dir(out)
@@ -293,8 +298,19 @@ def engine_handler(args) -> int:
     print("coverage: " + (f"{inside} of {n} runs inside the predicted 90% interval ({100 * inside / n:.0f}%; a "
                            "calibrated uncertainty covers about 90%; engine overheads are not in the interval)" if n else
                            "none (the hardware profile carries no uncertainty)"))
+    engine_coverage = None
+    if engine is not None:
+        from inferecon.model.uncertainty import _engine_params
+
+        e_inside, e_n = coverage(scored, "engine_covered")
+        engine_coverage = {"inside": e_inside, "cases": e_n}
+        what = ("the hardware profile's and the engine profile's fitted standard errors" if _engine_params(engine)
+                else "the hardware profile's uncertainty alone: the engine profile states none")
+        print(f"coverage with engine profile {engine.name!r}: " +
+              (f"{e_inside} of {e_n} runs inside the predicted 90% interval ({100 * e_inside / e_n:.0f}%; {what})"
+               if e_n else "none (neither profile carries uncertainty)"))
     er.write_rows_csv(rows, out / "engine_validation.csv")
-    er.write_json({"runs": len(rows), "mape_pct": total, "engine_profile": args.engine, "engine_mape_pct": engine_mape, "coverage_90": {"inside": inside, "cases": n}, "files": list(args.engine_results), "notes": notes},
+    er.write_json({"runs": len(rows), "mape_pct": total, "engine_profile": args.engine, "engine_mape_pct": engine_mape, "coverage_90": {"inside": inside, "cases": n}, "engine_coverage_90": engine_coverage, "files": list(args.engine_results), "notes": notes},
                   out / "engine_validation.json")
     series = [("hardware profile", "predicted_ms")] + ([(f"with engine profile {engine.name}", "engine_ms")]
                                                        if engine is not None else [])
