@@ -9,14 +9,22 @@
 #   scripts/vllm_cpu_loop.sh --reuse OUT_DIR
 #       no vLLM: calibrate this CPU again and re-read OUT_DIR's real files (OUT_DIR/vllm/,
 #       OUT_DIR/model/) with the current inferecon, into OUT_DIR/rerun-<UTC time>/ (its own
-#       commands.tsv and manifest.json); the loop's first outputs stay as they were.
+#       commands.tsv and manifest.json); the loop's first outputs stay as they were. Where
+#       OUT_DIR/vllm/null-*/ exists, the null model's engine profile is measured again too.
 #
 # Environment: VLLM_VENV (default .venv-vllm, made and filled on first use: ~3 min, 3.5 GB),
 # INFERECON_PYTHON (default .venv/bin/python: inferecon runs from the project's own venv),
 # LOOP_BUDGET_S (default 2700: the whole loop's wall-clock bound), CALIBRATE (quick|full,
 # default quick), OUTPUT_LEN / INPUT_LEN (default 64 / 128 tokens), DTYPES (default
 # "bfloat16 float32"), CONCURRENCY (default "1 2 4 8"), PROMPTS_PER_SLOT (default 2: 2 c
-# prompts at concurrency c), SERVE_ARGS (default --enforce-eager, see below).
+# prompts at concurrency c), SERVE_ARGS (default --enforce-eager, see below), NULL_SEEDS
+# (default "0 1": the null model's prompt sets; none = no null model).
+#
+# The null model (vllm_cpu_loop.py NULL_CONFIG: the served model's tokenizer, vocabulary, max
+# length and dtype, one layer of hidden 64) is served and benched like the model, right after it
+# in each dtype. Its time per token less the step the calibrated CPU profile prices for it is
+# vLLM's own per-step work: OUT_DIR/engine-null-<dtype>/engine.json (with the runs' spread as its
+# uncertainty), and validate-<dtype>-engine-null/ predicts the model's runs with it.
 #
 # The server listens on 127.0.0.1 only and is stopped whatever happens (its whole process
 # group, on exit, Ctrl-C or TERM). Every command run, its exit status and the load average
@@ -35,6 +43,8 @@ dtypes=${DTYPES:-"bfloat16 float32"}
 concurrency=${CONCURRENCY:-"1 2 4 8"}
 port=${VLLM_PORT:-18000}
 prompts_per_slot=${PROMPTS_PER_SLOT:-2}
+# The null model's prompt seeds (NULL_SEEDS=none: no null model, the loop as before).
+null_seeds=${NULL_SEEDS:-"0 1"}
 # --enforce-eager: no torch.compile warm-up. On a loaded 2-core machine the compiled start-up
 # took 14 minutes (20:47 to 21:01 UTC, load average 12-15), twice per loop; eager starts in a
 # few. SERVE_ARGS="" serves compiled, as vLLM does by default.
@@ -56,6 +66,7 @@ if [ $reuse = 1 ]; then out=$runs/rerun-$(date -u +%H%M); mkdir -p "$out" || exi
 # The weights (300 MB) stay outside the repository; only config.json is kept with the results.
 work=$(mktemp -d "${TMPDIR:-/tmp}/vllm-cpu-loop.XXXXXX")
 model=$work/tiny-llama-155m
+null_model=$work/null-llama-2m
 started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 server_pgid=""
 status=complete
@@ -163,41 +174,57 @@ step check-imports 300 "$venv/bin/python" -c "import vllm, transformers, tokeniz
 # -- 2. the tiny model, built here ----------------------------------------------------------------
 step build-model 600 "$venv/bin/python" "$helper" build-model "$model" || exit 1
 mkdir -p "$out/model" && cp "$model/config.json" "$out/model/config.json"
+if [ "$null_seeds" != none ]; then
+  step build-null-model 300 "$venv/bin/python" "$helper" build-null-model "$null_model" "$model" || exit 1
+  mkdir -p "$out/null-model" && cp "$null_model/config.json" "$out/null-model/config.json"
+fi
 
-# -- 3. serve and bench each dtype ---------------------------------------------------------------
+# -- 3. serve and bench each dtype: the model, then the null model ------------------------------
 export VLLM_TARGET_DEVICE=cpu VLLM_HOST_IP=127.0.0.1 VLLM_CPU_KVCACHE_SPACE=${VLLM_CPU_KVCACHE_SPACE:-2} VLLM_NO_USAGE_STATS=1
 export DO_NOT_TRACK=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-for dt in $dtypes; do
-  short=$([ "$dt" = bfloat16 ] && echo bf16 || echo fp32)
-  [ "$(left_s)" -le 240 ] && { log "$dt: too little of the loop budget left to start a server"; status=partial; break; }
-  mkdir -p "$out/vllm/$short"
-  log "serve $dt on 127.0.0.1:$port (load $(load))"
+# serve_and_bench TAG MODEL_DIR DTYPE SEEDS: one server, `vllm bench serve` at each concurrency
+# and prompt seed, into vllm/TAG/vllm-TAG-cC[-sS].json (the model's own runs keep their names).
+serve_and_bench() {
+  local tag=$1 dir=$2 dt=$3 seeds=$4 t0 serve_load serve_when up c seed prompts name
+  [ "$(left_s)" -le 240 ] && { log "$tag: too little of the loop budget left to start a server"; status=partial; return 1; }
+  mkdir -p "$out/vllm/$tag"
+  log "serve $tag ($dt) on 127.0.0.1:$port (load $(load))"
   t0=$SECONDS serve_load=$(load) serve_when=$(date -u +%H:%M:%S)
-  setsid "$venv/bin/python" "$helper" vllm serve "$model" --host 127.0.0.1 --port "$port" --dtype "$dt" \
-    --max-model-len 1024 --seed 0 $serve_args > "$out/logs/serve-$short.log" 2>&1 &
+  setsid "$venv/bin/python" "$helper" vllm serve "$dir" --host 127.0.0.1 --port "$port" --dtype "$dt" \
+    --max-model-len 1024 --seed 0 $serve_args > "$out/logs/serve-$tag.log" 2>&1 &
   server_pgid=$!
   up=0
   while [ $((SECONDS - t0)) -lt "${SERVE_WAIT_S:-900}" ] && kill -0 "$server_pgid" 2>/dev/null; do
     if curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1; then up=1; break; fi
     sleep 2
   done
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "serve-$short" "$serve_when" $((SECONDS - t0)) \
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "serve-$tag" "$serve_when" $((SECONDS - t0)) \
     "$([ $up = 1 ] && echo 0 || echo 1)" "$serve_load" "$(load)" \
-    "vllm serve $model --host 127.0.0.1 --port $port --dtype $dt --max-model-len 1024 --seed 0 $serve_args" >> "$out/commands.tsv"
+    "vllm serve $dir --host 127.0.0.1 --port $port --dtype $dt --max-model-len 1024 --seed 0 $serve_args" >> "$out/commands.tsv"
   if [ $up != 1 ]; then
-    log "$dt: server not up after $((SECONDS - t0)) s"; tail -20 "$out/logs/serve-$short.log" >&2
-    stop_server; status=partial; continue
+    log "$tag: server not up after $((SECONDS - t0)) s"; tail -20 "$out/logs/serve-$tag.log" >&2
+    stop_server; status=partial; return 1
   fi
-  log "$dt: server up after $((SECONDS - t0)) s"
+  log "$tag: server up after $((SECONDS - t0)) s"
   for c in $concurrency; do
-    prompts=$((prompts_per_slot * c))
-    step "bench-$short-c$c" 420 "$venv/bin/python" "$helper" vllm bench serve --backend vllm \
-      --host 127.0.0.1 --port "$port" --model "$model" --dataset-name random \
-      --random-input-len "$in_len" --random-output-len "$out_len" --num-prompts "$prompts" \
-      --max-concurrency "$c" --ignore-eos --seed 0 --save-result --result-dir "$out/vllm/$short" \
-      --result-filename "vllm-$short-c$c.json" || status=partial
+    for seed in $seeds; do
+      prompts=$((prompts_per_slot * c))
+      name=vllm-$tag-c$c; [ "$seeds" = 0 ] || name=$name-s$seed
+      step "bench-$tag-c$c-s$seed" 420 "$venv/bin/python" "$helper" vllm bench serve --backend vllm \
+        --host 127.0.0.1 --port "$port" --model "$dir" --dataset-name random \
+        --random-input-len "$in_len" --random-output-len "$out_len" --num-prompts "$prompts" \
+        --max-concurrency "$c" --ignore-eos --seed "$seed" --save-result --result-dir "$out/vllm/$tag" \
+        --result-filename "$name.json" || status=partial
+    done
   done
   stop_server
+}
+for dt in $dtypes; do
+  short=$([ "$dt" = bfloat16 ] && echo bf16 || echo fp32)
+  serve_and_bench "$short" "$model" "$dt" 0
+  # The same server command and bench on the null model, with two prompt sets (seeds 0 and 1):
+  # the repeat at each concurrency is the engine cost's measured spread.
+  [ "$null_seeds" = none ] || serve_and_bench "null-$short" "$null_model" "$dt" "$null_seeds"
 done
 fi  # reuse
 
@@ -234,5 +261,25 @@ for short in bf16 fp32; do
     --hardware "$prof" --model "$runs/model" --tp 1 "${bits[@]}" --engine "$out/engine-$other/engine.json" \
     --out "$out/validate-$short-engine-$other" || status=partial
   cp "$out/logs/validate-$short-engine-$other.log" "$out/validate-$short-engine-$other/stdout.txt" 2>/dev/null
+done
+# -- 7. the engine's per-step cost, measured on the null model (not on the runs validated) -------
+# calibrate --engine-results over the null runs writes engine.json (the writer every engine fit
+# uses) against this calibration; null-engine gives its step overhead the spread of one run.
+for short in bf16 fp32; do
+  files=("$runs"/vllm/null-$short/*.json)
+  [ -e "${files[0]}" ] && [ -f "$runs/null-model/config.json" ] || continue
+  bits=(); [ $short = fp32 ] && bits=(--precision 32 --kv-precision 32)
+  step "engine-null-fit-$short" 300 "$ic_py" -m inferecon calibrate --engine-results "${files[@]}" --hardware "$prof" \
+    --model "$runs/null-model" --tp 1 "${bits[@]}" --out "$out/engine-null-fit-$short" || { status=partial; continue; }
+  cp "$out/logs/engine-null-fit-$short.log" "$out/engine-null-fit-$short/stdout.txt" 2>/dev/null
+  step "null-engine-$short" 120 "$ic_py" "$helper" null-engine "$out/engine-null-fit-$short" "$out/engine-null-$short" \
+    || { status=partial; continue; }
+  cp "$out/logs/null-engine-$short.log" "$out/engine-null-$short/stdout.txt" 2>/dev/null
+  files=("$runs"/vllm/$short/*.json)
+  [ -e "${files[0]}" ] || continue
+  step "validate-$short-engine-null" 300 "$ic_py" -m inferecon validate --engine-results "${files[@]}" \
+    --hardware "$prof" --model "$runs/model" --tp 1 "${bits[@]}" --engine "$out/engine-null-$short/engine.json" \
+    --out "$out/validate-$short-engine-null" || status=partial
+  cp "$out/logs/validate-$short-engine-null.log" "$out/validate-$short-engine-null/stdout.txt" 2>/dev/null
 done
 [ "$status" = complete ] || exit 3
