@@ -8,9 +8,11 @@ Choices the figures depend on, and why:
 - Fits minimise squared log error (relative error), so microsecond decode shapes weigh as
   much as second-long prefill shapes; every fit reports its k-fold held-out error (rows
   assigned to folds at random with a fixed seed), never its training error.
-- GEMM rows whose weights fit in L2 are left out (the tables replay GEMMs in a CUDA graph, so
-  such weights stay in L2 and read faster than a decode step that streams every layer), as
-  are rows whose labels disagree with their folder. The kernel floor inside a CUDA graph is
+- GEMM rows whose weights fit in L2 are left out of the one roofline (the tables replay GEMMs
+  in a CUDA graph, so such weights stay in L2 and read faster than a decode step that streams
+  every layer), as are rows whose labels disagree with their folder. The decode regime and its
+  bands of M keep them with a bandwidth of their own, so HBM's still comes only from rows whose
+  weights exceed L2 (ingest/opdb.py marks them `l2_resident`), and price them no faster than it. The kernel floor inside a CUDA graph is
   the opposite question, so it is taken from the smallest shapes, L2-resident or not.
 - Collectives are fitted as α + bytes/β per message range (below 64 KiB, 64 KiB–1 MiB, above
   1 MiB): NCCL and the custom kernels switch algorithm with size, so one line cannot hold.
@@ -33,7 +35,7 @@ from inferecon.ingest.opdb import OpDatabase, OpTable, open_database, version_ke
 from inferecon.model.engine import EngineProfile
 from inferecon.model.hardware import INTER, INTRA, CollectiveFit, HardwareProfile, Provenance
 from inferecon.model.opfits import (GEMM_OPERAND_BYTES, KV_ELEMENT_BYTES, AllReduceChoice, AttentionFit,
-                                    CollectiveOpFit, ContextAttentionFit, EngineOpFits, FitQuality, GemmFit,
+                                    CollectiveOpFit, ContextAttentionFit, EngineOpFits, FitQuality, GemmBand, GemmFit,
                                     MoeFit, OpFits, OpSource, attention_grid_key, moe_curve_key)
 
 ENGINES = ("vllm", "sglang", "trtllm")
@@ -61,6 +63,13 @@ GEMM_MAX_M = 8192
 # single fit's 8.0 / 10.5 / 10.3% on the same rows), and 256 covers the decode batches per GPU of
 # the engines' default CUDA-graph captures (SGLang's cuda_graph_max_bs: 160-256 on H100/H200).
 DECODE_M_MAX = 256
+# Bands of M with a decode roofline each (powers of two up to DECODE_M_MAX): the kernels switch
+# tile shape with M, so t0, F and B move with it. Chosen on the tables' own k-fold held-out
+# error, decode rows, 36 system x engine x dtype fits (H100, H200, A100, B200; default versions;
+# rates unbounded):
+# mean 23.1% with one decode fit, 21.0% with bands at 4/16/64/256, 20.3% with these, 20.1% with
+# 16 bands (each M of the coarse tables its own).
+DECODE_BANDS_M = (1, 2, 4, 8, 16, 32, 64, 128, DECODE_M_MAX)
 # vLLM, SGLang and TRT-LLM each run three elementwise kernels per layer at decode: residual
 # add fused into RMSNorm (twice) and SiLU-and-multiply; RoPE rides inside attention or QKV.
 ELEMENTWISE_KERNELS_PER_LAYER = 3
@@ -203,12 +212,15 @@ class _Roofline:
         return _quality_of(self.ape if rows is None else self.ape[rows])
 
 
-def _roofline_fit(work, nbytes, y, *, extras=(), small=None, floor=True, floor_at_most_fastest=False) -> _Roofline:
+def _roofline_fit(work, nbytes, y, *, extras=(), small=None, floor=True, floor_at_most_fastest=False,
+                  max_tflops=None, max_gbps=None) -> _Roofline:
     """The one fitting loop of every roofline-shaped op family (GEMMs, both regimes; attention;
     MoE): log least squares on a seeded sample of at most MAX_FIT_ROWS rows, each rate started
     from the rows it bounds hardest, and a k-fold held-out error per row. `extras`: columns with
     a time per unit each (per sequence-head, per routed pair ...); `small`: rows with a bandwidth
-    of their own; `floor_at_most_fastest`: the intercept no higher than the fastest row (a floor)."""
+    of their own; `floor_at_most_fastest`: the intercept no higher than the fastest row (a floor);
+    `max_tflops` / `max_gbps`: F and B no higher than these (the datasheet peaks: a rate above
+    them is a rate the rows do not pin, or L2 read as HBM)."""
     from scipy.optimize import least_squares
 
     extras = [np.asarray(e, dtype=float) for e in extras]
@@ -240,7 +252,11 @@ def _roofline_fit(work, nbytes, y, *, extras=(), small=None, floor=True, floor_a
         lo, hi = np.full(len(p0), -np.inf), np.full(len(p0), np.inf)
         if floor_at_most_fastest:
             hi[0] = np.log(float(np.min(yf)))
-            p0 = np.minimum(p0, hi - 1e-9)
+        if max_tflops:
+            hi[1] = np.log(max_tflops)
+        if max_gbps:
+            hi[2] = np.log(max_gbps)
+        p0 = np.minimum(p0, hi - 1e-9)
         return least_squares(lambda p: np.log(model(p, Xf)) - np.log(yf), p0, bounds=(lo, hi), method="trf",
                              max_nfev=400).x
 
@@ -293,26 +309,54 @@ def fit_gemms(t: OpTable, peak_tflops: dict, hbm_gbps: float, l2_bytes: float | 
         large_q = single_dec_q = None
         if big.sum() >= 2 * FOLDS:
             large_q, single_dec_q = one.quality(big), one.quality(~big)
+        peak = peak_tflops.get({"int8_wo": "bf16", "int4_wo": "bf16", "sq": "int8", "fp8_block": "fp8"}.get(dtype, dtype))
         dec = {}
         dd = usable[(usable["dtype"] == dtype) & (usable["m"] <= DECODE_M_MAX)]
         if len(dd) >= 10 * FOLDS and "l2_resident" in dd:
             dd, _ = _fastest(dd, ["m", "n", "k"])
-            _, dflop, dbytes = _gemm_columns(dd, dtype)
+            dm, dflop, dbytes = _gemm_columns(dd, dtype)
+            dy = dd["time_us"].to_numpy(float)
             small = dd["l2_resident"].to_numpy(bool)
             if (~small).sum() >= 2 * FOLDS:  # the HBM bandwidth needs rows that stream from HBM
                 # The small rows pin the intercept (their time is mostly floor); the large ones B.
-                r = _roofline_fit(dflop, dbytes, dd["time_us"].to_numpy(float), small=small,
-                                  floor_at_most_fastest=True)
+                # F and B no higher than the datasheet's: at decode M the FLOP rate is rarely
+                # pinned, and a B above HBM's is L2 read as HBM (H100 vLLM fp8_block: 1.17x).
+                bound = dict(small=small, floor_at_most_fastest=True, max_tflops=peak, max_gbps=hbm_gbps)
+                r = _roofline_fit(dflop, dbytes, dy, **bound)
                 dec = dict(decode_m_max=DECODE_M_MAX, decode_t0_us=r.t0_us, decode_tflops=r.tflops,
                            decode_gbps=r.gbps, decode_small_gbps=r.small_gbps, decode_l2_bytes=l2_bytes,
                            decode_quality=r.quality(~small), decode_small_quality=r.quality(small),
                            single_decode_quality=single_dec_q)
-        peak = peak_tflops.get({"int8_wo": "bf16", "int4_wo": "bf16", "sq": "int8", "fp8_block": "fp8"}.get(dtype, dtype))
+                dec.update(_gemm_bands(dm, dflop, dbytes, dy, small, r, bound))
         out.append(GemmFit(dtype=dtype, t0_us=t0, tflops=f, gbps=bw,
                            compute_efficiency=f / peak if peak else None, hbm_efficiency=bw / hbm_gbps,
                            kernels=shares, m_range=(int(m.min()), int(m.max())), quality=q, source=t.source,
                            large_quality=large_q, **dec))
     return out
+
+
+def _gemm_bands(m, flop, nbytes, y, small, whole: _Roofline, bound: dict) -> dict:
+    """decode_bands over DECODE_BANDS_M: each band of M its own decode roofline, where it holds
+    2 * FOLDS rows of weights beyond L2 and as many within (else the whole decode fit's figures,
+    quality None); band_quality: the held-out error of the bands together, beyond L2 and within."""
+    bands, ape, lo = [], whole.ape.copy(), 0
+    for hi in DECODE_BANDS_M:
+        rows = (m > lo) & (m <= hi)
+        lo = hi
+        s = small[rows]
+        if s.sum() >= 2 * FOLDS and (~s).sum() >= 2 * FOLDS:
+            r = _roofline_fit(flop[rows], nbytes[rows], y[rows], **dict(bound, small=s))
+            ape[rows] = r.ape
+            bands.append(GemmBand(m_max=hi, t0_us=r.t0_us, tflops=r.tflops, gbps=r.gbps, small_gbps=r.small_gbps,
+                                  quality=r.quality(~s), small_quality=r.quality(s)))
+        else:
+            bands.append(GemmBand(m_max=hi, t0_us=whole.t0_us, tflops=whole.tflops, gbps=whole.gbps,
+                                  small_gbps=whole.small_gbps))
+    q, q_small = _quality_of(ape[~small]), _quality_of(ape[small])
+    # Kept where they price the rows a decode step streams (beyond L2) better than the one
+    # decode fit, held out (H100 vLLM fp8_block: 19.6% against 19.2%, so not kept there).
+    keep = q is not None and whole.quality(~small) is not None and q.heldout_mape < whole.quality(~small).heldout_mape
+    return dict(decode_bands=bands if keep else [], band_quality=q, band_small_quality=q_small)
 
 
 def fit_decode_attention(t: OpTable, hbm_gbps: float) -> list[AttentionFit]:
@@ -568,6 +612,11 @@ def calibrate_from_opdb(db_path, gpu: str, engine: str, engine_version: str | No
     if not gemms:
         raise UserError(f"{system}/gemm/{engine}/{gemm_t.source.version}: no dtype with enough usable rows")
     gemms += _weight_only_from_other_engines(db, system, engine, {g.dtype for g in gemms}, base, l2_mb, notes)
+    if l2_mb:
+        notes.append(f"gemm decode regime and bands: HBM bandwidth from rows whose weights exceed L2 ({l2_mb:g} MB"
+                     f"{', an assumed figure' if not base.memory.l2_mb else ''}: the tables replay GEMMs in a CUDA graph, "
+                     "so smaller weights stay in L2 and read optimistic); those rows fit a bandwidth of their own, used "
+                     "no faster than HBM's; F and B bounded by the datasheet peaks")
     attention = fit_decode_attention(attn_t, hbm)
     mla = fit_decode_attention(mla_t, hbm) if mla_t is not None else []
     if not attention:
@@ -700,6 +749,10 @@ def _summary(f: OpFits, e: EngineOpFits) -> list[str]:
                          f"  {g.decode_gbps:7.1f} GB/s ({g.decode_small_gbps:.0f} below L2)  held-out MAPE "
                          f"{h(g.decode_quality)} (the one fit: {h(g.single_decode_quality)}), L2-sized rows "
                          f"{h(g.decode_small_quality)}; the one fit on M>{g.decode_m_max}: {h(g.large_quality)}")
+            if g.band_quality is not None:
+                lines.append(f"    bands of M (m_max {', '.join(str(m) for m in DECODE_BANDS_M)}): held-out MAPE "
+                             f"{h(g.band_quality)} beyond L2, {h(g.band_small_quality)} L2-sized rows; "
+                             f"{'used' if g.decode_bands else 'not used (no better than the decode fit beyond L2)'}")
     for a in f.attention:
         lines.append(f"  decode attention kv {a.kv_dtype:5s} floor {a.floor_us:6.2f} us  {a.gbps:7.1f} GB/s "
                      f"({_pct(a.hbm_efficiency)} of HBM)  {a.tflops:6.1f} TFLOP/s  {1e3 * a.per_sequence_head_us:5.1f} ns "

@@ -22,7 +22,9 @@ Contract (units are in the names; a step model built on this module relies on ea
   (`GEMM_OPERAND_BYTES`; output is 16-bit for every dtype, as the engines write it).
   Where the fit carries a decode regime (`decode_*` fields), M <= decode_m_max is priced by
   that regime's t0, F and B instead (`GemmFit.params`): one roofline over M up to 8192 lets
-  the prefill shapes set a decode GEMM's intercept.
+  the prefill shapes set a decode GEMM's intercept. Where it carries `decode_bands`, the band
+  whose (previous m_max, m_max] holds M prices it; B is the band's bandwidth beyond L2, and
+  weights within L2 (N·K·w <= decode_l2_bytes) read at min(small_gbps, B).
 - Decode attention for `batch` sequences of `kv_len` cached tokens takes
   `AttentionFit.time_us(batch, kv_len, n_heads, n_kv_heads, head_dim)`:
       floor + per_sequence_head · batch · n_kv_heads + max(kv_bytes / B, flop / F),
@@ -113,6 +115,21 @@ class OpSource:
 
 
 @dataclass(frozen=True)
+class GemmBand:
+    """The decode regime of one band of M values, (previous band's m_max, m_max]: its own
+    intercept, FLOP rate and the two bandwidths of GemmFit's decode regime (kernels switch tile
+    shapes with M, so one line over M <= 256 holds none of them well)."""
+
+    m_max: int
+    t0_us: float
+    tflops: float
+    gbps: float  # weights beyond L2 (from rows whose weights exceed it)
+    small_gbps: float | None = None  # weights within L2 (used no faster than gbps)
+    quality: FitQuality | None = None  # held-out error on the band's rows beyond L2; None: the decode fit's figures
+    small_quality: FitQuality | None = None  # the same on its rows of L2-sized weights
+
+
+@dataclass(frozen=True)
 class GemmFit:
     dtype: str  # inferecon dtype name, a key of GEMM_OPERAND_BYTES
     t0_us: float  # intercept: the kernel's floor (CUDA-graph replay, so no host launch)
@@ -140,15 +157,25 @@ class GemmFit:
     decode_small_quality: FitQuality | None = None  # the same on its rows of L2-sized weights
     single_decode_quality: FitQuality | None = None  # the one fit's held-out error on decode rows beyond L2
     large_quality: FitQuality | None = None  # held-out error of the fit above on rows M > decode_m_max
+    # Bands of M covering (0, decode_m_max] in rising m_max, each priced by its own figures
+    # (a band with too few rows carries the decode fit's); empty: the decode fit prices every
+    # M <= decode_m_max (files written before them).
+    decode_bands: list[GemmBand] = field(default_factory=list)
+    # Held-out error of the bands on decode rows beyond L2 (kept only where below decode_quality's).
+    band_quality: FitQuality | None = None
+    band_small_quality: FitQuality | None = None  # the same on decode rows of L2-sized weights
 
     def params(self, m: float, n: float, k: float) -> tuple[float, float, float]:
         """(t0 µs, FLOP/s in TFLOP/s, bytes/s in GB/s) of the regime that prices this shape."""
         if self.decode_m_max is None or self.decode_t0_us is None or m > self.decode_m_max:
             return self.t0_us, self.tflops, self.gbps
-        bw = self.decode_gbps
-        if self.decode_small_gbps and self.decode_l2_bytes and n * k * GEMM_OPERAND_BYTES[self.dtype][1] <= self.decode_l2_bytes:
-            bw = min(self.decode_small_gbps, bw)
-        return self.decode_t0_us, self.decode_tflops, bw
+        t0, tflops, bw, small_bw = self.decode_t0_us, self.decode_tflops, self.decode_gbps, self.decode_small_gbps
+        band = next((b for b in self.decode_bands if m <= b.m_max), None)
+        if band is not None:
+            t0, tflops, bw, small_bw = band.t0_us, band.tflops, band.gbps, band.small_gbps
+        if small_bw and self.decode_l2_bytes and n * k * GEMM_OPERAND_BYTES[self.dtype][1] <= self.decode_l2_bytes:
+            bw = min(small_bw, bw)
+        return t0, tflops, bw
 
     def time_us(self, m: float, n: float, k: float) -> float:
         a, w, o = GEMM_OPERAND_BYTES[self.dtype]
@@ -420,6 +447,12 @@ def _build(cls, data, where: str):
             value = _build(OpSource, value, where)
         elif key == "sources":
             value = [_build(OpSource, v, where) for v in value]
+        elif key == "decode_bands":
+            if not isinstance(value, list):
+                raise UserError(f"{where}: {cls.__name__}.decode_bands must be a list")
+            value = [_build(GemmBand, v, where) for v in value]
+            if any(a.m_max >= b.m_max for a, b in zip(value, value[1:])):
+                raise UserError(f"{where}: {cls.__name__}.decode_bands must rise in m_max")
         elif key == "m_range":
             value = tuple(int(v) for v in value)
         elif key == "shape_curves":
@@ -488,7 +521,7 @@ def _check_number(where: str, owner: str, key: str, value) -> None:
     else:
         return
     if value is None and (key in ("max_bytes", "gbps", "cuda_graph_kernel_us", "elementwise_per_layer_us",
-                                  "step_overhead_us") or key.startswith("decode_")):
+                                  "step_overhead_us", "small_gbps") or key.startswith("decode_")):
         return
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if ok:

@@ -130,12 +130,30 @@ def gemm_params(fit, m, weight_bytes):
     (model/opfits.GemmFit.params, vectorised), else its one roofline."""
     if fit.decode_m_max is None or fit.decode_t0_us is None:
         return fit.t0_us, fit.tflops, fit.gbps
+    if fit.decode_bands:
+        return _band_params(fit, m, weight_bytes)
     dec = np.asarray(m) <= fit.decode_m_max
     bw = fit.decode_gbps
     if fit.decode_small_gbps and fit.decode_l2_bytes:
         bw = _pick(np.asarray(weight_bytes) <= fit.decode_l2_bytes, bw, min(fit.decode_small_gbps, bw))
     return (_pick(dec, fit.t0_us, fit.decode_t0_us), _pick(dec, fit.tflops, fit.decode_tflops),
             _pick(dec, fit.gbps, bw))
+
+
+def _band_params(fit, m, weight_bytes):
+    """gemm_params over a fit's M bands: one lookup row per band, then the one roofline's for
+    M > decode_m_max; weights within L2 read at min(band's small_gbps, its gbps)."""
+    bands = fit.decode_bands
+    edges = np.array([b.m_max for b in bands], dtype=float)
+    t0 = np.array([b.t0_us for b in bands] + [fit.t0_us])
+    tflops = np.array([b.tflops for b in bands] + [fit.tflops])
+    big_bw = np.array([b.gbps for b in bands] + [fit.gbps])
+    row = np.searchsorted(edges, m)  # first band with m <= m_max; len(bands) beyond the last
+    bw = big_bw.take(row)
+    if fit.decode_l2_bytes:
+        small_bw = np.array([min(b.small_gbps or b.gbps, b.gbps) for b in bands] + [fit.gbps])
+        bw = np.where(np.asarray(weight_bytes) <= fit.decode_l2_bytes, small_bw.take(row), bw)
+    return t0.take(row), tflops.take(row), bw
 
 
 def _pick(flag, if_false, if_true):
