@@ -305,6 +305,21 @@ def test_gemm_bands_price_each_band_of_m_by_hand():
     assert list(b) == [1000.0, 2000.0, 2000.0, 500.0, 1000.0]
 
 
+def test_gemm_band_rows_of_powers_of_two_match_a_sorted_search():
+    import numpy as np
+
+    from inferecon.calibration.opdb_fit import DECODE_BANDS_M
+    from inferecon.model.opfits import GemmBand
+    from inferecon.model.ops import _band_rows
+
+    bands = [GemmBand(m_max=m, t0_us=1.0, tflops=1.0, gbps=1.0) for m in DECODE_BANDS_M]
+    m = np.concatenate([np.array([0.0, 0.5, 1.0, 1.0001, 2.0, 3.0, 4.0, 255.9, 256.0, 256.1, 8192.0]),
+                        np.random.default_rng(0).uniform(0.0, 600.0, 1000)])
+    want = np.searchsorted(np.array(DECODE_BANDS_M, dtype=float), m)  # first m_max >= m
+    assert list(_band_rows(bands, m)) == list(want)
+    assert list(want[:11]) == [0, 0, 0, 1, 1, 2, 2, 8, 8, 9, 9]
+
+
 def test_gemm_bands_recover_two_kernels_by_hand():
     # A synthetic decode table (labelled synthetic: not measured) of two kernels: M <= 1 runs at
     # t0 = 3 us and 1000 GB/s beyond L2 (500 within), M in (1, 2] at t0 = 6 us and 2000 GB/s

@@ -144,16 +144,38 @@ def _band_params(fit, m, weight_bytes):
     """gemm_params over a fit's M bands: one lookup row per band, then the one roofline's for
     M > decode_m_max; weights within L2 read at min(band's small_gbps, its gbps)."""
     bands = fit.decode_bands
-    edges = np.array([b.m_max for b in bands], dtype=float)
+    nb = len(bands) + 1
+    row = _band_rows(bands, m)
     t0 = np.array([b.t0_us for b in bands] + [fit.t0_us])
     tflops = np.array([b.tflops for b in bands] + [fit.tflops])
-    big_bw = np.array([b.gbps for b in bands] + [fit.gbps])
-    row = np.searchsorted(edges, m)  # first band with m <= m_max; len(bands) beyond the last
-    bw = big_bw.take(row)
+    # One table of bandwidths: rows beyond L2, then the same rows within L2 (offset nb).
+    bw = np.array([b.gbps for b in bands] + [fit.gbps]
+                  + [min(b.small_gbps or b.gbps, b.gbps) for b in bands] + [fit.gbps])
     if fit.decode_l2_bytes:
-        small_bw = np.array([min(b.small_gbps or b.gbps, b.gbps) for b in bands] + [fit.gbps])
-        bw = np.where(np.asarray(weight_bytes) <= fit.decode_l2_bytes, small_bw.take(row), bw)
-    return t0.take(row), tflops.take(row), bw
+        bw_row = row + nb * (np.asarray(weight_bytes) <= fit.decode_l2_bytes)
+    else:
+        bw_row = row
+    return t0.take(row), tflops.take(row), bw.take(bw_row)
+
+
+_ROWS_CACHE: list = [None, None, None]  # (bands, m, rows) of the last call: a stage's GEMMs share one m
+
+
+def _band_rows(bands, m):
+    """Per configuration, the index of the first band with m <= m_max (len(bands) beyond the
+    last). Powers of two from 1 (the fit's DECODE_BANDS_M) by ceil(log2 m), a third of
+    np.searchsorted's time over the search's millions of configurations."""
+    c = _ROWS_CACHE
+    if c[0] is bands and c[1] is m:
+        return c[2]
+    edges = [b.m_max for b in bands]
+    if edges == [2 ** i for i in range(len(edges))]:
+        rows = np.minimum(np.ceil(np.log2(np.maximum(m, 1.0))), len(edges)).astype(np.intp)
+    else:
+        rows = np.searchsorted(np.array(edges, dtype=float), m)
+    if np.ndim(m):
+        c[:] = [bands, m, rows]
+    return rows
 
 
 def _pick(flag, if_false, if_true):
