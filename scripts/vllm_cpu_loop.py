@@ -3,13 +3,17 @@
     vllm_cpu_loop.py build-model DIR      a tiny Llama (random weights) and a byte-level BPE
                                           tokenizer trained here, saved to DIR; nothing downloaded
     vllm_cpu_loop.py vllm ARGS...         vLLM's own command line (`vllm serve`, `vllm bench serve`)
-    vllm_cpu_loop.py build-null-model DIR MODEL_DIR
+    vllm_cpu_loop.py build-null-model DIR MODEL_DIR [LAYERS]
                                           the "null" model: MODEL_DIR's tokenizer, vocabulary, max
-                                          length and dtype, one layer of hidden 64 (negligible compute)
+                                          length and dtype, LAYERS (1 or 8) of hidden 64 (negligible
+                                          compute)
     vllm_cpu_loop.py versions             the versions the manifest records, as JSON
-    vllm_cpu_loop.py null-engine FIT_DIR OUT_DIR      (run with inferecon's Python)
+    vllm_cpu_loop.py null-runs CSV KEPT   (inferecon's Python) the null-model runs whose TPOT is a
+                                          step time (not below the predicted kernel step), to KEPT
+    vllm_cpu_loop.py null-engine FIT_DIR OUT_DIR [DEEP_FIT_DIR]      (inferecon's Python)
                                           the engine's per-step cost, measured on the null model:
-                                          engine.json with a predictive uncertainty, per-run table
+                                          engine.json and engine-c<C>.json with one run's spread
+                                          as uncertainty, and the per-run table
 
 Why a wrapper for `vllm`: the `vllm-cpu` distribution installs the `vllm` package, but vLLM
 looks up the version of a distribution named "vllm" and fails without it. The patch answers
@@ -45,6 +49,10 @@ NULL_CONFIG = dict(CONFIG, hidden_size=64, num_hidden_layers=1, num_attention_he
 #   layer: q, k, v, o 4 x 64x64 = 16,384; MLP 3 x 64x256 = 49,152; norms 2 x 64 -> 65,664
 #   embeddings 16384x64 = 1,048,576, lm head the same, final norm 64 -> 2,162,880
 NULL_EXPECTED_PARAMS = 2_162_880
+# The same with the served model's 8 layers: what each eager layer adds (its Python, its op
+# dispatch) is the difference of the two null models. 2,097,152 + 8 x 65,664 + 64 = 2,622,528.
+NULL8_CONFIG = dict(NULL_CONFIG, num_hidden_layers=CONFIG["num_hidden_layers"])
+NULL8_EXPECTED_PARAMS = 2_622_528
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 
@@ -76,10 +84,11 @@ def _save_llama(out: Path, config: dict, expected: int) -> int:
     return n
 
 
-def build_null_model(out: Path, served: Path) -> None:
+def build_null_model(out: Path, served: Path, layers: int = 1) -> None:
     import shutil
 
-    n = _save_llama(out, NULL_CONFIG, NULL_EXPECTED_PARAMS)
+    config, expected = {1: (NULL_CONFIG, NULL_EXPECTED_PARAMS), 8: (NULL8_CONFIG, NULL8_EXPECTED_PARAMS)}[layers]
+    n = _save_llama(out, config, expected)
     for name in _TOKENIZER_FILES:  # the served model's own tokenizer: the same tokens, the same text
         if (served / name).exists():
             shutil.copy(served / name, out / name)
@@ -134,74 +143,176 @@ def _patch_vllm_version() -> None:
 
 
 # -- the engine's per-step cost from the null model's runs (inferecon's Python) -------------------
-def null_engine(fit_dir: Path, out: Path) -> None:
-    """FIT_DIR is `inferecon calibrate --engine-results` over the null model's runs (its engine.json
-    and engine_fit.csv). Each run's own engine cost is its measured ms per token minus the step the
-    CPU profile predicts for the null model (an engine's step overhead adds to every step: one output
-    token per sequence per step). The writer's engine.json carries the fit's value and the standard
-    error of that mean; a 155M run is one new run, so the profile written here keeps the value and
-    gives it the spread a single run has about it: the runs' standard deviation x sqrt(1 + 1/n),
-    the prediction interval of one more draw from the same runs."""
+def _read_rows(csv_path: Path) -> list[dict]:
     import csv
+
+    with open(csv_path, newline="") as f:
+        return [r for r in csv.DictReader(f) if r["feasible"] == "True"]
+
+
+def null_runs(csv_path: Path, kept: Path) -> None:
+    """The null-model runs whose TPOT can be a step time, from `validate --engine-results` over
+    them (CSV_PATH, the hardware profile alone): written to KEPT, one path a line. A run whose
+    median TPOT is below the step the CPU profile predicts for the null model's kernels alone
+    measured no step: the API server, on the core vLLM's worker does not hold, delivered the
+    first token late and the rest in one burst after it (run 4's fp32 c 1 seed 1: TTFT 107 ms
+    against 35, TPOT 0.005 ms), so (e2e - TTFT) / (tokens - 1) is the burst, not the engine."""
+    rows = _read_rows(csv_path)
+    keep = []
+    for r in rows:
+        measured, kernels = float(r["measured_ms"]), float(r["predicted_ms"])
+        if measured < kernels:
+            print(f"left out {Path(r['source']).name}: median TPOT {measured:.3f} ms is below the null model's "
+                  f"predicted kernel step {kernels:.3f} ms (tokens delivered in one burst)")
+        else:
+            keep.append(r["source"])
+    kept.write_text("".join(f"{k}\n" for k in keep))
+    print(f"kept {len(keep)} of {len(rows)} null-model runs: {kept}")
+
+
+def _engine_costs(fit_dir: Path) -> list[dict]:
+    """Each kept null-model run: measured ms per token, the null model's predicted step (the
+    calibrated CPU profile alone) and their difference, the engine's cost per step (an engine's
+    step overhead adds to every step: one output token per sequence per step)."""
+    out = []
+    for r in _read_rows(fit_dir / "engine_fit.csv"):
+        measured, predicted = float(r["measured_ms"]), float(r["predicted_ms"])
+        out.append({"source": Path(r["source"]).name, "concurrency": int(float(r["concurrency"])),
+                    "measured_ms": measured, "predicted_null_step_ms": predicted,
+                    "engine_step_us": 1e3 * (measured - predicted)})
+    if len(out) < 2:
+        raise SystemExit(f"{fit_dir}: {len(out)} null-model run(s); a spread needs 2 or more")
+    return out
+
+
+def _sd(xs: list[float]) -> float:
+    import statistics
+
+    return statistics.stdev(xs) if len(xs) > 1 else 0.0
+
+
+def _pooled_sd(groups: list[list[float]]) -> tuple[float, int]:
+    """The standard deviation of the runs about their own group's mean (repeats at one
+    concurrency), and its degrees of freedom."""
+    import statistics
+
+    resid = [x - statistics.fmean(g) for g in groups for x in g]
+    dof = len(resid) - len(groups)
+    return ((sum(x * x for x in resid) / dof) ** 0.5 if dof > 0 else 0.0), dof
+
+
+def null_engine(fit_dir: Path, out: Path, deep_dir: Path | None = None) -> None:
+    """The engine profile of vLLM's own work, measured on the null models (not on the runs it
+    will predict). FIT_DIR is `inferecon calibrate --engine-results` over the 1-layer null
+    model's kept runs, DEEP_DIR the same over the 8-layer one: their engine.json (the writer
+    every engine fit uses: format, sources, hardware) is the base of the profiles written here.
+
+    With both: per_layer_us = (mean engine cost of the 8-layer runs - of the 1-layer runs) / 7,
+    the host work each eager decoder layer adds (its Python and op dispatch beyond what the
+    calibrated kernels price); step_overhead_us = the 8-layer mean - 8 x per_layer_us, so that a
+    model of the served model's 8 layers gets the 8-layer null model's measured cost. stderr of
+    per_layer_us: its estimate's, sqrt(s1^2/n1 + s8^2/n8) / 7; of step_overhead_us: the spread
+    one new 8-layer run has about the mean, s8 x sqrt(1 + 1/n8) (draws of the two add, a little
+    wider than the 8-layer runs alone). With FIT_DIR alone: the 1-layer mean and its spread.
+
+    - OUT/engine.json: over every concurrency (s: the runs' standard deviation);
+    - OUT/engine-c<C>.json: the runs at concurrency C alone (the engine's cost grows with the
+      sequences a step samples and streams); s: the pooled standard deviation of the runs about
+      their concurrency's mean (the repeat of two prompt sets), m runs at C in place of n;
+    - OUT/null_engine.csv: every run's measured TPOT, predicted null step and engine cost."""
+    import csv
+    import dataclasses
     import math
     import statistics
 
     from inferecon.model.engine import EngineProfile
 
-    with open(fit_dir / "engine_fit.csv", newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r["feasible"] == "True"]
-    if len(rows) < 2:
-        raise SystemExit(f"{fit_dir}: {len(rows)} null-model run(s); the spread needs 2 or more")
-    engine = EngineProfile.load(fit_dir / "engine.json")
-    quality = json.loads(json.dumps(engine.fit_quality))
-    step = quality.get("parameters", {}).get("step_overhead_us", {})
-    if not step.get("fitted"):
-        raise SystemExit(f"{fit_dir}/engine.json: the step overhead was not fitted ({step.get('note', '')})")
-    table = []
-    for r in rows:
-        measured, predicted = float(r["measured_ms"]), float(r["predicted_ms"])
-        table.append({"source": Path(r["source"]).name, "concurrency": int(float(r["concurrency"])),
-                      "measured_ms": measured, "predicted_null_step_ms": predicted,
-                      "engine_step_us": 1e3 * (measured - predicted)})
-    per_run = [t["engine_step_us"] for t in table]
-    n = len(per_run)
-    sd = statistics.stdev(per_run)
-    spread = sd * math.sqrt(1.0 + 1.0 / n)
-    step.update(stderr_of_mean=step.get("stderr"), stderr=spread, note=(
-        f"measured on the null model (1 layer, hidden 64, the same vocabulary and tokenizer): {n} runs, "
-        f"engine step per run {min(per_run):.0f}-{max(per_run):.0f} us, sd {sd:.0f} us; stderr here is the "
-        f"spread of one new run, sd x sqrt(1 + 1/n) = {spread:.0f} us (the fit's standard error of the "
-        f"mean: stderr_of_mean)"))
-    quality["uncertainty"] = "step_overhead_us stderr: the null-model runs' spread about their fit (one new run)"
-    by_c: dict[int, list[float]] = {}
-    for t in table:
-        by_c.setdefault(t["concurrency"], []).append(t["engine_step_us"])
-    quality["engine_step_us_by_concurrency"] = {str(c): {"mean": statistics.fmean(v), "runs": len(v),
-                                                         "min": min(v), "max": max(v)} for c, v in sorted(by_c.items())}
-    import dataclasses
+    layers = (NULL_CONFIG["num_hidden_layers"], NULL8_CONFIG["num_hidden_layers"])
+    sets = {layers[0]: _engine_costs(fit_dir)}
+    if deep_dir is not None:
+        sets[layers[1]] = _engine_costs(deep_dir)
+    base = EngineProfile.load((deep_dir or fit_dir) / "engine.json")
+    fit_step = (base.fit_quality.get("parameters") or {}).get("step_overhead_us", {})
 
-    notes = list(engine.notes) + [
-        "step_overhead_us measured on a null model served and benched like the model (scripts/vllm_cpu_loop.sh): "
-        "vLLM's own per-step host work; what a larger model adds per layer is not in it"]
+    def by_c(rows):
+        g: dict[int, list[float]] = {}
+        for t in rows:
+            g.setdefault(t["concurrency"], []).append(t["engine_step_us"])
+        return g
+
+    def params(groups: dict[int, list[float]], s: float) -> tuple[dict, str]:
+        """{param key: (value, stderr)} from {layers: engine costs} and the runs' sd s."""
+        one = groups[layers[0]]
+        if layers[1] not in groups:
+            return {"step_overhead_us": (statistics.fmean(one), s * math.sqrt(1 + 1 / len(one))),
+                    "per_layer_us": None}, f"1-layer null, {len(one)} runs"
+        deep = groups[layers[1]]
+        pl = (statistics.fmean(deep) - statistics.fmean(one)) / (layers[1] - layers[0])
+        pl_se = s * math.sqrt(1 / len(one) + 1 / len(deep)) / (layers[1] - layers[0])
+        clamped = ""
+        if pl < 0:  # an engine profile holds no negative time; the 8-layer mean still anchors the step
+            pl, clamped = 0.0, " (the difference was negative: 0 kept)"
+        step = statistics.fmean(deep) - layers[1] * pl
+        return {"step_overhead_us": (step, s * math.sqrt(1 + 1 / len(deep))), "per_layer_us": (pl, pl_se)}, \
+            f"1-layer null {len(one)} runs, 8-layer null {len(deep)} runs{clamped}"
+
+    def profile(name, ps, what):
+        quality = json.loads(json.dumps(base.fit_quality))
+        quality["uncertainty"] = ("step_overhead_us stderr: one new run's spread about the null-model runs; "
+                                  "per_layer_us stderr: its estimate's (scripts/vllm_cpu_loop.py null_engine)")
+        prm = quality.setdefault("parameters", {})
+        prm["step_overhead_us"] = {"value": ps["step_overhead_us"][0], "stderr": ps["step_overhead_us"][1],
+                                   "fitted": True, "value_of_fit": fit_step.get("value"),
+                                   "stderr_of_fit": fit_step.get("stderr"), "note": what}
+        if ps["per_layer_us"] is not None:
+            prm["per_layer_us"] = {"value": ps["per_layer_us"][0], "stderr": ps["per_layer_us"][1], "fitted": True,
+                                   "note": "(8-layer null - 1-layer null) / 7"}
+        notes = list(base.notes) + [
+            "measured on null models served and benched like the model (scripts/vllm_cpu_loop.sh): vLLM's own "
+            "work per step and per eager layer, beyond the kernels the CPU profile prices"]
+        return dataclasses.replace(base, name=name, step_overhead_us=max(0.0, ps["step_overhead_us"][0]),
+                                   per_layer_us=ps["per_layer_us"][0] if ps["per_layer_us"] else 0.0,
+                                   fit_quality=quality, notes=notes)
+
     out.mkdir(parents=True, exist_ok=True)
-    dataclasses.replace(engine, name=f"{engine.name}-null", fit_quality=quality, notes=notes).save(out / "engine.json")
+    costs = {k: [t["engine_step_us"] for t in v] for k, v in sets.items()}
+    s_all = _sd(costs[max(costs)])
+    ps, what = params(costs, s_all)
+    profile(f"{base.name}-null", ps, f"null models over every concurrency: {what}; s = sd of the "
+            f"{max(costs)}-layer runs {s_all:.0f} us").save(out / "engine.json")
+    groups = {k: by_c(v) for k, v in sets.items()}
+    pooled, dof = _pooled_sd([g for gs in groups.values() for g in gs.values()])
+    lines = [f"all concurrencies: step {ps['step_overhead_us'][0]:.0f} ± {ps['step_overhead_us'][1]:.0f} us"
+             + (f", per layer {ps['per_layer_us'][0]:.0f} ± {ps['per_layer_us'][1]:.0f} us" if ps["per_layer_us"] else "")]
+    for c in sorted(groups[layers[0]]):
+        at_c = {k: g[c] for k, g in groups.items() if c in g}
+        pc, what_c = params(at_c, pooled)
+        profile(f"{base.name}-null-c{c}", pc, f"null models at concurrency {c}: {what_c}; s = pooled within-"
+                f"concurrency sd {pooled:.0f} us ({dof} degrees of freedom)").save(out / f"engine-c{c}.json")
+        lines.append(f"c {c}: " + ", ".join(f"{k}-layer null {statistics.fmean(v):.0f} us" for k, v in at_c.items())
+                     + f" -> step {pc['step_overhead_us'][0]:.0f} ± {pc['step_overhead_us'][1]:.0f} us"
+                     + (f", per layer {pc['per_layer_us'][0]:.0f} ± {pc['per_layer_us'][1]:.0f} us"
+                        if pc["per_layer_us"] else ""))
     with open(out / "null_engine.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(table[0]))
+        w = csv.DictWriter(f, fieldnames=["layers"] + list(sets[layers[0]][0]))
         w.writeheader()
-        w.writerows(sorted(table, key=lambda t: (t["concurrency"], t["source"])))
-    print(f"engine step {engine.step_overhead_us:.0f} us (fit), one run's spread {spread:.0f} us over {n} runs; "
-          "per concurrency (mean us): " + ", ".join(f"c {c} {statistics.fmean(v):.0f}" for c, v in sorted(by_c.items())))
-    print(f"wrote {out / 'engine.json'} and {out / 'null_engine.csv'}")
+        for k, rows in sets.items():
+            w.writerows({"layers": k, **t} for t in sorted(rows, key=lambda t: (t["concurrency"], t["source"])))
+    print("\n".join(lines))
+    print(f"pooled within-concurrency sd {pooled:.0f} us ({dof} degrees of freedom)")
+    print(f"wrote {out}/engine.json, engine-c*.json and null_engine.csv")
 
 
 if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else ""
     if what == "build-model" and len(sys.argv) == 3:
         build_model(Path(sys.argv[2]))
-    elif what == "build-null-model" and len(sys.argv) == 4:
-        build_null_model(Path(sys.argv[2]), Path(sys.argv[3]))
-    elif what == "null-engine" and len(sys.argv) == 4:
-        null_engine(Path(sys.argv[2]), Path(sys.argv[3]))
+    elif what == "build-null-model" and len(sys.argv) in (4, 5):
+        build_null_model(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]) if len(sys.argv) == 5 else 1)
+    elif what == "null-runs" and len(sys.argv) == 4:
+        null_runs(Path(sys.argv[2]), Path(sys.argv[3]))
+    elif what == "null-engine" and len(sys.argv) in (4, 5):
+        null_engine(Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]) if len(sys.argv) == 5 else None)
     elif what == "versions":
         print(json.dumps(versions()))
     elif what == "vllm":

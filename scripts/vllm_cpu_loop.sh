@@ -67,6 +67,7 @@ if [ $reuse = 1 ]; then out=$runs/rerun-$(date -u +%H%M); mkdir -p "$out" || exi
 work=$(mktemp -d "${TMPDIR:-/tmp}/vllm-cpu-loop.XXXXXX")
 model=$work/tiny-llama-155m
 null_model=$work/null-llama-2m
+null8_model=$work/null8-llama-3m
 started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 server_pgid=""
 status=complete
@@ -177,6 +178,8 @@ mkdir -p "$out/model" && cp "$model/config.json" "$out/model/config.json"
 if [ "$null_seeds" != none ]; then
   step build-null-model 300 "$venv/bin/python" "$helper" build-null-model "$null_model" "$model" || exit 1
   mkdir -p "$out/null-model" && cp "$null_model/config.json" "$out/null-model/config.json"
+  step build-null8-model 300 "$venv/bin/python" "$helper" build-null-model "$null8_model" "$model" 8 || exit 1
+  mkdir -p "$out/null8-model" && cp "$null8_model/config.json" "$out/null8-model/config.json"
 fi
 
 # -- 3. serve and bench each dtype: the model, then the null model ------------------------------
@@ -225,6 +228,7 @@ for dt in $dtypes; do
   # The same server command and bench on the null model, with two prompt sets (seeds 0 and 1):
   # the repeat at each concurrency is the engine cost's measured spread.
   [ "$null_seeds" = none ] || serve_and_bench "null-$short" "$null_model" "$dt" "$null_seeds"
+  [ "$null_seeds" = none ] || serve_and_bench "null8-$short" "$null8_model" "$dt" "$null_seeds"
 done
 fi  # reuse
 
@@ -263,16 +267,30 @@ for short in bf16 fp32; do
   cp "$out/logs/validate-$short-engine-$other.log" "$out/validate-$short-engine-$other/stdout.txt" 2>/dev/null
 done
 # -- 7. the engine's per-step cost, measured on the null model (not on the runs validated) -------
-# calibrate --engine-results over the null runs writes engine.json (the writer every engine fit
-# uses) against this calibration; null-engine gives its step overhead the spread of one run.
+# For each null model (1 layer, and 8 like the served model): its runs against this calibration
+# (hardware alone); null-runs keeps those whose TPOT can be a step; calibrate --engine-results over
+# them writes engine.json (the writer every engine fit uses). null-engine turns the two into the
+# engine profile (a step and a per-layer cost, one run's spread as stderr), over all concurrencies
+# and one per concurrency. The model's runs are validated with the first, and each with its
+# concurrency's.
 for short in bf16 fp32; do
-  files=("$runs"/vllm/null-$short/*.json)
-  [ -e "${files[0]}" ] && [ -f "$runs/null-model/config.json" ] || continue
   bits=(); [ $short = fp32 ] && bits=(--precision 32 --kv-precision 32)
-  step "engine-null-fit-$short" 300 "$ic_py" -m inferecon calibrate --engine-results "${files[@]}" --hardware "$prof" \
-    --model "$runs/null-model" --tp 1 "${bits[@]}" --out "$out/engine-null-fit-$short" || { status=partial; continue; }
-  cp "$out/logs/engine-null-fit-$short.log" "$out/engine-null-fit-$short/stdout.txt" 2>/dev/null
-  step "null-engine-$short" 120 "$ic_py" "$helper" null-engine "$out/engine-null-fit-$short" "$out/engine-null-$short" \
+  for null in null null8; do
+    files=("$runs"/vllm/$null-$short/*.json)
+    [ -e "${files[0]}" ] && [ -f "$runs/$null-model/config.json" ] || continue
+    step "validate-$null-$short" 300 "$ic_py" -m inferecon validate --engine-results "${files[@]}" --hardware "$prof" \
+      --model "$runs/$null-model" --tp 1 "${bits[@]}" --out "$out/validate-$null-$short" || { status=partial; continue; }
+    cp "$out/logs/validate-$null-$short.log" "$out/validate-$null-$short/stdout.txt" 2>/dev/null
+    step "$null-runs-$short" 60 "$ic_py" "$helper" null-runs "$out/validate-$null-$short/engine_validation.csv" \
+      "$out/validate-$null-$short/kept.txt" || { status=partial; continue; }
+    mapfile -t kept < "$out/validate-$null-$short/kept.txt"
+    step "engine-$null-fit-$short" 300 "$ic_py" -m inferecon calibrate --engine-results "${kept[@]}" --hardware "$prof" \
+      --model "$runs/$null-model" --tp 1 "${bits[@]}" --out "$out/engine-$null-fit-$short" || { status=partial; continue; }
+    cp "$out/logs/engine-$null-fit-$short.log" "$out/engine-$null-fit-$short/stdout.txt" 2>/dev/null
+  done
+  [ -f "$out/engine-null-fit-$short/engine.json" ] || continue
+  deep=(); [ -f "$out/engine-null8-fit-$short/engine.json" ] && deep=("$out/engine-null8-fit-$short")
+  step "null-engine-$short" 120 "$ic_py" "$helper" null-engine "$out/engine-null-fit-$short" "$out/engine-null-$short" "${deep[@]}" \
     || { status=partial; continue; }
   cp "$out/logs/null-engine-$short.log" "$out/engine-null-$short/stdout.txt" 2>/dev/null
   files=("$runs"/vllm/$short/*.json)
@@ -281,5 +299,12 @@ for short in bf16 fp32; do
     --hardware "$prof" --model "$runs/model" --tp 1 "${bits[@]}" --engine "$out/engine-null-$short/engine.json" \
     --out "$out/validate-$short-engine-null" || status=partial
   cp "$out/logs/validate-$short-engine-null.log" "$out/validate-$short-engine-null/stdout.txt" 2>/dev/null
+  for f in "${files[@]}"; do
+    c=${f##*-c}; c=${c%.json}
+    [ -f "$out/engine-null-$short/engine-c$c.json" ] || continue
+    step "validate-$short-c$c-engine-null-c$c" 300 "$ic_py" -m inferecon validate --engine-results "$f" \
+      --hardware "$prof" --model "$runs/model" --tp 1 "${bits[@]}" --engine "$out/engine-null-$short/engine-c$c.json" \
+      --out "$out/validate-$short-engine-null-by-c/c$c" || status=partial
+  done
 done
 [ "$status" = complete ] || exit 3
