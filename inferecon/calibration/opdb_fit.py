@@ -206,6 +206,7 @@ class _Roofline:
     gbps: float
     small_gbps: float | None
     extra_us: tuple[float, ...]  # c_j: µs per unit of each extra column
+    serial_rate: float | None  # serial units per µs (None: no serial bound)
     ape: np.ndarray  # per-row k-fold held-out |pred/meas - 1|
 
     def quality(self, rows=None) -> FitQuality | None:
@@ -213,27 +214,33 @@ class _Roofline:
 
 
 def _roofline_fit(work, nbytes, y, *, extras=(), small=None, floor=True, floor_at_most_fastest=False,
-                  max_tflops=None, max_gbps=None) -> _Roofline:
+                  max_tflops=None, max_gbps=None, serial=None) -> _Roofline:
     """The one fitting loop of every roofline-shaped op family (GEMMs, both regimes; attention;
     MoE): log least squares on a seeded sample of at most MAX_FIT_ROWS rows, each rate started
     from the rows it bounds hardest, and a k-fold held-out error per row. `extras`: columns with
     a time per unit each (per sequence-head, per routed pair ...); `small`: rows with a bandwidth
     of their own; `floor_at_most_fastest`: the intercept no higher than the fastest row (a floor);
     `max_tflops` / `max_gbps`: F and B no higher than these (the datasheet peaks: a rate above
-    them is a rate the rows do not pin, or L2 read as HBM)."""
+    them is a rate the rows do not pin, or L2 read as HBM); `serial`: a third bound inside the
+    max, serial units at a rate of their own (a GEMM's K walked by too few blocks to fill the GPU)."""
     from scipy.optimize import least_squares
 
     extras = [np.asarray(e, dtype=float) for e in extras]
     two_bw = small is not None
     n_rate = 3 + int(two_bw)  # t0, F, B[, B_s]
-    X = np.column_stack([work, nbytes, (np.zeros_like(work) if small is None else np.asarray(small, float))] + extras)
+    X = np.column_stack([work, nbytes, (np.zeros_like(work) if small is None else np.asarray(small, float))] + extras
+                        + ([np.asarray(serial, dtype=float)] if serial is not None else []))
+    n_extra = len(extras)
 
     def model(p, Xp):
         e = np.exp(p)
         t0, f, bh = e[0], e[1], e[2]
         r = Xp[:, 2]
         per_byte = (1.0 - r) / (bh * 1e3) + (r / (e[3] * 1e3) if two_bw else r / (bh * 1e3))
-        t = (t0 if floor else 0.0) + np.maximum(Xp[:, 0] / (f * 1e6), Xp[:, 1] * per_byte)
+        bound = np.maximum(Xp[:, 0] / (f * 1e6), Xp[:, 1] * per_byte)
+        if serial is not None:
+            bound = np.maximum(bound, Xp[:, 3 + n_extra] / e[n_rate + n_extra])
+        t = (t0 if floor else 0.0) + bound
         for j in range(len(extras)):
             t = t + e[n_rate + j] * Xp[:, 3 + j]
         return t
@@ -248,6 +255,8 @@ def _roofline_fit(work, nbytes, y, *, extras=(), small=None, floor=True, floor_a
         b0 = float(np.quantile(Xf[:, 1] / rest, 0.95)) / 1e3 or 1.0
         p0 = [t0, max(f0, 1e-3), max(b0, 1e-3)] + ([max(b0, 1e-3)] if two_bw else [])
         p0 += [max(float(np.median(yf / np.maximum(Xf[:, 3 + j], 1e-9))) * 1e-3, 1e-9) for j in range(len(extras))]
+        if serial is not None:
+            p0 += [max(float(np.quantile(Xf[:, 3 + n_extra] / rest, 0.95)), 1e-9)]
         p0 = np.log(p0)
         lo, hi = np.full(len(p0), -np.inf), np.full(len(p0), np.inf)
         if floor_at_most_fastest:
@@ -263,7 +272,9 @@ def _roofline_fit(work, nbytes, y, *, extras=(), small=None, floor=True, floor_a
     p = np.exp(fit(X, y))
     return _Roofline(t0_us=float(p[0]) if floor else 0.0, tflops=float(p[1]), gbps=float(p[2]),
                      small_gbps=float(p[3]) if two_bw else None,
-                     extra_us=tuple(float(v) for v in p[n_rate:]), ape=_ape_heldout(fit, model, X, y))
+                     extra_us=tuple(float(v) for v in p[n_rate:n_rate + n_extra]),
+                     serial_rate=float(p[n_rate + n_extra]) if serial is not None else None,
+                     ape=_ape_heldout(fit, model, X, y))
 
 
 def _fastest(df, keys):
@@ -315,6 +326,7 @@ def fit_gemms(t: OpTable, peak_tflops: dict, hbm_gbps: float, l2_bytes: float | 
         if len(dd) >= 10 * FOLDS and "l2_resident" in dd:
             dd, _ = _fastest(dd, ["m", "n", "k"])
             dm, dflop, dbytes = _gemm_columns(dd, dtype)
+            dk = dd["k"].to_numpy(float)
             dy = dd["time_us"].to_numpy(float)
             small = dd["l2_resident"].to_numpy(bool)
             if (~small).sum() >= 2 * FOLDS:  # the HBM bandwidth needs rows that stream from HBM
@@ -322,12 +334,17 @@ def fit_gemms(t: OpTable, peak_tflops: dict, hbm_gbps: float, l2_bytes: float | 
                 # F and B no higher than the datasheet's: at decode M the FLOP rate is rarely
                 # pinned, and a B above HBM's is L2 read as HBM (H100 vLLM fp8_block: 1.17x).
                 bound = dict(small=small, floor_at_most_fastest=True, max_tflops=peak, max_gbps=hbm_gbps)
-                r = _roofline_fit(dflop, dbytes, dy, **bound)
+                # A third bound, K / k_per_us: at decode M few blocks walk the whole K, so the time
+                # grows with K whatever N is (B200 TRT-LLM nvfp4, M = 1, N <= 12288: 6.7 us at
+                # K = 128, 21.5 at 8192, 37 at 16384); decode rows' held-out error 20.4 -> 12.6%
+                # (mean of 36 fits), B200 TRT-LLM nvfp4 38.9 -> 3.6%.
+                r = _roofline_fit(dflop, dbytes, dy, **bound, serial=dk)
                 dec = dict(decode_m_max=DECODE_M_MAX, decode_t0_us=r.t0_us, decode_tflops=r.tflops,
                            decode_gbps=r.gbps, decode_small_gbps=r.small_gbps, decode_l2_bytes=l2_bytes,
+                           decode_k_per_us=r.serial_rate,
                            decode_quality=r.quality(~small), decode_small_quality=r.quality(small),
                            single_decode_quality=single_dec_q)
-                dec.update(_gemm_bands(dm, dflop, dbytes, dy, small, r, bound))
+                dec.update(_gemm_bands(dm, dflop, dbytes, dy, small, r, dict(bound, serial=dk)))
         out.append(GemmFit(dtype=dtype, t0_us=t0, tflops=f, gbps=bw,
                            compute_efficiency=f / peak if peak else None, hbm_efficiency=bw / hbm_gbps,
                            kernels=shares, m_range=(int(m.min()), int(m.max())), quality=q, source=t.source,
@@ -345,13 +362,15 @@ def _gemm_bands(m, flop, nbytes, y, small, whole: _Roofline, bound: dict) -> dic
         lo = hi
         s = small[rows]
         if s.sum() >= 2 * FOLDS and (~s).sum() >= 2 * FOLDS:
-            r = _roofline_fit(flop[rows], nbytes[rows], y[rows], **dict(bound, small=s))
+            serial = bound.get("serial")
+            r = _roofline_fit(flop[rows], nbytes[rows], y[rows],
+                              **dict(bound, small=s, serial=None if serial is None else serial[rows]))
             ape[rows] = r.ape
             bands.append(GemmBand(m_max=hi, t0_us=r.t0_us, tflops=r.tflops, gbps=r.gbps, small_gbps=r.small_gbps,
-                                  quality=r.quality(~s), small_quality=r.quality(s)))
+                                  k_per_us=r.serial_rate, quality=r.quality(~s), small_quality=r.quality(s)))
         else:
             bands.append(GemmBand(m_max=hi, t0_us=whole.t0_us, tflops=whole.tflops, gbps=whole.gbps,
-                                  small_gbps=whole.small_gbps))
+                                  small_gbps=whole.small_gbps, k_per_us=whole.serial_rate))
     q, q_small = _quality_of(ape[~small]), _quality_of(ape[small])
     # Kept where they price the rows a decode step streams (beyond L2) better than the one
     # decode fit, held out (H100 vLLM fp8_block: 19.6% against 19.2%, so not kept there).
@@ -746,7 +765,8 @@ def _summary(f: OpFits, e: EngineOpFits) -> list[str]:
         if g.decode_t0_us is not None:
             h = lambda q: _pct(q.heldout_mape if q else None)  # noqa: E731
             lines.append(f"    decode M<={g.decode_m_max}: t0 {g.decode_t0_us:6.2f} us  {g.decode_tflops:7.1f} TFLOP/s"
-                         f"  {g.decode_gbps:7.1f} GB/s ({g.decode_small_gbps:.0f} below L2)  held-out MAPE "
+                         f"  {g.decode_gbps:7.1f} GB/s ({g.decode_small_gbps:.0f} below L2)"
+                         f"  K at {g.decode_k_per_us or float('inf'):.0f} per us  held-out MAPE "
                          f"{h(g.decode_quality)} (the one fit: {h(g.single_decode_quality)}), L2-sized rows "
                          f"{h(g.decode_small_quality)}; the one fit on M>{g.decode_m_max}: {h(g.large_quality)}")
             if g.band_quality is not None:

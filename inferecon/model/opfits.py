@@ -24,7 +24,9 @@ Contract (units are in the names; a step model built on this module relies on ea
   that regime's t0, F and B instead (`GemmFit.params`): one roofline over M up to 8192 lets
   the prefill shapes set a decode GEMM's intercept. Where it carries `decode_bands`, the band
   whose (previous m_max, m_max] holds M prices it; B is the band's bandwidth beyond L2, and
-  weights within L2 (N·K·w <= decode_l2_bytes) read at min(small_gbps, B).
+  weights within L2 (N·K·w <= decode_l2_bytes) read at min(small_gbps, B). A decode regime or
+  band with `k_per_us` adds a third bound inside the max: K / k_per_us (few blocks walk the
+  whole K), priced as the bandwidth min(B, bytes · k_per_us / K).
 - Decode attention for `batch` sequences of `kv_len` cached tokens takes
   `AttentionFit.time_us(batch, kv_len, n_heads, n_kv_heads, head_dim)`:
       floor + per_sequence_head · batch · n_kv_heads + max(kv_bytes / B, flop / F),
@@ -125,6 +127,7 @@ class GemmBand:
     tflops: float
     gbps: float  # weights beyond L2 (from rows whose weights exceed it)
     small_gbps: float | None = None  # weights within L2 (used no faster than gbps)
+    k_per_us: float | None = None  # the serial bound: the time is at least K / k_per_us (None: none)
     quality: FitQuality | None = None  # held-out error on the band's rows beyond L2; None: the decode fit's figures
     small_quality: FitQuality | None = None  # the same on its rows of L2-sized weights
 
@@ -153,6 +156,9 @@ class GemmFit:
     decode_gbps: float | None = None
     decode_small_gbps: float | None = None
     decode_l2_bytes: float | None = None
+    # K elements walked per µs: at decode M too few blocks fill the GPU and each walks the whole
+    # K, so the time is at least K / decode_k_per_us, whatever N is (None: no such bound).
+    decode_k_per_us: float | None = None
     decode_quality: FitQuality | None = None  # held-out error of the decode fit, decode rows beyond L2
     decode_small_quality: FitQuality | None = None  # the same on its rows of L2-sized weights
     single_decode_quality: FitQuality | None = None  # the one fit's held-out error on decode rows beyond L2
@@ -173,8 +179,12 @@ class GemmFit:
         band = next((b for b in self.decode_bands if m <= b.m_max), None)
         if band is not None:
             t0, tflops, bw, small_bw = band.t0_us, band.tflops, band.gbps, band.small_gbps
+        k_per_us = self.decode_k_per_us if band is None else band.k_per_us
         if small_bw and self.decode_l2_bytes and n * k * GEMM_OPERAND_BYTES[self.dtype][1] <= self.decode_l2_bytes:
             bw = min(small_bw, bw)
+        if k_per_us:  # max(bytes / B, K / k_per_us) as one bandwidth: bytes over the longer of the two
+            a, w, o = GEMM_OPERAND_BYTES[self.dtype]
+            bw = min(bw, (n * k * w + m * k * a + m * n * o) * k_per_us / (k * 1e3))
         return t0, tflops, bw
 
     def time_us(self, m: float, n: float, k: float) -> float:
@@ -521,7 +531,7 @@ def _check_number(where: str, owner: str, key: str, value) -> None:
     else:
         return
     if value is None and (key in ("max_bytes", "gbps", "cuda_graph_kernel_us", "elementwise_per_layer_us",
-                                  "step_overhead_us", "small_gbps") or key.startswith("decode_")):
+                                  "step_overhead_us", "small_gbps", "k_per_us") or key.startswith("decode_")):
         return
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if ok:

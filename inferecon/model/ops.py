@@ -125,22 +125,26 @@ class _Acc:
         return StageOps(t["arith"], t["mem"], t["net"], t["fixed"], fams)
 
 
-def gemm_params(fit, m, weight_bytes):
+def gemm_params(fit, m, weight_bytes, k=None, nbytes=None):
     """(t0 µs, TFLOP/s, GB/s) per configuration: the fit's decode regime where M is in it
-    (model/opfits.GemmFit.params, vectorised), else its one roofline."""
+    (model/opfits.GemmFit.params, vectorised), else its one roofline. With `k` and `nbytes`
+    (the GEMM's K and bytes), a decode regime's serial bound K / k_per_us rides in the bandwidth."""
     if fit.decode_m_max is None or fit.decode_t0_us is None:
         return fit.t0_us, fit.tflops, fit.gbps
     if fit.decode_bands:
-        return _band_params(fit, m, weight_bytes)
+        return _band_params(fit, m, weight_bytes, k, nbytes)
     dec = np.asarray(m) <= fit.decode_m_max
     bw = fit.decode_gbps
     if fit.decode_small_gbps and fit.decode_l2_bytes:
         bw = _pick(np.asarray(weight_bytes) <= fit.decode_l2_bytes, bw, min(fit.decode_small_gbps, bw))
+    k_per_us = getattr(fit, "decode_k_per_us", None)
+    if k_per_us and k is not None:
+        bw = np.minimum(bw, nbytes * (k_per_us * 1e-3) / k)
     return (_pick(dec, fit.t0_us, fit.decode_t0_us), _pick(dec, fit.tflops, fit.decode_tflops),
             _pick(dec, fit.gbps, bw))
 
 
-def _band_params(fit, m, weight_bytes):
+def _band_params(fit, m, weight_bytes, k=None, nbytes=None):
     """gemm_params over a fit's M bands: one lookup row per band, then the one roofline's for
     M > decode_m_max; weights within L2 read at min(band's small_gbps, its gbps)."""
     bands = fit.decode_bands
@@ -155,7 +159,12 @@ def _band_params(fit, m, weight_bytes):
         bw_row = row + nb * (np.asarray(weight_bytes) <= fit.decode_l2_bytes)
     else:
         bw_row = row
-    return t0.take(row), tflops.take(row), bw.take(bw_row)
+    bw = bw.take(bw_row)
+    if k is not None and any(b.k_per_us for b in bands):
+        # The serial bound K / k_per_us as a bandwidth (bytes over it); beyond the bands, none.
+        k_rate = np.array([(b.k_per_us or np.inf) * 1e-3 for b in bands] + [np.inf])
+        bw = np.minimum(bw, nbytes * k_rate.take(row) / k)
+    return t0.take(row), tflops.take(row), bw
 
 
 _ROWS_CACHE: list = [None, None, None]  # (bands, m, rows) of the last call: a stage's GEMMs share one m
@@ -270,7 +279,7 @@ def stage_ops(model, hw, engine, lay, tok_rank, tok_group, context, heads_axis, 
             return
         flop = 2.0 * mm * n * k
         nbytes = n * k * wbytes + mm * k * a_b + mm * n * o_b
-        acc.roofline(family, count, *gemm_params(gfit, mm, n * k * wbytes), flop, nbytes)
+        acc.roofline(family, count, *gemm_params(gfit, mm, n * k * wbytes, k, nbytes), flop, nbytes)
 
     # Attention projections (heads split over `heads_axis`: the tp group in 1D).
     if model.is_mla:
