@@ -13,7 +13,8 @@ Two records, carried optionally in the existing JSON files (old files load uncha
 
 Contract (units are in the names; a step model built on this module relies on each of them):
 
-- `*_us` microseconds; `*_tflops` 1e12 FLOP/s achieved; `*_gbps` 1e9 bytes/s achieved;
+- `*_us` microseconds (but `k_per_us`, `decode_k_per_us`: K elements per µs, a rate whose
+  checks are a time's: finite, >= 0); `*_tflops` 1e12 FLOP/s achieved; `*_gbps` 1e9 bytes/s achieved;
   `*_bytes` bytes; `*_efficiency` a fraction of the datasheet figure named in the field's
   comment (None when the datasheet figure is unknown).
 - A GEMM y[M,N] = x[M,K] · W[N,K]^T takes `GemmFit.time_us(m, n, k)`:
