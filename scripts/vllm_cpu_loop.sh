@@ -10,7 +10,7 @@
 #       no vLLM: calibrate this CPU again and re-read OUT_DIR's real files (OUT_DIR/vllm/,
 #       OUT_DIR/model/) with the current inferecon, into OUT_DIR/rerun-<UTC time>/ (its own
 #       commands.tsv and manifest.json); the loop's first outputs stay as they were. Where
-#       OUT_DIR/vllm/null-*/ exists, the null model's engine profile is measured again too.
+#       OUT_DIR/vllm/null-*/ exists, the null models' engine profile is measured again too.
 #
 # Environment: VLLM_VENV (default .venv-vllm, made and filled on first use: ~3 min, 3.5 GB),
 # INFERECON_PYTHON (default .venv/bin/python: inferecon runs from the project's own venv),
@@ -18,13 +18,15 @@
 # default quick), OUTPUT_LEN / INPUT_LEN (default 64 / 128 tokens), DTYPES (default
 # "bfloat16 float32"), CONCURRENCY (default "1 2 4 8"), PROMPTS_PER_SLOT (default 2: 2 c
 # prompts at concurrency c), SERVE_ARGS (default --enforce-eager, see below), NULL_SEEDS
-# (default "0 1": the null model's prompt sets; none = no null model).
+# (default "0 1": the null models' prompt sets; none = no null models).
 #
-# The null model (vllm_cpu_loop.py NULL_CONFIG: the served model's tokenizer, vocabulary, max
-# length and dtype, one layer of hidden 64) is served and benched like the model, right after it
-# in each dtype. Its time per token less the step the calibrated CPU profile prices for it is
-# vLLM's own per-step work: OUT_DIR/engine-null-<dtype>/engine.json (with the runs' spread as its
-# uncertainty), and validate-<dtype>-engine-null/ predicts the model's runs with it.
+# The null models (vllm_cpu_loop.py NULL_CONFIG, NULL8_CONFIG: the served model's tokenizer,
+# vocabulary, max length and dtype, hidden 64, 1 layer and the served model's 8) are served and
+# benched like the model, right after it in each dtype, with two prompt sets. A run's time per
+# token less the step the calibrated CPU profile prices for its null model is vLLM's own work;
+# the two null models separate a per-step from a per-layer cost:
+# OUT_DIR/engine-null-<dtype>/engine.json (and engine-c<C>.json per concurrency), with one run's
+# spread as uncertainty; validate-<dtype>-engine-null/ predicts the model's runs with it.
 #
 # The server listens on 127.0.0.1 only and is stopped whatever happens (its whole process
 # group, on exit, Ctrl-C or TERM). Every command run, its exit status and the load average
