@@ -233,6 +233,12 @@ def _roofline_fit(work, nbytes, y, *, extras=(), small=None, floor=True, floor_a
     n_extra = len(extras)
 
     def model(p, Xp):
+        # The solver's trial steps in log space can reach exp() overflow; the huge or infinite cost
+        # such a step gives is how the solver rejects it, so the warning says nothing to a user.
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            return _model(p, Xp)
+
+    def _model(p, Xp):
         e = np.exp(p)
         t0, f, bh = e[0], e[1], e[2]
         r = Xp[:, 2]
