@@ -419,6 +419,7 @@ def add_opdb(res: pd.DataFrame, op_db=None, cache_dir=None) -> pd.DataFrame:
     import dataclasses
 
     from inferecon.calibration.engine_fit import predict_case
+    from inferecon.model.engine_overheads import overhead_fact, with_overhead
 
     out = res.copy()
     backends = [OPDB_BACKEND.get(e, (None, f"no op-DB backend for {e}")) for e in out["engine"]]
@@ -432,11 +433,17 @@ def add_opdb(res: pd.DataFrame, op_db=None, cache_dir=None) -> pd.DataFrame:
             note.append(str(got))
             continue
         hw, eng = got
+        # The tables time kernels only: a published host overhead of the point's own engine
+        # version (model/engine_overheads.py) is added to the step; none where no source gives one.
+        fact = overhead_fact(r.engine, r.engine_version)
+        fact = None if fact is not None and fact.source_line in eng.sources else fact  # the fit added it already
+        eng = with_overhead(eng, fact)
         case = to_case(r)
         case = dataclasses.replace(case, hw=hw, model=opdb_model(case.model, r.weight_format))
         no_graphs = runs_eagerly(r.notes)
         pred.append(predict_case(case, eager_engine(eng) if no_graphs else eng).ms_per_token)
-        used.append(f"{backend} {hw.op_fits.engine_version}" + (" run eagerly" if no_graphs else ""))
+        used.append(f"{backend} {hw.op_fits.engine_version}" + (" run eagerly" if no_graphs else "")
+                    + (f" + host {fact.step_overhead_us / 1000:g} ms/step ({fact.engine} fact)" if fact else ""))
         note.append(why)
     out["pred_opdb_ms"] = pred
     out["ratio_opdb"] = out["pred_opdb_ms"] / out["measured_ms"]

@@ -33,6 +33,7 @@ from inferecon.core.errors import UserError, suggest
 from inferecon.core.stats import mape_pct
 from inferecon.ingest.opdb import OpDatabase, OpTable, open_database, version_key
 from inferecon.model.engine import EngineProfile
+from inferecon.model.engine_overheads import overhead_fact, with_overhead
 from inferecon.model.hardware import INTER, INTRA, CollectiveFit, HardwareProfile, Provenance
 from inferecon.model.opfits import (GEMM_OPERAND_BYTES, KV_ELEMENT_BYTES, AllReduceChoice, AttentionFit,
                                     CollectiveOpFit, ContextAttentionFit, EngineOpFits, FitQuality, GemmBand, GemmFit,
@@ -688,6 +689,9 @@ def calibrate_from_opdb(db_path, gpu: str, engine: str, engine_version: str | No
         notes=["per-op database fit (calibrate --op-db): step_overhead_us and per_layer_us stay 0 here; "
                "what the engine adds around its kernels is in op_fits"],
         hardware=profile.name, fit_quality=_quality_summary(op_fits, eng_fits), op_fits=eng_fits)
+    # The tables cannot see the engine's host work between steps; a published figure for this
+    # engine version (model/engine_overheads.py) is its step overhead, none where no source gives one.
+    engine_profile = with_overhead(engine_profile, overhead_fact(engine, version))
     return OpDbCalibration(profile=profile, engine=engine_profile, summary=_summary(op_fits, eng_fits))
 
 
