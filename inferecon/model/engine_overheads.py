@@ -59,7 +59,7 @@ class EngineVersion:
 @dataclass(frozen=True)
 class SourceQuote:
     url: str
-    quote: str  # the statement, word for word
+    quote: str  # the statement, word for word ("[...]" marks a cut, "; " joins the items of a list)
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,8 @@ VLLM_MULTI_STEP_RFC_WHAT = SourceQuote(
           "input/output. [...] Transfer of the sampled token from GPU to CPU for de-tokenization and response to "
           "client; Generation of output for user - Pythonization of tensors into python objects; CPU preparation "
           "and generation of next step's input metadata; vLLM scheduler")
-# A check of the RFC's figure, not its source: v0.6.0's post profiled the same engine (Llama 3 8B, one H100).
+# A check of the RFC's figure, not its source: v0.6.0's post profiled the engine before v0.6.0 on Llama 3 8B,
+# one H100 (the RFC names no model in its text; its PR #7000 benchmarks Llama 3 8B on one H100).
 VLLM_V060_PROFILE = SourceQuote(
     url="https://blog.vllm.ai/2024/09/05/perf-update.html",
     quote="29% of the total execution time is spent on scheduling, including gathering the LLM results from the "
