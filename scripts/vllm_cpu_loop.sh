@@ -28,6 +28,18 @@
 # OUT_DIR/engine-null-<dtype>/engine.json (and engine-c<C>.json per concurrency), with one run's
 # spread as uncertainty; validate-<dtype>-engine-null/ predicts the model's runs with it.
 #
+# PIN=1 (default 0) keeps vLLM's worker alone on one core (issue 21, the contention test): vLLM
+# binds its worker's OpenMP thread itself (VLLM_CPU_OMP_THREADS_BIND, 'auto' = the last core of
+# its list, core 0 on this 2-core guest, with the other core "reserved" for its scheduler but
+# nothing pinned there), while the API server, the engine core process and the bench client go
+# wherever the kernel puts them. With PIN=1 the worker gets VLLM_CPU_OMP_THREADS_BIND=WORKER_CORE
+# (default 1), every other process of the server (API server, engine core, their helpers) is moved
+# to OTHER_CORES (default 0) once the server is up (`taskset -a -p`), the bench client runs under
+# `taskset -c OTHER_CORES`, and the calibration runs under `taskset -c WORKER_CORE`, the core the
+# worker used. Other users' processes are not moved. Either way, the worker's scheduler counters
+# (/proc/PID/task/*/schedstat: time on a CPU, time runnable but waiting for one) are read before
+# and after each bench into OUT_DIR/worker_sched.tsv, so a run shows how long the worker waited.
+#
 # The server listens on 127.0.0.1 only and is stopped whatever happens (its whole process
 # group, on exit, Ctrl-C or TERM). Every command run, its exit status and the load average
 # before and after it land in OUT_DIR/commands.tsv; OUT_DIR/manifest.json sums them up.
@@ -51,6 +63,13 @@ null_seeds=${NULL_SEEDS:-"0 1"}
 # took 14 minutes (20:47 to 21:01 UTC, load average 12-15), twice per loop; eager starts in a
 # few. SERVE_ARGS="" serves compiled, as vLLM does by default.
 serve_args=${SERVE_ARGS-"--enforce-eager"}
+pin=${PIN:-0}
+worker_core=${WORKER_CORE:-1}
+other_cores=${OTHER_CORES:-0}
+case $pin in 0|1) ;; *) echo "vllm_cpu_loop.sh: PIN must be 0 or 1, not '$pin'" >&2; exit 2;; esac
+# pinned PREFIX...: the command under taskset when PIN=1 (the bench client, the calibration).
+pin_client=(); pin_cal=()
+if [ "$pin" = 1 ]; then pin_client=(taskset -c "$other_cores"); pin_cal=(taskset -c "$worker_core"); fi
 reuse=0
 if [ "${1:-}" = --reuse ]; then
   reuse=1; shift
@@ -106,11 +125,11 @@ stop_server() {
 }
 
 write_manifest() {
-  "$ic_py" - "$out" "$started" "$status" "$venv" "$helper" "$cal_mode" "$in_len" "$out_len" "$reuse" "$runs" <<'EOF' || true
+  "$ic_py" - "$out" "$started" "$status" "$venv" "$helper" "$cal_mode" "$in_len" "$out_len" "$reuse" "$runs" "$pin" "$worker_core" "$other_cores" <<'EOF' || true
 import csv, json, platform, subprocess, sys
 from datetime import datetime, timezone
 from pathlib import Path
-out, started, status, venv, helper, cal, in_len, out_len, reuse, runs = sys.argv[1:]
+out, started, status, venv, helper, cal, in_len, out_len, reuse, runs, pin, worker_core, other_cores = sys.argv[1:]
 rows = list(csv.DictReader(open(Path(out) / "commands.tsv"), delimiter="\t"))
 try:
     versions = json.loads(subprocess.run([f"{venv}/bin/python", helper, "versions"], capture_output=True,
@@ -130,6 +149,10 @@ manifest = {
     "calibrate": cal, "input_len": int(in_len), "output_len": int(out_len),
     # --reuse: no vLLM ran in this invocation; it re-read the real files of that earlier loop.
     "reused_vllm_results_of": runs if reuse == "1" else None,
+    # PIN=1: the worker alone on worker_core, the server's other processes and the bench client on
+    # other_cores, the calibration on worker_core (the script's header).
+    "pin": {"enabled": pin == "1", "worker_core": int(worker_core) if pin == "1" else None,
+            "other_cores": other_cores if pin == "1" else None},
     "commands": rows,
 }
 (Path(out) / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
@@ -195,7 +218,8 @@ serve_and_bench() {
   mkdir -p "$out/vllm/$tag"
   log "serve $tag ($dt) on 127.0.0.1:$port (load $(load))"
   t0=$SECONDS serve_load=$(load) serve_when=$(date -u +%H:%M:%S)
-  setsid "$venv/bin/python" "$helper" vllm serve "$dir" --host 127.0.0.1 --port "$port" --dtype "$dt" \
+  local bind=(); [ "$pin" = 1 ] && bind=(env "VLLM_CPU_OMP_THREADS_BIND=$worker_core")
+  setsid "${bind[@]}" "$venv/bin/python" "$helper" vllm serve "$dir" --host 127.0.0.1 --port "$port" --dtype "$dt" \
     --max-model-len 1024 --seed 0 $serve_args > "$out/logs/serve-$tag.log" 2>&1 &
   server_pgid=$!
   up=0
@@ -211,18 +235,50 @@ serve_and_bench() {
     stop_server; status=partial; return 1
   fi
   log "$tag: server up after $((SECONDS - t0)) s"
+  local wpid; wpid=$(worker_pid "$out/logs/serve-$tag.log")
+  [ "$pin" = 1 ] && pin_server "$wpid" "$tag"
   for c in $concurrency; do
     for seed in $seeds; do
       prompts=$((prompts_per_slot * c))
       name=vllm-$tag-c$c; [ "$seeds" = 0 ] || name=$name-s$seed
-      step "bench-$tag-c$c-s$seed" 420 "$venv/bin/python" "$helper" vllm bench serve --backend vllm \
+      local s0 b0=$SECONDS; s0=$(worker_sched "$wpid")
+      step "bench-$tag-c$c-s$seed" 420 "${pin_client[@]}" "$venv/bin/python" "$helper" vllm bench serve --backend vllm \
         --host 127.0.0.1 --port "$port" --model "$dir" --dataset-name random \
         --random-input-len "$in_len" --random-output-len "$out_len" --num-prompts "$prompts" \
         --max-concurrency "$c" --ignore-eos --seed "$seed" --save-result --result-dir "$out/vllm/$tag" \
         --result-filename "$name.json" || status=partial
+      sched_row "$tag" "$c" "$seed" "$prompts" "$((SECONDS - b0))" "$wpid" "$s0" "$(worker_sched "$wpid")"
     done
   done
   stop_server
+}
+# worker_pid SERVE_LOG: vLLM's worker process (its log lines say "(Worker pid=N)").
+worker_pid() { grep -ho '(Worker pid=[0-9]*)' "$1" | head -1 | tr -dc 0-9; }
+# worker_sched PID: the worker's scheduler counters summed over its threads: ns on a CPU, ns
+# runnable but waiting for one, time slices (/proc/PID/task/*/schedstat); "0 0 0" if unreadable.
+# (%.0f, not %d: mawk clamps %d to 2^31-1, about 2.1 s of ns, so run 5's run_ms/wait_ms read 0.)
+worker_sched() {
+  [ -n "$1" ] && [ -d "/proc/$1/task" ] || { echo "0 0 0"; return; }
+  cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{r+=$1; w+=$2; n+=$3} END {printf "%.0f %.0f %.0f\n", r, w, n}'
+}
+# The worker's counters over one bench (ms), with the cores its threads may run on.
+[ -f "$out/worker_sched.tsv" ] || printf 'tag\tconcurrency\tseed\tprompts\twall_s\tworker_pid\tworker_cpus\trun_ms\twait_ms\tslices\tloadavg\n' > "$out/worker_sched.tsv"
+sched_row() {
+  local tag=$1 c=$2 seed=$3 prompts=$4 wall=$5 wpid=$6 a b cpus
+  read -r -a a <<< "$7"; read -r -a b <<< "$8"
+  cpus=$(taskset -c -p "$wpid" 2>/dev/null | awk -F': ' '{print $2}')
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.1f\t%.1f\t%d\t%s\n' "$tag" "$c" "$seed" "$prompts" "$wall" "$wpid" "${cpus:-?}" \
+    "$(( (b[0] - a[0]) / 1000 ))e-3" "$(( (b[1] - a[1]) / 1000 ))e-3" $((b[2] - a[2])) "$(load)" >> "$out/worker_sched.tsv"
+}
+# pin_server WORKER_PID TAG: every process of the server but the worker, all threads, to OTHER_CORES.
+pin_server() {
+  local p n=0
+  [ -n "$1" ] || { log "$2: no worker pid in the serve log, nothing pinned"; return 0; }
+  for p in $(pgrep -g "$server_pgid"); do
+    [ "$p" = "$1" ] && continue
+    taskset -a -c -p "$other_cores" "$p" >/dev/null 2>&1 && n=$((n + 1))
+  done
+  log "$2: worker $1 on core(s) $(taskset -c -p "$1" 2>/dev/null | awk -F': ' '{print $2}'), $n other server process(es) moved to $other_cores"
 }
 for dt in $dtypes; do
   short=$([ "$dt" = bfloat16 ] && echo bf16 || echo fp32)
@@ -239,7 +295,7 @@ threads=$(cal_threads)
 log "calibrating with $threads torch thread(s), as vLLM's worker ran"
 cal_args=(--device cpu --out "$out/calibrate" --no-progress --threads "$threads")
 [ "$cal_mode" = quick ] && cal_args+=(--quick)
-step calibrate 1500 "$ic_py" -m inferecon calibrate "${cal_args[@]}" || status=partial
+step calibrate 1500 "${pin_cal[@]}" "$ic_py" -m inferecon calibrate "${cal_args[@]}" || status=partial
 
 # -- 5. inferecon reads the real files -----------------------------------------------------------
 prof=$out/calibrate/profile.json
