@@ -30,7 +30,10 @@ REAL = Path(__file__).parent / "fixtures" / "engines" / "vllm_real"
 # with op-level fits (kernels/cpu_ops.py), so its predictions go through model/ops.py.
 # 20261202-2: run 4, the same CPU kind as run 3, the loop's own calibration, with the null models
 # (vLLM's own work per step and per layer, measured apart from the runs it predicts).
-RUNS = {"20261201": REAL, "20261202": REAL / "20261202", "20261202-2": REAL / "20261202-2"}
+# 20261202-3: run 5, the same loop with PIN=1 (the worker alone on core 1, the server's other
+# processes and the bench client on core 0, the calibration on core 1): the contention test.
+RUNS = {"20261201": REAL, "20261202": REAL / "20261202", "20261202-2": REAL / "20261202-2",
+        "20261202-3": REAL / "20261202-3"}
 RESULTS = Path(__file__).parent.parent / "results"
 DTYPES = {"bf16": (16, 16), "fp32": (32, 32)}  # (weight bits, KV bits) vLLM ran with
 CONCURRENCY = (1, 2, 4, 8)
@@ -181,54 +184,73 @@ def test_a_profile_without_uncertainty_gives_no_band():
 
 
 # -- run 4: the engine's own cost measured on null models ------------------------------------------
-RUN4 = RUNS["20261202-2"]
 NULLS = {"null": 1, "null8": 8}  # the null models' folders and their layer counts (hand-built, README)
 
 
-def test_run4_fixtures_are_the_committed_results():
-    """Byte copies of results/vllm-cpu-20261202-2/: vLLM's files, the configs, the loop's own
+NULL_RUNS = ("20261202-2", "20261202-3")  # the loops with null models
+
+
+@pytest.mark.parametrize("run", NULL_RUNS)
+def test_null_run_fixtures_are_the_committed_results(run):
+    """Byte copies of results/vllm-cpu-<run>/: vLLM's files, the configs, the loop's own
     calibration and tables, the null-model engine profiles."""
-    res = RESULTS / "vllm-cpu-20261202-2"
+    res, fixture = RESULTS / f"vllm-cpu-{run}", RUNS[run]
     if not (res / "calibrate" / "profile.json").exists():
-        pytest.skip("results/vllm-cpu-20261202-2/ not in this checkout")
-    pairs = [(RUN4 / "profile.json", res / "calibrate" / "profile.json")]
+        pytest.skip(f"results/vllm-cpu-{run}/ not in this checkout")
+    pairs = [(fixture / "profile.json", res / "calibrate" / "profile.json")]
     for d in ("model", "null-model", "null8-model"):
-        pairs.append((RUN4 / d / "config.json", res / d / "config.json"))
+        pairs.append((fixture / d / "config.json", res / d / "config.json"))
     for dtype in DTYPES:
         for sub in [dtype] + [f"{n}-{dtype}" for n in NULLS]:
-            files = sorted((RUN4 / sub).glob("*.json"))
+            files = sorted((fixture / sub).glob("*.json"))
             assert files, sub
             pairs += [(f, res / "vllm" / sub / f.name) for f in files]
-        pairs.append((RUN4 / f"engine_validation-{dtype}.csv", res / f"validate-{dtype}" / "engine_validation.csv"))
-        pairs.append((RUN4 / f"engine-null-{dtype}.json", res / f"engine-null-{dtype}" / "engine.json"))
-        pairs.append((RUN4 / f"engine_validation-{dtype}-engine-null.csv",
+        pairs.append((fixture / f"engine_validation-{dtype}.csv", res / f"validate-{dtype}" / "engine_validation.csv"))
+        pairs.append((fixture / f"engine-null-{dtype}.json", res / f"engine-null-{dtype}" / "engine.json"))
+        pairs.append((fixture / f"engine_validation-{dtype}-engine-null.csv",
                       res / f"validate-{dtype}-engine-null" / "engine_validation.csv"))
     for fix, real in pairs:
         assert fix.read_bytes() == real.read_bytes(), fix.name
 
 
+def test_run5_was_pinned():
+    """Run 5 ran with PIN=1: its manifest says so, and vLLM's own start-up log (copied in the
+    fixture) bound the worker to core 1 rather than choosing ('auto')."""
+    manifest = json.loads((RUNS["20261202-3"] / "manifest.json").read_text())
+    assert manifest["pin"] == {"enabled": True, "worker_core": 1, "other_cores": "0"}
+    benches = [r for r in manifest["commands"] if r["phase"].startswith("bench-")]
+    assert benches and all(r["command"].startswith("taskset -c 0 ") for r in benches)
+    cal = [r for r in manifest["commands"] if r["phase"] == "calibrate"]
+    assert cal and cal[0]["command"].startswith("taskset -c 1 ")
+    bind = (RUNS["20261202-3"] / "omp-binding.txt").read_text()
+    assert "VLLM_CPU_OMP_THREADS_BIND='1'" in bind and "core ids=[1]" in bind
+
+
+@pytest.mark.parametrize("run", NULL_RUNS)
 @pytest.mark.parametrize("dtype", sorted(DTYPES))
-def test_run4_null_models_are_what_the_readme_says(dtype):
+def test_null_models_are_what_the_readme_says(dtype, run):
     """The null models keep the served model's vocabulary and differ in size only: hidden 64,
     one head of 64, SwiGLU 256, 1 or 8 layers; their files are vLLM's bench of them at
     concurrency 1, 2, 4, 8 with two prompt sets (seeds 0 and 1)."""
     from inferecon.model.catalog import resolve_model
 
-    served = json.loads((RUN4 / "model" / "config.json").read_text())
+    fixture = RUNS[run]
+    served = json.loads((fixture / "model" / "config.json").read_text())
     for null, layers in NULLS.items():
-        cfg = json.loads((RUN4 / f"{null}-model" / "config.json").read_text())
+        cfg = json.loads((fixture / f"{null}-model" / "config.json").read_text())
         assert (cfg["vocab_size"], cfg["max_position_embeddings"]) == (served["vocab_size"], 2048)
         assert (cfg["hidden_size"], cfg["num_hidden_layers"], cfg["num_attention_heads"], cfg["intermediate_size"]) \
             == (64, layers, 1, 256)
         # Hand count without norms: per layer 4 x 64x64 + 3 x 64x256 = 65,536, embeddings and
         # lm head 2 x 16384x64 = 2,097,152.
-        assert resolve_model(str(RUN4 / f"{null}-model")).total_params == 2_097_152 + layers * 65_536
-        names = sorted(p.name for p in (RUN4 / f"{null}-{dtype}").glob("*.json"))
+        assert resolve_model(str(fixture / f"{null}-model")).total_params == 2_097_152 + layers * 65_536
+        names = sorted(p.name for p in (fixture / f"{null}-{dtype}").glob("*.json"))
         assert names == sorted(f"vllm-{null}-{dtype}-c{c}-s{s}.json" for c in CONCURRENCY for s in (0, 1))
 
 
+@pytest.mark.parametrize("run", NULL_RUNS)
 @pytest.mark.parametrize("dtype", sorted(DTYPES))
-def test_run4_null_engine_predictions_match_the_committed_table(dtype):
+def test_null_engine_predictions_match_the_committed_table(dtype, run):
     """The model's runs with the null-model engine profile: the same predicted ms and 90%
     interval as the table the loop wrote (the interval widened by the engine profile's own
     standard errors, commands/validate.py)."""
@@ -236,11 +258,11 @@ def test_run4_null_engine_predictions_match_the_committed_table(dtype):
     from inferecon.model.engine import EngineProfile
     from inferecon.validation.decode import DEFAULT_DRAWS
 
-    engine = EngineProfile.load(RUN4 / f"engine-null-{dtype}.json")
+    engine = EngineProfile.load(RUNS[run] / f"engine-null-{dtype}.json")
     assert engine.fit_quality["parameters"]["step_overhead_us"]["stderr"] > 0
-    with open(RUN4 / f"engine_validation-{dtype}-engine-null.csv", newline="") as f:
+    with open(RUNS[run] / f"engine_validation-{dtype}-engine-null.csv", newline="") as f:
         table = {Path(r["source"]).name: r for r in csv.DictReader(f)}
-    rows = score_engine_runs(_cases(dtype, "20261202-2"), engine, draws=DEFAULT_DRAWS)
+    rows = score_engine_runs(_cases(dtype, run), engine, draws=DEFAULT_DRAWS)
     for r in rows:
         was = table[Path(r["source"]).name]
         for now, then in ((r["predicted_ms"], "engine_ms"), (r["predicted_lo_ms"], "engine_lo_ms"),
