@@ -34,6 +34,15 @@ def _clean(df, op):
     return d[~sliced], int(np.sum(sliced))
 
 
+def _groups(df, op, widths):
+    """(dtype, rows) of each dtype of `op` whose element widths `widths` knows and that has
+    MIN_ROWS unsliced rows to fit."""
+    d, _ = _clean(df, op)
+    if d is None:
+        return []
+    return [(dt, g) for dt, g in d.groupby("dtype") if dt in widths and len(g) >= MIN_ROWS]
+
+
 def _time(d):
     return d["time_us"].to_numpy(float) if "time_us" in d else d["median_us"].to_numpy(float)
 
@@ -78,13 +87,8 @@ def _result(term, form, params, q: FitQuality, train_pred, y) -> FitResult:
 
 
 def fit_cpu_gemms(df, floor_us: float | None) -> tuple[list[GemmFit], list[FitResult]]:
-    d, _ = _clean(df, "gemm")
     fits, results = [], []
-    if d is None:
-        return fits, results
-    for dtype, g in d.groupby("dtype"):
-        if dtype not in GEMM_OPERAND_BYTES or len(g) < MIN_ROWS:
-            continue
+    for dtype, g in _groups(df, "gemm", GEMM_OPERAND_BYTES):
         a, w, o = GEMM_OPERAND_BYTES[dtype]
         m, n, k = (g[c].to_numpy(float) for c in ("m", "n", "k"))
         flop, nbytes, y = 2 * m * n * k, n * k * w + m * k * a + m * n * o, _time(g)
@@ -101,13 +105,8 @@ def fit_cpu_gemms(df, floor_us: float | None) -> tuple[list[GemmFit], list[FitRe
 
 
 def fit_cpu_attention(df, floor_us: float | None) -> tuple[list[AttentionFit], list[FitResult]]:
-    d, _ = _clean(df, "attention")
     fits, results = [], []
-    if d is None:
-        return fits, results
-    for kv, g in d.groupby("dtype"):
-        if kv not in KV_ELEMENT_BYTES or len(g) < MIN_ROWS:
-            continue
+    for kv, g in _groups(df, "attention", KV_ELEMENT_BYTES):
         b, L, h, hk, hd = (g[c].to_numpy(float) for c in ("batch", "kv_len", "n_heads", "n_kv_heads", "head_dim"))
         kv_bytes = 2 * b * L * hk * hd * KV_ELEMENT_BYTES[kv]
         flop = 4 * b * L * h * hd
