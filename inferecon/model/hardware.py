@@ -200,11 +200,12 @@ class HardwareProfile:
     @functools.cached_property
     def decode_view(self) -> "HardwareProfile":
         """This profile as a captured decode step prices its collectives: the engine's decode
-        collectives (NetworkSpec.decode_collectives) join the fitted lines, in every scope the
+        collectives (NetworkSpec.decode_collectives) join the fitted lines in every scope the
         profile's own fits do not already time inside a graph (a node's own measurement wins),
-        and not at all in a per-op database's profile. model/network.py takes a scope's graph lines over its eager ones, so inside a node the
-        step runs the engine's all-reduce and NCCL's model stays beyond it. The profile itself
-        where it has none. Built once per profile object (the cost model asks on every call)."""
+        and not at all in a per-op database's profile. model/network.py takes a scope's graph
+        lines over its eager ones, so inside a node the step runs the engine's all-reduce and
+        beyond it NCCL's model stays. The profile itself where nothing joins. Built once per
+        profile object (the cost model asks on every call)."""
         extra = self.network.decode_collectives
         # A per-op database's profile (calibrate --op-db) carries its own engine's lines, or knows
         # the engine has none: the published engine lines it was based on do not join them.
