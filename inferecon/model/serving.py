@@ -170,16 +170,12 @@ class _Instance:
         """Time the prompt chunks `chunks` ((tokens, prior, last) each) add to a step decoding b
         requests, priced together (model/prefill.py prefill_step); b = 0: a step of prefill
         only, which pays the step's overheads itself."""
-        key = ("step", int(b), chunks)
+        key = (int(b), chunks)
         if key not in self._marg:
             d = self.dep
             self._marg[key] = prefill_step(self.model, self.hw, chunks=list(chunks), tp=d.tp, pp=d.pp, ep=d.ep,
                                            engine=self.engine, decode_tokens=int(b), opts=self.popts).t_prefill_s
         return self._marg[key]
-
-    def marginal(self, b: float, tokens: int, prior: int, last: bool) -> float:
-        """One prompt chunk's marginal time in a step decoding b (>= 1) requests."""
-        return self.step_prefill(max(1, int(round(b))), ((int(tokens), int(prior), bool(last)),))
 
 
 def _check_lengths(input_len, output_len):
@@ -225,13 +221,12 @@ def _aggregated_at_rate(inst: _Instance, lam: float, input_len: int, output_len:
                                f"a token budget of {chunk_tokens} per step leaves no room for prefill beside "
                                f"{bi:.0f} decoding requests")
         t_dec = inst.t_decode(bi)
+        # A closed loop's prompts arrive in bunches of k (bunch_size) that share each step; k > 1
+        # only where k whole prompts fit the room, so their plan is one chunk.
         k = bunch_size(int(closed_cap) + 1, input_len, room) if closed_cap is not None else 1
-        if k > 1:
-            # A closed loop's prompts arrive in bunches of k (bunch_size) that share one step.
-            margs = [inst.step_prefill(max(1, int(round(bi))), ((input_len, 0, True),) * k)]
-        else:
-            plan = chunk_plan(input_len, room)
-            margs = [inst.marginal(bi, n, p, i == len(plan) - 1) for i, (n, p) in enumerate(plan)]
+        plan = chunk_plan(input_len, room)
+        margs = [inst.step_prefill(max(1, int(round(bi))), ((int(n), int(p), i == len(plan) - 1),) * k)
+                 for i, (n, p) in enumerate(plan)]
         service = sum(t_dec + m for m in margs)  # of one bunch (k prompts) on the prefill server
         t_mix = service / len(margs)
         rho = lam / k * service
