@@ -40,7 +40,7 @@ def test_speculative_request_figures_by_hand(h100, monkeypatch):
         calls.append((model.name, tp, pp, ep, decode_tokens))
         return SimpleNamespace(t_prefill_s=2e-3 if model.name == "llama-3-70b" else 0.5e-3)
 
-    monkeypatch.setattr("inferecon.model.request_frontier.prefill_chunk", fake_chunk)
+    monkeypatch.setattr("inferecon.model.prefill.prefill_chunk", fake_chunk)
     target, draft = resolve_model("llama-3-70b"), resolve_model("llama-3-8b")
     table = request_table(target, h100, input_len=20000, output_len=200, space=SearchSpace(max_gpus=8),
                           draft=draft, acceptance=0.8)

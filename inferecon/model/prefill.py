@@ -383,9 +383,11 @@ def chunk_plan(input_len: int, chunk_tokens: int | None) -> list[tuple[int, int]
 
 def prefill_time_s(model: ModelSpec, hw: HardwareProfile, *, input_len: int, tp: int = 1, pp: int = 1,
                    ep: int = 1, engine: EngineProfile | None = None, chunk_tokens: int | None = None,
-                   opts: PrefillOptions = PrefillOptions()) -> float:
-    """Seconds to prefill one whole prompt alone on the instance, chunk after chunk."""
+                   decode_tokens: int = 0, opts: PrefillOptions = PrefillOptions()) -> float:
+    """Seconds to prefill one whole prompt on the instance, chunk after chunk: alone, or with
+    decode_tokens > 0 the time its chunks add to steps that already carry that many decode
+    tokens (prefill_chunk)."""
     plan = chunk_plan(input_len, chunk_tokens)
     return sum(prefill_chunk(model, hw, tokens=n, prior_tokens=p, tp=tp, pp=pp, ep=ep, engine=engine,
-                             last_chunk=(i == len(plan) - 1), opts=opts).t_prefill_s
+                             last_chunk=(i == len(plan) - 1), decode_tokens=decode_tokens, opts=opts).t_prefill_s
                for i, (n, p) in enumerate(plan))

@@ -44,7 +44,7 @@ from inferecon.model.engine import EngineProfile
 from inferecon.model.frontier import SearchSpace, build_layouts, pareto_mask, validate_request
 from inferecon.model.hardware import HardwareProfile
 from inferecon.model.layout import layout_problem
-from inferecon.model.prefill import PrefillOptions, chunk_plan, prefill_chunk
+from inferecon.model.prefill import PrefillOptions, prefill_time_s
 from inferecon.model.serving import default_chunk_tokens
 from inferecon.model.spec import ModelSpec
 from inferecon.model.terms import CostOptions, evaluate
@@ -52,14 +52,6 @@ from inferecon.model.terms import CostOptions, evaluate
 # Batches at which the marginal prefill is computed; between them it is interpolated in
 # log(batch) (the marginal GEMM time varies slowly with the decode tokens it joins).
 _BATCH_KNOTS = (1, 8, 64, 512, 4096)
-
-
-def _riding_s(model, hw, plan, *, tp, pp, ep, decode_tokens, engine, popts) -> float:
-    """A prompt's prefill, chunk by chunk (`plan`), each riding in a step that already carries
-    `decode_tokens` of this model's tokens: the time it adds to those steps."""
-    return sum(prefill_chunk(model, hw, tokens=n, prior_tokens=p, tp=tp, pp=pp, ep=ep, engine=engine,
-                             last_chunk=(i == len(plan) - 1), decode_tokens=decode_tokens, opts=popts).t_prefill_s
-               for i, (n, p) in enumerate(plan))
 
 
 def _marginal_prefill_s(model, hw, key, batch, input_len, chunk, engine, popts, cache, draft=None) -> float:
@@ -73,15 +65,15 @@ def _marginal_prefill_s(model, hw, key, batch, input_len, chunk, engine, popts, 
         knots = sorted({k for k in _BATCH_KNOTS if k <= top} | {top})
         vals = []
         for b in knots:
-            plan = chunk_plan(input_len, max(chunk - b * per_seq, 1))
-            t = _riding_s(model, hw, plan, tp=tp, pp=pp, ep=ep, decode_tokens=b * per_seq, engine=engine,
-                          popts=popts)
+            room = max(chunk - b * per_seq, 1)  # the budget the step's decode tokens leave the chunks
+            t = prefill_time_s(model, hw, input_len=input_len, tp=tp, pp=pp, ep=ep, engine=engine, chunk_tokens=room,
+                               decode_tokens=b * per_seq, opts=popts)
             if gamma:
                 # A dense draft on an expert-parallel layout is one replica per ep rank, each on
                 # its own micro-batch (as terms._stage prices its decode): the prompt joins one.
                 d_ep, d_tokens = (ep, b) if draft.is_moe else (1, b / ep)
-                t += _riding_s(draft, hw, plan, tp=tp, pp=1, ep=d_ep, decode_tokens=d_tokens, engine=engine,
-                               popts=popts)
+                t += prefill_time_s(draft, hw, input_len=input_len, tp=tp, pp=1, ep=d_ep, engine=engine,
+                                    chunk_tokens=room, decode_tokens=d_tokens, opts=popts)
             vals.append(t)
         cache[key] = (np.log(knots), np.asarray(vals))
     x, y = cache[key]
