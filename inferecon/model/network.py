@@ -104,7 +104,7 @@ def _distinct_pairs(a, b, shape):
     fa, fb = _flat(a, shape), _flat(b, shape)
     ai, bi = _whole(fa), _whole(fb)
     if size and ai is not None and bi is not None:
-        width = int(bi.max()) + 1 if bi.ndim else int(bi) + 1
+        width = int(bi.max()) + 1
         if ai.ndim == 0 and bi.ndim == 0:
             keys, inv = np.array([int(ai) * width + int(bi)]), np.zeros(size, dtype=np.intp)
         else:
