@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from inferecon.model import network as net
-from inferecon.model.opfits import GEMM_OPERAND_BYTES, moe_curve_key
+from inferecon.model.opfits import GEMM_OPERAND_BYTES, MLA_LATENT_DIM, moe_curve_key
 from inferecon.model.quant import format_of
 
 # model/quant.py format -> the op-level GEMM dtype its kernels are fitted under (opfits names).
@@ -137,9 +137,8 @@ def gemm_params(fit, m, weight_bytes, k=None, nbytes=None):
     bw = fit.decode_gbps
     if fit.decode_small_gbps and fit.decode_l2_bytes:
         bw = _pick(np.asarray(weight_bytes) <= fit.decode_l2_bytes, bw, min(fit.decode_small_gbps, bw))
-    k_per_us = getattr(fit, "decode_k_per_us", None)
-    if k_per_us and k is not None:
-        bw = np.minimum(bw, nbytes * (k_per_us * 1e-3) / k)
+    if fit.decode_k_per_us and k is not None:
+        bw = np.minimum(bw, nbytes * (fit.decode_k_per_us * 1e-3) / k)
     return (_pick(dec, fit.t0_us, fit.decode_t0_us), _pick(dec, fit.tflops, fit.decode_tflops),
             _pick(dec, fit.gbps, bw))
 
@@ -230,7 +229,7 @@ def fallbacks(model, hw, engine=None) -> list[str]:
     eng = getattr(engine, "op_fits", None) if engine is not None else None
     if model.is_moe and _moe_fit(eng, model) is None:
         out.append("no MoE fit: routed experts as grouped GEMMs from the GEMM fit")
-    if eng is None and getattr(fits, "elementwise_per_layer_us", None) is not None:
+    if eng is None and fits.elementwise_per_layer_us is not None:
         out.append("no engine op fits: norms and activations take the profile's own time per layer")
     elif eng is None:
         out.append("no engine op fits: norms and activations add only their bytes; the all-reduce is NCCL's")
@@ -311,7 +310,7 @@ def stage_ops(model, hw, engine, lay, tok_rank, tok_group, context, heads_axis, 
     # Norms, activations, residuals: the engine's fixed time per layer, plus the activation bytes.
     ew_us = eng.elementwise_per_layer_us if eng is not None else None
     if ew_us is None:
-        ew_us = getattr(fits, "elementwise_per_layer_us", None)  # a CPU calibration's own
+        ew_us = fits.elementwise_per_layer_us  # a CPU calibration's own
     if ew_us is not None:
         acc.fixed("elementwise", layers * ew_us * 1e-6)
     if gfit is not None:
@@ -363,8 +362,7 @@ def _moe(acc, model, eng, gemm, m, tok_group, tp, ep, lay, moe_layers, d, gated,
     flop = 2.0 * tok_group * k * mats * d * ff / tp / ep
     if mfit is not None:
         # The fit's latency part: fixed, per routed pair, per expert the rank runs (opfits.MoeFit).
-        fixed_us = (mfit.fixed_us + getattr(mfit, "per_token_expert_us", 0.0) * tok_group * k
-                    + getattr(mfit, "per_expert_us", 0.0) * touched)
+        fixed_us = mfit.fixed_us + mfit.per_token_expert_us * tok_group * k + mfit.per_expert_us * touched
         # The table's own curve only for experts stored as that table's dtype: a fit standing in
         # for another format (INT8 weight-only experts on the bf16 table) keeps its own bytes.
         same_bytes = GEMM_OPERAND_BYTES.get(mfit.dtype, (0.0, 0.0, 0.0))[1] == w_b
@@ -402,10 +400,7 @@ def _attention_fit(fits, model, kv_dtype):
     """(decode-attention fit, whether it is MLA's): an MLA model takes the MLA tables' fit where
     the profile has one (DeepSeek-V2/V3 latent dims), every other model the attention fit of its
     KV dtype (bf16's where its own is missing)."""
-    from inferecon.model.opfits import MLA_LATENT_DIM
-
-    mla_fits = getattr(fits, "mla_attention", None)
-    if model.is_mla and mla_fits and model.kv_lora_rank + model.qk_rope_dim == MLA_LATENT_DIM:
+    if model.is_mla and fits.mla_attention and model.kv_lora_rank + model.qk_rope_dim == MLA_LATENT_DIM:
         fit = fits.mla_attention_fit(kv_dtype) or fits.mla_attention_fit("bf16")
         if fit is not None:
             return fit, True
@@ -415,11 +410,9 @@ def _attention_fit(fits, model, kv_dtype):
 def _attention_grid_us(afit, model, mla, h_gpu, hk_gpu, batch, kv_len):
     """µs of decode attention read off the table's grid of this head layout (opfits.AttentionFit
     .grid_us, vectorised: bilinear in log batch and log KV length); NaN where not measured."""
-    from inferecon.model.opfits import MLA_LATENT_DIM, attention_grid_key
-
     shape = np.broadcast(h_gpu, hk_gpu, batch, kv_len).shape
     out = np.full(shape, np.nan)
-    grids = getattr(afit, "shape_grids", None)
+    grids = afit.shape_grids
     if not grids:
         return out
     hd = MLA_LATENT_DIM if mla else model.d_head
@@ -456,7 +449,7 @@ def _moe_curve_us(mfit, model, tokens, tp, ep):
     measure the shape or the tokens lie beyond its curve."""
     shape = np.broadcast(tokens, tp, ep).shape
     out = np.full(shape, np.nan)
-    curves = getattr(mfit, "shape_curves", None)
+    curves = mfit.shape_curves
     if not curves:
         return out
     prefix = moe_curve_key(model.d_model, model.d_ff_expert, model.n_experts, model.n_active_experts, 1, 1)
