@@ -103,10 +103,9 @@ def request_table(model: ModelSpec, hw: HardwareProfile, *, input_len: int, outp
     validate_request(model, hw, context, acceptance, draft)
     lay = build_layouts(model, hw, space, with_spec=draft is not None)
     lay = lay.subset(np.flatnonzero(lay.tp_r == 1))
-    splits = {k: _prefill_can_split(model, draft, *k)
-              for k in set(zip(lay.tp.tolist(), lay.pp.tolist(), lay.ep.tolist(), lay.gamma.tolist()))}
-    lay = lay.subset(np.flatnonzero([splits[k] for k in zip(lay.tp.tolist(), lay.pp.tolist(), lay.ep.tolist(),
-                                                                lay.gamma.tolist())]))
+    keys = list(zip(lay.tp.tolist(), lay.pp.tolist(), lay.ep.tolist(), lay.gamma.tolist()))
+    splits = {k: _prefill_can_split(model, draft, *k) for k in set(keys)}
+    lay = lay.subset(np.flatnonzero([splits[k] for k in keys]))
     res = evaluate(model, hw, lay, context, draft=draft, acceptance=acceptance, opts=opts, engine=engine)
     step_tokens = lay.batch * (lay.gamma + 1)  # target tokens a decode step carries
     ok = np.asarray(res.feasible) & (step_tokens <= chunk // 2)
