@@ -198,7 +198,9 @@ def _with_cpu_gemms(matmul_df, ops_df):
         return matmul_df
     import pandas as pd
 
-    g = ops_df[(ops_df["op"] == "gemm") & ~ops_df.get("sliced", pd.Series(False, index=ops_df.index)).fillna(False).astype(bool)]
+    from inferecon.calibration.fit_ops import sliced
+
+    g = ops_df[(ops_df["op"] == "gemm").to_numpy() & ~sliced(ops_df)]
     if len(g) == 0:
         return matmul_df
     rows = pd.DataFrame({"shape_kind": "decode", "dtype": g["dtype"], "m": g["m"], "n": g["n"], "k": g["k"],

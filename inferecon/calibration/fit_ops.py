@@ -25,13 +25,18 @@ from inferecon.model.opfits import GEMM_OPERAND_BYTES, KV_ELEMENT_BYTES, Attenti
 MIN_ROWS = 6  # per fit: three parameters (four with the per-sequence term) and folds to hold out
 
 
+def sliced(df) -> np.ndarray:
+    """Which rows the interleaved timing flagged `sliced` (none where the column is absent)."""
+    return df["sliced"].fillna(False).astype(bool).to_numpy() if "sliced" in df else np.zeros(len(df), bool)
+
+
 def _clean(df, op):
     d = usable(df)
     if d is None or len(d) == 0 or "op" not in d:
         return None, 0
     d = d[d["op"] == op]
-    sliced = d["sliced"].fillna(False).astype(bool) if "sliced" in d else np.zeros(len(d), bool)
-    return d[~sliced], int(np.sum(sliced))
+    hit = sliced(d)
+    return d[~hit], int(np.sum(hit))
 
 
 def _groups(df, op, widths):
