@@ -480,6 +480,11 @@ def _build(cls, data, where: str):
         raise UserError(f"{where}: malformed {cls.__name__} ({exc})") from None
 
 
+def _rising(xs) -> bool:
+    """Each number above the one before (built-in maps, not a Python loop per number)."""
+    return all(map(float.__lt__, map(float, xs[:-1]), map(float, xs[1:])))
+
+
 def _curves(value, where: str) -> dict:
     """Each curve: two equal-length lists, token counts rising and > 0, times finite and > 0."""
     import math
@@ -490,7 +495,7 @@ def _curves(value, where: str) -> dict:
         try:  # built-in reductions, not a Python loop per number: a profile carries ~1e5 of them
             tok, us = c
             ok = (len(tok) == len(us) >= 2 and min(tok) > 0 and min(us) > 0 and math.isfinite(sum(tok) + sum(us))
-                  and all(map(float.__lt__, map(float, tok[:-1]), map(float, tok[1:]))))
+                  and _rising(tok))
         except (TypeError, ValueError):
             ok = False
         if not ok:
@@ -511,8 +516,7 @@ def _grids(value, where: str) -> dict:
             cells = [v for v in flat if v is not None]
             ok = (len(bs) >= 2 and len(ls) >= 2 and len(flat) == len(bs) * len(ls) and min(bs) > 0 and min(ls) > 0 and bool(cells) and min(cells) > 0
                   and math.isfinite(sum(bs) + sum(ls) + sum(cells))
-                  and all(map(float.__lt__, map(float, bs[:-1]), map(float, bs[1:])))
-                  and all(map(float.__lt__, map(float, ls[:-1]), map(float, ls[1:]))))
+                  and _rising(bs) and _rising(ls))
         except (TypeError, ValueError):
             ok = False
         if not ok:
