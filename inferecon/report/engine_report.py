@@ -76,7 +76,7 @@ def write_json(data, path: Path) -> Path:
 def plot_predicted_vs_measured(rows: list[dict], series: list[tuple[str, str]], path: Path, title: str) -> Path:
     """Predicted against measured ms per output token, one marker per series (label, key),
     with the y = x line and ±20% band."""
-    from inferecon.report.plotting import pyplot
+    from inferecon.report.plotting import pyplot, save_png
 
     plt = pyplot()  # Agg, a writable cache, or one line where matplotlib is missing
 
@@ -99,12 +99,4 @@ def plot_predicted_vs_measured(rows: list[dict], series: list[tuple[str, str]], 
     ax.set_ylabel("predicted ms per output token")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    from inferecon.core.outpath import atomic_path
-
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=110, format="png")
-    finally:
-        plt.close(fig)
-    return path
+    return save_png(plt, fig, path, dpi=110)
