@@ -70,6 +70,12 @@ def decode_step_counts(n_layers: int, attn: str, dtype=torch.bfloat16) -> Count:
     return counter
 
 
+def per_layer_counts(attn: str, dtype=torch.bfloat16) -> tuple[Counter, float]:
+    """(kernels of one decoder layer by op, its view/metadata ops): (4 layers - 2 layers) / 2."""
+    two, four = decode_step_counts(2, attn, dtype), decode_step_counts(4, attn, dtype)
+    return Counter({k: v / 2 for k, v in (four.kernels - two.kernels).items()}), sum((four.views - two.views).values()) / 2
+
+
 def decode_step_us(n_layers: int, attn: str, dtype, reps: int = 300) -> float:
     """Median host time of one decode step (the cache cropped back each time, so every step
     attends over the same 9 positions)."""
@@ -96,10 +102,7 @@ def main() -> int:
                     help="also time a decode step's host cost per layer (fp32, one thread: the CPU work of "
                          "64-wide ops is below a CUDA launch's cost, so this is a floor of a GPU host's)")
     args = ap.parse_args()
-    two, four = decode_step_counts(2, args.attn), decode_step_counts(4, args.attn)
-    per_layer = (four.kernels - two.kernels) + Counter()
-    per_layer = Counter({k: v / 2 for k, v in per_layer.items()})
-    views = sum((four.views - two.views).values()) / 2
+    per_layer, views = per_layer_counts(args.attn)
     print(f"transformers {transformers.__version__}, torch {torch.__version__}, attn_implementation={args.attn}")
     print(f"kernels per decoder layer: {sum(per_layer.values()):g} (plus {views:g} view/metadata ops)")
     gemms = sum(v for k, v in per_layer.items() if k.split(".")[1] in ("mm", "addmm", "bmm", "matmul", "linear"))
@@ -108,8 +111,7 @@ def main() -> int:
         print(f"  {v:4g}  {k}")
     if args.time:
         torch.set_num_threads(1)
-        k32 = sum(((decode_step_counts(4, args.attn, torch.float32).kernels
-                    - decode_step_counts(2, args.attn, torch.float32).kernels) + Counter()).values()) / 2
+        k32 = sum(per_layer_counts(args.attn, torch.float32)[0].values())
         per_layer_us = (decode_step_us(8, args.attn, torch.float32) - decode_step_us(2, args.attn, torch.float32)) / 6
         print(f"host time per layer (fp32, CPU, 1 thread): {per_layer_us:.1f} us over {k32:g} kernels = "
               f"{per_layer_us / k32:.2f} us per kernel")
