@@ -45,6 +45,12 @@ def fitted():
     return calibrate_from_opdb(str(FIXTURE), "h100-sxm", "vllm")
 
 
+@pytest.fixture(scope="module")
+def h200_trtllm():
+    """The real database's H200 TRT-LLM calibration (default version), solved once for the tests reading it."""
+    return calibrate_from_opdb(None, "h200", "trtllm")
+
+
 @pytest.fixture()
 def db_copy(tmp_path):
     root = tmp_path / "db"
@@ -419,11 +425,11 @@ def test_real_nvfp4_decode_gemm_grows_with_k_whatever_n():
 
 
 @pytest.mark.slow
-def test_real_decode_intercept_is_no_slower_than_the_fastest_measured_decode_gemm():
+def test_real_decode_intercept_is_no_slower_than_the_fastest_measured_decode_gemm(h200_trtllm):
     # One roofline over M <= 8192 put H200 TRT-LLM's fp8_block intercept at ~20 us, above the
     # table's own fastest M=1 rows (5.5-10.8 us, issue 20): an intercept cannot exceed a measured time.
     db = open_database(None)
-    fit = calibrate_from_opdb(None, "h200", "trtllm")
+    fit = h200_trtllm
     g = fit.profile.op_fits.gemm_fit("fp8_block")
     t = db.read("h200_sxm", "gemm", "trtllm", g.source.version, "gemm_perf")
     rows = t.rows[(t.rows["flag"] == "") & (t.rows["dtype"] == "fp8_block") & (t.rows["m"] == 1)]
@@ -476,19 +482,26 @@ def test_moe_fit_reads_a_measured_shape_off_its_curve_and_prices_others_by_hand(
         20.0 + 0.08 + 0.25 + 0.5 * 3 * 7168 * 2048 / 4000e3)
 
 
+def _op_fits_file(**lists):
+    """An op_fits document (profile or engine file) of the current schema holding `lists`."""
+    from inferecon.model.opfits import OPFITS_SCHEMA_VERSION
+
+    return {"schema_version": OPFITS_SCHEMA_VERSION, "gpu": "h200", "engine": "trtllm", "engine_version": "1", **lists}
+
+
 @pytest.mark.parametrize("curve", [[[1, 2], [3.0]], [[2, 1], [3.0, 4.0]], [[1, 2], [3.0, -1.0]], "x"])
 def test_malformed_moe_curve_in_an_engine_file_is_one_line(curve):
-    from inferecon.model.opfits import OPFITS_SCHEMA_VERSION, engine_op_fits_from_dict
+    from inferecon.model.opfits import engine_op_fits_from_dict
 
-    data = {"schema_version": OPFITS_SCHEMA_VERSION, "gpu": "h200", "engine": "trtllm", "engine_version": "1",
-            "moe": [{"dtype": "fp8", "fixed_us": 1.0, "gbps": 1.0, "tflops": 1.0, "shape_curves": {"k": curve}}]}
+    data = _op_fits_file(moe=[{"dtype": "fp8", "fixed_us": 1.0, "gbps": 1.0, "tflops": 1.0,
+                               "shape_curves": {"k": curve}}])
     with pytest.raises(UserError, match="shape_curves"):
         engine_op_fits_from_dict(data)
 
 
 @needs_aic
 @pytest.mark.slow
-def test_real_deepseek_v3_moe_at_tp8_reads_the_trtllm_table():
+def test_real_deepseek_v3_moe_at_tp8_reads_the_trtllm_table(h200_trtllm):
     # aiconfigurator-core 0.12.0, h200_sxm/moe/trtllm/1.3.0rc20, balanced routing, fp8_block:
     # DeepSeek-V3's experts at moe tp 8, ep 1 take ~115 us at one token, 4x their bytes at the
     # fitted bandwidth; the op-level model prices that layer at the table's figure.
@@ -497,7 +510,7 @@ def test_real_deepseek_v3_moe_at_tp8_reads_the_trtllm_table():
     from inferecon.model import ops
 
     db = open_database(None)
-    fit = calibrate_from_opdb(None, "h200", "trtllm")
+    fit = h200_trtllm
     m = next(x for x in fit.engine.op_fits.moe if x.dtype == "fp8_block")
     t = db.read("h200_sxm", "moe", "trtllm", m.source.version, "moe_perf").clean
     rows = t[(t["dtype"] == "fp8_block") & (t["distribution"] == "balanced") & (t["tokens"] == 1) & (t["hidden"] == 7168)
@@ -550,18 +563,17 @@ def test_attention_grid_is_read_bilinearly_in_logs_by_hand():
                                   [[1, 2], [1, 2], [1.0, -2.0, 1.0, 2.0]], [[1, 2], [1, 2], [None, None, None, None]],
                                   [[1, 2], [1, 2], [[1.0, 2.0], [1.0, 2.0]]]])
 def test_malformed_attention_grid_in_a_profile_is_one_line(grid):
-    from inferecon.model.opfits import OPFITS_SCHEMA_VERSION, op_fits_from_dict
+    from inferecon.model.opfits import op_fits_from_dict
 
-    data = {"schema_version": OPFITS_SCHEMA_VERSION, "gpu": "h200", "engine": "trtllm", "engine_version": "1",
-            "attention": [{"kv_dtype": "bf16", "floor_us": 1.0, "gbps": 1.0, "tflops": 1.0,
-                           "shape_grids": {"8x1x128": grid}}]}
+    data = _op_fits_file(attention=[{"kv_dtype": "bf16", "floor_us": 1.0, "gbps": 1.0, "tflops": 1.0,
+                                     "shape_grids": {"8x1x128": grid}}])
     with pytest.raises(UserError, match="shape_grids"):
         op_fits_from_dict(data)
 
 
 @needs_aic
 @pytest.mark.slow
-def test_real_decode_attention_reads_the_tables_mla_for_deepseek():
+def test_real_decode_attention_reads_the_tables_mla_for_deepseek(h200_trtllm):
     # aiconfigurator-core 0.12.0, h200_sxm/{attention,mla}/trtllm/1.3.0rc20: Llama 3 70B at TP 8
     # (8 query heads, 1 KV head of 128 on a GPU) and DeepSeek-V3 at TP 8 (16 heads on a GPU over
     # one 576-wide latent) read their table rows; the held-out error of a grid read is small.
@@ -570,7 +582,7 @@ def test_real_decode_attention_reads_the_tables_mla_for_deepseek():
     from inferecon.model import ops
 
     db = open_database(None)
-    fit = calibrate_from_opdb(None, "h200", "trtllm").profile.op_fits
+    fit = h200_trtllm.profile.op_fits
     gqa = db.read("h200_sxm", "attention", "trtllm", "1.3.0rc20", "generation_attention_perf").clean
     row = gqa[(gqa["kv_dtype"] == "bf16") & (gqa["batch"] == 8) & (gqa["kv_len"] == 1024) & (gqa["n_heads"] == 8)
               & (gqa["n_kv_heads"] == 1) & (gqa["head_dim"] == 128) & (gqa["window"] == 0) & (gqa["beam"] == 1)]
