@@ -311,10 +311,13 @@ def serve(model: ModelSpec, hw: HardwareProfile, *, input_len: int, output_len: 
         # Requests beyond the KV cache's room wait for a slot (the engine admits no more): the
         # closed loop then runs `slots` requests in service and the rest in a waiting room.
         slots = min(int(concurrency), int(math.floor(fit)))
-        # lam * latency(lam) = slots: bisection on lam (latency grows with lam).
-        lo, hi = 0.0, slots / (inst.t_decode(1.0) * max(output_len - 1, 1) + 1e-9)
-        hi = min(hi, 1.0 / max(prefill_time_s(model, hw, input_len=input_len, tp=tp, pp=pp, ep=ep, engine=engine,
-                                              opts=popts) * 0.999, 1e-9))
+        # lam * latency(lam) = slots: bisection on lam (latency grows with lam). Upper bound: no
+        # request is faster than its own prompt prefilled alone plus O - 1 steps at batch 1, so
+        # lam <= slots / that. (1 / one prompt's prefill bounded only one-prompt-at-a-time
+        # prefill; bunches of k prompts sharing a step run faster than that, and were pinned to it.)
+        floor_s = (prefill_time_s(model, hw, input_len=input_len, tp=tp, pp=pp, ep=ep, engine=engine, opts=popts)
+                   + inst.t_decode(1.0) * max(output_len - 1, 1))
+        lo, hi = 0.0, slots / max(floor_s * 0.999, 1e-9)
         s = None
         for _ in range(48):
             mid = 0.5 * (lo + hi)
