@@ -36,7 +36,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from inferecon.core.errors import UserError
-from inferecon.model.opfits import OpSource
+from inferecon.model.opfits import MLA_LATENT_DIM, OpSource
 
 DISTRIBUTION = "aiconfigurator-core"
 DATA_SUBPATH = "aiconfigurator_core/systems/data"
@@ -314,8 +314,6 @@ def _normalise(df, table: str, where: str, l2_bytes: float | None):
         out["window"] = ints("window_size") if "window_size" in df else 0
         out["beam"] = ints("beam_width") if "beam_width" in df else 1
     elif table == "generation_mla_perf":
-        from inferecon.model.opfits import MLA_LATENT_DIM
-
         out["batch"] = ints("batch_size")
         out["isl"] = ints("isl")
         out["kv_len"] = out["isl"] + ints("step")
