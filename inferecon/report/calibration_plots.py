@@ -25,15 +25,9 @@ def _two_panel(title):
 
 
 def _save(plt, fig, path):
-    from inferecon.core.outpath import atomic_path
+    from inferecon.report.plotting import save_png
 
-    fig.tight_layout()
-    try:
-        with atomic_path(path) as tmp:  # a full disk keeps the previous plot, never half a PNG
-            fig.savefig(tmp, dpi=110, format="png")
-    finally:
-        plt.close(fig)
-    return Path(path)
+    return save_png(plt, fig, path, dpi=110)  # every calibration plot at dpi 110
 
 
 def plot_gemm(matmul_df, gemm_fit: dict, out_dir: Path) -> list[Path]:

@@ -388,7 +388,7 @@ def mape(table: list[dict], label: str, full: bool = False) -> Optional[float]:
 
 def plot(table: list[dict], labels: list[str], path: Path, title: str) -> Path:
     """Predicted against measured step time, log-log, with the y = x line."""
-    from inferecon.report.plotting import pyplot
+    from inferecon.report.plotting import pyplot, save_png
 
     plt = pyplot()  # Agg, a writable cache, or one line where matplotlib is missing
 
@@ -423,13 +423,4 @@ def plot(table: list[dict], labels: list[str], path: Path, title: str) -> Path:
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    from inferecon.core.outpath import atomic_path
-
-    try:
-        with atomic_path(path) as tmp:  # a full disk keeps the previous plot, never half a PNG
-            fig.savefig(tmp, dpi=120, format="png")
-    finally:
-        plt.close(fig)
-    return path
+    return save_png(plt, fig, path, dpi=120)
