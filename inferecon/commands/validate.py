@@ -300,11 +300,11 @@ def engine_handler(args) -> int:
                            "none (the hardware profile carries no uncertainty)"))
     engine_coverage = None
     if engine is not None:
-        from inferecon.model.uncertainty import _engine_params
+        from inferecon.model.uncertainty import fitted_engine_params
 
         e_inside, e_n = coverage(scored, "engine_covered")
         engine_coverage = {"inside": e_inside, "cases": e_n}
-        what = ("the hardware profile's and the engine profile's fitted standard errors" if _engine_params(engine)
+        what = ("the hardware profile's and the engine profile's fitted standard errors" if fitted_engine_params(engine)
                 else "the hardware profile's uncertainty alone: the engine profile states none")
         print(f"coverage with engine profile {engine.name!r}: " +
               (f"{e_inside} of {e_n} runs inside the predicted 90% interval ({100 * e_inside / e_n:.0f}%; {what})"

@@ -73,7 +73,7 @@ def apply(hw, items: list[Uncertain], values) -> Any:
 
 # -- engine profiles -------------------------------------------------------------------------------
 
-def _engine_params(engine) -> dict[EngineParam, tuple[float, float]]:
+def fitted_engine_params(engine) -> dict[EngineParam, tuple[float, float]]:
     """{parameter: (value, stderr)} of the fitted engine parameters that carry a standard error
     (calibration/engine_fit.py stores them in fit_quality["parameters"], by EngineParam.key)."""
     params = ((getattr(engine, "fit_quality", None) or {}).get("parameters") or {})
@@ -87,7 +87,7 @@ def _engine_params(engine) -> dict[EngineParam, tuple[float, float]]:
 
 def has_uncertainty(hw, engine=None) -> bool:
     """Whether anything in the profile (or the engine profile's fit) is said to be uncertain."""
-    return bool(hw.uncertainty) or bool(engine is not None and _engine_params(engine))
+    return bool(hw.uncertainty) or bool(engine is not None and fitted_engine_params(engine))
 
 
 def draw_engine(engine: EngineProfile | None, draws: int, seed: int, rows: int) -> EngineProfile | None:
@@ -95,7 +95,7 @@ def draw_engine(engine: EngineProfile | None, draws: int, seed: int, rows: int) 
     fit's covariance diagonal — as arrays of draws x `rows` values (each draw repeated over
     `rows` configurations); the engine itself when nothing in it carries a standard error.
     Overheads stay >= 0, efficiencies > 0."""
-    params = _engine_params(engine) if engine is not None else {}
+    params = fitted_engine_params(engine) if engine is not None else {}
     if not params:
         return engine
     rng = np.random.default_rng([seed, 1])  # its own stream: the profile's draws do not move
