@@ -190,10 +190,7 @@ class EngineProfile:
         """An engine.json, or the name of a built-in engine (BUILTIN_ENGINES: `--engine eager`)
         where no file of that name exists."""
         if not Path(path).exists():
-            if str(path) in BUILTIN_ENGINES:
-                return BUILTIN_ENGINES[str(path)]
-            raise UserError(f"{path}: no such engine profile (an engine.json, or a built-in engine: "
-                            f"{', '.join(BUILTIN_ENGINES)})")
+            return get_engine(str(path))
         return cls.from_dict(load_json(path, "engine profile"), source=str(path))
 
     def run_eagerly(self) -> "EngineProfile":
@@ -236,11 +233,13 @@ BUILTIN_ENGINES: dict[str, EngineProfile] = {
 
 
 def get_engine(name: str) -> EngineProfile:
-    """A built-in engine by name (BUILTIN_ENGINES)."""
+    """A built-in engine by name (BUILTIN_ENGINES), the one lookup of them: EngineProfile.load
+    comes here for a name that is not a file."""
     key = name.strip().lower()
     if key in BUILTIN_ENGINES:
         return BUILTIN_ENGINES[key]
     from inferecon.core.errors import suggest
 
-    raise UserError(f"unknown engine {name!r}{suggest(name, list(BUILTIN_ENGINES))}; built-in engines: "
-                    f"{', '.join(BUILTIN_ENGINES)}, or give an engine.json (inferecon calibrate --engine-results)")
+    raise UserError(f"unknown engine {name!r}{suggest(name, list(BUILTIN_ENGINES))}: no such engine profile "
+                    f"file, nor a built-in engine: {', '.join(BUILTIN_ENGINES)}; give an engine.json "
+                    "(inferecon calibrate --engine-results)")
