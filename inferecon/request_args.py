@@ -126,7 +126,8 @@ def check_frontier(args) -> None:
 
 def frontier_requests(args, model, hw, label, space, engine, draft=None, acceptance=0.0):
     """The request frontier of one model on one profile (speculative configurations too with a
-    draft): printed, and its rows returned."""
+    draft): (its rows, its printed table), or None without --input-len. The caller prints the
+    table once every search has succeeded."""
     if args.input_len is None:
         return None
     from inferecon.model.request_frontier import request_frontier, request_table
@@ -135,5 +136,4 @@ def frontier_requests(args, model, hw, label, space, engine, draft=None, accepta
     table = request_table(model, hw, input_len=args.input_len, output_len=args.output_len, space=space,
                           chunk_tokens=args.chunk_size, engine=engine, draft=draft, acceptance=acceptance)
     front = request_frontier(table, ttft_ms=args.ttft_ms, tpot_ms=args.tpot_ms)
-    print(format_request_frontier(front, label, args.ttft_ms, args.tpot_ms, args.rows))
-    return front
+    return front, format_request_frontier(front, label, args.ttft_ms, args.tpot_ms, args.rows)

@@ -154,9 +154,14 @@ def run(args: argparse.Namespace) -> int:
         raise cli_args.flag_error(exc) from None
     models = [dataclasses.replace(s, name=n).with_precision(args.precision, args.kv_precision)
               for s, n in zip(specs, names)]
+    # Everything printed waits in `lines` until every search has succeeded: an error (an SLA
+    # nothing meets, an impossible layout of a later model or GPU) is then the only thing said,
+    # never after tables that read as an answer.
+    lines: list[str] = []
+    say = lines.append
     for m in models:
         if m.context_note(args.context):
-            print(f"note: {m.context_note(args.context)}")
+            say(f"note: {m.context_note(args.context)}")
     labelled = _profiles(args)
     comparisons = _comparison_pairs(args, labelled) if args.compare else []
     draft = None
@@ -186,11 +191,11 @@ def run(args: argparse.Namespace) -> int:
             except RequestError as exc:
                 raise cli_args.flag_error(exc) from None
             if engine is not None and engine.hardware and hw.name not in engine.hardware.split(","):
-                print(f"note: engine profile {engine.name!r} was fitted against {engine.hardware}, not {hw_label}: "
-                      "its overheads are relative to that profile")
+                say(f"note: engine profile {engine.name!r} was fitted against {engine.hardware}, not {hw_label}: "
+                    "its overheads are relative to that profile")
             if args.draws and not hw.uncertainty:
-                print(f"note: {hw_label} carries no uncertainty (a profile saved before inferecon recorded it; "
-                      "recalibrate for a band): no band")
+                say(f"note: {hw_label} carries no uncertainty (a profile saved before inferecon recorded it; "
+                    "recalibrate for a band): no band")
             elif args.draws:
                 df = _with_band(df, model, hw, args.context, near, draft, acc, args.draws, args.seed, engine)
             df.insert(3, "profile_label", hw_label)  # "gpu" is the GPU model; this tells two profiles of it apart
@@ -203,20 +208,22 @@ def run(args: argparse.Namespace) -> int:
             df["collectives_extrapolated"] = groups.map(lambda n: notes_by_group[n] is not None)
             if df["collectives_extrapolated"].any():
                 first = next(v for n, v in sorted(notes_by_group.items(), reverse=True) if v)
-                print(f"note: {int(df['collectives_extrapolated'].sum())} of {len(df)} frontier points of {model.name} "
-                      f"on {hw_label} are extrapolated; the widest: {first}")
+                say(f"note: {int(df['collectives_extrapolated'].sum())} of {len(df)} frontier points of {model.name} "
+                    f"on {hw_label} are extrapolated; the widest: {first}")
             df["engine"] = engine.name if engine is not None else ""
             label = f"{model.name} on {hw_label}" + (f" ({hw.provenance.kind})" if hw.provenance.kind != "published" else "")
             if draft:
                 label += f" + {draft.name} draft (α={acceptance:g})"
             if engine is not None:
                 label += f" with engine {engine.name}"
-            print(frontier_table(df, label, hw, args.rows))
+            say(frontier_table(df, label, hw, args.rows))
             try:
                 req = request_args.frontier_requests(args, model, hw, label, space, engine, draft, acc)
             except RequestError as exc:
                 raise cli_args.flag_error(exc) from None
             if req is not None:
+                req, text = req
+                say(text)
                 request_frames.append(req.assign(profile_label=hw_label))
                 request_curves[label] = req
             frames.append(df)
@@ -226,13 +233,16 @@ def run(args: argparse.Namespace) -> int:
         for model in models:
             delta = compare(model, pub, cal, fronts[(pub_label, model.name)], fronts[(cal_label, model.name)],
                             args.context, draft=draft, acceptance=acc)
-            print(f"\n{model.name}: {pub_label} (published) vs {cal_label} (calibrated)")
+            say(f"\n{model.name}: {pub_label} (published) vs {cal_label} (calibrated)")
             for line in delta.lines("published", "calibrated"):
-                print(f"  {line}")
+                say(f"  {line}")
             if args.draws:
                 for line in band_lines(fronts[(pub_label, model.name)], fronts[(cal_label, model.name)],
                                        "published", "calibrated"):
-                    print(f"  {line}")
+                    say(f"  {line}")
+
+    for line in lines:
+        print(line)
 
     all_df = pd.concat(frames, ignore_index=True)
     csv = out / "frontier.csv"
