@@ -4,31 +4,42 @@ of the same deployments beside it where benchmarks/data/aiconfigurator_ttft_esti
 them (written by `.venv-aic/bin/python benchmarks/aiconfigurator_estimates.py --csv
 benchmarks/data/public_ttft.csv --out benchmarks/data/aiconfigurator_ttft_estimates.csv`).
 
-    .venv/bin/python benchmarks/ttft_accuracy.py [--hardware PROFILE_JSON] [--csv PATH] [--out CSV]
+    .venv/bin/python benchmarks/ttft_accuracy.py [--published] [--op-db-cache DIR] [--kv-bits 8]
+        [--hardware PROFILE_JSON] [--csv PATH] [--out CSV]
 
-Each point is one published serving run (closed loop of C clients, input I, output O). For it:
+Profiles, as a user would price each point: by default the op-DB profile of the point's GPU x
+engine (`calibrate --op-db` on the installed aiconfigurator-core's tables, the engine's newest
+version there; NIM runs TensorRT-LLM, so its tables) with the engine profile that calibration
+writes, plus a published host overhead of the point's own engine version where one exists;
+the published profile of the GPU where the tables have no such GPU x engine (the reason is
+printed). `--published` prices every point on the published profile (the behaviour before the
+op-DB default). The op-DB profiles are benchmarks/accuracy.py's own (`opdb_profiles`, the
+decode scorecard's), so both scorecards price a point alike.
 
-- TTFT: `serve(..., concurrency=C)`: the closed loop's prompts arrive in bunches that share a
-  step (serving.bunch_size), queueing of bunches (M/D/1, capped at the bunches that can be
-  ahead; clients beyond the KV cache's room wait for a slot) plus the bunch's packed prefill
-  riding in the decode steps;
+Each point is one published serving run: a closed loop of C clients (`batch` = C), or Poisson
+arrivals at `request_rate` requests/s (a column; empty for closed loops), input I, output O:
+
+- TTFT: `serve(..., concurrency=C)` (the closed loop's prompts arrive in bunches that share a
+  step, queueing of bunches, clients beyond the KV cache's room wait for a slot) or
+  `serve(..., request_rate_per_s=R)` (M/D/1 over prompts); the measured figure is the mean,
+  the median where the source gives no mean;
 - TPOT "before": the decode-only step at batch C and context I + O/2 (what the decode scorecard
-  benchmarks/accuracy.py predicts: no prefill in the steps);
+  benchmarks/accuracy.py predicts: no prefill in the steps; closed loops only);
 - TPOT "after": the serving model's mean TPOT, chunked prefill of arriving prompts included;
-- "sim": the explicit step-by-step simulation of the closed loop (serving.simulate_closed_loop:
-  all clients start together, fixed lengths, 2C warm-up and 10C measured requests), with the
-  step scheduler of the point's engine (serving.engine_scheduler: NIM runs TensorRT-LLM, whose
-  default schedules whole prompts).
+- "sim": the explicit step-by-step simulation of the closed loop (serving.simulate_closed_loop,
+  closed loops only), with the step scheduler of the point's engine (serving.engine_scheduler).
 
-A point the model refuses (an impossible layout, a KV cache that cannot hold one request) is
-counted as not covered, never as a number. Scores: share of points within ±25%, MAPE and the
-median of predicted / measured.
+A point the model refuses (an impossible layout, a KV cache that cannot hold one request, a
+rate the deployment cannot sustain) is counted as not covered, never as a number. Scores: share
+of points within ±25%, MAPE and the median of predicted / measured, overall and per engine,
+per source and per load bucket.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
 import statistics
 import sys
 import time
@@ -39,42 +50,110 @@ HERE = Path(__file__).resolve().parent
 DEFAULT_CSV = HERE / "data" / "public_ttft.csv"
 AIC_CSV = HERE / "data" / "aiconfigurator_ttft_estimates.csv"
 TOLERANCE = 0.25
+TTFT_METRICS = ("ttft_ms_mean", "ttft_ms_median")
+ITL_METRICS = ("itl_ms_mean", "tpot_ms_mean", "itl_ms_median", "tpot_ms_median")
+
+
+class BadInput(Exception):
+    """A malformed CSV: the one-line reason main prints before exiting 2."""
 
 
 @dataclass
 class Point:
-    row: int  # 0-based data row of its TTFT figure in the CSV
+    row: int  # 0-based data row of its TTFT figure in the CSV (aiconfigurator's rows key on it)
     source_id: str
     engine: str
+    engine_version: str
     model: str
     gpu: str
     tp: int
-    concurrency: int
+    concurrency: int | None  # closed-loop clients (or the cap beside a request rate), None if absent
+    request_rate_per_s: float | None  # Poisson arrivals; None for a closed loop
     input_len: int
     output_len: int
+    weight_format: str
     weight_bits: int
     kv_bits: int
-    ttft_ms: float | None = None
+    notes: str = ""
+    ttft_mean_ms: float | None = None
+    ttft_median_ms: float | None = None
     itl_ms: float | None = None
+    itl_metric: str = ""
     itl_row: int | None = None
+
+    @property
+    def ttft_ms(self) -> float | None:
+        """The figure TTFT is scored on: the mean, the median where the source gives no mean."""
+        return self.ttft_mean_ms if self.ttft_mean_ms is not None else self.ttft_median_ms
+
+    @property
+    def closed_loop(self) -> bool:
+        return self.request_rate_per_s is None
+
+
+def _int(r: dict, col: str, where: str, optional: bool = False) -> int | None:
+    v = (r.get(col) or "").strip()
+    if not v and optional:
+        return None
+    try:
+        return int(v)
+    except ValueError:
+        raise BadInput(f"{where}: column {col!r} must be a whole number, got {v!r}") from None
+
+
+def _rate(r: dict, where: str) -> float | None:
+    v = (r.get("request_rate") or "").strip()
+    if not v:
+        return None
+    try:
+        rate = float(v)
+    except ValueError:
+        raise BadInput(f"{where}: request_rate must be requests per second, got {v!r}") from None
+    if not rate > 0:
+        raise BadInput(f"{where}: request_rate must be positive, got {v!r}")
+    return rate
 
 
 def load_points(path: Path) -> list[Point]:
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    """The CSV's figures grouped into points (one serving run each). `request_rate` is optional:
+    files without the column are all closed loops."""
+    try:
+        with open(path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot read ({exc.strerror})") from None
     points: dict[tuple, Point] = {}
     for i, r in enumerate(rows):
-        key = (r["source_id"], r["model"], r["gpu"], int(r["tp"]), int(r["batch"]), int(r["input_len"]),
-               int(r["output_len"]))
-        p = points.setdefault(key, Point(i, r["source_id"], r["engine"], r["model"], r["gpu"], int(r["tp"]), int(r["batch"]),
-                                         int(r["input_len"]), int(r["output_len"]), int(r["weight_bits"]),
-                                         int(r["kv_bits"])))
-        if r["metric"] == "ttft_ms_mean":
-            p.ttft_ms, p.row = float(r["value"]), i
-        elif r["metric"] in ("itl_ms_mean", "tpot_ms_mean"):
-            p.itl_ms, p.itl_row = float(r["value"]), i
+        where = f"{path}:{i + 2}"
+        rate = _rate(r, where)
+        conc = _int(r, "batch", where, optional=True)
+        if rate is None and (conc is None or conc < 1):
+            raise BadInput(f"{where}: a closed-loop point needs its concurrency (batch >= 1)")
+        key = (r["source_id"], r["model"], r["gpu"], r["weight_format"], int(r["tp"]), conc, rate,
+               int(r["input_len"]), int(r["output_len"]))
+        p = points.setdefault(key, Point(
+            i, r["source_id"], r["engine"], r.get("engine_version", ""), r["model"], r["gpu"],
+            _int(r, "tp", where), conc, rate, _int(r, "input_len", where), _int(r, "output_len", where),
+            r["weight_format"], _int(r, "weight_bits", where), _int(r, "kv_bits", where), r.get("notes", "")))
+        try:
+            value = float(r["value"])
+        except ValueError:
+            raise BadInput(f"{where}: value must be a number, got {r['value']!r}") from None
+        metric = r["metric"]
+        if metric in TTFT_METRICS:
+            if metric == "ttft_ms_mean":
+                p.ttft_mean_ms = value
+            else:
+                p.ttft_median_ms = value
+            if metric == "ttft_ms_mean" or p.ttft_mean_ms is None:
+                p.row = i
+        elif metric in ITL_METRICS:
+            # A mean is preferred to a median; TPOT (excl. the first token) and ITL are the same
+            # figure for a stream of single tokens.
+            if p.itl_ms is None or ("mean" in metric and "mean" not in p.itl_metric):
+                p.itl_ms, p.itl_metric, p.itl_row = value, metric, i
         else:
-            raise SystemExit(f"{path}:{i + 2}: unknown metric {r['metric']!r}")
+            raise BadInput(f"{where}: unknown metric {metric!r} (one of {', '.join(TTFT_METRICS + ITL_METRICS)})")
     return list(points.values())
 
 
@@ -84,6 +163,57 @@ def load_aic(path: Path) -> dict[int, dict]:
         return {}
     with open(path, newline="") as fh:
         return {int(r["point"]): r for r in csv.DictReader(fh)}
+
+
+def decode_scorecard():
+    """benchmarks/accuracy.py (the decode scorecard) as a module: its op-DB profiles per GPU x
+    engine, its model resolver (benchmarks/data/configs) and its eager-engine rule are reused
+    here, so a point is priced the same way in both scorecards."""
+    if "accuracy" in sys.modules and hasattr(sys.modules["accuracy"], "opdb_profiles"):
+        return sys.modules["accuracy"]
+    spec = importlib.util.spec_from_file_location("accuracy", HERE / "accuracy.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["accuracy"] = mod  # dataclasses look their module up by name
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@dataclass
+class Pricing:
+    """What one point is priced with, and why."""
+    hw: object
+    engine: object  # EngineProfile or None
+    label: str  # "published h100-sxm" / "op-DB trtllm 1.3.0rc20 (h100-sxm)"
+    why: str = ""  # why the published profile stands in, where it does
+
+
+def pricings(points: list[Point], published: bool, hardware: str | None, op_db=None, cache_dir=None) -> list[Pricing]:
+    from inferecon.model.engine_overheads import overhead_fact, with_overhead
+    from inferecon.model.hardware import HardwareProfile
+    from inferecon.model.published import get_profile
+
+    if hardware:
+        hw = HardwareProfile.load(hardware)
+        return [Pricing(hw, None, f"--hardware {Path(hardware).name}") for _ in points]
+    if published:
+        return [Pricing(get_profile(p.gpu), None, f"published {p.gpu}") for p in points]
+    acc = decode_scorecard()
+    backends = [acc.OPDB_BACKEND.get(p.engine, (None, f"no op-DB backend for engine {p.engine!r}")) for p in points]
+    profiles = acc.opdb_profiles([(p.gpu, b) for p, (b, _) in zip(points, backends) if b], op_db, cache_dir)
+    out = []
+    for p, (backend, why) in zip(points, backends):
+        got = profiles.get((p.gpu, backend)) if backend else why
+        if not isinstance(got, tuple):
+            out.append(Pricing(get_profile(p.gpu), None, f"published {p.gpu}", str(got)))
+            continue
+        hw, eng = got
+        # The tables time kernels only: a published host overhead of the point's own engine
+        # version is added to the step (as the decode scorecard does); none where no source gives one.
+        fact = overhead_fact(p.engine, p.engine_version)
+        fact = None if fact is not None and fact.source_line in eng.sources else fact
+        out.append(Pricing(hw, with_overhead(eng, fact), f"op-DB {backend} {hw.op_fits.engine_version} ({p.gpu})"
+                           + (f" + host {fact.step_overhead_us / 1000:g} ms/step" if fact else ""), why))
+    return out
 
 
 def _f(v):
@@ -107,49 +237,149 @@ def _fmt_score(s):
     return f"{n:3d} pts  within ±25%: {share:5.1%}  MAPE {mape:6.1f}%  median ratio {med:5.2f}"
 
 
+def load_bucket(row: dict) -> str:
+    """The load slice of a point: request-rate runs apart, closed loops by concurrency."""
+    if row["request_rate"] is not None:
+        return "rate"
+    c = row["concurrency"]
+    return "C = 1" if c == 1 else "C 2-25" if c <= 25 else "C 26-100" if c <= 100 else "C > 100"
+
+
+def price_point(p: Point, pr: Pricing, kv_bits: int | None, sim: bool) -> dict:
+    """One point's predictions (None where the model refuses it, with the reason)."""
+    from inferecon.core.errors import UserError
+    from inferecon.model.predict import predict
+    from inferecon.model.serving import engine_scheduler, serve, simulate_closed_loop
+
+    acc = decode_scorecard()
+    row = dict(source_id=p.source_id, engine=p.engine, model=p.model, gpu=p.gpu, tp=p.tp,
+               concurrency=p.concurrency, request_rate=p.request_rate_per_s, input_len=p.input_len,
+               output_len=p.output_len, ttft_ms=p.ttft_ms, ttft_basis="mean" if p.ttft_mean_ms is not None else "median",
+               itl_ms=p.itl_ms, pred_ttft_ms=None, pred_tpot_before_ms=None, pred_tpot_after_ms=None,
+               decode_batch=None, refused="", sim_ttft_ms=None, sim_tpot_ms=None, profile=pr.label,
+               profile_note=pr.why)
+    try:
+        model = acc.resolve_model(p.model).with_precision(p.weight_bits, kv_bits or p.kv_bits)
+        engine = pr.engine
+        if pr.engine is not None:
+            model = acc.opdb_model(model, p.weight_format)
+        if acc.runs_eagerly(p.notes):  # no CUDA graphs: the host launches every kernel
+            engine = acc.eager_engine(engine)
+        if p.closed_loop:
+            before = predict(model, pr.hw, tp=p.tp, batch=p.concurrency, context=p.input_len + p.output_len // 2,
+                             engine=engine, draws=0)
+            row["pred_tpot_before_ms"] = before.t_step_ms if before.feasible else None
+            r = serve(model, pr.hw, input_len=p.input_len, output_len=p.output_len, tp=p.tp,
+                      concurrency=p.concurrency, engine=engine)
+        else:
+            r = serve(model, pr.hw, input_len=p.input_len, output_len=p.output_len, tp=p.tp,
+                      request_rate_per_s=p.request_rate_per_s, engine=engine)
+        row.update(pred_ttft_ms=r.ttft_s * 1e3, pred_tpot_after_ms=r.tpot_s * 1e3, decode_batch=r.decode_batch)
+        if sim and p.closed_loop:
+            s = simulate_closed_loop(model, pr.hw, input_len=p.input_len, output_len=p.output_len, tp=p.tp,
+                                     concurrency=p.concurrency, engine=engine, scheduler=engine_scheduler(p.engine))
+            row.update(sim_ttft_ms=s.ttft_mean_s * 1e3, sim_tpot_ms=s.tpot_mean_s * 1e3)
+    except UserError as exc:
+        row["refused"] = str(exc)
+    return row
+
+
+def summary_lines(out_rows: list[dict]) -> list[str]:
+    def pairs(pred, meas, rows=out_rows):
+        return [(r[pred], r[meas]) for r in rows]
+
+    def line(tag, label, pred, meas, rows=out_rows):
+        return f"{tag:<7} {label:<18} {_fmt_score(score(pairs(pred, meas, rows)))}"
+
+    closed = [r for r in out_rows if r["request_rate"] is None]
+    unsat = [r for r in closed if r["decode_batch"] is not None and r["decode_batch"] >= 0.9 * r["concurrency"]]
+    both = [r for r in out_rows if r["pred_ttft_ms"] is not None and r["aic_ttft_ms"] is not None]
+    same = [r for r in closed if r["pred_tpot_before_ms"] is not None and r["pred_tpot_after_ms"] is not None]
+    online = [r for r in out_rows if r["request_rate"] is not None or r["concurrency"] >= 5]
+    online_closed = [r for r in closed if r["concurrency"] >= 5]
+    out = [line("TTFT", "inferecon", "pred_ttft_ms", "ttft_ms"),
+           line("TTFT", "closed-loop sim", "sim_ttft_ms", "ttft_ms"),
+           line("TTFT", "aiconfigurator", "aic_ttft_ms", "ttft_ms"),
+           line("TTFT", "inferecon (both)", "pred_ttft_ms", "ttft_ms", both),
+           line("TTFT", "aiconf.   (both)", "aic_ttft_ms", "ttft_ms", both),
+           line("TTFT", "all clients fit", "pred_ttft_ms", "ttft_ms", unsat),
+           line("TPOT", "before (decode)", "pred_tpot_before_ms", "itl_ms"),
+           line("TPOT", "after (serving)", "pred_tpot_after_ms", "itl_ms"),
+           line("TPOT", "closed-loop sim", "sim_tpot_ms", "itl_ms"),
+           line("TPOT", "aiconfigurator", "aic_tpot_ms", "itl_ms"),
+           line("TPOT", "before, same pts", "pred_tpot_before_ms", "itl_ms", same),
+           line("TPOT", "after, same pts", "pred_tpot_after_ms", "itl_ms", same),
+           line("TPOT", "C >= 5 before", "pred_tpot_before_ms", "itl_ms", online_closed),
+           line("TPOT", "online after", "pred_tpot_after_ms", "itl_ms", online),
+           line("TPOT", "online aiconf.", "aic_tpot_ms", "itl_ms", online)]
+    slices = (("load", load_bucket, ("C = 1", "C 2-25", "C 26-100", "C > 100", "rate")),
+              ("engine", lambda r: r["engine"], None),
+              ("source", lambda r: r["source_id"], None),
+              ("profile", lambda r: r["profile"].split(" (")[0], None))
+    for name, key, order in slices:
+        groups: dict[str, list[dict]] = {}
+        for r in out_rows:
+            groups.setdefault(key(r), []).append(r)
+        out.append("")
+        out.append(f"by {name}: TTFT inferecon | TTFT aiconfigurator | TPOT after (serving)")
+        for g in (order or sorted(groups)):
+            if g not in groups:
+                continue
+            rows = groups[g]
+            for col, meas, label in (("pred_ttft_ms", "ttft_ms", "TTFT"), ("aic_ttft_ms", "ttft_ms", "TTFT aic"),
+                                     ("pred_tpot_after_ms", "itl_ms", "TPOT")):
+                s = score(pairs(col, meas, rows))
+                if s[0]:
+                    out.append(f"  {g[:30]:<30} {label:<8} {_fmt_score(s)}")
+    return out
+
+
+def table_lines(out_rows: list[dict]) -> list[str]:
+    def n(v, w, d=1):
+        return f"{v:{w}.{d}f}" if v is not None else f"{'-':>{w}}"
+
+    out = [f"{'source':28s} {'load':>7} {'I':>6} {'O':>5} | {'TTFT':>9} {'pred':>9} {'aic':>9} | "
+           f"{'ITL':>6} {'before':>6} {'after':>6} {'aic':>6} | {'B':>6} | {'simTTFT':>9} {'simTPOT':>7}"]
+    for r in out_rows:
+        load = f"r{r['request_rate']:g}" if r["request_rate"] is not None else f"C{r['concurrency']}"
+        out.append(f"{r['source_id'][:28]:28s} {load:>7} {r['input_len']:6d} {r['output_len']:5d} | "
+                   f"{n(r['ttft_ms'], 9)} {n(r['pred_ttft_ms'], 9)} {n(r['aic_ttft_ms'], 9)} | "
+                   f"{n(r['itl_ms'], 6, 2)} {n(r['pred_tpot_before_ms'], 6, 2)} {n(r['pred_tpot_after_ms'], 6, 2)} "
+                   f"{n(r['aic_tpot_ms'], 6, 2)} | {n(r['decode_batch'], 6)} | {n(r['sim_ttft_ms'], 9)} "
+                   f"{n(r['sim_tpot_ms'], 7, 2)}" + (f"  refused: {r['refused']}" if r["refused"] else ""))
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--csv", default=str(DEFAULT_CSV))
     ap.add_argument("--aic", default=str(AIC_CSV))
-    ap.add_argument("--hardware", default=None, help="a HardwareProfile JSON (default: the published profile of each point's GPU)")
+    ap.add_argument("--published", action="store_true",
+                    help="price every point on the published profile of its GPU (no op-DB profiles)")
+    ap.add_argument("--hardware", default=None, help="price every point on this HardwareProfile JSON")
+    ap.add_argument("--op-db", metavar="PATH", default=None,
+                    help="per-op database folder (default: the installed aiconfigurator-core's)")
+    ap.add_argument("--op-db-cache", metavar="DIR", default=None,
+                    help="keep the fitted op-DB profiles here (profile.json, engine.json per GPU x backend) and reuse them")
     ap.add_argument("--out", default=None, help="write the per-point table as CSV here")
     ap.add_argument("--no-sim", action="store_true", help="skip the explicit closed-loop simulation column")
     ap.add_argument("--kv-bits", type=int, default=None, choices=(8, 16),
-                    help="price every point's KV cache at this precision instead of the CSV's (the NIM pages do "
-                         "not state it; a sensitivity check)")
+                    help="price every point's KV cache at this precision instead of the CSV's (a sensitivity check)")
     args = ap.parse_args(argv)
 
     from inferecon.core.errors import UserError
-    from inferecon.model.catalog import resolve_model
-    from inferecon.model.hardware import HardwareProfile
-    from inferecon.model.predict import predict
-    from inferecon.model.published import get_profile
-    from inferecon.model.serving import engine_scheduler, serve, simulate_closed_loop
 
-    points = load_points(Path(args.csv))
-    aic = load_aic(Path(args.aic))
-    fixed_hw = HardwareProfile.load(args.hardware) if args.hardware else None
-    out_rows = []
     t0 = time.time()
-    for p in points:
-        hw = fixed_hw or get_profile(p.gpu)
-        model = resolve_model(p.model).with_precision(p.weight_bits, args.kv_bits or p.kv_bits)
-        row = dict(source_id=p.source_id, model=p.model, gpu=p.gpu, tp=p.tp, concurrency=p.concurrency,
-                   input_len=p.input_len, output_len=p.output_len, ttft_ms=p.ttft_ms, itl_ms=p.itl_ms,
-                   pred_ttft_ms=None, pred_tpot_before_ms=None, pred_tpot_after_ms=None, decode_batch=None,
-                   refused="", sim_ttft_ms=None, sim_tpot_ms=None)
-        try:
-            before = predict(model, hw, tp=p.tp, batch=p.concurrency, context=p.input_len + p.output_len // 2,
-                             draws=0)
-            row["pred_tpot_before_ms"] = before.t_step_ms if before.feasible else None
-            r = serve(model, hw, input_len=p.input_len, output_len=p.output_len, tp=p.tp, concurrency=p.concurrency)
-            row.update(pred_ttft_ms=r.ttft_s * 1e3, pred_tpot_after_ms=r.tpot_s * 1e3, decode_batch=r.decode_batch)
-            if not args.no_sim:
-                sim = simulate_closed_loop(model, hw, input_len=p.input_len, output_len=p.output_len, tp=p.tp,
-                                           concurrency=p.concurrency, scheduler=engine_scheduler(p.engine))
-                row.update(sim_ttft_ms=sim.ttft_mean_s * 1e3, sim_tpot_ms=sim.tpot_mean_s * 1e3)
-        except UserError as exc:
-            row["refused"] = str(exc)
+    try:
+        points = load_points(Path(args.csv))
+        prices = pricings(points, args.published, args.hardware, args.op_db, args.op_db_cache)
+    except (BadInput, UserError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    aic = load_aic(Path(args.aic))
+    out_rows = []
+    for p, pr in zip(points, prices):
+        row = price_point(p, pr, args.kv_bits, not args.no_sim)
         a = aic.get(p.itl_row) or aic.get(p.row) or {}
         row["aic_ttft_ms"] = _f(a.get("ttft_ms")) if a.get("status") == "ok" else None
         row["aic_tpot_ms"] = _f(a.get("tpot_ms")) if a.get("status") == "ok" else None
@@ -157,50 +387,15 @@ def main(argv=None) -> int:
         out_rows.append(row)
     elapsed = time.time() - t0
 
-    def pairs(pred, meas, rows=out_rows):
-        return [(r[pred], r[meas]) for r in rows]
-
-    unsat = [r for r in out_rows if r["decode_batch"] is not None and r["decode_batch"] >= 0.9 * r["concurrency"]]
     print(f"TTFT / online TPOT scorecard: {len(out_rows)} points from {args.csv} "
           f"({sum(1 for r in out_rows if r['refused'])} refused), {elapsed:.1f} s")
-    print(f"TTFT    inferecon         {_fmt_score(score(pairs('pred_ttft_ms', 'ttft_ms')))}")
-    print(f"TTFT    closed-loop sim   {_fmt_score(score(pairs('sim_ttft_ms', 'ttft_ms')))}")
-    print(f"TTFT    aiconfigurator    {_fmt_score(score(pairs('aic_ttft_ms', 'ttft_ms')))}")
-    both = [r for r in out_rows if r["pred_ttft_ms"] is not None and r["aic_ttft_ms"] is not None]
-    print(f"TTFT    inferecon (both)  {_fmt_score(score(pairs('pred_ttft_ms', 'ttft_ms', both)))}")
-    print(f"TTFT    aiconf.   (both)  {_fmt_score(score(pairs('aic_ttft_ms', 'ttft_ms', both)))}")
-    print(f"TTFT    all clients fit   {_fmt_score(score(pairs('pred_ttft_ms', 'ttft_ms', unsat)))}")
-    print(f"TPOT    before (decode)   {_fmt_score(score(pairs('pred_tpot_before_ms', 'itl_ms')))}")
-    print(f"TPOT    after (serving)   {_fmt_score(score(pairs('pred_tpot_after_ms', 'itl_ms')))}")
-    print(f"TPOT    closed-loop sim   {_fmt_score(score(pairs('sim_tpot_ms', 'itl_ms')))}")
-    print(f"TPOT    aiconfigurator    {_fmt_score(score(pairs('aic_tpot_ms', 'itl_ms')))}")
-    c1 = [r for r in out_rows if r["concurrency"] == 1]
-    print(f"TTFT    C = 1 (no load)   {_fmt_score(score(pairs('pred_ttft_ms', 'ttft_ms', c1)))}")
-    print(f"TTFT    C = 1 aiconf.     {_fmt_score(score(pairs('aic_ttft_ms', 'ttft_ms', c1)))}")
-    same = [r for r in out_rows if r["pred_tpot_before_ms"] is not None and r["pred_tpot_after_ms"] is not None]
-    print(f"TPOT    before, same pts  {_fmt_score(score(pairs('pred_tpot_before_ms', 'itl_ms', same)))}")
-    print(f"TPOT    after, same pts   {_fmt_score(score(pairs('pred_tpot_after_ms', 'itl_ms', same)))}")
-    online = [r for r in out_rows if r["concurrency"] >= 5]
-    print(f"TPOT    C >= 5 before     {_fmt_score(score(pairs('pred_tpot_before_ms', 'itl_ms', online)))}")
-    print(f"TPOT    C >= 5 after      {_fmt_score(score(pairs('pred_tpot_after_ms', 'itl_ms', online)))}")
-    for lo, hi in ((1, 1), (2, 25), (26, 100), (101, 10**9)):
-        sel = [r for r in out_rows if lo <= r["concurrency"] <= hi]
-        label = f"C = {lo}" if lo == hi else (f"C {lo}-{hi}" if hi < 10**9 else f"C > {lo - 1}")
-        for col, name in (("pred_ttft_ms", "inferecon"), ("sim_ttft_ms", "sim"), ("aic_ttft_ms", "aiconf.")):
-            print(f"TTFT    {label:<9} {name:<9} {_fmt_score(score(pairs(col, 'ttft_ms', sel)))}")
+    used = sorted({r["profile"] for r in out_rows})
+    print("profiles: " + "; ".join(used))
+    for why in sorted({r["profile_note"] for r in out_rows if r["profile"].startswith("published") and r["profile_note"]}):
+        print(f"  published profile where: {why}")
+    print("\n".join(summary_lines(out_rows)))
     print()
-    hdr = (f"{'source':22s} {'C':>4} {'I':>6} {'O':>5} | {'TTFT':>9} {'pred':>9} {'aic':>9} | "
-           f"{'ITL':>6} {'before':>6} {'after':>6} {'aic':>6} | {'B':>6} | {'simTTFT':>9} {'simTPOT':>7}")
-    print(hdr)
-
-    def n(v, w, d=1):
-        return f"{v:{w}.{d}f}" if v is not None else f"{'-':>{w}}"
-
-    for r in out_rows:
-        print(f"{r['source_id']:22s} {r['concurrency']:4d} {r['input_len']:6d} {r['output_len']:5d} | "
-              f"{n(r['ttft_ms'], 9)} {n(r['pred_ttft_ms'], 9)} {n(r['aic_ttft_ms'], 9)} | "
-              f"{n(r['itl_ms'], 6, 2)} {n(r['pred_tpot_before_ms'], 6, 2)} {n(r['pred_tpot_after_ms'], 6, 2)} "
-              f"{n(r['aic_tpot_ms'], 6, 2)} | {n(r['decode_batch'], 6)} | {n(r['sim_ttft_ms'], 9)} {n(r['sim_tpot_ms'], 7, 2)}" + (f"  refused: {r['refused']}" if r['refused'] else ""))
+    print("\n".join(table_lines(out_rows)))
     if args.out:
         with open(args.out, "w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=list(out_rows[0]))

@@ -1,0 +1,93 @@
+"""The TTFT scorecard (benchmarks/ttft_accuracy.py): how it reads the public CSV (closed loops,
+request-rate runs, mean or median TTFT), its bad-input errors, and which profile prices a
+point when the op-DB tables have none for its engine."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("ttft_accuracy", ROOT / "benchmarks" / "ttft_accuracy.py")
+tta = importlib.util.module_from_spec(_spec)
+sys.modules["ttft_accuracy"] = tta  # dataclasses look their module up by name
+_spec.loader.exec_module(tta)
+
+HEADER = ["source_id", "engine", "engine_version", "model", "gpu", "n_gpu", "tp", "batch", "input_len",
+          "output_len", "weight_format", "weight_bits", "kv_bits", "metric", "value", "source_url", "notes"]
+
+
+def _write(path: Path, rows: list[dict], extra: tuple[str, ...] = ()) -> Path:
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=HEADER + list(extra))
+        w.writeheader()
+        for r in rows:
+            w.writerow(r)
+    return path
+
+
+def _row(**kw) -> dict:
+    base = dict(source_id="s", engine="vllm", engine_version="0.6.0", model="llama-3-8b", gpu="h100-sxm", n_gpu=1,
+                tp=1, batch=4, input_len=1024, output_len=128, weight_format="bf16", weight_bits=16, kv_bits=16,
+                metric="ttft_ms_mean", value=50.0, source_url="https://example.org/x", notes="")
+    base.update(kw)
+    return base
+
+
+def test_public_csv_points_are_sourced_and_complete():
+    with open(tta.DEFAULT_CSV, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert all(r["source_url"].startswith("https://") for r in rows)
+    points = tta.load_points(tta.DEFAULT_CSV)
+    assert len(points) >= 79  # the NIM 1.8.0 points at least
+    assert all(p.ttft_ms is not None and p.ttft_ms > 0 for p in points)
+    for p in points:  # a closed loop has its clients, a rate run its rate
+        assert (p.concurrency is not None and p.concurrency >= 1) if p.closed_loop else p.request_rate_per_s > 0
+
+
+def test_file_without_request_rate_column_reads_as_closed_loops(tmp_path):
+    path = _write(tmp_path / "a.csv", [_row(), _row(metric="itl_ms_mean", value=7.0)])
+    (p,) = tta.load_points(path)
+    assert p.closed_loop and p.concurrency == 4 and p.ttft_ms == 50.0 and p.itl_ms == 7.0 and p.row == 0
+
+
+def test_request_rate_row_and_median_only_ttft(tmp_path):
+    rows = [_row(batch="", request_rate="2.5", metric="ttft_ms_median", value=80.0),
+            _row(batch="", request_rate="2.5", metric="tpot_ms_median", value=9.0),
+            _row(batch="", request_rate="2.5", metric="tpot_ms_mean", value=10.0)]
+    (p,) = tta.load_points(_write(tmp_path / "r.csv", rows, ("request_rate",)))
+    assert not p.closed_loop and p.request_rate_per_s == 2.5 and p.concurrency is None
+    assert p.ttft_ms == 80.0 and p.ttft_mean_ms is None
+    assert p.itl_ms == 10.0 and p.itl_metric == "tpot_ms_mean"  # the mean wins over the median
+
+
+@pytest.mark.parametrize("row, message", [
+    (_row(batch="", request_rate="fast"), "request_rate must be requests per second"),
+    (_row(batch="", request_rate="0"), "request_rate must be positive"),
+    (_row(batch=""), "needs its concurrency"),
+    (_row(metric="ttft_p99"), "unknown metric"),
+])
+def test_bad_rows_exit_2_with_one_line(tmp_path, capsys, row, message):
+    path = _write(tmp_path / "bad.csv", [row], ("request_rate",))
+    assert tta.main(["--csv", str(path), "--published", "--no-sim"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_engine_without_tables_falls_back_to_published_with_reason(tmp_path):
+    path = _write(tmp_path / "a.csv", [_row(engine="ctranslate2")])
+    points = tta.load_points(path)
+    (pr,) = tta.pricings(points, published=False, hardware=None)
+    assert pr.label == "published h100-sxm" and pr.engine is None and "ctranslate2" in pr.why
+    (pub,) = tta.pricings(points, published=True, hardware=None)
+    assert pub.label == "published h100-sxm" and pub.why == ""
+
+
+def test_load_buckets():
+    assert [tta.load_bucket(dict(request_rate=None, concurrency=c)) for c in (1, 2, 25, 26, 100, 101)] == \
+        ["C = 1", "C 2-25", "C 2-25", "C 26-100", "C 26-100", "C > 100"]
+    assert tta.load_bucket(dict(request_rate=4.0, concurrency=None)) == "rate"
