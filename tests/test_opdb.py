@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -480,6 +481,20 @@ def test_moe_fit_reads_a_measured_shape_off_its_curve_and_prices_others_by_hand(
     # One token, ep 16: the rank receives 8/16 of a routed pair on average: touched 0.5 expert.
     assert m.time_us(1, 7168, 2048, 8, 256, tp=1, ep=16) == pytest.approx(
         20.0 + 0.08 + 0.25 + 0.5 * 3 * 7168 * 2048 / 4000e3)
+
+
+def test_touched_experts_is_one_rule_for_numbers_and_arrays():
+    """min(E/ep, t*k/ep), by hand: DeepSeek-V3 (256 experts, top-8). One token on 8 ranks: 8
+    routed pairs / 8 = 1 expert; 64 tokens: 512 pairs / 8 = 64 > 256/8 = 32, so all 32 of the rank's
+    experts; 3 tokens on one rank: 24 of 256. The same figures elementwise on arrays (the form
+    model/ops.py and calibration/opdb_fit.py call)."""
+    from inferecon.model.opfits import moe_touched_experts
+
+    assert moe_touched_experts(1, 8, 256, 8) == 1.0
+    assert moe_touched_experts(64, 8, 256, 8) == 32.0
+    assert moe_touched_experts(3, 8, 256, 1) == 24.0
+    got = moe_touched_experts(np.array([1.0, 64.0, 3.0]), 8.0, 256.0, np.array([8.0, 8.0, 1.0]))
+    assert got.tolist() == [1.0, 32.0, 24.0]
 
 
 def _op_fits_file(**lists):

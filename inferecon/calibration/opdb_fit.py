@@ -37,7 +37,8 @@ from inferecon.model.engine_overheads import overhead_fact, with_overhead
 from inferecon.model.hardware import INTER, INTRA, CollectiveFit, HardwareProfile, Provenance
 from inferecon.model.opfits import (GEMM_OPERAND_BYTES, KV_ELEMENT_BYTES, AllReduceChoice, AttentionFit,
                                     CollectiveOpFit, ContextAttentionFit, EngineOpFits, FitQuality, GemmBand, GemmFit,
-                                    MoeFit, OpFits, OpSource, attention_grid_key, moe_curve_key)
+                                    MoeFit, OpFits, OpSource, attention_grid_key, moe_curve_key,
+                                    moe_touched_experts)
 
 ENGINES = ("vllm", "sglang", "trtllm")
 # inferecon's published GPU -> the database's system name.
@@ -564,7 +565,7 @@ def fit_moe(t: OpTable) -> list[MoeFit]:
         tok, hid, inter, k, E, tp, ep = (d[c].to_numpy(float) for c in
                                           ("tokens", "hidden", "inter", "topk", "experts", "tp", "ep"))
         w = GEMM_OPERAND_BYTES[dtype][1]
-        touched = np.minimum(E / ep, tok * k / ep)  # opfits.moe_touched_experts, on arrays
+        touched = moe_touched_experts(tok, k, E, ep)
         nbytes = touched * 3 * hid * inter / tp * w
         flop = 2 * tok * k * 3 * hid * inter / tp / ep
         y = d["time_us"].to_numpy(float)

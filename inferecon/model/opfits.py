@@ -302,10 +302,17 @@ class CollectiveOpFit:
         return self.alpha_us + message_bytes / (self.beta_gbps * 1e3)
 
 
-def moe_touched_experts(tokens: float, topk: float, experts: float, ep: float) -> float:
+def moe_touched_experts(tokens, topk, experts, ep):
     """Experts one rank's grouped GEMM runs, balanced routing: the tokens·k routed pairs spread
-    over the ep ranks, at most the rank's E/ep experts (model/ops.py applies the same rule to arrays)."""
-    return min(experts / ep, tokens * topk / ep)
+    over the ep ranks, at most the rank's E/ep experts: min(E/ep, tokens·k/ep).
+
+    The one statement of the rule: MoeFit.time_us calls it on numbers, model/ops.py and
+    calibration/opdb_fit.py on numpy arrays (elementwise). Written with comparisons rather than
+    min() or np.minimum so that it serves both without this module importing numpy; exact for
+    finite inputs (each term is multiplied by 1 or 0)."""
+    per_rank = experts / ep
+    pairs = tokens * topk / ep
+    return pairs * (pairs < per_rank) + per_rank * (pairs >= per_rank)
 
 
 def moe_curve_key(hidden, inter, experts, topk, tp, ep) -> str:

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from inferecon.model import network as net
-from inferecon.model.opfits import GEMM_OPERAND_BYTES, MLA_LATENT_DIM, moe_curve_key
+from inferecon.model.opfits import GEMM_OPERAND_BYTES, MLA_LATENT_DIM, moe_curve_key, moe_touched_experts
 from inferecon.model.quant import format_of
 
 # model/quant.py format -> the op-level GEMM dtype its kernels are fitted under (opfits names).
@@ -355,8 +355,8 @@ def _moe(acc, model, eng, gemm, m, tok_group, tp, ep, lay, moe_layers, d, gated,
     k = float(model.n_active_experts)
     mfit = _moe_fit(eng, model)
     # Experts of this rank a batch touches, balanced routing (the frame the MoE tables are timed
-    # in, and what an engine's EPLB aims for): min(E / ep, tokens · k / ep) (opfits.moe_touched_experts).
-    touched = np.minimum(model.n_experts / ep, tok_group * k / ep)
+    # in, and what an engine's EPLB aims for).
+    touched = moe_touched_experts(tok_group, k, float(model.n_experts), ep)
     mats = float(model.mlp_matrices)
     expert_bytes = touched * mats * d * ff / tp * w_b
     flop = 2.0 * tok_group * k * mats * d * ff / tp / ep
