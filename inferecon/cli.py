@@ -46,8 +46,9 @@ def _run(argv: list[str]) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, a usage error: their status, through the guard
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
-    if not getattr(args, "func", None):
-        parser.print_help()
+    if not getattr(args, "func", None):  # `inferecon` alone: bad input like any other, in one line
+        sys.stderr.write(f"{ERROR_PREFIX}no command given: one of {', '.join(COMMANDS)} "
+                         "(`inferecon --help` says what each does)\n")
         return 2
     return exit_status(lambda: args.func(args))
 
