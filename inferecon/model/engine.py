@@ -163,6 +163,11 @@ class EngineProfile:
     def from_dict(cls, data: Any, source: str = "engine profile") -> "EngineProfile":
         if not isinstance(data, dict):
             raise UserError(f"{source}: not a JSON object")
+        if {"memory", "compute", "network"} <= data.keys():
+            # A hardware profile shares schema_version and name with an engine profile: read as
+            # one, it would be an engine of zero overheads, priced without a word.
+            raise UserError(f"{source}: a hardware profile, not an engine profile (give it with --hardware; an "
+                            "engine profile comes from `inferecon calibrate --engine-results` or --op-db)")
         version = data.get("schema_version")
         if version != ENGINE_SCHEMA_VERSION:
             raise UserError(f"{source}: engine profile schema_version {version!r}, "
