@@ -43,6 +43,16 @@ def _recorded_summary(run_dir: Path) -> dict | None:
     return summary
 
 
+def _check_manifest(run_dir: Path) -> None:
+    """A manifest the page can read (a JSON object), or one line: a run cut short mid-write
+    must not end the page in a traceback."""
+    from inferecon.core.errors import load_json
+
+    path = run_dir / "manifest.json"
+    if path.is_file() and not isinstance(load_json(path, "run manifest"), dict):
+        raise UserError(f"{path}: not a run manifest (a JSON object)")
+
+
 def run(args) -> int:
     from inferecon.core.outpath import check_out_dir, check_out_file, write_text
     from inferecon.report.calibration_report import render_report, write_calibration_outputs
@@ -55,6 +65,7 @@ def run(args) -> int:
     if not _has_results(run_dir):
         raise UserError(f"{run_dir}: nothing to report (no measurements, profile, validation, regression or "
                         f"frontier results); run `inferecon calibrate --out {run_dir}` first")
+    _check_manifest(run_dir)
     summary = _recorded_summary(run_dir)
     measured = any((run_dir / f"{b}.parquet").exists() for b in MEASUREMENTS)
     if summary is not None or not measured:

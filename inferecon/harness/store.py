@@ -116,6 +116,8 @@ def read_manifest(run_dir: Path) -> dict:
         manifest = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise UserError(f"cannot read {path}: {exc}") from None
+    if not isinstance(manifest, dict):
+        raise UserError(f"{path}: not a run manifest (a JSON object)")
     version = manifest.get("schema_version")
     if version != SCHEMA_VERSION:
         raise UserError(f"{path} has schema version {version}, this inferecon reads version {SCHEMA_VERSION}")
