@@ -37,6 +37,20 @@ def _check_lengths(args, needs: list[tuple[str, object]], what: str) -> None:
         args.context = 4096 if args.input_len is None else args.input_len + args.output_len // 2
 
 
+def check_window(args, model) -> None:
+    """A request longer than the model's context window (known from its config.json) is
+    refused: an engine rejects such a prompt, so no TTFT or price of it is an answer. A decode
+    --context beyond the window stays a note (spec.context_note): the paper prices such steps."""
+    from inferecon.core.errors import UserError
+
+    window = model.max_context_tokens
+    if args.input_len is None or not window or args.input_len + args.output_len <= window:
+        return
+    raise UserError(f"--input-len {args.input_len} + --output-len {args.output_len} = "
+                    f"{args.input_len + args.output_len:,} tokens is beyond {model.name}'s {window:,}-token context "
+                    "(max_position_embeddings or its rope scaling's reach): no engine serves such a request")
+
+
 def add_flags(p) -> None:
     g = p.add_argument_group("request (prefill, TTFT and serving load)")
     _add_lengths(g, "prompt tokens per request: adds TTFT, prefill tok/s, request latency and $ per million "

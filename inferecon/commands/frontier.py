@@ -160,6 +160,8 @@ def run(args: argparse.Namespace) -> int:
     lines: list[str] = []
     say = lines.append
     for m in models:
+        request_args.check_window(args, m)
+    for m in models:
         if m.context_note(args.context):
             say(f"note: {m.context_note(args.context)}")
     labelled = _profiles(args)

@@ -81,6 +81,7 @@ def run(args) -> int:
     if args.price is not None:
         hw = hw.with_price(args.price)
     model = resolve_model(args.model).with_precision(args.precision, args.kv_precision)
+    predict_request.check_window(args, model)
     from inferecon.model.network import extrapolation_note
 
     if extrapolation_note(hw, max(args.tp, args.ep)):  # the largest collective group: TP all-reduce, EP all-to-all
@@ -128,6 +129,11 @@ def run(args) -> int:
         if requests:
             from inferecon.report.request_table import format_request
 
-            for req in requests:
+            for i, req in enumerate(requests):
                 print(format_request(req))
+                row = rows[min(i, len(rows) - 1)]
+                if req.load == "none" and not row.feasible:
+                    # Priced as asked, like the decode row above it, but never without a word.
+                    print(f"  batch {row.batch} does not fit in HBM (above): this request's TPOT and prices are "
+                          "of a deployment that cannot run")
     return 0
