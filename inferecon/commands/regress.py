@@ -214,6 +214,10 @@ def run(args) -> int:
         raise cli_args.flag_error(exc) from None
     if args.context < 1 or args.max_gpus < 1:
         raise UserError("--context and --max-gpus must be at least 1")
+    if not args.no_model:  # a misspelt --model is bad input, not a note in the report after the work
+        from inferecon.model.catalog import resolve_model
+
+        resolve_model(args.model)
     picked = args.baseline is None
     if args.baseline_runs < 1:
         raise UserError(f"--baseline-runs must be at least 1, got {args.baseline_runs}")
