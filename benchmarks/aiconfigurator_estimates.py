@@ -248,6 +248,8 @@ def estimate_point(i, p, workdir, cli_estimate, latest_version, aic_version) -> 
         if qnote:
             mapping.append(qnote)
         tp = int(p["tp"])
+        if (p.get("request_rate") or "").strip():  # public_ttft.csv's Poisson runs
+            raise Unmapped("a Poisson request-rate run: aiconfigurator's estimate takes a concurrency, not an arrival rate")
         kwargs = dict(backend_name=backend, backend_version=bver, batch_size=int(p["batch"]),
                       isl=int(p["input_len"]), osl=int(p["output_len"]), tp_size=tp,
                       gemm_quant_mode=gemm, kvcache_quant_mode=kv)
