@@ -320,3 +320,53 @@ def test_simulated_client_turnaround_by_hand(llama8b, h100):
     assert 1.0 / slow.request_rate_per_s == pytest.approx(1.0 / base.request_rate_per_s + 0.005 * 11 / 12, rel=1e-6)
     with pytest.raises(RequestError, match="turnaround"):
         simulate_closed_loop(llama8b, h100, input_len=200, output_len=20, concurrency=2, turnaround_s=-1.0)
+
+
+def test_kv_budget_rules_by_hand():
+    from inferecon.model.serving import KvAdmission, kv_budget_bytes
+    trt = KvAdmission("trt", 0.9, True, True)
+    vllm = KvAdmission("vllm", 0.9, False, False)
+    # 80 GB of HBM, 16 GB of weights: TensorRT-LLM takes 0.9 of the 64 GB left = 57.6 GB;
+    # vLLM takes 0.9 of all 80 GB = 72 GB, less the weights = 56 GB.
+    assert kv_budget_bytes(80e9, 16e9, trt) == pytest.approx(57.6e9)
+    assert kv_budget_bytes(80e9, 16e9, vllm) == pytest.approx(56e9)
+    assert kv_budget_bytes(80e9, 79e9, vllm) == 0.0  # weights past 90% of HBM leave no cache
+
+
+def test_kv_admission_by_engine():
+    from inferecon.model.serving import kv_admission
+    for name in ("trtllm", "nim", "TensorRT-LLM"):
+        a = kv_admission(name)
+        assert (a.fraction, a.of_free, a.reserve_whole) == (0.9, True, True)
+    for name in ("vllm", "sglang", None):
+        a = kv_admission(name)
+        assert (a.fraction, a.of_free, a.reserve_whole) == (0.9, False, False)
+
+
+def test_trtllm_slots_reserve_the_whole_request(llama8b, h100):
+    # Llama 3 8B at 16-bit: KV per token = 32 layers x 2 (K, V) x 8 KV heads x 128 x 2 B
+    # = 131072 B; weights (config.json: embed and untied head 2 x 128256 x 4096, 32 layers of
+    # attention 2 x 4096^2 (q, o) + 2 x 4096 x 1024 (k, v) and MLP 3 x 4096 x 14336) ~ 8.03e9
+    # params = 16.06 GB. I = O = 1000.
+    # TensorRT-LLM: 0.9 x (80 - 16.06) GB / (131072 B x 2000 tokens) = 219.5 slots.
+    # vLLM: (72 - 16.06) GB / (131072 B x 1500 tokens, the mean context) = 284.5 slots.
+    from inferecon.model.prefill import PrefillOptions
+    from inferecon.model.serving import _Instance, kv_admission
+    from inferecon.model.terms import CostOptions
+    dep = Deployment(1, 1, 1)
+    trt = _Instance(llama8b, h100, dep, None, 1500, 8, CostOptions(), PrefillOptions(), kv_admission("trtllm"), 2000)
+    vll = _Instance(llama8b, h100, dep, None, 1500, 8, CostOptions(), PrefillOptions(), kv_admission("vllm"))
+    assert trt.max_batch_fitting() == pytest.approx(219.5, rel=0.005)
+    assert vll.max_batch_fitting() == pytest.approx(284.5, rel=0.005)
+
+
+def test_closed_loop_beyond_trtllm_slots_keeps_littles_law(llama8b, h100):
+    # 300 clients of 1000/1000 on TensorRT-LLM's rule: 219 slots (above) run, the other 81
+    # wait. In service, Little's law: rate x (latency - slot wait) = 219; the wait itself is
+    # 81 / rate (Little's law on the waiting room).
+    from inferecon.model.engine import EngineProfile
+    r = serve(llama8b, h100, input_len=1000, output_len=1000, concurrency=300, engine=EngineProfile(name="trtllm"))
+    slot_wait = 81 / r.request_rate_per_s
+    assert r.request_rate_per_s * (r.request_latency_s - slot_wait) == pytest.approx(219, rel=0.01)
+    v = serve(llama8b, h100, input_len=1000, output_len=1000, concurrency=300, engine=EngineProfile(name="vllm"))
+    assert v.decode_batch > r.decode_batch  # vLLM's rule holds more of the 300 in service

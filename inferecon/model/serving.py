@@ -142,11 +142,54 @@ def mean_tpot_s(rho: float, t_mixed_s: float, t_decode_s: float) -> float:
     return 1.0 / (rho / t_mixed_s + (1.0 - rho) / t_decode_s)
 
 
+@dataclass(frozen=True)
+class KvAdmission:
+    """How an engine sizes its KV cache and how much of it a request holds from admission:
+    what bounds the requests a closed loop keeps in service (its slots)."""
+
+    rule: str  # what the engine does, with its source
+    fraction: float  # of the whole HBM (of_free False) or of what the weights leave free (of_free True)
+    of_free: bool
+    reserve_whole: bool  # True: a request holds I + O tokens from admission; False: its current length
+
+
+def kv_admission(engine_name: str | None, opts: CostOptions = CostOptions()) -> KvAdmission:
+    """The KV-cache rule of a serving engine by name.
+
+    TensorRT-LLM (and the NIM containers that run it): the cache takes free_gpu_memory_fraction
+    = 0.9 of the memory left free once the engine is loaded (KvCacheConfig's default, TensorRT-LLM
+    docs "How to Change KV Cache Behavior"; aiconfigurator-core's trtllm_backend.py
+    TRTLLM_DEFAULT_FREE_GPU_MEMORY_FRACTION, its memory.kv_cache_budget_bytes "of_free"), and
+    the default capacity scheduler GUARANTEED_NO_EVICT (docs "Useful Runtime Options") admits a
+    request only while the blocks that drive every admitted request *to completion* fit
+    (cpp/tensorrt_llm/batch_manager/capacityScheduler.cpp, GuaranteedNoEvictScheduler::impl):
+    each holds I + O tokens from admission. The engine's activation buffers are not subtracted
+    (about 0.7-0.9 GB at max_num_tokens 8192 by aiconfigurator's TRT-LLM formula, ~2% of the
+    cache here). vLLM, SGLang and unknown engines: a share of the whole HBM less the weights
+    (vLLM's gpu_memory_utilization 0.9, CostOptions.hbm_usable_fraction), a request holding its
+    current length, I + O/2 on average over a closed loop's fixed lengths."""
+    if engine_scheduler(engine_name) == "whole":
+        return KvAdmission("TensorRT-LLM: 0.9 of the memory the weights leave; GUARANTEED_NO_EVICT reserves I + O "
+                           "per request", 0.9, True, True)
+    return KvAdmission(f"{opts.hbm_usable_fraction:g} of the HBM less the weights; a request holds its current "
+                       f"length", float(opts.hbm_usable_fraction), False, False)
+
+
+def kv_budget_bytes(hbm_bytes: float, weights_bytes: float, adm: KvAdmission) -> float:
+    """KV-cache bytes per GPU under an engine's rule (kv_admission): a fraction of what the
+    weights leave free (TensorRT-LLM) or a fraction of the whole HBM less the weights (vLLM),
+    never below 0 (aiconfigurator-core memory.kv_cache_budget_bytes, "of_free" / "of_total")."""
+    budget = adm.fraction * (hbm_bytes - weights_bytes) if adm.of_free else adm.fraction * hbm_bytes - weights_bytes
+    return max(0.0, budget)
+
+
 class _Instance:
     """Cached step times of one instance: decode steps by batch (one vectorised evaluate over
-    a grid, interpolated) and chunks' marginal times by (batch, chunk)."""
+    a grid, interpolated) and chunks' marginal times by (batch, chunk). `held_tokens`: the KV
+    tokens one request holds for admission (kv_admission; default the mean context)."""
 
-    def __init__(self, model, hw, dep: Deployment, engine, context: int, max_batch: int, opts, popts):
+    def __init__(self, model, hw, dep: Deployment, engine, context: int, max_batch: int, opts, popts,
+                 admission: KvAdmission | None = None, held_tokens: int | None = None):
         self.model, self.hw, self.dep, self.engine, self.popts = model, hw, dep, engine, popts
         per = dep.pp * dep.ep
         micro = np.unique(np.round(np.geomspace(1, max(1, math.ceil(max_batch / per)), 48)).astype(np.int64))
@@ -154,10 +197,13 @@ class _Instance:
         cost = evaluate(model, hw, lay, context, opts=opts, engine=engine)
         self.batch = (micro * per).astype(float)
         self.t_step = np.asarray(cost.t_step_s, dtype=float)
-        weights, kv = stored_bytes_per_gpu(model, lay, context)
-        self.kv_per_seq = float(np.asarray(kv)[0]) / float(self.batch[0])
+        adm = admission or kv_admission(None, opts)
+        held = context if held_tokens is None else held_tokens
+        weights, kv = stored_bytes_per_gpu(model, lay, held)
+        self.kv_per_seq = float(np.asarray(kv)[0]) / float(self.batch[0])  # bytes per GPU one request holds
         self.weights = float(np.asarray(weights)[0])
-        self.usable = hw.memory.capacity_gb * 1e9 * opts.hbm_usable_fraction
+        # usable: the weights plus the KV-cache budget per GPU (usable - weights is the cache)
+        self.usable = self.weights + kv_budget_bytes(hw.memory.capacity_gb * 1e9, self.weights, adm)
         self._marg = {}
 
     def t_decode(self, b: float) -> float:
@@ -234,7 +280,12 @@ def _aggregated_at_rate(inst: _Instance, lam: float, input_len: int, output_len:
             md1_wait_s(lam, service)  # raises: the queue grows without bound
         tpot = mean_tpot_s(rho, t_mix, t_dec)
         new_b = lam * (output_len - 1) * tpot
-        if new_b > fit:
+        if new_b > fit and closed_cap is not None:
+            # A closed loop cannot decode more requests than the cache admits; an iterate past
+            # that is the damped fixed point overshooting, not a verdict on the rate (the
+            # rate search judges the rate by lam * latency against the slots).
+            new_b = fit
+        elif new_b > fit:
             raise RequestError("request_rate", lam,
                                f"{lam:g} requests/s keep {new_b:.0f} requests decoding, whose KV cache needs more "
                                f"than the {inst.usable / 1e9:.0f} GB usable per GPU (room for {fit:.0f}): the queue "
@@ -299,10 +350,12 @@ def serve(model: ModelSpec, hw: HardwareProfile, *, input_len: int, output_len: 
         raise RequestError("chunk_size", n, "a token budget per step needs at least 2 tokens (one decode, one prefill)")
     dep = Deployment(tp, pp, ep)
     context = input_len + output_len // 2  # mean context of a decoding request
+    adm = kv_admission(engine.name if engine is not None else None, opts)
+    held = input_len + output_len if adm.reserve_whole else context
     if concurrency is not None:
         if not isinstance(concurrency, (int, np.integer)) or isinstance(concurrency, bool) or concurrency < 1:
             raise RequestError("concurrency", concurrency, "concurrency must be a whole number of requests >= 1")
-        inst = _Instance(model, hw, dep, engine, context, int(concurrency), opts, popts)
+        inst = _Instance(model, hw, dep, engine, context, int(concurrency), opts, popts, adm, held)
         fit = inst.max_batch_fitting()
         if fit < 1:
             raise RequestError("concurrency", concurrency,
@@ -343,7 +396,7 @@ def serve(model: ModelSpec, hw: HardwareProfile, *, input_len: int, output_len: 
     lam = float(request_rate_per_s)
     if not math.isfinite(lam) or lam <= 0:
         raise RequestError("request_rate", request_rate_per_s, "a request rate must be a positive number per second")
-    inst = _Instance(model, hw, dep, engine, context, 4096, opts, popts)
+    inst = _Instance(model, hw, dep, engine, context, 4096, opts, popts, adm, held)
     s = _aggregated_at_rate(inst, lam, input_len, output_len, n)
     return _result("request_rate", model, hw, dep.n_gpu, lam, input_len, output_len, n, s, lam * s["latency"])
 
@@ -378,7 +431,9 @@ def serve_disaggregated(model: ModelSpec, hw: HardwareProfile, *, input_len: int
                              engine=engine, opts=popts)
     wait = md1_wait_s(lam / prefill_instances, service)
     kv = kv_transfer_s(model, hw, input_len, prefill, same_node)
-    inst = _Instance(model, hw, decode, engine, input_len + output_len // 2, 4096, opts, popts)
+    adm = kv_admission(engine.name if engine is not None else None, opts)
+    inst = _Instance(model, hw, decode, engine, input_len + output_len // 2, 4096, opts, popts, adm,
+                     input_len + output_len if adm.reserve_whole else None)
     lam_d = lam / decode_instances
     b = lam_d * (output_len - 1) * inst.t_decode(1.0)
     for _ in range(60):
@@ -471,7 +526,9 @@ def simulate_closed_loop(model: ModelSpec, hw: HardwareProfile, *, input_len: in
         raise RequestError("scheduler", scheduler, f"the step scheduler is one of {', '.join(SCHEDULERS)}")
     n = default_chunk_tokens(hw) if chunk_tokens is None else chunk_tokens
     dep = Deployment(tp, pp, ep)
-    inst = _Instance(model, hw, dep, engine, input_len + output_len // 2, int(concurrency), opts, popts)
+    adm = kv_admission(engine.name if engine is not None else None, opts)
+    inst = _Instance(model, hw, dep, engine, input_len + output_len // 2, int(concurrency), opts, popts, adm,
+                     input_len + output_len if adm.reserve_whole else None)
     slots = int(math.floor(inst.max_batch_fitting()))
     if slots < 1:
         raise RequestError("concurrency", concurrency, f"one request of {input_len} + {output_len} tokens needs more "
