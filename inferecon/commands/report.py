@@ -61,7 +61,7 @@ def run(args) -> int:
     if not run_dir.is_dir():
         raise UserError(f"{run_dir}: no such run directory")
     # Checked before any fit: a page that cannot be written fails in one line.
-    out = check_out_file(args.out) if args.out else check_out_dir(run_dir, flag="RUN_DIR") / "report.html"
+    out = check_out_file(args.out) if args.out is not None else check_out_dir(run_dir, flag="RUN_DIR") / "report.html"
     if not _has_results(run_dir):
         raise UserError(f"{run_dir}: nothing to report (no measurements, profile, validation, regression or "
                         f"frontier results); run `inferecon calibrate --out {run_dir}` first")

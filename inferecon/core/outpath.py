@@ -48,6 +48,8 @@ def check_out_dir(path, flag: str = "--out") -> Path:
     Probes for real (creates what is missing, writes and removes a temp file, removes the
     directories it created) rather than asking os.access: root passes every permission check
     and still cannot write under /proc or on a read-only mount."""
+    if not str(path).strip():  # Path("") is ".": an empty --out would write where the command runs
+        raise UserError(f"{flag} is empty: give a folder (e.g. {flag} results/run1)")
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UserError(f"{flag} {path}: a file, not a directory")
@@ -76,6 +78,8 @@ def check_out_dir(path, flag: str = "--out") -> Path:
 
 def check_out_file(path, flag: str = "--out") -> Path:
     """`path` as a file to (over)write: not a directory, and its folder writable."""
+    if not str(path).strip():
+        raise UserError(f"{flag} is empty: give a file name (e.g. {flag} page.html)")
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{flag} {path}: a directory, not a file")
