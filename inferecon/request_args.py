@@ -102,13 +102,20 @@ def requests_for(args, model, hw, engine, rows) -> list:
     from inferecon.model.request import predict_request
 
     if args.disaggregated is not None:
+        from inferecon.core.errors import RequestError
         from inferecon.model.request import predict_disaggregated
 
         p, d = _pair(args.disaggregated)
-        return [predict_disaggregated(model, hw, input_len=args.input_len, output_len=args.output_len,
-                                      request_rate_per_s=args.request_rate, tp=args.tp, pp=args.pp, ep=args.ep,
-                                      prefill_tp=args.prefill_tp or args.tp, prefill_instances=p,
-                                      decode_instances=d, same_node=args.kv_link == "nvlink", engine=engine)]
+        try:
+            return [predict_disaggregated(model, hw, input_len=args.input_len, output_len=args.output_len,
+                                          request_rate_per_s=args.request_rate, tp=args.tp, pp=args.pp, ep=args.ep,
+                                          prefill_tp=args.prefill_tp or args.tp, prefill_instances=p,
+                                          decode_instances=d, same_node=args.kv_link == "nvlink", engine=engine)]
+        except RequestError as exc:
+            # The prefill instances' layout is --prefill-tp's, not --tp's: name the flag given.
+            if exc.param == "tp" and args.prefill_tp not in (None, args.tp) and exc.value == args.prefill_tp:
+                raise exc.for_flag("--prefill-tp") from None
+            raise
     if args.concurrency is not None or args.request_rate is not None:
         one = predict_request(model, hw, input_len=args.input_len, output_len=args.output_len, tp=args.tp,
                               pp=args.pp, ep=args.ep, concurrency=args.concurrency,
