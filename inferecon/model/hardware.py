@@ -265,6 +265,8 @@ class HardwareProfile:
     def from_dict(cls, data: dict[str, Any], source: str = "profile") -> "HardwareProfile":
         if not isinstance(data, dict):
             raise UserError(f"{source}: not a JSON object")
+        if "memory" not in data and {"step_overhead_us", "per_layer_us"} <= data.keys():
+            raise UserError(f"{source}: an engine profile, not a hardware profile (give it with --engine)")
         version = data.get("schema_version")
         if version != SCHEMA_VERSION:
             raise UserError(
