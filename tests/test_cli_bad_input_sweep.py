@@ -102,7 +102,8 @@ CASES = [
     ("predict-hardware-truncated", "predict --model llama-3-8b --hardware {t}/trunc.json", "trunc.json"),
     ("predict-hardware-list", "predict --model llama-3-8b --hardware {t}/list.json", "list.json"),
     ("predict-hardware-folder", "predict --model llama-3-8b --hardware {t}/adir", "adir"),
-    ("predict-hardware-is-engine", "predict --model llama-3-8b --hardware {t}/engine.json", "engine.json"),
+    ("predict-hardware-is-engine", "predict --model llama-3-8b --hardware {t}/engine.json",
+     "an engine profile, not a hardware profile"),
     ("predict-hardware-nan", "predict --model llama-3-8b --hardware {t}/nan_profile.json", "bandwidth_gbps"),
     ("predict-engine-missing", "predict --model llama-3-8b --engine {t}/nope.json", "no such engine profile"),
     ("predict-engine-empty", "predict --model llama-3-8b --engine {t}/empty.json", "empty.json"),
@@ -126,6 +127,8 @@ CASES = [
      "--disaggregated 1,1", "--request-rate"),
     ("predict-disaggregated-three", "predict --model llama-3-8b --input-len 100 --output-len 10 --request-rate 1 "
      "--disaggregated 1,1,1", "--disaggregated"),
+    ("predict-prefill-tp-uneven", "predict --model llama-3-8b --input-len 100 --output-len 10 --request-rate 1 "
+     "--disaggregated 1,1 --prefill-tp 3", "--prefill-tp 3: tensor parallelism over 3 GPUs"),
     ("predict-input-beyond-context", "predict --model {t}/llama8k/config.json --input-len 8000 --output-len 500",
      "8,500 tokens is beyond llama8k's 8,192-token context"),
     ("predict-input-beyond-context-json", "predict --model {t}/llama8k/config.json --input-len 9000 "
@@ -145,12 +148,13 @@ CASES = [
     ("frontier-tpot-negative", "frontier --model llama-3-8b --input-len 100 --output-len 10 --tpot-ms -5 "
      "--out {t}/f", "--tpot-ms"),
     ("frontier-hardware-is-engine", "frontier --model llama-3-8b --hardware {t}/engine.json --out {t}/f",
-     "engine.json"),
+     "an engine profile, not a hardware profile"),
     ("frontier-engine-is-profile", "frontier --model llama-3-8b --engine {t}/profile.json --out {t}/f",
      "a hardware profile, not an engine profile"),
     ("frontier-hardware-truncated", "frontier --model llama-3-8b --hardware {t}/trunc.json --out {t}/f",
      "trunc.json"),
     ("frontier-hardware-folder", "frontier --model llama-3-8b --hardware {t}/adir --out {t}/f", "adir"),
+    ("frontier-out-empty", "frontier --model llama-3-8b --out ''", "--out is empty"),
     ("frontier-out-is-file", "frontier --model llama-3-8b --out {t}/afile", "afile"),
     ("frontier-out-under-file", "frontier --model llama-3-8b --out {t}/afile/sub", "afile"),
     ("frontier-gpu-twice", "frontier --model llama-3-8b --gpu h200,h200 --out {t}/f", "given twice"),
@@ -169,7 +173,7 @@ CASES = [
     ("validate-no-hardware", "validate --model tiny-llama --out {t}/v", "--hardware"),
     ("validate-hardware-missing", "validate --hardware {t}/nope.json --model tiny-llama --out {t}/v", "nope.json"),
     ("validate-hardware-is-engine", "validate --hardware {t}/engine.json --model tiny-llama --out {t}/v",
-     "engine.json"),
+     "an engine profile, not a hardware profile"),
     ("validate-hardware-folder", "validate --hardware {t}/adir --model tiny-llama --out {t}/v", "adir"),
     ("validate-unknown-model", "validate --hardware {t}/profile.json --model tiny-lama --out {t}/v",
      "unknown model 'tiny-lama'"),
@@ -248,6 +252,8 @@ CASES = [
     ("report-truncated-manifest", "report {t}/badrun", "manifest.json: not valid JSON"),
     ("report-list-manifest", "report {t}/listrun", "manifest.json: not a run manifest"),
     ("report-no-run-dir", "report", "RUN_DIR"),
+    ("report-out-empty", "report {t}/adir --out ''", "--out is empty"),
+    ("report-out-is-folder", "report {t}/adir --out {t}/emptydir", "a directory, not a file"),
 ]
 
 
