@@ -483,6 +483,44 @@ def test_moe_fit_reads_a_measured_shape_off_its_curve_and_prices_others_by_hand(
         20.0 + 0.08 + 0.25 + 0.5 * 3 * 7168 * 2048 / 4000e3)
 
 
+def test_column_fill_follows_the_columns_own_slope_and_the_bandwidth_floor():
+    from inferecon.calibration.opdb_fit import _column_fill
+
+    bs = np.array([1.0, 2.0, 4.0, 8.0, 16.0])
+    col = np.array([10.0, 12.0, 18.0, np.nan, np.nan])
+    # Slope of the last two measured rows: log(18/12) / log(4/2) = log2(1.5); 8 = 2 x 4 -> 18 x 1.5
+    # = 27 us, 16 = 4 x 4 -> 18 x 1.5^2 = 40.5 us; the floor 1e6 B per batch at 1000 GB/s = b us is lower.
+    got = _column_fill(bs, col, 2, 1e6, 1000.0)
+    assert got[3:].tolist() == pytest.approx([27.0, 40.5])
+    # At 100 GB/s the floor (10 us per batch: 80, 160 us) binds.
+    assert _column_fill(bs, col, 2, 1e6, 100.0)[3:].tolist() == pytest.approx([80.0, 160.0])
+
+
+def test_grid_fill_only_where_it_beats_the_fit_on_the_tables_own_cells():
+    from types import SimpleNamespace
+
+    from inferecon.calibration.opdb_fit import GRID_FILL_STEPS, _fill_grids
+
+    assert GRID_FILL_STEPS == 2
+    # One head of 128, bf16: 2 * L * 128 * 2 B per sequence = 524,288 B at L 1024, 10 us at batch 1
+    # (52.4 GB/s) and linear in batch; L 2048 twice that. Columns filled two rows beyond their last
+    # measured batch, linear (slope 1, equal to the bandwidth floor): L 1024 -> 160, 320 us at 16, 32;
+    # L 2048 -> 160, 320 us at 8, 16; batch 32 at L 2048 stays unmeasured (three rows out).
+    grid = {"1x1x128": [[1.0, 2.0, 4.0, 8.0, 16.0, 32.0], [1024.0, 2048.0],
+                        [10.0, 20.0, 20.0, 40.0, 40.0, 80.0, 80.0, None, None, None, None, None]]}
+    bad_fit = SimpleNamespace(t0_us=1000.0, extra_us=[0.0], gbps=1.0, tflops=1.0)
+    out, filled, fill_q, fit_q = _fill_grids(grid, bad_fit, 2.0)
+    assert filled == 4 and fill_q.heldout_mape == pytest.approx(0.0, abs=1e-12) and fit_q.heldout_mape > 1.0
+    flat = out["1x1x128"][2]
+    assert flat[:11] == pytest.approx([10.0, 20.0, 20.0, 40.0, 40.0, 80.0, 80.0, 160.0, 160.0, 320.0, 320.0])
+    assert flat[11] is None
+    # A fit that prices the held-out cells exactly (10 us per batch at L 1024: t0 0, 52.4288 GB/s)
+    # ties the fill, and a tie fills nothing.
+    exact = SimpleNamespace(t0_us=0.0, extra_us=[0.0], gbps=524288 / 10.0 / 1e3, tflops=1e9)
+    same, none_filled, _, _ = _fill_grids(grid, exact, 2.0)
+    assert none_filled == 0 and same is grid
+
+
 def test_touched_experts_is_one_rule_for_numbers_and_arrays():
     """min(E/ep, t*k/ep), by hand: DeepSeek-V3 (256 experts, top-8). One token on 8 ranks: 8
     routed pairs / 8 = 1 expert; 64 tokens: 512 pairs / 8 = 64 > 256/8 = 32, so all 32 of the rank's
