@@ -33,7 +33,11 @@ through `inferecon.model.predict.predict`, the call the `predict` command makes.
 
 The time per token a row is compared on is the decode step time at the mean context of the
 generation (input + output / 2). How each published metric becomes milliseconds per token
-is in `measured_ms_per_token`.
+is in `measured_ms_per_token`. A figure that is a whole run over its output tokens (a static-batch
+throughput table, benchmark_latency's end-to-end latency: WHOLE_RUN_METRICS) holds the prefill too,
+so every column's prediction for it is the whole run as well: the batch's prompts prefilled in one
+step plus O - 1 decode steps, over O (`price`, `whole_run_ms`). The leave-one-source-out engine fit
+still trains on the measured figures as they are (their prefill share included).
 """
 
 from __future__ import annotations
@@ -76,9 +80,23 @@ METRICS = {
     "out_tok_s_total": lambda r: 1e3 * r.batch / r.value,
     "out_tok_s_per_gpu": lambda r: 1e3 * r.batch / (r.value * r.n_gpu),
     # End-to-end latency of a fixed-length generation (benchmark_latency): the prefill is
-    # included, so this is an upper bound on the step time.
+    # included (WHOLE_RUN_METRICS).
     "e2e_latency_s": lambda r: 1e3 * r.value / r.output_len,
 }
+
+# Metrics that are a whole run's time over its output tokens: one prefill step of the batch's
+# prompts (which yields each sequence's first token), then O - 1 decode steps. The static-batch
+# throughput tables (TensorRT-LLM's gptSessionBenchmark: out_tps = output_seqlen x batch /
+# total_latency; LMDeploy's profile_generation) and benchmark_latency's end-to-end latency are all
+# such figures, so each prediction is put on the same basis with `whole_run_ms` before it is
+# compared. The per-step metrics (TPOT, ITL, a generate loop's tok/s after a 5-token prompt) are not.
+WHOLE_RUN_METRICS = frozenset({"out_tok_s_total", "out_tok_s_per_gpu", "e2e_latency_s"})
+
+
+def whole_run_ms(step_ms: float, prefill_ms: float, output_len: int) -> float:
+    """ms per output token of a run that prefills once (prefill_ms, the first token) and then
+    decodes O - 1 steps of step_ms each, divided by its O output tokens."""
+    return (prefill_ms + (output_len - 1) * step_ms) / output_len
 
 # What a point's notes say when its engine ran without CUDA graphs (vLLM --enforce-eager,
 # eager PyTorch under Hugging Face generate / AutoAWQ): every kernel is launched from the host.
@@ -88,6 +106,14 @@ EAGER_NOTE = r"enforce-eager|eager pytorch|no cuda graphs"
 def runs_eagerly(notes) -> bool:
     """Whether a point's notes say its engine ran without CUDA graphs."""
     return bool(re.search(EAGER_NOTE, str(notes or "").lower()))
+
+
+def eager_flags(points: pd.DataFrame) -> pd.Series:
+    """Each point's eager flag (ran without CUDA graphs): the `eager` column load_points writes,
+    or, for a frame built without it, read from the notes. The one place every column looks it up."""
+    if "eager" in points.columns:
+        return points["eager"].astype(bool)
+    return points["notes"].map(runs_eagerly)
 
 
 def eager_engine(engine: EngineProfile | None) -> EngineProfile:
@@ -121,7 +147,7 @@ def load_points(path: str | Path = DEFAULT_CSV) -> pd.DataFrame:
         if int(r.n_gpu) != int(r.tp):
             raise UserError(f"{where}: n_gpu {r.n_gpu} != tp {r.tp} (only pure tensor-parallel points are scored)")
     df["measured_ms"] = [measured_ms_per_token(r) for r in df.itertuples()]
-    df["eager"] = [runs_eagerly(n) for n in df["notes"]]
+    df["eager"] = eager_flags(df)
     df["context"] = (df["input_len"] + df["output_len"] / 2.0).round().astype(int)
     return df
 
@@ -175,10 +201,36 @@ def describe(fit: EngineFit) -> str:
 COVERAGE_DRAWS = 200  # parameter draws behind each point's predicted 90% interval
 
 
-def _covered(pred, measured_ms: float) -> bool:
+def _covered(pred, measured_ms: float, on_basis=lambda ms: ms) -> bool:
     """Whether the measured ms per token lies inside the predicted 90% interval (ms per token is
-    1 / speed, so the slow end of the speed interval is its long end)."""
-    return 1e3 / pred.tokens_per_s_per_seq_hi <= measured_ms <= 1e3 / pred.tokens_per_s_per_seq_lo
+    1 / speed, so the slow end of the speed interval is its long end), each end put on the
+    measured figure's basis by `on_basis` (whole_run_ms rises with the step time)."""
+    return (on_basis(1e3 / pred.tokens_per_s_per_seq_hi) <= measured_ms
+            <= on_basis(1e3 / pred.tokens_per_s_per_seq_lo))
+
+
+def prefill_ms(case: EngineCase, engine: EngineProfile | None) -> float:
+    """ms to prefill the point's whole batch of prompts in one step (the static batch of a
+    throughput table or of benchmark_latency: every prompt arrives at once and is packed into one
+    token dimension, model/prefill.py's prefill_step), on the case's hardware profile and engine."""
+    from inferecon.model.prefill import prefill_step
+
+    chunks = [(max(1, int(round(case.run.input_len))), 0, True)] * case.batch
+    return 1e3 * prefill_step(case.model, case.hw, chunks=chunks, tp=case.tp, pp=case.pp, ep=case.ep,
+                              engine=engine).t_prefill_s
+
+
+def price(case: EngineCase, engine: EngineProfile | None, metric: str, draws: int = 0):
+    """(ms per token on the measured metric's basis, the Prediction, the basis function): the decode
+    step at the mean context, or for a WHOLE_RUN_METRICS figure the whole run (prefill + O - 1
+    steps) over O."""
+    pred = predict_case(case, engine, draws=draws)
+    if metric not in WHOLE_RUN_METRICS:
+        return pred.ms_per_token, pred, (lambda ms: ms)
+    o = int(round(case.run.output_len))
+    first = prefill_ms(case, engine)
+    basis = lambda ms: whole_run_ms(ms, first, o)  # noqa: E731 -- bound to this point's prefill
+    return basis(pred.ms_per_token), pred, basis
 
 
 def scorecard(df: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
@@ -187,23 +239,24 @@ def scorecard(df: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     fits = leave_one_source_out(df, cases)
     out = df.copy()
     pub, eng, used, feasible, dominant, cov_pub, cov_eng = [], [], [], [], [], [], []
-    eager = df["eager"] if "eager" in df.columns else df["notes"].map(runs_eagerly)
-    for case, src, engine, no_graphs in zip(cases, df["source_id"], df["engine"], eager):
+    for case, src, engine, metric, no_graphs in zip(cases, df["source_id"], df["engine"], df["metric"],
+                                                    eager_flags(df)):
         # A point whose source ran without CUDA graphs is priced with the host's launch floor.
-        base = predict_case(case, eager_engine(None) if no_graphs else None, draws=COVERAGE_DRAWS)
-        pub.append(base.ms_per_token)
-        cov_pub.append(_covered(base, case.measured_ms))
+        ms, base, basis = price(case, eager_engine(None) if no_graphs else None, metric, draws=COVERAGE_DRAWS)
+        pub.append(ms)
+        cov_pub.append(_covered(base, case.measured_ms, basis))
         feasible.append(bool(base.feasible))
         dominant.append(str(base.dominant))
         fit = fits[src]
         if fit is None:
-            eng.append(base.ms_per_token)
+            eng.append(ms)
             cov_eng.append(cov_pub[-1])
             used.append(f"published (no other {engine} source)" + (", run eagerly" if no_graphs else ""))
         else:
-            p = predict_case(case, eager_engine(fit.profile) if no_graphs else fit.profile, draws=COVERAGE_DRAWS)
-            eng.append(p.ms_per_token)
-            cov_eng.append(_covered(p, case.measured_ms))
+            ms, p, basis = price(case, eager_engine(fit.profile) if no_graphs else fit.profile, metric,
+                                 draws=COVERAGE_DRAWS)
+            eng.append(ms)
+            cov_eng.append(_covered(p, case.measured_ms, basis))
             used.append(describe(fit) + (" (run eagerly)" if no_graphs else ""))
     out["pred_published_ms"] = pub
     out["pred_engine_ms"] = eng
@@ -418,14 +471,13 @@ def add_opdb(res: pd.DataFrame, op_db=None, cache_dir=None) -> pd.DataFrame:
     tables priced the point (opdb_profile, opdb_note)."""
     import dataclasses
 
-    from inferecon.calibration.engine_fit import predict_case
     from inferecon.model.engine_overheads import overhead_fact, with_overhead
 
     out = res.copy()
     backends = [OPDB_BACKEND.get(e, (None, f"no op-DB backend for {e}")) for e in out["engine"]]
     profiles = opdb_profiles([(g, b) for g, (b, _) in zip(out["gpu"], backends) if b], op_db, cache_dir)
     pred, used, note = [], [], []
-    for r, (backend, why) in zip(out.itertuples(), backends):
+    for r, (backend, why), no_graphs in zip(out.itertuples(), backends, eager_flags(out)):
         got = profiles.get((r.gpu, backend)) if backend else why
         if not isinstance(got, tuple):
             pred.append(np.nan)
@@ -440,8 +492,7 @@ def add_opdb(res: pd.DataFrame, op_db=None, cache_dir=None) -> pd.DataFrame:
         eng = with_overhead(eng, fact)
         case = to_case(r)
         case = dataclasses.replace(case, hw=hw, model=opdb_model(case.model, r.weight_format))
-        no_graphs = runs_eagerly(r.notes)
-        pred.append(predict_case(case, eager_engine(eng) if no_graphs else eng).ms_per_token)
+        pred.append(price(case, eager_engine(eng) if no_graphs else eng, r.metric)[0])
         used.append(f"{backend} {hw.op_fits.engine_version}" + (" run eagerly" if no_graphs else "")
                     + (f" + host {fact.step_overhead_us / 1000:g} ms/step ({fact.engine} fact)" if fact else ""))
         note.append(why)
@@ -565,7 +616,7 @@ def report(res: pd.DataFrame, fits: dict, markdown: bool = False) -> str:
     out += opdb_report(res, markdown)
     out += worst_report(res, markdown)
     n = len(res)
-    n_eager = int(res["notes"].map(runs_eagerly).sum())
+    n_eager = int(eager_flags(res).sum())
     if n_eager:
         out += [f"{n_eager} points ran without CUDA graphs (their notes say so): every column prices them with the "
                 f"host launching every kernel (model/engine.py's built-in 'eager' engine; a fitted or op-DB engine "

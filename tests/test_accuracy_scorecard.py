@@ -302,3 +302,36 @@ def test_points_without_cuda_graphs_are_priced_with_the_host_launch_floor(points
     assert eager_ms > plain_ms  # the floor binds here: the plain step is shorter than 5.4 ms
     assert not acc.runs_eagerly("static batch (profile_generation)")
     assert acc.runs_eagerly("vLLM --enforce-eager: no CUDA graphs")
+
+
+def test_whole_run_ms_by_hand():
+    # A run whose prefill (the first token) takes 30 ms and whose other 3 tokens take a 10 ms step
+    # each: (30 + 3 x 10) / 4 = 15 ms per output token.
+    assert acc.whole_run_ms(10.0, 30.0, 4) == pytest.approx(15.0, rel=1e-12)
+    # One output token is the prefill alone.
+    assert acc.whole_run_ms(10.0, 30.0, 1) == pytest.approx(30.0, rel=1e-12)
+    assert {"out_tok_s_total", "out_tok_s_per_gpu", "e2e_latency_s"} == set(acc.WHOLE_RUN_METRICS)
+    assert "tpot_ms_mean" not in acc.WHOLE_RUN_METRICS and "tok_s_per_user" not in acc.WHOLE_RUN_METRICS
+
+
+def test_whole_run_points_are_priced_with_their_prefill(points):
+    # The same LMDeploy batch-1 point (1-token prompt, 2048 in the second) as a per-step TPOT and as
+    # the whole-run throughput it is: with a 1-token prompt the prefill costs about one decode step,
+    # so the two predictions agree within 1%; with a 2048-token prompt the whole run is slower than
+    # the step alone by the prefill's share (over 0.2% of 2048 steps here).
+    rows = points[(points["source_id"] == "lmdeploy-a100-fp16") & (points["model"] == "llama-2-7b")
+                  & (points["batch"] == 1)].head(2)
+    assert list(rows["input_len"]) == [1, 2048]
+    as_tpot = rows.assign(metric="tpot_ms_mean", source_id="as-tpot")
+    res, _ = acc.scorecard(pd.concat([rows, as_tpot], ignore_index=True))
+    whole, step = res["pred_published_ms"].to_numpy()[:2], res["pred_published_ms"].to_numpy()[2:]
+    assert whole[0] == pytest.approx(step[0], rel=0.01)
+    assert whole[1] > step[1] * 1.002
+
+
+def test_the_eager_flag_is_read_in_one_place(points):
+    # load_points writes the flag; a frame without the column gets it from its notes, the same rule.
+    assert acc.eager_flags(points).equals(points["eager"].astype(bool))
+    bare = points.drop(columns=["eager"])
+    assert acc.eager_flags(bare).tolist() == points["eager"].tolist()
+    assert int(acc.eager_flags(points).sum()) == 4  # vLLM --enforce-eager (1) and AutoAWQ's eager PyTorch (3)

@@ -58,6 +58,8 @@ def test_opdb_column_from_saved_profiles(points, tmp_path):
     # One lmdeploy point (llama-2-7b, A100, batch 1) priced with synthetic fits saved where the
     # scorecard's cache looks for a100-sxm-80gb x trtllm: the prediction is the op-level model's.
     row = points[(points["engine"] == "lmdeploy") & (points["batch"] == 1)].head(1)
+    # Read as a per-step figure: a whole-run throughput would add its prefill (accuracy.WHOLE_RUN_METRICS).
+    row = row.assign(metric="tpot_ms_mean")
     where = tmp_path / "a100-sxm-80gb-trtllm"
     where.mkdir()
     hw = dataclasses.replace(get_profile("a100"), op_fits=FITS)
