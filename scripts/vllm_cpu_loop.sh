@@ -115,6 +115,15 @@ step() {
   return $rc
 }
 
+# logged PHASE DIR TIMEOUT_S CMD...: step, and its log also as DIR/stdout.txt (the folder the command wrote).
+logged() {
+  local phase=$1 dir=$2; shift 2
+  step "$phase" "$@"
+  local rc=$?
+  cp "$out/logs/$phase.log" "$dir/stdout.txt" 2>/dev/null
+  return $rc
+}
+
 stop_server() {
   [ -n "$server_pgid" ] || return 0
   log "stopping the server (process group $server_pgid)"
@@ -304,12 +313,10 @@ for short in bf16 fp32; do
   files=("$runs"/vllm/$short/*.json)
   [ -e "${files[0]}" ] || continue
   bits=(); [ $short = fp32 ] && bits=(--precision 32 --kv-precision 32)
-  step "validate-$short" 300 "$ic_py" -m inferecon validate --engine-results "${files[@]}" --hardware "$prof" \
+  logged "validate-$short" "$out/validate-$short" 300 "$ic_py" -m inferecon validate --engine-results "${files[@]}" --hardware "$prof" \
     --model "$runs/model" --tp 1 "${bits[@]}" --out "$out/validate-$short" || status=partial
-  cp "$out/logs/validate-$short.log" "$out/validate-$short/stdout.txt" 2>/dev/null
-  step "engine-fit-$short" 300 "$ic_py" -m inferecon calibrate --engine-results "${files[@]}" --hardware "$prof" \
+  logged "engine-fit-$short" "$out/engine-$short" 300 "$ic_py" -m inferecon calibrate --engine-results "${files[@]}" --hardware "$prof" \
     --model "$runs/model" --tp 1 "${bits[@]}" --out "$out/engine-$short" || status=partial
-  cp "$out/logs/engine-fit-$short.log" "$out/engine-$short/stdout.txt" 2>/dev/null
 done
 # -- 6. held out across dtypes: each dtype's runs with the engine profile fitted to the other's
 # (vLLM's per-step host work does not depend on the weights' dtype; the kernels' does, and the
@@ -319,10 +326,9 @@ for short in bf16 fp32; do
   files=("$runs"/vllm/$short/*.json)
   [ -e "${files[0]}" ] && [ -f "$out/engine-$other/engine.json" ] || continue
   bits=(); [ $short = fp32 ] && bits=(--precision 32 --kv-precision 32)
-  step "validate-$short-engine-$other" 300 "$ic_py" -m inferecon validate --engine-results "${files[@]}" \
+  logged "validate-$short-engine-$other" "$out/validate-$short-engine-$other" 300 "$ic_py" -m inferecon validate --engine-results "${files[@]}" \
     --hardware "$prof" --model "$runs/model" --tp 1 "${bits[@]}" --engine "$out/engine-$other/engine.json" \
     --out "$out/validate-$short-engine-$other" || status=partial
-  cp "$out/logs/validate-$short-engine-$other.log" "$out/validate-$short-engine-$other/stdout.txt" 2>/dev/null
 done
 # -- 7. the engine's per-step cost, measured on the null model (not on the runs validated) -------
 # For each null model (1 layer, and 8 like the served model): its runs against this calibration
@@ -336,27 +342,23 @@ for short in bf16 fp32; do
   for null in null null8; do
     files=("$runs"/vllm/$null-$short/*.json)
     [ -e "${files[0]}" ] && [ -f "$runs/$null-model/config.json" ] || continue
-    step "validate-$null-$short" 300 "$ic_py" -m inferecon validate --engine-results "${files[@]}" --hardware "$prof" \
+    logged "validate-$null-$short" "$out/validate-$null-$short" 300 "$ic_py" -m inferecon validate --engine-results "${files[@]}" --hardware "$prof" \
       --model "$runs/$null-model" --tp 1 "${bits[@]}" --out "$out/validate-$null-$short" || { status=partial; continue; }
-    cp "$out/logs/validate-$null-$short.log" "$out/validate-$null-$short/stdout.txt" 2>/dev/null
     step "$null-runs-$short" 60 "$ic_py" "$helper" null-runs "$out/validate-$null-$short/engine_validation.csv" \
       "$out/validate-$null-$short/kept.txt" || { status=partial; continue; }
     mapfile -t kept < "$out/validate-$null-$short/kept.txt"
-    step "engine-$null-fit-$short" 300 "$ic_py" -m inferecon calibrate --engine-results "${kept[@]}" --hardware "$prof" \
+    logged "engine-$null-fit-$short" "$out/engine-$null-fit-$short" 300 "$ic_py" -m inferecon calibrate --engine-results "${kept[@]}" --hardware "$prof" \
       --model "$runs/$null-model" --tp 1 "${bits[@]}" --out "$out/engine-$null-fit-$short" || { status=partial; continue; }
-    cp "$out/logs/engine-$null-fit-$short.log" "$out/engine-$null-fit-$short/stdout.txt" 2>/dev/null
   done
   [ -f "$out/engine-null-fit-$short/engine.json" ] || continue
   deep=(); [ -f "$out/engine-null8-fit-$short/engine.json" ] && deep=("$out/engine-null8-fit-$short")
-  step "null-engine-$short" 120 "$ic_py" "$helper" null-engine "$out/engine-null-fit-$short" "$out/engine-null-$short" "${deep[@]}" \
+  logged "null-engine-$short" "$out/engine-null-$short" 120 "$ic_py" "$helper" null-engine "$out/engine-null-fit-$short" "$out/engine-null-$short" "${deep[@]}" \
     || { status=partial; continue; }
-  cp "$out/logs/null-engine-$short.log" "$out/engine-null-$short/stdout.txt" 2>/dev/null
   files=("$runs"/vllm/$short/*.json)
   [ -e "${files[0]}" ] || continue
-  step "validate-$short-engine-null" 300 "$ic_py" -m inferecon validate --engine-results "${files[@]}" \
+  logged "validate-$short-engine-null" "$out/validate-$short-engine-null" 300 "$ic_py" -m inferecon validate --engine-results "${files[@]}" \
     --hardware "$prof" --model "$runs/model" --tp 1 "${bits[@]}" --engine "$out/engine-null-$short/engine.json" \
     --out "$out/validate-$short-engine-null" || status=partial
-  cp "$out/logs/validate-$short-engine-null.log" "$out/validate-$short-engine-null/stdout.txt" 2>/dev/null
   for f in "${files[@]}"; do
     c=${f##*-c}; c=${c%.json}
     [ -f "$out/engine-null-$short/engine-c$c.json" ] || continue

@@ -2,22 +2,37 @@
 (vLLM's CPU build: one worker thread, eager): what `calibrate --device cpu` fits the
 profile's op-level fits (model/opfits.py) from.
 
-- "gemm": y[M,N] = x[M,K] W[N,K]^T at decode M through oneDNN on a weight reordered once
-  (`torch.ops.mkldnn._reorder_linear_weight` + `_linear_pointwise`): the prepacked oneDNN
-  matmul vLLM's CPU build dispatches unquantised linears to
-  (vllm/model_executor/layers/utils.py, dispatch_cpu_unquantized_gemm -> ops.onednn_mm);
-  torch's F.linear where oneDNN refuses the dtype (recorded in `kernel`). Every call reads a
+- "gemm": y[M,N] = x[M,K] W[N,K]^T at decode M. With vLLM's CPU extension loaded ($INFERECON_VLLM_CPU_LIB,
+  below): vLLM's own call, `torch.ops._C.onednn_mm` on a handler `create_onednn_mm_handler(W^T,
+  32)` made once per weight, into an output allocated per call, as `ops.onednn_mm` does: the
+  kernel vLLM 0.32's CPU build dispatches an unquantised linear to on a CPU without AMX or
+  zentorch (vllm/model_executor/layers/utils.py, dispatch_cpu_unquantized_gemm). Without it:
+  oneDNN through torch on a weight reordered once (`torch.ops.mkldnn._reorder_linear_weight` +
+  `_linear_pointwise`), and torch's F.linear where oneDNN refuses the dtype. The two oneDNN
+  paths read weights at the same speed, but torch's costs ~12 us more per call (vLLM's profiled
+  worker, results/vllm-cpu-20261202-4/profile/: a 64x64 bf16 GEMM 3.5 us through vLLM's, 15.6 us
+  through torch's), which a 41-GEMM step adds up. `kernel` records the path. Every call reads a
   weight no call touched within the last 2 x LLC bytes (copies of W cycled, at least
   flush_plan's bytes of them), as a decode step reads each layer's weights once per step.
-- "attention": decode attention, one query token per sequence over `kv_len` cached positions,
-  grouped-query as a decode kernel runs it: the query heads of one KV head attend together, as
-  torch SDPA's query length (no mask: one new token sees the whole cache). vLLM's own CPU
-  kernel is not importable here; SDPA with enable_gqa took 10x longer in bf16 on this EPYC
-  (410 vs 33 us at batch 1, 256 positions), a fallback no decode kernel takes. KV copies are
-  cycled like the weights.
+- "attention": decode attention, one query token per sequence over `kv_len` cached positions.
+  With vLLM's extension: its CPU attention kernel, `torch.ops._C.cpu_attention_with_kv_cache`
+  over a paged cache of vLLM's layout ([blocks, KV heads, 2 x block, head dim], block 128, ISA
+  chosen as vllm/v1/attention/backends/cpu_attn.py _get_attn_isa does), with the scheduler
+  metadata `get_scheduler_metadata` makes for that batch (vLLM builds it once per step, before
+  the layers). Without it: grouped-query through torch SDPA, the query heads of one KV head as
+  SDPA's query length (no mask: one new token sees the whole cache); SDPA with enable_gqa took
+  10x longer in bf16 on this EPYC (410 vs 33 us at batch 1, 256 positions), a fallback no
+  decode kernel takes. KV copies are cycled like the weights.
 - "elementwise": one layer's norms, rotary embedding, SwiGLU activation and residual adds at
   M tokens, as torch ops (an upper bound of vLLM's fused kernels for the same work).
 - "floor": one in-place add on a one-element tensor: what any op costs at least.
+
+vLLM's CPU extension: $INFERECON_VLLM_CPU_LIB names vLLM's package directory (or one of its
+`_C*.abi3.so`); the library is chosen as vllm/platforms/cpu.py import_kernels does (`_C` with
+AVX-512-BF16, `_C_AVX512` with AVX-512, `_C_AVX2` else) and loaded into this process's torch,
+which must be the torch that vLLM was built for (scripts/vllm_cpu_loop.sh sets it to the venv it
+serves from; both hold torch 2.13.0+cpu). A path that does not load is an error, not a silent
+fallback: the calibration must say which kernels it timed.
 
 All cases are timed together by `harness.timing.measure_interleaved` (a block of each shape
 per round, rounds in a seeded order, a low quantile per shape, `sliced` shapes flagged), so a
@@ -28,7 +43,10 @@ neighbours. Kernels never import the model: the shapes come as plain numbers.
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 
+from inferecon.core.errors import UserError
 from inferecon.harness.runner import Case, SweepContext
 from inferecon.harness.timing import InterleavedConfig, flush_plan, measure_interleaved
 from inferecon.kernels.decode import DecoderShape
@@ -38,6 +56,52 @@ BENCHMARK_VERSION = 1
 DTYPES = ("bf16", "fp32")
 ELEMENT_BYTES = {"bf16": 2, "fp32": 4}
 MAX_COPIES = 512  # of one small tensor: beyond, a tiny op is floor-bound whether or not it is cached
+VLLM_LIB_ENV = "INFERECON_VLLM_CPU_LIB"
+# vLLM's CPU KV-cache block: its profiled worker's cache is [2048 blocks, 2 KV heads, 256, 128],
+# the [blocks, KV heads, 2 x block, head dim] view of block 128 (cpu_attn.py forward).
+VLLM_ATTN_BLOCK = 128
+# create_onednn_mm's primitive cache size as dispatch_cpu_unquantized_gemm passes it.
+VLLM_ONEDNN_CACHE = 32
+_VLLM_LOADED: dict[str, str] = {}
+
+
+def vllm_library(path: str) -> Path:
+    """The vLLM CPU extension `path` names: the library itself, or vLLM's package directory,
+    in which the one vllm/platforms/cpu.py import_kernels picks for this CPU."""
+    import torch
+
+    p = Path(path)
+    if p.is_dir():
+        if torch.cpu._is_avx512_supported():
+            name = "_C" if torch.cpu._is_avx512_bf16_supported() else "_C_AVX512"
+        else:
+            name = "_C_AVX2"
+        p = p / f"{name}.abi3.so"
+    if not p.is_file():
+        raise UserError(f"${VLLM_LIB_ENV}={path}: no vLLM CPU extension there ({p} is not a file)")
+    return p
+
+
+def vllm_ops() -> str | None:
+    """The path of vLLM's CPU extension loaded into this process (from $INFERECON_VLLM_CPU_LIB),
+    or None where the variable is unset: then the ops are timed through torch's own kernels."""
+    path = os.environ.get(VLLM_LIB_ENV, "").strip()
+    if not path:
+        return None
+    if path not in _VLLM_LOADED:
+        import torch
+
+        lib = vllm_library(path)
+        try:
+            torch.ops.load_library(str(lib))
+        except (OSError, RuntimeError) as exc:
+            raise UserError(f"${VLLM_LIB_ENV}: {lib} does not load into torch {torch.__version__}: "
+                            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        for op in ("create_onednn_mm_handler", "onednn_mm", "get_scheduler_metadata", "cpu_attention_with_kv_cache"):
+            if not hasattr(torch.ops._C, op):
+                raise UserError(f"${VLLM_LIB_ENV}: {lib} has no torch.ops._C.{op} (not vLLM's CPU build?)")
+        _VLLM_LOADED[path] = str(lib)
+    return _VLLM_LOADED[path]
 
 
 def decode_gemms(s: DecoderShape) -> list[tuple[str, int, int]]:
@@ -116,21 +180,81 @@ def _gemm_fn(p: dict, weights: dict, cold_bytes: int):
     if key not in weights:
         base = (torch.rand(p["n"], p["k"]) - 0.5).to(dt)  # values do not change the time; no denormals
         n = _copies(p["weight_bytes"], cold_bytes)
-        try:
-            packed = [torch.ops.mkldnn._reorder_linear_weight(base.clone()) for _ in range(n)]
-            x = torch.rand(1, p["k"]).to(dt)
-            torch.ops.mkldnn._linear_pointwise(x, packed[0], None, "none", [], "")
-            weights[key] = ("onednn_prepacked", packed)
-        except (RuntimeError, AttributeError):
-            weights[key] = ("torch_linear", [base.clone() for _ in range(n)])
+        if vllm_ops() is not None:
+            # vLLM's layer keeps only the handler (its weight parameter is emptied): the handler
+            # holds the packed copy; the source tensors are kept alive beside it all the same.
+            srcs = [base.clone() for _ in range(n)]
+            handlers = [torch.tensor(torch.ops._C.create_onednn_mm_handler(w.t(), VLLM_ONEDNN_CACHE), dtype=torch.int64)
+                        for w in srcs]
+            weights[key] = ("vllm_onednn_mm", list(zip(handlers, srcs)))
+        else:
+            try:
+                packed = [torch.ops.mkldnn._reorder_linear_weight(base.clone()) for _ in range(n)]
+                x = torch.rand(1, p["k"]).to(dt)
+                torch.ops.mkldnn._linear_pointwise(x, packed[0], None, "none", [], "")
+                weights[key] = ("onednn_prepacked", packed)
+            except (RuntimeError, AttributeError):
+                weights[key] = ("torch_linear", [base.clone() for _ in range(n)])
     kernel, ws = weights[key]
     x = (torch.rand(p["m"], p["k"]) - 0.5).to(dt)
+    if kernel == "vllm_onednn_mm":
+        shape = (p["m"], p["n"])
+
+        def mm(hw):  # vllm/_custom_ops.py onednn_mm: a fresh output, then the kernel
+            out = torch.empty(shape, dtype=dt)
+            torch.ops._C.onednn_mm(out, x, None, hw[0])
+            return out
+
+        return _Cycle(mm, ws), kernel
     if kernel == "onednn_prepacked":
         return _Cycle(lambda w: torch.ops.mkldnn._linear_pointwise(x, w, None, "none", [], ""), ws), kernel
     return _Cycle(lambda w: F.linear(x, w), ws), kernel
 
 
+def vllm_attention_isa(dtype, head_dim: int) -> str:
+    """The ISA vLLM's CPU attention runs on x86 (cpu_attn.py _get_attn_isa, block 128)."""
+    import torch
+
+    if head_dim % 32 != 0 and head_dim % 16 == 0:
+        return "vec16"
+    if torch.cpu._is_amx_tile_supported() and dtype == torch.bfloat16:
+        return "amx"
+    return "vec"
+
+
+def _vllm_attention_fn(p: dict, cold_bytes: int):
+    """vLLM's decode attention over its paged cache: `copies` disjoint sets of blocks cycled."""
+    import torch
+
+    dt = _torch_dtype(p["dtype"])
+    b, L, h, hk, d = p["batch"], p["kv_len"], p["n_heads"], p["n_kv_heads"], p["head_dim"]
+    blk = VLLM_ATTN_BLOCK
+    per_seq = -(-L // blk)
+    copies = _copies(p["kv_bytes"], cold_bytes)
+    cache = (torch.rand(copies * b * per_seq, hk, 2 * blk, d) - 0.5).to(dt)  # [blocks, hk, 2 x block, d]
+    key_cache, value_cache = cache.chunk(2, dim=2)
+    seq_lens = torch.full((b,), L, dtype=torch.int32)
+    qsl = torch.arange(b + 1, dtype=torch.int32)
+    tables = [torch.arange(c * b * per_seq, (c + 1) * b * per_seq, dtype=torch.int32).view(b, per_seq)
+              for c in range(copies)]
+    isa = vllm_attention_isa(dt, d)
+    meta = torch.ops._C.get_scheduler_metadata(b, h, hk, d, seq_lens, dt, qsl, True, -1, isa,
+                                               os.environ.get("VLLM_CPU_ATTN_SPLIT_KV", "1") != "0", None, "auto")
+    q = (torch.rand(b, h, d) - 0.5).to(dt)
+    out = torch.empty(b, h, d, dtype=dt)
+    scale = d ** -0.5
+
+    def attend(table):
+        torch.ops._C.cpu_attention_with_kv_cache(q, key_cache, value_cache, out, qsl, seq_lens, scale, True, None,
+                                                 -1, table, 0.0, meta, None, None, 1.0, 1.0, "auto")
+        return out
+
+    return _Cycle(attend, tables), f"vllm_cpu_attention_{isa}"
+
+
 def _attention_fn(p: dict, cold_bytes: int):
+    if vllm_ops() is not None:
+        return _vllm_attention_fn(p, cold_bytes)
     import torch
     import torch.nn.functional as F
 
