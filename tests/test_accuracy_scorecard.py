@@ -313,6 +313,8 @@ def test_points_without_cuda_graphs_are_priced_with_the_host_launch_floor(points
     # torchao README: generate.py's --max_new_tokens default is 200 (not 100); per-user tok/s unchanged
     # (the fastest H100 row is int4wo-64 at 241.39 tok/s).
     ("torchao-quant-readme", "h100-sxm", "llama-3-8b", 1, 6, 200, 1000 / 241.39),
+    # vLLM PR 23197, Llama3.1-8B, new RTN (Int4), batch 16: 0.267 s / 32 tokens = 8.344 ms.
+    ("vllm-rtn-marlin-h100", "h100-sxm", "llama-3-8b", 16, 256, 32, 8.34375),
 ])
 def test_audited_points_as_their_sources_state_them(points, source_id, gpu, model, batch, input_len, output_len,
                                                     expect_ms):
