@@ -42,6 +42,11 @@ def _write_inputs(tmp: Path) -> None:
     inf = json.loads(ENGINE_FIX.read_text())
     inf["step_overhead_us"] = float("inf")
     (tmp / "inf_engine.json").write_text(json.dumps(inf))
+    # Engine files with one field of the wrong kind each: (file name, field, value).
+    for name, key, value in ENGINE_EDITS:
+        doc = json.loads(ENGINE_FIX.read_text())
+        doc[key] = value
+        (tmp / name).write_text(json.dumps(doc))
     (tmp / "afile").write_text("x\n")
     (tmp / "adir").mkdir()
     (tmp / "emptydir").mkdir()
@@ -56,6 +61,19 @@ def _write_inputs(tmp: Path) -> None:
     (tmp / "llama8k").mkdir()
     (tmp / "llama8k" / "config.json").write_text(json.dumps(cfg))
 
+
+ENGINE_EDITS = [
+    ("engine_huge_launch.json", "host_launch_us", 1e300),  # overflowed the step to a ZeroDivisionError
+    ("engine_huge_eff.json", "weight_read_efficiency", {"16": 1e300}),
+    ("engine_bool.json", "step_overhead_us", True),
+    ("engine_no_name.json", "name", None),
+    ("engine_hw_number.json", "hardware", 5),  # was an AttributeError traceback
+    ("engine_sources_text.json", "sources", "vllm"),
+    ("engine_fit_quality_text.json", "fit_quality", "good"),  # was an AttributeError traceback
+    ("engine_fit_quality_list.json", "fit_quality", {"parameters": {"step_overhead_us": [1.0]}}),
+    ("engine_fit_quality_key.json", "fit_quality", {"parameters": {"bogus": {"fitted": True, "value": 1.0,
+                                                                             "stderr": 0.1}}}),
+]
 
 # (id, argv with {t} for the case's folder, words the one stderr line must hold)
 CASES = [
@@ -112,6 +130,25 @@ CASES = [
     ("predict-engine-is-profile", "predict --model llama-3-8b --engine {t}/profile.json",
      "a hardware profile, not an engine profile"),
     ("predict-engine-inf", "predict --model llama-3-8b --engine {t}/inf_engine.json", "step_overhead_us"),
+    ("predict-engine-huge-launch", "predict --model llama-3-8b --engine {t}/engine_huge_launch.json",
+     "host_launch_us 1e+300 is above 1e+07"),
+    ("predict-engine-huge-efficiency", "predict --model llama-3-8b --engine {t}/engine_huge_eff.json",
+     "weight_read_efficiency[16] 1e+300 is above 100"),
+    ("predict-engine-bool", "predict --model llama-3-8b --engine {t}/engine_bool.json",
+     "step_overhead_us must be a number, got True"),
+    ("predict-engine-no-name", "predict --model llama-3-8b --engine {t}/engine_no_name.json",
+     "name must be a non-empty string"),
+    ("predict-engine-hardware-number", "predict --model llama-3-8b --engine {t}/engine_hw_number.json",
+     "hardware must be a string"),
+    ("predict-engine-sources-text", "predict --model llama-3-8b --engine {t}/engine_sources_text.json",
+     "sources must be a list of strings"),
+    ("predict-engine-fit-quality-text", "predict --model llama-3-8b --engine {t}/engine_fit_quality_text.json",
+     "fit_quality must be an object"),
+    ("frontier-engine-fit-quality-list", "frontier --model llama-3-8b --engine {t}/engine_fit_quality_list.json "
+     "--out {t}/f", "fit_quality must be an object whose parameters are objects"),
+    ("validate-engine-fit-quality-key", "validate --engine-results "
+     f"{FIX}/engines/vllm_bench_serve_llama-3.1-8b_c8.json --engine {{t}}/engine_fit_quality_key.json --out {{t}}/v",
+     "fit_quality: engine parameter 'bogus'"),
     ("predict-model-empty-config", "predict --model {t}/empty.json", "empty.json"),
     ("predict-model-truncated-config", "predict --model {t}/trunc.json", "trunc.json"),
     ("predict-model-is-profile", "predict --model {t}/profile.json", "profile.json"),

@@ -33,6 +33,16 @@ PER_LAYER_US = "per_layer_us"
 WEIGHT_READ_EFFICIENCY = "weight_read_efficiency"
 PARAM_KINDS = (STEP_OVERHEAD_US, PER_LAYER_US, WEIGHT_READ_EFFICIENCY)
 _KEY = re.compile(r"^weight_read_efficiency\[(\d+)\]$")
+# Beyond these a saved figure is a unit slip or a typo, not an engine, and the cost model would
+# print it as a speed (a 1e300 us launch overflows the step time to inf, then a ZeroDivisionError).
+# 10 s per step, layer or launch: the bound every microsecond figure of a hardware profile has
+# (model/profile_checks.py). Kernels per layer: a decoder layer launches tens (42 counted,
+# HF_LLAMA_KERNELS_PER_LAYER below). Weight-read efficiency is relative to the hardware profile's
+# memory term, so above 1 is possible (a CPU's bf16 kernels fitted 2.0 against its fp32 profile,
+# issue 21); 100 x is beyond any kernel.
+MAX_OVERHEAD_US = 1e7
+MAX_KERNELS_PER_LAYER = 1e4
+MAX_WEIGHT_READ_EFFICIENCY = 100.0
 
 
 @dataclass(frozen=True)
@@ -89,14 +99,36 @@ class EngineParam:
         return dataclasses.replace(engine, **{self.kind: value})
 
 
-def _valid(value, low: float, strict: bool) -> bool:
-    """A finite number (or an array of them, one per configuration) above `low`."""
+def _valid(value, low: float, strict: bool, high: float = math.inf) -> bool:
+    """A finite number (or an array of them, one per configuration) above `low`, at most `high`."""
     if isinstance(value, bool):
         return False
     if isinstance(value, np.ndarray):
         v = value.astype(float)
-        return bool(np.all(np.isfinite(v)) and np.all(v > low if strict else v >= low))
-    return isinstance(value, (int, float)) and math.isfinite(value) and (value > low if strict else value >= low)
+        return bool(np.all(np.isfinite(v)) and np.all(v > low if strict else v >= low) and np.all(v <= high))
+    return (isinstance(value, (int, float)) and math.isfinite(value) and (value > low if strict else value >= low)
+            and value <= high)
+
+
+def _check_text_fields(data: dict, source: str) -> None:
+    """The saved fields the cost model reads as text or as the fit's record: of the types written
+    (a hardware name is split on commas; fit_quality's parameters are drawn from in bands)."""
+    if not isinstance(data.get("hardware", ""), str):
+        raise UserError(f"{source}: hardware must be a string (the hardware profile fitted against)")
+    for key in ("sources", "notes"):
+        value = data.get(key, [])
+        if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            raise UserError(f"{source}: {key} must be a list of strings")
+    quality = data.get("fit_quality", {})
+    params = quality.get("parameters", {}) if isinstance(quality, dict) else None
+    if not isinstance(params, dict) or not all(isinstance(p, dict) for p in params.values()):
+        raise UserError(f"{source}: fit_quality must be an object whose parameters are objects "
+                        "(as `inferecon calibrate --engine-results` writes it)")
+    for key in params:
+        try:
+            EngineParam.from_key(key)
+        except UserError as exc:
+            raise UserError(f"{source}: fit_quality: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -132,16 +164,25 @@ class EngineProfile:
         return float(self.host_launch_us) * float(self.host_kernels_per_layer)
 
     def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise UserError(f"engine profile: name must be a non-empty string, got {self.name!r}")
         for name in ("step_overhead_us", "per_layer_us", "host_launch_us", "host_kernels_per_layer"):
             value = getattr(self, name)
+            high = MAX_KERNELS_PER_LAYER if name == "host_kernels_per_layer" else MAX_OVERHEAD_US
             if not _valid(value, 0.0, strict=False):
                 raise UserError(f"engine profile {self.name!r}: {name} must be a finite number >= 0, got {value!r}")
+            if not _valid(value, 0.0, strict=False, high=high):
+                raise UserError(f"engine profile {self.name!r}: {name} {value!r} is above {high:g}: a unit slip or "
+                                "a typo, not an engine")
         for bits, eff in self.weight_read_efficiency.items():
             if str(bits) not in WEIGHT_FORMATS:
                 raise UserError(f"engine profile {self.name!r}: weight_read_efficiency key {bits!r} is not one of "
                                 f"{', '.join(WEIGHT_FORMATS)} (bits per weight)")
             if not _valid(eff, 0.0, strict=True):
                 raise UserError(f"engine profile {self.name!r}: weight_read_efficiency[{bits}] must be > 0, got {eff!r}")
+            if not _valid(eff, 0.0, strict=True, high=MAX_WEIGHT_READ_EFFICIENCY):
+                raise UserError(f"engine profile {self.name!r}: weight_read_efficiency[{bits}] {eff!r} is above "
+                                f"{MAX_WEIGHT_READ_EFFICIENCY:g} times the hardware profile's bandwidth: a typo")
 
     def weight_efficiency(self, weight_bits: int) -> float | np.ndarray:
         value = self.weight_read_efficiency.get(str(int(weight_bits)), 1.0)
@@ -174,21 +215,27 @@ class EngineProfile:
                             f"this inferecon reads version {ENGINE_SCHEMA_VERSION}")
         if "name" not in data:
             raise UserError(f"{source}: missing field 'name'")
+        _check_text_fields(data, source)
         known = {f.name for f in dataclasses.fields(cls)}
         try:
             values = {k: v for k, v in data.items() if k in known}
             values["weight_read_efficiency"] = {str(k): float(v) for k, v in
                                                 dict(values.get("weight_read_efficiency") or {}).items()}
             for k in ("step_overhead_us", "per_layer_us", "host_launch_us", "host_kernels_per_layer"):
+                if isinstance(values.get(k), (bool, str)):  # float() would take true as 1 and "4" as 4
+                    raise UserError(f"{source}: {k} must be a number, got {values[k]!r}")
                 if k in values:
                     values[k] = float(values[k])
             if values.get("op_fits") is not None:
                 from inferecon.model.opfits import engine_op_fits_from_dict
 
                 values["op_fits"] = engine_op_fits_from_dict(values["op_fits"], f"{source}: op_fits")
-            return cls(**values)
+            profile = cls(**values)
         except (TypeError, ValueError) as exc:
             raise UserError(f"{source}: malformed engine profile ({exc})") from None
+        except UserError as exc:  # __post_init__'s checks, said with the file they came from
+            raise UserError(exc if str(exc).startswith(source) else f"{source}: {exc}") from None
+        return profile
 
     @classmethod
     def load(cls, path: str | Path) -> "EngineProfile":
