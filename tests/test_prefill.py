@@ -91,3 +91,31 @@ def test_bad_prompt_is_one_line(llama8b, h100):
         prefill_chunk(llama8b, h100, tokens=0)
     with pytest.raises(UserError, match="attention heads"):
         prefill_chunk(llama8b, h100, tokens=16, tp=64)
+
+
+def test_2d_grid_prefill_by_hand(h100):
+    # Llama 3 70B (hidden 8192, 80 layers, 64 heads, 8 KV heads of 128, MLP 28672), 2048
+    # tokens on tp 8, 1D and as a 2 x 4 grid (2 rows, 4 columns).
+    from inferecon.model import network as net
+    import numpy as np
+    m70 = resolve_model("llama-3-70b")
+    one = prefill_chunk(m70, h100, tokens=2048, tp=8)
+    two = prefill_chunk(m70, h100, tokens=2048, tp=8, tp_rows=2)
+    # Every weight is split over all 8 GPUs either way: the GEMM FLOPs per GPU are the same.
+    assert two.gemm_flops_per_gpu == pytest.approx(one.gemm_flops_per_gpu, rel=1e-12)
+    # Heads over the 2 rows only (the 4 columns repeat attention): 4 x 32 heads x 128 x 2048 x
+    # 1024 x 80 layers = 2,748,779,069,440 FLOP per GPU; 1D: 8 heads per GPU, a quarter.
+    assert two.flops_per_gpu - two.gemm_flops_per_gpu == pytest.approx(2_748_779_069_440, rel=1e-12)
+    assert one.flops_per_gpu - one.gemm_flops_per_gpu == pytest.approx(2_748_779_069_440 / 4, rel=1e-12)
+    # Reductions, bf16 (2 B), per layer: QKV over a row of 4: 2048 x (64 + 16) x 128 / 2 rows x
+    # 2 B = 20,971,520 B; gate/up over the row: 2048 x 2 x 28672 / 2 x 2 B = 117,440,512 B;
+    # attention-out and down over a column of 2 GPUs 4 apart: 2048 x 8192 / 4 x 2 B = 8,388,608 B
+    # each. 1D: two of 2048 x 8192 x 2 B = 33,554,432 B over all 8.
+    def ar(group, stride, nbytes):
+        return float(net.collective_time_s(h100, net.ALL_REDUCE, np.asarray([group]), np.asarray([stride]),
+                                           np.asarray([float(nbytes)]))[0])
+    want_2d = 80 * (ar(4, 1, 20_971_520) + ar(4, 1, 117_440_512) + 2 * ar(2, 4, 8_388_608))
+    assert two.t_allreduce_s == pytest.approx(want_2d, rel=1e-9)
+    assert one.t_allreduce_s == pytest.approx(80 * 2 * ar(8, 1, 33_554_432), rel=1e-9)
+    with pytest.raises(UserError, match="does not divide"):
+        prefill_chunk(m70, h100, tokens=16, tp=8, tp_rows=3)

@@ -36,7 +36,7 @@ def test_speculative_request_figures_by_hand(h100, monkeypatch):
     # 8 x H100, 20000-token prompts, 200 out, vLLM's 8192-token budget.
     calls = []
 
-    def fake_chunk(model, hw, *, tokens, prior_tokens, tp, pp, ep, engine, last_chunk, decode_tokens, opts):
+    def fake_chunk(model, hw, *, tokens, prior_tokens, tp, pp, ep, engine, last_chunk, decode_tokens, opts, tp_rows=1):
         calls.append((model.name, tp, pp, ep, decode_tokens))
         return SimpleNamespace(t_prefill_s=2e-3 if model.name == "llama-3-70b" else 0.5e-3)
 
@@ -45,7 +45,7 @@ def test_speculative_request_figures_by_hand(h100, monkeypatch):
     table = request_table(target, h100, input_len=20000, output_len=200, space=SearchSpace(max_gpus=8),
                           draft=draft, acceptance=0.8)
     context = 20000 + 100
-    spec = table[(table.tp == 8) & (table.pp == 1) & (table.batch == 4) & (table.gamma == 4)].iloc[0]
+    spec = table[(table.tp == 8) & (table.tp_r == 1) & (table.pp == 1) & (table.batch == 4) & (table.gamma == 4)].iloc[0]
     # E = (1 - 0.8^5) / (1 - 0.8) = (1 - 0.32768) / 0.2 = 3.3616 tokens a round.
     assert spec.tokens_per_step == pytest.approx(3.3616)
     # The step carries 4 x 5 = 20 target tokens: chunks of 8172, so 20000 tokens take 3 chunks,
@@ -64,7 +64,7 @@ def test_speculative_request_figures_by_hand(h100, monkeypatch):
     assert spec.usd_per_m_output_tokens == pytest.approx(usd * (1 - share) / 200 * 1e6)
     # Without speculation the same layout and batch: 4 tokens a step, chunks of 8188, 3 of
     # them at 2 ms each (no draft), spread as 4 x 6 / 200 = 0.12 ms a token.
-    plain = table[(table.tp == 8) & (table.pp == 1) & (table.batch == 4) & (table.gamma == 0)].iloc[0]
+    plain = table[(table.tp == 8) & (table.tp_r == 1) & (table.pp == 1) & (table.batch == 4) & (table.gamma == 0)].iloc[0]
     t0 = _step_s(target, h100, 8, 4, 0, context) * 1e3
     assert (plain.tokens_per_step, plain.prefill_ms) == (1.0, pytest.approx(6.0))
     assert plain.tpot_ms == pytest.approx(t0 + 0.12)
@@ -159,10 +159,13 @@ def test_cli_speculative_request_frontier(tmp_path, capsys):
 def test_cli_no_latency_request_frontier_keeps_splittable_heads(tmp_path, capsys):
     # --no-latency lets tp exceed the heads; the prefill splits heads evenly, so those layouts
     # are left out of the request search (was: "--tp 64: ... more than 32 attention heads").
+    # A 2D grid splits the heads over its rows only, so tp 64 as 8 x 8 is kept: the heads'
+    # axis (the rows in 2D, the whole group in 1D) is what must stay within 32.
     assert cli.main(["frontier", "--model", "llama-3-8b", "--no-latency", "--input-len", "100", "--output-len", "10",
                      "--draws", "0", "--max-gpus", "64", "--out", str(tmp_path)]) == 0
     df = pd.read_csv(tmp_path / "request_frontier.csv")
-    assert df.tp.max() <= 32
+    axis = df.tp_r.where(df.tp_r > 1, df.tp)
+    assert axis.max() <= 32
 
 
 @pytest.mark.parametrize("argv, says", [

@@ -3,7 +3,9 @@ in the paper's four terms.
 
 A chunk of c prompt tokens, with P tokens of the same prompt already in the KV cache (P = 0
 for a whole prompt), passes every layer of every pipeline stage in turn. Per layer, on one GPU
-of a stage (1D tensor parallelism over tp GPUs, heads split over tp; experts over ep · tp):
+of a stage (1D tensor parallelism over tp GPUs, heads split over tp; experts over ep · tp; a
+2D grid of tp_rows x tp / tp_rows GPUs splits each weight over both axes and the heads over the
+rows, with four reductions a layer, as the decode step, model/terms.py):
 
 - the weight GEMMs at M = c (QKV, attention-out, gate/up, down; MLA's projections as one GEMM of
   all attention weights, the un-absorbed form engines run at prefill; routed experts as two
@@ -155,22 +157,33 @@ def _context_attention_fit(model: ModelSpec, hw: HardwareProfile):
     return by.get(want) or by.get("bf16") or fits.context_attention[0]
 
 
-def check_prefill_layout(model: ModelSpec, tp: int, pp: int, ep: int) -> None:
+def check_prefill_layout(model: ModelSpec, tp: int, pp: int, ep: int, tp_rows: int = 1) -> None:
     from inferecon.model.layout import layout_problem
 
-    for name, v in (("tp", tp), ("pp", pp), ("ep", ep)):
+    for name, v in (("tp", tp), ("pp", pp), ("ep", ep), ("tp_rows", tp_rows)):
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
             raise RequestError(name, v, f"{name} must be a whole number >= 1")
-    problem = layout_problem(model, tp, pp, ep)
+    if tp % tp_rows:
+        raise RequestError("tp_rows", tp_rows, f"a 2D grid of {tp_rows} rows does not divide tp {tp}")
+    problem = layout_problem(model, tp, pp, ep, tp_rows=tp_rows)
     if problem is not None:
         raise problem
 
 
-def _token_ops(model, hw, acc, m, lm_rows, tp, pp, ep, op_level, pricing):
+def _token_ops(model, hw, acc, m, lm_rows, tp, pp, ep, op_level, pricing, tp_rows=1):
     """The ops whose cost follows the tokens through the weights: GEMMs at M = m, the lm head at
     M = lm_rows, the all-reduces, all-to-alls and pipeline hops of m tokens. Per stage except
-    the hops (whole instance). Returns the GEMM FLOPs per GPU per stage."""
+    the hops (whole instance). Returns the GEMM FLOPs per GPU per stage.
+
+    tp_rows > 1: a 2D weight-stationary grid of r = tp_rows rows x c = tp / r columns, as the
+    decode step prices it (model/terms.py, Pope et al. 2022): every weight matrix is split over
+    both axes, the output width over the rows (heads over the rows) and the reduced width over
+    the columns, so a GEMM's FLOPs per GPU are 1/tp of the whole either way; what changes is the
+    collectives: QKV and gate/up partial sums all-reduced over a row of c GPUs (M x width / r
+    words), attention-out and down over a column of r GPUs, c apart (M x d_model / c words)."""
     t0_us, F, B, (a_b, w_b, o_b) = pricing
+    r = int(tp_rows)
+    c = tp // r if r > 1 else 1  # the columns d_model is split over: none in 1D
     layers = model.n_layers / pp
     moe_layers = model.n_moe_layers / pp
     dense_layers = layers - moe_layers
@@ -191,34 +204,50 @@ def _token_ops(model, hw, acc, m, lm_rows, tp, pp, ep, op_level, pricing):
         acc.add("gemm", arithmetic=f if f > b else 0.0, memory=b if b >= f else 0.0,
                 latency=count * t0_us * 1e-6)
 
+    # Output width split over the heads' axis (tp in 1D, the r rows in 2D), the reduced width
+    # d_model over the c columns (1 in 1D): one rule for both.
+    hx = tp if r == 1 else r
     if model.is_mla:
-        gemm(layers, m, model.attention_params / d / tp, d)
+        gemm(layers, m, model.attention_params / d / hx, d / c)
     else:
         q = model.n_heads * model.d_head
-        kv = 2.0 * model.d_head * max(model.n_kv_heads / tp, 1.0)
-        gemm(layers, m, q / tp + kv, d)
-        gemm(layers, m, d, q / tp)
+        kv = 2.0 * model.d_head * max(model.n_kv_heads / hx, 1.0)
+        gemm(layers, m, q / hx + kv, d / c)
+        gemm(layers, m, d / c, q / hx)
     gated = model.mlp_matrices - 1
     if dense_layers > 0:
-        gemm(dense_layers, m, gated * model.d_ff / tp, d)
-        gemm(dense_layers, m, d, model.d_ff / tp)
+        gemm(dense_layers, m, gated * model.d_ff / hx, d / c)
+        gemm(dense_layers, m, d / c, model.d_ff / hx)
     if model.is_moe and moe_layers > 0 and m > 0:
         ff = float(model.d_ff_expert)
         gemm(moe_layers, m, model.n_experts, d, wbytes=model.act_bytes)  # router, 16-bit
         if model.n_shared_experts:
             width = ff * model.n_shared_experts
-            gemm(moe_layers, m, gated * width / tp, d)
-            gemm(moe_layers, m, d, width / tp)
+            gemm(moe_layers, m, gated * width / hx, d / c)
+            gemm(moe_layers, m, d / c, width / hx)
         k_act = float(model.n_active_experts)
         # m tokens pick k of E experts each; this rank holds E/ep of them (balanced routing).
         touched = model.n_experts / ep * (1.0 - (1.0 - k_act / model.n_experts) ** m)
         rows = m * k_act / ep
-        gemm(moe_layers, rows, gated * ff / tp, d, weight_elems=touched * gated * ff / tp * d)
-        gemm(moe_layers, rows, d, ff / tp, weight_elems=touched * d * ff / tp)
-    gemm(1.0 / pp, lm_rows, model.vocab_size / tp, d)
+        gemm(moe_layers, rows, gated * ff / hx, d / c, weight_elems=touched * gated * ff / tp * d)
+        gemm(moe_layers, rows, d / c, ff / hx, weight_elems=touched * d * ff / tp)
+    gemm(1.0 / pp, lm_rows, model.vocab_size / hx, d / c)
 
-    if tp > 1 and m > 0:
+    if tp > 1 and m > 0 and r == 1:
         acc.add("allreduce", network=2.0 * layers * _collective_s(hw, net.ALL_REDUCE, tp, 1, m * d * model.act_bytes))
+    elif m > 0 and r > 1:
+        ab = m * model.act_bytes
+        qkv_words = (model.n_heads + 2 * model.n_kv_heads) * model.d_head
+        if model.is_mla:
+            qkv_words = model.attention_params / d - model.n_heads * model.v_head_dim
+        # Gate/up partial sums span the MLP's hidden width: d_ff in dense layers; in MoE layers
+        # the experts a token picks plus the shared ones (as the decode step's 2D reductions).
+        moe_ff = (model.n_active_experts + model.n_shared_experts) * model.d_ff_expert if model.is_moe else 0.0
+        row = (layers * _collective_s(hw, net.ALL_REDUCE, c, 1, ab * qkv_words / r)
+               + dense_layers * _collective_s(hw, net.ALL_REDUCE, c, 1, ab * gated * model.d_ff / r)
+               + moe_layers * (_collective_s(hw, net.ALL_REDUCE, c, 1, ab * gated * moe_ff / r) if moe_ff else 0.0))
+        col = 2.0 * layers * _collective_s(hw, net.ALL_REDUCE, r, c, ab * d / c)
+        acc.add("allreduce", network=row + col)
     if model.is_moe and ep > 1 and m > 0:
         from inferecon.model.terms import dispatch_bytes
 
@@ -256,7 +285,7 @@ def _collective_s(hw, op, group, stride, nbytes) -> float:
 
 def prefill_chunk(model: ModelSpec, hw: HardwareProfile, *, tokens: int, prior_tokens: int = 0, tp: int = 1,
                   pp: int = 1, ep: int = 1, engine: EngineProfile | None = None, last_chunk: bool = True,
-                  decode_tokens: int = 0, opts: PrefillOptions = PrefillOptions()) -> PrefillCost:
+                  decode_tokens: int = 0, opts: PrefillOptions = PrefillOptions(), tp_rows: int = 1) -> PrefillCost:
     """Prefill of `tokens` prompt tokens after `prior_tokens` already cached, on one instance of
     tp x pp x ep GPUs (module docstring). `last_chunk`: the lm head runs (on one position).
 
@@ -266,12 +295,12 @@ def prefill_chunk(model: ModelSpec, hw: HardwareProfile, *, tokens: int, prior_t
     alone (the weights are read once for both), plus the chunk's attention, KV write and
     activations; no second step overhead."""
     return prefill_step(model, hw, chunks=[(tokens, prior_tokens, last_chunk)], tp=tp, pp=pp, ep=ep, engine=engine,
-                        decode_tokens=decode_tokens, opts=opts)
+                        decode_tokens=decode_tokens, opts=opts, tp_rows=tp_rows)
 
 
 def prefill_step(model: ModelSpec, hw: HardwareProfile, *, chunks, tp: int = 1, pp: int = 1, ep: int = 1,
                  engine: EngineProfile | None = None, decode_tokens: int = 0,
-                 opts: PrefillOptions = PrefillOptions()) -> PrefillCost:
+                 opts: PrefillOptions = PrefillOptions(), tp_rows: int = 1) -> PrefillCost:
     """The prompt chunks one engine step carries, priced together: `chunks` is a list of
     (tokens, prior_tokens, last_chunk), one per prompt. The batched prompts' tokens are packed
     into one token dimension (vLLM, SGLang and TensorRT-LLM all run packed, unpadded inputs),
@@ -279,7 +308,9 @@ def prefill_step(model: ModelSpec, hw: HardwareProfile, *, chunks, tp: int = 1, 
     and each prompt's attention, KV write and activations add. Forty 200-token prompts in one
     step are an 8,000-row GEMM, compute-bound; priced one by one beside a decode batch each
     would look almost free (a 200-row GEMM is still weight-bound). `tokens` of the result is
-    the sum over the chunks, `prior_tokens` the first chunk's."""
+    the sum over the chunks, `prior_tokens` the first chunk's. `tp_rows` > 1: the tp GPUs of a
+    stage as a 2D grid of tp_rows rows (_token_ops), heads and attention over the rows only
+    (a grid's columns repeat it, as at decode)."""
     if not chunks:
         raise RequestError("input_len", 0, "a prefill step needs at least one prompt chunk")
     for tokens, prior_tokens, _ in chunks:
@@ -289,22 +320,22 @@ def prefill_step(model: ModelSpec, hw: HardwareProfile, *, chunks, tp: int = 1, 
             raise RequestError("input_len", prior_tokens, "tokens already cached cannot be negative")
     if decode_tokens < 0:
         raise RequestError("input_len", decode_tokens, "decode tokens in a step cannot be negative")
-    check_prefill_layout(model, tp, pp, ep)
+    check_prefill_layout(model, tp, pp, ep, tp_rows)
     op_level = getattr(hw, "op_fits", None) is not None
     c_total = float(sum(int(t) for t, _, _ in chunks))
     layers = model.n_layers / pp
     d = float(model.d_model)
-    heads_axis = float(tp)
+    heads_axis = float(tp if tp_rows == 1 else tp_rows)
     pricing = _gemm_pricing(model, hw)
     B = pricing[2]
     acc = _Terms()
     lm = float(sum(1 for _, _, last in chunks if last))
     gemm_flops = _token_ops(model, hw, acc, c_total + decode_tokens, lm + decode_tokens, tp, pp, ep, op_level,
-                            pricing)
+                            pricing, tp_rows)
     if decode_tokens:
         base = _Terms()
         gemm_flops -= _token_ops(model, hw, base, float(decode_tokens), float(decode_tokens), tp, pp, ep,
-                                 op_level, pricing)
+                                 op_level, pricing, tp_rows)
         for k in TERMS:
             acc.t[k] -= base.t[k]
         for k in FAMILIES:
@@ -383,11 +414,12 @@ def chunk_plan(input_len: int, chunk_tokens: int | None) -> list[tuple[int, int]
 
 def prefill_time_s(model: ModelSpec, hw: HardwareProfile, *, input_len: int, tp: int = 1, pp: int = 1,
                    ep: int = 1, engine: EngineProfile | None = None, chunk_tokens: int | None = None,
-                   decode_tokens: int = 0, opts: PrefillOptions = PrefillOptions()) -> float:
+                   decode_tokens: int = 0, opts: PrefillOptions = PrefillOptions(), tp_rows: int = 1) -> float:
     """Seconds to prefill one whole prompt on the instance, chunk after chunk: alone, or with
     decode_tokens > 0 the time its chunks add to steps that already carry that many decode
     tokens (prefill_chunk)."""
     plan = chunk_plan(input_len, chunk_tokens)
     return sum(prefill_chunk(model, hw, tokens=n, prior_tokens=p, tp=tp, pp=pp, ep=ep, engine=engine,
-                             last_chunk=(i == len(plan) - 1), decode_tokens=decode_tokens, opts=opts).t_prefill_s
+                             last_chunk=(i == len(plan) - 1), decode_tokens=decode_tokens, opts=opts,
+                             tp_rows=tp_rows).t_prefill_s
                for i, (n, p) in enumerate(plan))

@@ -21,10 +21,10 @@ target (the draft must hold the prompt's KV cache to propose from it): m is both
 its own one token per sequence per pass, on the same GPUs. As in the decode search, speculation
 is tried on single-stage layouts only.
 
-Layouts: the decode search's 1D ones, pipeline and expert parallelism included. Left out, and
-why: 2D tensor-parallel grids (model/prefill.py prices 1D tensor parallelism only: a grid's
-prefill, with attention repeated over its columns and four reductions a layer, has no model
-yet); layouts whose tensor parallelism does not split the heads evenly (the --no-latency
+Layouts: the decode search's, pipeline and expert parallelism and 2D tensor-parallel grids
+included (model/prefill.py prices a grid's prefill as the decode step prices its decode: each
+weight split over rows and columns, heads and attention over the rows, four reductions a
+layer). Left out, and why: layouts whose tensor parallelism does not split the heads evenly (the --no-latency
 counterfactual's unbounded tp; the prefill splits heads as an engine does), and speculative rows
 whose layout does not split the draft's heads; batches whose step takes more than half the token
 budget (prompts would trickle in a few tokens a step, and a step filling it would admit none).
@@ -55,10 +55,11 @@ _BATCH_KNOTS = (1, 8, 64, 512, 4096)
 
 
 def _marginal_prefill_s(model, hw, key, batch, input_len, chunk, engine, popts, cache, draft=None) -> float:
-    """The prompt's marginal prefill at layout key = (tp, pp, ep, gamma) in steps of `batch`
-    sequences: the target's (its step carries batch · (γ + 1) tokens, which leave the rest of
-    the budget to the chunk) plus, with γ > 0, the draft's over the same chunks."""
-    tp, pp, ep, gamma = key
+    """The prompt's marginal prefill at layout key = (tp, pp, ep, gamma, tp_rows) in steps of
+    `batch` sequences: the target's (its step carries batch · (γ + 1) tokens, which leave the
+    rest of the budget to the chunk) plus, with γ > 0, the draft's over the same chunks, on the
+    same grid."""
+    tp, pp, ep, gamma, tp_rows = key
     per_seq = gamma + 1
     if key not in cache:
         top = max(chunk // (2 * per_seq), 1)
@@ -67,24 +68,25 @@ def _marginal_prefill_s(model, hw, key, batch, input_len, chunk, engine, popts, 
         for b in knots:
             room = max(chunk - b * per_seq, 1)  # the budget the step's decode tokens leave the chunks
             t = prefill_time_s(model, hw, input_len=input_len, tp=tp, pp=pp, ep=ep, engine=engine, chunk_tokens=room,
-                               decode_tokens=b * per_seq, opts=popts)
+                               decode_tokens=b * per_seq, opts=popts, tp_rows=tp_rows)
             if gamma:
                 # A dense draft on an expert-parallel layout is one replica per ep rank, each on
                 # its own micro-batch (as terms._stage prices its decode): the prompt joins one.
                 d_ep, d_tokens = (ep, b) if draft.is_moe else (1, b / ep)
                 t += prefill_time_s(draft, hw, input_len=input_len, tp=tp, pp=1, ep=d_ep, engine=engine,
-                                    chunk_tokens=room, decode_tokens=d_tokens, opts=popts)
+                                    chunk_tokens=room, decode_tokens=d_tokens, opts=popts, tp_rows=tp_rows)
             vals.append(t)
         cache[key] = (np.log(knots), np.asarray(vals))
     x, y = cache[key]
     return float(np.interp(np.log(batch), x, y))
 
 
-def _prefill_can_split(model, draft, tp, pp, ep, gamma) -> bool:
-    """Whether the prefill model takes this layout (even head split; a dense draft runs ep = 1)."""
-    if layout_problem(model, int(tp), int(pp), int(ep)) is not None:
+def _prefill_can_split(model, draft, tp, pp, ep, gamma, tp_rows) -> bool:
+    """Whether the prefill model takes this layout (even head split over the heads' axis; a
+    dense draft runs ep = 1)."""
+    if layout_problem(model, int(tp), int(pp), int(ep), tp_rows=int(tp_rows)) is not None:
         return False
-    if gamma and layout_problem(draft, int(tp), 1, int(ep) if draft.is_moe else 1) is not None:
+    if gamma and layout_problem(draft, int(tp), 1, int(ep) if draft.is_moe else 1, tp_rows=int(tp_rows)) is not None:
         return False
     return True
 
@@ -102,8 +104,7 @@ def request_table(model: ModelSpec, hw: HardwareProfile, *, input_len: int, outp
     context = input_len + output_len // 2
     validate_request(model, hw, context, acceptance, draft)
     lay = build_layouts(model, hw, space, with_spec=draft is not None)
-    lay = lay.subset(np.flatnonzero(lay.tp_r == 1))
-    keys = list(zip(lay.tp.tolist(), lay.pp.tolist(), lay.ep.tolist(), lay.gamma.tolist()))
+    keys = list(zip(lay.tp.tolist(), lay.pp.tolist(), lay.ep.tolist(), lay.gamma.tolist(), lay.tp_r.tolist()))
     splits = {k: _prefill_can_split(model, draft, *k) for k in set(keys)}
     lay = lay.subset(np.flatnonzero([splits[k] for k in keys]))
     res = evaluate(model, hw, lay, context, draft=draft, acceptance=acceptance, opts=opts, engine=engine)
@@ -115,13 +116,14 @@ def request_table(model: ModelSpec, hw: HardwareProfile, *, input_len: int, outp
                            f"{space.max_gpus} x {hw.display_name}: it needs more GPUs, fewer bits or shorter requests")
     rows = np.flatnonzero(ok)
     tp, pp, ep, gamma = lay.tp[rows], lay.pp[rows], lay.ep[rows], lay.gamma[rows]
+    tp_r, tp_c = lay.tp_r[rows], lay.tp_c[rows]
     batch = lay.batch[rows].astype(float)
     n_gpu = lay.n_gpu[rows].astype(float)
     t_step = np.asarray(res.t_step_s)[rows]
     per_step = np.asarray(res.tokens_per_step, dtype=float)[rows]  # E: tokens a step yields per sequence
     cache: dict = {}
-    marg = np.array([_marginal_prefill_s(model, hw, (int(tp[i]), int(pp[i]), int(ep[i]), int(gamma[i])), batch[i],
-                                         input_len, chunk, engine, popts, cache, draft)
+    marg = np.array([_marginal_prefill_s(model, hw, (int(tp[i]), int(pp[i]), int(ep[i]), int(gamma[i]), int(tp_r[i])),
+                                         batch[i], input_len, chunk, engine, popts, cache, draft)
                      for i in range(len(rows))])
     ttft = t_step + marg
     tpot = t_step / per_step + batch * marg / output_len
@@ -130,7 +132,8 @@ def request_table(model: ModelSpec, hw: HardwareProfile, *, input_len: int, outp
     share_in = batch * marg / (output_len * tpot)
     spec = gamma > 0
     return pd.DataFrame(dict(
-        model=model.name, gpu=hw.name, n_gpu=n_gpu.astype(int), tp=tp, pp=pp, ep=ep, batch=batch.astype(int),
+        model=model.name, gpu=hw.name, n_gpu=n_gpu.astype(int), tp=tp, tp_r=tp_r, tp_c=tp_c, pp=pp, ep=ep,
+        batch=batch.astype(int),
         gamma=gamma, draft=np.where(spec, draft.name if draft else "", ""),
         acceptance=np.where(spec, acceptance, np.nan), tokens_per_step=per_step,
         input_len=input_len, output_len=output_len, chunk_tokens=chunk,
@@ -143,7 +146,9 @@ def request_table(model: ModelSpec, hw: HardwareProfile, *, input_len: int, outp
 
 def _configuration(r) -> str:
     spec = f", γ {r.gamma} with draft {r.draft}" if r.gamma else ""
-    return f"tp {r.tp}, pp {r.pp}, ep {r.ep} on {r.n_gpu} GPUs, batch {r.batch}{spec}"
+    rows = int(getattr(r, "tp_r", 1))  # tables built elsewhere (tests) may carry 1D layouts only
+    grid = f" ({rows} x {r.tp // rows} grid)" if rows > 1 else ""
+    return f"tp {r.tp}{grid}, pp {r.pp}, ep {r.ep} on {r.n_gpu} GPUs, batch {r.batch}{spec}"
 
 
 def request_frontier(table: pd.DataFrame, ttft_ms: float | None = None, tpot_ms: float | None = None) -> pd.DataFrame:

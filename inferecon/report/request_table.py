@@ -39,7 +39,8 @@ def format_request_frontier(front, label: str, ttft_ms, tpot_ms, rows: int) -> s
              f"{'GPUs':>5} {'tp':>3} {'pp':>3} {'ep':>3} {'batch':>6} {'γ':>2} | {'TTFT ms':>8} {'TPOT ms':>8} "
              f"{'latency s':>9} | {'$/M req':>9} {'$/M in':>8} {'$/M out':>8}"]
     for r in front.head(rows).itertuples():
-        lines.append(f"{r.n_gpu:5d} {r.tp:3d} {r.pp:3d} {r.ep:3d} {r.batch:6d} {r.gamma:2d} | {r.ttft_ms:8.1f} {r.tpot_ms:8.2f} "
+        tp = f"{r.tp_r}x{r.tp_c}" if getattr(r, "tp_r", 1) > 1 else f"{r.tp}"  # a 2D grid as rows x columns
+        lines.append(f"{r.n_gpu:5d} {tp:>3} {r.pp:3d} {r.ep:3d} {r.batch:6d} {r.gamma:2d} | {r.ttft_ms:8.1f} {r.tpot_ms:8.2f} "
                      f"{r.request_latency_s:9.2f} | {r.usd_per_m_requests:9.2f} {r.usd_per_m_input_tokens:8.4f} "
                      f"{r.usd_per_m_output_tokens:8.4f}")
     if len(front) > rows:
