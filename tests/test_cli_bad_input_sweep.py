@@ -253,7 +253,8 @@ CASES = [
     # -- regress --------------------------------------------------------------------------------
     ("regress-no-candidate", "regress --baseline {t}/adir", "--candidate"),
     ("regress-candidate-missing", "regress --baseline {t}/adir --candidate {t}/nope", "nope"),
-    ("regress-candidate-file", "regress --baseline {t}/adir --candidate {t}/afile", "afile"),
+    ("regress-candidate-file", "regress --baseline {t}/adir --candidate {t}/afile",
+     "--candidate {t}/afile: a file, not a run directory"),
     ("regress-runs-empty-folders", "regress --baseline {t}/adir --candidate {t}/emptydir",
      "adir is not a run directory (no manifest.json)"),
     ("regress-baseline-list-manifest", "regress --baseline {t}/listrun --candidate {t}/badrun",
@@ -284,7 +285,7 @@ CASES = [
     ("regress-save-file", "regress --save-baseline {t}/afile --baselines-dir {t}/bl", "afile"),
     # -- report --------------------------------------------------------------------------------
     ("report-missing", "report {t}/nope", "nope"),
-    ("report-file", "report {t}/afile", "afile"),
+    ("report-file", "report {t}/afile", "afile: a file, not a run directory"),
     ("report-empty-folder", "report {t}/emptydir", "emptydir"),
     ("report-truncated-manifest", "report {t}/badrun", "manifest.json: not valid JSON"),
     ("report-list-manifest", "report {t}/listrun", "manifest.json: not a run manifest"),

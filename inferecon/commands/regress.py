@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 
 from inferecon import cli_args
-from inferecon.core.errors import RequestError, UserError
+from inferecon.core.errors import RequestError, UserError, existing_dir
 from inferecon.report.regress_report import render
 
 
@@ -201,9 +201,7 @@ def run(args) -> int:
         return 0
     if not args.candidate:
         raise UserError("--candidate RUN_DIR is required (or --save-baseline RUN_DIR)")
-    cand = Path(args.candidate)
-    if not cand.is_dir():
-        raise UserError(f"--candidate {cand}: no such run directory")
+    cand = existing_dir(args.candidate, flag="--candidate")
     drift = parse_fraction(args.drift, "--drift")
     if not (math.isfinite(drift) and drift >= 0):
         raise UserError(f"--drift must be a spread of 0% or more, got {args.drift!r}")
@@ -227,8 +225,7 @@ def run(args) -> int:
         bases = [Path(b) for b in args.baseline]
     out = Path(args.out) if args.out else cand
     for base in bases:
-        if not base.is_dir():
-            raise UserError(f"--baseline {base}: no such run directory")
+        existing_dir(base, flag="--baseline")
         if base.resolve() == cand.resolve():
             raise UserError("--baseline and --candidate are the same run directory")
         if out.resolve() == base.resolve():

@@ -57,9 +57,9 @@ def run(args) -> int:
     from inferecon.core.outpath import check_out_dir, check_out_file, write_text
     from inferecon.report.calibration_report import render_report, write_calibration_outputs
 
-    run_dir = Path(args.run_dir)
-    if not run_dir.is_dir():
-        raise UserError(f"{run_dir}: no such run directory")
+    from inferecon.core.errors import existing_dir
+
+    run_dir = existing_dir(args.run_dir)
     # Checked before any fit: a page that cannot be written fails in one line.
     out = check_out_file(args.out) if args.out is not None else check_out_dir(run_dir, flag="RUN_DIR") / "report.html"
     if not _has_results(run_dir):

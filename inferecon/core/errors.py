@@ -74,6 +74,20 @@ def lookup(kind: str, name: str, table: dict, aliases: dict, hint: str):
     raise UserError(f"unknown {kind} {name!r}{suggest(name, list(table))}; `inferecon specs` lists them, {hint}")
 
 
+def existing_dir(path, what: str = "run directory", flag: str = ""):
+    """`path` as a folder that exists, or a UserError that says whether it is missing or a file
+    (`flag` leads the message where the path came from an option: "--candidate")."""
+    from pathlib import Path
+
+    path = Path(path)
+    lead = f"{flag} {path}" if flag else str(path)
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise UserError(f"{lead}: a file, not a {what}")
+    raise UserError(f"{lead}: no such {what}")
+
+
 def load_json(path, what: str):
     """The JSON in `path`, or a UserError naming `what` was expected there."""
     import json
