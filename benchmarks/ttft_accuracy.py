@@ -245,6 +245,11 @@ def load_bucket(row: dict) -> str:
     return "C = 1" if c == 1 else "C 2-25" if c <= 25 else "C 26-100" if c <= 100 else "C > 100"
 
 
+def kv_unstated(notes: str) -> bool:
+    """Whether a point's notes say its source does not state the KV-cache precision."""
+    return "kv precision not stated" in (notes or "").lower()
+
+
 def price_point(p: Point, pr: Pricing, kv_bits: int | None, sim: bool) -> dict:
     """One point's predictions (None where the model refuses it, with the reason)."""
     from inferecon.core.errors import UserError
@@ -259,7 +264,8 @@ def price_point(p: Point, pr: Pricing, kv_bits: int | None, sim: bool) -> dict:
                decode_batch=None, refused="", sim_ttft_ms=None, sim_tpot_ms=None, profile=pr.label,
                profile_note=pr.why)
     try:
-        model = acc.resolve_model(p.model).with_precision(p.weight_bits, kv_bits or p.kv_bits)
+        kv = kv_bits if kv_bits and kv_unstated(p.notes) else p.kv_bits
+        model = acc.resolve_model(p.model).with_precision(p.weight_bits, kv)
         engine = pr.engine
         if pr.engine is not None:
             model = acc.opdb_model(model, p.weight_format)
@@ -364,7 +370,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="write the per-point table as CSV here")
     ap.add_argument("--no-sim", action="store_true", help="skip the explicit closed-loop simulation column")
     ap.add_argument("--kv-bits", type=int, default=None, choices=(8, 16),
-                    help="price every point's KV cache at this precision instead of the CSV's (a sensitivity check)")
+                    help="price the KV cache at this precision on the points whose notes say their source does not "
+                         "state it (the CSV's kv_bits is then an assumption; a sensitivity check)")
     args = ap.parse_args(argv)
 
     from inferecon.core.errors import UserError

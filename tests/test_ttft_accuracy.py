@@ -91,3 +91,9 @@ def test_load_buckets():
     assert [tta.load_bucket(dict(request_rate=None, concurrency=c)) for c in (1, 2, 25, 26, 100, 101)] == \
         ["C = 1", "C 2-25", "C 2-25", "C 26-100", "C 26-100", "C > 100"]
     assert tta.load_bucket(dict(request_rate=4.0, concurrency=None)) == "rate"
+
+
+def test_kv_sensitivity_touches_only_points_whose_source_does_not_state_it():
+    assert tta.kv_unstated("fp8 TP1; KV precision not stated by the page (16-bit kept)")
+    assert not tta.kv_unstated("H100 engines built with --enable_fp8 --fp8_kv_cache (FP8 weights and KV)")
+    assert not tta.kv_unstated("")
