@@ -36,6 +36,7 @@ def _write_inputs(tmp: Path) -> None:
     (tmp / "notjson.txt").write_text("this is not a result file\n")
     (tmp / "profile.json").write_text(PROFILE_FIX.read_text())
     (tmp / "engine.json").write_text(ENGINE_FIX.read_text())
+    (tmp / "cpu_profile.json").write_text((FIX / "validate" / "cpu_profile.json").read_text())  # a CPU calibration
     nan = json.loads(PROFILE_FIX.read_text())
     nan["memory"]["bandwidth_gbps"] = float("nan")
     (tmp / "nan_profile.json").write_text(json.dumps(nan))  # json writes the NaN literal Python reads back
@@ -212,18 +213,20 @@ CASES = [
     ("validate-hardware-is-engine", "validate --hardware {t}/engine.json --model tiny-llama --out {t}/v",
      "an engine profile, not a hardware profile"),
     ("validate-hardware-folder", "validate --hardware {t}/adir --model tiny-llama --out {t}/v", "adir"),
-    ("validate-unknown-model", "validate --hardware {t}/profile.json --model tiny-lama --out {t}/v",
+    ("validate-unknown-model", "validate --hardware {t}/cpu_profile.json --model tiny-lama --out {t}/v",
      "unknown model 'tiny-lama'"),
-    ("validate-batch-zero", "validate --hardware {t}/profile.json --model tiny-llama --batch 0 --out {t}/v",
+    ("validate-batch-zero", "validate --hardware {t}/cpu_profile.json --model tiny-llama --batch 0 --out {t}/v",
      "--batch"),
-    ("validate-context-nan", "validate --hardware {t}/profile.json --model tiny-llama --context nan --out {t}/v",
+    ("validate-context-nan", "validate --hardware {t}/cpu_profile.json --model tiny-llama --context nan --out {t}/v",
      "--context"),
-    ("validate-layers-zero", "validate --hardware {t}/profile.json --model tiny-llama --layers 0 --out {t}/v",
+    ("validate-layers-zero", "validate --hardware {t}/cpu_profile.json --model tiny-llama --layers 0 --out {t}/v",
      "--layers"),
-    ("validate-threads-zero", "validate --hardware {t}/profile.json --model tiny-llama --threads 0 --out {t}/v",
+    ("validate-threads-zero", "validate --hardware {t}/cpu_profile.json --model tiny-llama --threads 0 --out {t}/v",
      "--threads"),
-    ("validate-out-under-file", "validate --hardware {t}/profile.json --model tiny-llama --out {t}/afile/sub",
+    ("validate-out-under-file", "validate --hardware {t}/cpu_profile.json --model tiny-llama --out {t}/afile/sub",
      "afile"),
+    ("validate-gpu-profile-on-cpu", "validate --hardware {t}/profile.json --model tiny-llama --device cpu --out {t}/v",
+     "is not a CPU calibration, and this decode runs on the CPU"),
     ("validate-results-missing", "validate --engine-results {t}/nope.json --out {t}/v", "nope.json"),
     ("validate-results-empty", "validate --engine-results {t}/empty.json --out {t}/v", "empty.json"),
     ("validate-results-truncated", "validate --engine-results {t}/trunc.json --out {t}/v", "trunc.json"),
@@ -235,7 +238,7 @@ CASES = [
      "a hardware profile, not an engine profile"),
     ("validate-results-unknown-gpu", "validate --engine-results "
      f"{FIX}/engines/vllm_bench_serve_llama-3.1-8b_c8.json --gpu h900 --out {{t}}/v", "unknown GPU 'h900'"),
-    ("validate-engine-without-results", "validate --hardware {t}/profile.json --model tiny-llama "
+    ("validate-engine-without-results", "validate --hardware {t}/cpu_profile.json --model tiny-llama "
      "--engine {t}/engine.json --out {t}/v", "--engine-results"),
     # -- bench ----------------------------------------------------------------------------------
     ("bench-unknown-benchmark", "bench matmull --device cpu", "invalid choice: 'matmull'"),

@@ -107,6 +107,7 @@ def handler(args) -> int:
     hw = HardwareProfile.load(args.hardware)
     spec = v.resolve_model(args.model)
     device = resolve_device(args.device)
+    v.check_profile_device(hw, device, args.hardware)
     threads = apply_cpu_threads(device, args.threads)
     cal_threads = hw.provenance.versions.get("cpu_threads")
     if threads is not None and cal_threads and int(cal_threads) != threads:

@@ -236,6 +236,22 @@ def predict(spec: ModelSpec, hw: HardwareProfile, batch: int, context: int, tp: 
                           t_step_s=res["t_step_s"], dominant=res["dominant"], t_step_lo_s=lo, t_step_hi_s=hi)
 
 
+def check_profile_device(hw: HardwareProfile, device: str, path) -> None:
+    """The profile --hardware names must be of the kind of machine that runs the decode: a CPU
+    run scored against a GPU's profile (or a GPU run against a CPU's) is a comparison of two
+    machines that prints as the model's error. A CPU calibration is the one that times fp32
+    GEMMs (calibration/engine_fit.prices_fp32); every published profile is a GPU's."""
+    from inferecon.calibration.engine_fit import prices_fp32
+
+    if device != "cuda" and not prices_fp32(hw):
+        what = "a published GPU profile" if hw.provenance.kind == "published" else "not a CPU calibration"
+        raise UserError(f"--hardware {path}: {hw.name} is {what}, and this decode runs on the CPU: give the profile "
+                        "of this CPU (`inferecon calibrate --device cpu`)")
+    if device == "cuda" and prices_fp32(hw):
+        raise UserError(f"--hardware {path}: {hw.name} is a CPU calibration, and this decode runs on a GPU: give "
+                        "this GPU's profile (`inferecon calibrate`) or a published one")
+
+
 def published_for_device(device: str, device_name: str, hw: HardwareProfile,
                          requested: Optional[str]) -> tuple[Optional[HardwareProfile], str]:
     """(the published profile to compare with, or None, and why)."""
