@@ -370,3 +370,18 @@ def test_closed_loop_beyond_trtllm_slots_keeps_littles_law(llama8b, h100):
     assert r.request_rate_per_s * (r.request_latency_s - slot_wait) == pytest.approx(219, rel=0.01)
     v = serve(llama8b, h100, input_len=1000, output_len=1000, concurrency=300, engine=EngineProfile(name="vllm"))
     assert v.decode_batch > r.decode_batch  # vLLM's rule holds more of the 300 in service
+
+
+def test_validate_ttft_uses_the_runs_engine_kv_rule(llama8b, h100):
+    # validate --engine-results: a TensorRT-LLM run of 300 clients at 1000/1000 has 219 slots
+    # (test above), a vLLM run 284: 81 against 16 clients wait for a slot, so its TTFT is longer.
+    from types import SimpleNamespace
+    from inferecon.validation.ttft import ttft_rows
+
+    def case(engine):
+        run = SimpleNamespace(source=engine, engine=engine, concurrency=300.0, input_len=1000.0, output_len=1000.0,
+                              ttft_mean_ms=1000.0, ttft_median_ms=None, tpot_ms=10.0)
+        return SimpleNamespace(run=run, model=llama8b, hw=h100, tp=1, pp=1, ep=1)
+
+    trt, vllm = ttft_rows([case("trtllm"), case("vllm")])
+    assert trt["pred_ttft_ms"] > vllm["pred_ttft_ms"] > 0

@@ -338,9 +338,11 @@ def _result(mode, model, hw, dep_gpus, lam_total, input_len, output_len, chunk_t
 def serve(model: ModelSpec, hw: HardwareProfile, *, input_len: int, output_len: int, tp: int = 1, pp: int = 1,
           ep: int = 1, request_rate_per_s: float | None = None, concurrency: int | None = None,
           chunk_tokens: int | None = None, engine: EngineProfile | None = None,
-          opts: CostOptions = CostOptions(), popts: PrefillOptions = PrefillOptions()) -> ServingResult:
+          opts: CostOptions = CostOptions(), popts: PrefillOptions = PrefillOptions(),
+          admission: KvAdmission | None = None) -> ServingResult:
     """Aggregated serving on one instance (module docstring): give exactly one of a Poisson
-    request rate (requests/s) or a closed-loop concurrency."""
+    request rate (requests/s) or a closed-loop concurrency. `admission`: the engine's KV-cache
+    rule (kv_admission; default: the rule of `engine`'s name, vLLM's without one)."""
     _check_lengths(input_len, output_len)
     check_prefill_layout(model, tp, pp, ep)
     if (request_rate_per_s is None) == (concurrency is None):
@@ -350,7 +352,7 @@ def serve(model: ModelSpec, hw: HardwareProfile, *, input_len: int, output_len: 
         raise RequestError("chunk_size", n, "a token budget per step needs at least 2 tokens (one decode, one prefill)")
     dep = Deployment(tp, pp, ep)
     context = input_len + output_len // 2  # mean context of a decoding request
-    adm = kv_admission(engine.name if engine is not None else None, opts)
+    adm = admission or kv_admission(engine.name if engine is not None else None, opts)
     held = input_len + output_len if adm.reserve_whole else context
     if concurrency is not None:
         if not isinstance(concurrency, (int, np.integer)) or isinstance(concurrency, bool) or concurrency < 1:
@@ -494,7 +496,7 @@ def simulate_closed_loop(model: ModelSpec, hw: HardwareProfile, *, input_len: in
                          concurrency: int, tp: int = 1, pp: int = 1, ep: int = 1, chunk_tokens: int | None = None,
                          engine: EngineProfile | None = None, warmup_rounds: int = 2, measured_rounds: int = 10,
                          scheduler: str = "chunked", turnaround_s: float = 0.0, opts: CostOptions = CostOptions(),
-                         popts: PrefillOptions = PrefillOptions()) -> ClosedLoopRun:
+                         popts: PrefillOptions = PrefillOptions(), admission: KvAdmission | None = None) -> ClosedLoopRun:
     """An explicit step-by-step simulation of a closed-loop benchmark: `concurrency` clients all
     send at t = 0 (as genai-perf / AIPerf and `vllm bench serve --max-concurrency` start) and
     each sends its next request when its last one completes; fixed I and O (ignore_eos).
@@ -515,7 +517,8 @@ def simulate_closed_loop(model: ModelSpec, hw: HardwareProfile, *, input_len: in
     the engine (the last token's trip out, the client, HTTP, tokenisation); TTFT is counted from
     that arrival. 0 (the default) is the lockstep limit, where a bunch's next requests reach the
     very next step and bunches never merge; > 0 lets requests that end in consecutive steps
-    land in the same later step and share it (a sensitivity: no engine publishes the figure)."""
+    land in the same later step and share it (a sensitivity: no engine publishes the figure).
+    `admission`: the KV-cache rule that sets the slots (kv_admission; default: `engine`'s)."""
     _check_lengths(input_len, output_len)
     check_prefill_layout(model, tp, pp, ep)
     if not isinstance(concurrency, (int, np.integer)) or concurrency < 1:
@@ -526,7 +529,7 @@ def simulate_closed_loop(model: ModelSpec, hw: HardwareProfile, *, input_len: in
         raise RequestError("scheduler", scheduler, f"the step scheduler is one of {', '.join(SCHEDULERS)}")
     n = default_chunk_tokens(hw) if chunk_tokens is None else chunk_tokens
     dep = Deployment(tp, pp, ep)
-    adm = kv_admission(engine.name if engine is not None else None, opts)
+    adm = admission or kv_admission(engine.name if engine is not None else None, opts)
     inst = _Instance(model, hw, dep, engine, input_len + output_len // 2, int(concurrency), opts, popts, adm,
                      input_len + output_len if adm.reserve_whole else None)
     slots = int(math.floor(inst.max_batch_fitting()))

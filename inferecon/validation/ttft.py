@@ -1,7 +1,8 @@
 """Time to first token of serving-engine runs: the files' TTFT (mean and median, where they
 record it) beside inferecon's serving model at the run's concurrency (model/serving.py: a closed
 loop of that many clients whose prompts arrive in bunches sharing a step, M/D/1 queue over the
-bunches, chunked prefill at the engine's default budget).
+bunches, chunked prefill at the engine's default budget, the KV-cache slots by the run's engine's
+rule, serving.kv_admission).
 `validate --engine-results` prints it under the per-token comparison."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from inferecon.core.errors import UserError
 
 def ttft_rows(cases) -> list[dict]:
     """One row per run that records a TTFT; a run the serving model refuses keeps its reason."""
-    from inferecon.model.serving import serve
+    from inferecon.model.serving import kv_admission, serve
 
     rows = []
     for c in cases:
@@ -24,7 +25,8 @@ def ttft_rows(cases) -> list[dict]:
         try:
             r = serve(c.model, c.hw, input_len=max(1, int(round(run.input_len))),
                       output_len=max(1, int(round(run.output_len))), tp=c.tp, pp=c.pp, ep=c.ep,
-                      concurrency=max(1, int(round(run.concurrency))))
+                      concurrency=max(1, int(round(run.concurrency))),
+                      admission=kv_admission(run.engine))  # the run's engine sizes its KV cache its own way
             row.update(pred_ttft_ms=r.ttft_s * 1e3, pred_tpot_ms=r.tpot_s * 1e3)
             ref = run.ttft_mean_ms if run.ttft_mean_ms is not None else run.ttft_median_ms
             row["ttft_error_pct"] = 100.0 * (row["pred_ttft_ms"] / ref - 1.0)
