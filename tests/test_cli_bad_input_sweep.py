@@ -165,6 +165,12 @@ CASES = [
      "--disaggregated 1,1", "--request-rate"),
     ("predict-disaggregated-three", "predict --model llama-3-8b --input-len 100 --output-len 10 --request-rate 1 "
      "--disaggregated 1,1,1", "--disaggregated"),
+    # A note (a context beyond the window, an engine fitted elsewhere) waits for an answer: the
+    # refusal after it is the one line.
+    ("predict-note-then-refusal", "predict --model {t}/llama8k/config.json --context 100000 --tp 3",
+     "--tp 3: tensor parallelism over 3 GPUs"),
+    ("predict-engine-note-then-refusal", "predict --model llama-3-8b --gpu a100-sxm-80gb --engine {t}/engine.json "
+     "--tp 3", "--tp 3: tensor parallelism over 3 GPUs"),
     ("predict-prefill-tp-uneven", "predict --model llama-3-8b --input-len 100 --output-len 10 --request-rate 1 "
      "--disaggregated 1,1 --prefill-tp 3", "--prefill-tp 3: tensor parallelism over 3 GPUs"),
     ("predict-input-beyond-context", "predict --model {t}/llama8k/config.json --input-len 8000 --output-len 500",

@@ -84,10 +84,13 @@ def run(args) -> int:
     predict_request.check_window(args, model)
     from inferecon.model.network import extrapolation_note
 
+    # Notes go to stderr (--json output stays one object per line), and only once the prediction
+    # stands: a refusal further on is then the one line said.
+    notes = []
     if extrapolation_note(hw, max(args.tp, args.ep)):  # the largest collective group: TP all-reduce, EP all-to-all
-        print(f"inferecon: note: {extrapolation_note(hw, max(args.tp, args.ep))}", file=sys.stderr)
-    if model.context_note(args.context):  # on stderr: --json output stays one object per line
-        print(f"inferecon: note: {model.context_note(args.context)}", file=sys.stderr)
+        notes.append(extrapolation_note(hw, max(args.tp, args.ep)))
+    if model.context_note(args.context):
+        notes.append(model.context_note(args.context))
     if 32 in (model.weight_bits, model.kv_bits):
         from inferecon.calibration.engine_fit import prices_fp32
 
@@ -104,13 +107,12 @@ def run(args) -> int:
     engine = EngineProfile.load(args.engine) if args.engine else None
     if engine is not None and engine.hardware and hw.name not in engine.hardware.split(","):
         # Its overheads and efficiencies are what the runs needed on top of *that* profile.
-        print(f"inferecon: note: engine profile {engine.name!r} was fitted against {engine.hardware}, "
-              f"not {hw.name}", file=sys.stderr)
+        notes.append(f"engine profile {engine.name!r} was fitted against {engine.hardware}, not {hw.name}")
     if hw.op_fits is not None:  # which op was priced from which table, where not its own
         from inferecon.model.ops import fallbacks
 
         for line in fallbacks(model, hw, engine):
-            print(f"inferecon: note: op-level model: {line}", file=sys.stderr)
+            notes.append(f"op-level model: {line}")
     try:
         rows = [predict(model, hw, tp=args.tp, pp=args.pp, ep=args.ep, batch=b, context=args.context,
                         draft=draft, gamma=gamma, acceptance=acceptance, engine=engine, draws=args.draws,
@@ -118,6 +120,8 @@ def run(args) -> int:
         requests = predict_request.requests_for(args, model, hw, engine, rows)
     except RequestError as exc:
         raise cli_args.flag_error(exc) from None
+    for note in notes:
+        print(f"inferecon: note: {note}", file=sys.stderr)
     if args.json:
         for i, r in enumerate(rows):
             d = r.to_dict()
