@@ -37,7 +37,10 @@ prefill, as vLLM, SGLang and TensorRT-LLM run by default):
   the M/D/1 wait capped at the bunches that can be ahead; k = 1 (a prompt longer than the
   room) is the one-prompt server above, capped at the C − 1 prompts ahead. Clients beyond the
   requests whose KV cache fits wait for a slot: with `slots` requests in service at rate λ,
-  the other C − slots wait (C − slots) / λ on average (Little's law), added to their TTFT.
+  the other C − slots wait (C − slots) / λ on average (Little's law), added to their TTFT. The
+  slots follow the engine's KV-cache rule (kv_admission: TensorRT-LLM reserves I + O per
+  request in 0.9 of the memory the weights leave; vLLM and SGLang hold the current length in
+  0.9 of the HBM less the weights).
 
 Disaggregated serving: P prefill instances and D decode instances; each prefill instance is
 an M/D/1 server of λ / P prompts; the KV cache (I tokens, all layers) moves from prefill to
