@@ -555,25 +555,29 @@ def test_malformed_moe_curve_in_an_engine_file_is_one_line(curve):
 @needs_aic
 @pytest.mark.slow
 def test_real_deepseek_v3_moe_at_tp8_reads_the_trtllm_table(h200_trtllm):
-    # aiconfigurator-core 0.12.0, h200_sxm/moe/trtllm/1.3.0rc20, balanced routing, fp8_block:
-    # DeepSeek-V3's experts at moe tp 8, ep 1 take ~115 us at one token, 4x their bytes at the
-    # fitted bandwidth; the op-level model prices that layer at the table's figure.
+    # aiconfigurator-core 0.12.0, h200_sxm/moe/trtllm/1.3.0rc20, fp8_block at DeepSeek's routing
+    # (power_law_1.01, as aiconfigurator prices DeepSeek): DeepSeek-V3's experts at moe tp 8, ep 1
+    # take ~100 us at one token (balanced: ~115 us), 4x their bytes at the fitted bandwidth; the
+    # op-level model prices that layer at the table's figure.
     import numpy as np
 
     from inferecon.model import ops
 
     db = open_database(None)
     fit = h200_trtllm
-    m = next(x for x in fit.engine.op_fits.moe if x.dtype == "fp8_block")
+    model = get_model("deepseek-v3")
+    m = ops._moe_fit(fit.engine.op_fits, model)
+    assert (m.dtype, m.distribution) == ("fp8_block", "power_law_1.01")
     t = db.read("h200_sxm", "moe", "trtllm", m.source.version, "moe_perf").clean
-    rows = t[(t["dtype"] == "fp8_block") & (t["distribution"] == "balanced") & (t["tokens"] == 1) & (t["hidden"] == 7168)
-             & (t["inter"] == 2048) & (t["experts"] == 256) & (t["tp"] == 8) & (t["ep"] == 1)]
+    rows = t[(t["dtype"] == "fp8_block") & (t["distribution"] == "power_law_1.01") & (t["tokens"] == 1)
+             & (t["hidden"] == 7168) & (t["inter"] == 2048) & (t["experts"] == 256) & (t["tp"] == 8) & (t["ep"] == 1)]
     measured = float(rows["time_us"].min())
     assert 80.0 < measured < 200.0
-    model = get_model("deepseek-v3")
     got = ops._moe_curve_us(m, model, np.array([1.0]), np.array([8.0]), np.array([1.0]))
     assert got[0] == pytest.approx(measured, rel=1e-3)
     assert m.curve_quality.heldout_mape < 0.15 and m.quality.heldout_mape < 0.2
+    # Mixtral and every non-DeepSeek MoE read the power_law_1.2 fit (aiconfigurator's generic MoE).
+    assert ops._moe_fit(fit.engine.op_fits, get_model("mixtral-8x7b")).distribution == "power_law_1.2"
 
 
 # -- decode attention: each measured head layout's own grid, MLA from its own tables ----------

@@ -37,7 +37,7 @@ from inferecon.model.engine_overheads import overhead_fact, with_overhead
 from inferecon.model.hardware import INTER, INTRA, CollectiveFit, HardwareProfile, Provenance
 from inferecon.model.opfits import (GEMM_OPERAND_BYTES, KV_ELEMENT_BYTES, AllReduceChoice, AttentionFit,
                                     CollectiveOpFit, ContextAttentionFit, EngineOpFits, FitQuality, GemmBand, GemmFit,
-                                    MoeFit, OpFits, OpSource, attention_grid_key, moe_curve_key,
+                                    MOE_ROUTINGS, MoeFit, OpFits, OpSource, attention_grid_key, moe_curve_key,
                                     moe_touched_experts)
 
 ENGINES = ("vllm", "sglang", "trtllm")
@@ -614,8 +614,8 @@ MOE_KEYS = ["hidden", "inter", "experts", "topk", "tp", "ep"]
 
 
 def fit_moe(t: OpTable) -> list[MoeFit]:
-    """Per expert dtype, in the decode regime (tokens <= DECODE_M_MAX, balanced routing): the
-    table's own token curve of every shape it measured (model/opfits.py MoeFit.shape_curves), and
+    """Per routing (moe_distributions) and expert dtype, in the decode regime (tokens <=
+    DECODE_M_MAX): the table's own token curve of every shape it measured (model/opfits.py MoeFit.shape_curves), and
     for other shapes the fit fixed + per pair * t*k + per expert * touched + max(bytes / B, flop / F).
 
     Why each term (H200 TRT-LLM 1.3.0rc20 fp8_block, k-fold held-out MAPE on rows with tokens <=
@@ -628,8 +628,14 @@ def fit_moe(t: OpTable) -> list[MoeFit]:
     skinny per-rank experts leave most SMs idle), so shapes the table holds are read from it."""
     out = []
     df = t.clean
-    dist = moe_distribution(set(df["distribution"]))
-    df = df[(df["distribution"] == dist) & (df["tokens"] <= DECODE_M_MAX)]
+    for dist in moe_distributions(set(df["distribution"])):
+        out += _fit_moe_routing(t, df[(df["distribution"] == dist) & (df["tokens"] <= DECODE_M_MAX)], dist)
+    return out
+
+
+def _fit_moe_routing(t: OpTable, df, dist: str) -> list[MoeFit]:
+    """fit_moe on the rows of one routing."""
+    out = []
     for dtype in sorted(set(df["dtype"])):
         if dtype not in GEMM_OPERAND_BYTES:
             continue
@@ -652,16 +658,20 @@ def fit_moe(t: OpTable) -> list[MoeFit]:
     return out
 
 
-def moe_distribution(held: set) -> str:
-    """The routing the MoE fit is read from: balanced where the table has it; else its least
-    skewed power law (aiconfigurator-core 0.12.0's A100 vLLM 0.14.0 and TRT-LLM 1.0.0 tables hold
-    power_law_1.01 and _1.2 only). On the tables holding both, power_law_1.01 over balanced at
-    tokens <= 256 has median 0.96-0.99 (p10 0.76-0.79, p90 1.09-1.35: A100 SGLang 0.5.10, H100
-    vLLM 0.24.0, H200 TRT-LLM 1.3.0rc20)."""
+def moe_distributions(held: set) -> list[str]:
+    """The routings MoE fits are solved on: each of opfits.MOE_ROUTINGS the table holds (the
+    routings the step model prices, model/ops.moe_routing); a table holding none of them (a
+    collector's own, say), its one routing nearest to even: balanced, else its least skewed power
+    law. On the tables holding both, power_law_1.01 over balanced at tokens <= 256 has median
+    0.96-0.99 (p10 0.76-0.79, p90 1.09-1.35: A100 SGLang 0.5.10, H100 vLLM 0.24.0, H200 TRT-LLM
+    1.3.0rc20)."""
+    ours = [d for d in MOE_ROUTINGS if d in held]
+    if ours:
+        return ours
     if "balanced" in held or not held:
-        return "balanced"
+        return ["balanced"]
     laws = sorted((float(d.split("_")[-1]), d) for d in held if d.startswith("power_law_"))
-    return laws[0][1] if laws else sorted(held)[0]
+    return [laws[0][1] if laws else sorted(held)[0]]
 
 
 def _moe_curves(d) -> tuple[dict, FitQuality | None]:
@@ -726,8 +736,7 @@ def calibrate_from_opdb(db_path, gpu: str, engine: str, engine_version: str | No
     collectives = (fit_nccl(nccl_t, gpn) if nccl_t is not None else []) + \
                   (fit_custom_allreduce(custom_t, engine, gpn) if custom_t is not None else [])
     moe = fit_moe(moe_t) if moe_t is not None else []
-    notes += [f"moe/{m.dtype}: the table has no balanced-routing rows; read from its {m.distribution} rows"
-              for m in moe if m.distribution != "balanced"]
+    notes += [f"moe/{m.dtype}: fitted at {m.distribution} routing" for m in moe]
     choices = allreduce_choices(custom_t, nccl_t, engine) if custom_t is not None else []
     for t, what in ((ctx_t, "prefill attention"), (custom_t, "engine all-reduce"), (nccl_t, "NCCL"), (moe_t, "MoE"),
                     (mla_t, "MLA decode attention")):
@@ -888,7 +897,7 @@ def _summary(f: OpFits, e: EngineOpFits) -> list[str]:
     lines.append(f"  cuda-graph kernel floor {e.cuda_graph_kernel_us:.2f} us; elementwise per layer "
                  f"{'-' if e.elementwise_per_layer_us is None else f'{e.elementwise_per_layer_us:.1f} us'}")
     for m in e.moe:
-        lines.append(f"  moe {m.dtype:12s} fixed {m.fixed_us:6.1f} us  {1e3 * m.per_token_expert_us:5.1f} ns per "
+        lines.append(f"  moe {m.dtype:12s} {m.distribution:14s} fixed {m.fixed_us:6.1f} us  {1e3 * m.per_token_expert_us:5.1f} ns per "
                      f"token x expert  {m.per_expert_us:5.2f} us per expert  {m.gbps:7.1f} GB/s  {m.tflops:6.1f} TFLOP/s "
                      f"held-out MAPE {_pct(m.quality.heldout_mape)} (tokens <= {m.tokens_max}); "
                      f"{len(m.shape_curves)} measured shapes, read off their curves: held-out MAPE "

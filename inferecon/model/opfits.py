@@ -322,6 +322,17 @@ def moe_touched_experts(tokens, topk, experts, ep):
     return pairs * (pairs < per_rank) + per_rank * (pairs >= per_rank)
 
 
+# The token routing a decode step's MoE layer is priced under: aiconfigurator-core 0.12.0's own
+# estimator reads its MoE tables at a power-law routing (sdk/config.py: workload_distribution =
+# "power_law"), alpha 1.01 for the DeepSeek family (sdk/models/deepseek.py) and 1.2 for its
+# generic MoE family -- Mixtral, Qwen2/3-MoE, GPT-OSS, MiniMax-M2 (sdk/models/moe.py; the family
+# map is sdk/common.py ARCHITECTURE_TO_MODEL_FAMILY). The collector times both routings beside
+# the balanced one, whose even spread no real router gives: every table of 0.12.0 holds them.
+MOE_ROUTING_DEEPSEEK = "power_law_1.01"
+MOE_ROUTING_GENERIC = "power_law_1.2"
+MOE_ROUTINGS = (MOE_ROUTING_DEEPSEEK, MOE_ROUTING_GENERIC)
+
+
 def moe_curve_key(hidden, inter, experts, topk, tp, ep) -> str:
     """Key of one MoE shape's measured token curve in MoeFit.shape_curves."""
     return f"{int(hidden)}x{int(inter)}x{int(experts)}x{int(topk)}:tp{int(tp)}:ep{int(ep)}"
@@ -347,7 +358,7 @@ class MoeFit:
     # log-log interpolation in tokens inside the measured range; the fit prices the rest.
     shape_curves: dict[str, list[list[float]]] = field(default_factory=dict)
     curve_quality: FitQuality | None = None  # held-out error of reading a row off its curve without it
-    distribution: str = "balanced"  # the table's routing the fit and curves were read from
+    distribution: str = "balanced"  # the table's routing the fit and curves were read from (MOE_ROUTINGS)
 
     def curve_us(self, key: str, tokens: float) -> float | None:
         """The measured curve's time at `tokens` (log-log interpolation), None outside its range

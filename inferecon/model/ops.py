@@ -40,7 +40,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from inferecon.model import network as net
-from inferecon.model.opfits import GEMM_OPERAND_BYTES, MLA_LATENT_DIM, moe_curve_key, moe_touched_experts
+from inferecon.model.opfits import (GEMM_OPERAND_BYTES, MLA_LATENT_DIM, MOE_ROUTING_DEEPSEEK, MOE_ROUTING_GENERIC,
+                                    moe_curve_key, moe_touched_experts)
 from inferecon.model.quant import format_of
 
 # model/quant.py format -> the op-level GEMM dtype its kernels are fitted under (opfits names).
@@ -238,14 +239,23 @@ def fallbacks(model, hw, engine=None) -> list[str]:
     return out
 
 
+def moe_routing(model) -> str:
+    """The routing a model's MoE layers are priced under (opfits.MOE_ROUTINGS): aiconfigurator's
+    DeepSeek family (MLA, DeepSeek-V2/V3) at power_law_1.01, every other MoE at power_law_1.2."""
+    return MOE_ROUTING_DEEPSEEK if model.is_mla else MOE_ROUTING_GENERIC
+
+
 def _moe_fit(eng, model):
+    """The engine's MoE fit for this model: its expert dtype's (the nearest kernel's where the
+    table has none), read at the model's routing where fitted at it, else at the one there is."""
     if eng is None or not eng.moe:
         return None
     want = FORMAT_MOE_DTYPE[format_of(model).name]
+    routing = moe_routing(model)
     for d in dict.fromkeys((want, "fp8_block", "fp8", "bf16")):  # nearest kernel first
-        fit = next((m for m in eng.moe if m.dtype == d), None)
-        if fit is not None:
-            return fit
+        fits = [m for m in eng.moe if m.dtype == d]
+        if fits:
+            return next((m for m in fits if m.distribution == routing), fits[0])
     return None
 
 
@@ -354,8 +364,8 @@ def _moe(acc, model, eng, gemm, m, tok_group, tp, ep, lay, moe_layers, d, gated,
         gemm("gemm_moe", moe_layers, m, d, width / tp)
     k = float(model.n_active_experts)
     mfit = _moe_fit(eng, model)
-    # Experts of this rank a batch touches, balanced routing (the frame the MoE tables are timed
-    # in, and what an engine's EPLB aims for).
+    # Experts of this rank a batch touches, min(E/ep, t·k/ep): the fit's form, whichever routing's
+    # rows it was solved on (moe_routing); a skewed routing's extra time is in its fitted figures.
     touched = moe_touched_experts(tok_group, k, float(model.n_experts), ep)
     mats = float(model.mlp_matrices)
     expert_bytes = touched * mats * d * ff / tp * w_b
