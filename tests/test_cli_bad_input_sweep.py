@@ -15,6 +15,7 @@ from the brief, then run. Every case runs in-process through inferecon.cli.main.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 from pathlib import Path
 
@@ -37,6 +38,9 @@ def _write_inputs(tmp: Path) -> None:
     (tmp / "profile.json").write_text(PROFILE_FIX.read_text())
     (tmp / "engine.json").write_text(ENGINE_FIX.read_text())
     (tmp / "cpu_profile.json").write_text((FIX / "validate" / "cpu_profile.json").read_text())  # a CPU calibration
+    cpu1 = json.loads((FIX / "validate" / "cpu_profile.json").read_text())
+    cpu1["provenance"]["versions"]["cpu_threads"] = "1"  # calibrated with one thread: --threads 2 warns
+    (tmp / "cpu_profile_1thread.json").write_text(json.dumps(cpu1))
     nan = json.loads(PROFILE_FIX.read_text())
     nan["memory"]["bandwidth_gbps"] = float("nan")
     (tmp / "nan_profile.json").write_text(json.dumps(nan))  # json writes the NaN literal Python reads back
@@ -231,6 +235,10 @@ CASES = [
      "--threads"),
     ("validate-out-under-file", "validate --hardware {t}/cpu_profile.json --model tiny-llama --out {t}/afile/sub",
      "afile"),
+    ("validate-warning-then-refusal", "validate --hardware {t}/cpu_profile_1thread.json --model tiny-llama "
+     "--threads 2 --tp 3 --out {t}/v", "--tp 3 does not divide the 8 attention heads"),
+    ("validate-warning-then-bad-out", "validate --hardware {t}/cpu_profile_1thread.json --model tiny-llama "
+     "--threads 2 --out {t}/afile/sub", "afile is a file, not a directory"),
     ("validate-gpu-profile-on-cpu", "validate --hardware {t}/profile.json --model tiny-llama --device cpu --out {t}/v",
      "is not a CPU calibration, and this decode runs on the CPU"),
     ("validate-results-missing", "validate --engine-results {t}/nope.json --out {t}/v", "nope.json"),
@@ -304,11 +312,27 @@ CASES = [
 ]
 
 
+def _needs_torch(request) -> bool:
+    """Cases of the commands that pin torch's threads in-process before refusing."""
+    argv = request.node.callspec.params.get("argv", "") if hasattr(request.node, "callspec") else "bench"
+    return argv.split(" ", 1)[0] in ("validate", "bench", "calibrate")
+
+
 @pytest.fixture
-def inputs(tmp_path, monkeypatch):
+def inputs(tmp_path, monkeypatch, request):
     monkeypatch.chdir(tmp_path)  # default output folders land here, never in the repository
+    # validate and bench pin the CPU threads in-process (harness/device.apply_cpu_threads): put
+    # them back, so that no later test runs with another count.
+    if "OMP_NUM_THREADS" in os.environ:  # monkeypatch puts the variable back as it was
+        monkeypatch.setenv("OMP_NUM_THREADS", os.environ["OMP_NUM_THREADS"])
+    else:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    torch = pytest.importorskip("torch") if _needs_torch(request) else None
+    threads = torch.get_num_threads() if torch is not None else None
     _write_inputs(tmp_path)
-    return tmp_path
+    yield tmp_path
+    if torch is not None:
+        torch.set_num_threads(threads)
 
 
 def _call(argv, capsys):

@@ -109,10 +109,6 @@ def handler(args) -> int:
     device = resolve_device(args.device)
     v.check_profile_device(hw, device, args.hardware)
     threads = apply_cpu_threads(device, args.threads)
-    cal_threads = hw.provenance.versions.get("cpu_threads")
-    if threads is not None and cal_threads and int(cal_threads) != threads:
-        print(f"inferecon: warning: {args.hardware} was calibrated with {cal_threads} CPU threads, this run uses "
-              f"{threads} (--threads): the comparison mixes two machines", file=sys.stderr)
     batches = parse_ints(args.batch or DEFAULT_BATCH[device], "batch")
     contexts = parse_ints(args.context or DEFAULT_CONTEXT[device], "context")
     if args.tp < 1:
@@ -142,6 +138,10 @@ def handler(args) -> int:
     session = RunSession.open(out, manifest, resume=args.resume,
                               same_run=lambda run_dir, old: _same_validation(run_dir, old, manifest.sections["validate"]))
     store = session.store
+    cal_threads = hw.provenance.versions.get("cpu_threads")
+    if threads is not None and cal_threads and int(cal_threads) != threads:  # said once the input and --out stand
+        print(f"inferecon: warning: {args.hardware} was calibrated with {cal_threads} CPU threads, this run uses "
+              f"{threads} (--threads): the comparison mixes two machines", file=sys.stderr)
     progress = None if args.no_progress else (lambda msg: print(msg, file=sys.stderr, flush=True))
     if progress and plan.extrapolated:
         progress(f"[validate] {plan.reason}: measuring {plan.layers} layers, extrapolating to {plan.n_layers_full}")
