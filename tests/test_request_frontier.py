@@ -185,3 +185,17 @@ def test_frontier_request_flags_bounded(capsys, tmp_path, flag, value):
     line = one_line_error(capsys, ["frontier", "--model", "llama-3-8b", "--input-len", "10", "--output-len", "10",
                                    flag, value, "--out", str(tmp_path)])
     assert f"argument {flag}" in line
+
+
+def test_trtllm_request_frontier_reserves_whole_requests(h100):
+    # Llama 3 8B bf16 on one H100, 1000 in / 1000 out (tests/test_serving.py's hand figures):
+    # TensorRT-LLM holds 0.9 x (80 - 16.06) GB / (131072 B x 2000) = 219.5 requests, vLLM's rule
+    # (72 - 16.06) GB / (131072 B x 1500) = 284.5. On the batch grid (... 128, 181, 256, 362 ...)
+    # the largest one-GPU batch is 181 with a TensorRT-LLM profile and 256 without.
+    from inferecon.model.engine import EngineProfile
+    m = resolve_model("llama-3-8b")
+    space = SearchSpace(max_gpus=1)
+    trt = request_table(m, h100, input_len=1000, output_len=1000, space=space, engine=EngineProfile(name="trtllm"))
+    plain = request_table(m, h100, input_len=1000, output_len=1000, space=space)
+    assert trt.batch.max() == 181
+    assert plain.batch.max() == 256

@@ -27,7 +27,9 @@ weight split over rows and columns, heads and attention over the rows, four redu
 layer). Left out, and why: layouts whose tensor parallelism does not split the heads evenly (the --no-latency
 counterfactual's unbounded tp; the prefill splits heads as an engine does), and speculative rows
 whose layout does not split the draft's heads; batches whose step takes more than half the token
-budget (prompts would trickle in a few tokens a step, and a step filling it would admit none).
+budget (prompts would trickle in a few tokens a step, and a step filling it would admit none);
+with a TensorRT-LLM engine profile, batches whose requests' whole I + O of KV cache does not fit
+its cache (serving.kv_admission: GUARANTEED_NO_EVICT reserves it at admission).
 
 Configurations whose TTFT or TPOT exceed the limits are dropped; the rest are ranked by speed
 per user (1 / TPOT) against $ per request, and the Pareto frontier kept. An SLA nothing meets is a
@@ -45,9 +47,9 @@ from inferecon.model.frontier import SearchSpace, build_layouts, pareto_mask, va
 from inferecon.model.hardware import HardwareProfile
 from inferecon.model.layout import layout_problem
 from inferecon.model.prefill import PrefillOptions, prefill_time_s
-from inferecon.model.serving import default_chunk_tokens
+from inferecon.model.serving import default_chunk_tokens, kv_admission, kv_budget_bytes
 from inferecon.model.spec import ModelSpec
-from inferecon.model.terms import CostOptions, evaluate
+from inferecon.model.terms import CostOptions, evaluate, stored_bytes_per_gpu
 
 # Batches at which the marginal prefill is computed; between them it is interpolated in
 # log(batch) (the marginal GEMM time varies slowly with the decode tokens it joins).
@@ -110,6 +112,15 @@ def request_table(model: ModelSpec, hw: HardwareProfile, *, input_len: int, outp
     res = evaluate(model, hw, lay, context, draft=draft, acceptance=acceptance, opts=opts, engine=engine)
     step_tokens = lay.batch * (lay.gamma + 1)  # target tokens a decode step carries
     ok = np.asarray(res.feasible) & (step_tokens <= chunk // 2)
+    adm = kv_admission(engine.name if engine is not None else None, opts)
+    if adm.reserve_whole:
+        # TensorRT-LLM admits a request only with its whole I + O of KV reserved, in its share of
+        # the memory the rest leaves free (serving.kv_admission): a batch must fit that too. A
+        # draft's weights and cache count as the rest (memory the target's cache cannot use).
+        weights, kv_ctx = stored_bytes_per_gpu(model, lay, context)
+        _, kv_whole = stored_bytes_per_gpu(model, lay, input_len + output_len)
+        other = np.asarray(res.memory_per_gpu_bytes) - weights - kv_ctx
+        ok &= kv_whole <= kv_budget_bytes(hw.memory.capacity_gb * 1e9, weights + other, adm)
     if not ok.any():
         raise RequestError("max_gpus", space.max_gpus,
                            f"{model.name} with {input_len} + {output_len}-token requests does not fit on up to "

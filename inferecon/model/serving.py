@@ -183,7 +183,7 @@ def kv_budget_bytes(hbm_bytes: float, weights_bytes: float, adm: KvAdmission) ->
     weights leave free (TensorRT-LLM) or a fraction of the whole HBM less the weights (vLLM),
     never below 0 (aiconfigurator-core memory.kv_cache_budget_bytes, "of_free" / "of_total")."""
     budget = adm.fraction * (hbm_bytes - weights_bytes) if adm.of_free else adm.fraction * hbm_bytes - weights_bytes
-    return max(0.0, budget)
+    return np.maximum(budget, 0.0)  # elementwise over arrays of layouts (the request frontier)
 
 
 class _Instance:
@@ -206,7 +206,7 @@ class _Instance:
         self.kv_per_seq = float(np.asarray(kv)[0]) / float(self.batch[0])  # bytes per GPU one request holds
         self.weights = float(np.asarray(weights)[0])
         # usable: the weights plus the KV-cache budget per GPU (usable - weights is the cache)
-        self.usable = self.weights + kv_budget_bytes(hw.memory.capacity_gb * 1e9, self.weights, adm)
+        self.usable = self.weights + float(kv_budget_bytes(hw.memory.capacity_gb * 1e9, self.weights, adm))
         self._marg = {}
 
     def t_decode(self, b: float) -> float:
