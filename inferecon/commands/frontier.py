@@ -135,12 +135,7 @@ def run(args: argparse.Namespace) -> int:
     args.max_gpus_given = args.max_gpus is not None
     if args.max_gpus is None:
         args.max_gpus = 512
-    if args.max_gpus < 1:
-        raise UserError(f"--max-gpus must be at least 1, got {args.max_gpus}")
-    if args.context < 0:
-        raise UserError(f"--context must be 0 or more tokens, got {args.context}")
-    if args.rows < 1:
-        raise UserError(f"--rows must be at least 1, got {args.rows}")
+    # --max-gpus, --context and --rows are bounded where they are parsed (cli_args).
     if args.acceptance is not None and args.spec_decode is None:
         raise UserError("--acceptance needs --spec-decode DRAFT")
     acceptance = 0.8 if args.acceptance is None else args.acceptance

@@ -111,10 +111,7 @@ def handler(args) -> int:
     threads = apply_cpu_threads(device, args.threads)
     batches = parse_ints(args.batch or DEFAULT_BATCH[device], "batch")
     contexts = parse_ints(args.context or DEFAULT_CONTEXT[device], "context")
-    if args.tp < 1:
-        raise UserError(f"--tp must be at least 1, got {args.tp}")
-    if args.layers is not None and args.layers <= 0:
-        raise UserError(f"--layers must be positive, got {args.layers}")
+    # --tp and --layers are bounded where they are parsed (cli_args.PARALLEL, LAYERS).
     if device == "cuda" and args.tp > torch.cuda.device_count():
         raise UserError(f"--tp {args.tp}: only {torch.cuda.device_count()} GPU(s) visible")
     args.dtype = args.dtype or ("bf16" if device == "cuda" else "fp32")
