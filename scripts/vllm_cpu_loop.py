@@ -8,6 +8,9 @@
                                           length and dtype, LAYERS (1 or 8) of hidden 64 (negligible
                                           compute)
     vllm_cpu_loop.py versions             the versions the manifest records, as JSON
+    vllm_cpu_loop.py merge-cores OUT_DIR PROFILE...   (inferecon's Python)
+                                          one CPU profile from calibrations on each core: op fits
+                                          averaged, their core-to-core spread as uncertainty
     vllm_cpu_loop.py null-runs CSV KEPT   (inferecon's Python) the null-model runs whose TPOT is a
                                           step time (not below the predicted kernel step), to KEPT
     vllm_cpu_loop.py null-engine FIT_DIR OUT_DIR [DEEP_FIT_DIR]      (inferecon's Python)
@@ -303,6 +306,94 @@ def null_engine(fit_dir: Path, out: Path, deep_dir: Path | None = None) -> None:
     print(f"wrote {out}/engine.json, engine-c*.json and null_engine.csv")
 
 
+# -- one profile from a calibration on each core (inferecon's Python) -----------------------------
+# The op-fit fields a core's speed moves: a GEMM fit's intercept and rates, an attention fit's
+# floor, rates and per-sequence time; "1/" marks a rate (a slower core divides it).
+_OP_FIELDS = {"gemm": ("t0_us", "1/tflops", "1/gbps"),
+              "attention": ("floor_us", "1/tflops", "1/gbps", "per_sequence_head_us")}
+
+
+def _served_us(family: str, fit: dict) -> float:
+    """A fit's time summed over the served model's decode shapes (kernels/cpu_ops.py SERVED): its
+    weight GEMMs at M = 1, 2, 4, 8, or its decode attention at batch 1, 4, 8 x 64, 256, 1024
+    positions. One number per fit and core, the one the spread is taken of."""
+    from inferecon.kernels.cpu_ops import SERVED, decode_gemms
+
+    s, total = SERVED, 0.0
+    if family == "gemm":
+        ob = {"bf16": 2, "fp32": 4}[fit["dtype"]]
+        for _, n, k in decode_gemms(s):
+            for m in (1, 2, 4, 8):
+                total += fit["t0_us"] + max(2 * m * n * k / (fit["tflops"] * 1e6), (n * k + m * k + m * n) * ob / (fit["gbps"] * 1e3))
+        return total
+    eb = {"bf16": 2, "fp32": 4}[fit["kv_dtype"]]
+    for b in (1, 4, 8):
+        for L in (64, 256, 1024):
+            kv = 2 * b * L * s.n_kv_heads * s.d_head * eb
+            total += fit["floor_us"] + fit["per_sequence_head_us"] * b * s.n_kv_heads + max(
+                kv / (fit["gbps"] * 1e3), 4 * b * L * s.n_heads * s.d_head / (fit["tflops"] * 1e6))
+    return total
+
+
+def merge_cores(out: Path, profiles: list[Path]) -> None:
+    """PROFILES are `calibrate --device cpu` runs of the same command, each pinned to one core
+    (the first: vLLM's worker's core). The merged profile is the first with its op fits replaced
+    by the geometric mean over the cores of each fitted field (GEMM and attention fits that every
+    core has; elementwise per layer too), and one uncertainty entry per fit for the speed the
+    cores measured apart: a lognormal multiplier whose sigma is the sd of ln(served-shape time)
+    over the cores, x sqrt(1 + 1/n) (the worker runs on one core: one new draw about the mean of
+    n). It moves the same fields as the fit's k-fold entry; the two multiply."""
+    import csv
+    import math
+    import statistics
+
+    if len(profiles) < 2:
+        raise SystemExit("merge-cores: two or more profiles (one per core)")
+    docs = [json.loads(Path(p).read_text()) for p in profiles]
+    merged = json.loads(json.dumps(docs[0]))
+    rows, entries = [], []
+    for family, key in (("gemm", "dtype"), ("attention", "kv_dtype")):
+        for i, fit in enumerate(merged["op_fits"][family]):
+            same = [next((f for f in d["op_fits"][family] if f[key] == fit[key]), None) for d in docs]
+            if any(f is None for f in same):
+                print(f"{family} {fit[key]}: not fitted on every core, kept from {profiles[0]}")
+                continue
+            for field in _OP_FIELDS[family]:
+                name = field.removeprefix("1/")
+                vals = [max(float(f[name]), 1e-12) for f in same]
+                fit[name] = math.exp(statistics.fmean(math.log(v) for v in vals))
+            times = [_served_us(family, f) for f in same]
+            logs = [math.log(t) for t in times]
+            sigma = statistics.stdev(logs) * math.sqrt(1 + 1 / len(logs))
+            rows += [{"family": family, "dtype": fit[key], "profile": str(p), "served_shapes_us": round(t, 1)}
+                     for p, t in zip(profiles, times)]
+            rows.append({"family": family, "dtype": fit[key], "profile": "merged",
+                         "served_shapes_us": round(_served_us(family, fit), 1)})
+            entries.append({
+                "dist": "lognormal", "median": 1.0, "relative": True, "sigma": sigma,
+                "name": f"op-level {family} ({fit[key]}), core to core",
+                "paths": [f"{'1/' if f.startswith('1/') else ''}op_fits.{family}.{i}.{f.removeprefix('1/')}"
+                          for f in _OP_FIELDS[family]],
+                "source": f"calibrations on {len(profiles)} cores (scripts/vllm_cpu_loop.py merge-cores): the "
+                          f"served shapes take {', '.join(f'{t:.0f}' for t in times)} us; sd of ln x sqrt(1 + 1/n)"})
+    ew = [d["op_fits"].get("elementwise_per_layer_us") for d in docs]
+    if all(isinstance(v, (int, float)) and v > 0 for v in ew):
+        merged["op_fits"]["elementwise_per_layer_us"] = math.exp(statistics.fmean(math.log(v) for v in ew))
+    merged["uncertainty"] = list(merged.get("uncertainty") or []) + entries
+    merged["op_fits"]["notes"] = list(merged["op_fits"].get("notes") or []) + [
+        f"op fits: geometric mean of calibrations on {len(profiles)} cores ({', '.join(str(p) for p in profiles)}), "
+        "their spread an uncertainty entry per fit"]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "profile.json").write_text(json.dumps(merged, indent=2) + "\n")
+    with open(out / "cores.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["family", "dtype", "profile", "served_shapes_us"])
+        w.writeheader()
+        w.writerows(rows)
+    for e in entries:
+        print(f"{e['name']}: sigma {e['sigma']:.3f} ({e['source']})")
+    print(f"wrote {out}/profile.json and cores.csv")
+
+
 if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else ""
     if what == "build-model" and len(sys.argv) == 3:
@@ -313,6 +404,8 @@ if __name__ == "__main__":
         null_runs(Path(sys.argv[2]), Path(sys.argv[3]))
     elif what == "null-engine" and len(sys.argv) in (4, 5):
         null_engine(Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]) if len(sys.argv) == 5 else None)
+    elif what == "merge-cores" and len(sys.argv) >= 5:
+        merge_cores(Path(sys.argv[2]), [Path(a) for a in sys.argv[3:]])
     elif what == "versions":
         print(json.dumps(versions()))
     elif what == "vllm":

@@ -18,7 +18,10 @@
 # default quick), OUTPUT_LEN / INPUT_LEN (default 64 / 128 tokens), DTYPES (default
 # "bfloat16 float32"), CONCURRENCY (default "1 2 4 8"), PROMPTS_PER_SLOT (default 2: 2 c
 # prompts at concurrency c), SERVE_ARGS (default --enforce-eager, see below), NULL_SEEDS
-# (default "0 1": the null models' prompt sets; none = no null models).
+# (default "0 1": the null models' prompt sets; none = no null models), VLLM_KERNELS (default 1:
+# the calibration times vLLM's own CPU kernels, its extension loaded from VLLM_VENV; 0: torch's),
+# CAL_CORES (default with PIN=1: WORKER_CORE then OTHER_CORES, one calibration pinned to each,
+# merged by vllm_cpu_loop.py merge-cores into OUT_DIR/calibrate/; "" or PIN=0: one, unpinned).
 #
 # The null models (vllm_cpu_loop.py NULL_CONFIG, NULL8_CONFIG: the served model's tokenizer,
 # vocabulary, max length and dtype, hidden 64, 1 layer and the served model's 8) are served and
@@ -35,8 +38,7 @@
 # wherever the kernel puts them. With PIN=1 the worker gets VLLM_CPU_OMP_THREADS_BIND=WORKER_CORE
 # (default 1), every other process of the server (API server, engine core, their helpers) is moved
 # to OTHER_CORES (default 0) once the server is up (`taskset -a -p`), the bench client runs under
-# `taskset -c OTHER_CORES`, and the calibration runs under `taskset -c WORKER_CORE`, the core the
-# worker used. Other users' processes are not moved. Either way, the worker's scheduler counters
+# `taskset -c OTHER_CORES`, and the calibration runs once under `taskset -c` each core (CAL_CORES). Other users' processes are not moved. Either way, the worker's scheduler counters
 # (/proc/PID/task/*/schedstat: time on a CPU, time runnable but waiting for one) are read before
 # and after each bench into OUT_DIR/worker_sched.tsv, so a run shows how long the worker waited.
 #
@@ -67,9 +69,9 @@ pin=${PIN:-0}
 worker_core=${WORKER_CORE:-1}
 other_cores=${OTHER_CORES:-0}
 case $pin in 0|1) ;; *) echo "vllm_cpu_loop.sh: PIN must be 0 or 1, not '$pin'" >&2; exit 2;; esac
-# pinned PREFIX...: the command under taskset when PIN=1 (the bench client, the calibration).
-pin_client=(); pin_cal=()
-if [ "$pin" = 1 ]; then pin_client=(taskset -c "$other_cores"); pin_cal=(taskset -c "$worker_core"); fi
+# the bench client under taskset when PIN=1.
+pin_client=()
+if [ "$pin" = 1 ]; then pin_client=(taskset -c "$other_cores"); fi
 reuse=0
 if [ "${1:-}" = --reuse ]; then
   reuse=1; shift
@@ -301,10 +303,37 @@ fi  # reuse
 
 # -- 4. calibrate this CPU (inferecon's venv), after the servers stopped: nothing else of ours runs ---
 threads=$(cal_threads)
-log "calibrating with $threads torch thread(s), as vLLM's worker ran"
-cal_args=(--device cpu --out "$out/calibrate" --no-progress --threads "$threads")
+# The calibration times vLLM's own kernels (kernels/cpu_ops.py): its CPU extension, from the venv
+# that served, loaded into inferecon's torch (the same 2.13.0+cpu). VLLM_KERNELS=0: torch's own.
+vllm_lib=""
+if [ "${VLLM_KERNELS:-1}" = 1 ]; then
+  vllm_lib=$(ls -d "$venv"/lib/python3*/site-packages/vllm 2>/dev/null | head -1)
+  [ -n "$vllm_lib" ] || log "no vLLM package in $venv: the calibration times torch's own kernels"
+fi
+log "calibrating with $threads torch thread(s), as vLLM's worker ran; vLLM kernels: ${vllm_lib:-no}"
+cal_args=(--no-progress --threads "$threads")
 [ "$cal_mode" = quick ] && cal_args+=(--quick)
-step calibrate 1500 "${pin_cal[@]}" "$ic_py" -m inferecon calibrate "${cal_args[@]}" || status=partial
+cal_env=(env "INFERECON_VLLM_CPU_LIB=$vllm_lib")
+# PIN=1: one calibration on each core (CAL_CORES, default the worker's core, then OTHER_CORES' own):
+# the worker's core and the others timed kernels ~20% apart in run 5; merge-cores averages the op
+# fits and turns that measured spread into the profile's uncertainty. PIN=0: one, unpinned.
+cal_cores=${CAL_CORES-"$([ "$pin" = 1 ] && echo "$worker_core ${other_cores//,/ }")"}
+if [ -n "$cal_cores" ]; then
+  core_profiles=()
+  for core in $cal_cores; do
+    step "calibrate-core$core" 1500 "${cal_env[@]}" taskset -c "$core" "$ic_py" -m inferecon calibrate --device cpu \
+      --out "$out/calibrate-core$core" "${cal_args[@]}" || { status=partial; continue; }
+    core_profiles+=("$out/calibrate-core$core/profile.json")
+  done
+  if [ ${#core_profiles[@]} -ge 2 ]; then
+    step merge-cores 120 "$ic_py" "$helper" merge-cores "$out/calibrate" "${core_profiles[@]}" || status=partial
+  elif [ ${#core_profiles[@]} = 1 ]; then
+    mkdir -p "$out/calibrate" && cp "${core_profiles[0]}" "$out/calibrate/profile.json"
+  fi
+else
+  step calibrate 1500 "${cal_env[@]}" "$ic_py" -m inferecon calibrate --device cpu --out "$out/calibrate" "${cal_args[@]}" \
+    || status=partial
+fi
 
 # -- 5. inferecon reads the real files -----------------------------------------------------------
 prof=$out/calibrate/profile.json

@@ -6,7 +6,8 @@
 # bookkeep), and `vllm bench serve --profile` at each concurrency, then a summary per step
 # (scripts/vllm_profile_summary.py).
 #
-#   scripts/vllm_profile.sh OUT_DIR        (DTYPES, CONCURRENCY: default "bfloat16 float32", "1 8")
+#   scripts/vllm_profile.sh OUT_DIR        (DTYPES, CONCURRENCY: default "bfloat16 float32", "1 8";
+#                                           MODEL: served (default) or null8, the loop's 8-layer null model)
 #
 # The profiler records PROFILE_STEPS engine steps (default 24) after skipping PROFILE_DELAY
 # (default 12: past the prompts' prefill at concurrency 8, 2 x C prompts of 128 tokens).
@@ -33,6 +34,8 @@ out=$(mkdir -p "$1" && cd "$1" && pwd) || exit 2
 mkdir -p "$out/logs"
 work=$(mktemp -d "${TMPDIR:-/tmp}/vllm-profile.XXXXXX")
 model=$work/tiny-llama-155m
+which=${MODEL:-served}
+case $which in served|null8) ;; *) echo "vllm_profile.sh: MODEL must be served or null8, not '$which'" >&2; exit 2;; esac
 server_pgid=""
 log() { echo "[vllm-profile $(date -u +%H:%M:%S)] $*" >&2; }
 stop_server() {
@@ -51,6 +54,11 @@ printf 'what\tutc\tloadavg\n' > "$out/loadavg.tsv"
 mark() { printf '%s\t%s\t%s\n' "$1" "$(date -u +%H:%M:%S)" "$(cut -d' ' -f1-3 /proc/loadavg)" >> "$out/loadavg.tsv"; }
 
 timeout 600 "$venv/bin/python" "$helper" build-model "$model" > "$out/logs/build-model.log" 2>&1 || { log "build-model failed"; exit 1; }
+if [ "$which" = null8 ]; then
+  timeout 300 "$venv/bin/python" "$helper" build-null-model "$work/null8" "$model" 8 > "$out/logs/build-null8-model.log" 2>&1 \
+    || { log "build-null-model failed"; exit 1; }
+  model=$work/null8
+fi
 for dt in $dtypes; do
   short=$([ "$dt" = bfloat16 ] && echo bf16 || echo fp32)
   for c in $concurrency; do
