@@ -300,6 +300,8 @@ CASES = [
      "afile"),
     ("regress-save-missing", "regress --save-baseline {t}/nope --baselines-dir {t}/bl", "nope"),
     ("regress-save-file", "regress --save-baseline {t}/afile --baselines-dir {t}/bl", "afile"),
+    ("regress-baselines-dir-file", "regress --candidate {t}/emptydir --baselines-dir {t}/afile",
+     "--baselines-dir {t}/afile: a file, not a directory"),
     # -- report --------------------------------------------------------------------------------
     ("report-missing", "report {t}/nope", "nope"),
     ("report-file", "report {t}/afile", "afile: a file, not a run directory"),

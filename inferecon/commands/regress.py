@@ -193,6 +193,8 @@ def run(args) -> int:
     from inferecon.core.outpath import check_out_dir, write_text
 
     root = Path(args.baselines_dir) if args.baselines_dir else baselines.DEFAULT_DIR
+    if root.exists():  # absent is fine: no baseline saved yet (pick_newest says so)
+        existing_dir(root, "directory", flag="--baselines-dir")
     if args.save_baseline:
         if args.candidate or args.baseline:
             raise UserError("--save-baseline RUN_DIR saves a baseline; run the check separately")
