@@ -446,18 +446,14 @@ def _fill_grids(grids: dict, r, kv_elem_bytes: float):
     table's own check: every column's last measured cell predicted one and two rows out from the
     cells below it (its own column's bandwidth held out too), against the fit on the same cells.
     -> (grids, cells filled, the fill's FitQuality, the fit's FitQuality on the same cells)."""
-    cols, fill_ape, fit_ape = [], [], []
-    for key, (bs, ls, flat) in grids.items():
-        h, hk, hd = (float(x) for x in key.split("x"))
-        b = np.array(bs, dtype=float)
-        v = np.array([np.nan if x is None else x for x in flat], dtype=float).reshape(len(bs), len(ls))
-        per_b = 2.0 * np.outer(np.ones_like(b), np.asarray(ls, dtype=float)) * hk * hd * kv_elem_bytes  # KV bytes / batch
+    fill_ape, fit_ape = [], []
+    for key, g in grids.items():
+        (h, hk, hd), b, ls, v, per_b = _grid_arrays(key, g, kv_elem_bytes)
         gbps = per_b * b[:, None] / v / 1e3  # each measured cell's bandwidth, GB/s
         for j, L in enumerate(ls):
             idx = np.flatnonzero(np.isfinite(v[:, j]))
             if len(idx) < 2:
                 continue
-            cols.append((key, j, idx[-1]))
             best_other = np.nanmax(np.delete(gbps, j, axis=1)) if gbps.shape[1] > 1 else np.nan
             i = idx[-1]
             fit_us = (r.t0_us + r.extra_us[0] * b[i] * hk
@@ -472,11 +468,8 @@ def _fill_grids(grids: dict, r, kv_elem_bytes: float):
     if fill_q is None or fit_q is None or fill_q.heldout_mape >= fit_q.heldout_mape:
         return grids, 0, fill_q, fit_q
     out, filled = {}, 0
-    for key, (bs, ls, flat) in grids.items():
-        h, hk, hd = (float(x) for x in key.split("x"))
-        b = np.array(bs, dtype=float)
-        v = np.array([np.nan if x is None else x for x in flat], dtype=float).reshape(len(bs), len(ls))
-        per_b = 2.0 * np.outer(np.ones_like(b), np.asarray(ls, dtype=float)) * hk * hd * kv_elem_bytes
+    for key, g in grids.items():
+        _, b, ls, v, per_b = _grid_arrays(key, g, kv_elem_bytes)
         best = np.nanmax(per_b * b[:, None] / v / 1e3)
         new = v.copy()
         for j in range(len(ls)):
@@ -484,12 +477,23 @@ def _fill_grids(grids: dict, r, kv_elem_bytes: float):
             if len(idx) < 2:
                 continue
             top = idx[-1]
-            rows = np.arange(top + 1, min(top + 1 + GRID_FILL_STEPS, len(bs)))
+            rows = np.arange(top + 1, min(top + 1 + GRID_FILL_STEPS, len(b)))
             if rows.size:
                 new[rows, j] = _column_fill(b, v[:, j], top, per_b[top, j], best)[rows]
                 filled += int(rows.size)
-        out[key] = [bs, ls, [None if not np.isfinite(x) else round(float(x), 4) for x in new.ravel()]]
+        out[key] = [g[0], g[1], [None if not np.isfinite(x) else round(float(x), 4) for x in new.ravel()]]
     return out, filled, fill_q, fit_q
+
+
+def _grid_arrays(key: str, grid, kv_elem_bytes: float):
+    """One shape_grids entry as arrays: ((heads, kv heads, head dim), batches, kv lengths, times
+    batch x kv length (NaN where not measured), KV bytes per sequence at each cell)."""
+    bs, ls, flat = grid
+    h, hk, hd = (float(x) for x in key.split("x"))
+    b = np.array(bs, dtype=float)
+    v = np.array([np.nan if x is None else x for x in flat], dtype=float).reshape(len(bs), len(ls))
+    per_b = 2.0 * np.outer(np.ones_like(b), np.asarray(ls, dtype=float)) * hk * hd * kv_elem_bytes
+    return (h, hk, hd), b, [float(x) for x in ls], v, per_b
 
 
 def _attention_grids(d) -> tuple[dict, FitQuality | None]:
