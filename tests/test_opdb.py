@@ -521,6 +521,28 @@ def test_grid_fill_only_where_it_beats_the_fit_on_the_tables_own_cells():
     assert none_filled == 0 and same is grid
 
 
+def test_moe_routing_follows_aiconfigurator_and_falls_back_to_what_is_fitted():
+    from inferecon.calibration.opdb_fit import moe_distributions
+    from inferecon.model import ops
+    from inferecon.model.catalog import get_model
+    from inferecon.model.opfits import EngineOpFits, MoeFit
+
+    # The tables of aiconfigurator-core 0.12.0 hold balanced, power_law_1.01 and _1.2: both power
+    # laws are fitted; a collector's table with balanced rows only keeps balanced.
+    assert moe_distributions({"balanced", "power_law_1.01", "power_law_1.2"}) == ["power_law_1.01", "power_law_1.2"]
+    assert moe_distributions({"balanced"}) == ["balanced"]
+    assert moe_distributions({"power_law_2.0", "power_law_1.5"}) == ["power_law_1.5"]
+    # DeepSeek (its sdk/models/deepseek.py: alpha 1.01) and Mixtral (sdk/models/moe.py: 1.2).
+    assert ops.moe_routing(get_model("deepseek-v3")) == "power_law_1.01"
+    assert ops.moe_routing(get_model("mixtral-8x7b")) == "power_law_1.2"
+    fits = [MoeFit(dtype="bf16", fixed_us=1.0, gbps=1.0, tflops=1.0, distribution=d)
+            for d in ("power_law_1.01", "power_law_1.2")]
+    eng = EngineOpFits("synthetic", "toy", "0", moe=fits)
+    assert ops._moe_fit(eng, get_model("mixtral-8x7b")).distribution == "power_law_1.2"
+    only = EngineOpFits("synthetic", "toy", "0", moe=[MoeFit(dtype="bf16", fixed_us=1.0, gbps=1.0, tflops=1.0)])
+    assert ops._moe_fit(only, get_model("mixtral-8x7b")).distribution == "balanced"  # the one there is
+
+
 def test_touched_experts_is_one_rule_for_numbers_and_arrays():
     """min(E/ep, t*k/ep), by hand: DeepSeek-V3 (256 experts, top-8). One token on 8 ranks: 8
     routed pairs / 8 = 1 expert; 64 tokens: 512 pairs / 8 = 64 > 256/8 = 32, so all 32 of the rank's
