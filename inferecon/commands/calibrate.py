@@ -263,20 +263,18 @@ def _op_db(args) -> int:
     if not args.gpu or not args.engine:
         raise UserError("--op-db needs --gpu GPU and --engine vllm|sglang|trtllm")
     from inferecon.calibration.opdb_fit import calibrate_from_opdb
+    from inferecon.calibration.opdb_profiles import save_calibration
 
     started = time.monotonic()
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = check_out_dir(args.out if args.out else Path("results") / f"opdb-{args.gpu}-{args.engine}-{stamp}")
     fit = calibrate_from_opdb(args.op_db, args.gpu, args.engine, args.engine_version)
-    out.mkdir(parents=True, exist_ok=True)
-    fit.profile.save(out / "profile.json")
-    fit.engine.save(out / "engine.json")
+    profile, engine = save_calibration(fit, out)  # the folder layout the scorecards' op-DB cache reads too
     print("\n".join(fit.summary))
     for note in fit.profile.provenance.notes[1:]:
         print(f"note: {note}")
-    print(f"\nfitted in {time.monotonic() - started:.1f} s; wrote {out / 'profile.json'} and {out / 'engine.json'}")
-    print(f"use it: inferecon predict --model llama-3-70b --hardware {out / 'profile.json'} "
-          f"--engine {out / 'engine.json'}")
+    print(f"\nfitted in {time.monotonic() - started:.1f} s; wrote {profile} and {engine}")
+    print(f"use it: inferecon predict --model llama-3-70b --hardware {profile} --engine {engine}")
     return 0
 
 
