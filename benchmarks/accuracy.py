@@ -54,16 +54,18 @@ import pandas as pd
 
 from inferecon.calibration.engine_fit import EngineCase, EngineFit, fit_engine_profile, predict_case
 from inferecon.ingest.engine_results import EngineRun
+from inferecon.calibration.opdb_profiles import opdb_profiles
 from inferecon.model.published import get_profile
 from inferecon.core.errors import UserError
 from inferecon.core.stats import mape_pct_of
-from inferecon.model.catalog import get_model
-from inferecon.model.engine import EngineProfile, get_engine
-from inferecon.model.spec import ModelSpec
+from inferecon.model.engine import EngineProfile
+
+# benchmarks/point_pricing.py, beside this file: how both scorecards price a point.
+from point_pricing import (EAGER_NOTE, OPDB_BACKEND, eager_engine, opdb_model, resolve_model, runs_eagerly,
+                           with_host_overhead)
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 DEFAULT_CSV = DATA_DIR / "public_decode.csv"
-CONFIG_DIR = DATA_DIR / "configs"
 
 REQUIRED_COLUMNS = ("source_id", "engine", "engine_version", "model", "gpu", "n_gpu", "tp", "batch",
                     "input_len", "output_len", "weight_format", "weight_bits", "kv_bits", "metric",
@@ -98,29 +100,12 @@ def whole_run_ms(step_ms: float, prefill_ms: float, output_len: int) -> float:
     decodes O - 1 steps of step_ms each, divided by its O output tokens."""
     return (prefill_ms + (output_len - 1) * step_ms) / output_len
 
-# What a point's notes say when its engine ran without CUDA graphs (vLLM --enforce-eager,
-# eager PyTorch under Hugging Face generate / AutoAWQ): every kernel is launched from the host.
-EAGER_NOTE = r"enforce-eager|eager pytorch|no cuda graphs"
-
-
-def runs_eagerly(notes) -> bool:
-    """Whether a point's notes say its engine ran without CUDA graphs."""
-    return bool(re.search(EAGER_NOTE, str(notes or "").lower()))
-
-
 def eager_flags(points: pd.DataFrame) -> pd.Series:
     """Each point's eager flag (ran without CUDA graphs): the `eager` column load_points writes,
     or, for a frame built without it, read from the notes. The one place every column looks it up."""
     if "eager" in points.columns:
         return points["eager"].astype(bool)
     return points["notes"].map(runs_eagerly)
-
-
-def eager_engine(engine: EngineProfile | None) -> EngineProfile:
-    """The engine a point without CUDA graphs is priced with: the built-in 'eager' engine (the
-    host's launch time per kernel x the kernels of a layer, model/engine.py), or a fitted engine
-    run eagerly (EngineProfile.run_eagerly) -- its own figures plus that host floor."""
-    return get_engine("eager") if engine is None else engine.run_eagerly()
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -154,15 +139,6 @@ def load_points(path: str | Path = DEFAULT_CSV) -> pd.DataFrame:
 
 def measured_ms_per_token(row) -> float:
     return float(METRICS[row.metric](row))
-
-
-def resolve_model(name: str) -> ModelSpec:
-    """A config.json written for the scorecard (benchmarks/data/configs/<name>.json), else the
-    catalog."""
-    path = CONFIG_DIR / f"{name}.json"
-    if path.is_file():
-        return ModelSpec.from_hf_config(path, name=name)
-    return get_model(name)
 
 
 # -- cases and fits ----------------------------------------------------------------------------
@@ -414,64 +390,11 @@ def peer_report(res: pd.DataFrame, markdown: bool = False) -> list[str]:
     return out
 
 
-# -- the op-DB profile of each point's GPU x engine (calibrate --op-db) ----------------------------
-# Engine -> the per-op database backend whose tables price it, and why where it is not the engine
-# itself. The same substitutions as the aiconfigurator column (benchmarks/aiconfigurator_estimates.py),
-# so the two are scored on equal footing: NIM 1.8 runs TensorRT-LLM; lmdeploy, gpt-fast and AutoAWQ
-# have no tables of their own and are priced with TensorRT-LLM's, the one A100 database with
-# weight-only INT8/INT4 GEMMs measured.
-OPDB_BACKEND = {
-    "vllm": ("vllm", ""), "sglang": ("sglang", ""), "trtllm": ("trtllm", ""),
-    "nim": ("trtllm", "NIM's TensorRT-LLM backend"),
-    "lmdeploy": ("trtllm", "lmdeploy (TurboMind) has no tables: priced with TensorRT-LLM's"),
-    "gpt-fast": ("trtllm", "gpt-fast has no tables: priced with TensorRT-LLM's"),
-    "autoawq": ("trtllm", "AutoAWQ has no tables: priced with TensorRT-LLM's"),
-}
-
-
-def opdb_profiles(pairs, op_db=None, cache_dir=None) -> dict:
-    """(gpu, backend) -> (HardwareProfile, EngineProfile) from `calibrate --op-db`'s own fit
-    (calibration/opdb_fit.py) on the database's newest version of that backend, or -> the reason
-    there is none. With `cache_dir`, fitted profiles are saved there and read back next time."""
-    from inferecon.calibration.opdb_fit import calibrate_from_opdb
-    from inferecon.model.hardware import HardwareProfile
-
-    out = {}
-    for gpu, backend in sorted(set(pairs)):
-        where = Path(cache_dir) / f"{gpu}-{backend}" if cache_dir else None
-        if where is not None and (where / "profile.json").is_file() and (where / "engine.json").is_file():
-            out[(gpu, backend)] = (HardwareProfile.load(where / "profile.json"), EngineProfile.load(where / "engine.json"))
-            continue
-        try:
-            cal = calibrate_from_opdb(op_db, gpu, backend)
-        except UserError as exc:
-            out[(gpu, backend)] = str(exc)
-            continue
-        if where is not None:
-            where.mkdir(parents=True, exist_ok=True)
-            cal.profile.save(where / "profile.json")
-            cal.engine.save(where / "engine.json")
-        out[(gpu, backend)] = (cal.profile, cal.engine)
-    return out
-
-
-def opdb_model(model: ModelSpec, label: str) -> ModelSpec:
-    """The point's weights in the format its precision label names (int8 weight-only, AWQ ...),
-    where the model has no named format of those bits already (DeepSeek-V3's block-scaled FP8)."""
-    from inferecon.model.quant import parse_format_label
-
-    fmt = parse_format_label(label)
-    if model.weight_format or fmt is None or fmt.weight_bits != model.weight_bits:
-        return model
-    return model.with_format(fmt.name)
-
-
+# -- the op-DB profile of each point's GPU x engine (calibrate --op-db; point_pricing.OPDB_BACKEND) --
 def add_opdb(res: pd.DataFrame, op_db=None, cache_dir=None) -> pd.DataFrame:
     """The scorecard with the op-DB profile's ms per token (pred_opdb_ms, ratio_opdb) and which
     tables priced the point (opdb_profile, opdb_note)."""
     import dataclasses
-
-    from inferecon.model.engine_overheads import overhead_fact, with_overhead
 
     out = res.copy()
     backends = [OPDB_BACKEND.get(e, (None, f"no op-DB backend for {e}")) for e in out["engine"]]
@@ -485,11 +408,7 @@ def add_opdb(res: pd.DataFrame, op_db=None, cache_dir=None) -> pd.DataFrame:
             note.append(str(got))
             continue
         hw, eng = got
-        # The tables time kernels only: a published host overhead of the point's own engine
-        # version (model/engine_overheads.py) is added to the step; none where no source gives one.
-        fact = overhead_fact(r.engine, r.engine_version)
-        fact = None if fact is not None and fact.source_line in eng.sources else fact  # the fit added it already
-        eng = with_overhead(eng, fact)
+        eng, fact = with_host_overhead(eng, r.engine, r.engine_version)
         case = to_case(r)
         case = dataclasses.replace(case, hw=hw, model=opdb_model(case.model, r.weight_format))
         pred.append(price(case, eager_engine(eng) if no_graphs else eng, r.metric)[0])

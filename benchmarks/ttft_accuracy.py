@@ -13,8 +13,10 @@ version there; NIM runs TensorRT-LLM, so its tables) with the engine profile tha
 writes, plus a published host overhead of the point's own engine version where one exists;
 the published profile of the GPU where the tables have no such GPU x engine (the reason is
 printed). `--published` prices every point on the published profile (the behaviour before the
-op-DB default). The op-DB profiles are benchmarks/accuracy.py's own (`opdb_profiles`, the
-decode scorecard's), so both scorecards price a point alike.
+op-DB default). The op-DB profiles (inferecon.calibration.opdb_profiles) and how a point is
+priced on them (benchmarks/point_pricing.py: engine -> tables, model, weight format, host
+overhead, eager engine) are the decode scorecard's (benchmarks/accuracy.py), so both price a
+point alike.
 
 Each point is one published serving run: a closed loop of C clients (`batch` = C), or Poisson
 arrivals at `request_rate` requests/s (a column; empty for closed loops), input I, output O:
@@ -39,12 +41,14 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 import statistics
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+# benchmarks/point_pricing.py, beside this file: how both scorecards price a point.
+from point_pricing import OPDB_BACKEND, eager_engine, opdb_model, resolve_model, runs_eagerly, with_host_overhead
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_CSV = HERE / "data" / "public_ttft.csv"
@@ -165,19 +169,6 @@ def load_aic(path: Path) -> dict[int, dict]:
         return {int(r["point"]): r for r in csv.DictReader(fh)}
 
 
-def decode_scorecard():
-    """benchmarks/accuracy.py (the decode scorecard) as a module: its op-DB profiles per GPU x
-    engine, its model resolver (benchmarks/data/configs) and its eager-engine rule are reused
-    here, so a point is priced the same way in both scorecards."""
-    if "accuracy" in sys.modules and hasattr(sys.modules["accuracy"], "opdb_profiles"):
-        return sys.modules["accuracy"]
-    spec = importlib.util.spec_from_file_location("accuracy", HERE / "accuracy.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["accuracy"] = mod  # dataclasses look their module up by name
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @dataclass
 class Pricing:
     """What one point is priced with, and why."""
@@ -188,7 +179,7 @@ class Pricing:
 
 
 def pricings(points: list[Point], published: bool, hardware: str | None, op_db=None, cache_dir=None) -> list[Pricing]:
-    from inferecon.model.engine_overheads import overhead_fact, with_overhead
+    from inferecon.calibration.opdb_profiles import opdb_profiles
     from inferecon.model.hardware import HardwareProfile
     from inferecon.model.published import get_profile
 
@@ -197,9 +188,8 @@ def pricings(points: list[Point], published: bool, hardware: str | None, op_db=N
         return [Pricing(hw, None, f"--hardware {Path(hardware).name}") for _ in points]
     if published:
         return [Pricing(get_profile(p.gpu), None, f"published {p.gpu}") for p in points]
-    acc = decode_scorecard()
-    backends = [acc.OPDB_BACKEND.get(p.engine, (None, f"no op-DB backend for engine {p.engine!r}")) for p in points]
-    profiles = acc.opdb_profiles([(p.gpu, b) for p, (b, _) in zip(points, backends) if b], op_db, cache_dir)
+    backends = [OPDB_BACKEND.get(p.engine, (None, f"no op-DB backend for engine {p.engine!r}")) for p in points]
+    profiles = opdb_profiles([(p.gpu, b) for p, (b, _) in zip(points, backends) if b], op_db, cache_dir)
     out = []
     for p, (backend, why) in zip(points, backends):
         got = profiles.get((p.gpu, backend)) if backend else why
@@ -207,11 +197,8 @@ def pricings(points: list[Point], published: bool, hardware: str | None, op_db=N
             out.append(Pricing(get_profile(p.gpu), None, f"published {p.gpu}", str(got)))
             continue
         hw, eng = got
-        # The tables time kernels only: a published host overhead of the point's own engine
-        # version is added to the step (as the decode scorecard does); none where no source gives one.
-        fact = overhead_fact(p.engine, p.engine_version)
-        fact = None if fact is not None and fact.source_line in eng.sources else fact
-        out.append(Pricing(hw, with_overhead(eng, fact), f"op-DB {backend} {hw.op_fits.engine_version} ({p.gpu})"
+        eng, fact = with_host_overhead(eng, p.engine, p.engine_version)
+        out.append(Pricing(hw, eng, f"op-DB {backend} {hw.op_fits.engine_version} ({p.gpu})"
                            + (f" + host {fact.step_overhead_us / 1000:g} ms/step" if fact else ""), why))
     return out
 
@@ -256,7 +243,6 @@ def price_point(p: Point, pr: Pricing, kv_bits: int | None, sim: bool) -> dict:
     from inferecon.model.predict import predict
     from inferecon.model.serving import engine_scheduler, serve, simulate_closed_loop
 
-    acc = decode_scorecard()
     row = dict(source_id=p.source_id, engine=p.engine, model=p.model, gpu=p.gpu, tp=p.tp,
                concurrency=p.concurrency, request_rate=p.request_rate_per_s, input_len=p.input_len,
                output_len=p.output_len, ttft_ms=p.ttft_ms, ttft_basis="mean" if p.ttft_mean_ms is not None else "median",
@@ -265,12 +251,12 @@ def price_point(p: Point, pr: Pricing, kv_bits: int | None, sim: bool) -> dict:
                profile_note=pr.why)
     try:
         kv = kv_bits if kv_bits and kv_unstated(p.notes) else p.kv_bits
-        model = acc.resolve_model(p.model).with_precision(p.weight_bits, kv)
+        model = resolve_model(p.model).with_precision(p.weight_bits, kv)
         engine = pr.engine
         if pr.engine is not None:
-            model = acc.opdb_model(model, p.weight_format)
-        if acc.runs_eagerly(p.notes):  # no CUDA graphs: the host launches every kernel
-            engine = acc.eager_engine(engine)
+            model = opdb_model(model, p.weight_format)
+        if runs_eagerly(p.notes):  # no CUDA graphs: the host launches every kernel
+            engine = eager_engine(engine)
         if p.closed_loop:
             before = predict(model, pr.hw, tp=p.tp, batch=p.concurrency, context=p.input_len + p.output_len // 2,
                              engine=engine, draws=0)

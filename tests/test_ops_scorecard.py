@@ -5,7 +5,6 @@ from saved profiles (synthetic fits, so no database is needed)."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -18,10 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_ops import FITS, _engine  # noqa: E402  (synthetic op fits, worked out by hand there)
 
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("accuracy", ROOT / "benchmarks" / "accuracy.py")
-acc = importlib.util.module_from_spec(_spec)
-sys.modules["accuracy"] = acc
-_spec.loader.exec_module(acc)
+sys.path.insert(0, str(ROOT / "benchmarks"))  # the scorecards import point_pricing beside them
+import accuracy as acc  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,77 @@
+"""How a public point is priced, the same in both scorecards (benchmarks/accuracy.py, decode;
+benchmarks/ttft_accuracy.py, TTFT and serving TPOT): the per-op database backend whose tables
+price its engine, its model (a config.json written for the scorecard, else the catalog), its
+weight format on the op-DB profile, the published host overhead of its engine version, and the
+engine a point run without CUDA graphs is priced with. The op-DB profiles themselves are
+`calibrate --op-db`'s, built and cached by inferecon.calibration.opdb_profiles."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from inferecon.model.catalog import get_model
+from inferecon.model.engine import EngineProfile, get_engine
+from inferecon.model.spec import ModelSpec
+
+CONFIG_DIR = Path(__file__).resolve().parent / "data" / "configs"
+
+# Engine -> the per-op database backend whose tables price it, and why where it is not the engine
+# itself. The same substitutions as the aiconfigurator column (benchmarks/aiconfigurator_estimates.py),
+# so the two are scored on equal footing: NIM 1.8 runs TensorRT-LLM; lmdeploy, gpt-fast and AutoAWQ
+# have no tables of their own and are priced with TensorRT-LLM's, the one A100 database with
+# weight-only INT8/INT4 GEMMs measured.
+OPDB_BACKEND = {
+    "vllm": ("vllm", ""), "sglang": ("sglang", ""), "trtllm": ("trtllm", ""),
+    "nim": ("trtllm", "NIM's TensorRT-LLM backend"),
+    "lmdeploy": ("trtllm", "lmdeploy (TurboMind) has no tables: priced with TensorRT-LLM's"),
+    "gpt-fast": ("trtllm", "gpt-fast has no tables: priced with TensorRT-LLM's"),
+    "autoawq": ("trtllm", "AutoAWQ has no tables: priced with TensorRT-LLM's"),
+}
+
+# What a point's notes say when its engine ran without CUDA graphs (vLLM --enforce-eager,
+# eager PyTorch under Hugging Face generate / AutoAWQ): every kernel is launched from the host.
+EAGER_NOTE = r"enforce-eager|eager pytorch|no cuda graphs"
+
+
+def resolve_model(name: str) -> ModelSpec:
+    """A config.json written for the scorecard (benchmarks/data/configs/<name>.json), else the
+    catalog."""
+    path = CONFIG_DIR / f"{name}.json"
+    if path.is_file():
+        return ModelSpec.from_hf_config(path, name=name)
+    return get_model(name)
+
+
+def opdb_model(model: ModelSpec, label: str) -> ModelSpec:
+    """The point's weights in the format its precision label names (int8 weight-only, AWQ ...),
+    where the model has no named format of those bits already (DeepSeek-V3's block-scaled FP8)."""
+    from inferecon.model.quant import parse_format_label
+
+    fmt = parse_format_label(label)
+    if model.weight_format or fmt is None or fmt.weight_bits != model.weight_bits:
+        return model
+    return model.with_format(fmt.name)
+
+
+def with_host_overhead(engine: EngineProfile, engine_name: str, engine_version: str):
+    """(engine profile, the fact added or None): the op-DB tables time kernels only, so a published
+    host overhead of the point's own engine version (model/engine_overheads.py) is added to the step;
+    none where no source gives one, or where the fit added that fact already."""
+    from inferecon.model.engine_overheads import overhead_fact, with_overhead
+
+    fact = overhead_fact(engine_name, engine_version)
+    fact = None if fact is not None and fact.source_line in engine.sources else fact
+    return with_overhead(engine, fact), fact
+
+
+def runs_eagerly(notes) -> bool:
+    """Whether a point's notes say its engine ran without CUDA graphs."""
+    return bool(re.search(EAGER_NOTE, str(notes or "").lower()))
+
+
+def eager_engine(engine: EngineProfile | None) -> EngineProfile:
+    """The engine a point without CUDA graphs is priced with: the built-in 'eager' engine (the
+    host's launch time per kernel x the kernels of a layer, model/engine.py), or a fitted engine
+    run eagerly (EngineProfile.run_eagerly) -- its own figures plus that host floor."""
+    return get_engine("eager") if engine is None else engine.run_eagerly()
