@@ -391,3 +391,14 @@ def test_batch_beyond_hbm_is_said_not_hidden(capsys):
     assert rc == 0 and "Traceback" not in err
     assert "| NO" in out and "batch 1 does not fit:" in out
     assert "batch 1 does not fit in HBM (above): this request's TPOT and prices are of a deployment" in out
+
+
+def test_compare_without_latency_answers(inputs, capsys):
+    """--compare with --no-latency: both frontiers are searched under their -no-latency labels,
+    and the comparison reads them under those (it looked them up under the old labels: a
+    KeyError traceback)."""
+    rc, out, err = _call(["frontier", "--model", "llama-3-8b", "--gpu", "h100-sxm", "--hardware",
+                          str(inputs / "cpu_profile.json"), "--compare", "--no-latency", "--draws", "0",
+                          "--max-gpus", "8", "--rows", "2", "--out", str(inputs / "f")], capsys)
+    assert rc == 0 and "Traceback" not in err, err
+    assert "h100-sxm-no-latency (published) vs amd-epyc-calibrated [cal-cpu2]-no-latency (calibrated)" in out
