@@ -170,11 +170,11 @@ def run(args: argparse.Namespace) -> int:
         labelled = list({lab: (lab, hw) for pair in comparisons for lab, hw in pair}.values())
     space = SearchSpace(max_gpus=args.max_gpus)
     if args.no_latency:
-        def unlatent(pair):
+        def no_latency(pair):
             return f"{pair[0]}-no-latency", pair[1].without_latency()
 
-        labelled = [unlatent(p) for p in labelled]
-        comparisons = [(unlatent(pub), unlatent(cal)) for pub, cal in comparisons]  # the fronts' keys
+        labelled = [no_latency(p) for p in labelled]
+        comparisons = [(no_latency(pub), no_latency(cal)) for pub, cal in comparisons]  # the fronts' keys
         space = SearchSpace(max_gpus=args.max_gpus if args.max_gpus_given else NO_LATENCY_MAX_GPUS,
                             unbounded_tp=True, batch_grid=WIDE_BATCH_GRID)
     acc = acceptance if draft else 0.0

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 from inferecon.core.text import first_paragraph
-from inferecon.core.errors import UserError
+from inferecon.core.errors import UserError, existing_dir, load_json
 
 MEASUREMENTS = ("matmul", "memory", "launch", "collectives")
 
@@ -32,8 +32,6 @@ def _has_results(run_dir: Path) -> bool:
 def _recorded_summary(run_dir: Path) -> dict | None:
     """The fit summary `calibrate` wrote (calibration.json): it holds every fit, including those
     of ingested nccl-tests/nvbandwidth files that a refit of the run alone would drop."""
-    from inferecon.core.errors import load_json
-
     path = run_dir / "calibration.json"
     if not path.is_file():
         return None
@@ -46,8 +44,6 @@ def _recorded_summary(run_dir: Path) -> dict | None:
 def _check_manifest(run_dir: Path) -> None:
     """A manifest the page can read (a JSON object), or one line: a run cut short mid-write
     must not end the page in a traceback."""
-    from inferecon.core.errors import load_json
-
     path = run_dir / "manifest.json"
     if path.is_file() and not isinstance(load_json(path, "run manifest"), dict):
         raise UserError(f"{path}: not a run manifest (a JSON object)")
@@ -57,11 +53,10 @@ def run(args) -> int:
     from inferecon.core.outpath import check_out_dir, check_out_file, write_text
     from inferecon.report.calibration_report import render_report, write_calibration_outputs
 
-    from inferecon.core.errors import existing_dir
-
     run_dir = existing_dir(args.run_dir)
     # Checked before any fit: a page that cannot be written fails in one line.
-    out = check_out_file(args.out) if args.out is not None else check_out_dir(run_dir, flag="RUN_DIR") / "report.html"
+    out = (check_out_file(args.out) if args.out is not None
+           else check_out_dir(run_dir, flag="RUN_DIR") / "report.html")
     if not _has_results(run_dir):
         raise UserError(f"{run_dir}: nothing to report (no measurements, profile, validation, regression or "
                         f"frontier results); run `inferecon calibrate --out {run_dir}` first")
