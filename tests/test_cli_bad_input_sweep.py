@@ -59,6 +59,13 @@ def _write_inputs(tmp: Path) -> None:
     (tmp / "badrun").mkdir()
     (tmp / "badrun" / "manifest.json").write_text('{"run_id": "x", "device": ')
     (tmp / "listrun").mkdir()
+    # Folders with one broken file a report shows: a fit without its fields, a binary regress.md,
+    # a CSV cut mid-quote.
+    for name, file, data in (("badfit", "calibration.json", b'{"fits": [{"term": "memory"}]}'),
+                             ("binreport", "regress.md", bytes(range(128, 256))),
+                             ("badcsv", "validation.csv", b'a,b\n1,2,3,4\n"x')):
+        (tmp / name).mkdir()
+        (tmp / name / file).write_bytes(data)
     (tmp / "listrun" / "manifest.json").write_text("[1, 2]\n")  # JSON, but not a manifest's shape
     # A config.json with its context window: Llama 3 8B's published 8,192 tokens (its config).
     cfg = json.loads((FIX / "hf" / "llama-3-8b.json").read_text())
@@ -309,6 +316,9 @@ CASES = [
     ("report-truncated-manifest", "report {t}/badrun", "manifest.json: not valid JSON"),
     ("report-list-manifest", "report {t}/listrun", "manifest.json: not a run manifest"),
     ("report-no-run-dir", "report", "RUN_DIR"),
+    ("report-fit-without-fields", "report {t}/badfit", "fits[0] is not a fit as `inferecon calibrate` writes it"),
+    ("report-binary-regress-md", "report {t}/binreport", "regress.md: not a text file"),  # was a traceback
+    ("report-broken-csv", "report {t}/badcsv", "validation.csv: not a readable CSV"),  # was a traceback
     ("report-out-empty", "report {t}/adir --out ''", "--out is empty"),
     ("report-out-is-folder", "report {t}/adir --out {t}/emptydir", "a directory, not a file"),
 ]

@@ -11,6 +11,8 @@ from inferecon.core.text import first_paragraph
 from inferecon.core.errors import UserError, existing_dir, load_json
 
 MEASUREMENTS = ("matmul", "memory", "launch", "collectives")
+# What each entry of calibration.json's "fits" holds (calibration/build.py writes it).
+FIT_FIELDS = ("term", "form", "heldout_mape", "train_mape", "n_points", "params", "stderr", "converged")
 
 
 def register(sub) -> None:
@@ -38,6 +40,11 @@ def _recorded_summary(run_dir: Path) -> dict | None:
     summary = load_json(path, "calibration summary")
     if not isinstance(summary, dict) or not isinstance(summary.get("fits"), list):
         raise UserError(f"{path}: not a calibration summary written by `inferecon calibrate`")
+    for i, fit in enumerate(summary["fits"]):  # the page reads each of these (calibration_report._fit_row)
+        missing = [k for k in FIT_FIELDS if not isinstance(fit, dict) or k not in fit]
+        if missing or not (isinstance(fit["params"], dict) and isinstance(fit["stderr"], dict)):
+            raise UserError(f"{path}: fits[{i}] is not a fit as `inferecon calibrate` writes it "
+                            f"({'no ' + ', '.join(missing) if missing else 'params and stderr must be objects'})")
     return summary
 
 

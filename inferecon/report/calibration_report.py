@@ -9,6 +9,7 @@ import html
 import json
 from pathlib import Path
 
+from inferecon.core.errors import UserError
 from inferecon.core.outpath import write_text
 from inferecon.report import calibration_plots as cp
 
@@ -148,6 +149,14 @@ def _fit_row(f: dict) -> str:
             f"<td>{ok}</td></tr>")
 
 
+def _text(path: Path) -> str:
+    """A file shown on the page as it is, or one line where it is not text."""
+    try:
+        return path.read_text()
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a text file, so not one inferecon wrote") from None
+
+
 def _optional_sections(run_dir: Path) -> list[str]:
     """Validation, regression and frontier outputs, wherever a command left them in the run
     directory (or one folder below it)."""
@@ -162,15 +171,19 @@ def _optional_sections(run_dir: Path) -> list[str]:
         for name in validation:
             p = found[name]
             if name.endswith(".json"):
-                parts.append(f"<h3>{html.escape(name)}</h3><pre>{html.escape(p.read_text())}</pre>")
+                parts.append(f"<h3>{html.escape(name)}</h3><pre>{html.escape(_text(p))}</pre>")
             elif name.endswith(".csv"):
+                try:
+                    table = pd.read_csv(p)
+                except (ValueError, UnicodeDecodeError) as exc:  # pandas' parse and empty-file errors are ValueErrors
+                    raise UserError(f"{p}: not a readable CSV ({str(exc).splitlines()[0]})") from None
                 parts.append(f"<h3>{html.escape(name)}</h3>"
-                             + pd.read_csv(p).to_html(index=False, float_format=lambda v: f"{v:.4g}"))
+                             + table.to_html(index=False, float_format=lambda v: f"{v:.4g}"))
             elif name.endswith(".png"):
                 parts.append(_img(p))
     if "regress.md" in found:
         parts.append("<h2>Regression check</h2>")
-        parts.append(f"<pre>{html.escape(found['regress.md'].read_text())}</pre>")
+        parts.append(f"<pre>{html.escape(_text(found['regress.md']))}</pre>")
     frontiers = [n for n in found if n.startswith("frontier") and n.endswith(".png")]
     if frontiers:
         parts.append("<h2>Frontiers</h2>" + "".join(_img(found[n]) for n in frontiers))
