@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,7 @@ def _write_inputs(tmp: Path) -> None:
     (tmp / "badrun").mkdir()
     (tmp / "badrun" / "manifest.json").write_text('{"run_id": "x", "device": ')
     (tmp / "listrun").mkdir()
+    (tmp / "listrun" / "manifest.json").write_text("[1, 2]\n")  # JSON, but not a manifest's shape
     # Folders with one broken file a report shows: a fit without its fields, a binary regress.md,
     # a CSV cut mid-quote.
     for name, file, data in (("badfit", "calibration.json", b'{"fits": [{"term": "memory"}]}'),
@@ -66,7 +68,6 @@ def _write_inputs(tmp: Path) -> None:
                              ("badcsv", "validation.csv", b'a,b\n1,2,3,4\n"x')):
         (tmp / name).mkdir()
         (tmp / name / file).write_bytes(data)
-    (tmp / "listrun" / "manifest.json").write_text("[1, 2]\n")  # JSON, but not a manifest's shape
     # A config.json with its context window: Llama 3 8B's published 8,192 tokens (its config).
     cfg = json.loads((FIX / "hf" / "llama-3-8b.json").read_text())
     cfg["max_position_embeddings"] = 8192
@@ -309,6 +310,40 @@ CASES = [
     ("regress-save-file", "regress --save-baseline {t}/afile --baselines-dir {t}/bl", "afile"),
     ("regress-baselines-dir-file", "regress --candidate {t}/emptydir --baselines-dir {t}/afile",
      "--baselines-dir {t}/afile: a file, not a directory"),
+    # -- calibrate (its numbers, files and fields in depth: tests/hardening_cases.tsv) --------------
+    ("calibrate-from-missing", "calibrate --from {t}/nope", "nope is not a run directory (no manifest.json)"),
+    ("calibrate-from-truncated-manifest", "calibrate --from {t}/badrun", "manifest.json"),
+    ("calibrate-from-list-manifest", "calibrate --from {t}/listrun", "not a run manifest"),
+    ("calibrate-from-and-device", "calibrate --from {t}/emptydir --device cpu", "--from refits an existing run"),
+    ("calibrate-threads-zero", "calibrate --device cpu --threads 0 --out {t}/c", "--threads"),
+    ("calibrate-timeout-nan", "calibrate --device cpu --timeout-s nan --out {t}/c", "--timeout-s"),
+    ("calibrate-resume-without-out", "calibrate --device cpu --resume", "--resume needs --out"),
+    ("calibrate-out-is-file", "calibrate --device cpu --quick --out {t}/afile", "afile: a file, not a directory"),
+    ("calibrate-nccl-missing", "calibrate --nccl-tests {t}/nope.txt --gpu h100-sxm --out {t}/c", "nope.txt"),
+    ("calibrate-nccl-empty", "calibrate --nccl-tests {t}/empty.json --gpu h100-sxm --out {t}/c",
+     "no nccl-tests result rows found"),
+    ("calibrate-nvbandwidth-truncated", "calibrate --nvbandwidth {t}/trunc.json --gpu h100-sxm --out {t}/c",
+     "not valid nvbandwidth JSON"),
+    ("calibrate-nccl-unknown-gpu", f"calibrate --nccl-tests {FIX}/ingest/synthetic_all_reduce_perf_8xh100.txt "
+     "--gpu h900 --out {t}/c", "unknown GPU 'h900'"),
+    ("calibrate-nccl-world-zero", f"calibrate --nccl-tests {FIX}/ingest/synthetic_all_reduce_perf_8xh100.txt"
+     ":all_reduce:0 --gpu h100-sxm --out {t}/c", "world size must be a positive integer"),
+    ("calibrate-results-empty", "calibrate --engine-results {t}/empty.json --out {t}/c", "empty.json: empty file"),
+    ("calibrate-results-is-profile", "calibrate --engine-results {t}/profile.json --out {t}/c",
+     "not a vLLM/SGLang result"),
+    ("calibrate-results-hardware-is-engine", "calibrate --engine-results "
+     f"{FIX}/engines/vllm_bench_serve_llama-3.1-8b_c8.json --hardware {{t}}/engine.json --out {{t}}/c",
+     "an engine profile, not a hardware profile"),
+    ("calibrate-results-unknown-model", "calibrate --engine-results "
+     f"{FIX}/engines/vllm_bench_serve_llama-3.1-8b_c8.json --model llama-9 --out {{t}}/c", "unknown model 'llama-9'"),
+    ("calibrate-opdb-missing", "calibrate --op-db {t}/nope --gpu h100-sxm --engine vllm --out {t}/c",
+     "per-op database"),
+    ("calibrate-opdb-empty", "calibrate --op-db {t}/emptydir --gpu h100-sxm --engine vllm --out {t}/c",
+     "no <system>/<op>/<backend>/<version>/ folders"),
+    ("calibrate-opdb-without-engine", f"calibrate --op-db {FIX}/opdb/db --gpu h100-sxm --out {{t}}/c",
+     "--op-db needs --gpu GPU and --engine"),
+    ("calibrate-opdb-unknown-version", f"calibrate --op-db {FIX}/opdb/db --gpu h100-sxm --engine vllm "
+     "--engine-version 9.9 --out {t}/c", "--engine-version 9.9"),
     # -- report --------------------------------------------------------------------------------
     ("report-missing", "report {t}/nope", "nope"),
     ("report-file", "report {t}/afile", "afile: a file, not a run directory"),
@@ -330,8 +365,16 @@ def _needs_torch(request) -> bool:
     return argv.split(" ", 1)[0] in ("validate", "bench", "calibrate")
 
 
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    """The input files, written once; each case gets its own copy (a case may leave files)."""
+    folder = tmp_path_factory.mktemp("inputs")
+    _write_inputs(folder)
+    return folder
+
+
 @pytest.fixture
-def inputs(tmp_path, monkeypatch, request):
+def inputs(tmp_path, monkeypatch, request, template):
     monkeypatch.chdir(tmp_path)  # default output folders land here, never in the repository
     # validate and bench pin the CPU threads in-process (harness/device.apply_cpu_threads): put
     # them back, so that no later test runs with another count.
@@ -341,7 +384,7 @@ def inputs(tmp_path, monkeypatch, request):
         monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     torch = pytest.importorskip("torch") if _needs_torch(request) else None
     threads = torch.get_num_threads() if torch is not None else None
-    _write_inputs(tmp_path)
+    shutil.copytree(template, tmp_path, dirs_exist_ok=True)
     yield tmp_path
     if torch is not None:
         torch.set_num_threads(threads)
@@ -368,7 +411,7 @@ def _refused(rc, out, err, fragment):
 
 def test_every_subcommand_is_swept():
     swept = {shlex.split(argv)[0] for _, argv, _ in CASES if argv}
-    assert set(cli.COMMANDS) - {"calibrate"} <= swept  # calibrate: tests/hardening_cases.tsv (74 cases)
+    assert set(cli.COMMANDS) <= swept
     assert len({c[0] for c in CASES}) == len(CASES)
 
 
