@@ -368,6 +368,7 @@ def test_closed_loop_beyond_trtllm_slots_keeps_littles_law(llama8b, h100):
     r = serve(llama8b, h100, input_len=1000, output_len=1000, concurrency=300, engine=EngineProfile(name="trtllm"))
     slot_wait = 81 / r.request_rate_per_s
     assert r.request_rate_per_s * (r.request_latency_s - slot_wait) == pytest.approx(219, rel=0.01)
+    assert "81 clients wait for one of 219 KV-cache slots (TensorRT-LLM" in r.queue_model
     v = serve(llama8b, h100, input_len=1000, output_len=1000, concurrency=300, engine=EngineProfile(name="vllm"))
     assert v.decode_batch > r.decode_batch  # vLLM's rule holds more of the 300 in service
 

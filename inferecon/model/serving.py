@@ -311,19 +311,26 @@ def _aggregated_at_rate(inst: _Instance, lam: float, input_len: int, output_len:
                 latency=ttft + (output_len - 1) * tpot, share_prefill=min(share_prefill, 1.0), bunch=k)
 
 
-def closed_loop_queue_model(bunch: int) -> str:
-    """How a closed loop's TTFT was queued (ServingResult.queue_model)."""
+def closed_loop_queue_model(bunch: int, waiting: int = 0, slots: int = 0, rule: str = "") -> str:
+    """How a closed loop's TTFT was queued (ServingResult.queue_model); `waiting` clients beyond
+    the `slots` the KV cache admits (under `rule`, kv_admission) wait for one."""
     if bunch <= 1:
-        return "closed loop: one prompt per step, M/D/1 wait capped at the clients ahead"
-    return (f"closed loop: prompts arrive {bunch} at a time and share a step (all clients start together); "
-            f"M/D/1 wait over those bunches, capped at the bunches ahead")
+        text = "closed loop: one prompt per step, M/D/1 wait capped at the clients ahead"
+    else:
+        text = (f"closed loop: prompts arrive {bunch} at a time and share a step (all clients start together); "
+                f"M/D/1 wait over those bunches, capped at the bunches ahead")
+    if waiting > 0:
+        text += f"; {waiting} clients wait for one of {slots} KV-cache slots ({rule})"
+    return text
 
 
 def _result(mode, model, hw, dep_gpus, lam_total, input_len, output_len, chunk_tokens, s, concurrency,
             kv_transfer=0.0, share_prefill=None):
     price_s = hw.price_usd_per_gpu_hour / 3600.0 * dep_gpus
     share = s["share_prefill"] if share_prefill is None else share_prefill
-    extra = ({"queue_model": closed_loop_queue_model(int(s.get("bunch", 1))), "prompts_per_step": int(s.get("bunch", 1))}
+    extra = ({"queue_model": closed_loop_queue_model(int(s.get("bunch", 1)), int(s.get("waiting", 0)),
+                                                     int(s.get("slots", 0)), s.get("rule", "")),
+              "prompts_per_step": int(s.get("bunch", 1))}
              if mode == "concurrency" else {})
     return ServingResult(**extra,
         mode=mode, input_len=int(input_len), output_len=int(output_len), chunk_tokens=int(chunk_tokens),
@@ -396,7 +403,8 @@ def serve(model: ModelSpec, hw: HardwareProfile, *, input_len: int, output_len: 
         if slots < concurrency:
             # Little's law on the waiting room: concurrency - slots requests wait, at rate lam.
             slot_wait = (concurrency - slots) / lam
-            s = dict(s, wait=s["wait"] + slot_wait, ttft=s["ttft"] + slot_wait, latency=s["latency"] + slot_wait)
+            s = dict(s, wait=s["wait"] + slot_wait, ttft=s["ttft"] + slot_wait, latency=s["latency"] + slot_wait,
+                     waiting=concurrency - slots, slots=slots, rule=adm.rule)
         return _result("concurrency", model, hw, dep.n_gpu, lam, input_len, output_len, n, s, concurrency)
     lam = float(request_rate_per_s)
     if not math.isfinite(lam) or lam <= 0:
