@@ -541,6 +541,19 @@ def test_moe_routing_follows_aiconfigurator_and_falls_back_to_what_is_fitted():
     assert ops._moe_fit(eng, get_model("mixtral-8x7b")).distribution == "power_law_1.2"
     only = EngineOpFits("synthetic", "toy", "0", moe=[MoeFit(dtype="bf16", fixed_us=1.0, gbps=1.0, tflops=1.0)])
     assert ops._moe_fit(only, get_model("mixtral-8x7b")).distribution == "balanced"  # the one there is
+    # ... and the explanation says so.
+    import dataclasses
+
+    from inferecon.model.engine import EngineProfile
+    from inferecon.model.opfits import GemmFit, OpFits
+    from inferecon.model.published import get_profile
+
+    gemm = GemmFit("bf16", t0_us=4.0, tflops=500.0, gbps=2000.0, compute_efficiency=None, hbm_efficiency=None)
+    hw = dataclasses.replace(get_profile("h100-sxm"), op_fits=OpFits("synthetic", "toy", "0", gemm=[gemm]))
+    note = "MoE priced at the table's balanced routing (no power_law_1.2 fit)"
+    assert note in ops.fallbacks(get_model("mixtral-8x7b"), hw, EngineProfile(name="toy", op_fits=only))
+    assert not any("routing" in n for n in ops.fallbacks(get_model("mixtral-8x7b"), hw,
+                                                         EngineProfile(name="toy", op_fits=eng)))
 
 
 def test_touched_experts_is_one_rule_for_numbers_and_arrays():

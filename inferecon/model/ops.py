@@ -228,8 +228,11 @@ def fallbacks(model, hw, engine=None) -> list[str]:
     if fits.attention_fit(kv) is None:
         out.append(f"{kv} KV attention priced with the bf16 fit's floor and bandwidth at {kv} bytes")
     eng = getattr(engine, "op_fits", None) if engine is not None else None
-    if model.is_moe and _moe_fit(eng, model) is None:
+    mfit = _moe_fit(eng, model) if model.is_moe else None
+    if model.is_moe and mfit is None:
         out.append("no MoE fit: routed experts as grouped GEMMs from the GEMM fit")
+    elif mfit is not None and mfit.distribution != moe_routing(model):
+        out.append(f"MoE priced at the table's {mfit.distribution} routing (no {moe_routing(model)} fit)")
     if eng is None and fits.elementwise_per_layer_us is not None:
         out.append("no engine op fits: norms and activations take the profile's own time per layer")
     elif eng is None:
