@@ -8,7 +8,9 @@ Two sources of α and β:
 - a calibrated profile's measured α + bytes/β lines (`NetworkSpec.collectives`), interpolated
   over world size and used for every collective/scope they cover;
 - otherwise the published latency model of NCCL's tuner (see model/published.py):
-  base + ring steps × per-step latency, and between nodes the cheaper of ring and tree.
+  base + ring steps × per-step latency, and between nodes the cheaper of ring and tree (the
+  published profiles' figures between nodes fitted to public nccl-tests tables at 4 KB-1 GB:
+  calibration/fit_network.py fit_protocol_figures).
 """
 
 from __future__ import annotations
