@@ -59,6 +59,7 @@ def _write_inputs(tmp: Path) -> None:
     # A run folder whose manifest is cut short: a run a command must refuse, not half-read.
     (tmp / "badrun").mkdir()
     (tmp / "badrun" / "manifest.json").write_text('{"run_id": "x", "device": ')
+    (tmp / "loop.json").symlink_to(tmp / "loop.json")  # a symlink to itself: ELOOP on open
     (tmp / "listrun").mkdir()
     (tmp / "listrun" / "manifest.json").write_text("[1, 2]\n")  # JSON, but not a manifest's shape
     # Folders with one broken file a report shows: a fit without its fields, a binary regress.md,
@@ -88,8 +89,19 @@ ENGINE_EDITS = [
                                                                              "stderr": 0.1}}}),
 ]
 
+LONG = "n" * 300  # a file name over NAME_MAX (255 bytes): ENAMETOOLONG wherever it is first touched
+
 # (id, argv with {t} for the case's folder, words the one stderr line must hold)
 CASES = [
+    # -- paths the system refuses to look at ------------------------------------------------------
+    ("path-too-long-out", f"frontier --model llama-3-8b --draws 0 --out {{t}}/{LONG}", "File name too long"),
+    ("path-too-long-hardware", f"predict --model llama-3-8b --hardware {{t}}/{LONG}.json", "File name too long"),
+    ("path-too-long-model", f"predict --model {{t}}/{LONG}.json", "File name too long"),
+    ("path-too-long-run", f"regress --candidate {{t}}/{LONG}", "File name too long"),
+    ("path-too-long-report", f"report {{t}}/adir --out {{t}}/{LONG}.html", "File name too long"),
+    ("path-loop-hardware", "predict --model llama-3-8b --hardware {t}/loop.json", "loop.json"),
+    ("path-loop-engine", "predict --model llama-3-8b --engine {t}/loop.json", "loop.json"),
+    ("path-loop-results", "validate --engine-results {t}/loop.json --out {t}/v", "loop.json"),
     # -- the command line itself -----------------------------------------------------------
     ("cli-unknown-command", "preditc --model llama-3-8b", "invalid choice: 'preditc'"),
     ("cli-no-command", "", "no command given: one of specs, predict"),
@@ -384,7 +396,7 @@ def inputs(tmp_path, monkeypatch, request, template):
         monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     torch = pytest.importorskip("torch") if _needs_torch(request) else None
     threads = torch.get_num_threads() if torch is not None else None
-    shutil.copytree(template, tmp_path, dirs_exist_ok=True)
+    shutil.copytree(template, tmp_path, symlinks=True, dirs_exist_ok=True)
     yield tmp_path
     if torch is not None:
         torch.set_num_threads(threads)

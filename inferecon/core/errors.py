@@ -1,5 +1,6 @@
 """The one error type the CLI turns into a one-line message and exit status 2."""
 
+import errno
 
 # Every entry point (the CLI, and the modules torchrun starts on each rank) prints errors with
 # this prefix; a parent reading its ranks' output looks for it.
@@ -48,6 +49,16 @@ def exit_status(fn) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("inferecon: interrupted\n")
         return 130
+    except OSError as exc:
+        # A path the user named that the system refuses to look at (a name over NAME_MAX, a
+        # symlink loop, no permission): bad input wherever it is first touched, not a bug.
+        if exc.errno not in _PATH_ERRNOS or not exc.filename:
+            raise
+        sys.stderr.write(f"{ERROR_PREFIX}{exc.filename}: {exc.strerror}\n")
+        return 2
+
+
+_PATH_ERRNOS = {errno.ENAMETOOLONG, errno.ELOOP, errno.EACCES, errno.EPERM}
 
 
 def suggest(name: str, choices, n: int = 3) -> str:
