@@ -251,6 +251,8 @@ CASES = [
      "--context"),
     ("validate-layers-zero", "validate --hardware {t}/cpu_profile.json --model tiny-llama --layers 0 --out {t}/v",
      "--layers"),
+    ("validate-layers-beyond-model", "validate --hardware {t}/cpu_profile.json --model tiny-llama --layers 100 "
+     "--out {t}/v", "--layers 100 is more than the model's 4 layers"),  # was measured as 4 without a word
     ("validate-threads-zero", "validate --hardware {t}/cpu_profile.json --model tiny-llama --threads 0 --out {t}/v",
      "--threads"),
     ("validate-out-under-file", "validate --hardware {t}/cpu_profile.json --model tiny-llama --out {t}/afile/sub",

@@ -154,7 +154,10 @@ def plan_layers(shape, requested: Optional[int], batches, contexts, tp: int, mem
     full = shape.n_layers
     if requested is not None and requested <= 0:
         raise UserError(f"--layers must be positive, got {requested}")
-    k = min(requested or full, full)
+    if requested is not None and requested > full:  # not clamped: the run would not be the one asked for
+        raise UserError(f"--layers {requested} is more than the model's {full} layers (leave --layers out to build "
+                        "all of them)")
+    k = requested or full
     reason = f"--layers {k}" if k < full else ""
     per_rank = lambda n: (shape.with_layers(n).weight_bytes()  # noqa: E731
                           + shape.with_layers(n).kv_bytes(max(batches), max(contexts))) / tp
