@@ -111,6 +111,10 @@ CASES = [
     ("predict-unknown-model", "predict --model llama-9-8b", "unknown model 'llama-9-8b'"),
     ("predict-unknown-gpu", "predict --model llama-3-8b --gpu h900", "unknown GPU 'h900'"),
     ("predict-unknown-engine", "predict --model llama-3-8b --engine vlm", "unknown engine 'vlm'"),
+    ("predict-draft-other-vocabulary", "predict --model llama-3-70b --tp 8 --spec-decode mixtral-8x7b",
+     "a speculative draft must share the target's tokenizer"),  # frontier refused it; predict priced it
+    ("frontier-draft-other-vocabulary", "frontier --model llama-3-70b --spec-decode mixtral-8x7b --out {t}/f",
+     "a speculative draft must share the target's tokenizer"),
     ("predict-unknown-draft", "predict --model llama-3-70b --spec-decode llama-9-1b", "unknown model 'llama-9-1b'"),
     # -- predict: numbers --------------------------------------------------------------------
     ("predict-batch-zero", "predict --model llama-3-8b --batch 0", "--batch"),

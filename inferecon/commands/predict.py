@@ -102,6 +102,9 @@ def run(args) -> int:
         draft = resolve_model(args.spec_decode).with_precision(args.precision, args.kv_precision)
         gamma = 4 if args.gamma is None else args.gamma
         acceptance = 0.8 if args.acceptance is None else args.acceptance  # --gamma >= 1: cli_args.GAMMA
+        from inferecon.model.frontier import validate_request
+
+        validate_request(model, hw, args.context, acceptance, draft)  # as frontier: a draft shares the tokenizer
     engine = EngineProfile.load(args.engine) if args.engine else None
     if engine is not None and engine.hardware and hw.name not in engine.hardware.split(","):
         # Its overheads and efficiencies are what the runs needed on top of *that* profile.
