@@ -93,6 +93,12 @@ def check(args) -> None:
         raise UserError("--disaggregated needs --request-rate R (and --input-len, --output-len)")
     if args.prefill_tp is not None and args.disaggregated is None:
         raise UserError("--prefill-tp applies to --disaggregated serving only")
+    if args.spec_decode and (args.concurrency is not None or args.request_rate is not None):
+        # model/request.py's loaded instance decodes without a draft: the answer would be the
+        # plain deployment's under the speculative one's name.
+        load = "--concurrency" if args.concurrency is not None else "--request-rate"
+        raise UserError(f"--spec-decode with {load}: the serving-load model prices plain decoding only; drop one "
+                        "(frontier --input-len/--output-len --spec-decode prices speculative requests)")
 
 
 def requests_for(args, model, hw, engine, rows) -> list:

@@ -187,6 +187,8 @@ CASES = [
     ("predict-gamma-without-draft", "predict --model llama-3-8b --gamma 4", "--spec-decode"),
     ("predict-concurrency-and-rate", "predict --model llama-3-8b --input-len 100 --output-len 10 --concurrency 4 "
      "--request-rate 2", "not allowed with argument"),
+    ("predict-draft-under-load", "predict --model llama-3-70b --tp 8 --spec-decode llama-3-8b --input-len 1000 "
+     "--output-len 100 --concurrency 4", "--spec-decode with --concurrency"),  # was priced without the draft
     ("predict-output-without-input", "predict --model llama-3-8b --output-len 10", "--input-len"),
     ("predict-concurrency-without-request", "predict --model llama-3-8b --concurrency 4", "--input-len"),
     ("predict-disaggregated-without-rate", "predict --model llama-3-8b --input-len 100 --output-len 10 "
