@@ -121,6 +121,9 @@ def run(args) -> int:
         requests = predict_request.requests_for(args, model, hw, engine, rows)
     except RequestError as exc:
         raise cli_args.flag_error(exc) from None
+    if requests and draft is not None:  # model/request.py prefills with the target alone
+        notes.append(f"the request's TTFT leaves out {draft.name}'s own prefill of the prompt (the draft prefills "
+                     "it too; frontier --input-len/--output-len --spec-decode prices that)")
     for note in notes:
         print(f"inferecon: note: {note}", file=sys.stderr)
     if args.json:
