@@ -6,7 +6,10 @@
     vllm_cpu_loop.py build-null-model DIR MODEL_DIR [LAYERS]
                                           the "null" model: MODEL_DIR's tokenizer, vocabulary, max
                                           length and dtype, LAYERS (1 or 8) of hidden 64 (negligible
-                                          compute)
+                                          compute); LAYERS "w": 8 layers with the served model's
+                                          weight bytes a layer (NULLW_CONFIG)
+    vllm_cpu_loop.py weights-engine FIT_DIR OUT_DIR   (inferecon's Python) the same from the
+                                          weight-heavy null model alone (8 layers: its mean cost is the step)
     vllm_cpu_loop.py versions             the versions the manifest records, as JSON
     vllm_cpu_loop.py merge-cores OUT_DIR PROFILE...   (inferecon's Python)
                                           one CPU profile from calibrations on each core: op fits
@@ -56,6 +59,20 @@ NULL_EXPECTED_PARAMS = 2_162_880
 # dispatch) is the difference of the two null models. 2,097,152 + 8 x 65,664 + 64 = 2,622,528.
 NULL8_CONFIG = dict(NULL_CONFIG, num_hidden_layers=CONFIG["num_hidden_layers"])
 NULL8_EXPECTED_PARAMS = 2_622_528
+# The weight-heavy null model (issue 21, run 6): the 8-layer null model with a SwiGLU of 79,104, so
+# that each layer's weights are as many bytes as the served model's (15.2 M parameters a layer
+# against 15.2 M) while everything else stays hidden 64: one head of 64, the same op kinds and
+# count. vLLM's profiled worker (results/vllm-cpu-20261202-4/profile/) spent ~2x the 8-layer null
+# model's host time (Python, op dispatch, the wait for the next step) when it served the model:
+# after a GEMM streams a weight larger than the caches, the host work after it runs cold (9
+# small torch ops took 31-42 us after a 16 MB GEMM, 17-19 us after themselves). This model's
+# engine cost is vLLM's own work with caches polluted as the served model pollutes them, measured
+# on a model whose weights are not the validated one's (its GEMMs are 158,208 x 64 and 64 x
+# 79,104: the calibration times these shapes too, kernels/cpu_ops.py NULLW_GEMMS).
+#   layer: q, k, v, o 4 x 64x64 = 16,384; MLP 3 x 64 x 79,104 = 15,187,968; norms 128 -> 15,204,480
+#   x 8 = 121,635,840; embeddings + lm head 2 x 16384 x 64 = 2,097,152; final norm 64 -> 123,733,056
+NULLW_CONFIG = dict(NULL8_CONFIG, intermediate_size=79_104)
+NULLW_EXPECTED_PARAMS = 123_733_056
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 
@@ -87,10 +104,11 @@ def _save_llama(out: Path, config: dict, expected: int) -> int:
     return n
 
 
-def build_null_model(out: Path, served: Path, layers: int = 1) -> None:
+def build_null_model(out: Path, served: Path, layers: int | str = 1) -> None:
     import shutil
 
-    config, expected = {1: (NULL_CONFIG, NULL_EXPECTED_PARAMS), 8: (NULL8_CONFIG, NULL8_EXPECTED_PARAMS)}[layers]
+    config, expected = {1: (NULL_CONFIG, NULL_EXPECTED_PARAMS), 8: (NULL8_CONFIG, NULL8_EXPECTED_PARAMS),
+                        "w": (NULLW_CONFIG, NULLW_EXPECTED_PARAMS)}[layers]
     n = _save_llama(out, config, expected)
     for name in _TOKENIZER_FILES:  # the served model's own tokenizer: the same tokens, the same text
         if (served / name).exists():
@@ -204,11 +222,14 @@ def _pooled_sd(groups: list[list[float]]) -> tuple[float, int]:
     return ((sum(x * x for x in resid) / dof) ** 0.5 if dof > 0 else 0.0), dof
 
 
-def null_engine(fit_dir: Path, out: Path, deep_dir: Path | None = None) -> None:
+def null_engine(fit_dir: Path, out: Path, deep_dir: Path | None = None, alone_layers: int | None = None) -> None:
     """The engine profile of vLLM's own work, measured on the null models (not on the runs it
     will predict). FIT_DIR is `inferecon calibrate --engine-results` over the 1-layer null
     model's kept runs, DEEP_DIR the same over the 8-layer one: their engine.json (the writer
     every engine fit uses: format, sources, hardware) is the base of the profiles written here.
+
+    ALONE_LAYERS (the weight-heavy null model, of the served model's layer count): FIT_DIR alone,
+    its mean cost the step, no per-layer term.
 
     With both: per_layer_us = (mean engine cost of the 8-layer runs - of the 1-layer runs) / 7,
     the host work each eager decoder layer adds (its Python and op dispatch beyond what the
@@ -231,6 +252,8 @@ def null_engine(fit_dir: Path, out: Path, deep_dir: Path | None = None) -> None:
     from inferecon.model.engine import EngineProfile
 
     layers = (NULL_CONFIG["num_hidden_layers"], NULL8_CONFIG["num_hidden_layers"])
+    if alone_layers is not None:  # one null model of the served model's layer count: its mean cost is the step
+        layers = (alone_layers, None)
     sets = {layers[0]: _engine_costs(fit_dir)}
     if deep_dir is not None:
         sets[layers[1]] = _engine_costs(deep_dir)
@@ -248,7 +271,7 @@ def null_engine(fit_dir: Path, out: Path, deep_dir: Path | None = None) -> None:
         one = groups[layers[0]]
         if layers[1] not in groups:
             return {"step_overhead_us": (statistics.fmean(one), s * math.sqrt(1 + 1 / len(one))),
-                    "per_layer_us": None}, f"1-layer null, {len(one)} runs"
+                    "per_layer_us": None}, f"{layers[0]}-layer null, {len(one)} runs"
         deep = groups[layers[1]]
         pl = (statistics.fmean(deep) - statistics.fmean(one)) / (layers[1] - layers[0])
         pl_se = s * math.sqrt(1 / len(one) + 1 / len(deep)) / (layers[1] - layers[0])
@@ -360,8 +383,9 @@ def merge_cores(out: Path, profiles: list[Path]) -> None:
                 continue
             for field in _OP_FIELDS[family]:
                 name = field.removeprefix("1/")
-                vals = [max(float(f[name]), 1e-12) for f in same]
-                fit[name] = math.exp(statistics.fmean(math.log(v) for v in vals))
+                vals = [float(f[name]) for f in same]
+                # geometric mean; a term some core fitted at 0 (no per-sequence time): the plain mean
+                fit[name] = math.exp(statistics.fmean(math.log(v) for v in vals)) if min(vals) > 0 else statistics.fmean(vals)
             times = [_served_us(family, f) for f in same]
             logs = [math.log(t) for t in times]
             sigma = statistics.stdev(logs) * math.sqrt(1 + 1 / len(logs))
@@ -399,11 +423,14 @@ if __name__ == "__main__":
     if what == "build-model" and len(sys.argv) == 3:
         build_model(Path(sys.argv[2]))
     elif what == "build-null-model" and len(sys.argv) in (4, 5):
-        build_null_model(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]) if len(sys.argv) == 5 else 1)
+        kind = sys.argv[4] if len(sys.argv) == 5 else "1"
+        build_null_model(Path(sys.argv[2]), Path(sys.argv[3]), kind if kind == "w" else int(kind))
     elif what == "null-runs" and len(sys.argv) == 4:
         null_runs(Path(sys.argv[2]), Path(sys.argv[3]))
     elif what == "null-engine" and len(sys.argv) in (4, 5):
         null_engine(Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]) if len(sys.argv) == 5 else None)
+    elif what == "weights-engine" and len(sys.argv) == 4:
+        null_engine(Path(sys.argv[2]), Path(sys.argv[3]), alone_layers=NULLW_CONFIG["num_hidden_layers"])
     elif what == "merge-cores" and len(sys.argv) >= 5:
         merge_cores(Path(sys.argv[2]), [Path(a) for a in sys.argv[3:]])
     elif what == "versions":

@@ -23,6 +23,10 @@
 # CAL_CORES (default with PIN=1: WORKER_CORE then OTHER_CORES, one calibration pinned to each,
 # merged by vllm_cpu_loop.py merge-cores into OUT_DIR/calibrate/; "" or PIN=0: one, unpinned).
 #
+# The weight-heavy null model (NULLW_CONFIG: the 8-layer null model with the served model's weight
+# bytes a layer) is served and benched the same way; its cost is the engine's with its caches
+# polluted as the served model pollutes them (OUT_DIR/engine-nullw-<dtype>/, step 8).
+#
 # The null models (vllm_cpu_loop.py NULL_CONFIG, NULL8_CONFIG: the served model's tokenizer,
 # vocabulary, max length and dtype, hidden 64, 1 layer and the served model's 8) are served and
 # benched like the model, right after it in each dtype, with two prompt sets. A run's time per
@@ -91,6 +95,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/vllm-cpu-loop.XXXXXX")
 model=$work/tiny-llama-155m
 null_model=$work/null-llama-2m
 null8_model=$work/null8-llama-3m
+nullw_model=$work/nullw-llama-124m
 started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 server_pgid=""
 status=complete
@@ -216,6 +221,8 @@ if [ "$null_seeds" != none ]; then
   mkdir -p "$out/null-model" && cp "$null_model/config.json" "$out/null-model/config.json"
   step build-null8-model 300 "$venv/bin/python" "$helper" build-null-model "$null8_model" "$model" 8 || exit 1
   mkdir -p "$out/null8-model" && cp "$null8_model/config.json" "$out/null8-model/config.json"
+  step build-nullw-model 300 "$venv/bin/python" "$helper" build-null-model "$nullw_model" "$model" w || exit 1
+  mkdir -p "$out/nullw-model" && cp "$nullw_model/config.json" "$out/nullw-model/config.json"
 fi
 
 # -- 3. serve and bench each dtype: the model, then the null model ------------------------------
@@ -268,18 +275,24 @@ worker_pid() { grep -ho '(Worker pid=[0-9]*)' "$1" | head -1 | tr -dc 0-9; }
 # worker_sched PID: the worker's scheduler counters summed over its threads: ns on a CPU, ns
 # runnable but waiting for one, time slices (/proc/PID/task/*/schedstat); "0 0 0" if unreadable.
 # (%.0f, not %d: mawk clamps %d to 2^31-1, about 2.1 s of ns, so run 5's run_ms/wait_ms read 0.)
+# Then the same three of the worker's main thread alone (the one that runs the model's ops).
 worker_sched() {
-  [ -n "$1" ] && [ -d "/proc/$1/task" ] || { echo "0 0 0"; return; }
-  cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{r+=$1; w+=$2; n+=$3} END {printf "%.0f %.0f %.0f\n", r, w, n}'
+  [ -n "$1" ] && [ -d "/proc/$1/task" ] || { echo "0 0 0 0 0 0"; return; }
+  local all main
+  all=$(cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{r+=$1; w+=$2; n+=$3} END {printf "%.0f %.0f %.0f", r, w, n}')
+  main=$(awk '{printf "%.0f %.0f %.0f", $1, $2, $3}' /proc/"$1"/task/"$1"/schedstat 2>/dev/null)
+  echo "$all ${main:-0 0 0}"
 }
 # The worker's counters over one bench (ms), with the cores its threads may run on.
-[ -f "$out/worker_sched.tsv" ] || printf 'tag\tconcurrency\tseed\tprompts\twall_s\tworker_pid\tworker_cpus\trun_ms\twait_ms\tslices\tloadavg\n' > "$out/worker_sched.tsv"
+[ -f "$out/worker_sched.tsv" ] || printf 'tag\tconcurrency\tseed\tprompts\twall_s\tworker_pid\tworker_cpus\trun_ms\twait_ms\tslices\tmain_run_ms\tmain_wait_ms\tmain_slices\tthreads\tloadavg\n' > "$out/worker_sched.tsv"
 sched_row() {
   local tag=$1 c=$2 seed=$3 prompts=$4 wall=$5 wpid=$6 a b cpus
   read -r -a a <<< "$7"; read -r -a b <<< "$8"
   cpus=$(taskset -c -p "$wpid" 2>/dev/null | awk -F': ' '{print $2}')
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.1f\t%.1f\t%d\t%s\n' "$tag" "$c" "$seed" "$prompts" "$wall" "$wpid" "${cpus:-?}" \
-    "$(( (b[0] - a[0]) / 1000 ))e-3" "$(( (b[1] - a[1]) / 1000 ))e-3" $((b[2] - a[2])) "$(load)" >> "$out/worker_sched.tsv"
+  local nthreads; nthreads=$(ls "/proc/$wpid/task" 2>/dev/null | wc -l)
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.1f\t%.1f\t%d\t%.1f\t%.1f\t%d\t%s\t%s\n' "$tag" "$c" "$seed" "$prompts" "$wall" "$wpid" "${cpus:-?}" \
+    "$(( (b[0] - a[0]) / 1000 ))e-3" "$(( (b[1] - a[1]) / 1000 ))e-3" $((b[2] - a[2])) \
+    "$(( (b[3] - a[3]) / 1000 ))e-3" "$(( (b[4] - a[4]) / 1000 ))e-3" $((b[5] - a[5])) "$nthreads" "$(load)" >> "$out/worker_sched.tsv"
 }
 # pin_server WORKER_PID TAG: every process of the server but the worker, all threads, to OTHER_CORES.
 pin_server() {
@@ -298,6 +311,7 @@ for dt in $dtypes; do
   # the repeat at each concurrency is the engine cost's measured spread.
   [ "$null_seeds" = none ] || serve_and_bench "null-$short" "$null_model" "$dt" "$null_seeds"
   [ "$null_seeds" = none ] || serve_and_bench "null8-$short" "$null8_model" "$dt" "$null_seeds"
+  [ "$null_seeds" = none ] || serve_and_bench "nullw-$short" "$nullw_model" "$dt" "$null_seeds"
 done
 fi  # reuse
 
@@ -368,7 +382,7 @@ done
 # concurrency's.
 for short in bf16 fp32; do
   bits=(); [ $short = fp32 ] && bits=(--precision 32 --kv-precision 32)
-  for null in null null8; do
+  for null in null null8 nullw; do
     files=("$runs"/vllm/$null-$short/*.json)
     [ -e "${files[0]}" ] && [ -f "$runs/$null-model/config.json" ] || continue
     logged "validate-$null-$short" "$out/validate-$null-$short" 300 "$ic_py" -m inferecon validate --engine-results "${files[@]}" --hardware "$prof" \
@@ -394,6 +408,28 @@ for short in bf16 fp32; do
     step "validate-$short-c$c-engine-null-c$c" 300 "$ic_py" -m inferecon validate --engine-results "$f" \
       --hardware "$prof" --model "$runs/model" --tp 1 "${bits[@]}" --engine "$out/engine-null-$short/engine-c$c.json" \
       --out "$out/validate-$short-engine-null-by-c/c$c" || status=partial
+  done
+done
+# -- 8. the engine's cost on the weight-heavy null model (vllm_cpu_loop.py NULLW_CONFIG: the
+# served model's weight bytes a layer, hidden 64): vLLM's own work with its caches polluted as
+# the served model's GEMMs pollute them; the model's runs validated with it, over all
+# concurrencies and each with its own.
+for short in bf16 fp32; do
+  bits=(); [ $short = fp32 ] && bits=(--precision 32 --kv-precision 32)
+  [ -f "$out/engine-nullw-fit-$short/engine.json" ] || continue
+  logged "weights-engine-$short" "$out/engine-nullw-$short" 120 "$ic_py" "$helper" weights-engine \
+    "$out/engine-nullw-fit-$short" "$out/engine-nullw-$short" || { status=partial; continue; }
+  files=("$runs"/vllm/$short/*.json)
+  [ -e "${files[0]}" ] || continue
+  logged "validate-$short-engine-nullw" "$out/validate-$short-engine-nullw" 300 "$ic_py" -m inferecon validate \
+    --engine-results "${files[@]}" --hardware "$prof" --model "$runs/model" --tp 1 "${bits[@]}" \
+    --engine "$out/engine-nullw-$short/engine.json" --out "$out/validate-$short-engine-nullw" || status=partial
+  for f in "${files[@]}"; do
+    c=${f##*-c}; c=${c%.json}
+    [ -f "$out/engine-nullw-$short/engine-c$c.json" ] || continue
+    step "validate-$short-c$c-engine-nullw-c$c" 300 "$ic_py" -m inferecon validate --engine-results "$f" \
+      --hardware "$prof" --model "$runs/model" --tp 1 "${bits[@]}" --engine "$out/engine-nullw-$short/engine-c$c.json" \
+      --out "$out/validate-$short-engine-nullw-by-c/c$c" || status=partial
   done
 done
 [ "$status" = complete ] || exit 3

@@ -271,3 +271,45 @@ def test_null_engine_predictions_match_the_committed_table(dtype, run):
         # The engine's stated uncertainty widens the band beyond the hardware profile's own.
         assert float(was["engine_hi_ms"]) - float(was["engine_lo_ms"]) > \
             float(was["predicted_hi_ms"]) - float(was["predicted_lo_ms"])
+
+
+# -- run 6: one calibration on each core, merged (scripts/vllm_cpu_loop.py merge-cores) -----------
+def _loop_helper():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("vllm_cpu_loop", Path(__file__).parents[1] / "scripts" / "vllm_cpu_loop.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_merge_cores_averages_the_fits_and_states_their_spread(tmp_path):
+    """Two calibrations whose every op time differs by 1.2x (a slower core: intercepts x 1.2,
+    rates / 1.2): the merged fit is their geometric mean, and the spread entry's sigma is
+    sd(ln t) x sqrt(1 + 1/n) = (ln 1.2 / sqrt 2) x sqrt(1.5) = 0.15790 (hand: ln 1.2 = 0.182322)."""
+    import math
+
+    base = json.loads((RUNS["20261202-3"] / "profile.json").read_text())
+    slow = json.loads(json.dumps(base))
+    for fam, fields in (("gemm", ("t0_us",)), ("attention", ("floor_us", "per_sequence_head_us"))):
+        for f in slow["op_fits"][fam]:
+            for k in fields:
+                f[k] *= 1.2
+            f["tflops"] /= 1.2
+            f["gbps"] /= 1.2
+    paths = [tmp_path / "core1.json", tmp_path / "core0.json"]
+    paths[0].write_text(json.dumps(slow))
+    paths[1].write_text(json.dumps(base))
+    _loop_helper().merge_cores(tmp_path / "merged", paths)
+    merged = json.loads((tmp_path / "merged" / "profile.json").read_text())
+    g0, gm = base["op_fits"]["gemm"][0], merged["op_fits"]["gemm"][0]
+    assert gm["gbps"] == pytest.approx(g0["gbps"] / math.sqrt(1.2), rel=1e-9)
+    assert gm["t0_us"] == pytest.approx(g0["t0_us"] * math.sqrt(1.2), rel=1e-9)
+    spread = [u for u in merged["uncertainty"] if u["name"].endswith("core to core")]
+    assert len(spread) == len(base["op_fits"]["gemm"]) + len(base["op_fits"]["attention"])
+    assert all(u["sigma"] == pytest.approx(0.182322 / math.sqrt(2) * math.sqrt(1.5), rel=1e-5) for u in spread)
+    # It moves the same fields as the fit's own k-fold entry, and the profile still loads.
+    from inferecon.model.hardware import HardwareProfile
+
+    assert set(spread[0]["paths"]) == {"op_fits.gemm.0.t0_us", "1/op_fits.gemm.0.tflops", "1/op_fits.gemm.0.gbps"}
+    assert HardwareProfile.load(tmp_path / "merged" / "profile.json").op_fits.gemm[0].gbps == pytest.approx(gm["gbps"])

@@ -116,6 +116,10 @@ def decode_gemms(s: DecoderShape) -> list[tuple[str, int, int]]:
 SERVED = DecoderShape(n_layers=8, d_model=1024, n_heads=8, n_kv_heads=2, d_head=128, d_ff=4096, vocab=16384)
 # Other shapes, so that the GEMM fit is scored on shapes it was not fitted to.
 GENERIC_GEMMS = (("512x512", 512, 512), ("2048x512", 2048, 512), ("512x2048", 512, 2048), ("3072x1024", 3072, 1024))
+# The weight-heavy null model's MLP (scripts/vllm_cpu_loop.py NULLW_CONFIG: hidden 64, SwiGLU 79,104):
+# gate_up 2 x 79,104 x 64 and down 64 x 79,104, skinny shapes no other case has; its engine cost
+# is its time less these, so they are timed, not extrapolated.
+NULLW_GEMMS = (("nullw_gate_up", 158_208, 64), ("nullw_down", 64, 79_104))
 
 
 def gemm_params(m: int, n: int, k: int, dtype: str, label: str) -> dict:
@@ -339,7 +343,7 @@ class Session:
 
 def planned_params(quick: bool, shape: DecoderShape = SERVED) -> list[dict]:
     ms = (1, 2, 4, 8) if quick else (1, 2, 4, 8, 16, 32)
-    gemms = decode_gemms(shape) + ([] if quick else list(GENERIC_GEMMS))
+    gemms = decode_gemms(shape) + list(NULLW_GEMMS) + ([] if quick else list(GENERIC_GEMMS))
     if quick:
         gemms += [GENERIC_GEMMS[0], GENERIC_GEMMS[3]]
     heads = [(shape.n_heads, shape.n_kv_heads, shape.d_head)]
