@@ -32,8 +32,9 @@ REAL = Path(__file__).parent / "fixtures" / "engines" / "vllm_real"
 # (vLLM's own work per step and per layer, measured apart from the runs it predicts).
 # 20261202-3: run 5, the same loop with PIN=1 (the worker alone on core 1, the server's other
 # processes and the bench client on core 0, the calibration on core 1): the contention test.
+# 20261202-4: run 6, PIN=1, the calibration timing vLLM's own kernels, once on each core, merged.
 RUNS = {"20261201": REAL, "20261202": REAL / "20261202", "20261202-2": REAL / "20261202-2",
-        "20261202-3": REAL / "20261202-3"}
+        "20261202-3": REAL / "20261202-3", "20261202-4": REAL / "20261202-4"}
 RESULTS = Path(__file__).parent.parent / "results"
 DTYPES = {"bf16": (16, 16), "fp32": (32, 32)}  # (weight bits, KV bits) vLLM ran with
 CONCURRENCY = (1, 2, 4, 8)
@@ -187,7 +188,7 @@ def test_a_profile_without_uncertainty_gives_no_band():
 NULLS = {"null": 1, "null8": 8}  # the null models' folders and their layer counts (hand-built, README)
 
 
-NULL_RUNS = ("20261202-2", "20261202-3")  # the loops with null models
+NULL_RUNS = ("20261202-2", "20261202-3", "20261202-4")  # the loops with null models
 
 
 @pytest.mark.parametrize("run", NULL_RUNS)
@@ -313,3 +314,46 @@ def test_merge_cores_averages_the_fits_and_states_their_spread(tmp_path):
 
     assert set(spread[0]["paths"]) == {"op_fits.gemm.0.t0_us", "1/op_fits.gemm.0.tflops", "1/op_fits.gemm.0.gbps"}
     assert HardwareProfile.load(tmp_path / "merged" / "profile.json").op_fits.gemm[0].gbps == pytest.approx(gm["gbps"])
+
+
+def test_run6_profile_times_vllms_kernels_on_each_core():
+    """Run 6's calibration timed vLLM's own kernels (its `_C` extension loaded from the serving
+    venv), once under `taskset -c 1` and once under `taskset -c 0`; the profile is their merge,
+    with one core-to-core uncertainty entry per op fit (the manifest's commands, the profile)."""
+    from inferecon.model.hardware import HardwareProfile
+
+    fixture = RUNS["20261202-4"]
+    manifest = json.loads((fixture / "manifest.json").read_text())
+    cal = {r["phase"]: r["command"] for r in manifest["commands"] if r["phase"].startswith("calibrate-core")}
+    assert sorted(cal) == ["calibrate-core0", "calibrate-core1"]
+    for phase, cmd in cal.items():
+        assert "INFERECON_VLLM_CPU_LIB=" in cmd and "/site-packages/vllm " in cmd
+        assert f"taskset -c {phase[-1]} " in cmd and "--threads 1" in cmd
+    prof = HardwareProfile.load(fixture / "profile.json")
+    assert all(g.kernels == {"vllm_onednn_mm": 1.0} for g in prof.op_fits.gemm)
+    assert all(a.kernels == {"vllm_cpu_attention_vec": 1.0} for a in prof.op_fits.attention)
+    spread = [u for u in json.loads((fixture / "profile.json").read_text())["uncertainty"]
+              if u["name"].endswith("core to core")]
+    assert len(spread) == 4 and all(0 < u["sigma"] < 0.1 for u in spread)
+
+
+@pytest.mark.parametrize("concurrency, profiled_ms", [(1, 10.20), (8, 14.00)])
+def test_run6_gemm_fit_prices_the_gemms_vllm_ran(concurrency, profiled_ms):
+    """vLLM's torch profiler timed its worker's `_C::onednn_mm` calls inside the server
+    (scripts/vllm_profile.sh, bf16, the summaries copied as worker-profile-bf16-c<C>.json):
+    10.20 ms a decode step at concurrency 1, 14.00 at 8 (README of results/vllm-cpu-20261202-4).
+    The calibration's bf16 GEMM fit, over the same calls (8 layers of qkv 1536x1024, o 1024x1024,
+    gate_up 8192x1024, down 1024x4096, and the 16384x1024 lm head, at M = concurrency), is
+    within 5% of that."""
+    from inferecon.model.hardware import HardwareProfile
+
+    fixture = RUNS["20261202-4"]
+    steps = json.loads((fixture / f"worker-profile-bf16-c{concurrency}.json").read_text())["decode_steps"]
+    rows = steps[str(concurrency)]["rows_us_median"]
+    assert sum(v for k, v in rows.items() if k.startswith("gemm ")) / 1e3 == pytest.approx(profiled_ms, abs=0.005)
+    g = next(f for f in HardwareProfile.load(fixture / "profile.json").op_fits.gemm if f.dtype == "bf16")
+    m, total_us = concurrency, 0.0
+    for n, k, count in ((1536, 1024, 8), (1024, 1024, 8), (8192, 1024, 8), (1024, 4096, 8), (16384, 1024, 1)):
+        nbytes = 2 * (n * k + m * k + m * n)
+        total_us += count * (g.t0_us + max(2 * m * n * k / (g.tflops * 1e6), nbytes / (g.gbps * 1e3)))
+    assert total_us / 1e3 == pytest.approx(profiled_ms, rel=0.05)
