@@ -331,7 +331,7 @@ CASES = [
     ("regress-baselines-dir-file", "regress --candidate {t}/emptydir --baselines-dir {t}/afile",
      "--baselines-dir {t}/afile: a file, not a directory"),
     # -- calibrate (its numbers, files and fields in depth: tests/hardening_cases.tsv) --------------
-    ("calibrate-from-missing", "calibrate --from {t}/nope", "nope is not a run directory (no manifest.json)"),
+    ("calibrate-from-missing", "calibrate --from {t}/nope", "--from {t}/nope: no such run directory"),
     ("calibrate-from-truncated-manifest", "calibrate --from {t}/badrun", "manifest.json"),
     ("calibrate-from-list-manifest", "calibrate --from {t}/listrun", "not a run manifest"),
     ("calibrate-from-and-device", "calibrate --from {t}/emptydir --device cpu", "--from refits an existing run"),
@@ -364,6 +364,24 @@ CASES = [
      "--op-db needs --gpu GPU and --engine"),
     ("calibrate-opdb-unknown-version", f"calibrate --op-db {FIX}/opdb/db --gpu h100-sxm --engine vllm "
      "--engine-version 9.9 --out {t}/c", "--engine-version 9.9"),
+    # A file given to --from is --from's mistake (it was blamed on --out, which defaults to it).
+    ("calibrate-from-file", "calibrate --from {t}/afile", "--from {t}/afile: a file, not a run directory"),
+    ("calibrate-from-file-with-out", "calibrate --from {t}/afile --out {t}/c",
+     "--from {t}/afile: a file, not a run directory"),
+    # --gpu without files to read measured this CPU and labelled nothing (the flag was dropped):
+    # a published GPU's name over this node's measurements would be wrong either way.
+    ("calibrate-gpu-without-files", "calibrate --gpu h100-sxm --out {t}/c",
+     "--gpu h100-sxm names a published GPU whose files are missing"),
+    ("calibrate-gpu-with-from-alone", "calibrate --from {t}/emptydir --gpu h100-sxm", "--gpu h100-sxm"),
+    ("calibrate-model-without-results", "calibrate --device cpu --model llama-3-8b --out {t}/c",
+     "--model: only with --engine-results"),
+    # The path exists but is not a file / not a folder: say so (it was "no such file/folder").
+    ("calibrate-nccl-is-folder", "calibrate --nccl-tests {t}/adir --gpu h100-sxm --out {t}/c",
+     "adir: a folder, not a file"),
+    ("calibrate-nccl-is-device", "calibrate --nccl-tests /dev/null --gpu h100-sxm --out {t}/c",
+     "/dev/null: a device, pipe or socket, not a file"),
+    ("calibrate-opdb-is-file", "calibrate --op-db {t}/afile --gpu h100-sxm --engine vllm --out {t}/c",
+     "per-op database {t}/afile: a file, not a folder"),
     # -- report --------------------------------------------------------------------------------
     ("report-missing", "report {t}/nope", "nope"),
     ("report-file", "report {t}/afile", "afile: a file, not a run directory"),

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from inferecon import cli_args
-from inferecon.core.errors import UserError
+from inferecon.core.errors import UserError, existing_dir
 from inferecon.core.outpath import check_out_dir, write_text
 
 
@@ -212,11 +212,12 @@ def run(args) -> int:
         raise UserError("--from refits an existing run: --quick, --resume, --device and --threads do not apply")
     if args.resume and not args.out:
         raise UserError("--resume needs --out DIR: the calibration run to continue")
+    _refuse_stray_flags(args)
     if (args.nccl_tests or args.nvbandwidth) and not args.from_run:
         return _from_files(args)
     started = time.monotonic()
     if args.from_run:
-        run_dir = Path(args.from_run)
+        run_dir = existing_dir(args.from_run, flag="--from")  # a file named here is --from's fault, not --out's
         out = check_out_dir(args.out if args.out else run_dir)  # before the fit: one line if unwritable
         measured_s = None
         extra, file_fits = _ingest(args, run_dir)
@@ -251,6 +252,22 @@ def run(args) -> int:
     print(f"use it: inferecon frontier --model llama-3-70b --hardware {out / 'profile.json'}")
     write_text(out / "calibration.json", json.dumps(summary, indent=2, default=str) + "\n")
     return 0
+
+
+def _refuse_stray_flags(args) -> None:
+    """Measuring this node or refitting --from's run reads none of the engine-profile flags; a
+    --gpu there would label this node's measurements with a published GPU's name (or be dropped
+    without a word), so it is refused unless files measured on that GPU come with it."""
+    given = [flag for flag, value in (("--hardware", args.hardware), ("--model", args.model), ("--tp", args.tp),
+                                      ("--precision", args.precision), ("--kv-precision", args.kv_precision),
+                                      ("--engine-name", args.engine_name)) if value is not None]
+    if given:
+        raise UserError(f"{', '.join(given)}: only with --engine-results (measuring this node or refitting --from's "
+                        "run reads none of them)")
+    if args.gpu is not None and not (args.nccl_tests or args.nvbandwidth):
+        raise UserError(f"--gpu {args.gpu} names a published GPU whose files are missing: give --nccl-tests/"
+                        "--nvbandwidth files measured on it, --op-db or --engine-results (without them calibrate "
+                        "measures this node under its own name: leave out --gpu)")
 
 
 def _op_db(args) -> int:

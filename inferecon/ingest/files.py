@@ -29,7 +29,8 @@ def read_collective_file(spec: NcclSpec | str, gpus_per_node: int = 8) -> list[N
     spec = NcclSpec.parse(spec) if isinstance(spec, str) else spec
     path = Path(spec.path)
     if not path.is_file():
-        raise UserError(f"{path}: no such file")
+        what = "a folder" if path.is_dir() else "a device, pipe or socket" if path.exists() else None
+        raise UserError(f"{path}: {what}, not a file" if what else f"{path}: no such file")
     head = path.read_bytes()[:200_000].decode("utf-8", errors="replace")
     if is_torch_bench(head):
         return read_torch_bench(spec, gpus_per_node)

@@ -161,7 +161,7 @@ def open_database(path: str | Path | None) -> OpDatabase:
         return installed_database()
     root = Path(path)
     if not root.is_dir():
-        raise UserError(f"per-op database {path}: no such folder")
+        raise UserError(f"per-op database {path}: {'a file, not a folder' if root.exists() else 'no such folder'}")
     if (root / DATA_SUBPATH).is_dir():  # the package's own root given
         root = root / DATA_SUBPATH
     db = OpDatabase(root=root, label=str(path))
