@@ -207,7 +207,15 @@ CASES = [
      "8,500 tokens is beyond llama8k's 8,192-token context"),
     ("predict-input-beyond-context-json", "predict --model {t}/llama8k/config.json --input-len 9000 "
      "--output-len 1 --json", "9,001 tokens is beyond"),
+    # Catalog models carry their configs' windows too (they had none, so any length was priced):
+    # Llama 3.1 8B's config.json says 131,072, Qwen3-32B's 40,960.
+    ("predict-catalog-input-beyond-context", "predict --model llama-3-8b --input-len 200000 --output-len 10",
+     "200,010 tokens is beyond llama-3-8b's 131,072-token context"),
+    ("predict-catalog-one-past-context", "predict --model qwen3-32b --input-len 40000 --output-len 961",
+     "40,961 tokens is beyond qwen3-32b's 40,960-token context"),
     # -- frontier ----------------------------------------------------------------------------
+    ("frontier-catalog-input-beyond-context", "frontier --model llama-3-8b --input-len 1000000 --output-len 10 "
+     "--chunk-size 2 --out {t}/f", "1,000,010 tokens is beyond llama-3-8b's 131,072-token context"),  # ran for minutes
     ("frontier-unknown-model", "frontier --model llama-9-8b --out {t}/f", "unknown model 'llama-9-8b'"),
     ("frontier-unknown-gpu", "frontier --model llama-3-8b --gpu h900 --out {t}/f", "unknown GPU 'h900'"),
     ("frontier-unknown-engine", "frontier --model llama-3-8b --engine vlm --out {t}/f", "unknown engine 'vlm'"),
@@ -493,3 +501,17 @@ def test_compare_without_latency_answers(inputs, capsys):
                           "--max-gpus", "8", "--rows", "2", "--out", str(inputs / "f")], capsys)
     assert rc == 0 and "Traceback" not in err, err
     assert "h100-sxm-no-latency (published) vs amd-epyc-calibrated [cal-cpu2]-no-latency (calibrated)" in out
+
+
+def test_catalog_request_at_its_window_is_priced(capsys):
+    """The bound is inclusive: Qwen3-32B's 40,960 tokens (config.json) in all is an answer."""
+    rc, out, err = _call(["predict", "--model", "qwen3-32b", "--input-len", "40000", "--output-len", "960"], capsys)
+    assert rc == 0, err
+    assert "TTFT" in out
+
+
+def test_every_catalog_model_has_its_window():
+    """A catalog model without a window is priced at any length (check_window has no bound)."""
+    from inferecon.model.catalog import MODELS
+
+    assert all(m.max_context_tokens and m.max_context_tokens >= 2048 for m in MODELS.values())
