@@ -515,3 +515,17 @@ def test_every_catalog_model_has_its_window():
     from inferecon.model.catalog import MODELS
 
     assert all(m.max_context_tokens and m.max_context_tokens >= 2048 for m in MODELS.values())
+
+
+@pytest.mark.slow  # about 1.5 s: a whole frontier search
+def test_tiny_chunks_of_a_long_legal_prompt_answer_in_seconds(tmp_path, capsys):
+    """frontier --chunk-size 2 on a 100k prompt (inside llama-3-8b's 131,072) priced 50,000
+    chunks per layout for minutes; the plan is now priced in closed form (prefill.prefill_plan)."""
+    import time
+
+    started = time.monotonic()
+    rc, out, err = _call(["frontier", "--model", "llama-3-8b", "--input-len", "100000", "--output-len", "10",
+                          "--chunk-size", "2", "--out", str(tmp_path / "f")], capsys)
+    assert rc == 0, err
+    assert time.monotonic() - started < 30  # about 2 s here; it was minutes
+    assert "request_frontier.csv" in out

@@ -119,3 +119,70 @@ def test_2d_grid_prefill_by_hand(h100):
     assert one.t_allreduce_s == pytest.approx(80 * 2 * ar(8, 1, 33_554_432), rel=1e-9)
     with pytest.raises(UserError, match="does not divide"):
         prefill_chunk(m70, h100, tokens=16, tp=8, tp_rows=3)
+
+
+# -- a long plan of small chunks: priced in closed form, the same sum ---------------------------
+
+def _chunk_by_chunk(model, hw, input_len, chunk, **kw):
+    """The plan priced the plain way: every chunk, summed in order."""
+    from inferecon.model.prefill import summed_costs
+
+    plan = chunk_plan(input_len, chunk)
+    return summed_costs([prefill_chunk(model, hw, tokens=n, prior_tokens=p, last_chunk=i == len(plan) - 1, **kw)
+                         for i, (n, p) in enumerate(plan)])
+
+
+def _op_level_h100():
+    from pathlib import Path
+
+    from inferecon.model.hardware import HardwareProfile
+
+    return HardwareProfile.load(Path(__file__).parent / "fixtures" / "speed" / "opdb-h100-vllm" / "profile.json")
+
+
+@pytest.mark.parametrize("input_len, chunk, kw", [
+    (8037, 100, {}),  # roofline attention switches from byte- to FLOP-bound at the 5th chunk
+    (1201, 2, {}),  # byte-bound throughout; a 1-token last chunk
+    (9000, 64, {"decode_tokens": 8}),  # chunks riding decode steps
+    (30000, 256, {"tp": 4}),
+    (6500, 100, {"op": True}),  # an op-level profile: context-attention fit, its terms add
+])
+def test_long_plan_in_closed_form_is_the_chunk_by_chunk_sum(llama8b, h100, input_len, chunk, kw):
+    from dataclasses import fields
+
+    from inferecon.model.prefill import PRICED_CHUNK_BY_CHUNK, prefill_plan
+
+    kw = dict(kw)
+    hw = _op_level_h100() if kw.pop("op", False) else h100
+    assert len(chunk_plan(input_len, chunk)) > PRICED_CHUNK_BY_CHUNK  # the closed form is what runs
+    want = _chunk_by_chunk(llama8b, hw, input_len, chunk, **kw)
+    got = prefill_plan(llama8b, hw, input_len=input_len, chunk_tokens=chunk, **kw)
+    assert (got.tokens, got.prior_tokens, got.level) == (want.tokens, want.prior_tokens, want.level)
+    for f in fields(want):
+        if f.name not in ("tokens", "prior_tokens", "level"):
+            assert getattr(got, f.name) == pytest.approx(getattr(want, f.name), rel=1e-12, abs=1e-18), f.name
+
+
+def test_ordinary_plan_is_priced_chunk_by_chunk_to_the_bit(llama8b, h100):
+    from inferecon.model.prefill import prefill_plan
+
+    want = _chunk_by_chunk(llama8b, h100, 22000, 2048)
+    assert prefill_plan(llama8b, h100, input_len=22000, chunk_tokens=2048) == want
+    assert prefill_time_s(llama8b, h100, input_len=22000, chunk_tokens=2048) == want.t_prefill_s
+
+
+def test_two_token_chunks_of_a_100k_prompt_cost_a_few_chunk_prices(llama8b, h100, monkeypatch):
+    """50,000 chunks were 50,000 prices (minutes in a frontier search). By hand: attention over
+    the plan is 4 · 32 heads · 128 · sum of c · (P + c/2) over the chunks = N² / 2 pairs whatever
+    the chunking, · 32 layers: 16,384 · 5e9 · 32 = 2.62144e15 FLOPs; the weight GEMMs run at M =
+    N in all (2 · 6,979,321,856 · 100,000) plus the lm head once (2 · 128256 · 4096)."""
+    import inferecon.model.prefill as pf
+
+    calls = []
+    real = pf.prefill_chunk
+    monkeypatch.setattr(pf, "prefill_chunk", lambda *a, **k: calls.append(k) or real(*a, **k))
+    got = pf.prefill_plan(llama8b, h100, input_len=100_000, chunk_tokens=2)
+    assert len(calls) <= 3
+    assert got.tokens == 100_000
+    assert got.flops_per_gpu - got.gemm_flops_per_gpu == pytest.approx(2.62144e15, rel=1e-12)
+    assert got.gemm_flops_per_gpu == pytest.approx(2 * 6_979_321_856 * 100_000 + 1_050_673_152, rel=1e-12)

@@ -3,6 +3,7 @@ priced per whole request, the limits an SLA nothing meets names, the CSV's and p
 the request flags' bounds. Expected values by hand (the decode step comes from terms.evaluate,
 the decode model, which this file does not test)."""
 
+import dataclasses
 from types import SimpleNamespace
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 from cli_check import one_line_error
 from inferecon import cli
 from inferecon.core.errors import UserError
+from inferecon.model.prefill import PrefillCost
 from inferecon.model.catalog import resolve_model
 from inferecon.model.frontier import SearchSpace
 from inferecon.model.published import get_profile
@@ -38,7 +40,9 @@ def test_speculative_request_figures_by_hand(h100, monkeypatch):
 
     def fake_chunk(model, hw, *, tokens, prior_tokens, tp, pp, ep, engine, last_chunk, decode_tokens, opts, tp_rows=1):
         calls.append((model.name, tp, pp, ep, decode_tokens))
-        return SimpleNamespace(t_prefill_s=2e-3 if model.name == "llama-3-70b" else 0.5e-3)
+        # A whole PrefillCost (prefill_plan adds every field), zero but for t_prefill_s.
+        zeros = {f.name: 0 for f in dataclasses.fields(PrefillCost) if f.name not in ("level", "t_prefill_s")}
+        return PrefillCost(level="roofline", t_prefill_s=2e-3 if model.name == "llama-3-70b" else 0.5e-3, **zeros)
 
     monkeypatch.setattr("inferecon.model.prefill.prefill_chunk", fake_chunk)
     target, draft = resolve_model("llama-3-70b"), resolve_model("llama-3-8b")

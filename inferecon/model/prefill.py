@@ -41,6 +41,7 @@ for both profiles: at prefill message sizes it is the bandwidth part that counts
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -298,6 +299,53 @@ def prefill_chunk(model: ModelSpec, hw: HardwareProfile, *, tokens: int, prior_t
                         decode_tokens=decode_tokens, opts=opts, tp_rows=tp_rows)
 
 
+@dataclass(frozen=True)
+class _Attention:
+    """The prefill attention of one step's chunks on one GPU of a stage: its FLOPs, their time and
+    its bytes' time; `fitted`: a context-attention fit prices it (the three add, with its floor),
+    else the roofline (the larger of flop_s and byte_s counts)."""
+
+    flops: float
+    flop_s: float
+    byte_s: float
+    floor_s: float
+    fitted: bool
+    kv_share: float
+
+
+def _attention(model: ModelSpec, hw: HardwareProfile, chunks, heads_axis: float, layers: float, B: float,
+               op_level: bool, opts: PrefillOptions) -> _Attention:
+    """Causal attention of each chunk over its prompt so far (module docstring), this GPU's
+    heads. The only part of a step that depends on the chunks' cached prefixes, and affinely so
+    (prefill_plan sums a long plan's chunks in closed form on that)."""
+    heads = model.n_heads / heads_axis
+    if model.is_mla:
+        per_pair = 2.0 * heads * (model.qk_nope_dim + model.qk_rope_dim + model.v_head_dim)
+        qkvo_elems = heads * (2 * (model.qk_nope_dim + model.qk_rope_dim) + 2 * model.v_head_dim)
+    else:
+        per_pair = 4.0 * heads * model.d_head
+        kv_heads = max(model.n_kv_heads / heads_axis, 1.0)
+        qkvo_elems = (2 * heads + 2 * kv_heads) * model.d_head
+    c_total = float(sum(int(t) for t, _, _ in chunks))
+    pairs = sum(float(c) * (float(P) + float(c) / 2.0) for c, P, _ in chunks)
+    attn_flop = per_pair * pairs * layers
+    # Bytes: Q/K/V/O of the chunks once, and each cached prefix's K and V once (flash attention
+    # streams them through on-chip memory).
+    from inferecon.model.terms import _kv_share_per_gpu
+
+    kv_share = _one(_kv_share_per_gpu(model, np.asarray([heads_axis])))
+    prefix_bytes = sum(float(P) for _, P, _ in chunks) * model.kv_bytes_per_token_layer * kv_share * layers
+    qkvo_bytes = c_total * qkvo_elems * model.act_bytes * layers
+    cfit = _context_attention_fit(model, hw) if op_level else None
+    if cfit is not None:
+        f = attn_flop / (cfit.tflops * 1e12)
+        b = (qkvo_bytes / (cfit.gbps * 1e9) if cfit.gbps else 0.0) + prefix_bytes / B
+        return _Attention(attn_flop, f, b, layers * cfit.floor_us * 1e-6, True, kv_share)
+    f = attn_flop / (hw.compute.peak_tflops["bf16"] * opts.attention_efficiency * 1e12)
+    b = (qkvo_bytes + prefix_bytes) / (hw.memory.achieved_gbps * 1e9)
+    return _Attention(attn_flop, f, b, 0.0, False, kv_share)
+
+
 def prefill_step(model: ModelSpec, hw: HardwareProfile, *, chunks, tp: int = 1, pp: int = 1, ep: int = 1,
                  engine: EngineProfile | None = None, decode_tokens: int = 0,
                  opts: PrefillOptions = PrefillOptions(), tp_rows: int = 1) -> PrefillCost:
@@ -341,33 +389,13 @@ def prefill_step(model: ModelSpec, hw: HardwareProfile, *, chunks, tp: int = 1, 
         for k in FAMILIES:
             acc.fam[k] -= base.fam[k]
 
-    # Causal attention of each chunk over its prompt so far (module docstring), this GPU's heads.
-    heads = model.n_heads / heads_axis
-    if model.is_mla:
-        per_pair = 2.0 * heads * (model.qk_nope_dim + model.qk_rope_dim + model.v_head_dim)
-        qkvo_elems = heads * (2 * (model.qk_nope_dim + model.qk_rope_dim) + 2 * model.v_head_dim)
+    att = _attention(model, hw, chunks, heads_axis, layers, B, op_level, opts)
+    attn_flop, f, b = att.flops, att.flop_s, att.byte_s
+    if att.fitted:
+        acc.add("attention", arithmetic=f, memory=b, latency=att.floor_s)
     else:
-        per_pair = 4.0 * heads * model.d_head
-        kv_heads = max(model.n_kv_heads / heads_axis, 1.0)
-        qkvo_elems = (2 * heads + 2 * kv_heads) * model.d_head
-    pairs = sum(float(c) * (float(P) + float(c) / 2.0) for c, P, _ in chunks)
-    attn_flop = per_pair * pairs * layers
-    # Bytes: Q/K/V/O of the chunks once, and each cached prefix's K and V once (flash attention
-    # streams them through on-chip memory).
-    from inferecon.model.terms import _kv_share_per_gpu
-
-    kv_share = _one(_kv_share_per_gpu(model, np.asarray([heads_axis])))
-    prefix_bytes = sum(float(P) for _, P, _ in chunks) * model.kv_bytes_per_token_layer * kv_share * layers
-    qkvo_bytes = c_total * qkvo_elems * model.act_bytes * layers
-    cfit = _context_attention_fit(model, hw) if op_level else None
-    if cfit is not None:
-        f = attn_flop / (cfit.tflops * 1e12)
-        b = (qkvo_bytes / (cfit.gbps * 1e9) if cfit.gbps else 0.0) + prefix_bytes / B
-        acc.add("attention", arithmetic=f, memory=b, latency=layers * cfit.floor_us * 1e-6)
-    else:
-        f = attn_flop / (hw.compute.peak_tflops["bf16"] * opts.attention_efficiency * 1e12)
-        b = (qkvo_bytes + prefix_bytes) / (hw.memory.achieved_gbps * 1e9)
         acc.add("attention", arithmetic=f if f > b else 0.0, memory=b if b >= f else 0.0)
+    kv_share = att.kv_share
 
     # KV-cache write and activation traffic.
     kv_write = c_total * model.kv_bytes_per_token_layer * kv_share * layers
@@ -412,14 +440,94 @@ def chunk_plan(input_len: int, chunk_tokens: int | None) -> list[tuple[int, int]
     return out
 
 
+def chunk_count(input_len: int, chunk_tokens: int | None) -> int:
+    """len(chunk_plan(input_len, chunk_tokens)), without building the plan."""
+    if chunk_tokens is None or chunk_tokens >= input_len:
+        return 1
+    if chunk_tokens < 1:
+        raise RequestError("chunk_size", chunk_tokens, "a prefill chunk needs at least 1 token")
+    return -(-int(input_len) // int(chunk_tokens))
+
+
+# A plan of up to this many chunks is priced chunk by chunk, as it always was (every figure of an
+# ordinary plan -- a few chunks of thousands of tokens -- stays to the bit); a longer one in
+# closed form (prefill_plan), so that 2-token chunks of a 100k prompt cost a few chunk prices,
+# not 50,000 (minutes in a frontier search, which prices each plan at many layouts).
+PRICED_CHUNK_BY_CHUNK = 64
+
+
+def summed_costs(costs) -> PrefillCost:
+    """The chunks `costs` (in order) as one PrefillCost: times, tokens and FLOPs added, the first
+    chunk's prior_tokens and level."""
+    first = costs[0]
+    values = {f.name: sum(getattr(c, f.name) for c in costs) for f in fields(PrefillCost)
+              if f.name not in ("prior_tokens", "level")}
+    return PrefillCost(prior_tokens=first.prior_tokens, level=first.level, **values)
+
+
+def _times(cost: PrefillCost, count: int) -> PrefillCost:
+    """`count` chunks that each cost `cost`."""
+    values = {f.name: getattr(cost, f.name) * count for f in fields(PrefillCost)
+              if f.name not in ("prior_tokens", "level")}
+    return PrefillCost(prior_tokens=cost.prior_tokens, level=cost.level, **values)
+
+
+def prefill_plan(model: ModelSpec, hw: HardwareProfile, *, input_len: int, tp: int = 1, pp: int = 1,
+                 ep: int = 1, engine: EngineProfile | None = None, chunk_tokens: int | None = None,
+                 decode_tokens: int = 0, opts: PrefillOptions = PrefillOptions(), tp_rows: int = 1) -> PrefillCost:
+    """One whole prompt prefilled chunk after chunk (chunk_plan), its chunks' costs summed: alone,
+    or with decode_tokens > 0 what its chunks add to steps that already carry that many decode
+    tokens (prefill_chunk).
+
+    Of a plan's chunks only the attention depends on where a chunk starts (_attention), and
+    affinely: the full chunks before the last, at prefixes 0, c, 2c, ..., cost on average what
+    one chunk at the mean prefix costs. A roofline's attention is the larger of its FLOP and
+    byte times per chunk, so the full chunks split where that switches (once at most: both are
+    affine in the prefix) and each side is one price times its count; the last chunk (partial
+    or not, with the lm head) is priced on its own."""
+    def price(tokens: int, prior: float, last: bool) -> PrefillCost:
+        return prefill_chunk(model, hw, tokens=tokens, prior_tokens=prior, tp=tp, pp=pp, ep=ep, engine=engine,
+                             last_chunk=last, decode_tokens=decode_tokens, opts=opts, tp_rows=tp_rows)
+
+    if chunk_count(input_len, chunk_tokens) <= PRICED_CHUNK_BY_CHUNK:
+        plan = chunk_plan(input_len, chunk_tokens)
+        return summed_costs([price(n, p, i == len(plan) - 1) for i, (n, p) in enumerate(plan)])
+    c = int(chunk_tokens)
+    body = (int(input_len) - 1) // c  # the full chunks before the last one
+    last = price(int(input_len) - body * c, body * c, True)
+    parts = [_times(price(c, c * (lo + hi - 1) / 2.0, False), hi - lo) for lo, hi in _same_regime(
+        model, hw, c, body, tp, pp, ep, opts, tp_rows)]
+    return dataclasses.replace(summed_costs(parts + [last]), prior_tokens=0)  # the plan's first chunk's
+
+
+def _same_regime(model, hw, c: int, body: int, tp, pp, ep, opts, tp_rows) -> list[tuple[int, int]]:
+    """[lo, hi) ranges of the full chunks 0..body-1 (chunk i after i·c cached tokens) whose
+    attention is priced by the same rule: one range with a context-attention fit (its terms add),
+    else split where the roofline's FLOP time overtakes its byte time (a bisection: the sign of
+    their difference is monotone in i)."""
+    check_prefill_layout(model, tp, pp, ep, tp_rows)
+    heads_axis = float(tp if tp_rows == 1 else tp_rows)
+    op_level = getattr(hw, "op_fits", None) is not None
+    B = _gemm_pricing(model, hw)[2]
+
+    def flop_bound(i: int) -> bool:
+        a = _attention(model, hw, [(c, i * c, False)], heads_axis, model.n_layers / pp, B, op_level, opts)
+        return not a.fitted and a.flop_s > a.byte_s
+
+    first = flop_bound(0)
+    if flop_bound(body - 1) == first:
+        return [(0, body)]
+    lo, hi = 0, body - 1  # flop_bound(lo) == first != flop_bound(hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if flop_bound(mid) == first else (lo, mid)
+    return [(0, hi), (hi, body)]
+
+
 def prefill_time_s(model: ModelSpec, hw: HardwareProfile, *, input_len: int, tp: int = 1, pp: int = 1,
                    ep: int = 1, engine: EngineProfile | None = None, chunk_tokens: int | None = None,
                    decode_tokens: int = 0, opts: PrefillOptions = PrefillOptions(), tp_rows: int = 1) -> float:
-    """Seconds to prefill one whole prompt on the instance, chunk after chunk: alone, or with
-    decode_tokens > 0 the time its chunks add to steps that already carry that many decode
-    tokens (prefill_chunk)."""
-    plan = chunk_plan(input_len, chunk_tokens)
-    return sum(prefill_chunk(model, hw, tokens=n, prior_tokens=p, tp=tp, pp=pp, ep=ep, engine=engine,
-                             last_chunk=(i == len(plan) - 1), decode_tokens=decode_tokens, opts=opts,
-                             tp_rows=tp_rows).t_prefill_s
-               for i, (n, p) in enumerate(plan))
+    """Seconds to prefill one whole prompt on the instance, chunk after chunk (prefill_plan)."""
+    return prefill_plan(model, hw, input_len=input_len, tp=tp, pp=pp, ep=ep, engine=engine,
+                        chunk_tokens=chunk_tokens, decode_tokens=decode_tokens, opts=opts,
+                        tp_rows=tp_rows).t_prefill_s

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from inferecon.model.engine import EngineProfile
 from inferecon.model.hardware import HardwareProfile
-from inferecon.model.prefill import PrefillOptions, chunk_plan, prefill_chunk
+from inferecon.model.prefill import PrefillOptions, prefill_plan
 from inferecon.model.serving import Deployment, default_chunk_tokens, serve, serve_disaggregated
 from inferecon.model.spec import ModelSpec
 
@@ -55,12 +55,9 @@ class RequestPrediction:
 
 
 def _lone_prefill(model, hw, *, input_len, chunk_tokens, tp, pp, ep, engine, popts):
-    plan = chunk_plan(input_len, chunk_tokens)
-    costs = [prefill_chunk(model, hw, tokens=n, prior_tokens=p, tp=tp, pp=pp, ep=ep, engine=engine,
-                           last_chunk=(i == len(plan) - 1), opts=popts) for i, (n, p) in enumerate(plan)]
-    total = sum(c.t_prefill_s for c in costs)
-    terms = {k: sum(getattr(c, f"t_{k}_s") for c in costs) for k in ("arithmetic", "memory", "network", "latency")}
-    return total, max(terms, key=terms.get), costs[0].level
+    cost = prefill_plan(model, hw, input_len=input_len, chunk_tokens=chunk_tokens, tp=tp, pp=pp, ep=ep,
+                        engine=engine, opts=popts)  # the chunks' costs summed
+    return cost.t_prefill_s, cost.dominant, cost.level
 
 
 def predict_request(model: ModelSpec, hw: HardwareProfile, *, input_len: int, output_len: int, tp: int = 1,

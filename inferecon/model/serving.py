@@ -62,7 +62,8 @@ from inferecon.core.errors import RequestError
 from inferecon.model import network as net
 from inferecon.model.engine import EngineProfile
 from inferecon.model.hardware import HardwareProfile
-from inferecon.model.prefill import PrefillOptions, chunk_plan, check_prefill_layout, prefill_step, prefill_time_s
+from inferecon.model.prefill import (PRICED_CHUNK_BY_CHUNK, PrefillOptions, check_prefill_layout, chunk_count,
+                                      chunk_plan, prefill_plan, prefill_step, prefill_time_s)
 from inferecon.model.spec import ModelSpec
 from inferecon.model.terms import CostOptions, Layouts, evaluate, stored_bytes_per_gpu
 
@@ -227,6 +228,22 @@ class _Instance:
         return self._marg[key]
 
 
+    def prompt_service(self, b: int, input_len: int, room: int, k: int, t_dec: float) -> tuple[float, int, float]:
+        """(seconds, steps, seconds of prefill in them) one bunch of k prompts keeps the prefill
+        server busy: its chunks of at most `room` tokens, each riding a step decoding b requests. A plan of many chunks (k = 1
+        then: bunches form only where whole prompts fit the room) is priced in closed form
+        (prefill.prefill_plan), its steps' decode time once times their count."""
+        n_steps = chunk_count(input_len, room)
+        if n_steps > PRICED_CHUNK_BY_CHUNK:
+            d = self.dep
+            marg = prefill_plan(self.model, self.hw, input_len=input_len, tp=d.tp, pp=d.pp, ep=d.ep,
+                                engine=self.engine, chunk_tokens=room, decode_tokens=b, opts=self.popts)
+            return n_steps * t_dec + marg.t_prefill_s, n_steps, marg.t_prefill_s
+        plan = chunk_plan(input_len, room)
+        margs = [self.step_prefill(b, ((int(n), int(p), i == len(plan) - 1),) * k) for i, (n, p) in enumerate(plan)]
+        return sum(t_dec + m for m in margs), len(margs), sum(margs)
+
+
 def _check_lengths(input_len, output_len):
     for name, v, low in (("input_len", input_len, 1), ("output_len", output_len, 1)):
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < low:
@@ -273,11 +290,8 @@ def _aggregated_at_rate(inst: _Instance, lam: float, input_len: int, output_len:
         # A closed loop's prompts arrive in bunches of k (bunch_size) that share each step; k > 1
         # only where k whole prompts fit the room, so their plan is one chunk.
         k = bunch_size(int(closed_cap) + 1, input_len, room) if closed_cap is not None else 1
-        plan = chunk_plan(input_len, room)
-        margs = [inst.step_prefill(max(1, int(round(bi))), ((int(n), int(p), i == len(plan) - 1),) * k)
-                 for i, (n, p) in enumerate(plan)]
-        service = sum(t_dec + m for m in margs)  # of one bunch (k prompts) on the prefill server
-        t_mix = service / len(margs)
+        service, n_steps, prefill_s = inst.prompt_service(max(1, int(round(bi))), input_len, room, k, t_dec)
+        t_mix = service / n_steps
         rho = lam / k * service
         if rho >= 1.0 and closed_cap is None:
             md1_wait_s(lam, service)  # raises: the queue grows without bound
@@ -306,7 +320,7 @@ def _aggregated_at_rate(inst: _Instance, lam: float, input_len: int, output_len:
         wait = md1_wait_s(lam, service)
         in_flight = 0.5 * t_dec  # a Poisson arrival lands inside a step: half of it is left, on average
     ttft = wait + in_flight + service
-    share_prefill = lam / k * sum(margs)  # of the instance's time
+    share_prefill = lam / k * prefill_s  # of the instance's time
     return dict(b=b, t_dec=t_dec, t_mix=t_mix, service=service, rho=rho, tpot=tpot, wait=wait, ttft=ttft,
                 latency=ttft + (output_len - 1) * tpot, share_prefill=min(share_prefill, 1.0), bunch=k)
 
