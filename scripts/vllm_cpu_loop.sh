@@ -23,8 +23,8 @@
 # CAL_CORES (default with PIN=1: WORKER_CORE then OTHER_CORES, one calibration pinned to each,
 # merged by vllm_cpu_loop.py merge-cores into OUT_DIR/calibrate/; "" or PIN=0: one, unpinned).
 #
-# The weight-heavy null model (NULLW_CONFIG: the 8-layer null model with the served model's weight
-# bytes a layer) is served and benched the same way; its cost is the engine's with its caches
+# NULLW=1: the weight-heavy null model (NULLW_CONFIG: the 8-layer null model with the served model's
+# weight bytes a layer) is served and benched the same way; its cost is the engine's with its caches
 # polluted as the served model pollutes them (OUT_DIR/engine-nullw-<dtype>/, step 8).
 #
 # The null models (vllm_cpu_loop.py NULL_CONFIG, NULL8_CONFIG: the served model's tokenizer,
@@ -70,6 +70,9 @@ null_seeds=${NULL_SEEDS:-"0 1"}
 # few. SERVE_ARGS="" serves compiled, as vLLM does by default.
 serve_args=${SERVE_ARGS-"--enforce-eager"}
 pin=${PIN:-0}
+# NULLW=1: also the weight-heavy null model (run 7; default 0: its skinny GEMMs are priced 32% low
+# by the one GEMM fit they also pull off the served shapes, so its engine cost is not yet a measurement).
+nullw=${NULLW:-0}
 worker_core=${WORKER_CORE:-1}
 other_cores=${OTHER_CORES:-0}
 case $pin in 0|1) ;; *) echo "vllm_cpu_loop.sh: PIN must be 0 or 1, not '$pin'" >&2; exit 2;; esac
@@ -221,8 +224,8 @@ if [ "$null_seeds" != none ]; then
   mkdir -p "$out/null-model" && cp "$null_model/config.json" "$out/null-model/config.json"
   step build-null8-model 300 "$venv/bin/python" "$helper" build-null-model "$null8_model" "$model" 8 || exit 1
   mkdir -p "$out/null8-model" && cp "$null8_model/config.json" "$out/null8-model/config.json"
-  step build-nullw-model 300 "$venv/bin/python" "$helper" build-null-model "$nullw_model" "$model" w || exit 1
-  mkdir -p "$out/nullw-model" && cp "$nullw_model/config.json" "$out/nullw-model/config.json"
+  [ "$nullw" = 1 ] && { step build-nullw-model 300 "$venv/bin/python" "$helper" build-null-model "$nullw_model" "$model" w || exit 1
+  mkdir -p "$out/nullw-model" && cp "$nullw_model/config.json" "$out/nullw-model/config.json"; }
 fi
 
 # -- 3. serve and bench each dtype: the model, then the null model ------------------------------
@@ -311,7 +314,7 @@ for dt in $dtypes; do
   # the repeat at each concurrency is the engine cost's measured spread.
   [ "$null_seeds" = none ] || serve_and_bench "null-$short" "$null_model" "$dt" "$null_seeds"
   [ "$null_seeds" = none ] || serve_and_bench "null8-$short" "$null8_model" "$dt" "$null_seeds"
-  [ "$null_seeds" = none ] || serve_and_bench "nullw-$short" "$nullw_model" "$dt" "$null_seeds"
+  [ "$null_seeds" = none ] || [ "$nullw" = 0 ] || serve_and_bench "nullw-$short" "$nullw_model" "$dt" "$null_seeds"
 done
 fi  # reuse
 
@@ -328,6 +331,8 @@ log "calibrating with $threads torch thread(s), as vLLM's worker ran; vLLM kerne
 cal_args=(--no-progress --threads "$threads")
 [ "$cal_mode" = quick ] && cal_args+=(--quick)
 cal_env=(env "INFERECON_VLLM_CPU_LIB=$vllm_lib")
+# the weight-heavy null model's GEMM shapes, only where its runs are there to price
+[ -n "$(ls "$runs"/vllm/nullw-*/*.json 2>/dev/null | head -1)" ] && cal_env+=("INFERECON_CPU_NULLW_GEMMS=1")
 # PIN=1: one calibration on each core (CAL_CORES, default the worker's core, then OTHER_CORES' own):
 # the worker's core and the others timed kernels ~20% apart in run 5; merge-cores averages the op
 # fits and turns that measured spread into the profile's uncertainty. PIN=0: one, unpinned.

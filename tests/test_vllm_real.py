@@ -34,7 +34,9 @@ REAL = Path(__file__).parent / "fixtures" / "engines" / "vllm_real"
 # processes and the bench client on core 0, the calibration on core 1): the contention test.
 # 20261202-4: run 6, PIN=1, the calibration timing vLLM's own kernels, once on each core, merged.
 RUNS = {"20261201": REAL, "20261202": REAL / "20261202", "20261202-2": REAL / "20261202-2",
-        "20261202-3": REAL / "20261202-3", "20261202-4": REAL / "20261202-4"}
+        "20261202-3": REAL / "20261202-3", "20261202-4": REAL / "20261202-4", "20261202-5": REAL / "20261202-5"}
+# 20261202-5: run 7, as run 6 plus the weight-heavy null model (nullw: the served model's weight
+# bytes a layer at hidden 64).
 RESULTS = Path(__file__).parent.parent / "results"
 DTYPES = {"bf16": (16, 16), "fp32": (32, 32)}  # (weight bits, KV bits) vLLM ran with
 CONCURRENCY = (1, 2, 4, 8)
@@ -188,7 +190,7 @@ def test_a_profile_without_uncertainty_gives_no_band():
 NULLS = {"null": 1, "null8": 8}  # the null models' folders and their layer counts (hand-built, README)
 
 
-NULL_RUNS = ("20261202-2", "20261202-3", "20261202-4")  # the loops with null models
+NULL_RUNS = ("20261202-2", "20261202-3", "20261202-4", "20261202-5")  # the loops with null models
 
 
 @pytest.mark.parametrize("run", NULL_RUNS)
@@ -357,3 +359,50 @@ def test_run6_gemm_fit_prices_the_gemms_vllm_ran(concurrency, profiled_ms):
         nbytes = 2 * (n * k + m * k + m * n)
         total_us += count * (g.t0_us + max(2 * m * n * k / (g.tflops * 1e6), nbytes / (g.gbps * 1e3)))
     assert total_us / 1e3 == pytest.approx(profiled_ms, rel=0.05)
+
+
+def test_run7_weight_heavy_null_model_is_what_the_readme_says():
+    """The weight-heavy null model: the 8-layer null model with SwiGLU 79,104, so a layer holds
+    4 x 64x64 + 3 x 64 x 79,104 = 15,204,352 weights (the served model: 2,621,440 + 12,582,912 =
+    15,204,352, hand counts in scripts/vllm_cpu_loop.py); 8 of them plus the embeddings and lm
+    head 2 x 16384 x 64 = 2,097,152, norms aside. Its files: concurrency 1, 2, 4, 8, seeds 0, 1."""
+    from inferecon.model.catalog import resolve_model
+
+    fixture = RUNS["20261202-5"]
+    cfg = json.loads((fixture / "nullw-model" / "config.json").read_text())
+    assert (cfg["hidden_size"], cfg["num_hidden_layers"], cfg["num_attention_heads"], cfg["intermediate_size"]) \
+        == (64, 8, 1, 79_104)
+    assert 4 * 64 * 64 + 3 * 64 * 79_104 == 2_621_440 + 12_582_912
+    assert resolve_model(str(fixture / "nullw-model")).total_params == 2_097_152 + 8 * 15_204_352
+    for dtype in DTYPES:
+        names = sorted(p.name for p in (fixture / f"nullw-{dtype}").glob("*.json"))
+        assert names == sorted(f"vllm-nullw-{dtype}-c{c}-s{s}.json" for c in CONCURRENCY for s in (0, 1))
+
+
+def test_run7_fixtures_are_the_committed_results():
+    res, fixture = RESULTS / "vllm-cpu-20261202-5", RUNS["20261202-5"]
+    if not (res / "calibrate" / "profile.json").exists():
+        pytest.skip("results/vllm-cpu-20261202-5/ not in this checkout")
+    pairs = [(fixture / "nullw-model" / "config.json", res / "nullw-model" / "config.json")]
+    for dtype in DTYPES:
+        pairs += [(f, res / "vllm" / f"nullw-{dtype}" / f.name) for f in sorted((fixture / f"nullw-{dtype}").glob("*.json"))]
+        pairs.append((fixture / f"engine-nullw-{dtype}.json", res / f"engine-nullw-{dtype}" / "engine.json"))
+        pairs.append((fixture / f"engine_validation-{dtype}-engine-nullw.csv",
+                      res / f"validate-{dtype}-engine-nullw" / "engine_validation.csv"))
+    for fix, real in pairs:
+        assert fix.read_bytes() == real.read_bytes(), fix.name
+
+
+@pytest.mark.parametrize("dtype", sorted(DTYPES))
+def test_run7_weight_heavy_engine_predictions_match_the_committed_table(dtype):
+    from inferecon.calibration.engine_fit import score_engine_runs
+    from inferecon.model.engine import EngineProfile
+    from inferecon.validation.decode import DEFAULT_DRAWS
+
+    run = "20261202-5"
+    engine = EngineProfile.load(RUNS[run] / f"engine-nullw-{dtype}.json")
+    with open(RUNS[run] / f"engine_validation-{dtype}-engine-nullw.csv", newline="") as f:
+        table = {Path(r["source"]).name: r for r in csv.DictReader(f)}
+    for r in score_engine_runs(_cases(dtype, run), engine, draws=DEFAULT_DRAWS):
+        was = table[Path(r["source"]).name]
+        assert r["predicted_ms"] == pytest.approx(float(was["engine_ms"]), rel=PREDICTED_TOLERANCE), r["source"]
