@@ -18,11 +18,27 @@ def max_speed(model, hw, context=2048, space=WIDE):
     return search(model, hw, context, space)["tokens_per_s_per_seq"].max()
 
 
-def test_max_speed_scales_as_inverse_square_root_of_parameters():
+def _max_speed_exponent(hw):
     params = [get_model(n).total_params for n in DENSE_FAMILY]
-    speeds = [max_speed(get_model(n), H100) for n in DENSE_FAMILY]
-    slope = np.polyfit(np.log(params), np.log(speeds), 1)[0]
+    speeds = [max_speed(get_model(n), hw) for n in DENSE_FAMILY]
+    return np.polyfit(np.log(params), np.log(speeds), 1)[0]
+
+
+def test_max_speed_scales_as_inverse_square_root_of_parameters():
+    # The paper's law on the paper's own constants (h100-sxm-paper).
+    slope = _max_speed_exponent(get_profile("h100-sxm-paper"))
     assert -0.6 <= slope <= -0.4, slope
+
+
+def test_measured_inter_node_latency_steepens_the_max_speed_law():
+    # On the published profile's measured figures the largest models' fastest points span two or
+    # more nodes, whose small all-reduces the 2x8 InfiniBand nccl-tests tables put at ~30 us
+    # (16 KB) against the paper's NCCL tuning figures: the fast end of big models slows more than
+    # the small models' (one node), so the exponent falls below the paper constants' (docs/model.md).
+    measured = _max_speed_exponent(H100)
+    paper = _max_speed_exponent(get_profile("h100-sxm-paper"))
+    assert measured < paper, (measured, paper)
+    assert measured < -0.4, measured
 
 
 def test_max_speed_scales_as_cube_root_of_hbm_bandwidth():
