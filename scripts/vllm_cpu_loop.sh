@@ -378,6 +378,25 @@ for short in bf16 fp32; do
     --hardware "$prof" --model "$runs/model" --tp 1 "${bits[@]}" --engine "$out/engine-$other/engine.json" \
     --out "$out/validate-$short-engine-$other" || status=partial
 done
+# validate_with_engine DTYPE KIND: the model's runs of DTYPE with the engine profile measured on
+# the KIND null model(s) (engine-KIND-DTYPE/engine.json), over all concurrencies, then each run
+# with its own concurrency's profile (engine-c<C>.json).
+validate_with_engine() {
+  local short=$1 kind=$2 f c bits=()
+  [ "$short" = fp32 ] && bits=(--precision 32 --kv-precision 32)
+  local files=("$runs"/vllm/$short/*.json) eng=$out/engine-$kind-$short
+  [ -e "${files[0]}" ] || return 0
+  logged "validate-$short-engine-$kind" "$out/validate-$short-engine-$kind" 300 "$ic_py" -m inferecon validate \
+    --engine-results "${files[@]}" --hardware "$prof" --model "$runs/model" --tp 1 "${bits[@]}" \
+    --engine "$eng/engine.json" --out "$out/validate-$short-engine-$kind" || status=partial
+  for f in "${files[@]}"; do
+    c=${f##*-c}; c=${c%.json}
+    [ -f "$eng/engine-c$c.json" ] || continue
+    step "validate-$short-c$c-engine-$kind-c$c" 300 "$ic_py" -m inferecon validate --engine-results "$f" \
+      --hardware "$prof" --model "$runs/model" --tp 1 "${bits[@]}" --engine "$eng/engine-c$c.json" \
+      --out "$out/validate-$short-engine-$kind-by-c/c$c" || status=partial
+  done
+}
 # -- 7. the engine's per-step cost, measured on the null model (not on the runs validated) -------
 # For each null model (1 layer, and 8 like the served model): its runs against this calibration
 # (hardware alone); null-runs keeps those whose TPOT can be a step; calibrate --engine-results over
@@ -402,39 +421,16 @@ for short in bf16 fp32; do
   deep=(); [ -f "$out/engine-null8-fit-$short/engine.json" ] && deep=("$out/engine-null8-fit-$short")
   logged "null-engine-$short" "$out/engine-null-$short" 120 "$ic_py" "$helper" null-engine "$out/engine-null-fit-$short" "$out/engine-null-$short" "${deep[@]}" \
     || { status=partial; continue; }
-  files=("$runs"/vllm/$short/*.json)
-  [ -e "${files[0]}" ] || continue
-  logged "validate-$short-engine-null" "$out/validate-$short-engine-null" 300 "$ic_py" -m inferecon validate --engine-results "${files[@]}" \
-    --hardware "$prof" --model "$runs/model" --tp 1 "${bits[@]}" --engine "$out/engine-null-$short/engine.json" \
-    --out "$out/validate-$short-engine-null" || status=partial
-  for f in "${files[@]}"; do
-    c=${f##*-c}; c=${c%.json}
-    [ -f "$out/engine-null-$short/engine-c$c.json" ] || continue
-    step "validate-$short-c$c-engine-null-c$c" 300 "$ic_py" -m inferecon validate --engine-results "$f" \
-      --hardware "$prof" --model "$runs/model" --tp 1 "${bits[@]}" --engine "$out/engine-null-$short/engine-c$c.json" \
-      --out "$out/validate-$short-engine-null-by-c/c$c" || status=partial
-  done
+  validate_with_engine "$short" null
 done
 # -- 8. the engine's cost on the weight-heavy null model (vllm_cpu_loop.py NULLW_CONFIG: the
 # served model's weight bytes a layer, hidden 64): vLLM's own work with its caches polluted as
 # the served model's GEMMs pollute them; the model's runs validated with it, over all
 # concurrencies and each with its own.
 for short in bf16 fp32; do
-  bits=(); [ $short = fp32 ] && bits=(--precision 32 --kv-precision 32)
   [ -f "$out/engine-nullw-fit-$short/engine.json" ] || continue
   logged "weights-engine-$short" "$out/engine-nullw-$short" 120 "$ic_py" "$helper" weights-engine \
     "$out/engine-nullw-fit-$short" "$out/engine-nullw-$short" || { status=partial; continue; }
-  files=("$runs"/vllm/$short/*.json)
-  [ -e "${files[0]}" ] || continue
-  logged "validate-$short-engine-nullw" "$out/validate-$short-engine-nullw" 300 "$ic_py" -m inferecon validate \
-    --engine-results "${files[@]}" --hardware "$prof" --model "$runs/model" --tp 1 "${bits[@]}" \
-    --engine "$out/engine-nullw-$short/engine.json" --out "$out/validate-$short-engine-nullw" || status=partial
-  for f in "${files[@]}"; do
-    c=${f##*-c}; c=${c%.json}
-    [ -f "$out/engine-nullw-$short/engine-c$c.json" ] || continue
-    step "validate-$short-c$c-engine-nullw-c$c" 300 "$ic_py" -m inferecon validate --engine-results "$f" \
-      --hardware "$prof" --model "$runs/model" --tp 1 "${bits[@]}" --engine "$out/engine-nullw-$short/engine-c$c.json" \
-      --out "$out/validate-$short-engine-nullw-by-c/c$c" || status=partial
-  done
+  validate_with_engine "$short" nullw
 done
 [ "$status" = complete ] || exit 3
