@@ -59,7 +59,7 @@ NULL_EXPECTED_PARAMS = 2_162_880
 # dispatch) is the difference of the two null models. 2,097,152 + 8 x 65,664 + 64 = 2,622,528.
 NULL8_CONFIG = dict(NULL_CONFIG, num_hidden_layers=CONFIG["num_hidden_layers"])
 NULL8_EXPECTED_PARAMS = 2_622_528
-# The weight-heavy null model (issue 21, run 6): the 8-layer null model with a SwiGLU of 79,104, so
+# The weight-heavy null model (issue 21, run 7: results/vllm-cpu-20261202-5/; the loop's NULLW=1): the 8-layer null model with a SwiGLU of 79,104, so
 # that each layer's weights are as many bytes as the served model's (15.2 M parameters a layer
 # against 15.2 M) while everything else stays hidden 64: one head of 64, the same op kinds and
 # count. vLLM's profiled worker (results/vllm-cpu-20261202-4/profile/) spent ~2x the 8-layer null

@@ -8,8 +8,8 @@ profile's op-level fits (model/opfits.py) from.
   kernel vLLM 0.32's CPU build dispatches an unquantised linear to on a CPU without AMX or
   zentorch (vllm/model_executor/layers/utils.py, dispatch_cpu_unquantized_gemm). Without it:
   oneDNN through torch on a weight reordered once (`torch.ops.mkldnn._reorder_linear_weight` +
-  `_linear_pointwise`), and torch's F.linear where oneDNN refuses the dtype. The two oneDNN
-  paths read weights at the same speed, but torch's costs ~12 us more per call (vLLM's profiled
+  `_linear_pointwise`), and torch's F.linear where oneDNN refuses the dtype. Torch's path
+  costs ~12 us more per call (vLLM's profiled
   worker, results/vllm-cpu-20261202-4/profile/: a 64x64 bf16 GEMM 3.5 us through vLLM's, 15.6 us
   through torch's), which a 41-GEMM step adds up. `kernel` records the path. Every call reads a
   weight no call touched within the last 2 x LLC bytes (copies of W cycled, at least
