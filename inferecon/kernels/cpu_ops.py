@@ -9,9 +9,10 @@ profile's op-level fits (model/opfits.py) from.
   zentorch (vllm/model_executor/layers/utils.py, dispatch_cpu_unquantized_gemm). Without it:
   oneDNN through torch on a weight reordered once (`torch.ops.mkldnn._reorder_linear_weight` +
   `_linear_pointwise`), and torch's F.linear where oneDNN refuses the dtype. Torch's path
-  costs ~12 us more per call (vLLM's profiled
-  worker, results/vllm-cpu-20261202-4/profile/: a 64x64 bf16 GEMM 3.5 us through vLLM's, 15.6 us
-  through torch's), which a 41-GEMM step adds up. `kernel` records the path. Every call reads a
+  costs ~12 us more per call (one thread on this EPYC: a 64x64 bf16 GEMM 3.5 us through vLLM's,
+  15.6 us through torch's), which a 41-GEMM step adds up: with it the fit priced the GEMMs of
+  vLLM's profiled bf16 step at 13.1 ms, with vLLM's at 10.0, against 10.2 ms in the server
+  (results/vllm-cpu-20261202-4/README.md). `kernel` records the path. Every call reads a
   weight no call touched within the last 2 x LLC bytes (copies of W cycled, at least
   flush_plan's bytes of them), as a decode step reads each layer's weights once per step.
 - "attention": decode attention, one query token per sequence over `kv_len` cached positions.
