@@ -240,9 +240,9 @@ def _cli(*args):
 @pytest.mark.slow
 def test_measuring_commands_refuse_bad_out_before_measuring(command, kind, tmp_path):
     pytest.importorskip("torch")
-    from inferecon.model.published import get_profile
-
-    prof = get_profile("h100-sxm").save(tmp_path / "p.json")
+    # validate on the CPU takes a CPU calibration (a GPU's profile is refused first, for itself):
+    # the real one the vLLM CPU loop calibrated, committed as a fixture.
+    prof = Path(__file__).parent / "fixtures" / "engines" / "vllm_real" / "profile.json"
     command = [str(prof) if c == "PROFILE" else c for c in command]
     path, message = _bad_paths(tmp_path)[kind]
     r = _cli(*command, "--out", path)
