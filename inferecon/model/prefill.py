@@ -50,6 +50,7 @@ from inferecon.core.errors import RequestError
 from inferecon.model import network as net
 from inferecon.model.engine import EngineProfile
 from inferecon.model.hardware import HardwareProfile
+from inferecon.model.layout import heads_axis as _heads_axis
 from inferecon.model.spec import ModelSpec
 
 TERMS = ("arithmetic", "memory", "network", "latency")
@@ -207,7 +208,7 @@ def _token_ops(model, hw, acc, m, lm_rows, tp, pp, ep, op_level, pricing, tp_row
 
     # Output width split over the heads' axis (tp in 1D, the r rows in 2D), the reduced width
     # d_model over the c columns (1 in 1D): one rule for both.
-    hx = tp if r == 1 else r
+    hx = _heads_axis(tp, r)
     if model.is_mla:
         gemm(layers, m, model.attention_params / d / hx, d / c)
     else:
@@ -373,7 +374,7 @@ def prefill_step(model: ModelSpec, hw: HardwareProfile, *, chunks, tp: int = 1, 
     c_total = float(sum(int(t) for t, _, _ in chunks))
     layers = model.n_layers / pp
     d = float(model.d_model)
-    heads_axis = float(tp if tp_rows == 1 else tp_rows)
+    heads_axis = float(_heads_axis(tp, tp_rows))
     pricing = _gemm_pricing(model, hw)
     B = pricing[2]
     acc = _Terms()
@@ -505,8 +506,7 @@ def _same_regime(model, hw, c: int, body: int, tp, pp, ep, opts, tp_rows) -> lis
     attention is priced by the same rule: one range with a context-attention fit (its terms add),
     else split where the roofline's FLOP time overtakes its byte time (a bisection: the sign of
     their difference is monotone in i)."""
-    check_prefill_layout(model, tp, pp, ep, tp_rows)
-    heads_axis = float(tp if tp_rows == 1 else tp_rows)
+    heads_axis = float(_heads_axis(tp, tp_rows))  # the layout was checked by the plan's last chunk's price
     op_level = getattr(hw, "op_fits", None) is not None
     B = _gemm_pricing(model, hw)[2]
 
