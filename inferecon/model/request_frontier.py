@@ -118,7 +118,7 @@ def request_table(model: ModelSpec, hw: HardwareProfile, *, input_len: int, outp
         # the memory the rest leaves free (serving.kv_admission): a batch must fit that too. A
         # draft's weights and cache count as the rest (memory the target's cache cannot use).
         weights, kv_ctx = stored_bytes_per_gpu(model, lay, context)
-        _, kv_whole = stored_bytes_per_gpu(model, lay, input_len + output_len)
+        _, kv_whole = stored_bytes_per_gpu(model, lay, adm.held_tokens(input_len, output_len))
         other = np.asarray(res.memory_per_gpu_bytes) - weights - kv_ctx
         ok &= kv_whole <= kv_budget_bytes(hw.memory.capacity_gb * 1e9, weights + other, adm)
     if not ok.any():

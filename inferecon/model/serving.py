@@ -156,6 +156,12 @@ class KvAdmission:
     of_free: bool
     reserve_whole: bool  # True: a request holds I + O tokens from admission; False: its current length
 
+    def held_tokens(self, input_len: int, output_len: int) -> int:
+        """KV tokens one request of I + O holds against the cache: I + O from admission
+        (reserve_whole), else its current length, I + O // 2 on average over a closed loop's
+        fixed lengths (the mean context the decode steps are priced at)."""
+        return input_len + output_len if self.reserve_whole else input_len + output_len // 2
+
 
 def kv_admission(engine_name: str | None, opts: CostOptions = CostOptions()) -> KvAdmission:
     """The KV-cache rule of a serving engine by name.
@@ -377,7 +383,7 @@ def serve(model: ModelSpec, hw: HardwareProfile, *, input_len: int, output_len: 
     dep = Deployment(tp, pp, ep)
     context = input_len + output_len // 2  # mean context of a decoding request
     adm = admission or kv_admission(engine.name if engine is not None else None, opts)
-    held = input_len + output_len if adm.reserve_whole else context
+    held = adm.held_tokens(input_len, output_len)
     if concurrency is not None:
         if not isinstance(concurrency, (int, np.integer)) or isinstance(concurrency, bool) or concurrency < 1:
             raise RequestError("concurrency", concurrency, "concurrency must be a whole number of requests >= 1")
@@ -460,7 +466,7 @@ def serve_disaggregated(model: ModelSpec, hw: HardwareProfile, *, input_len: int
     kv = kv_transfer_s(model, hw, input_len, prefill, same_node)
     adm = kv_admission(engine.name if engine is not None else None, opts)
     inst = _Instance(model, hw, decode, engine, input_len + output_len // 2, 4096, opts, popts, adm,
-                     input_len + output_len if adm.reserve_whole else None)
+                     adm.held_tokens(input_len, output_len))
     lam_d = lam / decode_instances
     b = lam_d * (output_len - 1) * inst.t_decode(1.0)
     for _ in range(60):
@@ -556,7 +562,7 @@ def simulate_closed_loop(model: ModelSpec, hw: HardwareProfile, *, input_len: in
     dep = Deployment(tp, pp, ep)
     adm = admission or kv_admission(engine.name if engine is not None else None, opts)
     inst = _Instance(model, hw, dep, engine, input_len + output_len // 2, int(concurrency), opts, popts, adm,
-                     input_len + output_len if adm.reserve_whole else None)
+                     adm.held_tokens(input_len, output_len))
     slots = int(math.floor(inst.max_batch_fitting()))
     if slots < 1:
         raise RequestError("concurrency", concurrency, f"one request of {input_len} + {output_len} tokens needs more "
