@@ -446,10 +446,9 @@ def _fill_grids(grids: dict, r, kv_elem_bytes: float):
     table's own check: every column's last measured cell predicted one and two rows out from the
     cells below it (its own column's bandwidth held out too), against the fit on the same cells.
     -> (grids, cells filled, the fill's FitQuality, the fit's FitQuality on the same cells)."""
+    arrays = {key: _grid_arrays(key, g, kv_elem_bytes) for key, g in grids.items()}  # read by the check and the fill
     fill_ape, fit_ape = [], []
-    for key, g in grids.items():
-        (h, hk, hd), b, ls, v, per_b = _grid_arrays(key, g, kv_elem_bytes)
-        gbps = per_b * b[:, None] / v / 1e3  # each measured cell's bandwidth, GB/s
+    for (h, hk, hd), b, ls, v, per_b, gbps in arrays.values():
         for j, L in enumerate(ls):
             idx = np.flatnonzero(np.isfinite(v[:, j]))
             if len(idx) < 2:
@@ -469,8 +468,8 @@ def _fill_grids(grids: dict, r, kv_elem_bytes: float):
         return grids, 0, fill_q, fit_q
     out, filled = {}, 0
     for key, g in grids.items():
-        _, b, ls, v, per_b = _grid_arrays(key, g, kv_elem_bytes)
-        best = np.nanmax(per_b * b[:, None] / v / 1e3)
+        _, b, ls, v, per_b, gbps = arrays[key]
+        best = np.nanmax(gbps)
         new = v.copy()
         for j in range(len(ls)):
             idx = np.flatnonzero(np.isfinite(v[:, j]))
@@ -487,13 +486,14 @@ def _fill_grids(grids: dict, r, kv_elem_bytes: float):
 
 def _grid_arrays(key: str, grid, kv_elem_bytes: float):
     """One shape_grids entry as arrays: ((heads, kv heads, head dim), batches, kv lengths, times
-    batch x kv length (NaN where not measured), KV bytes per sequence at each cell)."""
+    batch x kv length (NaN where not measured), KV bytes per sequence at each cell, each measured
+    cell's bandwidth in GB/s)."""
     bs, ls, flat = grid
     h, hk, hd = (float(x) for x in key.split("x"))
     b = np.array(bs, dtype=float)
     v = np.array([np.nan if x is None else x for x in flat], dtype=float).reshape(len(bs), len(ls))
     per_b = 2.0 * np.outer(np.ones_like(b), np.asarray(ls, dtype=float)) * hk * hd * kv_elem_bytes
-    return (h, hk, hd), b, [float(x) for x in ls], v, per_b
+    return (h, hk, hd), b, [float(x) for x in ls], v, per_b, per_b * b[:, None] / v / 1e3
 
 
 def _attention_grids(d) -> tuple[dict, FitQuality | None]:
