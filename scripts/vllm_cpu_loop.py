@@ -339,23 +339,19 @@ _OP_FIELDS = {"gemm": ("t0_us", "1/tflops", "1/gbps"),
 def _served_us(family: str, fit: dict) -> float:
     """A fit's time summed over the served model's decode shapes (kernels/cpu_ops.py SERVED): its
     weight GEMMs at M = 1, 2, 4, 8, or its decode attention at batch 1, 4, 8 x 64, 256, 1024
-    positions. One number per fit and core, the one the spread is taken of."""
+    positions, priced by the model's own roofline (model/opfits.py time_us) from the fields
+    merge-cores averages (_OP_FIELDS). One number per fit and core, the one the spread is taken of."""
     from inferecon.kernels.cpu_ops import SERVED, decode_gemms
+    from inferecon.model.opfits import AttentionFit, GemmFit
 
-    s, total = SERVED, 0.0
+    s = SERVED
     if family == "gemm":
-        ob = {"bf16": 2, "fp32": 4}[fit["dtype"]]
-        for _, n, k in decode_gemms(s):
-            for m in (1, 2, 4, 8):
-                total += fit["t0_us"] + max(2 * m * n * k / (fit["tflops"] * 1e6), (n * k + m * k + m * n) * ob / (fit["gbps"] * 1e3))
-        return total
-    eb = {"bf16": 2, "fp32": 4}[fit["kv_dtype"]]
-    for b in (1, 4, 8):
-        for L in (64, 256, 1024):
-            kv = 2 * b * L * s.n_kv_heads * s.d_head * eb
-            total += fit["floor_us"] + fit["per_sequence_head_us"] * b * s.n_kv_heads + max(
-                kv / (fit["gbps"] * 1e3), 4 * b * L * s.n_heads * s.d_head / (fit["tflops"] * 1e6))
-    return total
+        g = GemmFit(dtype=fit["dtype"], t0_us=fit["t0_us"], tflops=fit["tflops"], gbps=fit["gbps"],
+                    compute_efficiency=None, hbm_efficiency=None)
+        return sum(g.time_us(m, n, k) for _, n, k in decode_gemms(s) for m in (1, 2, 4, 8))
+    a = AttentionFit(kv_dtype=fit["kv_dtype"], floor_us=fit["floor_us"], gbps=fit["gbps"], tflops=fit["tflops"],
+                     per_sequence_head_us=fit["per_sequence_head_us"])
+    return sum(a.time_us(b, L, s.n_heads, s.n_kv_heads, s.d_head) for b in (1, 4, 8) for L in (64, 256, 1024))
 
 
 def merge_cores(out: Path, profiles: list[Path]) -> None:
