@@ -218,9 +218,7 @@ def run(args) -> int:
         from inferecon.model.catalog import resolve_model
 
         resolve_model(args.model)
-    picked = args.baseline is None
-    if args.baseline_runs < 1:
-        raise UserError(f"--baseline-runs must be at least 1, got {args.baseline_runs}")
+    picked = args.baseline is None  # --baseline-runs is bounded where it is parsed (cli_args.BASELINE_RUNS)
     if picked:
         bases = baselines.pick_newest(read_manifest(cand), root, exclude=cand, count=args.baseline_runs)
     else:
