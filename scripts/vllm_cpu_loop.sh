@@ -76,6 +76,7 @@ nullw=${NULLW:-0}
 worker_core=${WORKER_CORE:-1}
 other_cores=${OTHER_CORES:-0}
 case $pin in 0|1) ;; *) echo "vllm_cpu_loop.sh: PIN must be 0 or 1, not '$pin'" >&2; exit 2;; esac
+case $nullw in 0|1) ;; *) echo "vllm_cpu_loop.sh: NULLW must be 0 or 1, not '$nullw'" >&2; exit 2;; esac
 # the bench client under taskset when PIN=1.
 pin_client=()
 if [ "$pin" = 1 ]; then pin_client=(taskset -c "$other_cores"); fi
