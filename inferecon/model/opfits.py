@@ -219,7 +219,7 @@ class AttentionFit:
     grid_quality: FitQuality | None = None  # held-out error of reading a row off its grid without it
     # Cells beyond a KV-length column's largest measured batch (the collector stops where the KV
     # cache no longer fits) filled in `shape_grids` from the column's own curve, at most
-    # GRID_FILL_STEPS batch rows out (calibration/opdb_fit.py: _fill_grid); 0 where the fill did
+    # GRID_FILL_STEPS batch rows out (calibration/opdb_fit.py: _fill_grids); 0 where the fill did
     # not beat the fit above on the table's own last measured cells, or in older files.
     grid_filled_cells: int = 0
     fill_quality: FitQuality | None = None  # held-out error of the fill rule on each column's last measured cell
