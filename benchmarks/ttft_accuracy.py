@@ -133,12 +133,12 @@ def load_points(path: Path) -> list[Point]:
         conc = _int(r, "batch", where, optional=True)
         if rate is None and (conc is None or conc < 1):
             raise BadInput(f"{where}: a closed-loop point needs its concurrency (batch >= 1)")
-        key = (r["source_id"], r["model"], r["gpu"], r["weight_format"], int(r["tp"]), conc, rate,
-               int(r["input_len"]), int(r["output_len"]))
+        tp, input_len, output_len = (_int(r, col, where) for col in ("tp", "input_len", "output_len"))
+        key = (r["source_id"], r["model"], r["gpu"], r["weight_format"], tp, conc, rate, input_len, output_len)
         p = points.setdefault(key, Point(
-            i, r["source_id"], r["engine"], r.get("engine_version", ""), r["model"], r["gpu"],
-            _int(r, "tp", where), conc, rate, _int(r, "input_len", where), _int(r, "output_len", where),
-            r["weight_format"], _int(r, "weight_bits", where), _int(r, "kv_bits", where), r.get("notes", "")))
+            i, r["source_id"], r["engine"], r.get("engine_version", ""), r["model"], r["gpu"], tp, conc, rate,
+            input_len, output_len, r["weight_format"], _int(r, "weight_bits", where), _int(r, "kv_bits", where),
+            r.get("notes", "")))
         try:
             value = float(r["value"])
         except ValueError:
