@@ -35,7 +35,7 @@ import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from inferecon.core.errors import UserError
+from inferecon.core.errors import UserError, existing_dir
 from inferecon.model.opfits import MLA_LATENT_DIM, OpSource
 
 DISTRIBUTION = "aiconfigurator-core"
@@ -159,9 +159,7 @@ def open_database(path: str | Path | None) -> OpDatabase:
     """The installed package's tables (path None or ""), or a folder in the same layout."""
     if path is None or str(path) == "":
         return installed_database()
-    root = Path(path)
-    if not root.is_dir():
-        raise UserError(f"per-op database {path}: {'a file, not a folder' if root.exists() else 'no such folder'}")
+    root = existing_dir(path, "folder", flag="per-op database")
     if (root / DATA_SUBPATH).is_dir():  # the package's own root given
         root = root / DATA_SUBPATH
     db = OpDatabase(root=root, label=str(path))
