@@ -46,6 +46,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from inferecon.core.text import fixed_or_dash
 
 # benchmarks/point_pricing.py, beside this file: how both scorecards price a point.
 from point_pricing import OPDB_BACKEND, eager_engine, opdb_model, resolve_model, runs_eagerly, with_host_overhead
@@ -327,8 +328,7 @@ def summary_lines(out_rows: list[dict]) -> list[str]:
 
 
 def table_lines(out_rows: list[dict]) -> list[str]:
-    def n(v, w, d=1):
-        return f"{v:{w}.{d}f}" if v is not None else f"{'-':>{w}}"
+    n = fixed_or_dash
 
     out = [f"{'source':28s} {'load':>7} {'I':>6} {'O':>5} | {'TTFT':>9} {'pred':>9} {'aic':>9} | "
            f"{'ITL':>6} {'before':>6} {'after':>6} {'aic':>6} | {'B':>6} | {'simTTFT':>9} {'simTPOT':>7}"]

@@ -8,6 +8,7 @@ rule, serving.kv_admission).
 from __future__ import annotations
 
 from inferecon.core.errors import UserError
+from inferecon.core.text import fixed_or_dash
 
 
 def ttft_rows(cases) -> list[dict]:
@@ -40,8 +41,7 @@ def format_ttft(rows: list[dict]) -> str:
     if not rows:
         return "TTFT: none of the files records a time to first token"
 
-    def f(v, w, d=1):
-        return f"{v:{w}.{d}f}" if v is not None else f"{'-':>{w}}"
+    f = fixed_or_dash
 
     lines = [f"{'TTFT':<5} {'conc':>6} {'in':>7} {'out':>6} | {'mean ms':>9} {'median ms':>9} {'predicted':>9} "
              f"{'error':>7} | {'TPOT ms':>7} {'serving':>7}"]
