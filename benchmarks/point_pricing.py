@@ -61,8 +61,8 @@ def with_host_overhead(engine: EngineProfile, engine_name: str, engine_version: 
     from inferecon.model.engine_overheads import overhead_fact, with_overhead
 
     fact = overhead_fact(engine_name, engine_version)
-    fact = None if fact is not None and fact.source_line in engine.sources else fact
-    return with_overhead(engine, fact), fact
+    priced = with_overhead(engine, fact)
+    return priced, (fact if priced is not engine else None)
 
 
 def runs_eagerly(notes) -> bool:

@@ -68,3 +68,12 @@ def test_with_overhead_adds_the_fact_and_names_its_source():
     assert got.step_overhead_us == pytest.approx(4100.0)
     assert got.sources[0] == "tables" and "github.com/vllm-project/vllm/issues/6854" in got.sources[1]
     assert with_overhead(base, None) is base
+
+
+def test_with_overhead_never_adds_a_fact_twice():
+    # 100 us of the engine's own + 4 ms of the RFC's fact = 4100 us, once: an engine.json that
+    # calibrate --op-db wrote with the fact already named must not be charged it a second time.
+    base = EngineProfile(name="vllm", step_overhead_us=100.0, sources=["tables"])
+    once = with_overhead(base, VLLM_BEFORE_V060)
+    again = with_overhead(once, VLLM_BEFORE_V060)
+    assert again is once and again.step_overhead_us == pytest.approx(4100.0)

@@ -141,8 +141,9 @@ def overhead_fact(engine: str, version_text: str | None) -> EngineOverheadFact |
 
 def with_overhead(engine: EngineProfile, fact: EngineOverheadFact | None) -> EngineProfile:
     """`engine` with the fact's host time added to its per-step overhead, the fact named among
-    its sources; unchanged without a fact."""
-    if fact is None:
+    its sources; unchanged without a fact, or where its sources already name it (an op-DB
+    engine.json that calibrate wrote with the fact: adding it again would count it twice)."""
+    if fact is None or fact.source_line in engine.sources:
         return engine
     return dataclasses.replace(engine, step_overhead_us=engine.step_overhead_us + fact.step_overhead_us,
                                sources=list(engine.sources) + [fact.source_line],
