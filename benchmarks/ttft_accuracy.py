@@ -55,6 +55,10 @@ HERE = Path(__file__).resolve().parent
 DEFAULT_CSV = HERE / "data" / "public_ttft.csv"
 AIC_CSV = HERE / "data" / "aiconfigurator_ttft_estimates.csv"
 TOLERANCE = 0.25
+# The columns load_points needs in every file (request_rate and batch are read where present: a
+# closed-loop row without a batch is refused by itself, files without request_rate are closed loops).
+REQUIRED_COLUMNS = ("source_id", "engine", "model", "gpu", "tp", "input_len", "output_len", "weight_format",
+                    "weight_bits", "kv_bits", "metric", "value")
 TTFT_METRICS = ("ttft_ms_mean", "ttft_ms_median")
 ITL_METRICS = ("itl_ms_mean", "tpot_ms_mean", "itl_ms_median", "tpot_ms_median")
 
@@ -124,9 +128,17 @@ def load_points(path: Path) -> list[Point]:
     files without the column are all closed loops."""
     try:
         with open(path, newline="") as fh:
-            rows = list(csv.DictReader(fh))
+            reader = csv.DictReader(fh)
+            rows = list(reader)
     except OSError as exc:
         raise BadInput(f"{path}: cannot read ({exc.strerror})") from None
+    # A file of another shape (a JSON, the decode scorecard's CSV cut short) reads as a header and
+    # no rows: without these checks it scored "no points" and exited 0.
+    missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise BadInput(f"{path}: missing column(s) {', '.join(missing)}")
+    if not rows:
+        raise BadInput(f"{path}: no points (a header and no rows)")
     points: dict[tuple, Point] = {}
     for i, r in enumerate(rows):
         where = f"{path}:{i + 2}"

@@ -75,6 +75,19 @@ def test_bad_rows_exit_2_with_one_line(tmp_path, capsys, row, message):
     assert message in err and err.count("\n") == 1
 
 
+def test_file_of_another_shape_exits_2_with_one_line(tmp_path, capsys):
+    # A JSON or a header alone read as a CSV header and no rows: they scored "no points", exit 0.
+    js = tmp_path / "profile.json"
+    js.write_text('{"schema_version": 1\n')
+    assert tta.main(["--csv", str(js), "--published", "--no-sim"]) == 2
+    err = capsys.readouterr().err
+    assert "missing column(s) source_id" in err and err.count("\n") == 1
+    header = _write(tmp_path / "empty.csv", [])
+    assert tta.main(["--csv", str(header), "--published", "--no-sim"]) == 2
+    err = capsys.readouterr().err
+    assert "no points (a header and no rows)" in err and err.count("\n") == 1
+
+
 def test_engine_without_tables_falls_back_to_published_with_reason(tmp_path):
     path = _write(tmp_path / "a.csv", [_row(engine="ctranslate2")])
     points = tta.load_points(path)
