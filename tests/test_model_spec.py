@@ -95,3 +95,12 @@ def test_malformed_config_is_a_user_error(fixture, msg):
 def test_unknown_model_suggests_close_names():
     with pytest.raises(UserError, match="did you mean llama-3-70b"):
         get_model("llama-3-7b")
+
+
+def test_a_name_offered_twice_is_suggested_once():
+    # calibrate --op-db --gpu h900 offered the database's GPUs and the published profiles, both
+    # holding h200: "did you mean h200, h200, h100-sxm?".
+    from inferecon.core.errors import suggest
+
+    got = suggest("h900", ["h200", "b200", "h200", "h100-sxm"])
+    assert got.count("h200") == 1 and got == suggest("h900", ["h200", "b200", "h100-sxm"])

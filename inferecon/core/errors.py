@@ -65,6 +65,7 @@ def suggest(name: str, choices, n: int = 3) -> str:
     """' (did you mean a, b?)' for the closest known names, or '' when none is close."""
     import difflib
 
+    choices = list(dict.fromkeys(choices))  # a name offered twice (a database's and a profile's) is one suggestion
     close = difflib.get_close_matches(name.lower(), [c.lower() for c in choices], n=n, cutoff=0.5)
     # Keep the catalog's spelling, not the lower-cased one.
     by_lower = {c.lower(): c for c in choices}
