@@ -38,6 +38,13 @@ throughput table, benchmark_latency's end-to-end latency: WHOLE_RUN_METRICS) hol
 so every column's prediction for it is the whole run as well: the batch's prompts prefilled in one
 step plus O - 1 decode steps, over O (`price`, `whole_run_ms`). The leave-one-source-out engine fit
 still trains on the measured figures as they are (their prefill share included).
+
+A point measured by a serving benchmark (the CSV's `load` column is `concurrency`: a client keeping C =
+`batch` requests in flight, LOADS says which sources are which and why) is priced in every column with
+the serving model the TTFT scorecard uses (model/serving.py `serve(..., concurrency=C)`: the steady-state
+decode batch of the closed loop and the arriving prompts' prefill chunks inside its steps), its mean
+TPOT compared with the measured TPOT / ITL (`serving_tpot_ms`). A `static` point keeps the decode step
+at batch = `batch`. The engine fit trains on both kinds as measured.
 """
 
 from __future__ import annotations
@@ -67,9 +74,23 @@ from point_pricing import (EAGER_NOTE, OPDB_BACKEND, eager_engine, opdb_model, r
 DATA_DIR = Path(__file__).resolve().parent / "data"
 DEFAULT_CSV = DATA_DIR / "public_decode.csv"
 
-REQUIRED_COLUMNS = ("source_id", "engine", "engine_version", "model", "gpu", "n_gpu", "tp", "batch",
+REQUIRED_COLUMNS = ("source_id", "engine", "engine_version", "model", "gpu", "n_gpu", "tp", "batch", "load",
                     "input_len", "output_len", "weight_format", "weight_bits", "kv_bits", "metric",
                     "value", "source_url", "notes")
+
+# How a point's source ran its measurement (the CSV's `load` column), read from each source's own
+# description of the run, never from how the point scores:
+#   static       every sequence of the batch starts together and no request arrives during the run:
+#                benchmark_latency / `vllm bench latency`, the gptSessionBenchmark and LMDeploy
+#                profile_generation throughput tables, gpt-fast / torchao generate.py, Hugging Face
+#                generate (AutoAWQ). `batch` is the batch size.
+#   concurrency  a serving benchmark client keeps `batch` requests in flight against a server and sends
+#                the next as one completes (genai-perf / AIPerf --concurrency, benchmark_serving /
+#                `vllm bench serve --max-concurrency`, SGLang bench_serving under InferenceX, LLMPerf's
+#                concurrent requests, tt-inference-server's client, LMDeploy's concurrency benchmark):
+#                the arriving prompts are prefilled inside the other requests' decode steps. `batch` is
+#                the concurrency C. Such a point is priced with the serving model (`serving_tpot_ms`).
+LOADS = ("static", "concurrency")
 
 # Published metric -> milliseconds per output token of one sequence.
 METRICS = {
@@ -126,6 +147,11 @@ def load_points(path: str | Path = DEFAULT_CSV) -> pd.DataFrame:
             raise UserError(f"{where}: source_url must be an http(s) address, got {r.source_url!r}")
         if r.metric not in METRICS:
             raise UserError(f"{where}: unknown metric {r.metric!r} (one of {', '.join(METRICS)})")
+        if r.load not in LOADS:
+            raise UserError(f"{where}: load must be one of {', '.join(LOADS)}, got {r.load!r}")
+        if r.load == "concurrency" and r.metric in WHOLE_RUN_METRICS:
+            raise UserError(f"{where}: a concurrency point's figure is per output token (TPOT, ITL), "
+                            f"not a whole run's {r.metric!r}")
         for col in ("n_gpu", "tp", "batch", "output_len", "value"):
             if not (float(r[col]) > 0):
                 raise UserError(f"{where}: {col} must be > 0, got {r[col]!r}")
@@ -196,11 +222,36 @@ def prefill_ms(case: EngineCase, engine: EngineProfile | None) -> float:
                               engine=engine).t_prefill_s
 
 
-def price(case: EngineCase, engine: EngineProfile | None, metric: str, draws: int = 0):
+def serving_tpot_ms(case: EngineCase, engine: EngineProfile | None) -> float:
+    """Mean TPOT, ms, of the closed loop a `concurrency` point measured: C = the case's batch clients,
+    each sending its next request of input I / output O as the last completes, served with chunked
+    prefill (model/serving.py `serve`, the serving model benchmarks/ttft_accuracy.py prices its TPOT
+    'after' with, on the same model, profile and engine). A deployment the model refuses (a KV cache
+    that cannot hold one request) is a UserError naming the point."""
+    from inferecon.core.errors import RequestError
+    from inferecon.model.serving import serve
+
+    i, o = max(1, int(round(case.run.input_len))), max(1, int(round(case.run.output_len)))
+    try:
+        r = serve(case.model, case.hw, input_len=i, output_len=o, tp=case.tp, pp=case.pp, ep=case.ep,
+                  concurrency=case.batch, engine=engine)
+    except RequestError as exc:
+        raise UserError(f"{case.run.source} (concurrency {case.batch}, {i} in / {o} out, tp {case.tp}): "
+                        f"the serving model refuses it: {exc}") from None
+    return r.tpot_s * 1e3
+
+
+def price(case: EngineCase, engine: EngineProfile | None, metric: str, draws: int = 0, load: str = "static"):
     """(ms per token on the measured metric's basis, the Prediction, the basis function): the decode
-    step at the mean context, or for a WHOLE_RUN_METRICS figure the whole run (prefill + O - 1
-    steps) over O."""
+    step at the mean context, for a WHOLE_RUN_METRICS figure the whole run (prefill + O - 1
+    steps) over O, and for a `concurrency` point the serving model's mean TPOT (serving_tpot_ms).
+    The basis function puts a decode-step time (the Prediction's interval ends) on that basis; for a
+    concurrency point it scales by the served TPOT over the decode step at batch C."""
     pred = predict_case(case, engine, draws=draws)
+    if load == "concurrency":
+        served = serving_tpot_ms(case, engine)
+        scale = served / pred.ms_per_token
+        return served, pred, (lambda ms: ms * scale)
     if metric not in WHOLE_RUN_METRICS:
         return pred.ms_per_token, pred, (lambda ms: ms)
     o = int(round(case.run.output_len))
@@ -215,10 +266,11 @@ def scorecard(df: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     fits = leave_one_source_out(df, cases)
     out = df.copy()
     pub, eng, used, feasible, dominant, cov_pub, cov_eng = [], [], [], [], [], [], []
-    for case, src, engine, metric, no_graphs in zip(cases, df["source_id"], df["engine"], df["metric"],
-                                                    eager_flags(df)):
+    for case, src, engine, metric, no_graphs, load in zip(cases, df["source_id"], df["engine"], df["metric"],
+                                                          eager_flags(df), df["load"]):
         # A point whose source ran without CUDA graphs is priced with the host's launch floor.
-        ms, base, basis = price(case, eager_engine(None) if no_graphs else None, metric, draws=COVERAGE_DRAWS)
+        ms, base, basis = price(case, eager_engine(None) if no_graphs else None, metric, draws=COVERAGE_DRAWS,
+                                load=load)
         pub.append(ms)
         cov_pub.append(_covered(base, case.measured_ms, basis))
         feasible.append(bool(base.feasible))
@@ -230,7 +282,7 @@ def scorecard(df: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
             used.append(f"published (no other {engine} source)" + (", run eagerly" if no_graphs else ""))
         else:
             ms, p, basis = price(case, eager_engine(fit.profile) if no_graphs else fit.profile, metric,
-                                 draws=COVERAGE_DRAWS)
+                                 draws=COVERAGE_DRAWS, load=load)
             eng.append(ms)
             cov_eng.append(_covered(p, case.measured_ms, basis))
             used.append(describe(fit) + (" (run eagerly)" if no_graphs else ""))
@@ -313,7 +365,7 @@ def slice_columns(res: pd.DataFrame) -> pd.DataFrame:
 # -- the slice tables: one function for every tool and slice ----------------------------------------
 # Tag -> the ratio column (predicted / measured ms per token) each tool's predictions are scored on.
 TOOLS = {"pub": "ratio_published", "eng": "ratio_engine", "opdb": "ratio_opdb", "aic": "ratio_aic"}
-PEER_SLICES = ("engine", "gpu", "precision", "arch", "batch_bucket")
+PEER_SLICES = ("engine", "gpu", "precision", "arch", "batch_bucket", "load")
 
 
 def _errors(ratio) -> dict:
@@ -411,7 +463,7 @@ def add_opdb(res: pd.DataFrame, op_db=None, cache_dir=None) -> pd.DataFrame:
         eng, fact = with_host_overhead(eng, r.engine, r.engine_version)
         case = to_case(r)
         case = dataclasses.replace(case, hw=hw, model=opdb_model(case.model, r.weight_format))
-        pred.append(price(case, eager_engine(eng) if no_graphs else eng, r.metric)[0])
+        pred.append(price(case, eager_engine(eng) if no_graphs else eng, r.metric, load=r.load)[0])
         used.append(f"{backend} {hw.op_fits.engine_version}" + (" run eagerly" if no_graphs else "")
                     + (f" + host {fact.step_overhead_us / 1000:g} ms/step ({fact.engine} fact)" if fact else ""))
         note.append(why)
@@ -540,6 +592,12 @@ def report(res: pd.DataFrame, fits: dict, markdown: bool = False) -> str:
         out += [f"{n_eager} points ran without CUDA graphs (their notes say so): every column prices them with the "
                 f"host launching every kernel (model/engine.py's built-in 'eager' engine; a fitted or op-DB engine "
                 f"run eagerly), the published column included", ""]
+    n_served = int((res["load"] == "concurrency").sum()) if "load" in res.columns else 0
+    if n_served:
+        out += [f"{n_served} points are serving-benchmark measurements (load = concurrency: a client keeping C = batch "
+                f"requests in flight): every column prices them with the serving model (model/serving.py, C clients, "
+                f"the arriving prompts' prefill chunks inside the decode steps), the other {n - n_served} as the "
+                f"static batch they ran (a decode step, or the whole run with its prefill)", ""]
     out += [f"Coverage of the predicted 90% interval (parameter draws of the profile and engine fit): published "
             f"profile {int(res['covered_published'].sum())} of {n} points, with the engine fitted leave-one-source-out "
             f"{int(res['covered_engine'].sum())} of {n}", ""]

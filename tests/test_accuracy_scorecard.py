@@ -353,3 +353,74 @@ def test_the_eager_flag_is_read_in_one_place(points):
     bare = points.drop(columns=["eager"])
     assert acc.eager_flags(bare).tolist() == points["eager"].tolist()
     assert int(acc.eager_flags(points).sum()) == 4  # vLLM --enforce-eager (1) and AutoAWQ's eager PyTorch (3)
+
+
+def test_every_point_says_how_its_source_ran_it(points):
+    # The load column, read from each source's description of its run (benchmarks/accuracy.py LOADS):
+    # the serving-benchmark sources keep C = batch requests in flight; the rest are static batches.
+    load = points.groupby("source_id")["load"].first()
+    served = {"nim-bench-llama33-70b", "vllm-qwen3-awq-eager", "tt-gpu-ref-qwen3", "tt-gpu-ref-dsr1",
+              "trtllm-dsr1-h200-b200", "inferencex-dsr1-h200", "vllm-pr23151-qwen3moe-h100", "lmdeploy-kvquant-h200"}
+    static = {"lmdeploy-a100-fp16", "gpt-fast-readme", "trtllm-perf-v0.6.1", "vllm-rtn-marlin-h100",
+              "autoawq-gemm-a100", "vllm-perf-ci-h200", "torchao-quant-readme", "trtllm-perf-v0.5.0",
+              "vllm-pr3692-dbrx-h100"}
+    assert (load[sorted(served)] == "concurrency").all() and (load[sorted(static)] == "static").all()
+    assert set(points["load"]) == {"static", "concurrency"}
+    # A source is one kind of run: no source mixes the two.
+    assert (points.groupby("source_id")["load"].nunique() == 1).all()
+    assert not points.loc[points["load"] == "concurrency", "metric"].isin(acc.WHOLE_RUN_METRICS).any()
+
+
+def test_concurrency_points_are_priced_with_the_serving_model(points):
+    # NIM's Llama 3.3 70B on 2 x H100 (FP8), 5000-token prompts at concurrency 25, and the 500-token
+    # prompt at concurrency 1; each also as a static batch of the same size (another source id).
+    nim = points[points["source_id"] == "nim-bench-llama33-70b"]
+    c25 = nim[(nim["batch"] == 25) & (nim["input_len"] == 5000)]
+    c1 = nim[(nim["batch"] == 1) & (nim["input_len"] == 500)]
+    assert len(c25) == len(c1) == 1 and (pd.concat([c25, c1])["load"] == "concurrency").all()
+    static = pd.concat([c25, c1]).assign(load="static", source_id="as-static")
+    res, _ = acc.scorecard(pd.concat([c25, c1, static], ignore_index=True))
+    served25, served1, step25, step1 = res["pred_published_ms"].to_numpy()
+
+    # The TTFT scorecard prices the same closed loop through its own code (ttft_accuracy.price_point):
+    # the decode scorecard's figure is its TPOT 'after' (serving), its static twin the TPOT 'before'.
+    import ttft_accuracy as tta
+
+    point = tta.Point(row=0, source_id="nim", engine="nim", engine_version="", model="llama-3-70b", gpu="h100-sxm",
+                      tp=2, concurrency=25, request_rate_per_s=None, input_len=5000, output_len=500,
+                      weight_format="fp8", weight_bits=8, kv_bits=16)
+    got = tta.price_point(point, tta.Pricing(get_profile("h100-sxm"), None, "published h100-sxm"), None, False)
+    assert served25 == pytest.approx(got["pred_tpot_after_ms"], rel=1e-9)
+    assert step25 == pytest.approx(got["pred_tpot_before_ms"], rel=1e-9)
+    # By hand: 25 clients each send a 5000-token prompt per 499 decode steps; one such prefill is
+    # 2 x 70e9 x 5000 / 2 GPUs = 3.5e14 FLOP per GPU, about 0.35 s at H100's ~1e15 FP8 FLOP/s, against
+    # steps of ~25 ms: 25 prefills take ~8.8 s of every ~20 s cycle, so ~40% of the time the steps carry
+    # a chunk that costs 10x a plain step and TPOT is well over 1.3x the pure decode step.
+    assert served25 > 1.3 * step25
+    # One client with a 500-token prompt (~35 ms of prefill, 1/10 of the above) and 1999 decode steps
+    # of ~15 ms (~31 s): the prefill is ~0.1% of the time, so the served TPOT is the decode step within 0.5%.
+    assert served1 == pytest.approx(step1, rel=5e-3)
+
+
+def test_bad_load_column_is_a_one_line_error(tmp_path, points, capsys):
+    raw = pd.read_csv(acc.DEFAULT_CSV)
+    path = tmp_path / "bad.csv"
+    raw.drop(columns=["load"]).to_csv(path, index=False)
+    with pytest.raises(UserError, match="missing column.*load"):
+        acc.load_points(path)
+    for value in ("online", np.nan):
+        bad = raw.copy()
+        bad.loc[2, "load"] = value
+        bad.to_csv(path, index=False)
+        with pytest.raises(UserError, match=r"row 4 .*load must be one of static, concurrency"):
+            acc.load_points(path)
+    bad = raw.copy()
+    row = int(np.flatnonzero(bad["metric"] == "e2e_latency_s")[0])
+    bad.loc[row, "load"] = "concurrency"
+    bad.to_csv(path, index=False)
+    with pytest.raises(UserError, match=f"row {row + 2} .*concurrency point's figure is per output token"):
+        acc.load_points(path)
+    # The command: one line on stderr, exit 2, before any point is priced.
+    assert acc.main(["--csv", str(path), "--no-op-db"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "per output token" in err and "Traceback" not in err
