@@ -70,6 +70,20 @@ NPROC_PER_NODE = int_in(1, 1024)
 TIMEOUT_S = float_in(0.0, 86_400.0, lo_open=True)
 
 
+def given(what: str):
+    """A name or path that names something. An empty or blank value (`--gpu "$GPU"` with the
+    variable unset) is refused: read as absent, it would price the default GPU, measure instead
+    of refitting (`calibrate --from ""`) or read the current folder as the file."""
+
+    def parse(text: str) -> str:
+        if not str(text).strip():
+            raise argparse.ArgumentTypeError(f"names nothing: give {what}")
+        return str(text)
+
+    parse.__name__ = "name"
+    return parse
+
+
 def int_list_in(lo: int, hi: int, what: str = "values"):
     """Comma-separated whole numbers, each in [lo, hi] ("1,8,64"); empty items are skipped, an
     empty list is refused. Returns the list in the order given (callers sort where they must)."""

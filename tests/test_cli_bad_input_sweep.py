@@ -402,6 +402,32 @@ CASES = [
     ("report-broken-csv", "report {t}/badcsv", "validation.csv: not a readable CSV"),  # was a traceback
     ("report-out-empty", "report {t}/adir --out ''", "--out is empty"),
     ("report-out-is-folder", "report {t}/adir --out {t}/emptydir", "a directory, not a file"),
+    # -- an empty or blank name or path (`--gpu "$GPU"` with the variable unset) ----------------
+    # It was read as absent: predict priced the default H100 (--gpu '', --hardware ''), dropped
+    # the draft or the engine, calibrate --from '' measured the node instead of refitting, and
+    # paths became the current folder ("config.json: no such config.json", ". is not a run").
+    ("predict-model-empty", "predict --model ''", "argument --model: names nothing"),
+    ("predict-gpu-empty", "predict --model llama-3-8b --gpu ''", "argument --gpu: names nothing"),
+    ("predict-hardware-blank", "predict --model llama-3-8b --hardware ' '", "argument --hardware: names nothing"),
+    ("predict-engine-name-empty", "predict --model llama-3-8b --engine ''", "argument --engine: names nothing"),
+    ("predict-draft-empty", "predict --model llama-3-70b --spec-decode ''", "argument --spec-decode: names nothing"),
+    ("frontier-draft-empty", "frontier --model llama-3-70b --spec-decode '' --out {t}/f",
+     "argument --spec-decode: names nothing"),
+    ("frontier-engine-empty", "frontier --model llama-3-70b --engine '' --out {t}/f", "argument --engine: names nothing"),
+    ("calibrate-from-empty", "calibrate --from '' --out {t}/c", "argument --from: names nothing"),
+    ("calibrate-nccl-name-empty", "calibrate --nccl-tests '' --gpu h100-sxm --out {t}/c", "argument --nccl-tests: names nothing"),
+    ("validate-published-empty", "validate --hardware {t}/cpu_profile.json --model tiny-llama --published ''",
+     "argument --published: names nothing"),
+    ("validate-model-empty", "validate --hardware {t}/cpu_profile.json --model ''", "argument --model: names nothing"),
+    ("regress-baseline-empty", "regress --baseline '' --candidate {t}/adir", "argument --baseline: names nothing"),
+    ("report-run-dir-empty", "report ''", "names nothing: give a run directory"),
+    # predict prices one deployment: a comma list is frontier's way of naming several.
+    ("predict-two-models", "predict --model llama-3-70b,llama-3-8b",
+     "--model llama-3-70b,llama-3-8b: predict prices one model; `inferecon frontier"),
+    ("predict-two-gpus", "predict --model llama-3-8b --gpu h100,h200", "--gpu h100,h200: predict prices one GPU"),
+    # A negative fraction is said as typed (it was "--tolerance -300%").
+    ("regress-tolerance-negative-fraction", "regress --baseline {t}/adir --candidate {t}/emptydir --tolerance -3",
+     "--tolerance '-3': must be 0 or more"),
 ]
 
 

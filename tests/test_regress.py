@@ -390,6 +390,21 @@ def test_auto_pick_of_a_baseline_set(tmp_path, capsys):
     assert _regress("--candidate", cand, "--baselines-dir", root, "--baseline-runs", "0") == 2
 
 
+def test_fewer_saved_baselines_than_asked_are_said(tmp_path, capsys):
+    """--baseline-runs 3 with one saved baseline used that one without a word: the gate then
+    sees no between-run spread while the user believes it does."""
+    root = tmp_path / "baselines"
+    r = make_run(tmp_path / "r0", seed=0, start="2026-11-01T00:00:00+00:00")
+    assert main(["regress", "--save-baseline", str(r), "--baselines-dir", str(root)]) == 0
+    cand = make_run(tmp_path / "cand", seed=9)
+    capsys.readouterr()
+    assert _regress("--candidate", cand, "--baselines-dir", root, "--baseline-runs", "3") == 0
+    err = capsys.readouterr().err
+    assert "--baseline-runs 3: only 1 saved baseline(s) of this GPU model and count" in err
+    assert _regress("--candidate", cand, "--baselines-dir", root, "--baseline-runs", "1") == 0
+    assert "only 1 saved" not in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------------------------------
 # Run-level verdicts: INCOMPLETE (3), INCONCLUSIVE (4), and how many cases were judged
 

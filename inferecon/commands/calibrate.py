@@ -26,13 +26,14 @@ def register(sub) -> None:
                    help="the sentinel set: GEMM peak and decode shapes, HBM read, small/large all-reduce, launch")
     p.add_argument("--out", metavar="DIR", default=None,
                    help="run directory (default results/calibrate-<device>-<UTC time>/; with --from, that run)")
-    p.add_argument("--from", dest="from_run", metavar="RUN_DIR", default=None,
+    p.add_argument("--from", dest="from_run", metavar="RUN_DIR", default=None, type=cli_args.given("a run directory"),
                    help="refit the measurements of an existing run instead of measuring")
     p.add_argument("--nccl-tests", action="append", default=[], metavar="FILE[:OP[:WORLD[:NODES]]]",
+                   type=cli_args.given("an nccl-tests output file"),
                    help="nccl-tests *_perf output (log text as found, or -J JSON; also a PyTorch all_reduce_bench "
                         "table) as collective measurements; repeatable. Without --from: a profile from the files "
                         "alone (network from the files, the rest from --gpu's published profile), no measuring")
-    p.add_argument("--nvbandwidth", action="append", default=[], metavar="FILE",
+    p.add_argument("--nvbandwidth", action="append", default=[], metavar="FILE", type=cli_args.given("an nvbandwidth output file"),
                    help="nvbandwidth (text or -j JSON) or p2pBandwidthLatencyTest output: GPU link bandwidth; "
                         "repeatable")
     p.add_argument("--force", action="store_true",
@@ -45,23 +46,24 @@ def register(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue an interrupted calibration in --out")
     p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
     eng = p.add_argument_group("engine profile, from serving-engine benchmark results instead of measuring")
-    eng.add_argument("--engine-results", nargs="+", default=None, metavar="FILE",
+    eng.add_argument("--engine-results", nargs="+", default=None, metavar="FILE", type=cli_args.given("a result file"),
                      help="vLLM/SGLang bench serve JSON/JSONL, genai-perf profile export JSON/CSV or trtllm-bench "
                           "output: fit the engine's per-step and per-layer overheads and weight-read efficiency per "
                           "weight format into --out DIR/engine.json (for `predict --engine`)")
-    eng.add_argument("--gpu", default=None, help="published GPU profile the runs used (default: what the files record); "
-                                                 "with --nccl-tests/--nvbandwidth alone, the profile the files' "
-                                                 "network terms replace")
-    eng.add_argument("--hardware", default=None, metavar="PROFILE_JSON",
+    eng.add_argument("--gpu", default=None, type=cli_args.given("a GPU, e.g. h100-sxm"),
+                     help="published GPU profile the runs used (default: what the files record); "
+                          "with --nccl-tests/--nvbandwidth alone, the profile the files' network terms replace")
+    eng.add_argument("--hardware", default=None, metavar="PROFILE_JSON", type=cli_args.given("a profile.json"),
                      help="HardwareProfile JSON of the GPU the runs used (instead of --gpu)")
-    eng.add_argument("--model", default=None, help="the model of every run (default: what each file records)")
+    eng.add_argument("--model", default=None, type=cli_args.given("a model, e.g. llama-3-8b"),
+                     help="the model of every run (default: what each file records)")
     eng.add_argument("--tp", type=cli_args.PARALLEL, default=None, help="tensor-parallel size of runs whose file does not record it")
     eng.add_argument("--precision", type=int, default=None, choices=(32, 16, 8, 4), metavar="BITS",
                      help="weight bits of every run (default: the file's quantisation or model name, else 16; "
                           "32 with a CPU profile as --hardware)")
     eng.add_argument("--kv-precision", type=int, default=None, choices=(32, 16, 8, 4), metavar="BITS",
                      help="KV-cache bits of every run (default: the file's, else 16; 32 with a CPU profile)")
-    eng.add_argument("--engine-name", default=None, help="profile name (default: the engine the files name)")
+    eng.add_argument("--engine-name", default=None, type=cli_args.given("a name"), help="profile name (default: the engine the files name)")
     opdb = p.add_argument_group("per-op database (aiconfigurator-core's tables, or a folder in their layout)")
     opdb.add_argument("--op-db", nargs="?", const="", default=None, metavar="PATH",
                       help="fit --out DIR/profile.json (GEMM, attention, collectives) and DIR/engine.json (engine "
@@ -69,7 +71,7 @@ def register(sub) -> None:
                            "installed aiconfigurator-core's (pip install 'inferecon[opdb]') or the folder PATH")
     opdb.add_argument("--engine", choices=("vllm", "sglang", "trtllm"), default=None,
                       help="with --op-db: the serving engine whose kernels to fit")
-    opdb.add_argument("--engine-version", default=None, metavar="V",
+    opdb.add_argument("--engine-version", default=None, metavar="V", type=cli_args.given("a version, e.g. 0.24.0"),
                       help="with --op-db: the engine version (default: the newest with GEMM and attention tables)")
     p.set_defaults(func=run)
 

@@ -32,7 +32,8 @@ def register(sub) -> None:
                         "tensor parallelism not capped by the head count, instances up to 65536 GPUs")
     p.add_argument("--price", type=cli_args.PRICE_USD_PER_HOUR, default=None, metavar="USD_PER_HOUR",
                    help="$ per GPU-hour (default: the profile's)")
-    p.add_argument("--spec-decode", default=None, metavar="DRAFT", help="draft model for speculative decoding")
+    p.add_argument("--spec-decode", default=None, metavar="DRAFT", type=cli_args.given("a draft model, e.g. llama-3-8b"),
+                   help="draft model for speculative decoding")
     p.add_argument("--acceptance", type=cli_args.ACCEPTANCE, default=None,
                    help="per-token acceptance probability of the draft (default 0.8 with --spec-decode)")
     p.add_argument("--max-gpus", type=cli_args.MAX_GPUS, default=None,
@@ -42,7 +43,7 @@ def register(sub) -> None:
     p.add_argument("--draws", type=cli_args.int_in(0, 10_000), default=200,
                    help="parameter draws for the 90%% band and P(optimal) (default 200; 0: no band)")
     p.add_argument("--seed", type=cli_args.int_in(0, 2**32 - 1), default=0, help="seed of the draws (default 0)")
-    p.add_argument("--engine", default=None, metavar="ENGINE_JSON",
+    p.add_argument("--engine", default=None, metavar="ENGINE_JSON", type=cli_args.given("an engine profile (engine.json)"),
                    help="engine profile (from `inferecon calibrate --engine-results`): every configuration pays its "
                         "per-step and per-layer overheads and its weight-read efficiency")
     p.add_argument("--compare", action="store_true",

@@ -11,10 +11,13 @@ from inferecon.core.text import first_paragraph
 def register(sub) -> None:
     p = sub.add_parser("predict", help="speed, cost, term breakdown and memory of one deployment",
                        description=first_paragraph(__doc__))
-    p.add_argument("--model", required=True, help="catalog name or path to a Hugging Face config.json")
+    p.add_argument("--model", required=True, type=cli_args.given("a model, e.g. llama-3-70b or path/to/config.json"),
+                   help="catalog name or path to a Hugging Face config.json")
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--gpu", default=None, help="published GPU profile (default h100-sxm)")
-    where.add_argument("--hardware", default=None, metavar="PROFILE_JSON", help="a HardwareProfile JSON")
+    where.add_argument("--gpu", default=None, type=cli_args.given("a GPU, e.g. h100-sxm"),
+                       help="published GPU profile (default h100-sxm)")
+    where.add_argument("--hardware", default=None, metavar="PROFILE_JSON",
+                       type=cli_args.given("a profile, e.g. results/RUN/profile.json"), help="a HardwareProfile JSON")
     p.add_argument("--tp", type=cli_args.PARALLEL, default=1, help="tensor-parallel GPUs per pipeline stage (default 1)")
     p.add_argument("--pp", type=cli_args.PARALLEL, default=1, help="pipeline stages (default 1)")
     p.add_argument("--ep", type=cli_args.PARALLEL, default=1, help="expert-parallel ranks, MoE models only (default 1)")
@@ -27,11 +30,12 @@ def register(sub) -> None:
     p.add_argument("--kv-precision", type=int, default=None, choices=(32, 16, 8, 4), metavar="BITS",
                    help="KV-cache precision in bits (default: the model's, 16 unless its config.json says; 32 with "
                         "a CPU profile)")
-    p.add_argument("--spec-decode", default=None, metavar="DRAFT", help="draft model for speculative decoding")
+    p.add_argument("--spec-decode", default=None, metavar="DRAFT", type=cli_args.given("a draft model, e.g. llama-3-8b"),
+                   help="draft model for speculative decoding")
     p.add_argument("--acceptance", type=cli_args.ACCEPTANCE, default=None,
                    help="per-token acceptance probability of the draft (default 0.8 with --spec-decode)")
     p.add_argument("--gamma", type=cli_args.GAMMA, default=None, help="draft tokens per round (default 4 with --spec-decode)")
-    p.add_argument("--engine", default=None, metavar="ENGINE_JSON",
+    p.add_argument("--engine", default=None, metavar="ENGINE_JSON", type=cli_args.given("an engine profile (engine.json)"),
                    help="engine profile (from `inferecon calibrate --engine-results`): adds its per-step and "
                         "per-layer overheads and weight-read efficiency")
     p.add_argument("--price", type=cli_args.PRICE_USD_PER_HOUR, default=None, metavar="USD_PER_HOUR", help="$ per GPU-hour (default: the profile's)")
@@ -54,6 +58,18 @@ def _batches(text: str) -> list[int]:
     return cli_args.parsed(cli_args.BATCHES, "--batch", text)  # the bounds every command shares
 
 
+def _one(flag: str, value: str | None, what: str) -> None:
+    """predict prices one deployment: a comma list (frontier's way of naming several) is said
+    to be that, not looked up as one unknown name with look-alikes suggested."""
+    from pathlib import Path
+
+    from inferecon.core.errors import UserError
+
+    if value and "," in value and not Path(value).exists():
+        raise UserError(f"{flag} {value}: predict prices one {what}; `inferecon frontier {flag} {value}` "
+                        f"compares several")
+
+
 def run(args) -> int:
     import json
     import sys
@@ -71,6 +87,8 @@ def run(args) -> int:
     from inferecon import request_args as predict_request
 
     predict_request.check(args)
+    _one("--model", args.model, "model")
+    _one("--gpu", args.gpu, "GPU")
     batches = _batches(args.batch)
     if args.hardware:
         hw = HardwareProfile.load(args.hardware)

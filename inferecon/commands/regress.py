@@ -11,6 +11,7 @@ from inferecon.core.text import first_paragraph
 
 import json
 import math
+import sys
 from pathlib import Path
 
 from inferecon import cli_args
@@ -21,11 +22,12 @@ from inferecon.report.regress_report import render
 def register(sub) -> None:
     p = sub.add_parser("regress", help="regression gate: compare a run with a baseline (exit 1 on a regression)",
                        description=first_paragraph(__doc__))
-    p.add_argument("--baseline", metavar="RUN_A", action="append", default=None,
+    p.add_argument("--baseline", metavar="RUN_A", action="append", default=None, type=cli_args.given("a run directory"),
                    help="baseline run directory (default: newest saved baseline of the candidate's GPU model and "
                         "count); repeat it with several runs of the same node to widen each CI by their measured "
                         "between-run spread")
-    p.add_argument("--candidate", metavar="RUN_B", default=None, help="the run to check")
+    p.add_argument("--candidate", metavar="RUN_B", default=None, type=cli_args.given("a run directory"),
+                   help="the run to check")
     p.add_argument("--tolerance", default="3%", help="smallest slowdown that counts, e.g. 3%% or 0.03 (default 3%%)")
     p.add_argument("--confidence", type=float, default=0.99, help="bootstrap CI level (default 0.99)")
     p.add_argument("--drift", default="0%",
@@ -38,16 +40,18 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print a machine-readable object instead of the table")
     p.add_argument("--out", metavar="DIR", default=None,
                    help="where regress.md and regress.json go (default: the candidate run directory)")
-    p.add_argument("--model", default="llama-3-70b", help="reference model for the impact (default llama-3-70b)")
+    p.add_argument("--model", default="llama-3-70b", type=cli_args.given("a model, e.g. llama-3-70b"),
+                   help="reference model for the impact (default llama-3-70b)")
     p.add_argument("--context", type=cli_args.CONTEXT_TOKENS, default=4096, help="context for the impact (default 4096)")
     p.add_argument("--max-gpus", type=cli_args.MAX_GPUS, default=64, help="largest instance in the impact search (default 64)")
     p.add_argument("--no-model", action="store_true", help="skip the model impact (no profile fits)")
-    p.add_argument("--save-baseline", metavar="RUN_DIR", default=None,
+    p.add_argument("--save-baseline", metavar="RUN_DIR", default=None, type=cli_args.given("a run directory"),
                    help="save RUN_DIR under --baselines-dir as <gpu>-x<count>-driver<ver>-<date> and exit")
     p.add_argument("--baseline-runs", type=cli_args.BASELINE_RUNS, default=1, metavar="N",
                    help="without --baseline: use the newest N saved baselines of this GPU model and count as one "
                         "baseline set (default 1; 3+ lets the gate see the node's run-to-run spread)")
-    p.add_argument("--baselines-dir", default=None, help="where baselines live (default results/baselines)")
+    p.add_argument("--baselines-dir", default=None, type=cli_args.given("a folder"),
+                   help="where baselines live (default results/baselines)")
     p.set_defaults(func=run)
 
 
@@ -62,6 +66,8 @@ def parse_fraction(text: str, flag: str) -> float:
         raise UserError(f"{flag} must be a percentage like 3% or a fraction like 0.03, got {text!r}") from None
     if v >= 1:
         raise UserError(f"{flag} {text!r} is ambiguous: write {v:g}% or {v / 100:g}")
+    if v < 0:  # said as typed: "-3" read as a fraction would be reported as -300%
+        raise UserError(f"{flag} {text!r}: must be 0 or more, a percentage like 3% or a fraction like 0.03")
     return v
 
 
@@ -221,6 +227,9 @@ def run(args) -> int:
     picked = args.baseline is None  # --baseline-runs is bounded where it is parsed (cli_args.BASELINE_RUNS)
     if picked:
         bases = baselines.pick_newest(read_manifest(cand), root, exclude=cand, count=args.baseline_runs)
+        if len(bases) < args.baseline_runs:  # fewer than asked: the gate sees less spread than the user expects
+            print(f"inferecon: note: --baseline-runs {args.baseline_runs}: only {len(bases)} saved baseline(s) of "
+                  f"this GPU model and count under {root}; using {len(bases)}", file=sys.stderr)
     else:
         bases = [Path(b) for b in args.baseline]
     out = Path(args.out) if args.out else cand

@@ -7,6 +7,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from inferecon import cli_args
 from inferecon.core.text import first_paragraph
 from inferecon.core.errors import UserError, existing_dir, load_json
 
@@ -17,7 +18,7 @@ FIT_FIELDS = ("term", "form", "heldout_mape", "train_mape", "n_points", "params"
 
 def register(sub) -> None:
     p = sub.add_parser("report", help="regenerate RUN_DIR/report.html", description=first_paragraph(__doc__))
-    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("run_dir", metavar="RUN_DIR", type=cli_args.given("a run directory"))
     p.add_argument("--out", default=None,
                    help="write the page here instead (default RUN_DIR/report.html); the run directory is then "
                         "only read, never written")

@@ -25,23 +25,23 @@ DEFAULT_CONTEXT = {"cuda": "512,8192", "cpu": "128,512"}
 def register(subparsers) -> None:
     p = subparsers.add_parser("validate", help="measure a real decode step and compare with the prediction",
                               description=first_paragraph(__doc__))
-    p.add_argument("--hardware", metavar="PROFILE", default=None,
+    p.add_argument("--hardware", metavar="PROFILE", default=None, type=cli_args.given("a profile, e.g. results/RUN/profile.json"),
                    help="calibrated HardwareProfile JSON (e.g. from `inferecon calibrate --out DIR`: DIR/profile.json); "
                         "required for a decode run")
-    p.add_argument("--model", default=None,
+    p.add_argument("--model", default=None, type=cli_args.given("a model, e.g. tiny-llama"),
                    help="catalog model, validation model (tiny-llama, tiny-moe) or a Hugging Face config.json; required "
                         "for a decode run; with --engine-results, the model of every run (default: what the file records)")
-    p.add_argument("--engine-results", nargs="+", default=None, metavar="FILE",
+    p.add_argument("--engine-results", nargs="+", default=None, metavar="FILE", type=cli_args.given("a result file"),
                    help="instead of measuring: serving-engine benchmark results (vLLM/SGLang bench serve JSON/JSONL, "
                         "genai-perf profile export JSON/CSV, trtllm-bench output) compared with the prediction per run")
-    p.add_argument("--gpu", default=None,
+    p.add_argument("--gpu", default=None, type=cli_args.given("a GPU, e.g. h100-sxm"),
                    help="with --engine-results: published GPU profile the runs used (default: what the file records)")
     p.add_argument("--precision", type=int, default=None, choices=(32, 16, 8, 4), metavar="BITS",
                    help="with --engine-results: weight bits (default: the file's quantisation or model name, else 16; "
                         "32 with a CPU profile as --hardware)")
     p.add_argument("--kv-precision", type=int, default=None, choices=(32, 16, 8, 4), metavar="BITS",
                    help="with --engine-results: KV-cache bits (default: the file's, else 16; 32 with a CPU profile)")
-    p.add_argument("--engine", default=None, metavar="ENGINE_JSON",
+    p.add_argument("--engine", default=None, metavar="ENGINE_JSON", type=cli_args.given("an engine profile (engine.json)"),
                    help="with --engine-results: also predict each run with this engine profile "
                         "(from `calibrate --engine-results`), e.g. one fitted to other runs")
     p.add_argument("--batch", default=None, help="comma-separated batch sizes (default 1,8,64,256 on GPU; 1,8 on CPU)")
@@ -50,7 +50,7 @@ def register(subparsers) -> None:
     p.add_argument("--tp", type=cli_args.PARALLEL, default=1, help="tensor-parallel ranks, started with torchrun (default 1)")
     p.add_argument("--layers", type=cli_args.LAYERS, default=None,
                    help="build K layers and extrapolate to the full model from K and K//2 (default: all that fit)")
-    p.add_argument("--published", metavar="GPU", default=None,
+    p.add_argument("--published", metavar="GPU", default=None, type=cli_args.given("a GPU, e.g. h100-sxm"),
                    help="published profile to compare with (default: matched from the GPU's name)")
     p.add_argument("--device", choices=("cuda", "cpu"), default=None, help="default: cuda if available, else cpu")
     p.add_argument("--dtype", choices=("bf16", "fp32"), default=None,
