@@ -55,6 +55,18 @@ def test_single_client_sees_no_queue(llama8b, h100):
     assert r.request_rate_per_s * r.request_latency_s == pytest.approx(1.0, rel=1e-3)
 
 
+def test_lone_client_tpot_has_no_prefill_in_it(llama8b, h100):
+    # One client never decodes while a prompt is prefilled: its own prompt is its TTFT, and there
+    # is no other. So its TPOT is the bare batch-1 decode step, however long the prompt (a
+    # 16000-token prompt once priced the lone client's own prefill into its TPOT, ~1.9x).
+    for input_len in (500, 16000):
+        r = serve(llama8b, h100, input_len=input_len, output_len=200, concurrency=1)
+        assert r.tpot_s == pytest.approx(r.t_decode_step_s, rel=1e-9)
+    # Two clients whose prompts do not share a step: each sees the other's prefill only.
+    two = serve(llama8b, h100, input_len=16000, output_len=200, concurrency=2)
+    assert two.tpot_s > two.t_decode_step_s * 1.01
+
+
 def test_prefill_interference_raises_tpot_with_load(llama8b, h100):
     low = serve(llama8b, h100, input_len=4096, output_len=256, request_rate_per_s=0.5)
     high = serve(llama8b, h100, input_len=4096, output_len=256, request_rate_per_s=6.0)

@@ -301,7 +301,11 @@ def _aggregated_at_rate(inst: _Instance, lam: float, input_len: int, output_len:
         rho = lam / k * service
         if rho >= 1.0 and closed_cap is None:
             md1_wait_s(lam, service)  # raises: the queue grows without bound
-        tpot = mean_tpot_s(rho, t_mix, t_dec)
+        # A request decodes while OTHER prompts are prefilled: its own bunch's prefill is its TTFT. A
+        # Poisson stream's other arrivals keep the whole rho; in a closed loop of c clients in k-bunches
+        # the other c/k - 1 bunches' prefills are rho * (1 - k/c) of the time (a lone client: none).
+        seen = rho if closed_cap is None else rho * (1.0 - k / (closed_cap + 1.0))
+        tpot = mean_tpot_s(seen, t_mix, t_dec)
         new_b = lam * (output_len - 1) * tpot
         if new_b > fit and closed_cap is not None:
             # A closed loop cannot decode more requests than the cache admits; an iterate past
