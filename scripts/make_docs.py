@@ -70,6 +70,11 @@ EXAMPLES: dict[str, Example] = {e.name: e for e in [
                               "inferecon predict --model llama-3-70b --tp 3"), expect=(2,)),
     Example("predict-tp8", ("inferecon predict --model llama-3-70b --tp 8 --batch 16",)),
     Example("predict-json", ("inferecon predict --model mixtral-8x7b --tp 2 --ep 4 --batch 64 --json --draws 0",)),
+    Example("serving-predict", ("inferecon predict --model llama-3-70b --tp 2 --precision 8 --kv-precision 8 "
+                                "--input-len 5000 --output-len 500 --concurrency 25 --draws 0",)),
+    # A whole request-frontier search before the refusal (about 2 s): slow, as frontier-no-band.
+    Example("serving-sla", ("inferecon frontier --model llama-3-70b --input-len 2000 --output-len 200 --ttft-ms 20 "
+                            "--draws 0",), kind=SLOW, expect=(2,)),
     Example("frontier", ("inferecon frontier --model llama-3-70b --gpu h100-sxm --rows 6",)),
     # A second frontier would double the currency test's time (pandas, matplotlib, the PNG): slow.
     Example("frontier-no-band", ("inferecon frontier --model llama-3-70b --gpu h100-sxm --draws 0",), kind=SLOW),
