@@ -101,11 +101,33 @@ def check(args) -> None:
                         "(frontier --input-len/--output-len --spec-decode prices speculative requests)")
 
 
+def _check_cache_room(args, model, hw, engine, rows) -> None:
+    """A load on a deployment whose weights leave the KV cache no room under the engine's rule
+    is one line saying so, with the weights' and the HBM's sizes: the serving model's own
+    refusal names a 'usable' figure that, without room, is the weights' size ('141 GB usable per
+    GPU' for Llama 3 70B on one 80 GB H100)."""
+    from inferecon.core.errors import UserError
+    from inferecon.model.serving import kv_admission, kv_budget_bytes
+
+    r = rows[0]  # the weights per GPU do not depend on the batch
+    adm = kv_admission(engine.name if engine is not None else None)
+    if float(kv_budget_bytes(r.hbm_per_gpu_gb * 1e9, r.weights_per_gpu_gb * 1e9, adm)) > 0:
+        return
+    flag, value = (("--concurrency", args.concurrency) if args.concurrency is not None
+                   else ("--request-rate", f"{args.request_rate:g}"))
+    raise UserError(f"{flag} {value}: {model.name}'s weights, {r.weights_per_gpu_gb:.1f} GB per GPU at tp {args.tp}, "
+                    f"pp {args.pp}, ep {args.ep}, leave no KV cache in {r.hbm_per_gpu_gb:g} GB of HBM ({adm.rule}): "
+                    "no request fits; raise --tp or --pp, or lower --precision")
+
+
 def requests_for(args, model, hw, engine, rows) -> list:
     """One RequestPrediction per decode row (all alike under a load: the load sets the batch)."""
     if args.input_len is None:
         return []
     from inferecon.model.request import predict_request
+
+    if args.concurrency is not None or args.request_rate is not None:
+        _check_cache_room(args, model, hw, engine, rows)
 
     if args.disaggregated is not None:
         from inferecon.core.errors import RequestError

@@ -425,6 +425,14 @@ CASES = [
     ("predict-two-models", "predict --model llama-3-70b,llama-3-8b",
      "--model llama-3-70b,llama-3-8b: predict prices one model; `inferecon frontier"),
     ("predict-two-gpus", "predict --model llama-3-8b --gpu h100,h200", "--gpu h100,h200: predict prices one GPU"),
+    # A load on weights that leave no KV cache: Llama 3 70B at 16 bits is 70.55e9 x 2 B = 141.1 GB on
+    # one 80 GB H100. It said "needs more KV cache than the 141 GB usable per GPU holds" (the
+    # weights' size as the usable memory).
+    ("predict-load-weights-beyond-hbm", "predict --model llama-3-70b --tp 1 --input-len 1000 --output-len 100 "
+     "--concurrency 3", "--concurrency 3: llama-3-70b's weights, 141.1 GB per GPU at tp 1, pp 1, ep 1, leave no KV "
+     "cache in 80 GB of HBM"),
+    ("predict-rate-weights-beyond-hbm", "predict --model llama-3-70b --tp 1 --input-len 1000 --output-len 100 "
+     "--request-rate 1 --disaggregated 1,1", "--request-rate 1: llama-3-70b's weights, 141.1 GB per GPU"),
     # A negative fraction is said as typed (it was "--tolerance -300%").
     ("regress-tolerance-negative-fraction", "regress --baseline {t}/adir --candidate {t}/emptydir --tolerance -3",
      "--tolerance '-3': must be 0 or more"),
