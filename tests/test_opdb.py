@@ -133,7 +133,8 @@ def test_fit_recovers_the_parameters_the_rows_were_computed_from(fitted):
     assert (a.floor_us, a.gbps, a.tflops) == pytest.approx((fx.ATTN_FLOOR_US, fx.ATTN_GBPS, fx.ATTN_TFLOPS), rel=1e-3)
     nccl = f.collective_lines("all_reduce", 8, "nccl")
     custom = f.collective_lines("all_reduce", 8, "vllm_custom")
-    assert [c.min_bytes for c in nccl] == [0, 65536, 1048576]
+    # Segments at 64 KiB, 1 MiB, 16 MiB (and 256 MiB, beyond the fixture's largest message).
+    assert [c.min_bytes for c in nccl] == [0, 65536, 1048576, 16777216]
     for c in nccl:
         assert (c.alpha_us, c.beta_gbps) == pytest.approx((fx.NCCL_ALPHA_US, fx.NCCL_BETA_GBPS), rel=1e-3)
     assert (custom[0].alpha_us, custom[0].beta_gbps) == pytest.approx((fx.CUSTOM_ALPHA_US, fx.CUSTOM_BETA_GBPS),

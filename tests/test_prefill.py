@@ -186,3 +186,96 @@ def test_two_token_chunks_of_a_100k_prompt_cost_a_few_chunk_prices(llama8b, h100
     assert got.tokens == 100_000
     assert got.flops_per_gpu - got.gemm_flops_per_gpu == pytest.approx(2.62144e15, rel=1e-12)
     assert got.gemm_flops_per_gpu == pytest.approx(2 * 6_979_321_856 * 100_000 + 1_050_673_152, rel=1e-12)
+
+
+# -- op level: what the engines run at prefill, read off the per-op tables -------------------
+
+def _op_profile(gemm, collectives=(), context_attention=()):
+    import dataclasses
+
+    from inferecon.model.opfits import OpFits
+
+    fits = OpFits("synthetic", "toy", "0", gemm=list(gemm), collectives=list(collectives),
+                  context_attention=list(context_attention))
+    return dataclasses.replace(get_profile("h100-sxm"), op_fits=fits)
+
+
+def test_mla_down_projection_is_replicated_on_every_gpu():
+    # DeepSeek-V3 (config.json: hidden 7168, q_lora_rank 1536, kv_lora_rank 512, rope 64, 128
+    # heads, 61 layers of which 58 MoE with 256 experts). Prefill GEMMs per GPU are R + S / tp:
+    # R replicated on every GPU of the tp group -- MLA's fused down-projection of query and KV
+    # latent, 7168 x (1536 + 512 + 64) = 15,138,816 weights, in each of the 61 layers, and the
+    # router, 7168 x 256 = 1,835,008, in each of the 58 MoE layers -- and S split over tp. So
+    # R = (8 g(8) - g(1)) / 7 = 2 x tokens x (61 x 15,138,816 + 58 x 1,835,008).
+    ds = resolve_model("deepseek-v3")
+    h100 = get_profile("h100-sxm")
+    g1 = prefill_chunk(ds, h100, tokens=1024, tp=1, last_chunk=False).gemm_flops_per_gpu
+    g8 = prefill_chunk(ds, h100, tokens=1024, tp=8, last_chunk=False).gemm_flops_per_gpu
+    assert (8 * g8 - g1) / 7 == pytest.approx(2 * 1024 * (61 * 15_138_816 + 58 * 1_835_008), rel=1e-9)
+
+
+def test_prefill_gemm_regime_adds_the_activation_pass():
+    # A synthetic bf16 fit whose prefill regime (M > 256) is t0 2 us, 500 TFLOP/s, 2000 GB/s and
+    # 1 ps per activation element. Llama 3 8B at 1024 tokens, tp 1, lm head off: per layer QKV
+    # (N 6144, K 4096), out (4096, 4096), gate/up (28672, 4096), down (4096, 14336): FLOPs
+    # 2 x 1024 x 218,103,808 = 446,676,598,784 per layer, each GEMM compute-bound (gate/up:
+    # 2 x (28672 x 4096 + 1024 x 4096 + 1024 x 28672) = 301,989,888 B / 2000 GB/s = 151 us
+    # against 2 x 1024 x 28672 x 4096 / 500e12 = 481 us of FLOPs; the other three alike).
+    # GEMM time per layer = 4 x 2 us + 893.353 us (FLOPs) + 1024 x (3 x 4096 + 14336) x 1 ps
+    # = 27.263 us of activation pass; 32 layers.
+    from inferecon.model.opfits import GemmFit
+
+    fit = GemmFit("bf16", t0_us=50.0, tflops=100.0, gbps=100.0, compute_efficiency=None, hbm_efficiency=None,
+                  decode_m_max=256, decode_t0_us=50.0, decode_tflops=100.0, decode_gbps=100.0,
+                  prefill_t0_us=2.0, prefill_tflops=500.0, prefill_gbps=2000.0, prefill_act_ps_per_elem=1.0)
+    p = prefill_chunk(resolve_model("llama-3-8b"), _op_profile([fit]), tokens=1024, last_chunk=False)
+    flop_us = 2 * 1024 * 218_103_808 / 500e6
+    act_us = 1024 * (3 * 4096 + 14336) * 1e-6
+    assert p.t_gemm_s * 1e6 == pytest.approx(32 * (4 * 2.0 + flop_us + act_us), rel=1e-9)
+    # At M <= 256 the fit's one roofline (t0 50 us, 100 TFLOP/s, 100 GB/s), no activation pass:
+    # 128 tokens, per layer 4 intercepts and the larger of FLOPs and bytes of each GEMM.
+    q = prefill_chunk(resolve_model("llama-3-8b"), _op_profile([fit]), tokens=128, last_chunk=False)
+    shapes = [(6144, 4096), (4096, 4096), (28672, 4096), (4096, 14336)]
+    by_hand = sum(50.0 + max(2 * 128 * n * k / 100e6, 2 * (n * k + 128 * k + 128 * n) / 100e3) for n, k in shapes)
+    assert q.t_gemm_s * 1e6 == pytest.approx(32 * by_hand, rel=1e-9)
+
+
+def test_prefill_allreduce_reads_the_fitted_nccl_line():
+    # Two synthetic NCCL lines over 2 GPUs, the one above 1 MiB at 20 us + bytes / 100 GB/s:
+    # Llama 3 8B at 2048 tokens, tp 2, moves 2048 x 4096 x 2 B = 16,777,216 B per all-reduce
+    # = 20 + 167.77216 us, twice a layer over 32 layers.
+    from inferecon.model.opfits import CollectiveOpFit, GemmFit
+
+    gemm = GemmFit("bf16", t0_us=1.0, tflops=500.0, gbps=2000.0, compute_efficiency=None, hbm_efficiency=None)
+    lines = [CollectiveOpFit("nccl", "all_reduce", 2, "intra", "eager", alpha_us=5.0, beta_gbps=10.0, max_bytes=1048576.0),
+             CollectiveOpFit("nccl", "all_reduce", 2, "intra", "eager", alpha_us=20.0, beta_gbps=100.0,
+                             min_bytes=1048576.0)]
+    p = prefill_chunk(resolve_model("llama-3-8b"), _op_profile([gemm], lines), tokens=2048, tp=2)
+    assert p.t_allreduce_s * 1e6 == pytest.approx(2 * 32 * (20.0 + 16_777_216 / 100e3), rel=1e-9)
+
+
+def test_moe_prefill_reads_the_engines_moe_table_curve():
+    # Mixtral 8x7B (hidden 4096, expert MLP 14336, 8 experts, top-2, 32 MoE layers) with a
+    # synthetic MoE fit whose curve for that shape at tp 2, ep 1 is 100 us at 512 tokens and
+    # 400 us at 2048: 1024 tokens sit halfway in log -> sqrt(100 x 400) = 200 us a layer. The
+    # fit's rates (1000 TFLOP/s, 1e6 GB/s) put its FLOPs, 2 x 1024 x 2 x 3 x 4096 x 14336 / 2
+    # = 360,777,252,864 -> 360.777 us, above the measured 200: scaled to it, arithmetic, no latency.
+    import dataclasses
+
+    from inferecon.model.engine import EngineProfile
+    from inferecon.model.opfits import EngineOpFits, GemmFit, MoeFit, moe_curve_key
+
+    mix = resolve_model("mixtral-8x7b")
+    key = moe_curve_key(4096, 14336, 8, 2, 2, 1)
+    moe = MoeFit(dtype="bf16", fixed_us=0.0, gbps=1e6, tflops=1000.0, distribution="power_law_1.2",
+                 shape_curves={key: [[512.0, 2048.0], [100.0, 400.0]]})
+    gemm = GemmFit("bf16", t0_us=0.0, tflops=1e9, gbps=1e9, compute_efficiency=None, hbm_efficiency=None)
+    hw = _op_profile([gemm])
+    eng = EngineProfile(name="toy", op_fits=EngineOpFits("synthetic", "toy", "0", moe=[moe]))
+    with_table = prefill_chunk(mix, hw, tokens=1024, tp=2, engine=eng, last_chunk=False)
+    without = prefill_chunk(mix, hw, tokens=1024, tp=2, engine=dataclasses.replace(
+        eng, op_fits=EngineOpFits("synthetic", "toy", "0")), last_chunk=False)
+    # Without the table the routed experts' grouped GEMMs at 1e9 TFLOP/s and GB/s cost 0.05 us in
+    # all, so the difference is the table's 32 x 200 us (to 1e-5).
+    assert (with_table.t_gemm_s - without.t_gemm_s) * 1e6 == pytest.approx(32 * 200.0, rel=1e-5)
+    assert with_table.t_latency_s == pytest.approx(without.t_latency_s, abs=1e-12)  # scaled FLOPs, no latency

@@ -51,7 +51,11 @@ FOLDS = 5
 # held-out error is still scored on every held-out row.
 MAX_FIT_ROWS = 3000
 SEED = 0
-COLLECTIVE_SEGMENTS_BYTES = (0.0, 64 * 1024.0, 1024 * 1024.0)
+# Line segments of the collective tables (message bytes). Above 1 MB one line misread the NCCL
+# rows at prefill sizes by up to 23% (8 x H200 NCCL 2.26.2: 0.81 of the 8 MB row, 1.13 of the
+# 512 MB one; 8 x B200 2.29.2: 0.77 at 32 MB); split at 16 MB and 256 MB every row of both lies
+# within 11% of its line.
+COLLECTIVE_SEGMENTS_BYTES = (0.0, 64 * 1024.0, 1024 * 1024.0, 16 * 1024.0 * 1024.0, 256 * 1024.0 * 1024.0)
 # The engine's own all-reduce counts as "used" up to the largest message at which it beats
 # NCCL by more than this; above, the two agree (the engine falls back to NCCL or matches it).
 CUSTOM_AR_MARGIN = 0.05
@@ -353,11 +357,26 @@ def fit_gemms(t: OpTable, peak_tflops: dict, hbm_gbps: float, l2_bytes: float | 
                            decode_quality=r.quality(~small), decode_small_quality=r.quality(small),
                            single_decode_quality=single_dec_q)
                 dec.update(_gemm_bands(dm, dflop, dbytes, dy, small, r, dict(bound, serial=dk)))
+        dec.update(_gemm_prefill(usable[(usable["dtype"] == dtype) & (usable["m"] > DECODE_M_MAX)
+                                        & (usable["m"] <= GEMM_MAX_M)], dtype))
         out.append(GemmFit(dtype=dtype, t0_us=t0, tflops=f, gbps=bw,
                            compute_efficiency=f / peak if peak else None, hbm_efficiency=bw / hbm_gbps,
                            kernels=shares, m_range=(int(m.min()), int(m.max())), quality=q, source=t.source,
                            large_quality=large_q, **dec))
     return out
+
+
+def _gemm_prefill(rows, dtype: str) -> dict:
+    """The prefill regime of a GEMM fit (model/opfits.GemmFit.prefill_*): t0 + max(flop / F,
+    bytes / B) + a time per activation element (M·K), on the usable rows above DECODE_M_MAX, L2-
+    sized weights included; {} with too few rows."""
+    if len(rows) < 10 * FOLDS:
+        return {}
+    d, _ = _fastest(rows, ["m", "n", "k"])
+    m, flop, nbytes = _gemm_columns(d, dtype)
+    r = _roofline_fit(flop, nbytes, d["time_us"].to_numpy(float), extras=[m * d["k"].to_numpy(float)])
+    return dict(prefill_t0_us=r.t0_us, prefill_tflops=r.tflops, prefill_gbps=r.gbps,
+                prefill_act_ps_per_elem=r.extra_us[0] * 1e6, prefill_quality=r.quality())
 
 
 def _gemm_bands(m, flop, nbytes, y, small, whole: _Roofline, bound: dict) -> dict:
@@ -617,9 +636,19 @@ def allreduce_choices(custom: OpTable, nccl: OpTable | None, engine: str) -> lis
 MOE_KEYS = ["hidden", "inter", "experts", "topk", "tp", "ep"]
 
 
+# TensorRT-LLM's min-latency NVFP4 MoE kernel (the tables' kernel_source of that name) runs only
+# for batches of at most 128 tokens: modeling_deepseekv3.py sets min_latency_mode = True if
+# hidden_states.size(0) <= 128 and POST_MOE_FUSION and is_nvfp4. Its rows above 128 tokens
+# (B200 1.3.0rc20, DeepSeek-V3 tp 8: 209 us at 1,536 tokens against the CUTLASS path's 476 us)
+# are a kernel the engine does not run there, so the curves leave them out.
+MOE_MIN_LATENCY_KERNEL = "moe_torch_flow_min_latency"
+MOE_MIN_LATENCY_TOKENS_MAX = 128
+
+
 def fit_moe(t: OpTable) -> list[MoeFit]:
-    """Per routing (moe_distributions) and expert dtype, in the decode regime (tokens <=
-    DECODE_M_MAX): the table's own token curve of every shape it measured (model/opfits.py MoeFit.shape_curves), and
+    """Per routing (moe_distributions) and expert dtype: the table's own token curve of every
+    shape it measured, at every token count it measured (model/opfits.py MoeFit.shape_curves;
+    prefill reads them too, model/prefill.py), and, in the decode regime (tokens <= DECODE_M_MAX),
     for other shapes the fit fixed + per pair * t*k + per expert * touched + max(bytes / B, flop / F).
 
     Why each term (H200 TRT-LLM 1.3.0rc20 fp8_block, k-fold held-out MAPE on rows with tokens <=
@@ -633,19 +662,26 @@ def fit_moe(t: OpTable) -> list[MoeFit]:
     out = []
     df = t.clean
     for dist in moe_distributions(set(df["distribution"])):
-        out += _fit_moe_routing(t, df[(df["distribution"] == dist) & (df["tokens"] <= DECODE_M_MAX)], dist)
+        out += _fit_moe_routing(t, df[df["distribution"] == dist], dist)
     return out
 
 
-def _fit_moe_routing(t: OpTable, df, dist: str) -> list[MoeFit]:
-    """fit_moe on the rows of one routing."""
+def _fit_moe_routing(t: OpTable, df_all, dist: str) -> list[MoeFit]:
+    """fit_moe on the rows of one routing: the fit on the decode rows, the curves on every row
+    (a prefill chunk's thousands of tokens read the table's own prefill rows: TRT-LLM 1.3.0rc20
+    on H200, DeepSeek-V3 fp8_block at tp 8, ep 1 takes 1,418 us at 1,536 tokens; the grouped
+    GEMMs priced from the GEMM fit, as prefill did before, gave 421 us at 1,600)."""
     out = []
+    df = df_all[df_all["tokens"] <= DECODE_M_MAX]
     for dtype in sorted(set(df["dtype"])):
         if dtype not in GEMM_OPERAND_BYTES:
             continue
         d, shares = _fastest(df[df["dtype"] == dtype], ["tokens"] + MOE_KEYS)
         if len(d) < 10:
             continue
+        rows = df_all[(df_all["dtype"] == dtype)
+                      & ~((df_all["kernel"] == MOE_MIN_LATENCY_KERNEL) & (df_all["tokens"] > MOE_MIN_LATENCY_TOKENS_MAX))]
+        d_all, _ = _fastest(rows, ["tokens"] + MOE_KEYS)
         tok, hid, inter, k, E, tp, ep = (d[c].to_numpy(float) for c in
                                           ("tokens", "hidden", "inter", "topk", "experts", "tp", "ep"))
         w = GEMM_OPERAND_BYTES[dtype][1]
@@ -654,7 +690,7 @@ def _fit_moe_routing(t: OpTable, df, dist: str) -> list[MoeFit]:
         flop = 2 * tok * k * 3 * hid * inter / tp / ep
         y = d["time_us"].to_numpy(float)
         r = _roofline_fit(flop, nbytes, y, extras=[tok * k, touched])
-        curves, curve_q = _moe_curves(d)
+        curves, curve_q = _moe_curves(d_all)
         out.append(MoeFit(dtype=dtype, fixed_us=r.t0_us, gbps=r.gbps, tflops=r.tflops, kernels=shares,
                           quality=r.quality(), source=t.source, per_token_expert_us=r.extra_us[0],
                           per_expert_us=r.extra_us[1], tokens_max=DECODE_M_MAX, shape_curves=curves,

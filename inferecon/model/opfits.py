@@ -171,6 +171,28 @@ class GemmFit:
     # Held-out error of the bands on decode rows beyond L2 (kept only where below decode_quality's).
     band_quality: FitQuality | None = None
     band_small_quality: FitQuality | None = None  # the same on decode rows of L2-sized weights
+    # Prefill regime (M > decode_m_max; absent in older files: the one fit above prices it):
+    # prefill_t0 + max(2MNK / prefill_F, bytes / prefill_B) + M·K · prefill_act_ps_per_elem,
+    # solved on the tables' rows at those M, L2-sized weights included (a prefill GEMM's time is
+    # its FLOPs and its activations, whatever its weights; the tensor-parallel shards prefill
+    # runs are mostly L2-sized), with a time per activation element: the pass over the M x K
+    # input that quantising kernels make (FP8 per-tensor or block scales, INT8/INT4; bf16's
+    # coefficient comes out ~0). Why (MAPE on every usable row M > 256: the one fit, solved on
+    # rows beyond L2, -> this regime's k-fold held-out):
+    # H200 TRT-LLM 1.3.0rc20 fp8_block 36% -> 11%, fp8 19% -> 6%, bf16 19% -> 9%; A100 TRT-LLM
+    # 1.0.0 bf16 46% -> 15%, int8_wo 25% -> 11%; B200 TRT-LLM nvfp4 62% -> 11%.
+    prefill_t0_us: float | None = None
+    prefill_tflops: float | None = None
+    prefill_gbps: float | None = None
+    prefill_act_ps_per_elem: float | None = None
+    prefill_quality: FitQuality | None = None
+
+    def prefill_params(self, m: float) -> tuple[float, float, float, float]:
+        """(t0 µs, TFLOP/s, GB/s, µs per activation element) of a prefill GEMM at M = m: the
+        prefill regime above decode_m_max where the fit has one, else params' (no activation term)."""
+        if self.prefill_t0_us is not None and m > (self.decode_m_max or 0):
+            return self.prefill_t0_us, self.prefill_tflops, self.prefill_gbps, (self.prefill_act_ps_per_elem or 0.0) * 1e-6
+        return self.t0_us, self.tflops, self.gbps, 0.0
 
     def params(self, m: float, n: float, k: float) -> tuple[float, float, float]:
         """(t0 µs, FLOP/s in TFLOP/s, bytes/s in GB/s) of the regime that prices this shape."""
@@ -561,7 +583,7 @@ def _check_number(where: str, owner: str, key: str, value) -> None:
     else:
         return
     if value is None and (key in ("max_bytes", "gbps", "cuda_graph_kernel_us", "elementwise_per_layer_us",
-                                  "step_overhead_us", "small_gbps", "k_per_us") or key.startswith("decode_")):
+                                  "step_overhead_us", "small_gbps", "k_per_us") or key.startswith(("decode_", "prefill_"))):
         return
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if ok:

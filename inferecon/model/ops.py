@@ -502,6 +502,24 @@ def _line_time_us(lines, nbytes):
     return out
 
 
+def allreduce_1d_us(hw, eng, n: int, nbytes, nccl_mode: str = "graph"):
+    """µs of one all-reduce of `nbytes` (an array) over n GPUs of a node from the profile's fitted
+    lines: the engine's own (its AllReduceChoice) up to its size limit, NCCL's line beyond (NCCL
+    timed `nccl_mode`, else however it was timed; the hierarchical model where the database has
+    no NCCL line at n); None where the profile has no line at n at all."""
+    fits = hw.op_fits
+    b = np.asarray(nbytes, dtype=float)
+    nccl = _mode(fits.collective_lines("all_reduce", n, "nccl"), nccl_mode)
+    choice = eng.allreduce_choice(n) if eng is not None else None
+    own = _mode(fits.collective_lines("all_reduce", n, choice.implementation), choice.mode) if choice else []
+    if not (nccl or own):
+        return None
+    t_us = _line_time_us(nccl, b) if nccl else net.collective_time_s(hw, net.ALL_REDUCE, n, 1, b) * 1e6
+    if own:
+        t_us = np.where(b <= choice.custom_max_bytes, _line_time_us(own, b), t_us)
+    return t_us
+
+
 def _allreduce(acc, hw, eng, lay, msg_bytes, layers, model):
     """Tensor-parallel reductions. 1D: two all-reduces of M · d_model per layer, the engine's own
     inside a node up to its limit, NCCL beyond. 2D grids: the four reductions of terms.py, NCCL."""
@@ -514,17 +532,11 @@ def _allreduce(acc, hw, eng, lay, msg_bytes, layers, model):
     modelled = np.zeros(c.shape, dtype=bool)  # rows priced by the hierarchical NCCL model below
     for n in np.unique(c[one & (c > 1) & (c <= gpn)]):
         n = int(n)
-        nccl = _mode(fits.collective_lines("all_reduce", n, "nccl"), "graph")
-        choice = eng.allreduce_choice(n) if eng is not None else None
-        own = _mode(fits.collective_lines("all_reduce", n, choice.implementation), choice.mode) if choice else []
-        if not (nccl or own):
+        rows = np.flatnonzero(one & (c == n))
+        t_us = allreduce_1d_us(hw, eng, n, msg[rows])
+        if t_us is None:
             modelled |= one & (c == n)
             continue
-        rows = np.flatnonzero(one & (c == n))
-        b = msg[rows]
-        t_us = _line_time_us(nccl, b) if nccl else net.collective_time_s(hw, net.ALL_REDUCE, n, 1, b) * 1e6
-        if own:
-            t_us = np.where(b <= choice.custom_max_bytes, _line_time_us(own, b), t_us)
         per_layer[rows] = 2.0 * t_us * 1e-6
     # Groups across nodes (and sizes the fits do not cover): one vectorised call of the model.
     rows = np.flatnonzero(modelled | (one & (c > gpn)))

@@ -127,8 +127,10 @@ class _Terms:
 
 
 def _gemm_pricing(model: ModelSpec, hw: HardwareProfile):
-    """(t0_us, FLOP/s, bytes/s, (act, weight, out) bytes per element) of the weight GEMMs: the
-    op-level fit of the format's dtype, else the profile's achieved figures (no floor)."""
+    """(t0_us, FLOP/s, bytes/s, (act, weight, out) bytes per element, GemmFit or None) of the
+    weight GEMMs: the op-level fit of the format's dtype (its prefill regime, where it has one,
+    prices each GEMM above the decode M: _token_ops), else the profile's achieved figures (no
+    floor). The bytes/s also price the activations' and KV cache's traffic."""
     from inferecon.model.quant import format_of
     from inferecon.model.terms import compute_dtype
 
@@ -141,11 +143,11 @@ def _gemm_pricing(model: ModelSpec, hw: HardwareProfile):
         fit, _ = gemm_fit_for(fits, dtype)
         if fit is not None:
             ops_bytes = GEMM_OPERAND_BYTES.get(dtype, (2.0, model.weight_bytes_per_param, 2.0))
-            return fit.t0_us, fit.tflops * 1e12, fit.gbps * 1e9, ops_bytes
+            return fit.t0_us, fit.tflops * 1e12, fit.gbps * 1e9, ops_bytes, fit
     dtype = compute_dtype(model, hw)
     act = 1.0 if dtype == "fp8" else model.act_bytes
     return 0.0, hw.compute.achieved_tflops(dtype) * 1e12, hw.memory.achieved_gbps * 1e9, \
-        (act, model.weight_bytes_per_param, model.act_bytes)
+        (act, model.weight_bytes_per_param, model.act_bytes), None
 
 
 def _context_attention_fit(model: ModelSpec, hw: HardwareProfile):
@@ -172,7 +174,36 @@ def check_prefill_layout(model: ModelSpec, tp: int, pp: int, ep: int, tp_rows: i
         raise problem
 
 
-def _token_ops(model, hw, acc, m, lm_rows, tp, pp, ep, op_level, pricing, tp_rows=1):
+def _moe_measured_s(model: ModelSpec, moe_fit, m: float, tp: int, ep: int) -> dict | None:
+    """One MoE layer's routed experts at m tokens read off the engine's MoE table (the curve of
+    this model's shape at this tp and ep, model/opfits.MoeFit: routing, permute, the grouped
+    GEMMs and un-permute as the engine's kernel runs them), split into the four terms as the
+    decode step splits it (model/ops._at_measured): FLOPs at the fit's rate are arithmetic, or
+    the expert bytes memory, no more than the measured time; the rest latency. None where the
+    table did not measure the shape, tp, ep or token count, or stores the experts in another
+    format's bytes (a stand-in fit): the grouped GEMMs from the GEMM fit then price it."""
+    from inferecon.model.opfits import GEMM_OPERAND_BYTES, moe_curve_key, moe_touched_experts
+    from inferecon.model.ops import FORMAT_GEMM_DTYPE, _at_measured
+    from inferecon.model.quant import format_of
+
+    if moe_fit is None or m <= 0:
+        return None
+    expert_wb = GEMM_OPERAND_BYTES.get(FORMAT_GEMM_DTYPE[format_of(model).name], (0.0, model.weight_bytes_per_param))[1]
+    if GEMM_OPERAND_BYTES.get(moe_fit.dtype, (0.0, -1.0))[1] != expert_wb:
+        return None
+    d, ff, k, E = float(model.d_model), float(model.d_ff_expert), float(model.n_active_experts), float(model.n_experts)
+    us = moe_fit.curve_us(moe_curve_key(d, ff, E, k, tp, ep), float(m))
+    if us is None:
+        return None
+    mats = float(model.mlp_matrices)
+    flop_us = 2.0 * m * k * mats * d * ff / tp / ep / (moe_fit.tflops * 1e6)
+    byte_us = moe_touched_experts(float(m), k, E, float(ep)) * mats * d * ff / tp * expert_wb / (moe_fit.gbps * 1e3)
+    fixed_us, scale = _at_measured(np.asarray([us]), 0.0, np.asarray([flop_us]), np.asarray([byte_us]))
+    f, b = flop_us * _one(scale) * 1e-6, byte_us * _one(scale) * 1e-6
+    return dict(arithmetic=f if f > b else 0.0, memory=b if b >= f else 0.0, latency=_one(fixed_us) * 1e-6)
+
+
+def _token_ops(model, hw, acc, m, lm_rows, tp, pp, ep, op_level, pricing, tp_rows=1, moe_fit=None, eng_fits=None):
     """The ops whose cost follows the tokens through the weights: GEMMs at M = m, the lm head at
     M = lm_rows, the all-reduces, all-to-alls and pipeline hops of m tokens. Per stage except
     the hops (whole instance). Returns the GEMM FLOPs per GPU per stage.
@@ -183,7 +214,7 @@ def _token_ops(model, hw, acc, m, lm_rows, tp, pp, ep, op_level, pricing, tp_row
     the columns, so a GEMM's FLOPs per GPU are 1/tp of the whole either way; what changes is the
     collectives: QKV and gate/up partial sums all-reduced over a row of c GPUs (M x width / r
     words), attention-out and down over a column of r GPUs, c apart (M x d_model / c words)."""
-    t0_us, F, B, (a_b, w_b, o_b) = pricing
+    t0_us, F, B, (a_b, w_b, o_b), gfit = pricing
     r = int(tp_rows)
     c = tp // r if r > 1 else 1  # the columns d_model is split over: none in 1D
     layers = model.n_layers / pp
@@ -192,7 +223,7 @@ def _token_ops(model, hw, acc, m, lm_rows, tp, pp, ep, op_level, pricing, tp_row
     d = float(model.d_model)
     flops = 0.0
 
-    def gemm(count, mm, n, k, wbytes=None, weight_elems=None):
+    def gemm(count, mm, n, k, wbytes=None, weight_elems=None, fit=None):
         """count GEMMs y[mm,n] = x[mm,k] W[n,k]^T, each t0 + max(flop / F, bytes / B): the
         larger side is the op's term (weight_elems: weights actually read, when not n·k)."""
         nonlocal flops
@@ -202,14 +233,35 @@ def _token_ops(model, hw, acc, m, lm_rows, tp, pp, ep, op_level, pricing, tp_row
         flop = 2.0 * mm * n * k * count
         nbytes = ((n * k if weight_elems is None else weight_elems) * wb + mm * k * a_b + mm * n * o_b) * count
         flops += flop
-        f, b = flop / F, nbytes / B
-        acc.add("gemm", arithmetic=f if f > b else 0.0, memory=b if b >= f else 0.0,
-                latency=count * t0_us * 1e-6)
+        t0, f_rate, b_rate, act_us = t0_us, F, B, 0.0
+        if (fit or gfit) is not None:  # the fit's regime at this M (opfits.GemmFit.prefill_params)
+            t0, tflops, gbps, act_us = (fit or gfit).prefill_params(mm)
+            f_rate, b_rate = tflops * 1e12, gbps * 1e9
+        f, b = flop / f_rate, nbytes / b_rate
+        # The activation pass (quantising the M x K input) streams memory: the memory term.
+        acc.add("gemm", arithmetic=f if f > b else 0.0, memory=(b if b >= f else 0.0) + count * mm * k * act_us * 1e-6,
+                latency=count * t0 * 1e-6)
 
     # Output width split over the heads' axis (tp in 1D, the r rows in 2D), the reduced width
     # d_model over the c columns (1 in 1D): one rule for both.
     hx = _heads_axis(tp, r)
-    if model.is_mla:
+    if model.is_mla and r == 1:
+        # MLA's projections as the engines run them at prefill (un-absorbed; DeepSeek-V2/V3 code
+        # in TRT-LLM, vLLM, SGLang): the fused down-projection of query and KV latent replicated
+        # on every GPU (as at decode, model/ops._mla_gemms), the query and KV up-projections and
+        # the output projection split by heads. Splitting the down-projection over tp too read
+        # 1/tp of its 15.1M weights per GPU (DeepSeek-V3 at tp 8: 47 MFLOP a token where a GPU runs 73).
+        h = model.n_heads / hx
+        qk = model.qk_nope_dim + model.qk_rope_dim
+        latent = model.kv_lora_rank + model.qk_rope_dim
+        gemm(layers, m, model.q_lora_rank + latent, d)
+        if model.q_lora_rank:
+            gemm(layers, m, h * qk, model.q_lora_rank)
+        else:
+            gemm(layers, m, h * qk, d)
+        gemm(layers, m, h * (model.qk_nope_dim + model.v_head_dim), model.kv_lora_rank)
+        gemm(layers, m, d, h * model.v_head_dim)
+    elif model.is_mla:
         gemm(layers, m, model.attention_params / d / hx, d / c)
     else:
         q = model.n_heads * model.d_head
@@ -222,21 +274,28 @@ def _token_ops(model, hw, acc, m, lm_rows, tp, pp, ep, op_level, pricing, tp_row
         gemm(dense_layers, m, d / c, model.d_ff / hx)
     if model.is_moe and moe_layers > 0 and m > 0:
         ff = float(model.d_ff_expert)
-        gemm(moe_layers, m, model.n_experts, d, wbytes=model.act_bytes)  # router, 16-bit
+        # The router: 16-bit weights and inputs in every engine (DeepSeek-V3's and Mixtral's gate
+        # is left unquantised), so the bf16 fit where the profile has one.
+        router_fit = hw.op_fits.gemm_fit("bf16") if op_level and gfit is not None else None
+        gemm(moe_layers, m, model.n_experts, d, wbytes=model.act_bytes, fit=router_fit)
         if model.n_shared_experts:
             width = ff * model.n_shared_experts
             gemm(moe_layers, m, gated * width / hx, d / c)
             gemm(moe_layers, m, d / c, width / hx)
         k_act = float(model.n_active_experts)
-        # m tokens pick k of E experts each; this rank holds E/ep of them (balanced routing).
-        touched = model.n_experts / ep * (1.0 - (1.0 - k_act / model.n_experts) ** m)
-        rows = m * k_act / ep
-        gemm(moe_layers, rows, gated * ff / hx, d / c, weight_elems=touched * gated * ff / tp * d)
-        gemm(moe_layers, rows, d / c, ff / hx, weight_elems=touched * d * ff / tp)
+        measured = _moe_measured_s(model, moe_fit, m, tp, ep) if r == 1 else None
+        if measured is not None:
+            acc.add("gemm", **{k: moe_layers * v for k, v in measured.items()})
+        else:
+            # m tokens pick k of E experts each; this rank holds E/ep of them (balanced routing).
+            touched = model.n_experts / ep * (1.0 - (1.0 - k_act / model.n_experts) ** m)
+            rows = m * k_act / ep
+            gemm(moe_layers, rows, gated * ff / hx, d / c, weight_elems=touched * gated * ff / tp * d)
+            gemm(moe_layers, rows, d / c, ff / hx, weight_elems=touched * d * ff / tp)
     gemm(1.0 / pp, lm_rows, model.vocab_size / hx, d / c)
 
     if tp > 1 and m > 0 and r == 1:
-        acc.add("allreduce", network=2.0 * layers * _collective_s(hw, net.ALL_REDUCE, tp, 1, m * d * model.act_bytes))
+        acc.add("allreduce", network=2.0 * layers * _allreduce_s(hw, eng_fits, tp, m * d * model.act_bytes, op_level))
     elif m > 0 and r > 1:
         ab = m * model.act_bytes
         qkv_words = (model.n_heads + 2 * model.n_kv_heads) * model.d_head
@@ -260,6 +319,22 @@ def _token_ops(model, hw, acc, m, lm_rows, tp, pp, ep, op_level, pricing, tp_row
         hop = _collective_s(hw, net.SEND_RECV, 2, stride, m * d * model.act_bytes)
         acc.add("pipeline", network=(pp - 1) * hop / pp)  # scaled back by pp with the stage
     return flops
+
+
+def _allreduce_s(hw, eng_fits, tp: int, nbytes: float, op_level: bool) -> float:
+    """One tensor-parallel all-reduce of a prefill chunk's activations: with op-level fits, the
+    database's own lines as the decode step reads them (model/ops.allreduce_1d_us: the engine's
+    all-reduce up to its size limit, NCCL's measured line beyond; prefill runs outside CUDA
+    graphs, so NCCL's eager timing), else the network model. The NCCL table is the measurement:
+    8 x H200 (NCCL 2.26.2), 11.5M fp16 elements (DeepSeek-V3, 1,600 tokens) lie between rows of
+    121 us (8.4M) and 198 us (16.8M); the network model gave 120 us."""
+    if op_level and tp <= hw.network.gpus_per_node:
+        from inferecon.model.ops import allreduce_1d_us
+
+        t_us = allreduce_1d_us(hw, eng_fits, int(tp), np.asarray([nbytes]), nccl_mode="eager")
+        if t_us is not None:
+            return _one(t_us) * 1e-6
+    return _collective_s(hw, net.ALL_REDUCE, tp, 1, nbytes)
 
 
 def _one(x) -> float:
@@ -379,12 +454,18 @@ def prefill_step(model: ModelSpec, hw: HardwareProfile, *, chunks, tp: int = 1, 
     B = pricing[2]
     acc = _Terms()
     lm = float(sum(1 for _, _, last in chunks if last))
+    eng_fits = getattr(engine, "op_fits", None) if engine is not None else None
+    moe_fit = None
+    if op_level and model.is_moe:
+        from inferecon.model.ops import _moe_fit
+
+        moe_fit = _moe_fit(eng_fits, model)
     gemm_flops = _token_ops(model, hw, acc, c_total + decode_tokens, lm + decode_tokens, tp, pp, ep, op_level,
-                            pricing, tp_rows)
+                            pricing, tp_rows, moe_fit, eng_fits)
     if decode_tokens:
         base = _Terms()
         gemm_flops -= _token_ops(model, hw, base, float(decode_tokens), float(decode_tokens), tp, pp, ep,
-                                 op_level, pricing, tp_rows)
+                                 op_level, pricing, tp_rows, moe_fit, eng_fits)
         for k in TERMS:
             acc.t[k] -= base.t[k]
         for k in FAMILIES:
@@ -402,9 +483,13 @@ def prefill_step(model: ModelSpec, hw: HardwareProfile, *, chunks, tp: int = 1, 
     kv_write = c_total * model.kv_bytes_per_token_layer * kv_share * layers
     acc.add("kv_write", memory=kv_write / B)
     ff_active = model.d_ff if not model.is_moe else model.n_active_experts * model.d_ff_expert
-    act_elems = opts.activation_elems_per_layer_in_d_model * d + 2 * ff_active
-    acc.add("elementwise", memory=c_total * layers * act_elems * model.act_bytes / tp / B)
-    eng_fits = getattr(engine, "op_fits", None) if engine is not None else None
+    # Norms and residual adds run on the whole d_model on every GPU of a 1D group (tensor
+    # parallelism replicates them between the all-reduces; a 2D grid splits d_model over its
+    # columns); only the MLP's hidden state is split over the tp GPUs. Dividing the d_model part
+    # by tp as well priced DeepSeek-V3's norms at tp 8 at an eighth of the bytes they move.
+    cols = tp // tp_rows if tp_rows > 1 else 1
+    act_elems = opts.activation_elems_per_layer_in_d_model * d / cols + 2 * ff_active / tp
+    acc.add("elementwise", memory=c_total * layers * act_elems * model.act_bytes / B)
     if op_level and eng_fits is not None and eng_fits.elementwise_per_layer_us is not None and not decode_tokens:
         acc.add("elementwise", latency=layers * eng_fits.elementwise_per_layer_us * 1e-6)
 
