@@ -358,6 +358,15 @@ fi
 # -- 5. inferecon reads the real files -----------------------------------------------------------
 prof=$out/calibrate/profile.json
 [ -f "$prof" ] || { log "no calibrated profile: nothing to validate against"; exit 1; }
+# The weight-heavy null model is priced by its own GEMM shapes' timings (vllm_cpu_loop.py
+# nullw-profile: the fit refitted on the nullw_* rows of every calibration this loop made), not by
+# the shared fit the served shapes pull (32% low on its skinny GEMMs in run 7).
+prof_nullw=$prof
+if [ -n "$(ls "$runs"/vllm/nullw-*/*.json 2>/dev/null | head -1)" ]; then
+  cal_ops=("$out"/calibrate-core*/cpu_ops.parquet); [ -e "${cal_ops[0]}" ] || cal_ops=("$out"/calibrate/cpu_ops.parquet)
+  logged nullw-profile "$out/calibrate-nullw" 120 "$ic_py" "$helper" nullw-profile "$out/calibrate-nullw" "$prof" "${cal_ops[@]}" \
+    && prof_nullw=$out/calibrate-nullw/profile.json || status=partial
+fi
 for short in bf16 fp32; do
   files=("$runs"/vllm/$short/*.json)
   [ -e "${files[0]}" ] || continue
@@ -410,12 +419,13 @@ for short in bf16 fp32; do
   for null in null null8 nullw; do
     files=("$runs"/vllm/$null-$short/*.json)
     [ -e "${files[0]}" ] && [ -f "$runs/$null-model/config.json" ] || continue
-    logged "validate-$null-$short" "$out/validate-$null-$short" 300 "$ic_py" -m inferecon validate --engine-results "${files[@]}" --hardware "$prof" \
+    hw=$prof; [ $null = nullw ] && hw=$prof_nullw
+    logged "validate-$null-$short" "$out/validate-$null-$short" 300 "$ic_py" -m inferecon validate --engine-results "${files[@]}" --hardware "$hw" \
       --model "$runs/$null-model" --tp 1 "${bits[@]}" --out "$out/validate-$null-$short" || { status=partial; continue; }
     step "$null-runs-$short" 60 "$ic_py" "$helper" null-runs "$out/validate-$null-$short/engine_validation.csv" \
       "$out/validate-$null-$short/kept.txt" || { status=partial; continue; }
     mapfile -t kept < "$out/validate-$null-$short/kept.txt"
-    logged "engine-$null-fit-$short" "$out/engine-$null-fit-$short" 300 "$ic_py" -m inferecon calibrate --engine-results "${kept[@]}" --hardware "$prof" \
+    logged "engine-$null-fit-$short" "$out/engine-$null-fit-$short" 300 "$ic_py" -m inferecon calibrate --engine-results "${kept[@]}" --hardware "$hw" \
       --model "$runs/$null-model" --tp 1 "${bits[@]}" --out "$out/engine-$null-fit-$short" || { status=partial; continue; }
   done
   [ -f "$out/engine-null-fit-$short/engine.json" ] || continue
