@@ -36,7 +36,7 @@ from inferecon.model.engine import EngineProfile
 from inferecon.model.engine_overheads import overhead_fact, with_overhead
 from inferecon.model.hardware import INTER, INTRA, CollectiveFit, HardwareProfile, Provenance
 from inferecon.model.opfits import (GEMM_OPERAND_BYTES, KV_ELEMENT_BYTES, AllReduceChoice, AttentionFit,
-                                    CollectiveOpFit, ContextAttentionFit, EngineOpFits, FitQuality, GemmBand, GemmFit,
+                                    CollectiveOpFit, ContextAttentionFit, ContextMlaFit, EngineOpFits, FitQuality, GemmBand, GemmFit,
                                     MOE_ROUTINGS, MoeFit, OpFits, OpSource, attention_grid_key, moe_curve_key,
                                     moe_touched_experts)
 
@@ -561,6 +561,45 @@ def fit_context_attention(t: OpTable, peak_bf16: float | None) -> list[ContextAt
     return out
 
 
+def fit_context_mla(t: OpTable) -> list[ContextMlaFit]:
+    """Per KV dtype, the MLA prefill table's own (isl, µs) curve of each head count at batch 1
+    (one prompt, as a prefill chunk runs; the fastest kernel where several were timed), and the
+    held-out error of reading a row off its curve without it. Why the table, not the context-
+    attention fit: MLA's prefill kernel is not the MHA one the fit is solved on; at DeepSeek-V3's
+    16 heads a GPU (tp 8) the MHA fit read with MLA's FLOPs gave H200 TRT-LLM 1.3.0rc20 78 us a
+    layer at 1,600 tokens against this table's 57 (1,536) - 81 (2,048) us, and SGLang 0.5.14 32 us
+    at 1,024 against its 46."""
+    df = t.clean
+    df = df[df["batch"] == 1]
+    out = []
+    for kv, d in df.groupby("kv_dtype", sort=True):
+        curves, groups = {}, []
+        for heads, g in d.groupby("n_heads", sort=True):
+            g = g.groupby("kv_len", as_index=False)["time_us"].min().sort_values("kv_len")
+            if len(g) < 2:
+                continue
+            x, us = g["kv_len"].to_numpy(float), g["time_us"].to_numpy(float)
+            curves[f"h{int(heads)}"] = [[float(v) for v in x], [round(float(v), 4) for v in us]]
+            groups.append((np.log(x), np.log(us)))
+        if curves:
+            out.append(ContextMlaFit(kv_dtype=str(kv), shape_curves=curves, curve_quality=_curve_quality(groups),
+                                     source=t.source))
+    return out
+
+
+def _curve_quality(groups) -> FitQuality | None:
+    """Held-out error of reading each row of log-log curves off its curve's other rows (k folds)."""
+    ape = []
+    for lt, lu in groups:
+        fold = _folds(len(lt))
+        for f in range(int(fold.max()) + 1):
+            test = fold == f
+            if test.all():
+                continue
+            ape.append(np.abs(np.exp(np.interp(lt[test], lt[~test], lu[~test]) - lu[test]) - 1.0))
+    return _quality_of(np.concatenate(ape)) if ape else None
+
+
 def _line_fit(b, y):
     """α (µs), β (GB/s) of t = α + b/β minimising relative error, both kept physical (≥ 0, β finite)."""
     from scipy.optimize import nnls
@@ -725,15 +764,7 @@ def _moe_curves(d) -> tuple[dict, FitQuality | None]:
         tok, us = g["tokens"].to_numpy(float), g["time_us"].to_numpy(float)
         curves[moe_curve_key(*key)] = [[float(v) for v in tok], [round(float(v), 4) for v in us]]
         groups.append((np.log(tok), np.log(us)))
-    ape = []
-    for lt, lu in groups:
-        fold = _folds(len(lt))
-        for f in range(int(fold.max()) + 1):
-            test = fold == f
-            if test.all():
-                continue
-            ape.append(np.abs(np.exp(np.interp(lt[test], lt[~test], lu[~test]) - lu[test]) - 1.0))
-    return curves, (_quality_of(np.concatenate(ape)) if ape else None)
+    return curves, _curve_quality(groups)
 
 
 # -- the whole calibration -----------------------------------------------------------------
@@ -758,6 +789,7 @@ def calibrate_from_opdb(db_path, gpu: str, engine: str, engine_version: str | No
     nccl_t = _pick(db, system, "comm", "nccl", "nccl_perf", None, notes=notes)  # the newest NCCL measured
     moe_t = _pick(db, system, "moe", engine, "moe_perf", version, notes=notes)
     mla_t = _pick(db, system, "mla", engine, "generation_mla_perf", version, notes=notes)
+    ctx_mla_t = _pick(db, system, "mla", engine, "context_mla_perf", version, notes=notes)
 
     gemms = fit_gemms(gemm_t, base.compute.peak_tflops, hbm, l2_bytes=l2_mb * 1e6 or None)
     if not gemms:
@@ -773,18 +805,19 @@ def calibrate_from_opdb(db_path, gpu: str, engine: str, engine_version: str | No
     if not attention:
         raise UserError(f"{system}/attention/{engine}/{attn_t.source.version}: no usable decode-attention rows")
     context = fit_context_attention(ctx_t, base.compute.peak_tflops.get("bf16")) if ctx_t is not None else []
+    context_mla = fit_context_mla(ctx_mla_t) if ctx_mla_t is not None else []
     collectives = (fit_nccl(nccl_t, gpn) if nccl_t is not None else []) + \
                   (fit_custom_allreduce(custom_t, engine, gpn) if custom_t is not None else [])
     moe = fit_moe(moe_t) if moe_t is not None else []
     notes += [f"moe/{m.dtype}: fitted at {m.distribution} routing" for m in moe]
     choices = allreduce_choices(custom_t, nccl_t, engine) if custom_t is not None else []
     for t, what in ((ctx_t, "prefill attention"), (custom_t, "engine all-reduce"), (nccl_t, "NCCL"), (moe_t, "MoE"),
-                    (mla_t, "MLA decode attention")):
+                    (mla_t, "MLA decode attention"), (ctx_mla_t, "MLA prefill attention")):
         if t is None:
             notes.append(f"no {what} table for {system} {engine} {version}")
 
     graph_floor = float(gemm_t.rows[gemm_t.rows["flag"] == ""]["time_us"].min())
-    sources = [t.source for t in (gemm_t, attn_t, ctx_t, custom_t, nccl_t, moe_t, mla_t) if t is not None]
+    sources = [t.source for t in (gemm_t, attn_t, ctx_t, custom_t, nccl_t, moe_t, mla_t, ctx_mla_t) if t is not None]
     # The database times no norm or activation kernel. Its one elementwise table (quantize/
     # computescale_perf) is no stand-in: vLLM's rows are the difference of two kernels' times
     # ("..._minus_..."), TRT-LLM's eager torch ops. At decode sizes an elementwise kernel reads a
@@ -806,7 +839,7 @@ def calibrate_from_opdb(db_path, gpu: str, engine: str, engine_version: str | No
                        "`calibrate --engine-results`"],
     )
     op_fits = OpFits(gpu=name, engine=engine, engine_version=version, gemm=gemms, attention=attention, mla_attention=mla,
-                     context_attention=context, collectives=collectives, notes=notes)
+                     context_attention=context, context_mla=context_mla, collectives=collectives, notes=notes)
     profile = _profile(base, op_fits, db, sources, engine, version)
     engine_profile = EngineProfile(
         name=engine, sources=[f"{s.database}: {s.system}/{s.op}/{s.backend}/{s.version}/{s.table}" for s in sources],

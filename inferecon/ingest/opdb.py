@@ -60,6 +60,7 @@ REQUIRED = {
     "context_attention_perf": ("batch_size", "isl", "num_heads", "num_key_value_heads", "head_dim",
                                "kv_cache_dtype"),
     "generation_mla_perf": ("batch_size", "isl", "step", "num_heads", "kv_cache_dtype"),
+    "context_mla_perf": ("batch_size", "isl", "num_heads", "kv_cache_dtype"),
     "nccl_perf": ("op_name", "nccl_dtype", "num_gpus", "message_size"),
     "custom_allreduce_perf": ("allreduce_dtype", "num_gpus", "message_size"),
     "moe_perf": ("moe_dtype", "num_tokens", "hidden_size", "inter_size", "topk", "num_experts", "moe_tp_size",
@@ -311,10 +312,11 @@ def _normalise(df, table: str, where: str, l2_bytes: float | None):
         out["kv_dtype"] = df["kv_cache_dtype"].astype(str).map(lambda s: DTYPES.get(s, s))
         out["window"] = ints("window_size") if "window_size" in df else 0
         out["beam"] = ints("beam_width") if "beam_width" in df else 1
-    elif table == "generation_mla_perf":
+    elif table in ("generation_mla_perf", "context_mla_perf"):
         out["batch"] = ints("batch_size")
         out["isl"] = ints("isl")
-        out["kv_len"] = out["isl"] + ints("step")
+        # Prefill rows (context_mla_perf): a prompt of isl tokens, nothing cached before it.
+        out["kv_len"] = out["isl"] + ints("step") if table == "generation_mla_perf" else out["isl"]
         # `num_heads` is the heads on one GPU (aiconfigurator queries it at 128 // tp for
         # DeepSeek-V3): MLA decode reads one latent "KV head" of kv_lora_rank + rope dims.
         out["n_heads"] = ints("num_heads")

@@ -311,6 +311,39 @@ class ContextAttentionFit:
 
 
 @dataclass(frozen=True)
+class ContextMlaFit:
+    """MLA's prefill attention kernel of one KV-cache dtype as the table measured it (aiconfigurator's
+    context_mla_perf: one prompt of isl tokens, no cached prefix, `num_heads` heads on one GPU,
+    DeepSeek-V3's latent and rope dims): per head count its (isl, µs) curve at batch 1, read
+    by log-log interpolation inside the measured range (model/prefill.py)."""
+
+    kv_dtype: str
+    shape_curves: dict[str, list[list[float]]] = field(default_factory=dict)  # "h16" -> [[isl], [us]]
+    curve_quality: FitQuality | None = None  # held-out error of reading a row off its curve without it
+    source: OpSource | None = None
+
+    def time_us(self, heads: float, tokens: float) -> float | None:
+        """µs of one prompt of `tokens` tokens on `heads` heads of one GPU; None where not measured."""
+        c = self.shape_curves.get(f"h{int(round(heads))}") if float(heads) == round(heads) else None
+        return curve_interp_us(c, tokens) if c else None
+
+
+def curve_interp_us(curve, x: float) -> float | None:
+    """A measured (x, µs) curve read at x by log-log interpolation: None beyond its last x, its
+    first row below its first x (MoeFit and ContextMlaFit curves)."""
+    import bisect
+    import math
+
+    xs, us = curve
+    if x > xs[-1]:
+        return None
+    x = max(x, xs[0])
+    i = min(max(bisect.bisect_left(xs, x), 1), len(xs) - 1)
+    f = math.log(x / xs[i - 1]) / math.log(xs[i] / xs[i - 1])
+    return math.exp(math.log(us[i - 1]) + f * math.log(us[i] / us[i - 1]))
+
+
+@dataclass(frozen=True)
 class CollectiveOpFit:
     """One α + bytes/β line of one collective implementation at one world size and scope."""
 
@@ -386,17 +419,8 @@ class MoeFit:
         """The measured curve's time at `tokens` (log-log interpolation), None outside its range
         or where the shape was not measured; below the first count (less than one token on a
         rank) the first row holds. model/ops.py reads the same curves vectorised."""
-        import bisect
-        import math
-
         c = self.shape_curves.get(key)
-        if not c or tokens > c[0][-1]:
-            return None
-        tok, us = c
-        x = max(tokens, tok[0])
-        i = min(max(bisect.bisect_left(tok, x), 1), len(tok) - 1)
-        f = math.log(x / tok[i - 1]) / math.log(tok[i] / tok[i - 1])
-        return math.exp(math.log(us[i - 1]) + f * math.log(us[i] / us[i - 1]))
+        return curve_interp_us(c, tokens) if c else None
 
     def time_us(self, tokens: float, hidden: float, inter: float, topk: float, experts: float,
                 tp: float = 1, ep: float = 1) -> float:
@@ -427,6 +451,7 @@ class OpFits:
     # MLA (DeepSeek-V2/V3) decode attention over the compressed latent, per KV dtype: an
     # AttentionFit of one KV head of MLA_LATENT_DIM (kv_lora_rank + qk_rope_dim) per token.
     mla_attention: list[AttentionFit] = field(default_factory=list)
+    context_mla: list[ContextMlaFit] = field(default_factory=list)  # MLA prefill attention (absent: older files)
     # Norms, activations, residual adds per layer where no engine stands between (a CPU
     # calibration times them itself); None: the engine's op fits say (EngineOpFits).
     elementwise_per_layer_us: float | None = None
@@ -439,6 +464,11 @@ class OpFits:
 
     def mla_attention_fit(self, kv_dtype: str) -> AttentionFit | None:
         return next((a for a in self.mla_attention if a.kv_dtype == kv_dtype), None)
+
+    def context_mla_fit(self, kv_dtype: str) -> ContextMlaFit | None:
+        """The MLA prefill table's fit of this KV dtype, else the bf16 one."""
+        by = {f.kv_dtype: f for f in self.context_mla}
+        return by.get(kv_dtype) or by.get("bf16")
 
     def collective_lines(self, collective: str, world_size: int, implementation: str | None = None,
                          scope: str = "intra") -> list[CollectiveOpFit]:
@@ -600,7 +630,7 @@ def op_fits_from_dict(data, where: str = "profile op_fits") -> OpFits:
         raise UserError(f"{where}: op_fits schema_version {data.get('schema_version')!r}, "
                         f"this inferecon reads version {OPFITS_SCHEMA_VERSION}")
     lists = {"gemm": GemmFit, "attention": AttentionFit, "context_attention": ContextAttentionFit,
-             "collectives": CollectiveOpFit, "mla_attention": AttentionFit}
+             "collectives": CollectiveOpFit, "mla_attention": AttentionFit, "context_mla": ContextMlaFit}
     plain = {k: v for k, v in data.items() if k not in lists}
     fits = _build(OpFits, plain, where)
     return dataclasses.replace(fits, **{k: [_build(c, v, f"{where}.{k}") for v in data.get(k) or []]

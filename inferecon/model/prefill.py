@@ -51,6 +51,7 @@ from inferecon.model import network as net
 from inferecon.model.engine import EngineProfile
 from inferecon.model.hardware import HardwareProfile
 from inferecon.model.layout import heads_axis as _heads_axis
+from inferecon.model.opfits import MLA_LATENT_DIM
 from inferecon.model.spec import ModelSpec
 
 TERMS = ("arithmetic", "memory", "network", "latency")
@@ -159,6 +160,33 @@ def _context_attention_fit(model: ModelSpec, hw: HardwareProfile):
     want = kv_dtype_of(model)
     by = {f.kv_dtype: f for f in fits.context_attention}
     return by.get(want) or by.get("bf16") or fits.context_attention[0]
+
+
+def _context_mla_s(model: ModelSpec, hw: HardwareProfile, chunks, heads: float, layers: float):
+    """(seconds beyond the floor, floor seconds) of MLA's prefill attention over a step's chunks,
+    read off the engine's MLA prefill table (opfits.ContextMlaFit: one prompt of isl tokens on
+    this GPU's heads, DeepSeek-V3's latent dims): a chunk of c tokens after P cached costs what
+    the table gives a prompt of P + c less a prompt of P (the causal rows P..P+c of the same
+    kernel), the kernel's floor (its one-token row) once per chunk as latency. None where the
+    profile has no such table, the model's latent or head count is not measured, or a prompt
+    runs past the table's longest."""
+    from inferecon.model.ops import kv_dtype_of
+
+    fits = getattr(hw, "op_fits", None)
+    if fits is None or not fits.context_mla or model.kv_lora_rank + model.qk_rope_dim != MLA_LATENT_DIM:
+        return None
+    fit = fits.context_mla_fit(kv_dtype_of(model))
+    if fit is None or fit.time_us(heads, 1.0) is None:
+        return None
+    floor_us = fit.time_us(heads, 1.0)
+    work_us = 0.0
+    for c, P, _ in chunks:
+        whole = fit.time_us(heads, float(P) + float(c))
+        if whole is None:
+            return None
+        work_us += whole - (fit.time_us(heads, float(P)) if P > 0 else floor_us)
+    n = len(chunks)
+    return layers * max(work_us, 0.0) * 1e-6, layers * n * floor_us * 1e-6
 
 
 def check_prefill_layout(model: ModelSpec, tp: int, pp: int, ep: int, tp_rows: int = 1) -> None:
@@ -412,6 +440,10 @@ def _attention(model: ModelSpec, hw: HardwareProfile, chunks, heads_axis: float,
     kv_share = _one(_kv_share_per_gpu(model, np.asarray([heads_axis])))
     prefix_bytes = sum(float(P) for _, P, _ in chunks) * model.kv_bytes_per_token_layer * kv_share * layers
     qkvo_bytes = c_total * qkvo_elems * model.act_bytes * layers
+    mla_s = _context_mla_s(model, hw, chunks, heads, layers) if op_level and model.is_mla else None
+    if mla_s is not None:
+        flop_s, floor_s = mla_s  # the table's prompt of P + c read its P cached tokens too: no byte term
+        return _Attention(attn_flop, flop_s, 0.0, floor_s, True, kv_share)
     cfit = _context_attention_fit(model, hw) if op_level else None
     if cfit is not None:
         f = attn_flop / (cfit.tflops * 1e12)
