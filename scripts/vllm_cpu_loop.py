@@ -18,10 +18,11 @@
                                           averaged, their core-to-core spread as uncertainty
     vllm_cpu_loop.py null-runs CSV KEPT   (inferecon's Python) the null-model runs whose TPOT is a
                                           step time (not below the predicted kernel step), to KEPT
-    vllm_cpu_loop.py null-engine FIT_DIR OUT_DIR [DEEP_FIT_DIR]      (inferecon's Python)
-                                          the engine's per-step cost, measured on the null model:
-                                          engine.json and engine-c<C>.json with one run's spread
-                                          as uncertainty, and the per-run table
+    vllm_cpu_loop.py null-engine FIT_DIR OUT_DIR [DEEP_FIT_DIR] [--cold-host JSON DTYPE]
+                                          (inferecon's Python) the engine's per-step cost, measured on
+                                          the null model: engine.json and engine-c<C>.json with one run's
+                                          spread as uncertainty, and the per-run table; --cold-host: x the
+                                          host ops' slowdown inside the served model's step (DTYPE bf16|fp32)
 
 Why a wrapper for `vllm`: the `vllm-cpu` distribution installs the `vllm` package, but vLLM
 looks up the version of a distribution named "vllm" and fails without it. The patch answers
@@ -224,7 +225,23 @@ def _pooled_sd(groups: list[list[float]]) -> tuple[float, int]:
     return ((sum(x * x for x in resid) / dof) ** 0.5 if dof > 0 else 0.0), dof
 
 
-def null_engine(fit_dir: Path, out: Path, deep_dir: Path | None = None, alone_layers: int | None = None) -> None:
+def cold_host_factor(path: Path, dtype: str) -> tuple[float, str]:
+    """(cold / warm, where) from scripts/vllm_cold_host.py --step's JSON: how much slower vLLM's small
+    host ops run among the served model's weight streams than with warm caches, in `dtype`."""
+    try:
+        doc = json.loads(Path(path).read_text())
+        r = doc[dtype]
+        f = float(r["ratio"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SystemExit(f"null-engine --cold-host {path} {dtype}: no ratio for {dtype} there ({type(exc).__name__})")
+    if not 0.5 <= f <= 5.0:
+        raise SystemExit(f"null-engine --cold-host {path} {dtype}: ratio {f} outside 0.5-5: not a cache effect")
+    return f, (f"{path} ({dtype}: 9 host ops {r['cold_us']:.1f} us inside the served model's step, "
+               f"{r['warm_us']:.1f} us warm, {r['pairs']} pairs)")
+
+
+def null_engine(fit_dir: Path, out: Path, deep_dir: Path | None = None, alone_layers: int | None = None,
+                cold: tuple[float, str] | None = None) -> None:
     """The engine profile of vLLM's own work, measured on the null models (not on the runs it
     will predict). FIT_DIR is `inferecon calibrate --engine-results` over the 1-layer null
     model's kept runs, DEEP_DIR the same over the 8-layer one: their engine.json (the writer
@@ -245,7 +262,14 @@ def null_engine(fit_dir: Path, out: Path, deep_dir: Path | None = None, alone_la
     - OUT/engine-c<C>.json: the runs at concurrency C alone (the engine's cost grows with the
       sequences a step samples and streams); s: the pooled standard deviation of the runs about
       their concurrency's mean (the repeat of two prompt sets), m runs at C in place of n;
-    - OUT/null_engine.csv: every run's measured TPOT, predicted null step and engine cost."""
+    - OUT/null_engine.csv: every run's measured TPOT, predicted null step and engine cost.
+
+    COLD (factor, source; `--cold-host`, scripts/vllm_cold_host.py --step): the null models' caches
+    stay warm (their weights fit), the served model's GEMMs stream its weights through them between
+    every host op. Both costs and their stderrs are multiplied by the measured slowdown of vLLM's small
+    ops inside the served model's step (x1.25-1.80 on this EPYC). All of the cost is scaled, though a
+    part of it (the engine core's scheduling on the other core) does not run among those streams: an
+    upper bound in that respect. null_engine.csv keeps the unscaled costs."""
     import csv
     import dataclasses
     import math
@@ -298,6 +322,9 @@ def null_engine(fit_dir: Path, out: Path, deep_dir: Path | None = None, alone_la
         notes = list(base.notes) + [
             "measured on null models served and benched like the model (scripts/vllm_cpu_loop.sh): vLLM's own "
             "work per step and per eager layer, beyond the kernels the CPU profile prices"]
+        if cold is not None:
+            notes.append(f"host work with the served model's caches: both costs x{cold[0]:.3f}, the slowdown of vLLM's "
+                         f"small ops inside its step, measured by scripts/vllm_cold_host.py --step: {cold[1]}")
         return dataclasses.replace(base, name=name, step_overhead_us=max(0.0, ps["step_overhead_us"][0]),
                                    per_layer_us=ps["per_layer_us"][0] if ps["per_layer_us"] else 0.0,
                                    fit_quality=quality, notes=notes)
@@ -305,7 +332,14 @@ def null_engine(fit_dir: Path, out: Path, deep_dir: Path | None = None, alone_la
     out.mkdir(parents=True, exist_ok=True)
     costs = {k: [t["engine_step_us"] for t in v] for k, v in sets.items()}
     s_all = _sd(costs[max(costs)])
+
+    def scaled(ps: dict) -> dict:  # COLD: value and stderr alike
+        if cold is None:
+            return ps
+        return {k: (None if v is None else (v[0] * cold[0], v[1] * cold[0])) for k, v in ps.items()}
+
     ps, what = params(costs, s_all)
+    ps = scaled(ps)
     profile(f"{base.name}-null", ps, f"null models over every concurrency: {what}; s = sd of the "
             f"{max(costs)}-layer runs {s_all:.0f} us").save(out / "engine.json")
     groups = {k: by_c(v) for k, v in sets.items()}
@@ -315,6 +349,7 @@ def null_engine(fit_dir: Path, out: Path, deep_dir: Path | None = None, alone_la
     for c in sorted(groups[layers[0]]):
         at_c = {k: g[c] for k, g in groups.items() if c in g}
         pc, what_c = params(at_c, pooled)
+        pc = scaled(pc)
         profile(f"{base.name}-null-c{c}", pc, f"null models at concurrency {c}: {what_c}; s = pooled within-"
                 f"concurrency sd {pooled:.0f} us ({dof} degrees of freedom)").save(out / f"engine-c{c}.json")
         lines.append(f"c {c}: " + ", ".join(f"{k}-layer null {statistics.fmean(v):.0f} us" for k, v in at_c.items())
@@ -326,6 +361,8 @@ def null_engine(fit_dir: Path, out: Path, deep_dir: Path | None = None, alone_la
         w.writeheader()
         for k, rows in sets.items():
             w.writerows({"layers": k, **t} for t in sorted(rows, key=lambda t: (t["concurrency"], t["source"])))
+    if cold is not None:
+        lines.append(f"(costs x{cold[0]:.3f}: host work among the served model's weight streams, {cold[1]})")
     print("\n".join(lines))
     print(f"pooled within-concurrency sd {pooled:.0f} us ({dof} degrees of freedom)")
     print(f"wrote {out}/engine.json, engine-c*.json and null_engine.csv")
@@ -472,8 +509,10 @@ if __name__ == "__main__":
         build_null_model(Path(sys.argv[2]), Path(sys.argv[3]), kind if kind == "w" else int(kind))
     elif what == "null-runs" and len(sys.argv) == 4:
         null_runs(Path(sys.argv[2]), Path(sys.argv[3]))
-    elif what == "null-engine" and len(sys.argv) in (4, 5):
-        null_engine(Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]) if len(sys.argv) == 5 else None)
+    elif what == "null-engine" and len(sys.argv) in (4, 5, 7, 8) and (len(sys.argv) < 7 or sys.argv[-3] == "--cold-host"):
+        args, cold_args = (sys.argv[2:-3], sys.argv[-2:]) if len(sys.argv) >= 7 else (sys.argv[2:], None)
+        null_engine(Path(args[0]), Path(args[1]), Path(args[2]) if len(args) == 3 else None,
+                    cold=cold_host_factor(Path(cold_args[0]), cold_args[1]) if cold_args else None)
     elif what == "weights-engine" and len(sys.argv) == 4:
         null_engine(Path(sys.argv[2]), Path(sys.argv[3]), alone_layers=NULLW_CONFIG["num_hidden_layers"])
     elif what == "nullw-profile" and len(sys.argv) >= 5:

@@ -355,6 +355,18 @@ else
     || status=partial
 fi
 
+# -- 4b. host work among the served model's weight streams: vLLM's small ops timed inside a decode
+# step of the served model's GEMMs (vLLM's own kernels) and warm (scripts/vllm_cold_host.py --step),
+# on the worker's core; the null models' engine cost is scaled by that ratio (step 7, engine-null-cold-*).
+cold_json=""
+vllm_c=$(ls "$venv"/lib/python3*/site-packages/vllm/_C.abi3.so 2>/dev/null | head -1)
+if [ -n "$vllm_c" ]; then
+  mkdir -p "$out/cold-host"
+  cold_pin=(); [ "$pin" = 1 ] && cold_pin=(taskset -c "$worker_core")
+  logged cold-host "$out/cold-host" 300 "${cold_pin[@]}" "$venv/bin/python" "$here/scripts/vllm_cold_host.py" "$vllm_c" \
+    --step "$out/cold-host/cold-host.json" 60 && cold_json=$out/cold-host/cold-host.json || status=partial
+fi
+
 # -- 5. inferecon reads the real files -----------------------------------------------------------
 prof=$out/calibrate/profile.json
 [ -f "$prof" ] || { log "no calibrated profile: nothing to validate against"; exit 1; }
@@ -433,6 +445,11 @@ for short in bf16 fp32; do
   logged "null-engine-$short" "$out/engine-null-$short" 120 "$ic_py" "$helper" null-engine "$out/engine-null-fit-$short" "$out/engine-null-$short" "${deep[@]}" \
     || { status=partial; continue; }
   validate_with_engine "$short" null
+  # the same engine cost x the host ops' slowdown inside the served model's step (step 4b)
+  [ -n "$cold_json" ] || continue
+  logged "null-cold-engine-$short" "$out/engine-null-cold-$short" 120 "$ic_py" "$helper" null-engine "$out/engine-null-fit-$short" \
+    "$out/engine-null-cold-$short" "${deep[@]}" --cold-host "$cold_json" "$short" || { status=partial; continue; }
+  validate_with_engine "$short" null-cold
 done
 # -- 8. the engine's cost on the weight-heavy null model (vllm_cpu_loop.py NULLW_CONFIG: the
 # served model's weight bytes a layer, hidden 64): vLLM's own work with its caches polluted as
