@@ -420,6 +420,10 @@ CASES = [
      "argument --published: names nothing"),
     ("validate-model-empty", "validate --hardware {t}/cpu_profile.json --model ''", "argument --model: names nothing"),
     ("regress-baseline-empty", "regress --baseline '' --candidate {t}/adir", "argument --baseline: names nothing"),
+    ("validate-batch-empty", "validate --hardware {t}/cpu_profile.json --model tiny-llama --batch ''",
+     "argument --batch: no batch sizes given"),  # was the default sizes, measured
+    ("validate-engine-results-with-empty-context", "validate --engine-results {t}/notjson.txt --context ''",
+     "--context apply to a decode run only"),
     ("report-run-dir-empty", "report ''", "names nothing: give a run directory"),
     # predict prices one deployment: a comma list is frontier's way of naming several.
     ("predict-two-models", "predict --model llama-3-70b,llama-3-8b",

@@ -109,8 +109,10 @@ def handler(args) -> int:
     device = resolve_device(args.device)
     v.check_profile_device(hw, device, args.hardware)
     threads = apply_cpu_threads(device, args.threads)
-    batches = parse_ints(args.batch or DEFAULT_BATCH[device], "batch")
-    contexts = parse_ints(args.context or DEFAULT_CONTEXT[device], "context")
+    # `is None`, not falsy: an empty --batch '' is refused by parse_ints ("no batch sizes given"),
+    # never read as the default sizes.
+    batches = parse_ints(DEFAULT_BATCH[device] if args.batch is None else args.batch, "batch")
+    contexts = parse_ints(DEFAULT_CONTEXT[device] if args.context is None else args.context, "context")
     # --tp and --layers are bounded where they are parsed (cli_args.PARALLEL, LAYERS).
     if device == "cuda" and args.tp > torch.cuda.device_count():
         raise UserError(f"--tp {args.tp}: only {torch.cuda.device_count()} GPU(s) visible")
@@ -237,7 +239,7 @@ def engine_handler(args) -> int:
                                             ("--layers", args.layers), ("--published", args.published),
                                             ("--device", args.device), ("--dtype", args.dtype),
                                             ("--threads", args.threads), ("--quick", args.quick),
-                                            ("--resume", args.resume)) if value]
+                                            ("--resume", args.resume)) if value is not None and value is not False]
     if decode_only:
         raise UserError(f"--engine-results compares result files: {', '.join(decode_only)} apply to a decode run only")
     from inferecon.calibration.engine_fit import load_cases, mape, score_engine_runs
