@@ -420,6 +420,12 @@ CASES = [
      "argument --published: names nothing"),
     ("validate-model-empty", "validate --hardware {t}/cpu_profile.json --model ''", "argument --model: names nothing"),
     ("regress-baseline-empty", "regress --baseline '' --candidate {t}/adir", "argument --baseline: names nothing"),
+    # --out '' wrote to the default folder (frontier and report refused it already).
+    ("calibrate-out-empty", "calibrate --from {t}/emptydir --out ''", "argument --out: names nothing"),
+    ("validate-out-empty", "validate --hardware {t}/cpu_profile.json --model tiny-llama --out ''",
+     "argument --out: names nothing"),
+    ("bench-out-empty", "bench launch --device cpu --out ''", "argument --out: names nothing"),
+    ("regress-out-empty", "regress --baseline {t}/adir --candidate {t}/emptydir --out ''", "argument --out: names nothing"),
     ("validate-batch-empty", "validate --hardware {t}/cpu_profile.json --model tiny-llama --batch ''",
      "argument --batch: no batch sizes given"),  # was the default sizes, measured
     ("validate-engine-results-with-empty-context", "validate --engine-results {t}/notjson.txt --context ''",

@@ -29,7 +29,7 @@ def register(subparsers) -> None:
     p.add_argument("--device", choices=("cuda", "cpu"), default=None,
                    help="default: cuda if available, else cpu")
     p.add_argument("--quick", action="store_true", help="a small sweep (CI, smoke tests)")
-    p.add_argument("--out", metavar="DIR", default=None,
+    p.add_argument("--out", metavar="DIR", default=None, type=cli_args.given("a folder, e.g. results/run1"),
                    help="run directory (default results/<device>-<UTC time>/)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out, skipping stored cases")
     p.add_argument("--nproc-per-node", type=cli_args.NPROC_PER_NODE, default=None,

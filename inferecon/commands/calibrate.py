@@ -24,7 +24,7 @@ def register(sub) -> None:
     p.add_argument("--device", choices=("cuda", "cpu"), default=None, help="default: cuda if available, else cpu")
     p.add_argument("--quick", action="store_true",
                    help="the sentinel set: GEMM peak and decode shapes, HBM read, small/large all-reduce, launch")
-    p.add_argument("--out", metavar="DIR", default=None,
+    p.add_argument("--out", metavar="DIR", default=None, type=cli_args.given("a folder, e.g. results/run1"),
                    help="run directory (default results/calibrate-<device>-<UTC time>/; with --from, that run)")
     p.add_argument("--from", dest="from_run", metavar="RUN_DIR", default=None, type=cli_args.given("a run directory"),
                    help="refit the measurements of an existing run instead of measuring")

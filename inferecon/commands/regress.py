@@ -38,7 +38,7 @@ def register(sub) -> None:
                    help="compare runs of different GPU models; save an incomplete run as a baseline")
     p.add_argument("--all", action="store_true", help="list unchanged cases too")
     p.add_argument("--json", action="store_true", help="print a machine-readable object instead of the table")
-    p.add_argument("--out", metavar="DIR", default=None,
+    p.add_argument("--out", metavar="DIR", default=None, type=cli_args.given("a folder, e.g. results/run1"),
                    help="where regress.md and regress.json go (default: the candidate run directory)")
     p.add_argument("--model", default="llama-3-70b", type=cli_args.given("a model, e.g. llama-3-70b"),
                    help="reference model for the impact (default llama-3-70b)")

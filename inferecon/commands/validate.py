@@ -59,7 +59,8 @@ def register(subparsers) -> None:
     p.add_argument("--threads", type=cli_args.THREADS, default=None,
                    help="CPU only: torch/OpenMP threads (default 1, as `inferecon calibrate` uses)")
     p.add_argument("--quick", action="store_true", help="shorter timing budgets (CI)")
-    p.add_argument("--out", metavar="DIR", default=None, help="run directory (default results/validate-<model>-<device>-<UTC>/)")
+    p.add_argument("--out", metavar="DIR", default=None, type=cli_args.given("a folder, e.g. results/run1"),
+                   help="run directory (default results/validate-<model>-<device>-<UTC>/)")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted validate run in --out: measure only the cases it lacks")
     p.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
