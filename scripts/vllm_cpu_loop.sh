@@ -34,6 +34,11 @@
 # the two null models separate a per-step from a per-layer cost:
 # OUT_DIR/engine-null-<dtype>/engine.json (and engine-c<C>.json per concurrency), with one run's
 # spread as uncertainty; validate-<dtype>-engine-null/ predicts the model's runs with it.
+# The null models' weights fit the caches; the served model's GEMMs stream its weights through them
+# between every host op. After calibrating, scripts/vllm_cold_host.py --step times vLLM's small ops
+# inside a decode step of the served model's GEMMs and warm, on the worker's core
+# (OUT_DIR/cold-host/cold-host.json); OUT_DIR/engine-null-cold-<dtype>/ is the null engine times that
+# ratio, and validate-<dtype>-engine-null-cold/ predicts the model's runs with it (issue 21).
 #
 # PIN=1 (default 0) keeps vLLM's worker alone on one core (issue 21, the contention test): vLLM
 # binds its worker's OpenMP thread itself (VLLM_CPU_OMP_THREADS_BIND, 'auto' = the last core of
