@@ -101,7 +101,7 @@ def check(args) -> None:
                         "(frontier --input-len/--output-len --spec-decode prices speculative requests)")
 
 
-def _check_cache_room(args, model, hw, engine, rows) -> None:
+def _check_cache_room(args, model, engine, rows) -> None:
     """A load on a deployment whose weights leave the KV cache no room under the engine's rule
     is one line saying so, with the weights' and the HBM's sizes: the serving model's own
     refusal names a 'usable' figure that, without room, is the weights' size ('141 GB usable per
@@ -127,7 +127,7 @@ def requests_for(args, model, hw, engine, rows) -> list:
     from inferecon.model.request import predict_request
 
     if args.concurrency is not None or args.request_rate is not None:
-        _check_cache_room(args, model, hw, engine, rows)
+        _check_cache_room(args, model, engine, rows)
 
     if args.disaggregated is not None:
         from inferecon.core.errors import RequestError
