@@ -11,7 +11,8 @@ process, one thread:
 
     python scripts/vllm_gemm_check.py VLLM_C_LIBRARY [ROUNDS] [DTYPE...]   (under `taskset -c CORE`)
 
-"cycled": `COPIES` copies of one shape called back to back (the calibration's way, cpu_ops.py).
+"cycled": copies of one shape called back to back, as many as the calibration cycles (cpu_ops.py
+          _copies: each weight last touched >= 2 x the last-level cache of traffic ago).
 "step":   the served model's 8 layers in order, each GEMM timed, then lm_head.
 "step+ops": the same with the 9 small torch ops of a native RMSNorm after each GEMM.
 Prints per shape the median and 25th percentile (us) of each order, and each order's sum over
@@ -20,6 +21,7 @@ one step (8 x each layer GEMM + lm_head).
 
 from __future__ import annotations
 
+import math
 import random
 import statistics
 import sys
@@ -30,7 +32,25 @@ HIDDEN = 1024
 # (name, N, K) as cpu_ops.decode_gemms fuses them for the served model (scripts/vllm_cpu_loop.py CONFIG).
 LAYER_GEMMS = (("qkv", 1536, 1024), ("o", 1024, 1024), ("gate_up", 8192, 1024), ("down", 1024, 4096))
 LM_HEAD = ("lm_head", 16384, 1024)
-COPIES = 3  # cpu_ops._copies for a 32 MB fp32 gate_up at 2 x 32 MB LLC: ceil(64 / 32) + 1
+MAX_COPIES = 512  # cpu_ops.MAX_COPIES
+
+
+def llc_bytes() -> int:
+    """The largest cache sysfs reports for cpu0 (harness/timing.cpu_last_level_cache_bytes)."""
+    import glob
+
+    sizes = []
+    for path in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*/size"):
+        text = open(path).read().strip().upper()
+        mult = {"K": 1 << 10, "M": 1 << 20}.get(text[-1:], 1)
+        sizes.append(int(text.rstrip("KM")) * mult)
+    return max(sizes) if sizes else 32 << 20
+
+
+def copies(nbytes: int) -> int:
+    """cpu_ops._copies at the calibration's flush (2 x the last-level cache): each call's weight was
+    last touched at least that many bytes of traffic ago."""
+    return int(min(MAX_COPIES, max(2, math.ceil(2 * llc_bytes() / nbytes) + 1)))
 
 
 def main(lib: str, rounds: int, dtypes: list[str]) -> None:
@@ -47,7 +67,8 @@ def main(lib: str, rounds: int, dtypes: list[str]) -> None:
 
         layers = [[(lbl, n, k, *handler(n, k)) for lbl, n, k in LAYER_GEMMS] for _ in range(LAYERS)]
         head = (*LM_HEAD, *handler(LM_HEAD[1], LM_HEAD[2]))
-        copies = {lbl: [(lbl, n, k, *handler(n, k)) for _ in range(COPIES)] for lbl, n, k in LAYER_GEMMS + (LM_HEAD,)}
+        cycled = {lbl: [(lbl, n, k, *handler(n, k)) for _ in range(copies(n * k * dt.itemsize))]
+                  for lbl, n, k in LAYER_GEMMS + (LM_HEAD,)}
         xs = {k: (torch.rand(1, k) - 0.5).to(dt) for k in (1024, 4096)}
         h, r, w1 = torch.rand(1, HIDDEN).to(dt), torch.rand(1, HIDDEN).to(dt), torch.ones(HIDDEN, dtype=dt)
 
@@ -70,9 +91,9 @@ def main(lib: str, rounds: int, dtypes: list[str]) -> None:
             for order in random.Random(i).sample(list(res), len(res)):  # the three orders in a varying order
                 t = res[order]
                 if order == "cycled":
-                    for lbl, gs in copies.items():
+                    for lbl, gs in cycled.items():
                         for j in range(LAYERS if lbl != "lm_head" else 1):
-                            call(gs[j % COPIES], t)
+                            call(gs[(i * LAYERS + j) % len(gs)], t)
                 else:
                     for layer in layers:
                         for g in layer:
