@@ -165,3 +165,22 @@ def test_published_profiles_read_issue_20s_all_reduce_in_a_decode_step_only():
     paper = get_profile("h100-sxm-paper")
     assert paper.latency.kernel_launch_us == 4.0 and paper.memory.efficiency == 0.75
     assert paper.decode_view is paper
+
+
+def test_moe_router_runs_on_the_bf16_fit():
+    # A toy MoE (2 layers, d 1024, 8 experts of 4096, top 2) with INT8 weight-only weights: its
+    # dense GEMMs take the int8_wo fit (t0 50 us), the router -- N 8, K 1024, 16-bit weights and
+    # inputs -- the bf16 fit (t0 4 us). Both fits stream 2000 GB/s and run 500 TFLOP/s, so the
+    # router's bytes cost the same under either and the step differs by the two intercepts:
+    # 2 layers x (50 - 4) us = 92 us against a profile without the bf16 fit.
+    from inferecon.model.spec import ModelSpec
+
+    moe = ModelSpec("toy-moe", n_layers=2, d_model=1024, n_heads=8, n_kv_heads=8, d_head=128, d_ff=4096,
+                    vocab_size=32000, n_experts=8, n_active_experts=2, d_ff_expert=4096, weight_bits=8,
+                    weight_format="int8-wo")
+    wo = GemmFit("int8_wo", t0_us=50.0, tflops=500.0, gbps=2000.0, compute_efficiency=None, hbm_efficiency=None)
+    with_bf16 = OpFits("synthetic", "toy", "0", gemm=[GEMM, wo], attention=[ATTN], collectives=[CUSTOM, NCCL])
+    without = OpFits("synthetic", "toy", "0", gemm=[wo], attention=[ATTN], collectives=[CUSTOM, NCCL])
+    a = _eval(model=moe, fits=with_bf16)
+    b = _eval(model=moe, fits=without)
+    assert (b.t_step_s[0] - a.t_step_s[0]) * 1e6 == pytest.approx(2 * (50.0 - 4.0), rel=1e-9)

@@ -286,12 +286,16 @@ def stage_ops(model, hw, engine, lay, tok_rank, tok_group, context, heads_axis, 
     a_b, w_b, o_b = GEMM_OPERAND_BYTES.get(gdtype, (2.0, dense_fmt.weight_bits / 8, 2.0))
     expert_wb = GEMM_OPERAND_BYTES.get(FORMAT_GEMM_DTYPE[fmt.name], (2.0, model.weight_bytes_per_param, 2.0))[1]
 
-    def gemm(family, count, mm, n, k, wbytes=w_b):
-        if gfit is None:
+    def gemm(family, count, mm, n, k, wbytes=w_b, fit=None):
+        """count GEMMs priced with the dense format's fit, or `fit` (a 16-bit GEMM's own: bf16
+        operands)."""
+        f = fit or gfit
+        if f is None:
             return
+        ab, ob = (2.0, 2.0) if fit is not None else (a_b, o_b)
         flop = 2.0 * mm * n * k
-        nbytes = n * k * wbytes + mm * k * a_b + mm * n * o_b
-        acc.roofline(family, count, *gemm_params(gfit, mm, n * k * wbytes, k, nbytes), flop, nbytes)
+        nbytes = n * k * wbytes + mm * k * ab + mm * n * ob
+        acc.roofline(family, count, *gemm_params(f, mm, n * k * wbytes, k, nbytes), flop, nbytes)
 
     # Attention projections (heads split over `heads_axis`: the tp group in 1D).
     if model.is_mla:
@@ -360,7 +364,12 @@ def _mla_gemms(gemm, model, layers, m, tp, d):
 
 def _moe(acc, model, eng, gemm, m, tok_group, tp, ep, lay, moe_layers, d, gated, gfit, a_b, w_b, o_b, disp, hw):
     ff = float(model.d_ff_expert)
-    gemm("gemm_moe", moe_layers, m, model.n_experts, d, wbytes=2.0)  # the router (16-bit)
+    # The router: 16-bit weights and inputs (gpt-fast's mixtral-moe/quantize.py skips the layer
+    # named "gate" when it quantises; DeepSeek-V3's checkpoints store the gate unquantised), so
+    # the bf16 GEMM fit where the profile has one: the dense format's
+    # (INT8 weight-only, A100 TRT-LLM: 9.2 us intercept and K / 434 per us against bf16's 2.5 us)
+    # priced a kernel the router does not run.
+    gemm("gemm_moe", moe_layers, m, model.n_experts, d, wbytes=2.0, fit=hw.op_fits.gemm_fit("bf16"))
     if model.n_shared_experts:
         width = ff * model.n_shared_experts
         gemm("gemm_moe", moe_layers, m, gated * width / tp, d)

@@ -302,8 +302,8 @@ def _token_ops(model, hw, acc, m, lm_rows, tp, pp, ep, op_level, pricing, tp_row
         gemm(dense_layers, m, d / c, model.d_ff / hx)
     if model.is_moe and moe_layers > 0 and m > 0:
         ff = float(model.d_ff_expert)
-        # The router: 16-bit weights and inputs in every engine (DeepSeek-V3's and Mixtral's gate
-        # is left unquantised), so the bf16 fit where the profile has one.
+        # The router: 16-bit weights and inputs, as at decode (model/ops._moe), so the bf16 fit
+        # where the profile has one.
         router_fit = hw.op_fits.gemm_fit("bf16") if op_level and gfit is not None else None
         gemm(moe_layers, m, model.n_experts, d, wbytes=model.act_bytes, fit=router_fit)
         if model.n_shared_experts:
