@@ -53,6 +53,8 @@ def _write_inputs(tmp: Path) -> None:
         doc = json.loads(ENGINE_FIX.read_text())
         doc[key] = value
         (tmp / name).write_text(json.dumps(doc))
+    (tmp / "nover.json").write_text('{"name": "x"}\n')  # JSON of no known kind, without a schema_version
+    (tmp / "calibration.json").write_text('{"profile": "profile.json", "run_id": "r", "fits": []}\n')  # calibrate's summary
     (tmp / "afile").write_text("x\n")
     (tmp / "adir").mkdir()
     (tmp / "emptydir").mkdir()
@@ -446,6 +448,32 @@ CASES = [
     # A negative fraction is said as typed (it was "--tolerance -300%").
     ("regress-tolerance-negative-fraction", "regress --baseline {t}/adir --candidate {t}/emptydir --tolerance -3",
      "--tolerance '-3': must be 0 or more"),
+    # A file given to the wrong flag says what it is and where it goes (a config.json as --hardware
+    # said "schema_version None, this inferecon reads version 1"; a profile as --model "missing hidden_size").
+    ("predict-hardware-is-config", "predict --model llama-3-8b --hardware {t}/llama8k/config.json",
+     "looks like a model config.json, not a hardware profile: pass it as --model"),
+    ("frontier-hardware-is-config", "frontier --model llama-3-8b --hardware {t}/llama8k/config.json --out {t}/f",
+     "looks like a model config.json, not a hardware profile: pass it as --model"),
+    ("predict-engine-is-config", "predict --model llama-3-8b --engine {t}/llama8k/config.json",
+     "looks like a model config.json, not an engine profile: pass it as --model"),
+    ("predict-model-is-hardware-profile", "predict --model {t}/profile.json",
+     "looks like a hardware profile, not a model config.json: pass it as --hardware"),
+    ("predict-model-is-engine-profile", "predict --model {t}/engine.json",
+     "looks like an engine profile, not a model config.json: pass it as --engine"),
+    ("predict-hardware-is-calibration-summary", "predict --model llama-3-8b --hardware {t}/calibration.json",
+     "the hardware profile is the profile.json beside it"),
+    ("predict-hardware-no-version", "predict --model llama-3-8b --hardware {t}/nover.json",
+     "not a hardware profile (no schema_version field"),
+    ("predict-engine-no-version", "predict --model llama-3-8b --engine {t}/nover.json",
+     "not an engine profile (no schema_version field"),
+    # frontier's "does not fit" names what does not fit. Llama 3 70B on 2 H100s at 131,072 tokens:
+    # 141.1 GB of weights / 2 = 70.6 GB fit in 72 GB usable, the KV cache does not: 80 layers x 8 KV
+    # heads x 128 x 2 (K, V) x 2 bytes x 131,072 tokens / 2 GPUs = 21.5 GB (it said "weights alone 141 GB").
+    ("frontier-kv-beyond-hbm", "frontier --model llama-3-70b --max-gpus 2 --context 131072 --draws 0 --out {t}/f",
+     "(tp 2, pp 1, ep 1, batch 1) needs weights 70.6 GB + KV cache 21.5 GB at context 131,072 per GPU, above the "
+     "72.0 GB usable of 80 GB"),
+    ("frontier-weights-beyond-hbm", "frontier --model llama-3-70b --max-gpus 1 --draws 0 --out {t}/f",
+     "needs 141.1 GB of weights per GPU, above the 72.0 GB usable of 80 GB HBM per GPU"),
 ]
 
 

@@ -204,12 +204,16 @@ class EngineProfile:
     def from_dict(cls, data: Any, source: str = "engine profile") -> "EngineProfile":
         if not isinstance(data, dict):
             raise UserError(f"{source}: not a JSON object")
-        if {"memory", "compute", "network"} <= data.keys():
-            # A hardware profile shares schema_version and name with an engine profile: read as
-            # one, it would be an engine of zero overheads, priced without a word.
-            raise UserError(f"{source}: a hardware profile, not an engine profile (give it with --hardware; an "
-                            "engine profile comes from `inferecon calibrate --engine-results` or --op-db)")
+        from inferecon.model.file_kinds import ENGINE, check_kind
+
+        # A hardware profile shares schema_version and name with an engine profile: read as one,
+        # it would be an engine of zero overheads, priced without a word.
+        check_kind(data, ENGINE, source, hint=" (an engine profile comes from `inferecon calibrate "
+                   "--engine-results` or --op-db)")
         version = data.get("schema_version")
+        if version is None:  # no known kind of file, and no version: not an engine profile of any age
+            raise UserError(f"{source}: not an engine profile (no schema_version field; an engine profile is the "
+                            "engine.json that `inferecon calibrate --engine-results` or --op-db writes)")
         if version != ENGINE_SCHEMA_VERSION:
             raise UserError(f"{source}: engine profile schema_version {version!r}, "
                             f"this inferecon reads version {ENGINE_SCHEMA_VERSION}")

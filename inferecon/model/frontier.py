@@ -188,11 +188,7 @@ def search_near(model: ModelSpec, hw: HardwareProfile, context: int, space: Sear
     res = evaluate(model, hw, lay, context, draft=draft, acceptance=acceptance, opts=opts, engine=engine)
     ok = res.feasible
     if not ok.any():
-        need = model.weight_bytes / 1e9
-        raise RequestError(
-            "max_gpus", space.max_gpus,
-            f"{model.name} does not fit on up to {space.max_gpus} x {hw.display_name} at context {context} "
-            f"(weights alone {need:.0f} GB): it needs more GPUs, fewer bits per weight or a shorter context")
+        raise RequestError("max_gpus", space.max_gpus, _does_not_fit(model, hw, lay, res, context, space, draft, opts))
     keep = np.flatnonzero(ok)
     speed = res.tokens_per_s_per_seq[keep]
     cost = res.usd_per_mtok[keep]
@@ -210,6 +206,31 @@ def search_near(model: ModelSpec, hw: HardwareProfile, context: int, space: Sear
                        "replicas": space.max_gpus // cols["n_gpu"]}, index=pd.RangeIndex(len(front)))
     df = df.sort_values("tokens_per_s_per_seq", ascending=False, ignore_index=True)
     return df, lay.subset(near)
+
+
+def _does_not_fit(model, hw, lay, res, context, space, draft, opts) -> str:
+    """What does not fit, with its figures, on the layout that needs the least memory per GPU
+    (the most GPUs, the smallest batch): the weights alone, or the weights and the KV cache of
+    the context (a long context is the usual cause; blaming the weights misleads)."""
+    from inferecon.model.terms import stored_bytes_per_gpu
+
+    i = int(np.argmin(res.memory_per_gpu_bytes))
+    one = lay.subset(np.array([i]))
+    weights, kv = (float(np.asarray(v)[0]) for v in stored_bytes_per_gpu(model, one, context))
+    if draft is not None and one.gamma[0] > 0:  # the draft's weights and cache sit on the same GPUs
+        dw, dkv = stored_bytes_per_gpu(draft, one, context)
+        weights, kv = weights + float(np.asarray(dw)[0]), kv + float(np.asarray(dkv)[0])
+    hbm = hw.memory.capacity_gb
+    usable = hbm * opts.hbm_usable_fraction
+    where = (f"on up to {space.max_gpus} x {hw.display_name}: the leanest layout "
+             f"(tp {int(one.tp[0])}, pp {int(one.pp[0])}, ep {int(one.ep[0])}")
+    room = f"the {usable:.1f} GB usable of {hbm:.0f} GB HBM per GPU"
+    if weights / 1e9 > usable:
+        return (f"{model.name} does not fit {where}) needs {weights / 1e9:.1f} GB of weights per GPU, above {room}: "
+                "it needs more GPUs or fewer bits per weight")
+    return (f"{model.name} does not fit {where}, batch {int(one.batch[0])}) needs weights {weights / 1e9:.1f} GB + "
+            f"KV cache {kv / 1e9:.1f} GB at context {context:,} per GPU, above {room}: "
+            "it needs a shorter context, more GPUs or fewer bits per weight or KV entry")
 
 
 def validate_request(model: ModelSpec, hw: HardwareProfile, context: int, acceptance: float, draft=None) -> None:

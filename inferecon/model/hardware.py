@@ -265,9 +265,13 @@ class HardwareProfile:
     def from_dict(cls, data: dict[str, Any], source: str = "profile") -> "HardwareProfile":
         if not isinstance(data, dict):
             raise UserError(f"{source}: not a JSON object")
-        if "memory" not in data and {"step_overhead_us", "per_layer_us"} <= data.keys():
-            raise UserError(f"{source}: an engine profile, not a hardware profile (give it with --engine)")
+        from inferecon.model.file_kinds import HARDWARE, check_kind
+
+        check_kind(data, HARDWARE, source)  # an engine profile or a config.json: say so, and where it goes
         version = data.get("schema_version")
+        if version is None:  # no known kind of file, and no version: not a profile of any age
+            raise UserError(f"{source}: not a hardware profile (no schema_version field; a profile is the "
+                            "profile.json that `inferecon calibrate` writes)")
         if version != SCHEMA_VERSION:
             raise UserError(
                 f"{source}: schema_version {version!r}, this inferecon reads version {SCHEMA_VERSION}"

@@ -243,6 +243,9 @@ class ModelSpec:
         cfg = load_json(path, "config.json")
         if not isinstance(cfg, dict):
             raise UserError(f"{path}: a config.json must be a JSON object")
+        from inferecon.model.file_kinds import MODEL, check_kind
+
+        check_kind(cfg, MODEL, str(path))  # a hardware or engine profile given as --model
         if isinstance(cfg.get("text_config"), dict):  # multimodal wrappers keep the LM inside
             cfg = {**cfg, **cfg["text_config"]}
         check_hf_config(cfg, str(path))  # whole, positive sizes; heads, KV heads, experts consistent
