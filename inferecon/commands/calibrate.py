@@ -130,7 +130,7 @@ def _from_files(args) -> int:
     result.profile.save(out / "profile.json")
     summary = write_calibration_outputs(result, out, fit_s=fit_s)
     print(file_report_text(result.file_fits, result.fits))
-    for note in result.profile.provenance.notes:
+    for note in _notes(result.profile):
         print(f"note: {note}")
     print(f"\nfitted in {fit_s:.1f} s; wrote {out / 'profile.json'}, {out / 'report.html'} "
           f"and {len(summary['plots'])} plots")
@@ -246,7 +246,7 @@ def run(args) -> int:
         from inferecon.report.calibration_report import file_report_text
 
         print(file_report_text(file_fits, []))
-    for note in result.profile.provenance.notes:
+    for note in _notes(result.profile):
         print(f"note: {note}")
     took = f"measured in {measured_s:.1f} s, " if measured_s is not None else ""
     print(f"\n{took}fitted in {fit_s:.1f} s; wrote {out / 'profile.json'}, {out / 'report.html'} "
@@ -345,3 +345,12 @@ def _engine_profile(args) -> int:
     print(f"use it: inferecon predict --model {cases[0].model.name} --gpu {cases[0].hw.name} --tp {cases[0].tp} "
           f"--engine {out / 'engine.json'}")
     return 0
+
+
+def _notes(profile) -> list[str]:
+    """The profile's notes, and the line saying which fitted collectives a decode step does not
+    read (model/compare.py), where some are not."""
+    from inferecon.model.compare import decode_collectives_note
+
+    extra = decode_collectives_note(profile)
+    return [*profile.provenance.notes, *([extra] if extra else [])]

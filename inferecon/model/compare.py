@@ -17,6 +17,11 @@ from inferecon.model.terms import Layouts, evaluate
 GROUPS = ("compute", "network", "latency")
 
 
+# A change below this fraction (of the step, or of a figure) rounds to +0.0% where the lines
+# print percentages to 0.1%: it is said as no change, not named as the part that "moved most".
+UNCHANGED_FRACTION = 5e-4
+
+
 def _groups(res) -> dict[str, float]:
     net, lat = float(res.t_network_s[0]), float(res.t_latency_s[0])
     return {"compute": float(res.t_step_s[0]) - net - lat, "network": net, "latency": lat}
@@ -33,6 +38,9 @@ class FrontierDelta:
     # Step time of A's fastest configuration under each profile, by part (GROUPS), seconds.
     terms_a: dict[str, float]
     terms_b: dict[str, float]
+    # One line per profile whose own fitted collective lines a decode step does not read
+    # (decode_collectives_note), None where it reads them all: (note for A, note for B).
+    notes: tuple[str | None, str | None] = (None, None)
 
     @property
     def max_speed_change(self) -> float:
@@ -41,19 +49,66 @@ class FrontierDelta:
     @property
     def moved_term(self) -> str:
         """The part of the step (compute, network, latency) whose time changed most, in
-        seconds, for the same configuration."""
-        return max(GROUPS, key=lambda t: abs(self.terms_b[t] - self.terms_a[t]))
+        seconds, for the same configuration; "nothing" where no part changed by more than
+        UNCHANGED_FRACTION of the step (naming one would say a term moved that did not)."""
+        step = sum(self.terms_a.values())
+        moved = {t: abs(self.terms_b[t] - self.terms_a[t]) for t in GROUPS}
+        if all(m <= UNCHANGED_FRACTION * step for m in moved.values()):
+            return "nothing"
+        return max(GROUPS, key=moved.get)
+
+    @property
+    def unchanged(self) -> bool:
+        """True where every figure the lines print (max speed, min cost, the cost at each
+        matched speed, each part of the step) is within UNCHANGED_FRACTION of A's."""
+        pairs = [(self.max_speed_a, self.max_speed_b), (self.min_cost_a, self.min_cost_b)]
+        pairs += [(ca, cb) for _, ca, cb in self.cost_at_speed if np.isfinite(ca) and np.isfinite(cb)]
+        same = all(abs(b / a - 1) <= UNCHANGED_FRACTION for a, b in pairs if a)
+        return same and self.moved_term == "nothing"
 
     def lines(self, label_a: str, label_b: str) -> list[str]:
-        out = [f"max speed: {self.max_speed_a:.1f} tok/s ({label_a}) -> {self.max_speed_b:.1f} tok/s ({label_b}), "
+        out = [] if not self.unchanged else [
+            f"nothing moved: the {label_b} frontier is the {label_a} one (every figure below within "
+            f"{100 * UNCHANGED_FRACTION:.2f}%)"]
+        out += [f"max speed: {self.max_speed_a:.1f} tok/s ({label_a}) -> {self.max_speed_b:.1f} tok/s ({label_b}), "
                f"{100 * self.max_speed_change:+.1f}%",
                f"min cost: ${self.min_cost_a:.3f} -> ${self.min_cost_b:.3f} per M tokens, "
                f"{100 * (self.min_cost_b / self.min_cost_a - 1):+.1f}%"]
         for speed, ca, cb in self.cost_at_speed:
             out.append(f"cost at {speed:.0f} tok/s: ${ca:.3f} -> ${cb:.3f} ({100 * (cb / ca - 1):+.1f}%)")
         terms = ", ".join(f"{t} {1e3 * self.terms_a[t]:.3f} -> {1e3 * self.terms_b[t]:.3f} ms" for t in GROUPS)
-        out.append(f"same configuration ({label_a}'s fastest), per step: {terms}; moved most: {self.moved_term}")
+        moved = self.moved_term
+        out.append(f"same configuration ({label_a}'s fastest), per step: {terms}; "
+                   + ("no part moved" if moved == "nothing" else f"moved most: {moved}"))
+        out += [f"note ({label}): {note}" for label, note in zip((label_a, label_b), self.notes) if note]
         return out
+
+
+def decode_collectives_note(hw: HardwareProfile) -> str | None:
+    """One line where the profile's own fitted collective lines (nccl-tests files, a node's
+    eager timings) do not price a decode step: HardwareProfile.decode_view puts the engine's
+    all-reduce lines (network.decode_collectives, timed inside a CUDA graph) in their
+    collective and scope, and model/network.py then reads only those there, at every message
+    size. None where a decode step reads every fitted line. Which lines win is the model's
+    rule (docs/model.md); this only says so, so that a file that moves nothing is not a
+    mystery."""
+    view = hw.decode_view
+    if view is hw:
+        return None
+    joined = {(c.collective, c.scope) for c in view.network.collectives[len(hw.network.collectives):]}
+    unread = [c for c in hw.network.collectives if (c.collective, c.scope) in joined and c.world_size >= 2]
+    if not unread:
+        return None
+    by_op: dict[tuple[str, str], set[int]] = {}
+    for c in unread:
+        by_op.setdefault((c.collective, c.scope), set()).add(c.world_size)
+    what = "; ".join(f"{op} over {'/'.join(str(w) for w in sorted(ws))} ranks "
+                     f"{'inside a node' if scope == 'intra' else 'across nodes'}"
+                     for (op, scope), ws in sorted(by_op.items()))
+    beyond = " and collectives across nodes" if all(scope == "intra" for _, scope in joined) else ""
+    return (f"the fitted NCCL lines ({what}) do not price decode steps: there the engine's own all-reduce "
+            "lines apply (network.decode_collectives, custom all-reduce inside CUDA graphs) at every message "
+            f"size; the NCCL lines still price prefill{beyond}")
 
 
 def _cheapest_at(front: pd.DataFrame, speed: float) -> float:
@@ -79,6 +134,7 @@ def compare(model: ModelSpec, a: HardwareProfile, b: HardwareProfile, front_a: p
         cost_at_speed=[(float(s), _cheapest_at(front_a, s), _cheapest_at(front_b, s)) for s in speeds],
         terms_a=_groups(ra),
         terms_b=_groups(rb),
+        notes=(decode_collectives_note(a), decode_collectives_note(b)),
     )
 
 
