@@ -27,7 +27,25 @@ def register(sub) -> None:
 
 def _has_results(run_dir: Path) -> bool:
     """Anything a report can show, where the page looks for it (the run and one folder below)."""
-    names = {p.name for p in run_dir.glob("*")} | {p.name for p in run_dir.glob("*/*")}
+    return _reportable({p.name for p in run_dir.glob("*")} | {p.name for p in run_dir.glob("*/*")})
+
+
+def _check_not_a_parent(run_dir: Path) -> None:
+    """One line where `run_dir` holds runs rather than a run's results: nothing of its own the
+    page shows, and subfolders that are runs themselves (each has the manifest.json every run
+    writes). The page would be drawn from whichever subfolder's files come first, under the
+    parent's name: a page of one run that says it is of another."""
+    own = {p.name for p in run_dir.glob("*") if p.is_file()}
+    if _reportable(own) or any(f"{b}.parquet" in own for b in MEASUREMENTS):
+        return
+    runs = sorted(p.name for p in run_dir.iterdir() if p.is_dir() and (p / "manifest.json").is_file())
+    if runs:
+        shown = ", ".join(runs[:10]) + (f" and {len(runs) - 10} more" if len(runs) > 10 else "")
+        raise UserError(f"{run_dir}: a folder of {len(runs)} run{'s' if len(runs) > 1 else ''}, not a run: report one "
+                        f"of them ({shown}), e.g. `inferecon report {run_dir / runs[0]}`")
+
+
+def _reportable(names) -> bool:
     return any(n in ("manifest.json", "profile.json", "calibration.json", "regress.md")
                or n.startswith("validation") or (n.startswith("frontier") and n.endswith(".png")) for n in names)
 
@@ -62,6 +80,7 @@ def run(args) -> int:
     from inferecon.report.calibration_report import render_report, write_calibration_outputs
 
     run_dir = existing_dir(args.run_dir)
+    _check_not_a_parent(run_dir)  # before the --out checks: nothing is to be written for a folder of runs
     # Checked before any fit: a page that cannot be written fails in one line.
     out = (check_out_file(args.out) if args.out is not None
            else check_out_dir(run_dir, flag="RUN_DIR") / "report.html")
