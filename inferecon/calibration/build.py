@@ -164,6 +164,11 @@ def profile_from_tables(manifest: dict, tables: dict, run_id: str,
     # -- op level (CPU): every op of an eager decode step from its own fit --------------------
     op_fits, op_results = _cpu_op_fits(tables.get(CPU_OPS), device_name, meta.get("torch_version"))
     fits += op_results
+    # The same ops as inferecon's own torch decoder runs them (what `validate` times); the
+    # engine's fits above stay the profile's price (the vLLM loop validates vLLM with them).
+    decoder_fits, decoder_results = _cpu_op_fits(tables.get(CPU_OPS), device_name, meta.get("torch_version"),
+                                                 path="decoder")
+    fits += decoder_results
     nv = meta.get("nvml", {})
     versions = {k: str(v) for k, v in {
         "torch": meta.get("torch_version"), "cuda": meta.get("torch_cuda_version"),
@@ -184,8 +189,10 @@ def profile_from_tables(manifest: dict, tables: dict, run_id: str,
         uncertainty=calibrated_uncertainty(
             base.uncertainty, run_id, gemm=gemm_results, gemm_fit=gemm_fit, peaks_measured=bool(peaks),
             memory=mem_fit, collectives=coll_results, launch=launch, step=step)
-        + op_level_uncertainty(op_fits, run_id),
+        + op_level_uncertainty(op_fits, run_id)
+        + moved_entries(op_level_uncertainty(decoder_fits, run_id), "op_fits.", "decoder_op_fits."),
         op_fits=op_fits,
+        decoder_op_fits=decoder_fits,
     )
     return CalibrationResult(profile, fits, missing, kept, tables)
 
@@ -198,8 +205,9 @@ def _with_cpu_gemms(matmul_df, ops_df):
         return matmul_df
     import pandas as pd
 
-    from inferecon.calibration.fit_ops import sliced
+    from inferecon.calibration.fit_ops import ENGINE, on_path, sliced
 
+    ops_df = on_path(ops_df, ENGINE)  # the engine's kernels: the term model prices what serves
     g = ops_df[(ops_df["op"] == "gemm").to_numpy() & ~sliced(ops_df)]
     if len(g) == 0:
         return matmul_df
@@ -209,12 +217,25 @@ def _with_cpu_gemms(matmul_df, ops_df):
     return rows if matmul_df is None or len(matmul_df) == 0 else pd.concat([matmul_df, rows], ignore_index=True)
 
 
-def _cpu_op_fits(ops_df, device_name, torch_version):
+def moved_entries(entries: list[dict], old: str, new: str) -> list[dict]:
+    """The uncertainty entries (dicts) whose paths start with `old` ("op_fits."), with `new`
+    in its place: an OpFits's entries where another field holds it. Other entries are dropped."""
+    out = []
+    for e in entries:
+        bare = [p.removeprefix("1/") for p in e["paths"]]
+        if not all(b.startswith(old) for b in bare):
+            continue
+        paths = [("1/" if p.startswith("1/") else "") + new + b.removeprefix(old) for p, b in zip(e["paths"], bare)]
+        out.append({**e, "paths": paths})
+    return out
+
+
+def _cpu_op_fits(ops_df, device_name, torch_version, path: str = "engine"):
     if ops_df is None or len(ops_df) == 0:
         return None, []
     from inferecon.calibration.fit_ops import fit_cpu_ops
 
-    op_fits, results, elementwise = fit_cpu_ops(ops_df, device_name, str(torch_version or ""))
+    op_fits, results, elementwise = fit_cpu_ops(ops_df, device_name, str(torch_version or ""), path=path)
     if op_fits is not None and elementwise is not None:
         op_fits = dataclasses.replace(op_fits, elementwise_per_layer_us=elementwise)
     return op_fits, results

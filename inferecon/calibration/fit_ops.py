@@ -13,9 +13,15 @@ profile op by op, as it prices a GPU under an engine.
 
 Rows the interleaved timing flagged `sliced` (most of their blocks hit by a time slice) are
 left out of every fit and counted in the notes.
+
+Each path of kernels/cpu_ops.py is fitted on its own rows: "engine" (the serving engine's
+kernels: the profile's `op_fits`) and "decoder" (the torch ops of inferecon's own decoder,
+which `validate` times: `decoder_op_fits`). Rows without a path column are the engine's.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 
@@ -28,6 +34,18 @@ MIN_ROWS = 6  # per fit: three parameters (four with the per-sequence term) and 
 def sliced(df) -> np.ndarray:
     """Which rows the interleaved timing flagged `sliced` (none where the column is absent)."""
     return df["sliced"].fillna(False).astype(bool).to_numpy() if "sliced" in df else np.zeros(len(df), bool)
+
+
+ENGINE, DECODER = "engine", "decoder"  # kernels/cpu_ops.py's paths (calibration never imports kernels)
+
+
+def on_path(df, path: str):
+    """The rows of one path (kernels/cpu_ops.py path_of: no path column, or an empty one, is the
+    engine's). The floor is shared: one tiny op is what every path costs at least."""
+    if df is None or "path" not in df:
+        return df if path == ENGINE else (df.iloc[0:0] if df is not None else None)
+    p = df["path"].fillna(ENGINE).replace("", ENGINE)
+    return df[(p == path).to_numpy() | (df["op"] == "floor").to_numpy()]
 
 
 def _clean(df, op):
@@ -127,16 +145,35 @@ def fit_cpu_attention(df, floor_us: float | None) -> tuple[list[AttentionFit], l
     return fits, results
 
 
-def fit_cpu_ops(df, device_name: str, torch_version: str) -> tuple[OpFits | None, list[FitResult], float | None]:
-    """(op fits or None where nothing was fitted, their FitResults, elementwise µs per layer)."""
+PATH_ENGINE_NAME = {ENGINE: "torch", DECODER: "inferecon-decoder"}  # OpFits.engine of each path
+PATH_TERM = {ENGINE: "op", DECODER: "op-decoder"}  # the FitResult terms' prefix
+
+
+def fit_cpu_ops(df, device_name: str, torch_version: str,
+                path: str = ENGINE) -> tuple[OpFits | None, list[FitResult], float | None]:
+    """(op fits of one path or None where nothing was fitted, their FitResults, elementwise µs
+    per layer)."""
+    df = on_path(df, path)
+    gemm, attn, ew_us, notes, results = _fit_path(df)
+    if not gemm:
+        return None, results, ew_us
+    if path == DECODER:
+        notes.insert(0, "the torch ops of inferecon's own decoder (kernels/decode.py: x @ W.t() on plain weights, "
+                        "GQA as batched matmuls, its own RMSNorm and rotary): what `inferecon validate` runs")
+    fits = OpFits(gpu=device_name or "cpu", engine=PATH_ENGINE_NAME[path], engine_version=torch_version or "",
+                  gemm=gemm, attention=attn, notes=notes)
+    if path != ENGINE:
+        results = [dataclasses.replace(r, term=r.term.replace("op:", PATH_TERM[path] + ":", 1)) for r in results]
+    return fits, results, ew_us
+
+
+def _fit_path(df):
     fl, _ = _clean(df, "floor")
     floor_us = float(np.min(_time(fl))) if fl is not None and len(fl) else None
     gemm, gres = fit_cpu_gemms(df, floor_us)
     attn, ares = fit_cpu_attention(df, floor_us)
     ew, _ = _clean(df, "elementwise")
     elementwise = float(np.median(_time(ew))) if ew is not None and len(ew) else None
-    if not gemm:
-        return None, gres + ares, elementwise
     notes = []
     if floor_us is not None:
         notes.append(f"per-op floor (one tiny torch op): {floor_us:.2f} us; no fitted intercept is below it")
@@ -145,6 +182,4 @@ def fit_cpu_ops(df, device_name: str, torch_version: str) -> tuple[OpFits | None
     dropped = sum(_clean(df, op)[1] for op in ("gemm", "attention", "elementwise", "floor"))
     if dropped:
         notes.append(f"{dropped} shape(s) left out: their interleaved blocks say a time slice hit most of them")
-    fits = OpFits(gpu=device_name or "cpu", engine="torch", engine_version=torch_version or "", gemm=gemm,
-                  attention=attn, notes=notes)
-    return fits, gres + ares, elementwise
+    return gemm, attn, elementwise, notes, gres + ares

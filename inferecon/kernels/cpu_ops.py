@@ -28,6 +28,17 @@ profile's op-level fits (model/opfits.py) from.
   M tokens, as torch ops (an upper bound of vLLM's fused kernels for the same work).
 - "floor": one in-place add on a one-element tensor: what any op costs at least.
 
+Two paths of every GEMM, attention and elementwise case (`path` in the params). "engine": the
+kernels above, as a serving engine runs them (the profile's `op_fits`, which the vLLM loop
+validates). "decoder": the ops inferecon's own torch decoder runs (kernels/decode.py, what
+`inferecon validate` times): `x @ W.t()` on a plain weight (aten::mm), GQA attention as
+`softmax(q K^T) V` batched matmuls over a [batch, KV heads, positions, head dim] cache after the
+index_copy_ of the new K/V, and the decoder's own `_rms` and `_rope` (the profile's
+`decoder_op_fits`). They differ by more than noise: one thread of this EPYC, fp32 at M = 1,
+aten::mm took 1.7-2.6x oneDNN on a prepacked weight (qkv 1024x512 140 vs 74 us, lm head
+8192x512 1071 vs 405 us, 2026-12-02, docs/validation.md), and priced with the engine path a
+tiny-llama step came out at half its measured time.
+
 vLLM's CPU extension: $INFERECON_VLLM_CPU_LIB names vLLM's package directory (or one of its
 `_C*.abi3.so`); the library is chosen as vllm/platforms/cpu.py import_kernels does (`_C` with
 AVX-512-BF16, `_C_AVX512` with AVX-512, `_C_AVX2` else) and loaded into this process's torch,
@@ -126,20 +137,30 @@ NULLW_GEMMS = (("nullw_gate_up", 158_208, 64), ("nullw_down", 64, 79_104))
 NULLW_ENV = "INFERECON_CPU_NULLW_GEMMS"
 
 
-def gemm_params(m: int, n: int, k: int, dtype: str, label: str) -> dict:
+ENGINE, DECODER = "engine", "decoder"  # the two paths (module docstring)
+PATHS = (ENGINE, DECODER)
+
+
+def path_of(p: dict) -> str:
+    """A case's path; rows stored before there were two are the engine's."""
+    return p.get("path") or ENGINE
+
+
+def gemm_params(m: int, n: int, k: int, dtype: str, label: str, path: str = ENGINE) -> dict:
     return {"op": "gemm", "label": label, "dtype": dtype, "m": m, "n": n, "k": k, "flop": 2 * m * n * k,
-            "weight_bytes": n * k * ELEMENT_BYTES[dtype]}
+            "weight_bytes": n * k * ELEMENT_BYTES[dtype], "path": path}
 
 
-def attention_params(batch: int, kv_len: int, n_heads: int, n_kv_heads: int, head_dim: int, dtype: str) -> dict:
+def attention_params(batch: int, kv_len: int, n_heads: int, n_kv_heads: int, head_dim: int, dtype: str,
+                     path: str = ENGINE) -> dict:
     return {"op": "attention", "label": f"h{n_heads}kv{n_kv_heads}d{head_dim}", "dtype": dtype, "batch": batch,
             "kv_len": kv_len, "n_heads": n_heads, "n_kv_heads": n_kv_heads, "head_dim": head_dim,
-            "kv_bytes": 2 * batch * kv_len * n_kv_heads * head_dim * ELEMENT_BYTES[dtype]}
+            "kv_bytes": 2 * batch * kv_len * n_kv_heads * head_dim * ELEMENT_BYTES[dtype], "path": path}
 
 
-def elementwise_params(m: int, s: DecoderShape, dtype: str) -> dict:
+def elementwise_params(m: int, s: DecoderShape, dtype: str, path: str = ENGINE) -> dict:
     return {"op": "elementwise", "label": "layer", "dtype": dtype, "m": m, "d_model": s.d_model,
-            "n_heads": s.n_heads, "n_kv_heads": s.n_kv_heads, "head_dim": s.d_head, "d_ff": s.d_ff}
+            "n_heads": s.n_heads, "n_kv_heads": s.n_kv_heads, "head_dim": s.d_head, "d_ff": s.d_ff, "path": path}
 
 
 def floor_params() -> dict:
@@ -147,6 +168,8 @@ def floor_params() -> dict:
 
 
 def case_id(p: dict) -> str:
+    if path_of(p) != ENGINE:  # the engine's ids as before, so that older runs resume and compare
+        return f"{path_of(p)}:" + case_id({**p, "path": ENGINE})
     if p["op"] == "gemm":
         return f"gemm:{p['label']}:m{p['m']}n{p['n']}k{p['k']}:{p['dtype']}"
     if p["op"] == "attention":
@@ -184,11 +207,13 @@ def _gemm_fn(p: dict, weights: dict, cold_bytes: int):
     import torch.nn.functional as F
 
     dt = _torch_dtype(p["dtype"])
-    key = (p["n"], p["k"], p["dtype"])
+    key = (p["n"], p["k"], p["dtype"], path_of(p))
     if key not in weights:
         base = (torch.rand(p["n"], p["k"]) - 0.5).to(dt)  # values do not change the time; no denormals
         n = _copies(p["weight_bytes"], cold_bytes)
-        if vllm_ops() is not None:
+        if path_of(p) == DECODER:  # kernels/decode.py keeps plain [N, K] weights and runs x @ W.t()
+            weights[key] = ("torch_matmul", [base.clone() for _ in range(n)])
+        elif vllm_ops() is not None:
             # vLLM's layer keeps only the handler (its weight parameter is emptied): the handler
             # holds the packed copy; the source tensors are kept alive beside it all the same.
             srcs = [base.clone() for _ in range(n)]
@@ -214,6 +239,8 @@ def _gemm_fn(p: dict, weights: dict, cold_bytes: int):
             return out
 
         return _Cycle(mm, ws), kernel
+    if kernel == "torch_matmul":
+        return _Cycle(lambda w: x @ w.t(), ws), kernel
     if kernel == "onednn_prepacked":
         return _Cycle(lambda w: torch.ops.mkldnn._linear_pointwise(x, w, None, "none", [], ""), ws), kernel
     return _Cycle(lambda w: F.linear(x, w), ws), kernel
@@ -260,7 +287,35 @@ def _vllm_attention_fn(p: dict, cold_bytes: int):
     return _Cycle(attend, tables), f"vllm_cpu_attention_{isa}"
 
 
+def _decoder_attention_fn(p: dict, cold_bytes: int):
+    """The attention of kernels/decode.py Decoder._attention after its QKV GEMM and rotary: the
+    new K/V written into the cache (index_copy_), then each KV head's query group as the M of
+    a batched matmul over the whole cache, softmax in fp32, and the matmul with V."""
+    import torch
+
+    dt = _torch_dtype(p["dtype"])
+    b, L, h, hk, d = p["batch"], p["kv_len"], p["n_heads"], p["n_kv_heads"], p["head_dim"]
+    qg = (torch.rand(b, hk, h // hk, d) - 0.5).to(dt)
+    new = (torch.rand(b, hk, 1, d) - 0.5).to(dt)
+    pos = torch.full((1,), L - 1, dtype=torch.long)  # the slot a step writes: the last of L positions
+    kvs = [((torch.rand(b, hk, L, d) - 0.5).to(dt), (torch.rand(b, hk, L, d) - 0.5).to(dt))
+           for _ in range(_copies(p["kv_bytes"], cold_bytes))]
+    scale = d ** -0.5
+
+    def attend(kv):
+        k_cache, v_cache = kv
+        k_cache.index_copy_(2, pos, new)
+        v_cache.index_copy_(2, pos, new)
+        scores = (qg @ k_cache.transpose(-1, -2)) * scale
+        probs = torch.softmax(scores.float(), dim=-1).to(dt)
+        return (probs @ v_cache).reshape(b, h * d)
+
+    return _Cycle(attend, kvs), "torch_grouped_matmul"
+
+
 def _attention_fn(p: dict, cold_bytes: int):
+    if path_of(p) == DECODER:
+        return _decoder_attention_fn(p, cold_bytes)
     if vllm_ops() is not None:
         return _vllm_attention_fn(p, cold_bytes)
     import torch
@@ -275,7 +330,42 @@ def _attention_fn(p: dict, cold_bytes: int):
     return _Cycle(lambda kv: F.scaled_dot_product_attention(q, kv[0], kv[1]), kvs), "torch_sdpa_grouped"
 
 
+def _decoder_elementwise_fn(p: dict):
+    """One layer of kernels/decode.py Decoder.step outside its GEMMs and attention: the two
+    RMSNorms and the rotary embedding of the query and key heads by the decoder's own methods
+    (a one-layer Decoder with a stub MLP, built for them alone), the QKV split, the SwiGLU
+    activation and the two residual adds."""
+    import torch
+    import torch.nn.functional as F
+
+    from inferecon.kernels.decode import Decoder
+
+    m, d, h, hk, hd, ff = p["m"], p["d_model"], p["n_heads"], p["n_kv_heads"], p["head_dim"], p["d_ff"]
+    dec = Decoder(DecoderShape(n_layers=1, d_model=d, n_heads=h, n_kv_heads=hk, d_head=hd, d_ff=2, vocab=1,
+                               dtype=p["dtype"]), batch=m, context=0, device="cpu")
+    dt = dec.dtype
+    x, mlp = torch.rand(m, d).to(dt), torch.rand(m, d).to(dt)
+    qkv = torch.rand(m, (h + 2 * hk) * hd).to(dt)
+    gate_up = torch.rand(m, 2 * ff).to(dt)
+    w = dec.layers[0]["norm1"]
+
+    def layer():
+        a = dec._rms(x, w)
+        q = qkv[:, :h * hd].view(m, h, hd)
+        k = qkv[:, h * hd:(h + hk) * hd].view(m, hk, hd)
+        dec._rope(q), dec._rope(k)
+        r = x + a  # residual add after attention
+        dec._rms(r, w)
+        g, u = gate_up.chunk(2, dim=-1)
+        F.silu(g) * u
+        return r + mlp  # residual add after the MLP
+
+    return layer, "torch_decoder_ops"
+
+
 def _elementwise_fn(p: dict):
+    if path_of(p) == DECODER:
+        return _decoder_elementwise_fn(p)
     import torch
     import torch.nn.functional as F
 
@@ -356,10 +446,13 @@ def planned_params(quick: bool, shape: DecoderShape = SERVED) -> list[dict]:
         heads += [(16, 4, 128), (8, 8, 128)]
     batches, lens = ((1, 4, 8), (64, 256, 1024)) if quick else ((1, 2, 4, 8, 16), (64, 256, 1024, 2048))
     out = []
-    for dtype in DTYPES:
-        out += [gemm_params(m, n, k, dtype, label) for label, n, k in gemms for m in ms]
-        out += [attention_params(b, L, h, hk, d, dtype) for h, hk, d in heads for b in batches for L in lens]
-        out += [elementwise_params(m, shape, dtype) for m in (1, 8)]
+    for path in PATHS:
+        for dtype in DTYPES:
+            # The null models' skinny shapes are the engine's alone: nothing else runs them.
+            out += [gemm_params(m, n, k, dtype, label, path) for label, n, k in gemms for m in ms
+                    if path == ENGINE or (label, n, k) not in nullw]
+            out += [attention_params(b, L, h, hk, d, dtype, path) for h, hk, d in heads for b in batches for L in lens]
+            out += [elementwise_params(m, shape, dtype, path) for m in (1, 8)]
     return out + [floor_params()]
 
 

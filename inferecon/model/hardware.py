@@ -188,6 +188,9 @@ class HardwareProfile:
     # Per-op kernel fits from a per-op measurement database (model/opfits.py); None on
     # published profiles and on every profile saved before op-level calibration.
     op_fits: Any = None
+    # A CPU calibration's fits of the same ops as inferecon's own torch decoder runs them
+    # (calibration/fit_ops.py "decoder" path), which `validate` prices with; None elsewhere.
+    decoder_op_fits: Any = None
 
     # -- derived figures -------------------------------------------------------------------
     @property
@@ -251,7 +254,10 @@ class HardwareProfile:
 
     # -- JSON ------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if d["decoder_op_fits"] is None:
+            del d["decoder_op_fits"]  # profiles without it stay byte for byte as before
+        return d
 
     def save(self, path: str | Path) -> Path:
         from inferecon.core.outpath import write_text
@@ -299,6 +305,7 @@ class HardwareProfile:
                 provenance=_build(Provenance, data["provenance"]),
                 uncertainty=_uncertainty_list(data.get("uncertainty"), source),
                 op_fits=_op_fits(data.get("op_fits"), source),
+                decoder_op_fits=_op_fits(data.get("decoder_op_fits"), source),
             )
         except KeyError as exc:
             raise UserError(f"{source}: missing field {exc.args[0]!r}") from None
@@ -307,6 +314,8 @@ class HardwareProfile:
 
     @classmethod
     def load(cls, path: str | Path) -> "HardwareProfile":
+        if not Path(path).exists() and Path(path).suffix != ".json" and len(Path(path).parts) == 1:
+            _name_not_file(str(path))  # `--hardware h100-sxm`: a published GPU's name, not a file
         return cls.from_dict(load_json(path, "profile file"), source=str(path))
 
     def __post_init__(self):
@@ -317,6 +326,19 @@ class HardwareProfile:
                 entries(self)  # every entry drawable and every path a numeric field of this profile
             except UserError as exc:
                 raise UserError(f"profile {self.name}: {exc}") from None
+
+
+def _name_not_file(name: str) -> None:
+    """A UserError for a --hardware that names no file but reads as a GPU's name: where such a
+    name goes (--gpu), and the published profiles close to it."""
+    from inferecon.core.errors import suggest
+    from inferecon.model.published import ALIASES, PROFILES
+
+    key = ALIASES.get(name.strip().lower(), name.strip().lower())
+    if key in PROFILES:
+        raise UserError(f"{name}: no such profile file; for the published {key} profile use --gpu {key}")
+    close = suggest(name, list(PROFILES)) or " (`inferecon specs` lists them)"
+    raise UserError(f"{name}: no such profile file; a published GPU is named with --gpu{close}")
 
 
 def _op_fits(value, source):

@@ -219,13 +219,38 @@ def column(label: str, what: str) -> str:
     raise ValueError(f"no validation column {what!r}")
 
 
+def as_decoder_runs(hw: HardwareProfile) -> HardwareProfile:
+    """The profile priced as inferecon's own torch decoder runs (kernels/decode.py): a CPU
+    calibration's `decoder_op_fits` (x @ W.t(), GQA as batched matmuls, its own norms) as the
+    op fits, with their uncertainty entries, in place of the engine kernels' `op_fits` (vLLM's
+    onednn_mm or oneDNN on prepacked weights: up to 2.6x faster than aten::mm at decode M on
+    this CPU, docs/validation.md). A profile without them is returned as it is."""
+    dec = getattr(hw, "decoder_op_fits", None)
+    if dec is None:
+        return hw
+    from inferecon.calibration.build import moved_entries
+
+    def engine_ops(u):
+        return all(p.removeprefix("1/").startswith("op_fits.") for p in u["paths"])
+
+    def decoder_ops(u):
+        return all(p.removeprefix("1/").startswith("decoder_op_fits.") for p in u["paths"])
+
+    kept = [u for u in hw.uncertainty if not engine_ops(u) and not decoder_ops(u)]
+    unc = kept + moved_entries([u for u in hw.uncertainty if decoder_ops(u)], "decoder_op_fits.", "op_fits.")
+    return dataclasses.replace(hw, op_fits=dec, decoder_op_fits=None, uncertainty=unc)
+
+
 def predict(spec: ModelSpec, hw: HardwareProfile, batch: int, context: int, tp: int,
             draws: int = DEFAULT_DRAWS) -> StepPrediction:
     """The cost model's step for one instance of tp GPUs (1D tensor parallel, no PP/EP), and
     with draws > 0 the step's 90% interval (t_step_lo_s, t_step_hi_s) over draws of the
-    profile's uncertain parameters."""
+    profile's uncertain parameters. A CPU calibration is priced with its fits of the decoder's
+    own ops (as_decoder_runs): that is what this validation runs."""
     from inferecon.model.terms import Layouts, evaluate
     from inferecon.model.uncertainty import evaluate_draws, quantiles
+
+    hw = as_decoder_runs(hw)
 
     lay = Layouts(tp_r=np.array([1]), tp_c=np.array([tp]), pp=np.array([1]), ep=np.array([1]),
                   micro_batch=np.array([batch]))
