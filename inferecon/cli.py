@@ -17,8 +17,9 @@ COMMANDS = ["specs", "predict", "frontier", "bench", "calibrate", "validate", "r
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit 2 — never a usage dump
-        sys.stderr.write(f"{self.prog}: error: {message}\n")
+    def error(self, message):  # one line, exit 2 — never a usage dump; the prefix every error has
+        command = self.prog.removeprefix("inferecon").strip()  # "predict" for `inferecon predict`'s parser
+        sys.stderr.write(f"{ERROR_PREFIX}{command + ': ' if command else ''}{message}\n")
         raise SystemExit(2)
 
 

@@ -474,7 +474,31 @@ CASES = [
      "72.0 GB usable of 80 GB"),
     ("frontier-weights-beyond-hbm", "frontier --model llama-3-70b --max-gpus 1 --draws 0 --out {t}/f",
      "needs 141.1 GB of weights per GPU, above the 72.0 GB usable of 80 GB HBM per GPU"),
+    # A vendor's spelling of a published GPU gets its did-you-mean (it got none: "nvidia-h100" is
+    # too far from "h100-sxm" for difflib and no substring of it); as --hardware it is a name, not a file.
+    ("predict-gpu-vendor-spelling", "predict --model llama-3-8b --gpu nvidia-h100",
+     "unknown GPU 'nvidia-h100' (did you mean h100-sxm, h100-sxm-efa"),
+    ("predict-gpu-torch-device-name", "predict --model llama-3-8b --gpu 'NVIDIA H100 80GB HBM3'",
+     "(did you mean h100-sxm, h100-sxm-efa, h100-sxm-paper?)"),
+    ("predict-hardware-gpu-name", "predict --model llama-3-8b --hardware nvidia-h100",
+     "nvidia-h100: no such profile file (a published GPU is named with --gpu: --gpu nvidia-h100;"),
+    ("frontier-hardware-published-name", "frontier --model llama-3-8b --hardware h100 --out {t}/f",
+     "h100: no such profile file (a published GPU is named with --gpu: --gpu h100;"),
 ]
+
+# The parser's own refusals carry the prefix every other error has (they said "inferecon predict:
+# error: ..."), with the command named after it.
+PREFIX_CASES = [
+    ("predict", ["predict"], "inferecon: error: predict: the following arguments are required: --model"),
+    ("frontier", ["frontier", "--model", "llama-3-8b", "--rows", "0"], "inferecon: error: frontier: argument --rows"),
+    ("top-level", ["--bogus"], "inferecon: error: unrecognized arguments: --bogus"),
+]
+
+
+@pytest.mark.parametrize("argv, start", [c[1:] for c in PREFIX_CASES], ids=[c[0] for c in PREFIX_CASES])
+def test_parser_errors_share_the_prefix(argv, start, capsys):
+    rc, out, err = _call(argv, capsys)
+    assert rc == 2 and out == "" and err.startswith(start) and len(err.splitlines()) == 1, err
 
 
 def _needs_torch(request) -> bool:

@@ -73,7 +73,20 @@ def suggest(name: str, choices, n: int = 3) -> str:
     if not close:
         # Substring matches catch "70b" -> "llama-3-70b" that difflib's ratio misses.
         close = [c for c in choices if name.lower() in c.lower()][:n]
+    if not close:
+        # The first part with a digit, shared, catches a vendor's spelling, "nvidia-h100" ->
+        # "h100-sxm", that neither the ratio (the prefix dilutes it) nor a substring finds. The
+        # first only: "NVIDIA H100 80GB HBM3" names an H100, not every 80 GB card.
+        part = next((t for t in _parts(name) if any(ch.isdigit() for ch in t)), None)
+        close = [c for c in choices if part in _parts(c)][:n] if part else []
     return f" (did you mean {', '.join(close)}?)" if close else ""
+
+
+def _parts(name: str) -> list[str]:
+    """A name's parts, in order: "NVIDIA H100 80GB" -> nvidia, h100, 80gb."""
+    import re
+
+    return [t for t in re.split(r"[^a-z0-9.]+", name.lower()) if t]
 
 
 def lookup(kind: str, name: str, table: dict, aliases: dict, hint: str):

@@ -329,16 +329,11 @@ class HardwareProfile:
 
 
 def _name_not_file(name: str) -> None:
-    """A UserError for a --hardware that names no file but reads as a GPU's name: where such a
-    name goes (--gpu), and the published profiles close to it."""
-    from inferecon.core.errors import suggest
-    from inferecon.model.published import ALIASES, PROFILES
-
-    key = ALIASES.get(name.strip().lower(), name.strip().lower())
-    if key in PROFILES:
-        raise UserError(f"{name}: no such profile file; for the published {key} profile use --gpu {key}")
-    close = suggest(name, list(PROFILES)) or " (`inferecon specs` lists them)"
-    raise UserError(f"{name}: no such profile file; a published GPU is named with --gpu{close}")
+    """A UserError for a --hardware that names no file but reads as a GPU's name: such a name
+    goes with --gpu (which suggests the published profiles close to it; this module does not
+    read the published ones: they are built from it)."""
+    raise UserError(f"{name}: no such profile file (a published GPU is named with --gpu: --gpu {name}; "
+                    "`inferecon specs` lists them)")
 
 
 def _op_fits(value, source):
