@@ -99,3 +99,30 @@ def test_a_run_of_the_engine_path_alone_is_priced_as_before():
     assert prof.decoder_op_fits is None and prof.op_fits.gemm[0].gbps == pytest.approx(30.0, rel=0.03)
     assert v.as_decoder_runs(prof) is prof
     assert "decoder_op_fits" not in prof.to_dict()
+
+
+def test_the_decoders_gemv_regime_is_fitted_apart_where_it_predicts_better():
+    """aten::mm at M = 1 is a GEMV; at M >= 2 a GEMM reading the weights at half the rate.
+    Rows generated so: M = 1 t0 10 µs + bytes at 20 GB/s, M >= 2 t0 10 µs + bytes at 10 GB/s.
+    The one roofline cannot hold both (held-out error well above 5%); the two regimes recover
+    their generators, and a 1024 x 1024 fp32 GEMM is priced by hand: 4,194,304 weight bytes +
+    (1 + 1) x 1024 x 4 activation bytes = 4,202,496 -> 10 + 210.1 = 220.1 µs at M = 1, and
+    4,194,304 + 2 x 2048 x 4 = 4,210,688 -> 10 + 421.1 = 431.1 µs at M = 2."""
+    from inferecon.calibration.fit_ops import fit_cpu_gemms
+
+    rows = []
+    for p in cpu_ops.planned_params(quick=True):
+        if p["op"] != "gemm" or p["dtype"] != "fp32" or cpu_ops.path_of(p) != "decoder":
+            continue
+        nbytes = 4 * (p["n"] * p["k"] + p["m"] * (p["k"] + p["n"]))
+        t = 10.0 + nbytes / ((20.0 if p["m"] == 1 else 10.0) * 1e3)
+        rows.append({**p, "time_us": t, "median_us": t, "skipped": "", "sliced": False, "kernel": "synthetic"})
+    df = pd.DataFrame(rows)
+    (one,), _ = fit_cpu_gemms(df, 2.5)
+    assert one.decode_m_max is None and one.quality.heldout_mape > 0.05
+    (fit,), _ = fit_cpu_gemms(df, 2.5, gemv=True)
+    assert fit.decode_m_max == 1 and fit.quality.heldout_mape < 0.01
+    # (the M = 1 solver may trade a little t0 against its FLOP rate: the prices are the check)
+    assert (fit.t0_us, fit.gbps) == pytest.approx((10.0, 10.0), rel=0.02)
+    assert fit.time_us(1, 1024, 1024) == pytest.approx(220.1, rel=0.02)
+    assert fit.time_us(2, 1024, 1024) == pytest.approx(431.1, rel=0.02)

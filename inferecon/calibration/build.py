@@ -190,7 +190,8 @@ def profile_from_tables(manifest: dict, tables: dict, run_id: str,
             base.uncertainty, run_id, gemm=gemm_results, gemm_fit=gemm_fit, peaks_measured=bool(peaks),
             memory=mem_fit, collectives=coll_results, launch=launch, step=step)
         + op_level_uncertainty(op_fits, run_id)
-        + moved_entries(op_level_uncertainty(decoder_fits, run_id), "op_fits.", "decoder_op_fits."),
+        + moved_entries(_with_gemv(op_level_uncertainty(decoder_fits, run_id), decoder_fits),
+                        "op_fits.", "decoder_op_fits."),
         op_fits=op_fits,
         decoder_op_fits=decoder_fits,
     )
@@ -215,6 +216,22 @@ def _with_cpu_gemms(matmul_df, ops_df):
                          "median_us": g["time_us"], "skipped": g["skipped"].fillna(""),
                          "tflops": g["flop"] / g["time_us"] / 1e6})
     return rows if matmul_df is None or len(matmul_df) == 0 else pd.concat([matmul_df, rows], ignore_index=True)
+
+
+def _with_gemv(entries: list[dict], op_fits) -> list[dict]:
+    """A GEMM fit with a GEMV regime of its own (fit_ops._gemv_regime: M = 1 apart) moves that
+    regime's figures with the rest: its quality is the two regimes' pooled held-out error."""
+    if op_fits is None:
+        return entries
+    out = []
+    for e in entries:
+        extra = []
+        for i, g in enumerate(op_fits.gemm):
+            if g.decode_m_max is not None and any(p.removeprefix("1/").startswith(f"op_fits.gemm.{i}.") for p in e["paths"]):
+                extra = [f"op_fits.gemm.{i}.decode_t0_us", f"1/op_fits.gemm.{i}.decode_tflops",
+                         f"1/op_fits.gemm.{i}.decode_gbps"]
+        out.append({**e, "paths": list(e["paths"]) + extra} if extra else e)
+    return out
 
 
 def moved_entries(entries: list[dict], old: str, new: str) -> list[dict]:

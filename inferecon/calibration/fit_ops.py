@@ -26,7 +26,8 @@ import dataclasses
 import numpy as np
 
 from inferecon.calibration.fit import FitResult, fit_relative, kfold_heldout_mape, usable
-from inferecon.model.opfits import GEMM_OPERAND_BYTES, KV_ELEMENT_BYTES, AttentionFit, FitQuality, GemmFit, OpFits
+from inferecon.model.opfits import (GEMM_OPERAND_BYTES, KV_ELEMENT_BYTES, AttentionFit, FitQuality, GemmFit,
+                                    OpFits)
 
 MIN_ROWS = 6  # per fit: three parameters (four with the per-sequence term) and folds to hold out
 
@@ -109,7 +110,35 @@ def _result(term, form, params, q: FitQuality, train_pred, y) -> FitResult:
                      extra={"heldout_median_ape": q.heldout_median_ape, "heldout_p90_ape": q.heldout_p90_ape})
 
 
-def fit_cpu_gemms(df, floor_us: float | None) -> tuple[list[GemmFit], list[FitResult]]:
+GEMV_M = 1  # aten::mm's GEMV regime: M = 1 alone (_gemv_regime)
+
+
+def _gemv_regime(m, flop, nbytes, y, floor_us, single: FitQuality):
+    """Two rooflines, M = 1 and M >= 2, kept where their k-fold held-out error, pooled over
+    every row, is below the one fit's: aten::mm runs M = 1 as a GEMV and M >= 2 as a GEMM, and
+    in fp32 on this EPYC the second reads the weights at half the rate (gate_up 8192x1024:
+    1.66 ms at M = 1, 3.45 ms at M = 2, 3.43 at M = 4; 2026-12-02 calibration,
+    docs/validation.md), which no one line over M holds. ((t0, F, B, quality) of M = 1, the
+    same of M >= 2, pooled quality), or None."""
+    parts = []
+    for idx in (np.flatnonzero(m <= GEMV_M), np.flatnonzero(m > GEMV_M)):
+        if len(idx) < MIN_ROWS:
+            return None
+        t0, f, bw, _, q = _fit(flop[idx], nbytes[idx], y[idx])
+        if q.heldout_mape is None:
+            return None
+        parts.append((max(t0, floor_us or 0.0), f, bw, q))
+    n = [p[3].n_points for p in parts]
+    held = sum(k * p[3].heldout_mape for k, p in zip(n, parts)) / sum(n)
+    if single.heldout_mape is None or held >= single.heldout_mape:
+        return None
+    return parts[0], parts[1], FitQuality(n_points=sum(n), folds=min(p[3].folds for p in parts), heldout_mape=held)
+
+
+def fit_cpu_gemms(df, floor_us: float | None, gemv: bool = False) -> tuple[list[GemmFit], list[FitResult]]:
+    """Each dtype's GEMM fit; with `gemv`, M = 1 and M >= 2 apart where that predicts held-out
+    rows better (_gemv_regime): GemmFit's decode regime (decode_m_max 1) holds M = 1, its one
+    roofline M >= 2, as model/ops.py prices them."""
     fits, results = [], []
     for dtype, g in _groups(df, "gemm", GEMM_OPERAND_BYTES):
         a, w, o = GEMM_OPERAND_BYTES[dtype]
@@ -119,11 +148,20 @@ def fit_cpu_gemms(df, floor_us: float | None) -> tuple[list[GemmFit], list[FitRe
         t0 = max(t0, floor_us or 0.0)
         kernels = {str(kk): round(float(v), 4) for kk, v in g["kernel"].value_counts(normalize=True).items()} \
             if "kernel" in g else {}
-        fits.append(GemmFit(dtype=dtype, t0_us=t0, tflops=f, gbps=bw, compute_efficiency=None, hbm_efficiency=None,
-                            kernels=kernels, m_range=(int(m.min()), int(m.max())), quality=q))
-        pred = t0 + np.maximum(flop / (f * 1e6), nbytes / (bw * 1e3))
-        results.append(_result(f"op:gemm:{dtype}", "t0 + max(flop/F, bytes/B)",
-                               {"t0_us": t0, "tflops": f, "gbps": bw}, q, pred, y))
+        fit = GemmFit(dtype=dtype, t0_us=t0, tflops=f, gbps=bw, compute_efficiency=None, hbm_efficiency=None,
+                      kernels=kernels, m_range=(int(m.min()), int(m.max())), quality=q)
+        params, form = {"t0_us": t0, "tflops": f, "gbps": bw}, "t0 + max(flop/F, bytes/B)"
+        two = _gemv_regime(m, flop, nbytes, y, floor_us, q) if gemv else None
+        if two is not None:
+            (t1, f1, b1, q1), (t2, f2, b2, q2), q = two
+            fit = dataclasses.replace(fit, t0_us=t2, tflops=f2, gbps=b2, quality=q, large_quality=q2,
+                                      decode_m_max=GEMV_M, decode_t0_us=t1, decode_tflops=f1, decode_gbps=b1,
+                                      decode_quality=q1)
+            params = {"m1:t0_us": t1, "m1:tflops": f1, "m1:gbps": b1, "t0_us": t2, "tflops": f2, "gbps": b2}
+            form = "M=1 and M>=2 apart: t0 + max(flop/F, bytes/B)"
+        pred = np.array([fit.time_us(mm, nn, kk) for mm, nn, kk in zip(m, n, k)])
+        fits.append(fit)
+        results.append(_result(f"op:gemm:{dtype}", form, params, q, pred, y))
     return fits, results
 
 
@@ -154,7 +192,9 @@ def fit_cpu_ops(df, device_name: str, torch_version: str,
     """(op fits of one path or None where nothing was fitted, their FitResults, elementwise µs
     per layer)."""
     df = on_path(df, path)
-    gemm, attn, ew_us, notes, results = _fit_path(df)
+    # The GEMV regime for the decoder's aten::mm alone: the engine's fits stay as the vLLM loop
+    # validated them.
+    gemm, attn, ew_us, notes, results = _fit_path(df, gemv=(path == DECODER))
     if not gemm:
         return None, results, ew_us
     if path == DECODER:
@@ -167,10 +207,10 @@ def fit_cpu_ops(df, device_name: str, torch_version: str,
     return fits, results, ew_us
 
 
-def _fit_path(df):
+def _fit_path(df, gemv: bool = False):
     fl, _ = _clean(df, "floor")
     floor_us = float(np.min(_time(fl))) if fl is not None and len(fl) else None
-    gemm, gres = fit_cpu_gemms(df, floor_us)
+    gemm, gres = fit_cpu_gemms(df, floor_us, gemv=gemv)
     attn, ares = fit_cpu_attention(df, floor_us)
     ew, _ = _clean(df, "elementwise")
     elementwise = float(np.median(_time(ew))) if ew is not None and len(ew) else None
