@@ -1,6 +1,7 @@
 """The ops of an eager CPU decode step, timed the way a serving engine on this CPU runs them
-(vLLM's CPU build: one worker thread, eager): what `calibrate --device cpu` fits the
-profile's op-level fits (model/opfits.py) from.
+(vLLM's CPU build: one worker thread, eager) and the way inferecon's own torch decoder runs
+them (the "decoder" path, below): what `calibrate --device cpu` fits the profile's op-level
+fits (model/opfits.py) from. The list below is the engine path.
 
 - "gemm": y[M,N] = x[M,K] W[N,K]^T at decode M. With vLLM's CPU extension loaded ($INFERECON_VLLM_CPU_LIB,
   below): vLLM's own call, `torch.ops._C.onednn_mm` on a handler `create_onednn_mm_handler(W^T,
