@@ -68,7 +68,7 @@ from inferecon.core.stats import mape_pct_of
 from inferecon.model.engine import EngineProfile
 
 # benchmarks/point_pricing.py, beside this file: how both scorecards price a point.
-from point_pricing import (EAGER_NOTE, OPDB_BACKEND, eager_engine, opdb_model, resolve_model, runs_eagerly,
+from point_pricing import (EAGER_NOTE, OPDB_BACKEND, eager_engine, kept_model, opdb_model, resolve_model, runs_eagerly,
                            with_host_overhead)
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -177,6 +177,8 @@ def to_case(row) -> EngineCase:
                     weight_bits=int(row.weight_bits), kv_bits=int(row.kv_bits), gpu=row.gpu,
                     version=str(row.engine_version))
     model = resolve_model(row.model).with_precision(int(row.weight_bits), int(row.kv_bits))
+    # The modules its checkpoint or engine keeps in 16 bit (point_pricing.kept_model: sourced rules).
+    model = kept_model(model, row.engine, getattr(row, "notes", ""))
     return EngineCase(run=run, model=model, hw=get_profile(row.gpu), tp=int(row.tp))
 
 

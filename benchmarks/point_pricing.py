@@ -2,7 +2,8 @@
 benchmarks/ttft_accuracy.py, TTFT and serving TPOT): the per-op database backend whose tables
 price its engine, its model (a config.json written for the scorecard, else the catalog), its
 weight format on the op-DB profile, the published host overhead of its engine version, and the
-engine a point run without CUDA graphs is priced with. The op-DB profiles themselves are
+engine a point run without CUDA graphs is priced with; the modules its deployment keeps in 16
+bit (kept_model: the decode scorecard so far). The op-DB profiles themselves are
 `calibrate --op-db`'s, built and cached by inferecon.calibration.opdb_profiles."""
 
 from __future__ import annotations
@@ -52,6 +53,22 @@ def opdb_model(model: ModelSpec, label: str) -> ModelSpec:
     if model.weight_format or fmt is None or fmt.weight_bits != model.weight_bits:
         return model
     return model.with_format(fmt.name)
+
+
+def kept_model(model: ModelSpec, engine_name: str, notes) -> ModelSpec:
+    """The point's quantised model with the modules its deployment keeps in 16 bit, decided from
+    the sources (model/quant.py), never from the measured figure: what its config.json says
+    where the scorecard has one (resolve_model read it already), else the checkpoint its notes
+    name (quant.CHECKPOINT_KEPT: Meta's FFN-only FP8 405B), else the format as its engine runs it
+    (quant.LM_HEAD_16BIT_SOURCES: the lm head and embeddings 16-bit everywhere but gpt-fast and
+    torchao, which quantise every nn.Linear). Unchanged where no source says (lmdeploy)."""
+    from inferecon.model.quant import CHECKPOINT_KEPT, engine_kept_modules
+
+    if model.weight_bits >= 16 or model.has_16bit_modules:
+        return model
+    text = str(notes or "")
+    kept = next((k for name, k in CHECKPOINT_KEPT.items() if name in text), None) or engine_kept_modules(engine_name)
+    return model if kept is None else model.with_kept_16bit(kept)
 
 
 def with_host_overhead(engine: EngineProfile, engine_name: str, engine_version: str):

@@ -49,7 +49,8 @@ from pathlib import Path
 from inferecon.core.text import fixed_or_dash
 
 # benchmarks/point_pricing.py, beside this file: how both scorecards price a point.
-from point_pricing import OPDB_BACKEND, eager_engine, opdb_model, resolve_model, runs_eagerly, with_host_overhead
+from point_pricing import (OPDB_BACKEND, eager_engine, kept_model, opdb_model, resolve_model, runs_eagerly,
+                           with_host_overhead)
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_CSV = HERE / "data" / "public_ttft.csv"
@@ -264,7 +265,7 @@ def price_point(p: Point, pr: Pricing, kv_bits: int | None, sim: bool) -> dict:
                profile_note=pr.why)
     try:
         kv = kv_bits if kv_bits and kv_unstated(p.notes) else p.kv_bits
-        model = resolve_model(p.model).with_precision(p.weight_bits, kv)
+        model = kept_model(resolve_model(p.model).with_precision(p.weight_bits, kv), p.engine, p.notes)
         engine = pr.engine
         if pr.engine is not None:
             model = opdb_model(model, p.weight_format)

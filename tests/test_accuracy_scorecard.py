@@ -424,3 +424,18 @@ def test_bad_load_column_is_a_one_line_error(tmp_path, points, capsys):
     assert acc.main(["--csv", str(path), "--no-op-db"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "per output token" in err and "Traceback" not in err
+
+
+def test_quantised_points_keep_the_modules_their_sources_name(points):
+    # Decided from the sources, not the measured figure (model/quant.py): Meta's FFN-only FP8
+    # 405B (dstack's rows name the checkpoint), the lm head 16-bit under vLLM / TRT-LLM / NIM /
+    # SGLang / AutoAWQ, every nn.Linear quantised by gpt-fast and torchao.
+    cases = {(r.source_id, r.weight_bits): acc.to_case(r).model for r in points.itertuples()}
+    meta = cases[("dstack-llama31-405b-fp8-h100", 8)]
+    assert (meta.attention_16bit_layers, meta.mlp_16bit_layers, meta.lm_head_16bit) == (126, 2, True)
+    rtn = cases[("vllm-rtn-marlin-h100", 8)]
+    assert rtn.lm_head_16bit and rtn.attention_16bit_layers == 0
+    gpt_fast = cases[("gpt-fast-readme", 4)]
+    assert (gpt_fast.lm_head_16bit, gpt_fast.embedding_16bit) == (False, True)
+    for (src, _), m in cases.items():
+        assert m.has_16bit_modules == (m.weight_bits < 16), src  # every quantised point has a rule

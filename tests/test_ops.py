@@ -184,3 +184,43 @@ def test_moe_router_runs_on_the_bf16_fit():
     a = _eval(model=moe, fits=with_bf16)
     b = _eval(model=moe, fits=without)
     assert (b.t_step_s[0] - a.t_step_s[0]) * 1e6 == pytest.approx(2 * (50.0 - 4.0), rel=1e-9)
+
+
+# An int4 weight-only fit (synthetic, round numbers) beside the bf16 one.
+INT4 = GemmFit("int4_wo", t0_us=8.0, tflops=500.0, gbps=1000.0, compute_efficiency=None, hbm_efficiency=None)
+FITS4 = OpFits("synthetic", "toy", "0", gemm=[GEMM, INT4], attention=[ATTN], collectives=[CUSTOM, NCCL])
+
+
+def test_a_16bit_lm_head_of_an_int4_model_runs_the_bf16_gemm():
+    from inferecon.model.quant import KeptModules
+
+    int4 = MODEL.with_format("w4a16")
+    kept = int4.with_kept_16bit(KeptModules(lm_head=True, embeddings=True))
+    # Per layer at M = 1 on the int4 fit (bytes = N·K·0.5 + K·2 + N·2, 1000 GB/s):
+    #   QKV 1 581 056 B = 1.581056 us, out 528 384 B = 0.528384, gate/up 4 212 736 B = 4.212736,
+    #   down 2 107 392 B = 2.107392 (sum 8.429568); attention 4.096 us as above; activations
+    #   2 · 32 768 B / 1000 GB/s = 0.065536 us.
+    # The lm head kept 16-bit: bf16 fit, 65 602 048 B / 2000 GB/s = 32.801024 us, t0 4 us; in int4
+    # (the old rule) it was 16 384 000 + 2 048 + 64 000 = 16 450 048 B / 1000 GB/s = 16.450048 us, t0 8.
+    layers_us = 2 * (8.429568 + 4.096) + 0.065536
+    r = _eval(model=kept, fits=FITS4)
+    assert r.t_memory_s[0] * 1e6 == pytest.approx(layers_us + 32.801024, rel=1e-9)
+    assert r.t_latency_s[0] * 1e6 == pytest.approx(2 * (4 * 8.0 + 10.0 + 10.0) + 4.0, rel=1e-9)
+    old = _eval(model=int4, fits=FITS4)
+    assert old.t_memory_s[0] * 1e6 == pytest.approx(layers_us + 16.450048, rel=1e-9)
+    assert old.t_latency_s[0] * 1e6 == pytest.approx(2 * (4 * 8.0 + 10.0 + 10.0) + 8.0, rel=1e-9)
+
+
+def test_every_module_kept_16bit_prices_the_gemms_of_the_bf16_model():
+    from inferecon.model.quant import KeptModules
+
+    all16 = MODEL.with_format("w4a16").with_kept_16bit(KeptModules(attention_all=True, mlp_layers=2, lm_head=True))
+    a, b = _eval(model=all16, fits=FITS4), _eval(model=MODEL, fits=FITS4)
+    assert float(a.t_gemm_s[0]) == pytest.approx(float(b.t_gemm_s[0]), rel=1e-12)
+    # Half of the attention layers kept: halfway between, in GEMM time.
+    half = MODEL.with_format("w4a16").with_kept_16bit(KeptModules(attention_layers=1))
+    none = MODEL.with_format("w4a16")
+    mid = _eval(model=half, fits=FITS4).t_gemm_s[0]
+    att = lambda m: _eval(model=m, fits=FITS4).t_gemm_s[0]  # noqa: E731
+    full = MODEL.with_format("w4a16").with_kept_16bit(KeptModules(attention_all=True))
+    assert float(mid) == pytest.approx((float(att(none)) + float(att(full))) / 2, rel=1e-12)

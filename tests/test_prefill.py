@@ -279,3 +279,17 @@ def test_moe_prefill_reads_the_engines_moe_table_curve():
     # all, so the difference is the table's 32 x 200 us (to 1e-5).
     assert (with_table.t_gemm_s - without.t_gemm_s) * 1e6 == pytest.approx(32 * 200.0, rel=1e-5)
     assert with_table.t_latency_s == pytest.approx(without.t_latency_s, abs=1e-12)  # scaled FLOPs, no latency
+
+
+def test_a_16bit_lm_head_of_an_fp8_model_reads_two_bytes_a_weight(llama8b, h100):
+    # Llama 3 8B in FP8 with its lm head kept 16-bit (every engine but gpt-fast/torchao runs it so):
+    # at prefill the lm head multiplies the last position only, so it is weight-bound either way
+    # and reads 128256 · 4096 = 525 336 576 weights at 2 bytes instead of 1: 525 336 576 B more at
+    # the published profile's bandwidth; its FLOPs are unchanged.
+    from inferecon.model.quant import KeptModules
+
+    fp8 = llama8b.with_precision(8)
+    kept = fp8.with_kept_16bit(KeptModules(lm_head=True, embeddings=True))
+    a, b = prefill_chunk(fp8, h100, tokens=2048), prefill_chunk(kept, h100, tokens=2048)
+    assert b.gemm_flops_per_gpu == a.gemm_flops_per_gpu
+    assert b.t_memory_s - a.t_memory_s == pytest.approx(525_336_576 / (h100.memory.achieved_gbps * 1e9), rel=1e-9)

@@ -8,7 +8,9 @@ graph runs its kernels in sequence; nothing overlaps but what a kernel overlaps 
 
 - each weight GEMM y[M,N] = x[M,K] W[N,K]^T — QKV, attention-out, gate/up, down; the lm head
   once per step — costs t0 + max(2MNK / F, bytes / B) with t0, F, B the fit of the weight
-  format's GEMM dtype (model/quant.py: FP8 per-tensor or block, INT8/INT4 weight-only ...);
+  format's GEMM dtype (model/quant.py: FP8 per-tensor or block, INT8/INT4 weight-only ...), or
+  the bf16 fit with 2-byte weights for the modules the checkpoint keeps in 16 bit (the lm head
+  under most formats, attention in Meta's FP8 405B: ModelSpec.attention_16bit_layers ...);
 - decode attention costs floor + max(KV bytes / B, FLOP / F) from the fit of the KV dtype;
 - norms, activations, residual adds cost the engine's elementwise time per layer;
 - a MoE layer costs the MoE fit (fixed cost + max(touched expert bytes / B, FLOP / F)) plus the
@@ -224,6 +226,8 @@ def fallbacks(model, hw, engine=None) -> list[str]:
     if src is not None and src.backend and src.backend != fits.engine:
         out.append(f"{got} GEMMs priced from {src.backend} {src.version}'s table on the same GPU "
                    f"({fits.engine} {fits.engine_version} has none)")
+    if model.has_16bit_modules and want != "bf16" and fits.gemm_fit("bf16") is None:
+        out.append(f"modules kept in 16 bit priced with the {got} fit at 2-byte weights (no bf16 GEMM fit)")
     kv = kv_dtype_of(model)
     if fits.attention_fit(kv) is None:
         out.append(f"{kv} KV attention priced with the bf16 fit's floor and bandwidth at {kv} bytes")
@@ -297,18 +301,33 @@ def stage_ops(model, hw, engine, lay, tok_rank, tok_group, context, heads_axis, 
         nbytes = n * k * wbytes + mm * k * ab + mm * n * ob
         acc.roofline(family, count, *gemm_params(f, mm, n * k * wbytes, k, nbytes), flop, nbytes)
 
+    if model.has_16bit_modules:
+        # Modules the checkpoint keeps in 16 bit (ModelSpec.attention_16bit_layers ...) run the
+        # bf16 GEMM with 2-byte weights, as the router does (the dense format's fit where the
+        # profile has no bf16 one).
+        bf16_fit = fits.gemm_fit("bf16")
+
+        def gemm16(family, count, mm, n, k):
+            gemm(family, count, mm, n, k, wbytes=2.0, fit=bf16_fit)
+
     # Attention projections (heads split over `heads_axis`: the tp group in 1D).
-    if model.is_mla:
-        _mla_gemms(gemm, model, layers, m, tp, d)
-    else:
-        q = model.n_heads * model.d_head
-        kv = 2.0 * model.d_head * np.maximum(model.n_kv_heads / tp, 1.0)
-        gemm("gemm_attention", layers, m, q / tp + kv, d)
-        gemm("gemm_attention", layers, m, d, q / tp)
+    att16 = model.attention_16bit_share
+    for g, count in (((gemm, layers),) if not att16 else
+                     ((gemm, layers * (1.0 - att16)), (gemm16, layers * att16))):
+        if model.is_mla:
+            _mla_gemms(g, model, count, m, tp, d)
+        else:
+            q = model.n_heads * model.d_head
+            kv = 2.0 * model.d_head * np.maximum(model.n_kv_heads / tp, 1.0)
+            g("gemm_attention", count, m, q / tp + kv, d)
+            g("gemm_attention", count, m, d, q / tp)
     gated = model.mlp_matrices - 1
-    gemm("gemm_mlp", dense_layers, m, gated * model.d_ff / tp, d)
-    gemm("gemm_mlp", dense_layers, m, d, model.d_ff / tp)
-    gemm("gemm_lm_head", 1.0 / pp, m, model.vocab_size / tp, d)
+    mlp16 = model.mlp_16bit_share
+    for g, count in (((gemm, dense_layers),) if not mlp16 else
+                     ((gemm, dense_layers * (1.0 - mlp16)), (gemm16, dense_layers * mlp16))):
+        g("gemm_mlp", count, m, gated * model.d_ff / tp, d)
+        g("gemm_mlp", count, m, d, model.d_ff / tp)
+    (gemm16 if model.lm_head_kept_16bit else gemm)("gemm_lm_head", 1.0 / pp, m, model.vocab_size / tp, d)
 
     # Decode attention over this GPU's share of the KV cache.
     kvd = kv_dtype_of(model)

@@ -251,9 +251,10 @@ def _token_ops(model, hw, acc, m, lm_rows, tp, pp, ep, op_level, pricing, tp_row
     d = float(model.d_model)
     flops = 0.0
 
-    def gemm(count, mm, n, k, wbytes=None, weight_elems=None, fit=None):
+    def gemm(count, mm, n, k, wbytes=None, weight_elems=None, fit=None, rate=None):
         """count GEMMs y[mm,n] = x[mm,k] W[n,k]^T, each t0 + max(flop / F, bytes / B): the
-        larger side is the op's term (weight_elems: weights actually read, when not n·k)."""
+        larger side is the op's term (weight_elems: weights actually read, when not n·k; rate:
+        FLOP/s where no fit prices it, for a 16-bit module of a quantised model)."""
         nonlocal flops
         if mm <= 0:
             return
@@ -261,7 +262,7 @@ def _token_ops(model, hw, acc, m, lm_rows, tp, pp, ep, op_level, pricing, tp_row
         flop = 2.0 * mm * n * k * count
         nbytes = ((n * k if weight_elems is None else weight_elems) * wb + mm * k * a_b + mm * n * o_b) * count
         flops += flop
-        t0, f_rate, b_rate, act_us = t0_us, F, B, 0.0
+        t0, f_rate, b_rate, act_us = t0_us, rate or F, B, 0.0
         if (fit or gfit) is not None:  # the fit's regime at this M (opfits.GemmFit.prefill_params)
             t0, tflops, gbps, act_us = (fit or gfit).prefill_params(mm)
             f_rate, b_rate = tflops * 1e12, gbps * 1e9
@@ -273,33 +274,47 @@ def _token_ops(model, hw, acc, m, lm_rows, tp, pp, ep, op_level, pricing, tp_row
     # Output width split over the heads' axis (tp in 1D, the r rows in 2D), the reduced width
     # d_model over the c columns (1 in 1D): one rule for both.
     hx = _heads_axis(tp, r)
-    if model.is_mla and r == 1:
-        # MLA's projections as the engines run them at prefill (un-absorbed; DeepSeek-V2/V3 code
-        # in TRT-LLM, vLLM, SGLang): the fused down-projection of query and KV latent replicated
-        # on every GPU (as at decode, model/ops._mla_gemms), the query and KV up-projections and
-        # the output projection split by heads. Splitting the down-projection over tp too read
-        # 1/tp of its 15.1M weights per GPU (DeepSeek-V3 at tp 8: 47 MFLOP a token where a GPU runs 73).
-        h = model.n_heads / hx
-        qk = model.qk_nope_dim + model.qk_rope_dim
-        latent = model.kv_lora_rank + model.qk_rope_dim
-        gemm(layers, m, model.q_lora_rank + latent, d)
-        if model.q_lora_rank:
-            gemm(layers, m, h * qk, model.q_lora_rank)
+    if model.has_16bit_modules:
+        # Modules the checkpoint keeps in 16 bit (ModelSpec.attention_16bit_layers ...): 2-byte
+        # weights on the bf16 fit (op-level), else at the profile's bf16 rate, as at decode (model/ops.py).
+        bf16_fit = hw.op_fits.gemm_fit("bf16") if op_level and gfit is not None else None
+        bf16_rate = hw.compute.achieved_tflops("bf16") * 1e12 if "bf16" in hw.compute.peak_tflops else None
+
+        def gemm16(count, mm, n, k):
+            gemm(count, mm, n, k, wbytes=2.0, fit=bf16_fit, rate=bf16_rate)
+
+    att16 = model.attention_16bit_share
+    for g, count in (((gemm, layers),) if not att16 else ((gemm, layers * (1.0 - att16)), (gemm16, layers * att16))):
+        if model.is_mla and r == 1:
+            # MLA's projections as the engines run them at prefill (un-absorbed; DeepSeek-V2/V3 code
+            # in TRT-LLM, vLLM, SGLang): the fused down-projection of query and KV latent replicated
+            # on every GPU (as at decode, model/ops._mla_gemms), the query and KV up-projections and
+            # the output projection split by heads. Splitting the down-projection over tp too read
+            # 1/tp of its 15.1M weights per GPU (DeepSeek-V3 at tp 8: 47 MFLOP a token where a GPU runs 73).
+            h = model.n_heads / hx
+            qk = model.qk_nope_dim + model.qk_rope_dim
+            latent = model.kv_lora_rank + model.qk_rope_dim
+            g(count, m, model.q_lora_rank + latent, d)
+            if model.q_lora_rank:
+                g(count, m, h * qk, model.q_lora_rank)
+            else:
+                g(count, m, h * qk, d)
+            g(count, m, h * (model.qk_nope_dim + model.v_head_dim), model.kv_lora_rank)
+            g(count, m, d, h * model.v_head_dim)
+        elif model.is_mla:
+            g(count, m, model.attention_params / d / hx, d / c)
         else:
-            gemm(layers, m, h * qk, d)
-        gemm(layers, m, h * (model.qk_nope_dim + model.v_head_dim), model.kv_lora_rank)
-        gemm(layers, m, d, h * model.v_head_dim)
-    elif model.is_mla:
-        gemm(layers, m, model.attention_params / d / hx, d / c)
-    else:
-        q = model.n_heads * model.d_head
-        kv = 2.0 * model.d_head * max(model.n_kv_heads / hx, 1.0)
-        gemm(layers, m, q / hx + kv, d / c)
-        gemm(layers, m, d / c, q / hx)
+            q = model.n_heads * model.d_head
+            kv = 2.0 * model.d_head * max(model.n_kv_heads / hx, 1.0)
+            g(count, m, q / hx + kv, d / c)
+            g(count, m, d / c, q / hx)
     gated = model.mlp_matrices - 1
-    if dense_layers > 0:
-        gemm(dense_layers, m, gated * model.d_ff / hx, d / c)
-        gemm(dense_layers, m, d / c, model.d_ff / hx)
+    mlp16 = model.mlp_16bit_share
+    for g, count in (((gemm, dense_layers),) if not mlp16 else
+                     ((gemm, dense_layers * (1.0 - mlp16)), (gemm16, dense_layers * mlp16))):
+        if count > 0:
+            g(count, m, gated * model.d_ff / hx, d / c)
+            g(count, m, d / c, model.d_ff / hx)
     if model.is_moe and moe_layers > 0 and m > 0:
         ff = float(model.d_ff_expert)
         # The router: 16-bit weights and inputs, as at decode (model/ops._moe), so the bf16 fit
@@ -320,7 +335,7 @@ def _token_ops(model, hw, acc, m, lm_rows, tp, pp, ep, op_level, pricing, tp_row
             rows = m * k_act / ep
             gemm(moe_layers, rows, gated * ff / hx, d / c, weight_elems=touched * gated * ff / tp * d)
             gemm(moe_layers, rows, d / c, ff / hx, weight_elems=touched * d * ff / tp)
-    gemm(1.0 / pp, lm_rows, model.vocab_size / hx, d / c)
+    (gemm16 if model.lm_head_kept_16bit else gemm)(1.0 / pp, lm_rows, model.vocab_size / hx, d / c)
 
     if tp > 1 and m > 0 and r == 1:
         acc.add("allreduce", network=2.0 * layers * _allreduce_s(hw, eng_fits, tp, m * d * model.act_bytes, op_level))

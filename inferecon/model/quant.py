@@ -28,6 +28,8 @@ Sources for the config.json layouts read here (field names as the libraries writ
 
 from __future__ import annotations
 
+import fnmatch
+import re
 from dataclasses import dataclass
 
 from inferecon.core.errors import UserError
@@ -134,11 +136,169 @@ def format_of(model) -> QuantFormat:
 # -- a config.json's quantization_config ----------------------------------------------------------
 @dataclass(frozen=True)
 class CheckpointQuant:
-    """What a checkpoint's quantization_config says: the weight format, and the KV-cache bits
-    where it sets them (None: the engine's default, 16-bit)."""
+    """What a checkpoint's quantization_config says: the weight format, the KV-cache bits where
+    it sets them (None: the engine's default, 16-bit), and which modules it leaves in 16 bit
+    (`kept`; read against the model's module names by `kept_modules`)."""
 
     format: QuantFormat
     kv_bits: int | None = None
+    kept: "KeptRule | None" = None
+
+
+# -- modules a quantised checkpoint leaves in 16 bit ------------------------------------------
+@dataclass(frozen=True)
+class KeptModules:
+    """Which modules stay 16-bit in a quantised deployment (ModelSpec.with_kept_16bit): the
+    attention projections of `attention_layers` layers (all of them where `attention_all`), the
+    MLPs of `mlp_layers` dense layers, the lm head, the input embedding table."""
+
+    attention_layers: int = 0
+    attention_all: bool = False
+    mlp_layers: int = 0
+    lm_head: bool = False
+    embeddings: bool = False
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class KeptRule:
+    """A config.json's exclusion list (`modules_to_not_convert`, `ignore`, `exclude_modules`,
+    `ignored_layers`, `llm_int8_skip_modules`) and what its method does with the lm head when the
+    list does not name it; matched against a model's module names by `kept_modules`."""
+
+    patterns: tuple[str, ...]
+    lm_head_default: bool  # the lm head stays 16-bit when no pattern names it
+    source: str
+
+
+# Where the list is, per method; the first field present is read.
+_EXCLUDE_FIELDS = ("modules_to_not_convert", "ignore", "exclude_modules", "ignored_layers", "exclude",
+                   "llm_int8_skip_modules")
+
+
+def _kept_rule(qc: dict, method: str, where: str) -> KeptRule:
+    field, raw = next(((f, qc[f]) for f in _EXCLUDE_FIELDS if qc.get(f) is not None), (None, []))
+    if not isinstance(raw, (list, tuple)) or not all(isinstance(p, str) for p in raw):
+        raise UserError(f"{where}.{field} must be a list of module names, got {raw!r}")
+    if method == "gptq":
+        # GPTQ's own flag: `lm_head: true` checkpoints quantise it (vLLM's GPTQConfig lm_head_quantized).
+        lm_default = not bool(qc.get("lm_head", False))
+    elif field is None or method in ("awq", "fp8", "fbgemm-fp8", "bitsandbytes"):
+        # No list, or a method whose loaders never quantise the lm head (AutoAWQ and vLLM quantise
+        # decoder-layer linears only; transformers adds the output layer to modules_to_not_convert):
+        # the lm head stays 16-bit (LM_HEAD_16BIT_SOURCES).
+        lm_default = True
+    else:
+        # compressed-tensors (`targets: ["Linear"]` less `ignore`), ModelOpt's exclude_modules,
+        # MXFP4's modules_to_not_convert: the list says.
+        lm_default = False
+    src = f"{where}.{field}" if field else f"{where} ({method}: no exclusion list)"
+    return KeptRule(tuple(raw), lm_default, src)
+
+
+def _matches(name: str, pattern: str) -> bool:
+    """Whether an exclusion entry names module `name`, in each library's spelling: 're:' regular
+    expressions (compressed-tensors), globs (ModelOpt's '*lm_head*', MXFP4's
+    'model.layers.*.self_attn'), dotted names or their dotted parts (transformers'
+    modules_to_not_convert, 'lm_head.weight' included)."""
+    p = pattern.strip()
+    if p.startswith("re:"):
+        return re.match(p[3:], name) is not None
+    if any(c in p for c in "*?["):
+        return fnmatch.fnmatchcase(name, p) or fnmatch.fnmatchcase(name, p + ".*")
+    p = p.removesuffix(".weight")
+    return f".{p}." in f".{name}."
+
+
+def _matcher(patterns):
+    """A fast `any(_matches(name, p) for p in patterns)`: plain dotted names by set lookup of the
+    name's contiguous dotted runs (an exclusion list names every projection of 126 layers)."""
+    plain = {p.strip().removesuffix(".weight") for p in patterns
+             if not p.strip().startswith("re:") and not any(c in p for c in "*?[")}
+    other = [p for p in patterns if p.strip().removesuffix(".weight") not in plain]
+
+    def listed(name: str) -> bool:
+        parts = name.split(".")
+        runs = {".".join(parts[i:j]) for i in range(len(parts)) for j in range(i + 1, len(parts) + 1)}
+        return bool(runs & plain) or any(_matches(name, p) for p in other)
+
+    return listed
+
+
+def _attention_names(model, i: int) -> list[str]:
+    if model.is_mla:
+        projs = ("q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj") if model.q_lora_rank else \
+            ("q_proj", "kv_a_proj_with_mqa", "kv_b_proj", "o_proj")
+    else:
+        projs = ("q_proj", "k_proj", "v_proj", "o_proj")
+    return [f"model.layers.{i}.self_attn.{p}" for p in projs]
+
+
+def kept_modules(rule: KeptRule, model) -> KeptModules:
+    """The modules of `model` (Hugging Face's module names: model.layers.N.self_attn.q_proj,
+    model.layers.N.mlp.gate_proj, lm_head, model.embed_tokens) a config's rule leaves in 16 bit:
+    a layer's attention (or dense MLP) counts where every one of its projections is listed. The
+    input embedding table stays 16-bit under every method read here (each quantises linear
+    layers only: vLLM's VocabParallelEmbedding, transformers' nn.Embedding are left as they are)."""
+    listed = _matcher(rule.patterns)
+    att = sum(all(listed(n) for n in _attention_names(model, i)) for i in range(model.n_layers))
+    dense_ids = range(model.n_dense_layers) if model.is_moe else range(model.n_layers)
+    projs = ("gate_proj", "up_proj", "down_proj")[3 - model.mlp_matrices:]
+    mlp = sum(all(listed(f"model.layers.{i}.mlp.{p}") for p in projs) for i in dense_ids)
+    lm_head = rule.lm_head_default or listed("lm_head")
+    return KeptModules(attention_layers=att, attention_all=att == model.n_layers, mlp_layers=mlp, lm_head=lm_head,
+                       embeddings=True, source=rule.source)
+
+
+# Which formats keep the lm head (and the input embeddings) in 16 bit as each engine runs them,
+# where no config.json says: (lm head 16-bit, embeddings 16-bit, source).
+LM_HEAD_16BIT_SOURCES: dict[str, tuple[bool, bool, str]] = {
+    # vLLM builds a quantised method for LinearBase and FusedMoE layers only; the lm head is a
+    # ParallelLMHead (a VocabParallelEmbedding) and stays 16-bit (RTN, FP8, AWQ, GPTQ alike).
+    "vllm": (True, True, "vLLM quantization/rtn.py RTNConfig.get_quant_method: LinearBase and FusedMoE only "
+                         "(https://github.com/vllm-project/vllm/blob/main/vllm/model_executor/layers/quantization/rtn.py)"),
+    # SGLang's quantisation configs follow vLLM's (LinearBase layers only); its public points run
+    # DeepSeek's FP8 checkpoint, whose lm head and embeddings are stored in BF16.
+    "sglang": (True, True, "SGLang srt/layers/quantization (LinearBase layers only); DeepSeek-V3 technical report "
+                           "sec. 3.3.1: embedding and output head kept in BF16 (https://arxiv.org/abs/2412.19437)"),
+    # TensorRT-LLM and NIM quantise with NVIDIA ModelOpt (AMMO before it), whose default configs
+    # disable the "*lm_head*" quantizers.
+    "trtllm": (True, True, "ModelOpt modelopt/torch/quantization/config.py _default_disabled_quantizer_cfg "
+                           "'*lm_head*': enable False (https://github.com/NVIDIA/TensorRT-Model-Optimizer)"),
+    "nim": (True, True, "NIM's TensorRT-LLM engines, ModelOpt default config: '*lm_head*' disabled "
+                        "(https://github.com/NVIDIA/TensorRT-Model-Optimizer)"),
+    # AutoAWQ quantises the linear layers of each decoder layer (get_named_linears(self.modules[i])).
+    "autoawq": (True, True, "AutoAWQ awq/quantize/quantizer.py: linears of the decoder layers only "
+                            "(https://github.com/casper-hansen/AutoAWQ/blob/main/awq/quantize/quantizer.py)"),
+    # gpt-fast's quantize.py and torchao's quantize_ (default filter _is_linear) replace every
+    # nn.Linear, the output layer included; nn.Embedding is left in 16 bit.
+    "gpt-fast": (False, True, "gpt-fast quantize.py replace_linear_weight_only_int8_per_channel / replace_linear_int4: "
+                              "every nn.Linear incl. the output layer (https://github.com/pytorch-labs/gpt-fast/blob/main/"
+                              "quantize.py); torchao quantize_ default filter _is_linear (https://github.com/pytorch/ao/"
+                              "blob/main/torchao/quantization/quant_api.py)"),
+}
+
+# Checkpoints that keep more than the lm head in 16 bit, by Hugging Face name.
+CHECKPOINT_KEPT: dict[str, KeptModules] = {
+    # Meta's FP8 405B quantises the FFN of layers 1..124 only: its config.json's
+    # quantization_config (fbgemm_fp8) lists every layer's self_attn projections, the MLPs of the
+    # first and last layers, and lm_head in modules_to_not_convert (The Llama 3 Herd of Models,
+    # sec. 6.2: no quantisation of attention nor of the first and last Transformer layers).
+    "meta-llama/Llama-3.1-405B-FP8": KeptModules(attention_all=True, mlp_layers=2, lm_head=True, embeddings=True,
+                                                 source="meta-llama/Llama-3.1-405B-FP8 config.json modules_to_not_convert "
+                                                        "(https://huggingface.co/meta-llama/Llama-3.1-405B-FP8); "
+                                                        "https://arxiv.org/abs/2407.21783 sec. 6.2"),
+}
+
+
+def engine_kept_modules(engine: str) -> KeptModules | None:
+    """The modules an engine leaves in 16 bit when it runs a quantised format with no
+    config.json to say (LM_HEAD_16BIT_SOURCES); None for an engine with no sourced fact."""
+    fact = LM_HEAD_16BIT_SOURCES.get(str(engine).strip().lower())
+    if fact is None:
+        return None
+    lm_head, embeddings, source = fact
+    return KeptModules(lm_head=lm_head, embeddings=embeddings, source=source)
 
 
 def from_quantization_config(qc, source: str = "config.json") -> CheckpointQuant:
@@ -148,8 +308,20 @@ def from_quantization_config(qc, source: str = "config.json") -> CheckpointQuant
     if not isinstance(qc, dict):
         raise UserError(f"{where} must be a JSON object")
     method = str(qc.get("quant_method", "")).strip().lower().replace("_", "-")
+    q = _checkpoint_format(qc, method, where)
+    import dataclasses
+
+    family = "gptq" if method.startswith("gptq") else method
+    return dataclasses.replace(q, kept=_kept_rule(qc, family, where))
+
+
+def _checkpoint_format(qc: dict, method: str, where: str) -> CheckpointQuant:
     if method == "fp8":
         return CheckpointQuant(_fp8(qc, where))
+    if method == "fbgemm-fp8":
+        # Meta's FP8 checkpoints: FP8 weights with one scale per output row, activations quantised
+        # per token on the fly (FBGEMM's rowwise W8A8; transformers FbgemmFp8Config).
+        return CheckpointQuant(_with_source(FORMATS["fp8"], f"{where} (fbgemm_fp8, rowwise scales)"))
     if method == "compressed-tensors":
         return _compressed_tensors(qc, where)
     if method in ("awq", "gptq", "awq-marlin", "gptq-marlin"):
@@ -166,7 +338,7 @@ def from_quantization_config(qc, source: str = "config.json") -> CheckpointQuant
         raise UserError(f"{where}: bitsandbytes without load_in_4bit or load_in_8bit")
     if method == "mxfp4":
         return CheckpointQuant(_with_source(FORMATS["mxfp4"], f"{where} (mxfp4)"))
-    known = "fp8, compressed-tensors, awq, gptq, modelopt, bitsandbytes, mxfp4"
+    known = "fp8, fbgemm_fp8, compressed-tensors, awq, gptq, modelopt, bitsandbytes, mxfp4"
     raise UserError(f"{where}: quant_method {qc.get('quant_method')!r} is not one inferecon prices (known: {known})")
 
 

@@ -57,6 +57,16 @@ class ModelSpec:
     # How the weights are quantised (model/quant.py: "fp8", "fp8-block", "int8-wo", "w4a16" ...);
     # "" keeps the default of weight_bits (16: bf16, 8: FP8 W8A8, 4: W4A16).
     weight_format: str = ""
+    # Modules a quantised checkpoint keeps in 16 bit, as the checkpoint's config.json or the engine
+    # that runs the format says (model/quant.py: KeptModules, kept_16bit_modules): the attention
+    # projections of that many layers, the MLPs of that many dense layers, the lm head, the input
+    # embedding table. All unset: every weight in weight_bits (what inferecon assumed before, and
+    # what the paper's parity prices).
+    attention_16bit_layers: int = 0
+    mlp_16bit_layers: int = 0
+    lm_head_16bit: bool = False
+    embedding_16bit: bool = False
+    kept_16bit_source: str = ""  # which file, field or sourced fact said so
     # Bookkeeping: the published parameter count and where the shapes come from.
     published_params_b: float | None = None
     published_active_params_b: float | None = None
@@ -79,6 +89,14 @@ class ModelSpec:
             if get_format(self.weight_format).weight_bits != self.weight_bits:
                 raise UserError(f"model {self.name}: weight format {self.weight_format} is not "
                                 f"{self.weight_bits}-bit")
+        if self.has_16bit_modules:
+            if self.weight_bits >= 16:
+                raise UserError(f"model {self.name}: modules kept in 16 bit need quantised weights "
+                                f"(weights are {self.weight_bits}-bit)")
+            dense = self.n_layers - self.n_moe_layers
+            if not (0 <= self.attention_16bit_layers <= self.n_layers and 0 <= self.mlp_16bit_layers <= dense):
+                raise UserError(f"model {self.name}: 16-bit attention layers {self.attention_16bit_layers} / MLP "
+                                f"layers {self.mlp_16bit_layers} beyond its {self.n_layers} layers ({dense} dense)")
         if self.is_moe and not (0 < self.n_active_experts <= self.n_experts and self.d_ff_expert > 0):
             raise UserError(f"model {self.name}: MoE needs 0 < active experts <= experts and d_ff_expert > 0")
         if self.n_heads % self.n_kv_heads:
@@ -169,7 +187,44 @@ class ModelSpec:
 
     @property
     def weight_bytes(self) -> float:
-        return self.total_params * self.weight_bytes_per_param
+        """Every stored weight, each module at its own precision (the 16-bit ones at 2 bytes)."""
+        total = self.total_params * self.weight_bytes_per_param
+        if self.has_16bit_modules:
+            kept = self.stack_16bit_params + self.embedding_params * self.embedding_kept_16bit
+            if not self.tied_embeddings:
+                kept += self.lm_head_params * self.lm_head_kept_16bit
+            total += kept * (2.0 - self.weight_bytes_per_param)
+        return total
+
+    # -- modules kept in 16 bit (model/quant.py KeptModules) ------------------------------
+    @property
+    def has_16bit_modules(self) -> bool:
+        return bool(self.attention_16bit_layers or self.mlp_16bit_layers or self.lm_head_16bit
+                    or self.embedding_16bit)
+
+    @property
+    def stack_16bit_params(self) -> int:
+        """Weights of the layer stack kept in 16 bit: attention projections and dense MLPs."""
+        return self.attention_16bit_layers * self.attention_params + self.mlp_16bit_layers * self.dense_mlp_params
+
+    @property
+    def lm_head_kept_16bit(self) -> bool:
+        """Whether the lm head is read in 16 bit (a tied head is the embedding table)."""
+        return self.lm_head_16bit or (self.tied_embeddings and self.embedding_16bit)
+
+    @property
+    def embedding_kept_16bit(self) -> bool:
+        return self.embedding_16bit or (self.tied_embeddings and self.lm_head_16bit)
+
+    @property
+    def attention_16bit_share(self) -> float:
+        return self.attention_16bit_layers / self.n_layers
+
+    @property
+    def mlp_16bit_share(self) -> float:
+        """Share of the dense MLP layers kept in 16 bit."""
+        dense = self.n_layers - self.n_moe_layers
+        return self.mlp_16bit_layers / dense if dense else 0.0
 
     @property
     def kv_bytes_per_token_layer(self) -> float:
@@ -218,6 +273,7 @@ class ModelSpec:
             changes["weight_bits"] = int(weight_bits)
             if int(weight_bits) != self.weight_bits:
                 changes["weight_format"] = ""  # the checkpoint's format named other bits
+                changes.update(_ALL_QUANTISED)  # and so did its 16-bit modules
         if kv_bits is not None:
             changes["kv_bits"] = int(kv_bits)
         return dataclasses.replace(self, **changes)
@@ -227,12 +283,28 @@ class ModelSpec:
         from inferecon.model.quant import get_format
 
         fmt = get_format(name)
-        return dataclasses.replace(self, weight_bits=fmt.weight_bits, weight_format=fmt.name)
+        keep = {} if fmt.weight_bits == self.weight_bits else _ALL_QUANTISED
+        return dataclasses.replace(self, weight_bits=fmt.weight_bits, weight_format=fmt.name, **keep)
+
+    def with_kept_16bit(self, kept) -> "ModelSpec":
+        """The same model with the modules a model/quant.KeptModules names kept in 16 bit (the
+        attention of every layer where it says all of them)."""
+        if self.weight_bits >= 16:
+            return self
+        att = self.n_layers if kept.attention_all else min(kept.attention_layers, self.n_layers)
+        dense = self.n_layers - self.n_moe_layers
+        return dataclasses.replace(self, attention_16bit_layers=att, mlp_16bit_layers=min(kept.mlp_layers, dense),
+                                   lm_head_16bit=kept.lm_head, embedding_16bit=kept.embeddings,
+                                   kept_16bit_source=kept.source)
 
     def with_layers(self, n_layers: int) -> "ModelSpec":
         """The same model cut to n_layers (kept dense-layer share for MoE)."""
         dense = min(self.n_dense_layers, n_layers)
-        return dataclasses.replace(self, n_layers=n_layers, n_dense_layers=dense)
+        att = n_layers if self.attention_16bit_layers == self.n_layers else min(self.attention_16bit_layers, n_layers)
+        cut = dataclasses.replace(self, n_layers=n_layers, n_dense_layers=dense, attention_16bit_layers=att,
+                                  mlp_16bit_layers=0)
+        mlp = min(self.mlp_16bit_layers, cut.n_layers - cut.n_moe_layers)
+        return dataclasses.replace(cut, mlp_16bit_layers=mlp)
 
     # -- Hugging Face config.json ----------------------------------------------------------
     @classmethod
@@ -306,9 +378,16 @@ def _from_hf_dict(cfg: dict, name: str, source: str) -> ModelSpec:
         raise UserError(f"{source}: MLA config needs qk_nope_head_dim and v_head_dim")
     if cfg.get("quantization_config") is not None:
         # The checkpoint's own quantisation is the default precision (predict, frontier, specs).
-        from inferecon.model.quant import from_quantization_config
+        from inferecon.model.quant import from_quantization_config, kept_modules
 
         q = from_quantization_config(cfg["quantization_config"], source)
         spec = dataclasses.replace(spec, weight_bits=q.format.weight_bits, weight_format=q.format.name,
                                    kv_bits=q.kv_bits or spec.kv_bits)
+        if q.kept is not None:  # the modules its exclusion list (or its method) leaves in 16 bit
+            spec = spec.with_kept_16bit(kept_modules(q.kept, spec))
     return spec
+
+
+# with_precision / with_format to other bits: the checkpoint's 16-bit modules no longer apply.
+_ALL_QUANTISED = dict(attention_16bit_layers=0, mlp_16bit_layers=0, lm_head_16bit=False, embedding_16bit=False,
+                      kept_16bit_source="")

@@ -241,7 +241,18 @@ def _stage(model, hw, lay, tokens_per_seq, context, opts, engine=None):
     # An engine's kernels may read weights below the bandwidth a plain copy reaches (quantised
     # GEMMs at small batch): its weight-read efficiency stretches the weight part.
     weight_eff = engine.weight_efficiency(model.weight_bits) if engine is not None else 1.0
-    t_mem = (weight_bytes / weight_eff + kv_bytes + act_bytes) / (hw.memory.achieved_gbps * 1e9)
+    if model.has_16bit_modules:
+        # Modules the checkpoint keeps in 16 bit (attention, first/last MLPs, the lm head) are read
+        # at 2 bytes and at the engine's 16-bit read efficiency.
+        kept = (model.stack_16bit_params + model.lm_head_params * model.lm_head_kept_16bit) / pp / tp
+        w16 = kept * 2.0
+        wq = weight_bytes - kept * wbytes
+        weight_bytes = wq + w16
+        eff16 = engine.weight_efficiency(16) if engine is not None else 1.0
+        mem_bytes = weight_bytes + kv_bytes + act_bytes
+        t_mem = (wq / weight_eff + w16 / eff16 + kv_bytes + act_bytes) / (hw.memory.achieved_gbps * 1e9)
+    else:
+        t_mem = (weight_bytes / weight_eff + kv_bytes + act_bytes) / (hw.memory.achieved_gbps * 1e9)
 
     # Arithmetic: every token of this rank through the always-on weights and attention; the
     # routed-expert FLOPs of the whole ep group spread evenly over its ep · tp GPUs.
@@ -378,6 +389,10 @@ def stored_bytes_per_gpu(model: ModelSpec, lay: Layouts, context: int) -> tuple[
     pp = lay.pp.astype(float)
     replicated = model.always_on_params + model.lm_head_params * (not model.tied_embeddings) + model.embedding_params
     weights = (replicated / (pp * tp) + model.routed_expert_params / (pp * ep * tp)) * model.weight_bytes_per_param
+    if model.has_16bit_modules:  # modules kept in 16 bit: 2 bytes each, not weight_bits'
+        kept = (model.stack_16bit_params + model.embedding_params * model.embedding_kept_16bit
+                + model.lm_head_params * (model.lm_head_kept_16bit and not model.tied_embeddings))
+        weights = weights + kept / (pp * tp) * (2.0 - model.weight_bytes_per_param)
     # Every micro-batch's sequences keep their cache on the stage: micro_batch · pp per rank.
     seqs = lay.micro_batch * lay.pp
     kv = seqs * context * (model.n_layers / pp) * model.kv_bytes_per_token_layer * _kv_share_per_gpu(model, heads_split(lay))
