@@ -294,7 +294,7 @@ def engine_handler(args) -> int:
         print(f"MAPE with engine profile {engine.name!r} ({args.engine}): {engine_mape:.1f}%")
     from inferecon.validation.ttft import format_ttft, ttft_rows
 
-    print(format_ttft(ttft_rows(cases)))
+    print(format_ttft(ttft_rows(cases, engine)))  # with --engine, its overheads in TTFT and serving TPOT
     inside, n = coverage(scored, "covered")
     print("coverage: " + (f"{inside} of {n} runs inside the predicted 90% interval ({100 * inside / n:.0f}%; a "
                            "calibrated uncertainty covers about 90%; engine overheads are not in the interval)" if n else

@@ -11,8 +11,11 @@ from inferecon.core.errors import UserError
 from inferecon.core.text import fixed_or_dash
 
 
-def ttft_rows(cases) -> list[dict]:
-    """One row per run that records a TTFT; a run the serving model refuses keeps its reason."""
+def ttft_rows(cases, engine=None) -> list[dict]:
+    """One row per run that records a TTFT; a run the serving model refuses keeps its reason.
+    `engine` (an EngineProfile, `validate --engine`): its per-step and per-layer overheads in every
+    prefill and decode step, as the per-token comparison above prices them; None: the hardware
+    profile alone (the run's engine then only sizes the KV cache)."""
     from inferecon.model.serving import kv_admission, serve
 
     rows = []
@@ -26,7 +29,7 @@ def ttft_rows(cases) -> list[dict]:
         try:
             r = serve(c.model, c.hw, input_len=max(1, int(round(run.input_len))),
                       output_len=max(1, int(round(run.output_len))), tp=c.tp, pp=c.pp, ep=c.ep,
-                      concurrency=max(1, int(round(run.concurrency))),
+                      concurrency=max(1, int(round(run.concurrency))), engine=engine,
                       admission=kv_admission(run.engine))  # the run's engine sizes its KV cache its own way
             row.update(pred_ttft_ms=r.ttft_s * 1e3, pred_tpot_ms=r.tpot_s * 1e3)
             ref = run.ttft_mean_ms if run.ttft_mean_ms is not None else run.ttft_median_ms
