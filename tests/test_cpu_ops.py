@@ -186,3 +186,62 @@ def test_ops_price_fp32_gemms_at_four_bytes_from_the_fp32_fit():
     assert float(res.t_gemm_s[0]) == pytest.approx((553.648128e6 + 0.67584e6) / 40e9, rel=1e-6)
     # Elementwise: the profile's own 60 µs per layer x 8 layers, plus the activation bytes at B.
     assert float(res.t_elementwise_s[0]) >= 8 * 60e-6
+
+
+# -- prefill: a GEMM that leaves the decode regime above M = 32 -------------------------------------
+# Synthetic: the decode law above (GEMM) up to M = 32, then t0 50 µs + max(2MNK / 0.5 TFLOP/s,
+# bytes / 30 GB/s) (a wider tile: 2.5x the FLOP rate, a larger intercept); one prompt's causal
+# attention 30 µs + 2 L^2 h d / 0.15 TFLOP/s.
+PF = dict(t0=50.0, tflops=0.5, gbps=30.0, knee=32)
+CTX = dict(floor=30.0, tflops=0.15)
+
+
+def _prefill_gemm_us(m, n, k, dtype):
+    if m <= PF["knee"]:
+        return _gemm_us(m, n, k, dtype)
+    b = OPB[dtype]
+    return PF["t0"] + max(2 * m * n * k / (PF["tflops"] * 1e6), (n * k + m * k + m * n) * b / (PF["gbps"] * 1e3))
+
+
+def _prefill_table():
+    df = _table()
+    pre = df["label"].astype(str).str.startswith("prefill_")
+    g = pre & (df["op"] == "gemm")
+    df.loc[g, "time_us"] = [_prefill_gemm_us(r.m, r.n, r.k, r.dtype) for r in df[g].itertuples()]
+    c = df["op"] == "context_attention"
+    df.loc[c, "time_us"] = [CTX["floor"] + 2 * r.seq_len ** 2 * r.n_heads * r.head_dim / (CTX["tflops"] * 1e6)
+                            for r in df[c].itertuples()]
+    return df
+
+
+def test_prefill_regime_and_context_attention_from_the_prefill_rows():
+    from inferecon.calibration.fit_ops import fit_cpu_ops
+
+    fits, results, elementwise = fit_cpu_ops(_prefill_table(), "AMD EPYC", "2.13.0+cpu")
+    for g in fits.gemm:
+        # The decode fit as without prefill rows (the prefill rows are kept out of it) ...
+        assert (g.t0_us, g.gbps) == pytest.approx((20.0, 30.0), rel=0.02), g
+        assert g.m_range == (1, 8) and g.decode_t0_us is None
+        # model/prefill.py's reading: the prefill regime above the boundary, the one fit at or below it.
+        assert g.prefill_params(g.decode_m_max)[:3] == (g.t0_us, g.tflops, g.gbps)
+        t0, f, bw, _ = g.prefill_params(512)
+        # gate_up at M = 512 by the law: 50 + 2 x 512 x 8192 x 1024 / 0.5e6 = 17,230 µs
+        assert t0 + 2 * 512 * 8192 * 1024 / (f * 1e6) == pytest.approx(17230.0, rel=0.03)
+        # Decode pricing (model/ops.py: GemmFit.params) does not move at any M.
+        assert g.params(128, 1024, 1024) == (g.t0_us, g.tflops, g.gbps)
+    bf16 = next(g for g in fits.gemm if g.dtype == "bf16")
+    # bf16 at M = 8 is FLOP-bound, so its decode fit knows F: the knee is read off the rows
+    # exactly (M = 16 and 32 follow the decode law, 64 up do not), and the regime is the law's.
+    # (fp32's decode rows never reach F, so its decode fit cannot price M = 16-32 and the
+    # boundary stays at the decode rows' M = 8.)
+    assert bf16.decode_m_max == PF["knee"]
+    assert (bf16.prefill_t0_us, bf16.prefill_tflops) == pytest.approx((50.0, 0.5), rel=0.03)
+    assert bf16.prefill_quality.heldout_mape < 0.01 and bf16.large_quality.heldout_mape > 0.3
+    assert {a.kv_dtype for a in fits.context_attention} == {"bf16", "fp32"}
+    for a in fits.context_attention:
+        assert (a.floor_us, a.tflops) == pytest.approx((30.0, 0.15), rel=0.03), a
+        # 128 tokens, 8 heads of 128: 30 + 2 x 128^2 x 8 x 128 / 0.15e6 = 253.7 µs
+        assert a.time_us(1, 128, 8, 128) == pytest.approx(253.7, rel=0.02)
+    assert elementwise == pytest.approx(60.0)  # the decode M alone: the M = 128 rows are a check
+    assert any("at prefill M" in n for n in fits.notes)
+    assert {"op:gemm-prefill:bf16", "op:context_attention:fp32"} <= {r.term for r in results}

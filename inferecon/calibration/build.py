@@ -189,7 +189,7 @@ def profile_from_tables(manifest: dict, tables: dict, run_id: str,
         uncertainty=calibrated_uncertainty(
             base.uncertainty, run_id, gemm=gemm_results, gemm_fit=gemm_fit, peaks_measured=bool(peaks),
             memory=mem_fit, collectives=coll_results, launch=launch, step=step)
-        + op_level_uncertainty(op_fits, run_id)
+        + _with_gemv(op_level_uncertainty(op_fits, run_id), op_fits)
         + moved_entries(_with_gemv(op_level_uncertainty(decoder_fits, run_id), decoder_fits),
                         "op_fits.", "decoder_op_fits."),
         op_fits=op_fits,
@@ -206,10 +206,11 @@ def _with_cpu_gemms(matmul_df, ops_df):
         return matmul_df
     import pandas as pd
 
-    from inferecon.calibration.fit_ops import ENGINE, on_path, sliced
+    from inferecon.calibration.fit_ops import ENGINE, is_prefill, on_path, sliced
 
     ops_df = on_path(ops_df, ENGINE)  # the engine's kernels: the term model prices what serves
-    g = ops_df[(ops_df["op"] == "gemm").to_numpy() & ~sliced(ops_df)]
+    # Decode rows only: the prefill cases (M up to 512) feed the op fit's prefill regime alone.
+    g = ops_df[(ops_df["op"] == "gemm").to_numpy() & ~sliced(ops_df) & ~is_prefill(ops_df)]
     if len(g) == 0:
         return matmul_df
     rows = pd.DataFrame({"shape_kind": "decode", "dtype": g["dtype"], "m": g["m"], "n": g["n"], "k": g["k"],
@@ -219,17 +220,20 @@ def _with_cpu_gemms(matmul_df, ops_df):
 
 
 def _with_gemv(entries: list[dict], op_fits) -> list[dict]:
-    """A GEMM fit with a GEMV regime of its own (fit_ops._gemv_regime: M = 1 apart) moves that
-    regime's figures with the rest: its quality is the two regimes' pooled held-out error."""
+    """A GEMM fit with a GEMV regime of its own (fit_ops._gemv_regime: M = 1 apart), or a
+    prefill regime (fit_ops._with_prefill), moves that regime's figures with the rest: its
+    quality is the regimes' pooled held-out error."""
     if op_fits is None:
         return entries
     out = []
     for e in entries:
         extra = []
         for i, g in enumerate(op_fits.gemm):
-            if g.decode_m_max is not None and any(p.removeprefix("1/").startswith(f"op_fits.gemm.{i}.") for p in e["paths"]):
-                extra = [f"op_fits.gemm.{i}.decode_t0_us", f"1/op_fits.gemm.{i}.decode_tflops",
-                         f"1/op_fits.gemm.{i}.decode_gbps"]
+            if any(p.removeprefix("1/").startswith(f"op_fits.gemm.{i}.") for p in e["paths"]):
+                for regime, there in (("decode", g.decode_t0_us), ("prefill", g.prefill_t0_us)):
+                    if there is not None:
+                        extra += [f"op_fits.gemm.{i}.{regime}_t0_us", f"1/op_fits.gemm.{i}.{regime}_tflops",
+                                  f"1/op_fits.gemm.{i}.{regime}_gbps"]
         out.append({**e, "paths": list(e["paths"]) + extra} if extra else e)
     return out
 

@@ -29,6 +29,15 @@ fits (model/opfits.py) from. The list below is the engine path.
   M tokens, as torch ops (an upper bound of vLLM's fused kernels for the same work).
 - "floor": one in-place add on a one-element tensor: what any op costs at least.
 
+Prefill cases (engine path alone; the labels start with "prefill_", fit_ops keeps them apart):
+the served model's layer GEMMs (no lm head: a prompt's logits are one row) at M = PREFILL_MS
+tokens, priced by GemmFit's prefill regime (model/prefill.py reads it as it reads an op DB's);
+the decode fit alone priced a 128-token bf16 prompt's GEMMs at 176 ms where vLLM's whole TTFT
+was 105 (results/vllm-cpu-20261202-7/validate-bf16-engine-null-cold). "context_attention":
+one prompt's causal attention over its own PREFILL_LENS tokens (vLLM's CPU attention with
+query_start_loc [0, L], as its prefill runs it; else torch SDPA, is_causal), and one layer's
+elementwise ops at M = 128 (a direct check, kept in the notes; not in the decode median).
+
 Two paths of every GEMM, attention and elementwise case (`path` in the params). "engine": the
 kernels above, as a serving engine runs them (the profile's `op_fits`, which the vLLM loop
 validates). "decoder": the ops inferecon's own torch decoder runs (kernels/decode.py, what
@@ -138,6 +147,13 @@ NULLW_GEMMS = (("nullw_gate_up", 158_208, 64), ("nullw_down", 64, 79_104))
 NULLW_ENV = "INFERECON_CPU_NULLW_GEMMS"
 
 
+# Prefill M (tokens of the prompts one step carries): around and above the knee where a GEMM
+# leaves the weight-bound decode regime; 16-32 locate the knee, 512 bounds the fit's reach.
+PREFILL_MS = (16, 32, 64, 128, 256, 512)
+PREFILL_LENS = (32, 64, 128, 256, 384, 512)  # prompt lengths of the context-attention cases
+PREFILL_ELEMENTWISE_M = 128
+PREFILL = "prefill_"  # label prefix of the prefill cases
+
 ENGINE, DECODER = "engine", "decoder"  # the two paths (module docstring)
 PATHS = (ENGINE, DECODER)
 
@@ -159,8 +175,15 @@ def attention_params(batch: int, kv_len: int, n_heads: int, n_kv_heads: int, hea
             "kv_bytes": 2 * batch * kv_len * n_kv_heads * head_dim * ELEMENT_BYTES[dtype], "path": path}
 
 
-def elementwise_params(m: int, s: DecoderShape, dtype: str, path: str = ENGINE) -> dict:
-    return {"op": "elementwise", "label": "layer", "dtype": dtype, "m": m, "d_model": s.d_model,
+def context_attention_params(seq_len: int, n_heads: int, n_kv_heads: int, head_dim: int, dtype: str) -> dict:
+    """One prompt's causal attention over its own seq_len tokens (engine path only)."""
+    return {"op": "context_attention", "label": f"h{n_heads}kv{n_kv_heads}d{head_dim}", "dtype": dtype,
+            "seq_len": seq_len, "n_heads": n_heads, "n_kv_heads": n_kv_heads, "head_dim": head_dim,
+            "flop": 2 * seq_len * seq_len * n_heads * head_dim, "path": ENGINE}
+
+
+def elementwise_params(m: int, s: DecoderShape, dtype: str, path: str = ENGINE, label: str = "layer") -> dict:
+    return {"op": "elementwise", "label": label, "dtype": dtype, "m": m, "d_model": s.d_model,
             "n_heads": s.n_heads, "n_kv_heads": s.n_kv_heads, "head_dim": s.d_head, "d_ff": s.d_ff, "path": path}
 
 
@@ -175,6 +198,8 @@ def case_id(p: dict) -> str:
         return f"gemm:{p['label']}:m{p['m']}n{p['n']}k{p['k']}:{p['dtype']}"
     if p["op"] == "attention":
         return f"attention:b{p['batch']}L{p['kv_len']}:{p['label']}:{p['dtype']}"
+    if p["op"] == "context_attention":
+        return f"context_attention:s{p['seq_len']}:{p['label']}:{p['dtype']}"
     if p["op"] == "elementwise":
         return f"elementwise:m{p['m']}d{p['d_model']}:{p['dtype']}"
     return "floor:add_1"
@@ -331,6 +356,50 @@ def _attention_fn(p: dict, cold_bytes: int):
     return _Cycle(lambda kv: F.scaled_dot_product_attention(q, kv[0], kv[1]), kvs), "torch_sdpa_grouped"
 
 
+def _context_attention_fn(p: dict, cold_bytes: int):
+    """One prompt of seq_len tokens attending causally to itself, its K/V already in the cache
+    (vLLM writes them before the kernel; the write is priced apart): vLLM's CPU attention over
+    its paged cache where the extension is loaded, else torch SDPA with is_causal on the KV
+    heads repeated to the query heads. The K/V copies are cycled like the decode cases'."""
+    import torch
+    import torch.nn.functional as F
+
+    dt = _torch_dtype(p["dtype"])
+    L, h, hk, d = p["seq_len"], p["n_heads"], p["n_kv_heads"], p["head_dim"]
+    kv_bytes = 2 * L * hk * d * ELEMENT_BYTES[p["dtype"]]
+    copies = _copies(kv_bytes, cold_bytes)
+    scale = d ** -0.5
+    if vllm_ops() is not None:
+        blk = VLLM_ATTN_BLOCK
+        per_seq = -(-L // blk)
+        cache = (torch.rand(copies * per_seq, hk, 2 * blk, d) - 0.5).to(dt)
+        key_cache, value_cache = cache.chunk(2, dim=2)
+        seq_lens = torch.full((1,), L, dtype=torch.int32)
+        qsl = torch.tensor([0, L], dtype=torch.int32)
+        tables = [torch.arange(c * per_seq, (c + 1) * per_seq, dtype=torch.int32).view(1, per_seq)
+                  for c in range(copies)]
+        isa = vllm_attention_isa(dt, d)
+        meta = torch.ops._C.get_scheduler_metadata(1, h, hk, d, seq_lens, dt, qsl, True, -1, isa,
+                                                   os.environ.get("VLLM_CPU_ATTN_SPLIT_KV", "1") != "0", None, "auto")
+        q = (torch.rand(L, h, d) - 0.5).to(dt)
+        out = torch.empty(L, h, d, dtype=dt)
+
+        def attend(table):
+            torch.ops._C.cpu_attention_with_kv_cache(q, key_cache, value_cache, out, qsl, seq_lens, scale, True,
+                                                     None, -1, table, 0.0, meta, None, None, 1.0, 1.0, "auto")
+            return out
+
+        return _Cycle(attend, tables), f"vllm_cpu_attention_{isa}"
+    q = (torch.rand(1, h, L, d) - 0.5).to(dt)
+    kvs = [((torch.rand(1, hk, L, d) - 0.5).to(dt), (torch.rand(1, hk, L, d) - 0.5).to(dt)) for _ in range(copies)]
+
+    def sdpa(kv):
+        k, v = (t.repeat_interleave(h // hk, dim=1) for t in kv)
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+    return _Cycle(sdpa, kvs), "torch_sdpa_causal"
+
+
 def _decoder_elementwise_fn(p: dict):
     """One layer of kernels/decode.py Decoder.step outside its GEMMs and attention: the two
     RMSNorms and the rotary embedding of the query and key heads by the decoder's own methods
@@ -415,6 +484,8 @@ class Session:
                 fn, kernel = _gemm_fn(p, weights, cold)
             elif p["op"] == "attention":
                 fn, kernel = _attention_fn(p, cold)
+            elif p["op"] == "context_attention":
+                fn, kernel = _context_attention_fn(p, cold)
             elif p["op"] == "elementwise":
                 fn, kernel = _elementwise_fn(p)
             else:
@@ -454,7 +525,20 @@ def planned_params(quick: bool, shape: DecoderShape = SERVED) -> list[dict]:
                     if path == ENGINE or (label, n, k) not in nullw]
             out += [attention_params(b, L, h, hk, d, dtype, path) for h, hk, d in heads for b in batches for L in lens]
             out += [elementwise_params(m, shape, dtype, path) for m in (1, 8)]
+    out += prefill_params(shape)
     return out + [floor_params()]
+
+
+def prefill_params(shape: DecoderShape = SERVED) -> list[dict]:
+    """The engine's prefill cases (module docstring), quick or not: one prompt's shapes."""
+    out = []
+    for dtype in DTYPES:
+        out += [gemm_params(m, n, k, dtype, PREFILL + label) for label, n, k in decode_gemms(shape)
+                if label != "lm_head" for m in PREFILL_MS]
+        out += [context_attention_params(L, shape.n_heads, shape.n_kv_heads, shape.d_head, dtype)
+                for L in PREFILL_LENS]
+        out.append(elementwise_params(PREFILL_ELEMENTWISE_M, shape, dtype, label=PREFILL + "layer"))
+    return out
 
 
 def cases(ctx: SweepContext, quick: bool) -> list[Case]:
