@@ -178,7 +178,7 @@ def to_case(row) -> EngineCase:
                     version=str(row.engine_version))
     model = resolve_model(row.model).with_precision(int(row.weight_bits), int(row.kv_bits))
     # The modules its checkpoint or engine keeps in 16 bit (point_pricing.kept_model: sourced rules).
-    model = kept_model(model, row.engine, getattr(row, "notes", ""))
+    model = kept_model(model, row.engine, getattr(row, "notes", ""), str(row.engine_version))
     return EngineCase(run=run, model=model, hw=get_profile(row.gpu), tp=int(row.tp))
 
 

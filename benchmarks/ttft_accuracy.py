@@ -265,7 +265,8 @@ def price_point(p: Point, pr: Pricing, kv_bits: int | None, sim: bool) -> dict:
                profile_note=pr.why)
     try:
         kv = kv_bits if kv_bits and kv_unstated(p.notes) else p.kv_bits
-        model = kept_model(resolve_model(p.model).with_precision(p.weight_bits, kv), p.engine, p.notes)
+        model = kept_model(resolve_model(p.model).with_precision(p.weight_bits, kv), p.engine, p.notes,
+                           p.engine_version)
         engine = pr.engine
         if pr.engine is not None:
             model = opdb_model(model, p.weight_format)

@@ -126,6 +126,12 @@ def test_engine_rules_and_their_sources():
     gpt_fast = quant.engine_kept_modules("gpt-fast")  # every nn.Linear, the output layer too
     assert (gpt_fast.lm_head, gpt_fast.embeddings) == (False, True) and "gpt-fast" in gpt_fast.source
     assert quant.engine_kept_modules("lmdeploy") is None  # no sourced fact: the old rule
+    # TensorRT-LLM's FP8 before ModelOpt (v0.10): AMMO's FP8_DEFAULT_CFG has no '*lm_head*' entry.
+    for version, lm_head in (("v0.5.0 (TensorRT 9.1.0.4)", False), ("v0.6.1", False), ("v0.7a (pre-release)", False),
+                             ("v0.21.0rc2 (trtllm-serve; LLMPerf client)", True)):
+        k = quant.engine_kept_modules("trtllm", "fp8", version)
+        assert (k.lm_head, k.embeddings) == (lm_head, True), version
+    assert quant.engine_kept_modules("trtllm", "w4a16", "v0.7.1").lm_head  # AMMO's INT4 AWQ config disables it
 
 
 def test_defaults_and_variants_keep_the_old_rule():

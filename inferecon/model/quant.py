@@ -261,8 +261,8 @@ LM_HEAD_16BIT_SOURCES: dict[str, tuple[bool, bool, str]] = {
     # DeepSeek's FP8 checkpoint, whose lm head and embeddings are stored in BF16.
     "sglang": (True, True, "SGLang srt/layers/quantization (LinearBase layers only); DeepSeek-V3 technical report "
                            "sec. 3.3.1: embedding and output head kept in BF16 (https://arxiv.org/abs/2412.19437)"),
-    # TensorRT-LLM and NIM quantise with NVIDIA ModelOpt (AMMO before it), whose default configs
-    # disable the "*lm_head*" quantizers.
+    # TensorRT-LLM and NIM quantise with NVIDIA ModelOpt, whose default configs disable the
+    # "*lm_head*" quantizers (as AMMO's INT8/INT4 configs did before it; AMMO's FP8: AMMO_FP8_SOURCE).
     "trtllm": (True, True, "ModelOpt modelopt/torch/quantization/config.py _default_disabled_quantizer_cfg "
                            "'*lm_head*': enable False (https://github.com/NVIDIA/TensorRT-Model-Optimizer)"),
     "nim": (True, True, "NIM's TensorRT-LLM engines, ModelOpt default config: '*lm_head*' disabled "
@@ -291,14 +291,33 @@ CHECKPOINT_KEPT: dict[str, KeptModules] = {
 }
 
 
-def engine_kept_modules(engine: str) -> KeptModules | None:
-    """The modules an engine leaves in 16 bit when it runs a quantised format with no
-    config.json to say (LM_HEAD_16BIT_SOURCES); None for an engine with no sourced fact."""
-    fact = LM_HEAD_16BIT_SOURCES.get(str(engine).strip().lower())
+# TensorRT-LLM before v0.10 quantised with AMMO, ModelOpt's predecessor: its FP8_DEFAULT_CFG has no
+# "*lm_head*" entry (its INT8 and INT4 configs have one), so FP8 engines of that era quantised the
+# lm head too; the embedding table, not a Linear, stayed 16-bit.
+AMMO_FP8_SOURCE = ("nvidia-ammo 0.5/0.7 ammo.torch.quantization FP8_DEFAULT_CFG: no '*lm_head*' entry, unlike its "
+                   "INT8/INT4 configs (https://developer.nvidia.com/downloads/assets/cuda/files/nvidia-ammo/"
+                   "nvidia_ammo-0.7.1.tar.gz)")
+_MODELOPT_FROM = (0, 10)  # the first TensorRT-LLM release on nvidia-modelopt rather than nvidia-ammo
+
+
+def engine_kept_modules(engine: str, fmt: str = "", version: str = "") -> KeptModules | None:
+    """The modules an engine leaves in 16 bit when it runs a quantised format (`fmt`, a FORMATS
+    name) with no config.json to say (LM_HEAD_16BIT_SOURCES; TensorRT-LLM's AMMO era for FP8:
+    AMMO_FP8_SOURCE); None for an engine with no sourced fact."""
+    name = str(engine).strip().lower()
+    if name == "trtllm" and fmt in ("fp8", "") and _version(version) and _version(version) < _MODELOPT_FROM:
+        return KeptModules(lm_head=False, embeddings=True, source=AMMO_FP8_SOURCE)
+    fact = LM_HEAD_16BIT_SOURCES.get(name)
     if fact is None:
         return None
     lm_head, embeddings, source = fact
     return KeptModules(lm_head=lm_head, embeddings=embeddings, source=source)
+
+
+def _version(text: str) -> tuple[int, int] | None:
+    """(major, minor) of a version as benchmark tables write it ('v0.6.1', 'v0.7a (pre-release)')."""
+    m = re.search(r"v?(\d+)\.(\d+)", str(text or ""))
+    return (int(m.group(1)), int(m.group(2))) if m else None
 
 
 def from_quantization_config(qc, source: str = "config.json") -> CheckpointQuant:
