@@ -162,3 +162,13 @@ def test_published_memory_term_reads_the_lm_head_at_two_bytes():
     assert float(b.t_memory_s[0] - a.t_memory_s[0]) == pytest.approx(extra_s, rel=1e-9)
     # Stored: the lm head's 788 004 864 B more (embeddings unchanged: not kept here).
     assert float(b.memory_per_gpu_bytes[0] - a.memory_per_gpu_bytes[0]) == pytest.approx(788_004_864, rel=1e-12)
+
+
+def test_deepseek_block_fp8_keeps_its_head_16bit():
+    # DeepSeek-V3's config.json (quant_method fp8, weight_block_size [128, 128], no exclusion list)
+    # and the format fact both say: the head in BF16.
+    k = quant.FORMAT_KEPT["fp8-block"]
+    assert k.lm_head and "deepseek-ai/DeepSeek-V3" in k.source
+    m = get_model("deepseek-v3").with_kept_16bit(k)
+    # Its head: 129280 x 7168 = 926 679 040 weights, at 2 bytes instead of 1 (the input table too).
+    assert m.weight_bytes - get_model("deepseek-v3").weight_bytes == 2 * 926_679_040

@@ -259,8 +259,9 @@ LM_HEAD_16BIT_SOURCES: dict[str, tuple[bool, bool, str]] = {
                          "(https://github.com/vllm-project/vllm/blob/main/vllm/model_executor/layers/quantization/rtn.py)"),
     # SGLang's quantisation configs follow vLLM's (LinearBase layers only); its public points run
     # DeepSeek's FP8 checkpoint, whose lm head and embeddings are stored in BF16.
-    "sglang": (True, True, "SGLang srt/layers/quantization (LinearBase layers only); DeepSeek-V3 technical report "
-                           "sec. 3.3.1: embedding and output head kept in BF16 (https://arxiv.org/abs/2412.19437)"),
+    "sglang": (True, True, "SGLang srt/layers/quantization (LinearBase layers only); DeepSeek-V3's FP8 checkpoint "
+                           "keeps its head in BF16 (FORMAT_KEPT['fp8-block']: https://github.com/deepseek-ai/"
+                           "DeepSeek-V3/blob/main/inference/model.py)"),
     # TensorRT-LLM and NIM quantise with NVIDIA ModelOpt, whose default configs disable the
     # "*lm_head*" quantizers (as AMMO's INT8/INT4 configs did before it; AMMO's FP8: AMMO_FP8_SOURCE).
     "trtllm": (True, True, "ModelOpt modelopt/torch/quantization/config.py _default_disabled_quantizer_cfg "
@@ -276,6 +277,16 @@ LM_HEAD_16BIT_SOURCES: dict[str, tuple[bool, bool, str]] = {
                               "every nn.Linear incl. the output layer (https://github.com/pytorch-labs/gpt-fast/blob/main/"
                               "quantize.py); torchao quantize_ default filter _is_linear (https://github.com/pytorch/ao/"
                               "blob/main/torchao/quantization/quant_api.py)"),
+}
+
+# Formats whose checkpoints keep the lm head 16-bit whoever runs them. DeepSeek-V3/R1's block-scaled
+# FP8: its reference inference code builds every Linear in FP8 but the head, in the default dtype
+# (BF16); the technical report keeps the embedding and output head in BF16 (sec. 3.3.1).
+FORMAT_KEPT: dict[str, KeptModules] = {
+    "fp8-block": KeptModules(lm_head=True, embeddings=True,
+                             source="DeepSeek-V3 inference/model.py: self.head = ColumnParallelLinear(..., dtype="
+                                    "torch.get_default_dtype()) (https://github.com/deepseek-ai/DeepSeek-V3/blob/main/"
+                                    "inference/model.py); https://arxiv.org/abs/2412.19437 sec. 3.3.1"),
 }
 
 # Checkpoints that keep more than the lm head in 16 bit, by Hugging Face name.
