@@ -103,3 +103,46 @@ def test_vllm_attention_is_softmax_attention_over_the_cache(vllm_loaded, batch, 
             w = torch.softmax(q[s, h] @ k[s, :, kh].t() / head_dim ** 0.5, dim=-1)
             assert torch.allclose(out[s, h], w @ v[s, :, kh], atol=1e-4, rtol=1e-3)
     assert blk == 128
+
+
+@needs_vllm
+@pytest.mark.parametrize("seq_len, heads, kv_heads, head_dim", [(64, 8, 2, 128), (200, 2, 1, 64)])
+def test_vllm_context_attention_is_causal_attention_of_the_prompt(vllm_loaded, seq_len, heads, kv_heads, head_dim):
+    """The prefill case runs one prompt causally over itself: query i sees positions 0..i
+    (torch's softmax attention under a lower-triangular mask, computed here by hand)."""
+    import torch
+
+    p = cpu_ops.context_attention_params(seq_len, heads, kv_heads, head_dim, "fp32")
+    fn, kernel = cpu_ops._context_attention_fn(p, cold_bytes=0)
+    assert kernel.startswith("vllm_cpu_attention_")
+    table = fn.items[(fn.i + 1) % len(fn.items)]
+    env = _closure(fn.fn)
+    blk = cpu_ops.VLLM_ATTN_BLOCK
+    k = torch.rand(seq_len, kv_heads, head_dim) - 0.5
+    v = torch.rand(seq_len, kv_heads, head_dim) - 0.5
+    pos = torch.arange(seq_len)
+    slots = table[0].long()[pos // blk] * blk + pos % blk
+    torch.ops._C.cpu_attn_reshape_and_cache(k, v, env["key_cache"], env["value_cache"], slots,
+                                            cpu_ops.vllm_attention_isa(torch.float32, head_dim), 1.0, 1.0, "auto")
+    out = fn().clone()
+    q = env["q"]
+    for i in (0, seq_len // 2, seq_len - 1):
+        for h in range(heads):
+            kh = h // (heads // kv_heads)
+            w = torch.softmax(q[i, h] @ k[: i + 1, kh].t() / head_dim ** 0.5, dim=-1)
+            assert torch.allclose(out[i, h], w @ v[: i + 1, kh], atol=1e-4, rtol=1e-3), (i, h)
+
+
+def test_torch_context_attention_is_causal(monkeypatch):
+    import torch
+
+    monkeypatch.delenv(cpu_ops.VLLM_LIB_ENV, raising=False)
+    p = cpu_ops.context_attention_params(16, 4, 2, 32, "fp32")
+    fn, kernel = cpu_ops._context_attention_fn(p, cold_bytes=0)
+    assert kernel == "torch_sdpa_causal"
+    k, v = fn.items[(fn.i + 1) % len(fn.items)]
+    out = fn()
+    q = _closure(fn.fn)["q"]
+    for i in (0, 15):
+        w = torch.softmax(q[0, 3, i] @ k[0, 1, : i + 1].t() / 32 ** 0.5, dim=-1)  # query head 3 -> KV head 1
+        assert torch.allclose(out[0, 3, i], w @ v[0, 1, : i + 1], atol=1e-5)
