@@ -406,3 +406,46 @@ def test_run7_weight_heavy_engine_predictions_match_the_committed_table(dtype):
     for r in score_engine_runs(_cases(dtype, run), engine, draws=DEFAULT_DRAWS):
         was = table[Path(r["source"]).name]
         assert r["predicted_ms"] == pytest.approx(float(was["engine_ms"]), rel=PREDICTED_TOLERANCE), r["source"]
+
+
+# -- run 9 re-validated with a prefill-timed calibration (results/vllm-cpu-20261202-7/revalidate-prefill/) --
+RUN9 = RESULTS / "vllm-cpu-20261202-7"
+
+
+def _ttft_table(path: Path) -> dict[int, tuple[float, float]]:
+    """{concurrency: (measured mean ms, predicted ms)} of a committed `validate` stdout's TTFT table."""
+    rows, inside = {}, False
+    for line in path.read_text().splitlines():
+        if line.startswith("TTFT"):
+            inside = True
+            continue
+        if inside and line.startswith("predicted:"):
+            break
+        if inside:
+            cells = line.split("|")[1].split()
+            rows[int(float(line.split()[0]))] = (float(cells[0]), float(cells[2]))
+    return rows
+
+
+@pytest.mark.skipif(not (RUN9 / "revalidate-prefill").is_dir(), reason="run 9's results are not in this checkout")
+@pytest.mark.parametrize("dtype", ["bf16", "fp32"])
+def test_run9_revalidated_ttft_matches_the_committed_table(dtype):
+    """Measured TTFT: vLLM's own mean_ttft_ms; predicted: the committed table (README there),
+    recomputed with the committed profile and engine: a model change that moves it says so."""
+    from inferecon.calibration.engine_fit import load_cases
+    from inferecon.model.engine import EngineProfile
+    from inferecon.validation.ttft import ttft_rows
+
+    files = [RUN9 / "vllm" / dtype / f"vllm-{dtype}-c{c}.json" for c in CONCURRENCY]
+    wb, kb = DTYPES[dtype]
+    cases = load_cases([str(f) for f in files], model=str(RUN9 / "model"), tp=1, weight_bits=wb, kv_bits=kb,
+                       hardware_path=str(RUN9 / "revalidate-prefill" / "calibrate" / "profile.json"))
+    engine = EngineProfile.load(RUN9 / f"engine-null-cold-{dtype}" / "engine.json")
+    table = _ttft_table(RUN9 / "revalidate-prefill" / f"{dtype}-newcal" / "stdout.txt")
+    moved = []
+    for f, r in zip(files, sorted(ttft_rows(cases, engine), key=lambda r: r["concurrency"])):
+        measured, predicted = table[int(r["concurrency"])]
+        assert json.loads(f.read_text())["mean_ttft_ms"] == pytest.approx(measured, abs=0.06)
+        if abs(r["pred_ttft_ms"] / predicted - 1.0) > PREDICTED_TOLERANCE:
+            moved.append(f"c{r['concurrency']:g}: {predicted} -> {r['pred_ttft_ms']:.1f} ms")
+    assert not moved, f"run 9's revalidated TTFT moved ({dtype}): " + "; ".join(moved)
