@@ -283,26 +283,25 @@ def vllm_attention_isa(dtype, head_dim: int) -> str:
     return "vec"
 
 
-def _vllm_attention_fn(p: dict, cold_bytes: int):
-    """vLLM's decode attention over its paged cache: `copies` disjoint sets of blocks cycled."""
+def _vllm_attention(dt, b: int, L: int, h: int, hk: int, d: int, q_len: int, copies: int):
+    """vLLM's CPU attention over its paged cache: b sequences of L cached positions, the last
+    q_len of each its queries (causal; 1 a decode step, L one prompt), `copies` disjoint sets
+    of blocks cycled."""
     import torch
 
-    dt = _torch_dtype(p["dtype"])
-    b, L, h, hk, d = p["batch"], p["kv_len"], p["n_heads"], p["n_kv_heads"], p["head_dim"]
     blk = VLLM_ATTN_BLOCK
     per_seq = -(-L // blk)
-    copies = _copies(p["kv_bytes"], cold_bytes)
     cache = (torch.rand(copies * b * per_seq, hk, 2 * blk, d) - 0.5).to(dt)  # [blocks, hk, 2 x block, d]
     key_cache, value_cache = cache.chunk(2, dim=2)
     seq_lens = torch.full((b,), L, dtype=torch.int32)
-    qsl = torch.arange(b + 1, dtype=torch.int32)
+    qsl = torch.arange(b + 1, dtype=torch.int32) * q_len
     tables = [torch.arange(c * b * per_seq, (c + 1) * b * per_seq, dtype=torch.int32).view(b, per_seq)
               for c in range(copies)]
     isa = vllm_attention_isa(dt, d)
     meta = torch.ops._C.get_scheduler_metadata(b, h, hk, d, seq_lens, dt, qsl, True, -1, isa,
                                                os.environ.get("VLLM_CPU_ATTN_SPLIT_KV", "1") != "0", None, "auto")
-    q = (torch.rand(b, h, d) - 0.5).to(dt)
-    out = torch.empty(b, h, d, dtype=dt)
+    q = (torch.rand(b * q_len, h, d) - 0.5).to(dt)
+    out = torch.empty(b * q_len, h, d, dtype=dt)
     scale = d ** -0.5
 
     def attend(table):
@@ -342,17 +341,18 @@ def _decoder_attention_fn(p: dict, cold_bytes: int):
 def _attention_fn(p: dict, cold_bytes: int):
     if path_of(p) == DECODER:
         return _decoder_attention_fn(p, cold_bytes)
-    if vllm_ops() is not None:
-        return _vllm_attention_fn(p, cold_bytes)
     import torch
     import torch.nn.functional as F
 
     dt = _torch_dtype(p["dtype"])
     b, L, h, hk, d = p["batch"], p["kv_len"], p["n_heads"], p["n_kv_heads"], p["head_dim"]
+    copies = _copies(p["kv_bytes"], cold_bytes)
+    if vllm_ops() is not None:
+        return _vllm_attention(dt, b, L, h, hk, d, 1, copies)  # one query a sequence: a decode step
     # Query head j belongs to KV head j // (h / hk): [b, h, 1, d] viewed as [b, hk, h / hk, d].
     q = (torch.rand(b, h, 1, d) - 0.5).to(dt).view(b, hk, h // hk, d)
     kvs = [((torch.rand(b, hk, L, d) - 0.5).to(dt), (torch.rand(b, hk, L, d) - 0.5).to(dt))
-           for _ in range(_copies(p["kv_bytes"], cold_bytes))]
+           for _ in range(copies)]
     return _Cycle(lambda kv: F.scaled_dot_product_attention(q, kv[0], kv[1]), kvs), "torch_sdpa_grouped"
 
 
@@ -368,28 +368,8 @@ def _context_attention_fn(p: dict, cold_bytes: int):
     L, h, hk, d = p["seq_len"], p["n_heads"], p["n_kv_heads"], p["head_dim"]
     kv_bytes = 2 * L * hk * d * ELEMENT_BYTES[p["dtype"]]
     copies = _copies(kv_bytes, cold_bytes)
-    scale = d ** -0.5
     if vllm_ops() is not None:
-        blk = VLLM_ATTN_BLOCK
-        per_seq = -(-L // blk)
-        cache = (torch.rand(copies * per_seq, hk, 2 * blk, d) - 0.5).to(dt)
-        key_cache, value_cache = cache.chunk(2, dim=2)
-        seq_lens = torch.full((1,), L, dtype=torch.int32)
-        qsl = torch.tensor([0, L], dtype=torch.int32)
-        tables = [torch.arange(c * per_seq, (c + 1) * per_seq, dtype=torch.int32).view(1, per_seq)
-                  for c in range(copies)]
-        isa = vllm_attention_isa(dt, d)
-        meta = torch.ops._C.get_scheduler_metadata(1, h, hk, d, seq_lens, dt, qsl, True, -1, isa,
-                                                   os.environ.get("VLLM_CPU_ATTN_SPLIT_KV", "1") != "0", None, "auto")
-        q = (torch.rand(L, h, d) - 0.5).to(dt)
-        out = torch.empty(L, h, d, dtype=dt)
-
-        def attend(table):
-            torch.ops._C.cpu_attention_with_kv_cache(q, key_cache, value_cache, out, qsl, seq_lens, scale, True,
-                                                     None, -1, table, 0.0, meta, None, None, 1.0, 1.0, "auto")
-            return out
-
-        return _Cycle(attend, tables), f"vllm_cpu_attention_{isa}"
+        return _vllm_attention(dt, 1, L, h, hk, d, L, copies)
     q = (torch.rand(1, h, L, d) - 0.5).to(dt)
     kvs = [((torch.rand(1, hk, L, d) - 0.5).to(dt), (torch.rand(1, hk, L, d) - 0.5).to(dt)) for _ in range(copies)]
 
