@@ -237,7 +237,7 @@ def as_decoder_runs(hw: HardwareProfile) -> HardwareProfile:
         return all(p.removeprefix("1/").startswith("decoder_op_fits.") for p in u["paths"])
 
     kept = [u for u in hw.uncertainty if not engine_ops(u) and not decoder_ops(u)]
-    unc = kept + moved_entries([u for u in hw.uncertainty if decoder_ops(u)], "decoder_op_fits.", "op_fits.")
+    unc = kept + moved_entries(hw.uncertainty, "decoder_op_fits.", "op_fits.")  # it keeps only those
     return dataclasses.replace(hw, op_fits=dec, decoder_op_fits=None, uncertainty=unc)
 
 
