@@ -449,3 +449,39 @@ def test_run9_revalidated_ttft_matches_the_committed_table(dtype):
         if abs(r["pred_ttft_ms"] / predicted - 1.0) > PREDICTED_TOLERANCE:
             moved.append(f"c{r['concurrency']:g}: {predicted} -> {r['pred_ttft_ms']:.1f} ms")
     assert not moved, f"run 9's revalidated TTFT moved ({dtype}): " + "; ".join(moved)
+
+
+# -- runs 9 and 10: the loop's own folders, cold null engine (README in each) ------------------------
+COLD_RUNS = {"run9": RESULTS / "vllm-cpu-20261202-7", "run10": RESULTS / "vllm-cpu-20261202-8"}
+
+
+@pytest.mark.parametrize("run", sorted(COLD_RUNS))
+@pytest.mark.parametrize("dtype", sorted(DTYPES))
+def test_cold_engine_predictions_match_the_committed_table(dtype, run):
+    """Measured: vLLM's own median_tpot_ms; predicted and its 90% interval: the table the loop's
+    `validate --engine engine-null-cold-<dtype>` wrote, recomputed with the run's calibration."""
+    from inferecon.calibration.engine_fit import load_cases, score_engine_runs
+    from inferecon.model.engine import EngineProfile
+    from inferecon.validation.decode import DEFAULT_DRAWS
+
+    res = COLD_RUNS[run]
+    if not (res / f"validate-{dtype}-engine-null-cold").is_dir():
+        pytest.skip(f"{run}'s results are not in this checkout")
+    files = [res / "vllm" / dtype / f"vllm-{dtype}-c{c}.json" for c in CONCURRENCY]
+    wb, kb = DTYPES[dtype]
+    cases = load_cases([str(f) for f in files], model=str(res / "model"), tp=1, weight_bits=wb, kv_bits=kb,
+                       hardware_path=str(res / "calibrate" / "profile.json"))
+    engine = EngineProfile.load(res / f"engine-null-cold-{dtype}" / "engine.json")
+    with open(res / f"validate-{dtype}-engine-null-cold" / "engine_validation.csv", newline="") as f:
+        table = {Path(r["source"]).name: r for r in csv.DictReader(f)}
+    moved = []
+    for r in score_engine_runs(cases, engine, draws=DEFAULT_DRAWS):
+        name = Path(r["source"]).name
+        was = table[name]
+        assert float(was["measured_ms"]) == pytest.approx(
+            json.loads((res / "vllm" / dtype / name).read_text())["median_tpot_ms"], rel=1e-9)
+        for now, then in ((r["predicted_ms"], "engine_ms"), (r["predicted_lo_ms"], "engine_lo_ms"),
+                          (r["predicted_hi_ms"], "engine_hi_ms")):
+            if abs(now / float(was[then]) - 1.0) > PREDICTED_TOLERANCE:
+                moved.append(f"{name} {then}: {float(was[then]):.2f} -> {now:.2f}")
+    assert not moved, f"{run}'s cold-engine prediction moved ({dtype}): " + "; ".join(moved)
