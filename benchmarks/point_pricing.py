@@ -56,21 +56,11 @@ def opdb_model(model: ModelSpec, label: str) -> ModelSpec:
 
 
 def kept_model(model: ModelSpec, engine_name: str, notes, engine_version: str = "") -> ModelSpec:
-    """The point's quantised model with the modules its deployment keeps in 16 bit, decided from
-    the sources (model/quant.py), never from the measured figure: what its config.json says
-    where the scorecard has one (resolve_model read it already), else the checkpoint its notes
-    name (quant.CHECKPOINT_KEPT: Meta's FFN-only FP8 405B), else the format as its engine runs it
-    (quant.LM_HEAD_16BIT_SOURCES: the lm head and embeddings 16-bit everywhere but gpt-fast and
-    torchao, which quantise every nn.Linear, and TensorRT-LLM's FP8 before ModelOpt: AMMO's FP8 config
-    quantises it). Unchanged where no source says (lmdeploy)."""
-    from inferecon.model.quant import CHECKPOINT_KEPT, engine_kept_modules, format_of
+    """The point's quantised model with the modules its deployment keeps in 16 bit: the rule
+    predict and frontier apply (quant.deployed_model), with the checkpoint its notes name."""
+    from inferecon.model.quant import deployed_model
 
-    if model.weight_bits >= 16 or model.has_16bit_modules:
-        return model
-    text = str(notes or "")
-    kept = next((k for name, k in CHECKPOINT_KEPT.items() if name in text), None) or \
-        engine_kept_modules(engine_name, format_of(model).name, engine_version)
-    return model if kept is None else model.with_kept_16bit(kept)
+    return deployed_model(model, engine_name, engine_version, str(notes or ""))
 
 
 def with_host_overhead(engine: EngineProfile, engine_name: str, engine_version: str):

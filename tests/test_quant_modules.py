@@ -172,3 +172,34 @@ def test_deepseek_block_fp8_keeps_its_head_16bit():
     m = get_model("deepseek-v3").with_kept_16bit(k)
     # Its head: 129280 x 7168 = 926 679 040 weights, at 2 bytes instead of 1 (the input table too).
     assert m.weight_bytes - get_model("deepseek-v3").weight_bytes == 2 * 926_679_040
+
+
+def test_one_rule_for_predict_frontier_and_the_scorecards():
+    # deployed_model: the checkpoint the notes name, else what the format keeps, else the engine's rule.
+    int4 = get_model("llama-3-8b").with_precision(4)
+    # vLLM keeps the lm head and the embeddings: the head's 525 336 576 weights at 2 bytes, not 0.5.
+    vllm = quant.deployed_model(int4, "vllm")
+    assert vllm.weight_bytes - int4.weight_bytes == pytest.approx(2 * TABLE_8B * 1.5)
+    assert vllm.kept_16bit_summary() == "the lm head and the embeddings"
+    # gpt-fast quantises the output layer: only the embedding table, which is stored, stays 16-bit.
+    assert quant.deployed_model(int4, "gpt-fast").weight_bytes - int4.weight_bytes == pytest.approx(TABLE_8B * 1.5)
+    assert quant.deployed_model(int4, "lmdeploy") is int4  # no sourced fact
+    assert quant.deployed_model(int4, "") is int4  # no engine, no format rule for int4
+    assert quant.deployed_model(get_model("llama-3-8b"), "vllm") == get_model("llama-3-8b")  # 16-bit: unchanged
+    # DeepSeek-V3's block FP8 keeps its head whoever runs it, engine or none: 2 x 926 679 040 bytes more.
+    ds = get_model("deepseek-v3")
+    for engine in ("", "gpt-fast", "lmdeploy"):
+        assert quant.deployed_model(ds, engine).weight_bytes - ds.weight_bytes == 2 * 926_679_040
+    # The notes name Meta's FFN-only 405B: every layer's attention and two layers' MLPs kept.
+    fp8_405b = get_model("llama-3.1-405b").with_precision(8)
+    meta = quant.deployed_model(fp8_405b, "vllm", notes="checkpoint meta-llama/Llama-3.1-405B-FP8")
+    assert (meta.attention_16bit_layers, meta.mlp_16bit_layers) == (126, 2)
+    assert meta.kept_16bit_summary() == "the attention of 126 layers, the MLPs of 2 layers, the lm head and the embeddings"
+
+
+def test_predict_says_which_modules_it_keeps(capsys):
+    from inferecon.cli import main
+
+    assert main(["predict", "--model", "deepseek-v3", "--gpu", "h200", "--json"]) == 0
+    err = capsys.readouterr().err
+    assert "deepseek-v3 keeps the lm head and the embeddings in 16 bit (DeepSeek-V3 inference/model.py" in err

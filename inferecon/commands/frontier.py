@@ -184,6 +184,15 @@ def run(args: argparse.Namespace) -> int:
         from inferecon.model.engine import EngineProfile
 
         engine = EngineProfile.load(args.engine)
+    from inferecon.model.quant import engine_deployed_model
+
+    # The modules the checkpoint or the engine keeps in 16 bit, as predict and the public scorecards price them.
+    for m in models:
+        kept = engine_deployed_model(m, engine)
+        if kept is not m:
+            say(f"note: {m.name} keeps {kept.kept_16bit_summary()} in 16 bit ({kept.kept_16bit_source})")
+    models = [engine_deployed_model(m, engine) for m in models]
+    draft = engine_deployed_model(draft, engine) if draft is not None else None
 
     frames, curves, fronts, request_frames, request_curves = [], {}, {}, [], {}
     for hw_label, hw in labelled:
@@ -196,8 +205,10 @@ def run(args: argparse.Namespace) -> int:
                 say(f"note: engine profile {engine.name!r} was fitted against {engine.hardware}, not {hw_label}: "
                     "its overheads are relative to that profile")
             if args.draws and not hw.uncertainty:
-                say(f"note: {hw_label} carries no uncertainty (a profile saved before inferecon recorded it; "
-                    "recalibrate for a band): no band")
+                why = ("an op-DB profile: its fits state held-out errors (heldout_mape in profile.json), not a "
+                       "parameter band" if hw.op_fits is not None else
+                       "a profile saved before inferecon recorded it; recalibrate for a band")
+                say(f"note: {hw_label} carries no uncertainty ({why}): no band")
             elif args.draws:
                 df = _with_band(df, model, hw, args.context, near, draft, acc, args.draws, args.seed, engine)
             df.insert(3, "profile_label", hw_label)  # "gpu" is the GPU model; this tells two profiles of it apart

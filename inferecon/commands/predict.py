@@ -124,6 +124,14 @@ def run(args) -> int:
 
         validate_request(model, hw, args.context, acceptance, draft)  # as frontier: a draft shares the tokenizer
     engine = EngineProfile.load(args.engine) if args.engine else None
+    # The modules the checkpoint or the engine keeps in 16 bit, as the public scorecards price them.
+    from inferecon.model.quant import engine_deployed_model
+
+    kept = engine_deployed_model(model, engine)
+    if kept is not model:
+        notes.append(f"{model.name} keeps {kept.kept_16bit_summary()} in 16 bit ({kept.kept_16bit_source})")
+    model = kept
+    draft = engine_deployed_model(draft, engine) if draft is not None else None
     if engine is not None and engine.hardware and hw.name not in engine.hardware.split(","):
         # Its overheads and efficiencies are what the runs needed on top of *that* profile.
         notes.append(f"engine profile {engine.name!r} was fitted against {engine.hardware}, not {hw.name}")

@@ -325,6 +325,34 @@ def engine_kept_modules(engine: str, fmt: str = "", version: str = "") -> KeptMo
     return KeptModules(lm_head=lm_head, embeddings=embeddings, source=source)
 
 
+def deployed_model(model, engine_name: str, engine_version: str = "", notes: str = ""):
+    """A quantised ModelSpec with the modules its deployment keeps in 16 bit, decided from the
+    sources, never from a measured figure: what its config.json says where it has one (the spec
+    read it already), else the checkpoint `notes` name (CHECKPOINT_KEPT: Meta's FFN-only FP8
+    405B), else the format as the engine runs it (engine_kept_modules). Unchanged for 16-bit
+    weights and where no source says (lmdeploy, an engine profile of no known engine). predict,
+    frontier and both public scorecards price a deployment through this one rule; a format whose
+    checkpoints keep modules whoever runs them (FORMAT_KEPT: DeepSeek-V3's head) comes before the
+    engine's rule."""
+    if model.weight_bits >= 16 or model.has_16bit_modules:
+        return model
+    text = str(notes or "")
+    fmt = format_of(model).name
+    kept = next((k for name, k in CHECKPOINT_KEPT.items() if name in text), None) or FORMAT_KEPT.get(fmt) or \
+        engine_kept_modules(engine_name, fmt, engine_version)
+    return model if kept is None else model.with_kept_16bit(kept)
+
+
+def engine_deployed_model(model, engine):
+    """deployed_model for predict and frontier: the engine an engine profile names (its name, and
+    the version of the op-DB tables it was fitted from where it was: op_fits), or none (--engine
+    not given: only what the checkpoint's format keeps, FORMAT_KEPT)."""
+    if engine is None:
+        return deployed_model(model, "")
+    version = getattr(getattr(engine, "op_fits", None), "engine_version", "") or ""
+    return deployed_model(model, engine.name, version)
+
+
 def _version(text: str) -> tuple[int, int] | None:
     """(major, minor) of a version as benchmark tables write it ('v0.6.1', 'v0.7a (pre-release)')."""
     m = re.search(r"v?(\d+)\.(\d+)", str(text or ""))

@@ -216,6 +216,19 @@ class ModelSpec:
     def embedding_kept_16bit(self) -> bool:
         return self.embedding_16bit or (self.tied_embeddings and self.lm_head_16bit)
 
+    def kept_16bit_summary(self) -> str:
+        """The modules kept in 16 bit, in words ('the lm head and the embeddings')."""
+        parts = []
+        if self.attention_16bit_layers:
+            parts.append(f"the attention of {self.attention_16bit_layers} layers")
+        if self.mlp_16bit_layers:
+            parts.append(f"the MLPs of {self.mlp_16bit_layers} layers")
+        if self.lm_head_kept_16bit:
+            parts.append("the lm head")
+        if self.embedding_kept_16bit:
+            parts.append("the embeddings")
+        return " and ".join([", ".join(parts[:-1]), parts[-1]] if len(parts) > 1 else parts) or "nothing"
+
     @property
     def attention_16bit_share(self) -> float:
         return self.attention_16bit_layers / self.n_layers
