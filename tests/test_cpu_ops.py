@@ -245,3 +245,34 @@ def test_prefill_regime_and_context_attention_from_the_prefill_rows():
     assert elementwise == pytest.approx(60.0)  # the decode M alone: the M = 128 rows are a check
     assert any("at prefill M" in n for n in fits.notes)
     assert {"op:gemm-prefill:bf16", "op:context_attention:fp32"} <= {r.term for r in results}
+
+
+def test_cases_are_interleaved_in_groups_that_fit_the_memory_budget():
+    from inferecon.kernels import cpu_ops
+
+    mib = 1 << 20
+    cold = 256 * mib  # flush_plan's cap, as on a host whose sysfs reports a 480 MiB L3
+    # A bf16 1024x1024 weight is 2 MiB: ceil(256 / 2) + 1 = 129 copies, 258 MiB, shared by its 4 M.
+    qkv = [cpu_ops.gemm_params(m, 1024, 1024, "bf16", "o") for m in (1, 2, 4, 8)]
+    assert cpu_ops.held_bytes(qkv[0], cold) == ((1024, 1024, "bf16", "engine"), 258 * mib)
+    # Decode attention at batch 8, 1024 positions, 2 KV heads of 128, bf16: K and V are
+    # 2 * 8 * 1024 * 2 * 128 * 2 B = 8 MiB: 33 copies, 264 MiB. vLLM's paged cache holds the same
+    # (1024 positions are 8 whole blocks of 128).
+    att = cpu_ops.attention_params(8, 1024, 8, 2, 128, "bf16")
+    assert cpu_ops.held_bytes(att, cold) == (None, 264 * mib)
+    assert cpu_ops.held_bytes(att, cold, vllm=True) == (None, 264 * mib)
+    # 64 positions fill half a vLLM block: its cache copy is twice the K/V (64 KiB of K/V, 512 copies).
+    short = cpu_ops.attention_params(1, 64, 8, 2, 128, "bf16")
+    assert cpu_ops.held_bytes(short, cold) == (None, 512 * 64 * 1024)
+    assert cpu_ops.held_bytes(short, cold, vllm=True) == (None, 512 * 128 * 1024)
+    # Budget 600 MiB: the weight (258, counted once for its four M) and one attention case (264)
+    # fit, the second attention case starts a group, the floor (no copies) joins it.
+    plan = qkv + [att, att, cpu_ops.floor_params()]
+    assert cpu_ops.interleave_groups(plan, cold, 600 * mib) == [[0, 1, 2, 3, 4], [5, 6]]
+    # A case larger than the budget is a group of its own, never dropped.
+    assert cpu_ops.interleave_groups(plan, cold, 100 * mib) == [[0, 1, 2, 3], [4], [5, 6]]
+    # The budget: an eighth of the memory, within [1, 4] GiB.
+    gib = 1 << 30
+    assert cpu_ops.interleave_budget_bytes(24 * gib) == 3 * gib
+    assert cpu_ops.interleave_budget_bytes(4 * gib) == gib
+    assert cpu_ops.interleave_budget_bytes(512 * gib) == 4 * gib

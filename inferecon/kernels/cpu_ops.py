@@ -56,10 +56,18 @@ which must be the torch that vLLM was built for (scripts/vllm_cpu_loop.sh sets i
 serves from; both hold torch 2.13.0+cpu). A path that does not load is an error, not a silent
 fallback: the calibration must say which kernels it timed.
 
-All cases are timed together by `harness.timing.measure_interleaved` (a block of each shape
+The cases are timed together by `harness.timing.measure_interleaved` (a block of each shape
 per round, rounds in a seeded order, a low quantile per shape, `sliced` shapes flagged), so a
 busy stretch of a shared machine lands on every shape alike instead of on a run of
-neighbours. Kernels never import the model: the shapes come as plain numbers.
+neighbours. Interleaving needs every case's cold copies alive at once, and each case holds
+about flush_plan's bytes of them: on a host whose sysfs reports a 480 MiB L3 (256 MiB of copies
+a case) the 219 quick cases held 20.8 GB (peak RSS of `calibrate --device cpu --quick`,
+2026-12-03, on a 24 GB machine) and spent 58 s of system time faulting them in. So the cases
+are measured in groups (`interleave_groups`, in plan order: neighbours of one op, dtype and
+path together, a GEMM weight's copies shared by its M cases) of at most
+`interleave_budget_bytes()` of copies, each group interleaved, its tensors freed before the
+next; every record names its group. Kernels never import the model: the shapes come as plain
+numbers.
 """
 
 from __future__ import annotations
@@ -447,19 +455,86 @@ def _floor_fn():
     return (lambda: t.add_(1.0)), "torch.add_"
 
 
-class Session:
-    """Builds every case's callable and times them all at once (interleaved) on first use;
-    each case then reads its own result."""
+# Copies held at once while one group is interleaved: an eighth of the host's memory, within
+# [1, 4] GiB. A case that alone needs more is a group of its own.
+_BUDGET_MIN_BYTES, _BUDGET_MAX_BYTES = 1 << 30, 4 << 30
 
-    def __init__(self, params: list[dict], config: InterleavedConfig):
+
+def interleave_budget_bytes(total_bytes: int | None = None) -> int:
+    """Bytes of cold copies one interleaved group may hold (1/8 of `total_bytes`, this host's
+    physical memory by default, clamped to [1, 4] GiB)."""
+    if total_bytes is None:
+        try:
+            total_bytes = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            total_bytes = 8 * _BUDGET_MAX_BYTES
+    return int(min(_BUDGET_MAX_BYTES, max(_BUDGET_MIN_BYTES, total_bytes // 8)))
+
+
+def _vllm_cache_bytes(dtype: str, b: int, L: int, hk: int, d: int) -> int:
+    """One copy of vLLM's paged cache for b sequences of L positions: whole blocks, K and V."""
+    return b * -(-L // VLLM_ATTN_BLOCK) * hk * 2 * VLLM_ATTN_BLOCK * d * ELEMENT_BYTES[dtype]
+
+
+def held_bytes(p: dict, cold_bytes: int, vllm: bool = False) -> tuple[tuple | None, int]:
+    """(key, bytes) of the tensors a case's callable keeps: its cold copies. A GEMM's copies
+    are shared by every M of its weight (the key, counted once a group); None: not shared."""
+    if p["op"] == "gemm":
+        return (p["n"], p["k"], p["dtype"], path_of(p)), _copies(p["weight_bytes"], cold_bytes) * p["weight_bytes"]
+    if p["op"] in ("attention", "context_attention"):
+        b, L = (p["batch"], p["kv_len"]) if p["op"] == "attention" else (1, p["seq_len"])
+        kv = 2 * b * L * p["n_kv_heads"] * p["head_dim"] * ELEMENT_BYTES[p["dtype"]]
+        copy = _vllm_cache_bytes(p["dtype"], b, L, p["n_kv_heads"], p["head_dim"]) if vllm and path_of(p) == ENGINE \
+            else kv
+        return None, _copies(kv, cold_bytes) * copy
+    return None, 0
+
+
+def interleave_groups(params: list[dict], cold_bytes: int, budget_bytes: int, vllm: bool = False) -> list[list[int]]:
+    """Indices of `params`, in plan order, cut into groups whose held bytes stay within the
+    budget (a weight shared by several M counted once in its group)."""
+    groups: list[list[int]] = []
+    used, keys = 0, set()
+    for i, p in enumerate(params):
+        key, nbytes = held_bytes(p, cold_bytes, vllm)
+        add = 0 if key is not None and key in keys else nbytes
+        if groups and add and used + add > budget_bytes and groups[-1]:
+            groups.append([])
+            used, keys = 0, set()
+            add = nbytes
+        if not groups:
+            groups.append([])
+        groups[-1].append(i)
+        used += add
+        if key is not None:
+            keys.add(key)
+    return groups
+
+
+class Session:
+    """Builds the cases' callables and times them, interleaved in groups that fit the memory
+    budget (module docstring), on first use; each case then reads its own result."""
+
+    def __init__(self, params: list[dict], config: InterleavedConfig, budget_bytes: int | None = None):
         self.params, self.config = params, config
+        self.budget_bytes = interleave_budget_bytes() if budget_bytes is None else budget_bytes
         self.results: dict[str, dict] | None = None
 
     def _measure(self) -> dict[str, dict]:
+        import gc
+
         cold = flush_plan("cpu").flush_bytes
+        groups = interleave_groups(self.params, cold, self.budget_bytes, vllm_ops() is not None)
+        out: dict[str, dict] = {}
+        for g, idx in enumerate(groups):
+            out.update(self._measure_group([self.params[i] for i in idx], cold, g, len(groups)))
+            gc.collect()  # the group's copies go before the next group's are made
+        return out
+
+    def _measure_group(self, params: list[dict], cold: int, group: int, n_groups: int) -> dict[str, dict]:
         weights: dict = {}
         fns, kernels = [], []
-        for p in self.params:
+        for p in params:
             if p["op"] == "gemm":
                 fn, kernel = _gemm_fn(p, weights, cold)
             elif p["op"] == "attention":
@@ -474,10 +549,11 @@ class Session:
             kernels.append(kernel)
         ms = measure_interleaved(fns, config=self.config)
         out = {}
-        for p, m, kernel in zip(self.params, ms, kernels):
+        for p, m, kernel in zip(params, ms, kernels):
             rec = m.record_fields()
             rec["kernel"] = kernel
             rec["cold_bytes"] = cold
+            rec["interleave_group"] = f"{group + 1}/{n_groups}"
             out[case_id(p)] = rec
         return out
 
