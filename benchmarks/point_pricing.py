@@ -60,7 +60,7 @@ def kept_model(model: ModelSpec, engine_name: str, notes, engine_version: str = 
     predict and frontier apply (quant.deployed_model), with the checkpoint its notes name."""
     from inferecon.model.quant import deployed_model
 
-    return deployed_model(model, engine_name, engine_version, str(notes or ""))
+    return deployed_model(model, engine_name, engine_version, notes)
 
 
 def with_host_overhead(engine: EngineProfile, engine_name: str, engine_version: str):

@@ -187,11 +187,11 @@ def run(args: argparse.Namespace) -> int:
     from inferecon.model.quant import engine_deployed_model
 
     # The modules the checkpoint or the engine keeps in 16 bit, as predict and the public scorecards price them.
-    for m in models:
-        kept = engine_deployed_model(m, engine)
+    deployed = [engine_deployed_model(m, engine) for m in models]
+    for m, kept in zip(models, deployed):
         if kept is not m:
             say(f"note: {m.name} keeps {kept.kept_16bit_summary()} in 16 bit ({kept.kept_16bit_source})")
-    models = [engine_deployed_model(m, engine) for m in models]
+    models = deployed
     draft = engine_deployed_model(draft, engine) if draft is not None else None
 
     frames, curves, fronts, request_frames, request_curves = [], {}, {}, [], {}

@@ -219,6 +219,13 @@ def _torch_dtype(name):
     return {"bf16": torch.bfloat16, "fp32": torch.float32}[name]
 
 
+def _kv_bytes(p: dict) -> int:
+    """K and V of an attention case (decode: its params carry it) or of a prompt's context."""
+    if p["op"] == "attention":
+        return p["kv_bytes"]
+    return 2 * p["seq_len"] * p["n_kv_heads"] * p["head_dim"] * ELEMENT_BYTES[p["dtype"]]
+
+
 def _copies(nbytes: int, cold_bytes: int) -> int:
     """Copies to cycle so that a call's tensor was last touched >= cold_bytes of traffic ago."""
     return int(min(MAX_COPIES, max(2, math.ceil(cold_bytes / max(nbytes, 1)) + 1)))
@@ -374,8 +381,7 @@ def _context_attention_fn(p: dict, cold_bytes: int):
 
     dt = _torch_dtype(p["dtype"])
     L, h, hk, d = p["seq_len"], p["n_heads"], p["n_kv_heads"], p["head_dim"]
-    kv_bytes = 2 * L * hk * d * ELEMENT_BYTES[p["dtype"]]
-    copies = _copies(kv_bytes, cold_bytes)
+    copies = _copies(_kv_bytes(p), cold_bytes)
     if vllm_ops() is not None:
         return _vllm_attention(dt, 1, L, h, hk, d, L, copies)
     q = (torch.rand(1, h, L, d) - 0.5).to(dt)
@@ -482,33 +488,30 @@ def held_bytes(p: dict, cold_bytes: int, vllm: bool = False) -> tuple[tuple | No
     if p["op"] == "gemm":
         return (p["n"], p["k"], p["dtype"], path_of(p)), _copies(p["weight_bytes"], cold_bytes) * p["weight_bytes"]
     if p["op"] in ("attention", "context_attention"):
-        b, L = (p["batch"], p["kv_len"]) if p["op"] == "attention" else (1, p["seq_len"])
-        kv = 2 * b * L * p["n_kv_heads"] * p["head_dim"] * ELEMENT_BYTES[p["dtype"]]
-        copy = _vllm_cache_bytes(p["dtype"], b, L, p["n_kv_heads"], p["head_dim"]) if vllm and path_of(p) == ENGINE \
-            else kv
-        return None, _copies(kv, cold_bytes) * copy
+        kv = _kv_bytes(p)
+        if vllm and path_of(p) == ENGINE:  # vLLM's paged cache: whole blocks of each sequence
+            b, L = (p["batch"], p["kv_len"]) if p["op"] == "attention" else (1, p["seq_len"])
+            return None, _copies(kv, cold_bytes) * _vllm_cache_bytes(p["dtype"], b, L, p["n_kv_heads"], p["head_dim"])
+        return None, _copies(kv, cold_bytes) * kv
     return None, 0
 
 
 def interleave_groups(params: list[dict], cold_bytes: int, budget_bytes: int, vllm: bool = False) -> list[list[int]]:
     """Indices of `params`, in plan order, cut into groups whose held bytes stay within the
     budget (a weight shared by several M counted once in its group)."""
-    groups: list[list[int]] = []
+    groups: list[list[int]] = [[]]
     used, keys = 0, set()
     for i, p in enumerate(params):
         key, nbytes = held_bytes(p, cold_bytes, vllm)
-        add = 0 if key is not None and key in keys else nbytes
-        if groups and add and used + add > budget_bytes and groups[-1]:
+        add = 0 if key in keys else nbytes
+        if add and groups[-1] and used + add > budget_bytes:
             groups.append([])
             used, keys = 0, set()
-            add = nbytes
-        if not groups:
-            groups.append([])
         groups[-1].append(i)
         used += add
         if key is not None:
             keys.add(key)
-    return groups
+    return [g for g in groups if g]
 
 
 class Session:

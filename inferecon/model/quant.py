@@ -349,7 +349,7 @@ def engine_deployed_model(model, engine):
     not given: only what the checkpoint's format keeps, FORMAT_KEPT)."""
     if engine is None:
         return deployed_model(model, "")
-    version = getattr(getattr(engine, "op_fits", None), "engine_version", "") or ""
+    version = engine.op_fits.engine_version if engine.op_fits is not None else ""
     return deployed_model(model, engine.name, version)
 
 
