@@ -197,7 +197,8 @@ def describe(fit: EngineFit) -> str:
     eff = ", ".join(f"eff{k} {v:.2f}" for k, v in sorted(p.weight_read_efficiency.items())) or "no efficiency fitted"
     held = [n for n in fit.params if not n.fitted]
     held_txt = ("; kept published: " + "; ".join(f"{n.name} ({n.note})" for n in held)) if held else ""
-    return (f"{p.step_overhead_us:.0f} us/step, {p.per_layer_us:.1f} us/layer, {eff} "
+    per_seq = f"{p.per_sequence_us:.1f} us/sequence, " if p.per_sequence_us else ""
+    return (f"{p.step_overhead_us:.0f} us/step, {p.per_layer_us:.1f} us/layer, {per_seq}{eff} "
             f"[{len(fit.rows)} points from {', '.join(p.sources)}{held_txt}]")
 
 

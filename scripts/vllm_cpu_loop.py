@@ -240,8 +240,43 @@ def cold_host_factor(path: Path, dtype: str) -> tuple[float, str]:
                f"{r['warm_us']:.1f} us warm, {r['pairs']} pairs)")
 
 
+def fit_costs(rows: list[tuple[int, int, float]]) -> tuple[dict[str, tuple[float, float] | None], float, int]:
+    """Least squares of the engine's cost per step over null-model runs (layers, concurrency,
+    cost us): cost = step + per_layer x layers + per_sequence x concurrency, each slope only
+    where the runs vary in it, and left out (None) where it comes out negative (an engine
+    profile holds no negative time; the rest refitted). Returns ({key: (value, stderr)}, the
+    residual sd, its degrees of freedom); the step's stderr is one new run's spread about the
+    fit, s x sqrt(1 + 1/n), the slopes' their estimates' (the fit's covariance diagonal)."""
+    import numpy as np
+
+    layers = np.array([r[0] for r in rows], float)
+    conc = np.array([r[1] for r in rows], float)
+    cost = np.array([r[2] for r in rows], float)
+    cols = {"per_layer_us": layers, "per_sequence_us": conc}
+    keep = [k for k, v in cols.items() if len(set(v.tolist())) > 1]
+    while True:
+        X = np.column_stack([np.ones(len(cost))] + [cols[k] for k in keep])
+        if len(cost) <= X.shape[1]:
+            raise SystemExit(f"null-engine: {len(cost)} null-model run(s) cannot fit {X.shape[1]} parameter(s) "
+                             "with a spread left")
+        sol = np.linalg.lstsq(X, cost, rcond=None)[0]
+        negative = [k for k, v in zip(keep, sol[1:]) if v < 0]
+        if not negative:
+            break
+        keep.remove(negative[0])
+    resid = cost - X @ sol
+    dof = len(cost) - X.shape[1]
+    s = float(np.sqrt(resid @ resid / dof))
+    se = np.sqrt(np.diag(s * s * np.linalg.inv(X.T @ X)))
+    out: dict[str, tuple[float, float] | None] = {"step_overhead_us": (float(sol[0]), s * (1 + 1 / len(cost)) ** 0.5),
+                                                  "per_layer_us": None, "per_sequence_us": None}
+    for k, v, e in zip(keep, sol[1:], se[1:]):
+        out[k] = (float(v), float(e))
+    return out, s, dof
+
+
 def null_engine(fit_dir: Path, out: Path, deep_dir: Path | None = None, alone_layers: int | None = None,
-                cold: tuple[float, str] | None = None) -> None:
+                cold: tuple[float, str] | None = None, per_sequence: bool = True) -> None:
     """The engine profile of vLLM's own work, measured on the null models (not on the runs it
     will predict). FIT_DIR is `inferecon calibrate --engine-results` over the 1-layer null
     model's kept runs, DEEP_DIR the same over the 8-layer one: their engine.json (the writer
@@ -258,7 +293,11 @@ def null_engine(fit_dir: Path, out: Path, deep_dir: Path | None = None, alone_la
     one new 8-layer run has about the mean, s8 x sqrt(1 + 1/n8) (draws of the two add, a little
     wider than the 8-layer runs alone). With FIT_DIR alone: the 1-layer mean and its spread.
 
-    - OUT/engine.json: over every concurrency (s: the runs' standard deviation);
+    - OUT/engine.json: over every concurrency. With PER_SEQUENCE (the default) the least squares
+      of `fit_costs`: a step, a per-layer time and a per-sequence time (vLLM's host work per
+      request in the step: its inputs, sampling, detokenising, streaming), so the profile's cost
+      grows with the batch as the null models' does; s: the fit's residual sd. Without it (the
+      rule runs 1-10 were written by): the means above, s the deeper model's runs' sd;
     - OUT/engine-c<C>.json: the runs at concurrency C alone (the engine's cost grows with the
       sequences a step samples and streams); s: the pooled standard deviation of the runs about
       their concurrency's mean (the repeat of two prompt sets), m runs at C in place of n;
@@ -318,7 +357,11 @@ def null_engine(fit_dir: Path, out: Path, deep_dir: Path | None = None, alone_la
                                    "stderr_of_fit": fit_step.get("stderr"), "note": what}
         if ps["per_layer_us"] is not None:
             prm["per_layer_us"] = {"value": ps["per_layer_us"][0], "stderr": ps["per_layer_us"][1], "fitted": True,
-                                   "note": "(8-layer null - 1-layer null) / 7"}
+                                   "note": "(8-layer null - 1-layer null) / 7" if ps.get("per_sequence_us") is None
+                                   else "the slope over the null models' layer counts"}
+        if ps.get("per_sequence_us") is not None:
+            prm["per_sequence_us"] = {"value": ps["per_sequence_us"][0], "stderr": ps["per_sequence_us"][1],
+                                      "fitted": True, "note": "the slope over the null runs' concurrencies"}
         notes = list(base.notes) + [
             "measured on null models served and benched like the model (scripts/vllm_cpu_loop.sh): vLLM's own "
             "work per step and per eager layer, beyond the kernels the CPU profile prices"]
@@ -327,6 +370,7 @@ def null_engine(fit_dir: Path, out: Path, deep_dir: Path | None = None, alone_la
                          f"small ops inside its step, measured by scripts/vllm_cold_host.py --step: {cold[1]}")
         return dataclasses.replace(base, name=name, step_overhead_us=max(0.0, ps["step_overhead_us"][0]),
                                    per_layer_us=ps["per_layer_us"][0] if ps["per_layer_us"] else 0.0,
+                                   per_sequence_us=ps["per_sequence_us"][0] if ps.get("per_sequence_us") else 0.0,
                                    fit_quality=quality, notes=notes)
 
     out.mkdir(parents=True, exist_ok=True)
@@ -338,14 +382,24 @@ def null_engine(fit_dir: Path, out: Path, deep_dir: Path | None = None, alone_la
             return ps
         return {k: (None if v is None else (v[0] * cold[0], v[1] * cold[0])) for k, v in ps.items()}
 
-    ps, what = params(costs, s_all)
+    concurrencies = {t["concurrency"] for v in sets.values() for t in v}
+    if per_sequence and len(concurrencies) > 1:
+        ps, s_fit, dof_fit = fit_costs([(k, t["concurrency"], t["engine_step_us"]) for k, v in sets.items() for t in v])
+        what = (f"least squares over {sum(len(v) for v in sets.values())} null-model runs of "
+                f"{', '.join(f'{k}' for k in sets)} layer(s) at concurrency {', '.join(map(str, sorted(concurrencies)))}; "
+                f"s = its residual sd {s_fit:.0f} us ({dof_fit} degrees of freedom)")
+    else:
+        ps, what = params(costs, s_all)
+        ps["per_sequence_us"] = None
+        what = f"{what}; s = sd of the {max(costs)}-layer runs {s_all:.0f} us"
     ps = scaled(ps)
-    profile(f"{base.name}-null", ps, f"null models over every concurrency: {what}; s = sd of the "
-            f"{max(costs)}-layer runs {s_all:.0f} us").save(out / "engine.json")
+    profile(f"{base.name}-null", ps, f"null models over every concurrency: {what}").save(out / "engine.json")
     groups = {k: by_c(v) for k, v in sets.items()}
     pooled, dof = _pooled_sd([g for gs in groups.values() for g in gs.values()])
     lines = [f"all concurrencies: step {ps['step_overhead_us'][0]:.0f} ± {ps['step_overhead_us'][1]:.0f} us"
-             + (f", per layer {ps['per_layer_us'][0]:.0f} ± {ps['per_layer_us'][1]:.0f} us" if ps["per_layer_us"] else "")]
+             + (f", per layer {ps['per_layer_us'][0]:.0f} ± {ps['per_layer_us'][1]:.0f} us" if ps["per_layer_us"] else "")
+             + (f", per sequence {ps['per_sequence_us'][0]:.0f} ± {ps['per_sequence_us'][1]:.0f} us"
+                if ps.get("per_sequence_us") else "")]
     for c in sorted(groups[layers[0]]):
         at_c = {k: g[c] for k, g in groups.items() if c in g}
         pc, what_c = params(at_c, pooled)

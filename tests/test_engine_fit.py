@@ -22,7 +22,7 @@ from inferecon.model.catalog import get_model
 from inferecon.model.engine import ENGINE_SCHEMA_VERSION, EngineProfile
 
 H100 = get_profile("h100-sxm")
-TRUTH = EngineProfile("truth", step_overhead_us=300.0, per_layer_us=4.0,
+TRUTH = EngineProfile("truth", step_overhead_us=300.0, per_layer_us=4.0, per_sequence_us=20.0,
                       weight_read_efficiency={"8": 0.7, "4": 0.45})
 
 
@@ -47,6 +47,7 @@ def test_fit_recovers_a_known_profile():
     p = fit.profile
     assert p.step_overhead_us == pytest.approx(300.0, rel=1e-6)
     assert p.per_layer_us == pytest.approx(4.0, rel=1e-6)
+    assert p.per_sequence_us == pytest.approx(20.0, rel=1e-6)
     assert p.weight_efficiency(8) == pytest.approx(0.7, rel=1e-6)
     assert p.weight_efficiency(4) == pytest.approx(0.45, rel=1e-6)
     assert p.weight_efficiency(16) == pytest.approx(1.0, rel=1e-6)
@@ -81,6 +82,18 @@ def test_one_model_one_tp_fits_only_the_step_overhead_and_says_why():
     assert any("published value" in n for n in fit.profile.notes)
 
 
+def test_runs_of_one_concurrency_keep_no_per_sequence_time_and_say_why():
+    """Three models at batch 8 only: a per-sequence time adds the same 8 x t to every run, the
+    per-step overhead's column, so it is not fitted and the note names the batch."""
+    truth = EngineProfile("t", step_overhead_us=250.0)
+    fit = fit_engine_profile(synthetic([("llama-3-8b", 1), ("llama-3-70b", 4), ("qwen3-32b", 2)], (16,), (8,),
+                                       truth=truth))
+    by = {p.name: p for p in fit.params}
+    assert not by["per_sequence_us"].fitted and fit.profile.per_sequence_us == 0.0
+    assert "every run decodes 8 sequence(s) a step" in by["per_sequence_us"].note
+    assert by["step_overhead_us"].value == pytest.approx(250.0, rel=1e-6)
+
+
 def test_a_single_run_fits_nothing_and_has_no_heldout_error():
     fit = fit_engine_profile(synthetic([("llama-3-8b", 1)], (16,), (1,)))
     assert not any(p.fitted for p in fit.params)
@@ -110,6 +123,9 @@ def test_engine_profile_json_round_trip_and_errors(tmp_path):
     data = json.loads(path.read_text())
     for change, message in ((dict(schema_version=99), "schema_version 99"),
                             (dict(step_overhead_us=-1), "step_overhead_us must be a finite number >= 0"),
+                            (dict(per_sequence_us=-5), "per_sequence_us must be a finite number >= 0"),
+                            (dict(per_sequence_us="40"), "per_sequence_us must be a number"),
+                            (dict(per_sequence_us=1e300), "per_sequence_us 1e\\+300 is above"),
                             (dict(weight_read_efficiency={"3": 0.5}), "key '3' is not one of 16, 8, 4"),
                             (dict(weight_read_efficiency={"8": 0}), r"weight_read_efficiency\[8\] must be > 0")):
         (tmp_path / "bad.json").write_text(json.dumps({**data, **change}))

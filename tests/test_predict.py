@@ -96,6 +96,15 @@ def test_engine_profile_adds_its_overheads():
     # 100 µs per step + 32 layers x 1 µs.
     assert eng.t_step_ms - base.t_step_ms == pytest.approx(0.132, rel=1e-6)
     assert eng.engine == "test"
+    # 50 µs per sequence: batch 8 on one GPU adds 8 x 50 µs = 0.4 ms a step; pp 2 with
+    # micro-batches of 2 holds 2 x 2 = 4 a step (0.2 ms); Mixtral at ep 2: each rank's
+    # scheduler holds 4 of the 8 sequences (0.2 ms).
+    mixtral = get_model("mixtral-8x7b")
+    for mm, kw, added_ms in ((m, {"tp": 1, "batch": 8}, 0.4), (m, {"tp": 1, "pp": 2, "batch": 4}, 0.2),
+                             (mixtral, {"tp": 1, "ep": 2, "batch": 8}, 0.2)):
+        plain = predict(mm, H100, context=1024, **kw)
+        per_seq = predict(mm, H100, context=1024, engine=EngineProfile("test", per_sequence_us=50.0), **kw)
+        assert per_seq.t_step_ms - plain.t_step_ms == pytest.approx(added_ms, rel=1e-6), kw
     # Half the weight-read bandwidth doubles the 5.379 ms weight read of the step above.
     slow = predict(m, H100, tp=1, batch=1, context=1024,
                    engine=EngineProfile("test", weight_read_efficiency={"16": 0.5}))

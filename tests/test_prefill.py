@@ -293,3 +293,20 @@ def test_a_16bit_lm_head_of_an_fp8_model_reads_two_bytes_a_weight(llama8b, h100)
     a, b = prefill_chunk(fp8, h100, tokens=2048), prefill_chunk(kept, h100, tokens=2048)
     assert b.gemm_flops_per_gpu == a.gemm_flops_per_gpu
     assert b.t_memory_s - a.t_memory_s == pytest.approx(525_336_576 / (h100.memory.achieved_gbps * 1e9), rel=1e-9)
+
+
+def test_prefill_step_pays_the_engines_per_sequence_time_per_prompt():
+    """An engine's per-sequence host work is paid for each prompt a prefill step carries: three
+    200-token prompts in one step at 40 µs a sequence add 3 x 40 = 120 µs (hand) to the step,
+    one prompt 40 µs."""
+    from inferecon.model.catalog import get_model
+    from inferecon.model.engine import EngineProfile
+    from inferecon.model.prefill import prefill_step
+    from inferecon.model.published import get_profile
+
+    m, hw = get_model("llama-3-8b"), get_profile("h100-sxm")
+    eng = EngineProfile("toy", per_sequence_us=40.0)
+    for chunks, added_s in (([(200, 0, True)] * 3, 120e-6), ([(200, 0, True)], 40e-6)):
+        plain = prefill_step(m, hw, chunks=chunks)
+        paid = prefill_step(m, hw, chunks=chunks, engine=eng)
+        assert paid.t_prefill_s - plain.t_prefill_s == pytest.approx(added_s, rel=1e-9)

@@ -55,6 +55,60 @@ def test_cold_host_factor_scales_both_costs_and_their_stderr(tmp_path):
     assert (tmp_path / "cold" / "null_engine.csv").read_text() == (tmp_path / "warm" / "null_engine.csv").read_text()
 
 
+def _grid(cost):
+    """Null-model runs of 1 and 8 layers at concurrency 1, 2, 4, 8, two prompt sets each."""
+    return [(L, c, cost(L, c, seed)) for L in (1, 8) for c in (1, 2, 4, 8) for seed in (0, 1)]
+
+
+def test_fit_costs_separates_step_layer_and_sequence():
+    """Costs made up by hand as 1000 + 100 x layers + 50 x concurrency us give those three back.
+    With the two prompt sets +-100 us about that, the residual sd is sqrt(16 x 100^2 / 13) =
+    110.94 us (16 runs, 3 parameters) and, the design being balanced, the per-sequence slope's
+    stderr is s / sqrt(4 x sum (c - 3.75)^2) = 110.94 / sqrt(115) = 10.345 us; the step's is one
+    new run's spread s x sqrt(1 + 1/16) = 114.36 us."""
+    loop = _loop()
+    exact, s, dof = loop.fit_costs(_grid(lambda L, c, seed: 1000.0 + 100.0 * L + 50.0 * c))
+    assert [exact[k][0] for k in ("step_overhead_us", "per_layer_us", "per_sequence_us")] == \
+        pytest.approx([1000.0, 100.0, 50.0], abs=1e-9)
+    assert s == pytest.approx(0.0, abs=1e-9) and dof == 13
+    noisy, s, dof = loop.fit_costs(_grid(lambda L, c, seed: 1000.0 + 100.0 * L + 50.0 * c + (100.0 if seed else -100.0)))
+    assert s == pytest.approx(110.94, abs=0.01) and dof == 13
+    assert noisy["per_sequence_us"] == pytest.approx((50.0, 10.345), abs=1e-3)
+    assert noisy["step_overhead_us"] == pytest.approx((1000.0, 114.36), abs=0.01)
+
+
+def test_fit_costs_drops_a_negative_slope_and_refits():
+    """A cost that falls with concurrency (1000 + 100 x layers - 20 x c) holds no per-sequence
+    time: the slope is left out and the rest refitted. Concurrency is balanced across the layer
+    counts, so the layer slope stays 100 and the step takes the mean of -20 c: 1000 - 20 x 3.75 =
+    925 us (hand)."""
+    fit, _, dof = _loop().fit_costs(_grid(lambda L, c, seed: 1000.0 + 100.0 * L - 20.0 * c))
+    assert fit["per_sequence_us"] is None and dof == 14
+    assert fit["per_layer_us"][0] == pytest.approx(100.0) and fit["step_overhead_us"][0] == pytest.approx(925.0)
+
+
+def test_null_engine_writes_the_per_sequence_time(tmp_path):
+    """Run 10's committed null-model fits (results/vllm-cpu-20261202-8/): engine.json carries a
+    per-sequence time with its stderr, and a step and per-layer time, each of fit_costs over the
+    rows null_engine.csv lists (the same rows: the profile is that fit, not another)."""
+    import csv
+
+    loop = _loop()
+    res = _need(ROOT / "results" / "vllm-cpu-20261202-8")
+    loop.null_engine(res / "engine-null-fit-fp32", tmp_path, res / "engine-null8-fit-fp32")
+    with open(tmp_path / "null_engine.csv", newline="") as f:
+        rows = [(int(r["layers"]), int(r["concurrency"]), float(r["engine_step_us"])) for r in csv.DictReader(f)]
+    assert len(rows) == 16
+    expected, _, _ = loop.fit_costs(rows)
+    d = json.loads((tmp_path / "engine.json").read_text())
+    for key in ("step_overhead_us", "per_layer_us", "per_sequence_us"):
+        assert d[key] == pytest.approx(expected[key][0], rel=1e-12)
+        assert d["fit_quality"]["parameters"][key]["stderr"] == pytest.approx(expected[key][1], rel=1e-12)
+    assert d["per_sequence_us"] > 2 * d["fit_quality"]["parameters"]["per_sequence_us"]["stderr"]
+    # The per-concurrency profiles carry a step and a per-layer time only (one concurrency each).
+    assert json.loads((tmp_path / "engine-c8.json").read_text())["per_sequence_us"] == 0.0
+
+
 def test_cold_host_json_read_and_refused(tmp_path):
     loop = _loop()
     good = tmp_path / "c.json"
@@ -71,7 +125,8 @@ def test_cold_host_json_read_and_refused(tmp_path):
 
 def test_committed_cold_engines_are_what_null_engine_writes_now(tmp_path):
     """results/vllm-cpu-20261202-{5,6}/engine-null-cold-<dtype>/engine.json: the committed null-model
-    fits of each run with the committed cold-host measurement (results/vllm-cpu-20261202-6/cold-host/)."""
+    fits of each run with the committed cold-host measurement (results/vllm-cpu-20261202-6/cold-host/).
+    Those runs were written before the per-sequence fit: per_sequence=False is their rule."""
     loop = _loop()
     cold_json = _need(RUN8 / "cold-host" / "cold-host.json")
     for run in ("vllm-cpu-20261202-5", "vllm-cpu-20261202-6"):
@@ -80,7 +135,7 @@ def test_committed_cold_engines_are_what_null_engine_writes_now(tmp_path):
             committed = _need(res / f"engine-null-cold-{dtype}" / "engine.json")
             out = tmp_path / run / dtype
             loop.null_engine(res / f"engine-null-fit-{dtype}", out, res / f"engine-null8-fit-{dtype}",
-                             cold=loop.cold_host_factor(cold_json, dtype))
+                             cold=loop.cold_host_factor(cold_json, dtype), per_sequence=False)
             assert _step_and_layer(out / "engine.json") == pytest.approx(_step_and_layer(committed), rel=1e-9)
 
 

@@ -1,6 +1,6 @@
 """Serving-engine runs against the cost model: predicted vs measured per-token time, and the
-fit of an EngineProfile (per-step overhead, per-layer time, weight-read efficiency per weight
-format) with its leave-one-run-out error.
+fit of an EngineProfile (per-step overhead, per-layer time, per-sequence time, weight-read
+efficiency per weight format) with its leave-one-run-out error.
 
 A run (ingest/engine_results.py) becomes an `EngineCase`: the model, GPU profile and
 parallelism it ran with, decoded at its concurrency with a context of its prompt plus half its
@@ -26,7 +26,7 @@ import numpy as np
 from inferecon.ingest.engine_results import EngineRun
 from inferecon.core.errors import UserError
 from inferecon.core.stats import mape_pct, pct_errors
-from inferecon.model.engine import PER_LAYER_US, STEP_OVERHEAD_US, EngineParam, EngineProfile
+from inferecon.model.engine import PER_LAYER_US, PER_SEQUENCE_US, STEP_OVERHEAD_US, EngineParam, EngineProfile
 from inferecon.model.hardware import HardwareProfile
 from inferecon.model.predict import Prediction, predict
 from inferecon.model.spec import ModelSpec
@@ -42,6 +42,7 @@ EFFICIENCY_RANGE = (0.05, 2.0)
 MAX_EFFICIENCY_STDERR = 0.1
 _STEP_PROBE_US = 100.0
 _LAYER_PROBE_US = 10.0
+_SEQUENCE_PROBE_US = 10.0
 _EFF_PROBE = 0.5
 
 
@@ -208,12 +209,15 @@ class EngineFit:
 
 STEP = EngineParam(STEP_OVERHEAD_US)
 PER_LAYER = EngineParam(PER_LAYER_US)
+PER_SEQUENCE = EngineParam(PER_SEQUENCE_US)
 
 
 def _param_names(cases: list[EngineCase]) -> list[EngineParam]:
     formats = Counter(c.model.weight_bits for c in cases if c.model.weight_bits in (16, 8, 4))
     order = sorted(formats, key=lambda k: (-formats[k], -k))
-    return [STEP] + [EngineParam.efficiency(k) for k in order] + [PER_LAYER]
+    # The per-sequence time last: fitted only where the runs' batch sizes separate it from the
+    # others, so a fit over runs of one concurrency is what it was without it.
+    return [STEP] + [EngineParam.efficiency(k) for k in order] + [PER_LAYER, PER_SEQUENCE]
 
 
 def _columns(cases: list[EngineCase], names: list[EngineParam], base: np.ndarray) -> np.ndarray:
@@ -225,6 +229,8 @@ def _columns(cases: list[EngineCase], names: list[EngineParam], base: np.ndarray
             probe, unit = EngineProfile("probe", step_overhead_us=_STEP_PROBE_US), _STEP_PROBE_US
         elif name == PER_LAYER:
             probe, unit = EngineProfile("probe", per_layer_us=_LAYER_PROBE_US), _LAYER_PROBE_US
+        elif name == PER_SEQUENCE:
+            probe, unit = EngineProfile("probe", per_sequence_us=_SEQUENCE_PROBE_US), _SEQUENCE_PROBE_US
         else:
             probe, unit = name.set_in(EngineProfile("probe"), _EFF_PROBE), 1.0 / _EFF_PROBE - 1.0
         for i, c in enumerate(cases):
@@ -238,6 +244,11 @@ def _why_not(name: EngineParam, cases: list[EngineCase], chosen: list[str]) -> s
         if len(layers) == 1:
             return (f"every run has {layers[0]} layers, so a per-layer time cannot be told from a per-step one; "
                     f"runs of models with other layer counts would separate them")
+    if name == PER_SEQUENCE:
+        batches = sorted({c.batch for c in cases})
+        if len(batches) == 1:
+            return (f"every run decodes {batches[0]} sequence(s) a step, so a per-sequence time cannot be told from "
+                    f"a per-step one; runs at other concurrencies would separate them")
     if name.is_efficiency:
         return (f"the {name.bits}-bit runs read about the same weight bytes per step (one model and TP), so a slower "
                 f"weight read cannot be told from {', '.join(chosen) or 'the other terms'}; runs of other model "
@@ -254,16 +265,17 @@ def _select(A: np.ndarray, names: list[EngineParam], cases: list[EngineCase]) ->
         if norm == 0.0:
             why[name] = "no run exercises it"
             continue
-        if len(cases) < len(chosen) + 2:
-            why[name] = (f"{len(cases)} run(s) support at most {max(len(cases) - 1, 0)} fitted parameter(s) "
-                         f"with a residual left to judge them by")
-            continue
+        # What the runs cannot separate first: more runs like these would not fit it either.
         if chosen:
             q, _ = np.linalg.qr(A[:, chosen])
             resid = col - q @ (q.T @ col)
             if float(np.linalg.norm(resid)) < MIN_INDEPENDENCE * norm:
                 why[name] = _why_not(name, cases, [names[k].key for k in chosen])
                 continue
+        if len(cases) < len(chosen) + 2:
+            why[name] = (f"{len(cases)} run(s) support at most {max(len(cases) - 1, 0)} fitted parameter(s) "
+                         f"with a residual left to judge them by")
+            continue
         chosen.append(j)
     return chosen, why
 
@@ -293,7 +305,8 @@ def _profile(name: str, values: dict[EngineParam, float], cases, notes, fit_qual
     eff = {str(p.bits): 1.0 / (1.0 + x) for p, x in values.items() if p.is_efficiency}
     return EngineProfile(
         name=name, step_overhead_us=max(0.0, values.get(STEP, 0.0)),
-        per_layer_us=max(0.0, values.get(PER_LAYER, 0.0)), weight_read_efficiency=eff,
+        per_layer_us=max(0.0, values.get(PER_LAYER, 0.0)),
+        per_sequence_us=max(0.0, values.get(PER_SEQUENCE, 0.0)), weight_read_efficiency=eff,
         sources=sorted({c.run.source.rsplit(":", 1)[0] if c.run.source.rsplit(":", 1)[-1].isdigit() else c.run.source
                         for c in cases}),
         notes=list(notes), hardware=",".join(sorted({c.hw.name for c in cases})), fit_quality=fit_quality or {})

@@ -1,8 +1,10 @@
 """What a serving engine adds to the hardware's decode step (DESIGN.md, "engine overhead").
 
 An engine (vLLM, SGLang, TensorRT-LLM …) pays per decode step for scheduling, sampling and
-launches outside a CUDA graph, and its quantised kernels read weights below the HBM
-bandwidth a plain copy reaches. `EngineProfile` holds those three things; the cost model
+launches outside a CUDA graph, per layer for launches outside a graph, per sequence of the
+batch for the host work each request adds (its inputs, sampling, detokenising), and its
+quantised kernels read weights below the HBM bandwidth a plain copy reaches.
+`EngineProfile` holds those things; the cost model
 (`evaluate(..., engine=...)`) adds them to every configuration. Fitting one from an engine's
 own benchmark results lives in calibration/engine_fit.py; this module is plain data, saved as
 schema-versioned JSON like the HardwareProfile.
@@ -30,8 +32,12 @@ WEIGHT_FORMATS = ("16", "8", "4")
 # The kinds of parameter an engine profile has; a weight-read efficiency is one per format.
 STEP_OVERHEAD_US = "step_overhead_us"
 PER_LAYER_US = "per_layer_us"
+PER_SEQUENCE_US = "per_sequence_us"
 WEIGHT_READ_EFFICIENCY = "weight_read_efficiency"
-PARAM_KINDS = (STEP_OVERHEAD_US, PER_LAYER_US, WEIGHT_READ_EFFICIENCY)
+PARAM_KINDS = (STEP_OVERHEAD_US, PER_LAYER_US, PER_SEQUENCE_US, WEIGHT_READ_EFFICIENCY)
+# The overheads, in microseconds: each is checked and read the same way.
+_OVERHEAD_FIELDS = ("step_overhead_us", "per_layer_us", "per_sequence_us", "host_launch_us",
+                    "host_kernels_per_layer")
 _KEY = re.compile(r"^weight_read_efficiency\[(\d+)\]$")
 # Beyond these a saved figure is a unit slip or a typo, not an engine, and the cost model would
 # print it as a speed (a 1e300 us launch overflows the step time to inf, then a ZeroDivisionError).
@@ -138,6 +144,10 @@ class EngineProfile:
     # is the same profile with arrays, one value per configuration the cost model prices.
     step_overhead_us: float | np.ndarray = 0.0  # per decode step, not overlapped with GPU work
     per_layer_us: float | np.ndarray = 0.0  # per transformer layer per step (launches not in a graph)
+    # Per sequence a step decodes, per step: the host work that grows with the batch (building
+    # each request's inputs, sampling it, detokenising and streaming its token). vLLM's CPU
+    # build spends 0.16-0.60 ms a sequence on its null models (issue 21); 0 = none measured.
+    per_sequence_us: float | np.ndarray = 0.0
     # Achieved weight-read bandwidth of the engine's kernels as a share of what the hardware
     # profile's memory term assumes, by weight bits ("16", "8", "4"); 1.0 = no loss.
     weight_read_efficiency: dict[str, float | np.ndarray] = field(default_factory=dict)
@@ -166,7 +176,7 @@ class EngineProfile:
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name.strip():
             raise UserError(f"engine profile: name must be a non-empty string, got {self.name!r}")
-        for name in ("step_overhead_us", "per_layer_us", "host_launch_us", "host_kernels_per_layer"):
+        for name in _OVERHEAD_FIELDS:
             value = getattr(self, name)
             high = MAX_KERNELS_PER_LAYER if name == "host_kernels_per_layer" else MAX_OVERHEAD_US
             if not _valid(value, 0.0, strict=False):
@@ -225,7 +235,7 @@ class EngineProfile:
             values = {k: v for k, v in data.items() if k in known}
             values["weight_read_efficiency"] = {str(k): float(v) for k, v in
                                                 dict(values.get("weight_read_efficiency") or {}).items()}
-            for k in ("step_overhead_us", "per_layer_us", "host_launch_us", "host_kernels_per_layer"):
+            for k in _OVERHEAD_FIELDS:
                 if isinstance(values.get(k), (bool, str)):  # float() would take true as 1 and "4" as 4
                     raise UserError(f"{source}: {k} must be a number, got {values[k]!r}")
                 if k in values:

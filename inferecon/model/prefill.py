@@ -547,7 +547,8 @@ def prefill_step(model: ModelSpec, hw: HardwareProfile, *, chunks, tp: int = 1, 
     if not decode_tokens:
         overhead = float(hw.latency.step_overhead_us) * 1e-6
         if engine is not None:
-            overhead += engine.step_overhead_us * 1e-6 + model.n_layers * engine.per_layer_us * 1e-6
+            overhead += (engine.step_overhead_us + model.n_layers * engine.per_layer_us
+                         + len(chunks) * engine.per_sequence_us) * 1e-6  # each prompt of the step
     terms["latency"] += overhead
     fam["overhead"] += overhead
     return PrefillCost(tokens=int(c_total), prior_tokens=int(chunks[0][1]), level="op" if op_level else "roofline",

@@ -460,8 +460,11 @@ def evaluate(model: ModelSpec, hw: HardwareProfile, lay: Layouts, context: int,
     parts["t_net"] = parts["t_net"] + (pp - 1.0) * hop
     parts["t_fixed"] = parts["t_fixed"] + hw.latency.step_overhead_us * 1e-6
     if engine is not None:
-        parts["t_fixed"] = parts["t_fixed"] + engine.step_overhead_us * 1e-6
-        fams["engine_overhead"] = fams.get("engine_overhead", 0.0) + engine.step_overhead_us * 1e-6
+        # The host work per sequence is done by the scheduler of each data-parallel (ep) rank,
+        # for the sequences it holds: micro_batch per pipeline stage, every stage's per step.
+        host_s = (engine.step_overhead_us + engine.per_sequence_us * lay.micro_batch * pp) * 1e-6
+        parts["t_fixed"] = parts["t_fixed"] + host_s
+        fams["engine_overhead"] = fams.get("engine_overhead", 0.0) + host_s
 
     # 1 except under uncertainty draws (model/uncertainty.py), which scale the whole term.
     scale = hw.network.time_scale

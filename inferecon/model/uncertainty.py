@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from inferecon.core.errors import UserError
-from inferecon.model.engine import PER_LAYER_US, STEP_OVERHEAD_US, EngineParam, EngineProfile
+from inferecon.model.engine import PER_LAYER_US, PER_SEQUENCE_US, STEP_OVERHEAD_US, EngineParam, EngineProfile
 from inferecon.model.terms import CostOptions, Layouts, evaluate
 from inferecon.model.uncertain import Uncertain, _parts, _set, entries
 
@@ -100,10 +100,10 @@ def draw_engine(engine: EngineProfile | None, draws: int, seed: int, rows: int) 
         return engine
     rng = np.random.default_rng([seed, 1])  # its own stream: the profile's draws do not move
     drawn = engine
-    # A fixed draw order (efficiencies, then the per-step and per-layer overheads), so that a
-    # seed gives the same band.
+    # A fixed draw order (efficiencies, then the per-step, per-layer and per-sequence
+    # overheads), so that a seed gives the same band.
     order = ([EngineParam.efficiency(b) for b in engine.weight_read_efficiency]
-             + [EngineParam(STEP_OVERHEAD_US), EngineParam(PER_LAYER_US)])
+             + [EngineParam(STEP_OVERHEAD_US), EngineParam(PER_LAYER_US), EngineParam(PER_SEQUENCE_US)])
     for param in order:
         if param in params:
             v, se = params[param]
