@@ -336,7 +336,7 @@ def null_engine(fit_dir: Path, out: Path, deep_dir: Path | None = None, alone_la
         one = groups[layers[0]]
         if layers[1] not in groups:
             return {"step_overhead_us": (statistics.fmean(one), s * math.sqrt(1 + 1 / len(one))),
-                    "per_layer_us": None}, f"{layers[0]}-layer null, {len(one)} runs"
+                    "per_layer_us": None, "per_sequence_us": None}, f"{layers[0]}-layer null, {len(one)} runs"
         deep = groups[layers[1]]
         pl = (statistics.fmean(deep) - statistics.fmean(one)) / (layers[1] - layers[0])
         pl_se = s * math.sqrt(1 / len(one) + 1 / len(deep)) / (layers[1] - layers[0])
@@ -344,7 +344,8 @@ def null_engine(fit_dir: Path, out: Path, deep_dir: Path | None = None, alone_la
         if pl < 0:  # an engine profile holds no negative time; the 8-layer mean still anchors the step
             pl, clamped = 0.0, " (the difference was negative: 0 kept)"
         step = statistics.fmean(deep) - layers[1] * pl
-        return {"step_overhead_us": (step, s * math.sqrt(1 + 1 / len(deep))), "per_layer_us": (pl, pl_se)}, \
+        return {"step_overhead_us": (step, s * math.sqrt(1 + 1 / len(deep))), "per_layer_us": (pl, pl_se),
+                "per_sequence_us": None}, \
             f"1-layer null {len(one)} runs, 8-layer null {len(deep)} runs{clamped}"
 
     def profile(name, ps, what):
@@ -357,9 +358,9 @@ def null_engine(fit_dir: Path, out: Path, deep_dir: Path | None = None, alone_la
                                    "stderr_of_fit": fit_step.get("stderr"), "note": what}
         if ps["per_layer_us"] is not None:
             prm["per_layer_us"] = {"value": ps["per_layer_us"][0], "stderr": ps["per_layer_us"][1], "fitted": True,
-                                   "note": "(8-layer null - 1-layer null) / 7" if ps.get("per_sequence_us") is None
+                                   "note": "(8-layer null - 1-layer null) / 7" if ps["per_sequence_us"] is None
                                    else "the slope over the null models' layer counts"}
-        if ps.get("per_sequence_us") is not None:
+        if ps["per_sequence_us"] is not None:
             prm["per_sequence_us"] = {"value": ps["per_sequence_us"][0], "stderr": ps["per_sequence_us"][1],
                                       "fitted": True, "note": "the slope over the null runs' concurrencies"}
         notes = list(base.notes) + [
@@ -370,7 +371,7 @@ def null_engine(fit_dir: Path, out: Path, deep_dir: Path | None = None, alone_la
                          f"small ops inside its step, measured by scripts/vllm_cold_host.py --step: {cold[1]}")
         return dataclasses.replace(base, name=name, step_overhead_us=max(0.0, ps["step_overhead_us"][0]),
                                    per_layer_us=ps["per_layer_us"][0] if ps["per_layer_us"] else 0.0,
-                                   per_sequence_us=ps["per_sequence_us"][0] if ps.get("per_sequence_us") else 0.0,
+                                   per_sequence_us=ps["per_sequence_us"][0] if ps["per_sequence_us"] else 0.0,
                                    fit_quality=quality, notes=notes)
 
     out.mkdir(parents=True, exist_ok=True)
@@ -386,11 +387,10 @@ def null_engine(fit_dir: Path, out: Path, deep_dir: Path | None = None, alone_la
     if per_sequence and len(concurrencies) > 1:
         ps, s_fit, dof_fit = fit_costs([(k, t["concurrency"], t["engine_step_us"]) for k, v in sets.items() for t in v])
         what = (f"least squares over {sum(len(v) for v in sets.values())} null-model runs of "
-                f"{', '.join(f'{k}' for k in sets)} layer(s) at concurrency {', '.join(map(str, sorted(concurrencies)))}; "
+                f"{', '.join(map(str, sets))} layer(s) at concurrency {', '.join(map(str, sorted(concurrencies)))}; "
                 f"s = its residual sd {s_fit:.0f} us ({dof_fit} degrees of freedom)")
     else:
         ps, what = params(costs, s_all)
-        ps["per_sequence_us"] = None
         what = f"{what}; s = sd of the {max(costs)}-layer runs {s_all:.0f} us"
     ps = scaled(ps)
     profile(f"{base.name}-null", ps, f"null models over every concurrency: {what}").save(out / "engine.json")
@@ -399,7 +399,7 @@ def null_engine(fit_dir: Path, out: Path, deep_dir: Path | None = None, alone_la
     lines = [f"all concurrencies: step {ps['step_overhead_us'][0]:.0f} ± {ps['step_overhead_us'][1]:.0f} us"
              + (f", per layer {ps['per_layer_us'][0]:.0f} ± {ps['per_layer_us'][1]:.0f} us" if ps["per_layer_us"] else "")
              + (f", per sequence {ps['per_sequence_us'][0]:.0f} ± {ps['per_sequence_us'][1]:.0f} us"
-                if ps.get("per_sequence_us") else "")]
+                if ps["per_sequence_us"] else "")]
     for c in sorted(groups[layers[0]]):
         at_c = {k: g[c] for k, g in groups.items() if c in g}
         pc, what_c = params(at_c, pooled)

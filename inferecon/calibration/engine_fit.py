@@ -40,9 +40,6 @@ EFFICIENCY_RANGE = (0.05, 2.0)
 # A fitted efficiency must be known to within this (one standard error) to replace the
 # published 1.0; looser, it would move predictions by more than it explains.
 MAX_EFFICIENCY_STDERR = 0.1
-_STEP_PROBE_US = 100.0
-_LAYER_PROBE_US = 10.0
-_SEQUENCE_PROBE_US = 10.0
 _EFF_PROBE = 0.5
 
 
@@ -210,6 +207,8 @@ class EngineFit:
 STEP = EngineParam(STEP_OVERHEAD_US)
 PER_LAYER = EngineParam(PER_LAYER_US)
 PER_SEQUENCE = EngineParam(PER_SEQUENCE_US)
+# The step each overhead's finite difference is taken over, in µs.
+_PROBE_US = {STEP: 100.0, PER_LAYER: 10.0, PER_SEQUENCE: 10.0}
 
 
 def _param_names(cases: list[EngineCase]) -> list[EngineParam]:
@@ -225,14 +224,10 @@ def _columns(cases: list[EngineCase], names: list[EngineParam], base: np.ndarray
     x = 1/e - 1 for an efficiency), through the cost model itself."""
     cols = np.zeros((len(cases), len(names)))
     for j, name in enumerate(names):
-        if name == STEP:
-            probe, unit = EngineProfile("probe", step_overhead_us=_STEP_PROBE_US), _STEP_PROBE_US
-        elif name == PER_LAYER:
-            probe, unit = EngineProfile("probe", per_layer_us=_LAYER_PROBE_US), _LAYER_PROBE_US
-        elif name == PER_SEQUENCE:
-            probe, unit = EngineProfile("probe", per_sequence_us=_SEQUENCE_PROBE_US), _SEQUENCE_PROBE_US
-        else:
+        if name.is_efficiency:
             probe, unit = name.set_in(EngineProfile("probe"), _EFF_PROBE), 1.0 / _EFF_PROBE - 1.0
+        else:
+            probe, unit = name.set_in(EngineProfile("probe"), _PROBE_US[name]), _PROBE_US[name]
         for i, c in enumerate(cases):
             cols[i, j] = (predict_case(c, probe).ms_per_token - base[i]) / unit
     return cols
