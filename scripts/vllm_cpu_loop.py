@@ -170,8 +170,14 @@ def _patch_vllm_version() -> None:
 def _read_rows(csv_path: Path) -> list[dict]:
     import csv
 
-    with open(csv_path, newline="") as f:
-        return [r for r in csv.DictReader(f) if r["feasible"] == "True"]
+    try:
+        with open(csv_path, newline="") as f:
+            return [r for r in csv.DictReader(f) if r["feasible"] == "True"]
+    except OSError as exc:
+        raise SystemExit(f"{csv_path}: cannot read ({exc.strerror}): not an inferecon validate or calibrate "
+                         "--engine-results output") from None
+    except KeyError:
+        raise SystemExit(f"{csv_path}: no 'feasible' column: not an inferecon engine table") from None
 
 
 def null_runs(csv_path: Path, kept: Path) -> None:

@@ -173,3 +173,13 @@ def test_nullw_profile_prices_the_nullw_shapes_by_their_own_rows(tmp_path):
     # the bf16 fit (no nullw rows here) is left as it was
     assert next(f for f in doc["op_fits"]["gemm"] if f["dtype"] == "bf16") == \
         next(f for f in base["op_fits"]["gemm"] if f["dtype"] == "bf16")
+
+
+def test_null_engine_on_a_missing_or_foreign_table_says_so(tmp_path):
+    """A fit folder without engine_fit.csv, or a CSV without inferecon's columns: one line, no traceback."""
+    loop = _loop()
+    with pytest.raises(SystemExit, match="engine_fit.csv: cannot read"):
+        loop.null_engine(tmp_path / "missing", tmp_path / "out")
+    (tmp_path / "foreign.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(SystemExit, match="no 'feasible' column"):
+        loop.null_runs(tmp_path / "foreign.csv", tmp_path / "kept.txt")
