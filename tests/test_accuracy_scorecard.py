@@ -388,7 +388,7 @@ def test_concurrency_points_are_priced_with_the_serving_model(points):
 
     point = tta.Point(row=0, source_id="nim", engine="nim", engine_version="", model="llama-3-70b", gpu="h100-sxm",
                       tp=2, concurrency=25, request_rate_per_s=None, input_len=5000, output_len=500,
-                      weight_format="fp8", weight_bits=8, kv_bits=16)
+                      weight_format="fp8", weight_bits=8, kv_bits=int(c25["kv_bits"].iloc[0]))
     got = tta.price_point(point, tta.Pricing(get_profile("h100-sxm"), None, "published h100-sxm"), None, False)
     assert served25 == pytest.approx(got["pred_tpot_after_ms"], rel=1e-9)
     assert step25 == pytest.approx(got["pred_tpot_before_ms"], rel=1e-9)

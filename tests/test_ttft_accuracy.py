@@ -107,3 +107,35 @@ def test_kv_sensitivity_touches_only_points_whose_source_does_not_state_it():
     assert tta.kv_unstated("fp8 TP1; KV precision not stated by the page (16-bit kept)")
     assert not tta.kv_unstated("H100 engines built with --enable_fp8 --fp8_kv_cache (FP8 weights and KV)")
     assert not tta.kv_unstated("")
+
+
+@pytest.mark.parametrize("source_id, input_len, output_len, concurrency, out_tok_s, layers, hbm_gb, weights_gb", [
+    # NVIDIA's NIM 1.8.0 benchmark page (public_ttft.csv's source_url), its saturated rows: output
+    # tokens/s as the page gives them; FP8 weights 8.0 GB (8.03e9 parameters) and 70.6 GB (70.6e9).
+    ("nim-bench-llama31-8b", 20000, 2000, 250, 1337.66, 32, 80.0, 8.03),
+    ("nim-bench-llama31-8b", 5000, 500, 250, 3372.0, 32, 80.0, 8.03),
+    ("nim-bench-llama33-70b", 20000, 2000, 250, 427.06, 80, 160.0, 70.6),
+    ("nim-bench-llama33-70b", 5000, 500, 250, 920.12, 80, 160.0, 70.6),
+])
+def test_nim_kv_cache_is_8_bit_by_its_own_saturated_rows(source_id, input_len, output_len, concurrency, out_tok_s,
+                                                         layers, hbm_gb, weights_gb):
+    # The page does not state NIM's KV precision; public_ttft.csv and public_decode.csv take 8 bits
+    # because 16 bits cannot hold what the page measured. Little's law: each decoding request emits
+    # one token per ITL, so out_tok_s x ITL requests decode at once, each holding >= its prompt.
+    with open(tta.DEFAULT_CSV, newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["source_id"] == source_id and int(r["input_len"]) == input_len
+                and int(r["output_len"]) == output_len and int(r["batch"]) == concurrency]
+    itl_s = next(float(r["value"]) for r in rows if r["metric"] == "itl_ms_mean") / 1e3
+    assert {int(r["kv_bits"]) for r in rows} == {8}
+    decoding = out_tok_s * itl_s
+    kv16_bytes_per_token = 2 * layers * 8 * 128 * 2  # K and V, 8 KV heads of 128, 2 bytes
+    kv16_gb = decoding * input_len * kv16_bytes_per_token / 1e9
+    assert kv16_gb + weights_gb > hbm_gb  # 16-bit: does not fit (111-141 GB of cache alone)
+    assert kv16_gb / 2 + weights_gb < hbm_gb  # 8-bit: fits
+
+
+def test_nim_decode_rows_take_the_same_kv_precision_as_the_ttft_rows():
+    # The decode scorecard reads the same NIM page: one engine build, one KV precision.
+    with open(tta.DEFAULT_CSV.parent / "public_decode.csv", newline="") as fh:
+        nim = [r for r in csv.DictReader(fh) if r["engine"] == "nim"]
+    assert nim and {int(r["kv_bits"]) for r in nim} == {8}
