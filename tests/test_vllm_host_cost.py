@@ -183,3 +183,26 @@ def test_null_engine_on_a_missing_or_foreign_table_says_so(tmp_path):
     (tmp_path / "foreign.csv").write_text("a,b\n1,2\n")
     with pytest.raises(SystemExit, match="no 'feasible' column"):
         loop.null_runs(tmp_path / "foreign.csv", tmp_path / "kept.txt")
+
+
+def test_one_kept_8_layer_run_still_places_the_per_layer_slope(tmp_path):
+    """Run 11 (results/vllm-cpu-20261203/) kept 1 of its 16 bf16 8-layer null runs (the others came
+    in one burst). The least squares takes its spread from all 9 runs, so null-engine writes a
+    profile from them: fit_costs over the 9 rows null_engine.csv lists, per-layer slope included.
+    The means rule needs a spread of the 8-layer runs alone, and says so in one line."""
+    import csv
+
+    loop = _loop()
+    res = _need(ROOT / "results" / "vllm-cpu-20261203")
+    loop.null_engine(res / "engine-null-fit-bf16", tmp_path / "lsq", res / "engine-null8-fit-bf16")
+    with open(tmp_path / "lsq" / "null_engine.csv", newline="") as f:
+        rows = [(int(r["layers"]), int(r["concurrency"]), float(r["engine_step_us"])) for r in csv.DictReader(f)]
+    assert sorted(L for L, _, _ in rows) == [1] * 8 + [8]
+    expected, _, dof = loop.fit_costs(rows)
+    assert dof == 6
+    d = json.loads((tmp_path / "lsq" / "engine.json").read_text())
+    for key in ("step_overhead_us", "per_layer_us", "per_sequence_us"):
+        assert d[key] == pytest.approx(expected[key][0], rel=1e-12)
+    with pytest.raises(SystemExit, match=r"engine-null8-fit-bf16: 1 null-model run\(s\); a spread needs 2 or more"):
+        loop.null_engine(res / "engine-null-fit-bf16", tmp_path / "means", res / "engine-null8-fit-bf16",
+                         per_sequence=False)
