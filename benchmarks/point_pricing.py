@@ -79,6 +79,13 @@ def runs_eagerly(notes) -> bool:
     return bool(re.search(EAGER_NOTE, str(notes or "").lower()))
 
 
+def scheduler_steps(engine_version) -> int:
+    """Decode steps per scheduling round a point's engine ran: vLLM V0's `--num-scheduler-steps N`
+    where its engine_version names the flag (the flag the source ran with), else 1."""
+    m = re.search(r"--num-scheduler-steps[ =](\d+)", str(engine_version or ""))
+    return int(m.group(1)) if m else 1
+
+
 def eager_engine(engine: EngineProfile | None) -> EngineProfile:
     """The engine a point without CUDA graphs is priced with: the built-in 'eager' engine (the
     host's launch time per kernel x the kernels of a layer, model/engine.py), or a fitted engine

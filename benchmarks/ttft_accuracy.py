@@ -50,7 +50,7 @@ from inferecon.core.text import fixed_or_dash
 
 # benchmarks/point_pricing.py, beside this file: how both scorecards price a point.
 from point_pricing import (OPDB_BACKEND, eager_engine, kept_model, opdb_model, resolve_model, runs_eagerly,
-                           with_host_overhead)
+                           scheduler_steps, with_host_overhead)
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_CSV = HERE / "data" / "public_ttft.csv"
@@ -277,10 +277,11 @@ def price_point(p: Point, pr: Pricing, kv_bits: int | None, sim: bool) -> dict:
                              engine=engine, draws=0)
             row["pred_tpot_before_ms"] = before.t_step_ms if before.feasible else None
             r = serve(model, pr.hw, input_len=p.input_len, output_len=p.output_len, tp=p.tp,
-                      concurrency=p.concurrency, engine=engine)
+                      concurrency=p.concurrency, engine=engine, scheduler_steps=scheduler_steps(p.engine_version))
         else:
             r = serve(model, pr.hw, input_len=p.input_len, output_len=p.output_len, tp=p.tp,
-                      request_rate_per_s=p.request_rate_per_s, engine=engine)
+                      request_rate_per_s=p.request_rate_per_s, engine=engine,
+                      scheduler_steps=scheduler_steps(p.engine_version))
         row.update(pred_ttft_ms=r.ttft_s * 1e3, pred_tpot_after_ms=r.tpot_s * 1e3, decode_batch=r.decode_batch)
         if sim and p.closed_loop:
             s = simulate_closed_loop(model, pr.hw, input_len=p.input_len, output_len=p.output_len, tp=p.tp,

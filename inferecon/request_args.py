@@ -64,6 +64,9 @@ def add_flags(p) -> None:
     g.add_argument("--chunk-size", type=CHUNK_TOKENS, default=None, metavar="TOKENS",
                    help="token budget per step (prefill chunk + decode tokens; default vLLM's: 8192 on H100/H200, "
                         "16384 on >= 160 GiB GPUs, 2048 on A100 and smaller)")
+    g.add_argument("--scheduler-steps", type=cli_args.int_in(1, 1024), default=None, metavar="N",
+                   help="with --concurrency or --request-rate: decode steps per scheduling round (vLLM V0's "
+                        "--num-scheduler-steps, 0.6-0.10; default 1): a prompt is admitted only at a round's end")
     g.add_argument("--disaggregated", default=None, metavar="P,D",
                    help="with --request-rate: P prefill instances and D decode instances (each of --tp/--pp/--ep; "
                         "prefill instances of --prefill-tp GPUs if given), the KV cache moved between them")
@@ -91,6 +94,10 @@ def check(args) -> None:
                           ("--chunk-size", args.chunk_size)], "the request it loads the deployment with")
     if args.disaggregated is not None and args.request_rate is None:
         raise UserError("--disaggregated needs --request-rate R (and --input-len, --output-len)")
+    if args.scheduler_steps is not None and (args.concurrency is None and args.request_rate is None
+                                             or args.disaggregated is not None):
+        raise UserError("--scheduler-steps applies to an aggregated load: give --concurrency C or --request-rate R "
+                        "(without --disaggregated)")
     if args.prefill_tp is not None and args.disaggregated is None:
         raise UserError("--prefill-tp applies to --disaggregated serving only")
     if args.spec_decode and (args.concurrency is not None or args.request_rate is not None):
@@ -147,7 +154,8 @@ def requests_for(args, model, hw, engine, rows) -> list:
     if args.concurrency is not None or args.request_rate is not None:
         one = predict_request(model, hw, input_len=args.input_len, output_len=args.output_len, tp=args.tp,
                               pp=args.pp, ep=args.ep, concurrency=args.concurrency,
-                              request_rate_per_s=args.request_rate, chunk_tokens=args.chunk_size, engine=engine)
+                              request_rate_per_s=args.request_rate, chunk_tokens=args.chunk_size, engine=engine,
+                              scheduler_steps=args.scheduler_steps or 1)
         return [one]
     return [predict_request(model, hw, input_len=args.input_len, output_len=args.output_len, tp=args.tp, pp=args.pp,
                             ep=args.ep, decode_step_s=r.t_step_ms / 1e3 / r.tokens_per_step, decode_batch=r.batch,

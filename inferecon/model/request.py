@@ -65,9 +65,10 @@ def predict_request(model: ModelSpec, hw: HardwareProfile, *, input_len: int, ou
                     decode_usd_per_mtok: float | None = None, concurrency: int | None = None,
                     request_rate_per_s: float | None = None, chunk_tokens: int | None = None,
                     engine: EngineProfile | None = None,
-                    popts: PrefillOptions = PrefillOptions()) -> RequestPrediction:
+                    popts: PrefillOptions = PrefillOptions(), scheduler_steps: int = 1) -> RequestPrediction:
     """A request's figures (module docstring). Without a load, `decode_step_s` and
-    `decode_usd_per_mtok` are the decode prediction at `decode_batch` (model/predict.py)."""
+    `decode_usd_per_mtok` are the decode prediction at `decode_batch` (model/predict.py).
+    `scheduler_steps`: decode steps per scheduling round under a load (serving.serve)."""
     chunk = default_chunk_tokens(hw) if chunk_tokens is None else chunk_tokens
     n_gpu = tp * pp * ep
     alone_s, dominant, level = _lone_prefill(model, hw, input_len=input_len, chunk_tokens=chunk, tp=tp, pp=pp,
@@ -86,7 +87,7 @@ def predict_request(model: ModelSpec, hw: HardwareProfile, *, input_len: int, ou
             usd_per_m_input_tokens=usd_in, usd_per_m_output_tokens=decode_usd_per_mtok, queue_model=None)
     r = serve(model, hw, input_len=input_len, output_len=output_len, tp=tp, pp=pp, ep=ep,
               request_rate_per_s=request_rate_per_s, concurrency=concurrency, chunk_tokens=chunk, engine=engine,
-              popts=popts)
+              popts=popts, scheduler_steps=scheduler_steps)
     return _prediction(r, input_len, output_len, chunk, r.mode, level, dominant, r.queue_model)
 
 

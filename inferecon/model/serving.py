@@ -20,7 +20,11 @@ prefill, as vLLM, SGLang and TensorRT-LLM run by default):
   queue grows without bound, and that is the answer (a RequestError), not a number;
 - TTFT = W_q + half the step in flight at arrival + S for Poisson arrivals; a closed loop's
   next request follows a completion and lands on a step boundary (the simulation's turnaround 0),
-  so it waits for no step in flight;
+  so it waits for no step in flight. Multi-step scheduling (vLLM V0's `--num-scheduler-steps N`,
+  0.6–0.10) schedules once every N decode steps ("each scheduler iteration executes for
+  num_scheduler_steps", vllm-project/vllm#8378; design in #6854): a prompt is admitted only at a
+  round's end, so a Poisson arrival waits for half a round of N steps, not half a step. A closed
+  loop's arrivals land on the round's boundary as they land on a step's;
 - TPOT: a share ρ of the time the steps carry a chunk (t_mix), the rest are plain decode steps
   (t_dec); per emitted token TPOT = 1 / (ρ / t_mix + (1 − ρ) / t_dec);
 - the decode batch follows Little's law, B = λ · (O − 1) · TPOT, solved as a fixed point
@@ -122,6 +126,7 @@ class ServingResult:
     usd_per_m_output_tokens: float
     queue_model: str = QUEUE_MODEL
     prompts_per_step: int = 1  # prompts prefilled together in one step (a closed loop's bunch)
+    scheduler_steps: int = 1  # decode steps per scheduling round (multi-step scheduling)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -272,10 +277,11 @@ def bunch_size(clients: int, input_len: int, room: int) -> int:
 
 
 def _aggregated_at_rate(inst: _Instance, lam: float, input_len: int, output_len: int, chunk_tokens: int,
-                        closed_cap: float | None = None):
+                        closed_cap: float | None = None, scheduler_steps: int = 1):
     """The steady state at arrival rate lam (requests/s per instance), or raises. closed_cap:
     a closed loop of closed_cap + 1 clients in service, whose prompts arrive in bunches
-    (bunch_size); None: Poisson arrivals, one prompt at a time on the M/D/1 prefill server."""
+    (bunch_size); None: Poisson arrivals, one prompt at a time on the M/D/1 prefill server.
+    scheduler_steps: decode steps per scheduling round (multi-step scheduling; 1: every step)."""
     b = max(lam * (output_len - 1) * inst.t_decode(1.0), 0.0)
     fit = inst.max_batch_fitting()
     for _ in range(60):
@@ -328,7 +334,9 @@ def _aggregated_at_rate(inst: _Instance, lam: float, input_len: int, output_len:
         in_flight = 0.0  # a closed loop's next request follows a completion: it lands on a step boundary
     else:
         wait = md1_wait_s(lam, service)
-        in_flight = 0.5 * t_dec  # a Poisson arrival lands inside a step: half of it is left, on average
+        # A Poisson arrival lands inside a scheduling round (one step, or N under multi-step
+        # scheduling) and is admitted at its end: half of it is left, on average.
+        in_flight = 0.5 * scheduler_steps * t_dec
     ttft = wait + in_flight + service
     share_prefill = lam / k * prefill_s  # of the instance's time
     return dict(b=b, t_dec=t_dec, t_mix=t_mix, service=service, rho=rho, tpot=tpot, wait=wait, ttft=ttft,
@@ -349,14 +357,17 @@ def closed_loop_queue_model(bunch: int, waiting: int = 0, slots: int = 0, rule: 
 
 
 def _result(mode, model, hw, dep_gpus, lam_total, input_len, output_len, chunk_tokens, s, concurrency,
-            kv_transfer=0.0, share_prefill=None):
+            kv_transfer=0.0, share_prefill=None, scheduler_steps=1):
     price_s = hw.price_usd_per_gpu_hour / 3600.0 * dep_gpus
     share = s["share_prefill"] if share_prefill is None else share_prefill
     extra = ({"queue_model": closed_loop_queue_model(int(s.get("bunch", 1)), int(s.get("waiting", 0)),
                                                      int(s.get("slots", 0)), s.get("rule", "")),
               "prompts_per_step": int(s.get("bunch", 1))}
              if mode == "concurrency" else {})
-    return ServingResult(**extra,
+    if scheduler_steps > 1:
+        extra["queue_model"] = (extra.get("queue_model", QUEUE_MODEL)
+                                + f"; prompts admitted at the end of {scheduler_steps}-step scheduling rounds")
+    return ServingResult(**extra, scheduler_steps=int(scheduler_steps),
         mode=mode, input_len=int(input_len), output_len=int(output_len), chunk_tokens=int(chunk_tokens),
         n_gpu=int(dep_gpus), request_rate_per_s=float(lam_total), concurrency=float(concurrency),
         decode_batch=float(s["b"]), ttft_s=float(s["ttft"]), ttft_queue_s=float(s["wait"]),
@@ -373,11 +384,15 @@ def serve(model: ModelSpec, hw: HardwareProfile, *, input_len: int, output_len: 
           ep: int = 1, request_rate_per_s: float | None = None, concurrency: int | None = None,
           chunk_tokens: int | None = None, engine: EngineProfile | None = None,
           opts: CostOptions = CostOptions(), popts: PrefillOptions = PrefillOptions(),
-          admission: KvAdmission | None = None) -> ServingResult:
+          admission: KvAdmission | None = None, scheduler_steps: int = 1) -> ServingResult:
     """Aggregated serving on one instance (module docstring): give exactly one of a Poisson
     request rate (requests/s) or a closed-loop concurrency. `admission`: the engine's KV-cache
-    rule (kv_admission; default: the rule of `engine`'s name, vLLM's without one)."""
+    rule (kv_admission; default: the rule of `engine`'s name, vLLM's without one).
+    `scheduler_steps`: decode steps per scheduling round (vLLM V0's --num-scheduler-steps)."""
     _check_lengths(input_len, output_len)
+    if not isinstance(scheduler_steps, (int, np.integer)) or isinstance(scheduler_steps, bool) or scheduler_steps < 1:
+        raise RequestError("scheduler_steps", scheduler_steps,
+                           "scheduler steps must be a whole number of decode steps per scheduling round >= 1")
     check_prefill_layout(model, tp, pp, ep)
     if (request_rate_per_s is None) == (concurrency is None):
         raise RequestError("concurrency", concurrency, "give either a request rate or a concurrency, not both or neither")
@@ -429,13 +444,15 @@ def serve(model: ModelSpec, hw: HardwareProfile, *, input_len: int, output_len: 
             slot_wait = (concurrency - slots) / lam
             s = dict(s, wait=s["wait"] + slot_wait, ttft=s["ttft"] + slot_wait, latency=s["latency"] + slot_wait,
                      waiting=concurrency - slots, slots=slots, rule=adm.rule)
-        return _result("concurrency", model, hw, dep.n_gpu, lam, input_len, output_len, n, s, concurrency)
+        return _result("concurrency", model, hw, dep.n_gpu, lam, input_len, output_len, n, s, concurrency,
+                       scheduler_steps=scheduler_steps)
     lam = float(request_rate_per_s)
     if not math.isfinite(lam) or lam <= 0:
         raise RequestError("request_rate", request_rate_per_s, "a request rate must be a positive number per second")
     inst = _Instance(model, hw, dep, engine, context, 4096, opts, popts, adm, held)
-    s = _aggregated_at_rate(inst, lam, input_len, output_len, n)
-    return _result("request_rate", model, hw, dep.n_gpu, lam, input_len, output_len, n, s, lam * s["latency"])
+    s = _aggregated_at_rate(inst, lam, input_len, output_len, n, scheduler_steps=scheduler_steps)
+    return _result("request_rate", model, hw, dep.n_gpu, lam, input_len, output_len, n, s, lam * s["latency"],
+                   scheduler_steps=scheduler_steps)
 
 
 def kv_transfer_s(model: ModelSpec, hw: HardwareProfile, input_len: int, prefill: Deployment, same_node: bool) -> float:
