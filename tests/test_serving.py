@@ -410,6 +410,9 @@ def test_multi_step_rounds_delay_a_poisson_prompt_by_half_a_round(llama8b, h100)
     assert ten.ttft_s - one.ttft_s == pytest.approx(4.5 * one.t_decode_step_s, rel=1e-9)
     assert (ten.tpot_s, ten.decode_batch, ten.ttft_queue_s) == (one.tpot_s, one.decode_batch, one.ttft_queue_s)
     assert ten.scheduler_steps == 10 and one.scheduler_steps == 1
+    # The answer says where the time went: TTFT = queue + prefill + the half round it names.
+    assert f"half a round, {5 * ten.t_decode_step_s * 1e3:.1f} ms" in ten.queue_model
+    assert ten.ttft_s == pytest.approx(ten.ttft_queue_s + ten.prefill_service_s + 5 * ten.t_decode_step_s, rel=1e-12)
     # An 8B decode step on an H100 is ~6-7 ms (16 GB of weights at ~2.6 TB/s plus the per-step
     # costs), so ten steps add ~30 ms to a ~25 ms TTFT: the size of vLLM 0.6.0's measured 100 ms
     # against the one-step model's 25 ms on sglang's benchmark_vllm_060 (an A100 there).

@@ -365,8 +365,10 @@ def _result(mode, model, hw, dep_gpus, lam_total, input_len, output_len, chunk_t
               "prompts_per_step": int(s.get("bunch", 1))}
              if mode == "concurrency" else {})
     if scheduler_steps > 1:
+        wait = (f"half a round, {0.5 * scheduler_steps * s['t_dec'] * 1e3:.1f} ms, on average in its TTFT"
+                if mode == "request_rate" else "a closed loop's next prompt lands on a round's boundary")
         extra["queue_model"] = (extra.get("queue_model", QUEUE_MODEL)
-                                + f"; prompts admitted at the end of {scheduler_steps}-step scheduling rounds")
+                                + f"; prompts admitted at the end of {scheduler_steps}-step scheduling rounds ({wait})")
     return ServingResult(**extra, scheduler_steps=int(scheduler_steps),
         mode=mode, input_len=int(input_len), output_len=int(output_len), chunk_tokens=int(chunk_tokens),
         n_gpu=int(dep_gpus), request_rate_per_s=float(lam_total), concurrency=float(concurrency),
