@@ -66,7 +66,7 @@ def add_flags(p) -> None:
                         "16384 on >= 160 GiB GPUs, 2048 on A100 and smaller)")
     g.add_argument("--scheduler-steps", type=cli_args.int_in(1, 1024), default=None, metavar="N",
                    help="with --concurrency or --request-rate: decode steps per scheduling round (vLLM V0's "
-                        "--num-scheduler-steps, 0.6-0.10; default 1): a prompt is admitted only at a round's end")
+                        "--num-scheduler-steps; default 1): a prompt is admitted only at a round's end")
     g.add_argument("--disaggregated", default=None, metavar="P,D",
                    help="with --request-rate: P prefill instances and D decode instances (each of --tp/--pp/--ep; "
                         "prefill instances of --prefill-tp GPUs if given), the KV cache moved between them")

@@ -20,8 +20,8 @@ prefill, as vLLM, SGLang and TensorRT-LLM run by default):
   queue grows without bound, and that is the answer (a RequestError), not a number;
 - TTFT = W_q + half the step in flight at arrival + S for Poisson arrivals; a closed loop's
   next request follows a completion and lands on a step boundary (the simulation's turnaround 0),
-  so it waits for no step in flight. Multi-step scheduling (vLLM V0's `--num-scheduler-steps N`,
-  0.6–0.10) schedules once every N decode steps ("each scheduler iteration executes for
+  so it waits for no step in flight. Multi-step scheduling (vLLM V0's `--num-scheduler-steps N`)
+  schedules once every N decode steps ("each scheduler iteration executes for
   num_scheduler_steps", vllm-project/vllm#8378; design in #6854): a prompt is admitted only at a
   round's end, so a Poisson arrival waits for half a round of N steps, not half a step. A closed
   loop's arrivals land on the round's boundary as they land on a step's;
