@@ -451,9 +451,10 @@ def test_run9_revalidated_ttft_matches_the_committed_table(dtype):
     assert not moved, f"run 9's revalidated TTFT moved ({dtype}): " + "; ".join(moved)
 
 
-# -- runs 9 to 12: the loop's own folders, cold null engine (README in each) ------------------------
+# -- runs 9 to 13: the loop's own folders, cold null engine (README in each) ------------------------
 COLD_RUNS = {"run9": RESULTS / "vllm-cpu-20261202-7", "run10": RESULTS / "vllm-cpu-20261202-8",
-             "run11": RESULTS / "vllm-cpu-20261203", "run12": RESULTS / "vllm-cpu-20261203-2"}
+             "run11": RESULTS / "vllm-cpu-20261203", "run12": RESULTS / "vllm-cpu-20261203-2",
+             "run13": RESULTS / "vllm-cpu-20261203-3"}
 
 
 @pytest.mark.parametrize("run", sorted(COLD_RUNS))
