@@ -272,16 +272,16 @@ def price_point(p: Point, pr: Pricing, kv_bits: int | None, sim: bool) -> dict:
             model = opdb_model(model, p.weight_format)
         if runs_eagerly(p.notes):  # no CUDA graphs: the host launches every kernel
             engine = eager_engine(engine)
+        steps = scheduler_steps(p.engine_version)
         if p.closed_loop:
             before = predict(model, pr.hw, tp=p.tp, batch=p.concurrency, context=p.input_len + p.output_len // 2,
                              engine=engine, draws=0)
             row["pred_tpot_before_ms"] = before.t_step_ms if before.feasible else None
             r = serve(model, pr.hw, input_len=p.input_len, output_len=p.output_len, tp=p.tp,
-                      concurrency=p.concurrency, engine=engine, scheduler_steps=scheduler_steps(p.engine_version))
+                      concurrency=p.concurrency, engine=engine, scheduler_steps=steps)
         else:
             r = serve(model, pr.hw, input_len=p.input_len, output_len=p.output_len, tp=p.tp,
-                      request_rate_per_s=p.request_rate_per_s, engine=engine,
-                      scheduler_steps=scheduler_steps(p.engine_version))
+                      request_rate_per_s=p.request_rate_per_s, engine=engine, scheduler_steps=steps)
         row.update(pred_ttft_ms=r.ttft_s * 1e3, pred_tpot_after_ms=r.tpot_s * 1e3, decode_batch=r.decode_batch)
         if sim and p.closed_loop:
             s = simulate_closed_loop(model, pr.hw, input_len=p.input_len, output_len=p.output_len, tp=p.tp,

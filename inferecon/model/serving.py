@@ -255,10 +255,15 @@ class _Instance:
         return sum(t_dec + m for m in margs), len(margs), sum(margs)
 
 
+def _require_whole(name: str, value, low: int, message: str) -> None:
+    """A count of tokens, requests or steps: an int (not a bool) >= low, else RequestError(message)."""
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
+        raise RequestError(name, value, message)
+
+
 def _check_lengths(input_len, output_len):
-    for name, v, low in (("input_len", input_len, 1), ("output_len", output_len, 1)):
-        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < low:
-            raise RequestError(name, v, f"{name.replace('_', ' ')} must be a whole number of tokens >= {low}")
+    for name, v in (("input_len", input_len), ("output_len", output_len)):
+        _require_whole(name, v, 1, f"{name.replace('_', ' ')} must be a whole number of tokens >= 1")
 
 
 def bunch_size(clients: int, input_len: int, room: int) -> int:
@@ -339,7 +344,8 @@ def _aggregated_at_rate(inst: _Instance, lam: float, input_len: int, output_len:
         in_flight = 0.5 * scheduler_steps * t_dec
     ttft = wait + in_flight + service
     share_prefill = lam / k * prefill_s  # of the instance's time
-    return dict(b=b, t_dec=t_dec, t_mix=t_mix, service=service, rho=rho, tpot=tpot, wait=wait, ttft=ttft,
+    return dict(b=b, t_dec=t_dec, t_mix=t_mix, service=service, rho=rho, tpot=tpot, wait=wait, in_flight=in_flight,
+                ttft=ttft,
                 latency=ttft + (output_len - 1) * tpot, share_prefill=min(share_prefill, 1.0), bunch=k)
 
 
@@ -365,7 +371,7 @@ def _result(mode, model, hw, dep_gpus, lam_total, input_len, output_len, chunk_t
               "prompts_per_step": int(s.get("bunch", 1))}
              if mode == "concurrency" else {})
     if scheduler_steps > 1:
-        wait = (f"half a round, {0.5 * scheduler_steps * s['t_dec'] * 1e3:.1f} ms, on average in its TTFT"
+        wait = (f"half a round, {s['in_flight'] * 1e3:.1f} ms, on average in its TTFT"
                 if mode == "request_rate" else "a closed loop's next prompt lands on a round's boundary")
         extra["queue_model"] = (extra.get("queue_model", QUEUE_MODEL)
                                 + f"; prompts admitted at the end of {scheduler_steps}-step scheduling rounds ({wait})")
@@ -392,9 +398,8 @@ def serve(model: ModelSpec, hw: HardwareProfile, *, input_len: int, output_len: 
     rule (kv_admission; default: the rule of `engine`'s name, vLLM's without one).
     `scheduler_steps`: decode steps per scheduling round (vLLM V0's --num-scheduler-steps)."""
     _check_lengths(input_len, output_len)
-    if not isinstance(scheduler_steps, (int, np.integer)) or isinstance(scheduler_steps, bool) or scheduler_steps < 1:
-        raise RequestError("scheduler_steps", scheduler_steps,
-                           "scheduler steps must be a whole number of decode steps per scheduling round >= 1")
+    _require_whole("scheduler_steps", scheduler_steps, 1,
+                   "scheduler steps must be a whole number of decode steps per scheduling round >= 1")
     check_prefill_layout(model, tp, pp, ep)
     if (request_rate_per_s is None) == (concurrency is None):
         raise RequestError("concurrency", concurrency, "give either a request rate or a concurrency, not both or neither")
@@ -406,8 +411,7 @@ def serve(model: ModelSpec, hw: HardwareProfile, *, input_len: int, output_len: 
     adm = admission or kv_admission(engine.name if engine is not None else None, opts)
     held = adm.held_tokens(input_len, output_len)
     if concurrency is not None:
-        if not isinstance(concurrency, (int, np.integer)) or isinstance(concurrency, bool) or concurrency < 1:
-            raise RequestError("concurrency", concurrency, "concurrency must be a whole number of requests >= 1")
+        _require_whole("concurrency", concurrency, 1, "concurrency must be a whole number of requests >= 1")
         inst = _Instance(model, hw, dep, engine, context, int(concurrency), opts, popts, adm, held)
         fit = inst.max_batch_fitting()
         if fit < 1:
