@@ -208,6 +208,12 @@ def test_a_table_whose_every_row_disagrees_is_a_metadata_mismatch(capsys, tmp_pa
     assert "metadata mismatch" in line and "0.9.0" in line
     assert one_line_error(capsys, ["calibrate", "--op-db", str(tmp_path / "nowhere"), "--gpu", "h100-sxm",
                                    "--engine", "vllm"]).endswith("no such folder")
+    # A folder of another kind (subfolders, no tables: /etc): no empty list, no suggestion.
+    (tmp_path / "other" / "h100_sxm" / "notes").mkdir(parents=True)
+    (tmp_path / "other" / "h100_sxm" / "notes" / "a.txt").write_text("not a table\n")
+    line = one_line_error(capsys, ["calibrate", "--op-db", str(tmp_path / "other"), "--gpu", "h100-sxm",
+                                   "--engine", "vllm", "--out", str(tmp_path / "o")])
+    assert "no GEMM tables in it" in line and "did you mean" not in line
 
 
 # -- the real tables (aiconfigurator-core) -------------------------------------------------

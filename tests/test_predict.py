@@ -142,6 +142,21 @@ def test_cli_json_one_object_per_batch(capsys):
     assert rows[1]["usd_per_mtok"] < rows[0]["usd_per_mtok"]
 
 
+@pytest.mark.parametrize("layout, load, batch", [
+    (["--model", "llama-3-8b", "--pp", "2"], [], 2),
+    (["--model", "mixtral-8x7b", "--gpu", "a100", "--tp", "2", "--ep", "2"],
+     ["--input-len", "1000", "--output-len", "100", "--request-rate", "3"], 2),
+    (["--model", "llama-3-8b", "--pp", "2", "--ep", "1"], ["--input-len", "1000", "--output-len", "100",
+                                                          "--concurrency", "8"], 2),
+])
+def test_the_default_batch_is_one_sequence_per_micro_batch_and_rank(capsys, layout, load, batch):
+    # Without --batch, pp 2 or ep 2 used to be refused over a batch of 1 nobody asked for.
+    assert main(["predict", *layout, *load, "--json", "--draws", "0"]) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[0])
+    assert row["batch"] == batch
+    assert ("request" in row) == bool(load)
+
+
 def test_cli_table_names_terms_memory_and_why_not(capsys):
     assert main(["predict", "--model", "llama-3-70b", "--batch", "1,1024", "--context", "8192", "--tp", "4"]) == 0
     out = capsys.readouterr().out

@@ -95,6 +95,9 @@ def resolve_system(db: OpDatabase, gpu: str) -> tuple[str, str]:
     from inferecon.model.published import PROFILES, get_profile
 
     held = [s for s in db.systems() if db.backends(s, "gemm")]
+    if not held:  # a folder of some other kind: nothing to list or suggest
+        raise UserError(f"per-op database {db.label}: no GEMM tables in it (expected "
+                        "<system>/gemm/<backend>/<version>/gemm_perf.parquet, aiconfigurator-core's layout)")
     names = {v: k for k, v in SYSTEMS.items()}
     listing = ", ".join(f"{names[s]} ({s})" if s in names else s for s in held)
     if gpu in held:

@@ -21,7 +21,9 @@ def register(sub) -> None:
     p.add_argument("--tp", type=cli_args.PARALLEL, default=1, help="tensor-parallel GPUs per pipeline stage (default 1)")
     p.add_argument("--pp", type=cli_args.PARALLEL, default=1, help="pipeline stages (default 1)")
     p.add_argument("--ep", type=cli_args.PARALLEL, default=1, help="expert-parallel ranks, MoE models only (default 1)")
-    p.add_argument("--batch", default="1", help="sequences decoded together; a list (1,8,64) prints one row each")
+    p.add_argument("--batch", default=None,
+                   help="sequences decoded together; a list (1,8,64) prints one row each (default pp x ep: one "
+                        "sequence per pipeline micro-batch and expert-parallel rank, 1 without them)")
     p.add_argument("--context", type=cli_args.CONTEXT_TOKENS, default=None,
                    help="tokens in context per sequence (default 4096, or input + output/2 with --input-len)")
     p.add_argument("--precision", type=int, default=None, choices=(32, 16, 8, 4), metavar="BITS",
@@ -89,7 +91,9 @@ def run(args) -> int:
     predict_request.check(args)
     _one("--model", args.model, "model")
     _one("--gpu", args.gpu, "GPU")
-    batches = _batches(args.batch)
+    # The smallest batch every layout splits: a default of 1 would refuse --pp 2 or --ep 2 (and a
+    # serving load, whose batch the load sets, reads only the weights from this row).
+    batches = _batches(args.batch if args.batch is not None else str(args.pp * args.ep))
     if args.hardware:
         hw = HardwareProfile.load(args.hardware)
     else:  # the published profiles are built only when one is asked for
