@@ -113,6 +113,9 @@ CASES = [
     ("predict-unknown-model", "predict --model llama-9-8b", "unknown model 'llama-9-8b'"),
     ("predict-unknown-gpu", "predict --model llama-3-8b --gpu h900", "unknown GPU 'h900'"),
     ("predict-unknown-engine", "predict --model llama-3-8b --engine vlm", "unknown engine 'vlm'"),
+    # A serving engine's bare name: its profile comes from its tables, and the line says how.
+    ("predict-engine-by-name", "predict --model llama-3-8b --engine vllm",
+     "write its profile from its per-op tables first: inferecon calibrate --op-db --gpu GPU --engine vllm"),
     ("predict-draft-other-vocabulary", "predict --model llama-3-70b --tp 8 --spec-decode mixtral-8x7b",
      "a speculative draft must share the target's tokenizer"),  # frontier refused it; predict priced it
     ("frontier-draft-other-vocabulary", "frontier --model llama-3-70b --spec-decode mixtral-8x7b --out {t}/f",

@@ -32,7 +32,7 @@ import numpy as np
 from inferecon.core.errors import UserError, suggest
 from inferecon.core.stats import mape_pct
 from inferecon.ingest.opdb import OpDatabase, OpTable, open_database, version_key
-from inferecon.model.engine import EngineProfile
+from inferecon.model.engine import OPDB_ENGINES as ENGINES, EngineProfile
 from inferecon.model.engine_overheads import overhead_fact, with_overhead
 from inferecon.model.hardware import INTER, INTRA, CollectiveFit, HardwareProfile, Provenance
 from inferecon.model.opfits import (GEMM_OPERAND_BYTES, KV_ELEMENT_BYTES, AllReduceChoice, AttentionFit,
@@ -40,7 +40,6 @@ from inferecon.model.opfits import (GEMM_OPERAND_BYTES, KV_ELEMENT_BYTES, AllRed
                                     MOE_ROUTINGS, MoeFit, OpFits, OpSource, attention_grid_key, moe_curve_key,
                                     moe_touched_experts)
 
-ENGINES = ("vllm", "sglang", "trtllm")
 # inferecon's published GPU -> the database's system name.
 SYSTEMS = {"h100-sxm": "h100_sxm", "h200": "h200_sxm", "a100-sxm-80gb": "a100_sxm", "b200": "b200_sxm"}
 # L2 size where the published profile has none. B200: 126 MB as microbenchmark studies of

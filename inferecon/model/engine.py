@@ -298,6 +298,10 @@ BUILTIN_ENGINES: dict[str, EngineProfile] = {
 }
 
 
+# The serving engines whose per-op tables `calibrate --op-db` reads (aiconfigurator-core's backends).
+OPDB_ENGINES = ("vllm", "sglang", "trtllm")
+
+
 def get_engine(name: str) -> EngineProfile:
     """A built-in engine by name (BUILTIN_ENGINES), the one lookup of them: EngineProfile.load
     comes here for a name that is not a file."""
@@ -306,6 +310,10 @@ def get_engine(name: str) -> EngineProfile:
         return BUILTIN_ENGINES[key]
     from inferecon.core.errors import suggest
 
+    if key in OPDB_ENGINES:  # a serving engine's name: its profile is written from its tables, not built in
+        raise UserError(f"--engine {name}: not a file, and {key} is not built in; write its profile from its per-op "
+                        f"tables first: inferecon calibrate --op-db --gpu GPU --engine {key} --out DIR, then "
+                        "--hardware DIR/profile.json --engine DIR/engine.json")
     raise UserError(f"unknown engine {name!r}{suggest(name, list(BUILTIN_ENGINES))}: no such engine profile "
                     f"file, nor a built-in engine: {', '.join(BUILTIN_ENGINES)}; give an engine.json "
                     "(inferecon calibrate --engine-results)")
