@@ -69,7 +69,7 @@ from inferecon.model.engine import EngineProfile
 
 # benchmarks/point_pricing.py, beside this file: how both scorecards price a point.
 from point_pricing import (EAGER_NOTE, OPDB_BACKEND, eager_engine, kept_model, opdb_model, resolve_model, runs_eagerly,
-                           with_host_overhead)
+                           with_engine_facts)
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 DEFAULT_CSV = DATA_DIR / "public_decode.csv"
@@ -463,12 +463,12 @@ def add_opdb(res: pd.DataFrame, op_db=None, cache_dir=None) -> pd.DataFrame:
             note.append(str(got))
             continue
         hw, eng = got
-        eng, fact = with_host_overhead(eng, r.engine, r.engine_version)
+        eng, facts = with_engine_facts(eng, r.engine, r.engine_version)
         case = to_case(r)
         case = dataclasses.replace(case, hw=hw, model=opdb_model(case.model, r.weight_format))
         pred.append(price(case, eager_engine(eng) if no_graphs else eng, r.metric, load=r.load)[0])
         used.append(f"{backend} {hw.op_fits.engine_version}" + (" run eagerly" if no_graphs else "")
-                    + (f" + host {fact.step_overhead_us / 1000:g} ms/step ({fact.engine} fact)" if fact else ""))
+                    + (f" + {facts} ({r.engine} fact{'s' if ', ' in facts else ''})" if facts else ""))
         note.append(why)
     out["pred_opdb_ms"] = pred
     out["ratio_opdb"] = out["pred_opdb_ms"] / out["measured_ms"]

@@ -74,6 +74,20 @@ def with_host_overhead(engine: EngineProfile, engine_name: str, engine_version: 
     return priced, (fact if priced is not engine else None)
 
 
+def with_engine_facts(engine: EngineProfile, engine_name: str, engine_version: str):
+    """(engine profile, a label of the facts added, '' if none): the point's engine version's
+    published host overhead (with_host_overhead) and kernel facts (model/engine_kernel_facts.py:
+    the kernels that version ran where the tables time newer ones)."""
+    from inferecon.model.engine_kernel_facts import kernel_facts, with_kernel_facts
+
+    priced, fact = with_host_overhead(engine, engine_name, engine_version)
+    kernels = kernel_facts(engine_name, engine_version)
+    with_kernels = with_kernel_facts(priced, kernels)
+    parts = ([f"host {fact.step_overhead_us / 1000:g} ms/step"] if fact else []) + \
+        ([k.label for k in kernels] if with_kernels is not priced else [])
+    return with_kernels, ", ".join(parts)
+
+
 def runs_eagerly(notes) -> bool:
     """Whether a point's notes say its engine ran without CUDA graphs."""
     return bool(re.search(EAGER_NOTE, str(notes or "").lower()))

@@ -50,7 +50,7 @@ from inferecon.core.text import fixed_or_dash
 
 # benchmarks/point_pricing.py, beside this file: how both scorecards price a point.
 from point_pricing import (OPDB_BACKEND, eager_engine, kept_model, opdb_model, resolve_model, runs_eagerly,
-                           scheduler_steps, with_host_overhead)
+                           scheduler_steps, with_engine_facts)
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_CSV = HERE / "data" / "public_ttft.csv"
@@ -211,9 +211,9 @@ def pricings(points: list[Point], published: bool, hardware: str | None, op_db=N
             out.append(Pricing(get_profile(p.gpu), None, f"published {p.gpu}", str(got)))
             continue
         hw, eng = got
-        eng, fact = with_host_overhead(eng, p.engine, p.engine_version)
+        eng, facts = with_engine_facts(eng, p.engine, p.engine_version)
         out.append(Pricing(hw, eng, f"op-DB {backend} {hw.op_fits.engine_version} ({p.gpu})"
-                           + (f" + host {fact.step_overhead_us / 1000:g} ms/step" if fact else ""), why))
+                           + (f" + {facts}" if facts else ""), why))
     return out
 
 

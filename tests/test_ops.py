@@ -224,3 +224,19 @@ def test_every_module_kept_16bit_prices_the_gemms_of_the_bf16_model():
     att = lambda m: _eval(model=m, fits=FITS4).t_gemm_s[0]  # noqa: E731
     full = MODEL.with_format("w4a16").with_kept_16bit(KeptModules(attention_all=True))
     assert float(mid) == pytest.approx((float(att(none)) + float(att(full))) / 2, rel=1e-12)
+
+
+def test_per_query_head_attention_reads_each_kv_head_once_per_query_head():
+    # The toy with 2 KV heads for its 8 query heads (groups of 4), on one GPU: the grouped
+    # kernel reads KV 1000 · 2·2·128 · 2 B = 1 024 000 B a layer (1.024 us at 1000 GB/s); a
+    # kernel of one thread block per query head (TensorRT-LLM before XQA) reads it 4 times:
+    # 3 x 1.024 us more a layer, 6.144 us over the 2 layers, all of it HBM traffic.
+    gqa = dataclasses.replace(MODEL, n_kv_heads=2)
+    base = _engine()
+    grouped = _eval(model=gqa, engine=base)
+    per_head = _eval(model=gqa, engine=dataclasses.replace(base, kv_reread_per_query_head=True))
+    assert (per_head.t_memory_s[0] - grouped.t_memory_s[0]) * 1e6 == pytest.approx(6.144, rel=1e-9)
+    assert per_head.t_latency_s[0] == pytest.approx(grouped.t_latency_s[0], rel=1e-12)
+    # The toy itself (8 KV heads for 8 query heads) has nothing to read twice.
+    assert _eval(engine=dataclasses.replace(base, kv_reread_per_query_head=True)).t_memory_s[0] * 1e6 == \
+        pytest.approx(MEM_US, rel=1e-9)

@@ -33,6 +33,7 @@ from inferecon.core.errors import UserError, suggest
 from inferecon.core.stats import mape_pct
 from inferecon.ingest.opdb import OpDatabase, OpTable, open_database, version_key
 from inferecon.model.engine import OPDB_ENGINES as ENGINES, EngineProfile
+from inferecon.model.engine_kernel_facts import kernel_facts, with_kernel_facts
 from inferecon.model.engine_overheads import overhead_fact, with_overhead
 from inferecon.model.hardware import INTER, INTRA, CollectiveFit, HardwareProfile, Provenance
 from inferecon.model.opfits import (GEMM_OPERAND_BYTES, KV_ELEMENT_BYTES, AllReduceChoice, AttentionFit,
@@ -851,6 +852,8 @@ def calibrate_from_opdb(db_path, gpu: str, engine: str, engine_version: str | No
     # The tables cannot see the engine's host work between steps; a published figure for this
     # engine version (model/engine_overheads.py) is its step overhead, none where no source gives one.
     engine_profile = with_overhead(engine_profile, overhead_fact(engine, version))
+    # Likewise a version whose kernels the sources say differ from the tables' (model/engine_kernel_facts.py).
+    engine_profile = with_kernel_facts(engine_profile, kernel_facts(engine, version))
     return OpDbCalibration(profile=profile, engine=engine_profile, summary=_summary(op_fits, eng_fits))
 
 

@@ -168,6 +168,11 @@ class EngineProfile:
     # replays its decode step as one captured graph and the host launches nothing per kernel.
     host_launch_us: float = 0.0
     host_kernels_per_layer: float = 0.0
+    # A decode-attention kernel with one thread block per *query* head (TensorRT-LLM's masked
+    # MHA before its XQA kernel, model/engine_kernel_facts.py) reads a grouped-query model's KV
+    # head once for every query head that shares it: n_heads / n_kv_heads times the cache a step
+    # reads. False: each KV head is read once (XQA, FlashInfer, FlashAttention, the op tables).
+    kv_reread_per_query_head: bool = False
 
     @property
     def host_us_per_layer(self) -> float:
@@ -184,6 +189,9 @@ class EngineProfile:
             if not _valid(value, 0.0, strict=False, high=high):
                 raise UserError(f"engine profile {self.name!r}: {name} {value!r} is above {high:g}: a unit slip or "
                                 "a typo, not an engine")
+        if not isinstance(self.kv_reread_per_query_head, (bool, np.bool_)):
+            raise UserError(f"engine profile {self.name!r}: kv_reread_per_query_head must be true or false, got "
+                            f"{self.kv_reread_per_query_head!r}")
         for bits, eff in self.weight_read_efficiency.items():
             if str(bits) not in WEIGHT_FORMATS:
                 raise UserError(f"engine profile {self.name!r}: weight_read_efficiency key {bits!r} is not one of "
