@@ -251,8 +251,9 @@ def kv_unstated(notes: str) -> bool:
     return "kv precision not stated" in (notes or "").lower()
 
 
-def price_point(p: Point, pr: Pricing, kv_bits: int | None, sim: bool) -> dict:
-    """One point's predictions (None where the model refuses it, with the reason)."""
+def price_point(p: Point, pr: Pricing, kv_bits: int | None, sim: bool, chunk_tokens: dict | None = None) -> dict:
+    """One point's predictions (None where the model refuses it, with the reason). `chunk_tokens`:
+    a token budget per step by engine name (a sensitivity check; default the serving model's)."""
     from inferecon.core.errors import UserError
     from inferecon.model.predict import predict
     from inferecon.model.serving import engine_scheduler, serve, simulate_closed_loop
@@ -273,19 +274,22 @@ def price_point(p: Point, pr: Pricing, kv_bits: int | None, sim: bool) -> dict:
         if runs_eagerly(p.notes):  # no CUDA graphs: the host launches every kernel
             engine = eager_engine(engine)
         steps = scheduler_steps(p.engine_version)
+        chunk = (chunk_tokens or {}).get(p.engine)
         if p.closed_loop:
             before = predict(model, pr.hw, tp=p.tp, batch=p.concurrency, context=p.input_len + p.output_len // 2,
                              engine=engine, draws=0)
             row["pred_tpot_before_ms"] = before.t_step_ms if before.feasible else None
             r = serve(model, pr.hw, input_len=p.input_len, output_len=p.output_len, tp=p.tp,
-                      concurrency=p.concurrency, engine=engine, scheduler_steps=steps)
+                      concurrency=p.concurrency, engine=engine, scheduler_steps=steps, chunk_tokens=chunk)
         else:
             r = serve(model, pr.hw, input_len=p.input_len, output_len=p.output_len, tp=p.tp,
-                      request_rate_per_s=p.request_rate_per_s, engine=engine, scheduler_steps=steps)
+                      request_rate_per_s=p.request_rate_per_s, engine=engine, scheduler_steps=steps,
+                      chunk_tokens=chunk)
         row.update(pred_ttft_ms=r.ttft_s * 1e3, pred_tpot_after_ms=r.tpot_s * 1e3, decode_batch=r.decode_batch)
         if sim and p.closed_loop:
             s = simulate_closed_loop(model, pr.hw, input_len=p.input_len, output_len=p.output_len, tp=p.tp,
-                                     concurrency=p.concurrency, engine=engine, scheduler=engine_scheduler(p.engine))
+                                     concurrency=p.concurrency, engine=engine, scheduler=engine_scheduler(p.engine),
+                                     chunk_tokens=chunk)
             row.update(sim_ttft_ms=s.ttft_mean_s * 1e3, sim_tpot_ms=s.tpot_mean_s * 1e3)
     except UserError as exc:
         row["refused"] = str(exc)
@@ -373,9 +377,20 @@ def main(argv=None) -> int:
     ap.add_argument("--kv-bits", type=int, default=None, choices=(8, 16),
                     help="price the KV cache at this precision on the points whose notes say their source does not "
                          "state it (the CSV's kv_bits is then an assumption; a sensitivity check)")
+    ap.add_argument("--chunk-size", action="append", default=[], metavar="ENGINE=TOKENS",
+                    help="price ENGINE's points with this token budget per step (repeatable; a sensitivity check "
+                         "of an engine setting its sources do not state; default the serving model's)")
     args = ap.parse_args(argv)
 
     from inferecon.core.errors import UserError
+
+    chunk_tokens = {}
+    for item in args.chunk_size:
+        engine_name, _, tokens = item.partition("=")
+        if not engine_name or not tokens.isdigit() or int(tokens) < 2:
+            print(f"error: --chunk-size {item!r}: give ENGINE=TOKENS, TOKENS a whole number >= 2", file=sys.stderr)
+            return 2
+        chunk_tokens[engine_name] = int(tokens)
 
     t0 = time.time()
     try:
@@ -387,7 +402,7 @@ def main(argv=None) -> int:
     aic = load_aic(Path(args.aic))
     out_rows = []
     for p, pr in zip(points, prices):
-        row = price_point(p, pr, args.kv_bits, not args.no_sim)
+        row = price_point(p, pr, args.kv_bits, not args.no_sim, chunk_tokens)
         a = aic.get(p.itl_row) or aic.get(p.row) or {}
         row["aic_ttft_ms"] = _f(a.get("ttft_ms")) if a.get("status") == "ok" else None
         row["aic_tpot_ms"] = _f(a.get("tpot_ms")) if a.get("status") == "ok" else None
@@ -397,6 +412,9 @@ def main(argv=None) -> int:
 
     print(f"TTFT / online TPOT scorecard: {len(out_rows)} points from {args.csv} "
           f"({sum(1 for r in out_rows if r['refused'])} refused), {elapsed:.1f} s")
+    if chunk_tokens:
+        print("sensitivity: token budget per step " + ", ".join(f"{e}={n}" for e, n in sorted(chunk_tokens.items()))
+              + " (not a sourced setting; the other engines at the serving model's default)")
     used = sorted({r["profile"] for r in out_rows})
     print("profiles: " + "; ".join(used))
     for why in sorted({r["profile_note"] for r in out_rows if r["profile"].startswith("published") and r["profile_note"]}):

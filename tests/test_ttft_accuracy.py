@@ -139,3 +139,35 @@ def test_nim_decode_rows_take_the_same_kv_precision_as_the_ttft_rows():
     with open(tta.DEFAULT_CSV.parent / "public_decode.csv", newline="") as fh:
         nim = [r for r in csv.DictReader(fh) if r["engine"] == "nim"]
     assert nim and {int(r["kv_bits"]) for r in nim} == {8}
+
+
+def test_chunk_size_sensitivity_prices_only_the_named_engine(tmp_path, capsys):
+    # A 5000-token prompt from one client: under a 1024-token budget per step it needs 5 steps
+    # (1024 x 4 + 904), under the default (8192 on an H100) one; at 1024 tokens a chunk's GEMMs
+    # are compute-bound, so the 4 more steps add their fixed costs and attention over the prompt
+    # already cached, not 4 more weight reads: the TTFT rises, by less than 4 weight passes
+    # (4 x 16.06 GB / the profile's bandwidth). Another engine's point is priced as before.
+    rows = [_row(source_id="a", engine="vllm", batch=1, input_len=5000, output_len=100, value=400.0),
+            _row(source_id="b", engine="sglang", batch=1, input_len=5000, output_len=100, value=400.0)]
+    path = _write(tmp_path / "p.csv", rows)
+
+    def ttfts(*extra):
+        out = tmp_path / "o.csv"
+        assert tta.main(["--csv", str(path), "--published", "--no-sim", "--out", str(out), *extra]) == 0
+        with open(out) as fh:
+            return {r["source_id"]: float(r["pred_ttft_ms"]) for r in csv.DictReader(fh)}
+
+    base, small = ttfts(), ttfts("--chunk-size", "vllm=1024")
+    assert "sensitivity: token budget per step vllm=1024" in capsys.readouterr().out
+    from inferecon.model.published import get_profile
+    four_weight_passes_ms = 4 * 16.06e9 / (get_profile("h100-sxm").memory.achieved_gbps * 1e9) * 1e3
+    assert 0 < small["a"] - base["a"] < four_weight_passes_ms
+    assert small["b"] == pytest.approx(base["b"], rel=1e-12)
+
+
+@pytest.mark.parametrize("value", ["vllm", "vllm=", "=2048", "vllm=1", "vllm=2k"])
+def test_a_malformed_chunk_size_exits_2_with_one_line(tmp_path, capsys, value):
+    path = _write(tmp_path / "p.csv", [_row()])
+    assert tta.main(["--csv", str(path), "--published", "--no-sim", "--chunk-size", value]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--chunk-size" in err[0]
