@@ -66,3 +66,14 @@ def test_the_flag_reads_back_from_json_and_refuses_a_non_boolean(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps(data))
     with pytest.raises(UserError, match="kv_reread_per_query_head must be true or false"):
         EngineProfile.load(tmp_path / "bad.json")
+
+
+def test_predict_says_when_an_engine_reads_kv_per_query_head(tmp_path, capsys):
+    from inferecon.cli import main
+
+    path = EngineProfile(name="trtllm-0.6", kv_reread_per_query_head=True).save(tmp_path / "engine.json")
+    assert main(["predict", "--model", "llama-3-70b", "--tp", "4", "--engine", str(path), "--draws", "0"]) == 0
+    err = capsys.readouterr().err
+    assert "one thread block per query head" in err and "up to 8x" in err  # 64 query heads over 8 KV heads
+    assert main(["predict", "--model", "llama-3-70b", "--tp", "4", "--draws", "0"]) == 0
+    assert "thread block" not in capsys.readouterr().err

@@ -139,6 +139,11 @@ def run(args) -> int:
     if engine is not None and engine.hardware and hw.name not in engine.hardware.split(","):
         # Its overheads and efficiencies are what the runs needed on top of *that* profile.
         notes.append(f"engine profile {engine.name!r} was fitted against {engine.hardware}, not {hw.name}")
+    if engine is not None and engine.kv_reread_per_query_head and not model.is_mla and model.n_heads > model.n_kv_heads:
+        # Not a default anyone expects: say what it costs (model/engine_kernel_facts.py).
+        notes.append(f"engine profile {engine.name!r} decodes attention with one thread block per query head: each KV "
+                     f"head is read by every query head sharing it (up to {model.n_heads // model.n_kv_heads}x "
+                     "the KV-cache traffic)")
     if hw.op_fits is not None:  # which op was priced from which table, where not its own
         from inferecon.model.ops import fallbacks
 
