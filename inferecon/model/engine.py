@@ -306,6 +306,17 @@ BUILTIN_ENGINES: dict[str, EngineProfile] = {
 }
 
 
+def kv_reads_per_kv_head(engine: EngineProfile | None, model, heads_axis):
+    """How many times a decode step reads each KV head one GPU holds: once (1.0), or, where the
+    engine's attention runs one thread block per query head (kv_reread_per_query_head), once per
+    query head of the GPU sharing it: (n_heads / axis) / max(n_kv_heads / axis, 1). MLA's latent
+    is one head read by all, whatever the kernel. The one definition the roofline (terms.py) and
+    the op level (ops.py) charge."""
+    if engine is None or not engine.kv_reread_per_query_head or model.is_mla:
+        return 1.0
+    return (model.n_heads / heads_axis) / np.maximum(model.n_kv_heads / heads_axis, 1.0)
+
+
 # The serving engines whose per-op tables `calibrate --op-db` reads (aiconfigurator-core's backends).
 OPDB_ENGINES = ("vllm", "sglang", "trtllm")
 

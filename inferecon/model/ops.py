@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from inferecon.model import network as net
+from inferecon.model.engine import kv_reads_per_kv_head
 from inferecon.model.opfits import (GEMM_OPERAND_BYTES, MLA_LATENT_DIM, MOE_ROUTING_DEEPSEEK, MOE_ROUTING_GENERIC,
                                     moe_curve_key, moe_touched_experts)
 from inferecon.model.quant import format_of
@@ -342,10 +343,11 @@ def stage_ops(model, hw, engine, lay, tok_rank, tok_group, context, heads_axis, 
         measured = _attention_grid_us(afit, model, mla, h_gpu, hk_gpu, m, context)
         floor_us, scale = _at_measured(measured, floor_us, attn_flop / (afit.tflops * 1e6), kv_bytes / (afit.gbps * 1e3))
         acc.roofline("attention", layers, floor_us, afit.tflops, afit.gbps, attn_flop * scale, kv_bytes * scale)
-        if engine is not None and engine.kv_reread_per_query_head and not mla:
+        if engine is not None and engine.kv_reread_per_query_head:
             # A kernel of one thread block per query head (engine_kernel_facts.py): the other
             # query heads of each group read the group's KV again, at the fit's bandwidth.
-            acc.memory("attention", layers * (h_gpu / hk_gpu - 1.0) * kv_bytes / (afit.gbps * 1e9))
+            reads = kv_reads_per_kv_head(engine, model, heads_axis)
+            acc.memory("attention", layers * (reads - 1.0) * kv_bytes / (afit.gbps * 1e9))
 
     # Norms, activations, residuals: the engine's fixed time per layer, plus the activation bytes.
     ew_us = eng.elementwise_per_layer_us if eng is not None else None

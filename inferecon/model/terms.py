@@ -45,7 +45,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 from inferecon.model import network as net
-from inferecon.model.engine import EngineProfile
+from inferecon.model.engine import EngineProfile, kv_reads_per_kv_head
 from inferecon.model.gemm import gemm_time_s
 from inferecon.model.hardware import HardwareProfile
 from inferecon.model.spec import ModelSpec
@@ -234,10 +234,10 @@ def _stage(model, hw, lay, tokens_per_seq, context, opts, engine=None):
     heads_axis = heads_split(lay)
     kv_share = _kv_share_per_gpu(model, heads_axis)
     kv_bytes = lay.micro_batch * context * layers * model.kv_bytes_per_token_layer * kv_share
-    if engine is not None and engine.kv_reread_per_query_head and not model.is_mla:
+    if engine is not None and engine.kv_reread_per_query_head:
         # One thread block per query head (model/engine_kernel_facts.py): each GPU's query heads
         # read their group's KV head once each.
-        kv_bytes = kv_bytes * ((model.n_heads / heads_axis) / np.maximum(model.n_kv_heads / heads_axis, 1.0))
+        kv_bytes = kv_bytes * kv_reads_per_kv_head(engine, model, heads_axis)
     ff_active = model.d_ff if not model.is_moe else model.n_active_experts * model.d_ff_expert
     act_elems = opts.activation_elems_per_layer_in_d_model * model.d_model + 2 * ff_active
     act_bytes = tok_rank * layers * act_elems * ab / tp
