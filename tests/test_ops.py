@@ -240,3 +240,27 @@ def test_per_query_head_attention_reads_each_kv_head_once_per_query_head():
     # The toy itself (8 KV heads for 8 query heads) has nothing to read twice.
     assert _eval(engine=dataclasses.replace(base, kv_reread_per_query_head=True)).t_memory_s[0] * 1e6 == \
         pytest.approx(MEM_US, rel=1e-9)
+
+
+def test_roofline_accumulates_the_same_on_the_search_path_and_on_plain_numbers():
+    """The accumulator's in-place path (per-configuration arrays, the frontier search) gives the
+    figures of the plain-number path. By hand: 2 GEMMs, floor 1 µs, 1 TFLOP/s, 1 GB/s; config 0
+    does 1e6 FLOP and no bytes (arith 2 µs), config 1 moves 3e3 bytes and no FLOPs (mem 6 µs)."""
+    from inferecon.model.ops import _Acc
+
+    acc = _Acc((2,))
+    for _ in range(2):  # a second op into the same family adds to it, not over it
+        acc.roofline("gemm", 2.0, np.array([1.0, 1.0]), np.array([1.0, 1.0]), np.array([1.0, 1.0]),
+                     np.array([1e6, 0.0]), np.array([0.0, 3e3]))
+    out = acc.result()
+    np.testing.assert_allclose(out.t_arith, [4e-6, 0.0], rtol=1e-12)
+    np.testing.assert_allclose(out.t_mem, [0.0, 12e-6], rtol=1e-12)
+    np.testing.assert_allclose(out.t_fixed, [4e-6, 4e-6], rtol=1e-12)
+    np.testing.assert_allclose(out.families["gemm"], [8e-6, 16e-6], rtol=1e-12)
+    for i in range(2):
+        one = _Acc(())
+        for _ in range(2):
+            one.roofline("gemm", 2.0, 1.0, 1.0, 1.0, [1e6, 0.0][i], [0.0, 3e3][i])
+        r = one.result()
+        assert (float(r.t_arith), float(r.t_mem), float(r.families["gemm"])) == (
+            out.t_arith[i], out.t_mem[i], out.families["gemm"][i])

@@ -101,15 +101,32 @@ class _Acc:
         """count x (floor + max(flop / F, bytes / B)), seconds."""
         f = flop * (count / (tflops * 1e12))
         b = nbytes * (count / (gbps * 1e9))
-        flop_bound = f > b
-        arith = f * flop_bound
-        mem = b - b * flop_bound
         fixed = count * (floor_us * 1e-6)
         t = self.terms
+        if not (isinstance(f, np.ndarray) and isinstance(b, np.ndarray) and f.shape == b.shape):
+            flop_bound = f > b
+            arith = f * flop_bound
+            mem = b - b * flop_bound
+            t["fixed"] += fixed
+            t["arith"] += arith
+            t["mem"] += mem
+            self._fam(family, fixed + arith + mem)
+            return
+        # The search's path, over millions of configurations: the same figures in half the time,
+        # in place in f and b (fresh arrays of this call). One of arith and mem is exactly zero,
+        # so max(f, b) is their sum and max(f, b) - arith the memory part, bit for bit.
+        flop_bound = f > b
+        both = np.maximum(f, b)
+        f *= flop_bound  # arith
+        np.subtract(both, f, out=b)  # mem
         t["fixed"] += fixed
-        t["arith"] += arith
-        t["mem"] += mem
-        self._fam(family, fixed + arith + mem)
+        t["arith"] += f
+        t["mem"] += b
+        both += fixed
+        prev = self.families.get(family)
+        if prev is not None:
+            both += prev
+        self.families[family] = both
 
     def fixed(self, family, seconds):
         self.terms["fixed"] = self.terms["fixed"] + seconds
@@ -153,8 +170,17 @@ def _band_params(fit, m, weight_bytes, k=None, nbytes=None):
     bands = fit.decode_bands
     nb = len(bands) + 1
     row = _band_rows(bands, m)
-    t0 = np.array([b.t0_us for b in bands] + [fit.t0_us])
-    tflops = np.array([b.tflops for b in bands] + [fit.tflops])
+    c = _TAKEN_CACHE
+    if c[0] is fit and c[1] is row:
+        t0_taken, tflops_taken, k_taken = c[2], c[3], c[4]
+    else:
+        t0_taken = np.array([b.t0_us for b in bands] + [fit.t0_us]).take(row)
+        tflops_taken = np.array([b.tflops for b in bands] + [fit.tflops]).take(row)
+        # The serial bound's K walked per second by band; beyond the bands, none.
+        k_taken = (np.array([(b.k_per_us or np.inf) * 1e-3 for b in bands] + [np.inf]).take(row)
+                   if any(b.k_per_us for b in bands) else None)
+        if np.ndim(row):
+            c[:] = [fit, row, t0_taken, tflops_taken, k_taken]
     # One table of bandwidths: rows beyond L2, then the same rows within L2 (offset nb).
     bw = np.array([b.gbps for b in bands] + [fit.gbps]
                   + [min(b.small_gbps or b.gbps, b.gbps) for b in bands] + [fit.gbps])
@@ -163,14 +189,16 @@ def _band_params(fit, m, weight_bytes, k=None, nbytes=None):
     else:
         bw_row = row
     bw = bw.take(bw_row)
-    if k is not None and any(b.k_per_us for b in bands):
-        # The serial bound K / k_per_us as a bandwidth (bytes over it); beyond the bands, none.
-        k_rate = np.array([(b.k_per_us or np.inf) * 1e-3 for b in bands] + [np.inf])
-        bw = np.minimum(bw, nbytes * k_rate.take(row) / k)
-    return t0.take(row), tflops.take(row), bw
+    if k is not None and k_taken is not None:
+        # The serial bound K / k_per_us as a bandwidth (bytes over it).
+        bound = nbytes * k_taken / k
+        bw = np.minimum(bw, bound, out=bound if isinstance(bound, np.ndarray) and bound.shape == np.shape(bw) else None)
+    return t0_taken, tflops_taken, bw
 
 
 _ROWS_CACHE: list = [None, None, None]  # (bands, m, rows) of the last call: a stage's GEMMs share one m
+# (fit, rows, t0, F, K rate) of the last call: a stage's GEMMs of one fit share them. Read-only to callers.
+_TAKEN_CACHE: list = [None, None, None, None, None]
 
 
 def _band_rows(bands, m):
@@ -299,8 +327,9 @@ def stage_ops(model, hw, engine, lay, tok_rank, tok_group, context, heads_axis, 
             return
         ab, ob = (2.0, 2.0) if fit is not None else (a_b, o_b)
         flop = 2.0 * mm * n * k
-        nbytes = n * k * wbytes + mm * k * ab + mm * n * ob
-        acc.roofline(family, count, *gemm_params(f, mm, n * k * wbytes, k, nbytes), flop, nbytes)
+        weight_bytes = n * k * wbytes
+        nbytes = weight_bytes + mm * k * ab + mm * n * ob
+        acc.roofline(family, count, *gemm_params(f, mm, weight_bytes, k, nbytes), flop, nbytes)
 
     if model.has_16bit_modules:
         # Modules the checkpoint keeps in 16 bit (ModelSpec.attention_16bit_layers ...) run the
