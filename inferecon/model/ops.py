@@ -142,7 +142,10 @@ class _Acc:
 
     def result(self) -> StageOps:
         t = self.terms
-        fams = {k: np.broadcast_to(v, self.shape).astype(float) for k, v in self.families.items()}
+        # Every array among the families was made here (an add or a product of this accumulator's),
+        # so one of the full shape is handed over as it is; the others are broadcast into copies.
+        fams = {k: v if isinstance(v, np.ndarray) and v.shape == self.shape and v.dtype == float
+                else np.broadcast_to(v, self.shape).astype(float) for k, v in self.families.items()}
         return StageOps(t["arith"], t["mem"], t["net"], t["fixed"], fams)
 
 

@@ -413,6 +413,14 @@ def expected_tokens(gamma, acceptance):
     return (1.0 - acceptance ** (gamma + 1.0)) / (1.0 - acceptance)
 
 
+def _writable(fresh, shape):
+    """`fresh` (a product just computed, owned by the caller) as a writable array of `shape`:
+    itself where it has that shape already, else broadcast into a copy."""
+    if isinstance(fresh, np.ndarray) and fresh.shape == shape:
+        return fresh
+    return np.broadcast_to(fresh, shape).copy()
+
+
 def evaluate(model: ModelSpec, hw: HardwareProfile, lay: Layouts, context: int,
              draft: ModelSpec | None = None, acceptance: float = 0.0,
              opts: CostOptions = CostOptions(), engine: EngineProfile | None = None) -> StepCost:
@@ -429,10 +437,10 @@ def evaluate(model: ModelSpec, hw: HardwareProfile, lay: Layouts, context: int,
 
     target = _stage(model, hw, lay, tokens_per_seq=gamma + 1.0, context=context, opts=opts, engine=engine)
     parts = {k: pp * target[k] for k in ("t_mem", "t_arith", "t_net", "t_fixed")}
-    parts["t_fixed"] = np.broadcast_to(parts["t_fixed"], shape).copy()
+    parts["t_fixed"] = _writable(parts["t_fixed"], shape)
     # Only the families the model separates are computed; the others are zero (one shared
     # read-only view, not an array per family: the search prices millions of configurations).
-    fams = {f: np.broadcast_to(pp * v, shape).copy() for f, v in target["families"].items()}
+    fams = {f: _writable(pp * v, shape) for f, v in target["families"].items()}
     compute = pp * target["t_compute"]
     flops_per_gpu = pp * target["flops"]
     stored = sum(stored_bytes_per_gpu(model, lay, context))
