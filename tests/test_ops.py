@@ -264,3 +264,18 @@ def test_roofline_accumulates_the_same_on_the_search_path_and_on_plain_numbers()
         r = one.result()
         assert (float(r.t_arith), float(r.t_mem), float(r.families["gemm"])) == (
             out.t_arith[i], out.t_mem[i], out.families["gemm"][i])
+
+
+@pytest.mark.parametrize("one_first", [True, False])
+def test_roofline_family_adds_across_shapes_in_either_order(one_first):
+    """A family priced once on one configuration's figures and once on a search's arrays
+    broadcasts, as plain adds do, whichever comes first (by hand: a 2 µs floor each time, and
+    1 and 3 µs of memory on the arrays)."""
+    from inferecon.model.ops import _Acc
+
+    acc = _Acc((2,))
+    one = ("x", 1.0, np.array([2.0]), np.array([1.0]), np.array([1.0]), np.array([0.0]), np.array([0.0]))
+    two = ("x", 1.0, np.array([2.0, 2.0]), 1.0, np.array([1.0, 1.0]), np.array([0.0, 0.0]), np.array([1e3, 3e3]))
+    for args in ((one, two) if one_first else (two, one)):
+        acc.roofline(*args)
+    np.testing.assert_allclose(acc.result().families["x"], [5e-6, 7e-6], rtol=1e-12)

@@ -86,6 +86,11 @@ class StageOps:
         return self.t_arith + self.t_mem
 
 
+def _iadd(a, b):
+    a += b
+    return a
+
+
 class _Acc:
     """Adds ops into the four terms and their families."""
 
@@ -103,7 +108,8 @@ class _Acc:
         b = nbytes * (count / (gbps * 1e9))
         fixed = count * (floor_us * 1e-6)
         t = self.terms
-        if not (isinstance(f, np.ndarray) and isinstance(b, np.ndarray) and f.shape == b.shape):
+        if not (isinstance(f, np.ndarray) and isinstance(b, np.ndarray) and f.shape == b.shape
+                and np.broadcast_shapes(f.shape, np.shape(fixed)) == f.shape):
             flop_bound = f > b
             arith = f * flop_bound
             mem = b - b * flop_bound
@@ -125,7 +131,7 @@ class _Acc:
         both += fixed
         prev = self.families.get(family)
         if prev is not None:
-            both += prev
+            both = both + prev if np.broadcast_shapes(both.shape, np.shape(prev)) != both.shape else _iadd(both, prev)
         self.families[family] = both
 
     def fixed(self, family, seconds):
