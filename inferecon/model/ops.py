@@ -86,11 +86,6 @@ class StageOps:
         return self.t_arith + self.t_mem
 
 
-def _iadd(a, b):
-    a += b
-    return a
-
-
 class _Acc:
     """Adds ops into the four terms and their families."""
 
@@ -99,40 +94,41 @@ class _Acc:
         self.terms = {k: np.zeros(shape) for k in ("arith", "mem", "net", "fixed")}
         self.families: dict[str, np.ndarray] = {}
 
-    def _fam(self, name, value):
-        self.families[name] = self.families.get(name, 0.0) + value
+    def _fam(self, name, value, owned=False):
+        """Adds `value` into family `name`. owned: `value` is a fresh array of this accumulator's,
+        so it may hold the sum itself (the search's path: no array allocated per op)."""
+        prev = self.families.get(name)
+        if not owned or (prev is not None and np.broadcast_shapes(value.shape, np.shape(prev)) != value.shape):
+            value = (0.0 if prev is None else prev) + value  # a new array (of an earlier op's larger shape)
+        elif prev is not None:
+            value += prev
+        self.families[name] = value
 
     def roofline(self, family, count, floor_us, tflops, gbps, flop, nbytes):
         """count x (floor + max(flop / F, bytes / B)), seconds."""
         f = flop * (count / (tflops * 1e12))
         b = nbytes * (count / (gbps * 1e9))
         fixed = count * (floor_us * 1e-6)
-        t = self.terms
-        if not (isinstance(f, np.ndarray) and isinstance(b, np.ndarray) and f.shape == b.shape
-                and np.broadcast_shapes(f.shape, np.shape(fixed)) == f.shape):
-            flop_bound = f > b
+        flop_bound = f > b
+        # The search's arrays (f and b fresh, of the full shape) are worked in place: the same
+        # figures in half the time over millions of configurations. One of arith and mem is
+        # exactly zero, so max(f, b) is their sum and max(f, b) - arith the memory part, bit for bit.
+        in_place = (isinstance(f, np.ndarray) and isinstance(b, np.ndarray) and f.shape == b.shape
+                    and np.broadcast_shapes(f.shape, np.shape(fixed)) == f.shape)
+        if in_place:
+            total = np.maximum(f, b)
+            arith = np.multiply(f, flop_bound, out=f)
+            mem = np.subtract(total, arith, out=b)
+            total += fixed
+        else:
             arith = f * flop_bound
             mem = b - b * flop_bound
-            t["fixed"] += fixed
-            t["arith"] += arith
-            t["mem"] += mem
-            self._fam(family, fixed + arith + mem)
-            return
-        # The search's path, over millions of configurations: the same figures in half the time,
-        # in place in f and b (fresh arrays of this call). One of arith and mem is exactly zero,
-        # so max(f, b) is their sum and max(f, b) - arith the memory part, bit for bit.
-        flop_bound = f > b
-        both = np.maximum(f, b)
-        f *= flop_bound  # arith
-        np.subtract(both, f, out=b)  # mem
+            total = fixed + arith + mem
+        t = self.terms
         t["fixed"] += fixed
-        t["arith"] += f
-        t["mem"] += b
-        both += fixed
-        prev = self.families.get(family)
-        if prev is not None:
-            both = both + prev if np.broadcast_shapes(both.shape, np.shape(prev)) != both.shape else _iadd(both, prev)
-        self.families[family] = both
+        t["arith"] += arith
+        t["mem"] += mem
+        self._fam(family, total, owned=in_place)
 
     def fixed(self, family, seconds):
         self.terms["fixed"] = self.terms["fixed"] + seconds
@@ -178,18 +174,18 @@ def _band_params(fit, m, weight_bytes, k=None, nbytes=None):
     M > decode_m_max; weights within L2 read at min(band's small_gbps, its gbps)."""
     bands = fit.decode_bands
     nb = len(bands) + 1
-    row = _band_rows(bands, m)
-    c = _TAKEN_CACHE
-    if c[0] is fit and c[1] is row:
-        t0_taken, tflops_taken, k_taken = c[2], c[3], c[4]
+    c = _BANDS_CACHE
+    if c[0] is fit and c[1] is m:
+        row, t0_taken, tflops_taken, k_taken = c[2:]
     else:
+        row = _band_rows(bands, m)
         t0_taken = np.array([b.t0_us for b in bands] + [fit.t0_us]).take(row)
         tflops_taken = np.array([b.tflops for b in bands] + [fit.tflops]).take(row)
         # The serial bound's K walked per second by band; beyond the bands, none.
         k_taken = (np.array([(b.k_per_us or np.inf) * 1e-3 for b in bands] + [np.inf]).take(row)
                    if any(b.k_per_us for b in bands) else None)
-        if np.ndim(row):
-            c[:] = [fit, row, t0_taken, tflops_taken, k_taken]
+        if np.ndim(m):
+            c[:] = [fit, m, row, t0_taken, tflops_taken, k_taken]
     # One table of bandwidths: rows beyond L2, then the same rows within L2 (offset nb).
     bw = np.array([b.gbps for b in bands] + [fit.gbps]
                   + [min(b.small_gbps or b.gbps, b.gbps) for b in bands] + [fit.gbps])
@@ -200,30 +196,24 @@ def _band_params(fit, m, weight_bytes, k=None, nbytes=None):
     bw = bw.take(bw_row)
     if k is not None and k_taken is not None:
         # The serial bound K / k_per_us as a bandwidth (bytes over it).
-        bound = nbytes * k_taken / k
-        bw = np.minimum(bw, bound, out=bound if isinstance(bound, np.ndarray) and bound.shape == np.shape(bw) else None)
+        bw = np.minimum(bw, nbytes * k_taken / k)
     return t0_taken, tflops_taken, bw
 
 
-_ROWS_CACHE: list = [None, None, None]  # (bands, m, rows) of the last call: a stage's GEMMs share one m
-# (fit, rows, t0, F, K rate) of the last call: a stage's GEMMs of one fit share them. Read-only to callers.
-_TAKEN_CACHE: list = [None, None, None, None, None]
+# (fit, m, rows, t0, F, K rate) of the last call: a stage's GEMMs of one fit share one m, so their
+# band lookups too. The cache holds m, so `is` cannot match a new array; read-only to callers.
+_BANDS_CACHE: list = [None] * 6
 
 
 def _band_rows(bands, m):
     """Per configuration, the index of the first band with m <= m_max (len(bands) beyond the
     last). Powers of two from 1 (the fit's DECODE_BANDS_M) by ceil(log2 m), a third of
     np.searchsorted's time over the search's millions of configurations."""
-    c = _ROWS_CACHE
-    if c[0] is bands and c[1] is m:
-        return c[2]
     edges = [b.m_max for b in bands]
     if edges == [2 ** i for i in range(len(edges))]:
         rows = np.minimum(np.ceil(np.log2(np.maximum(m, 1.0))), len(edges)).astype(np.intp)
     else:
         rows = np.searchsorted(np.array(edges, dtype=float), m)
-    if np.ndim(m):
-        c[:] = [bands, m, rows]
     return rows
 
 
