@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from inferecon.core.busfactor import ALL_GATHER, ALL_REDUCE, ALL_TO_ALL, REDUCE_SCATTER, SEND_RECV, bus_factor
+from inferecon.model.distinct import BINCOUNT_KEYS, flat, whole
 from inferecon.model.hardware import INTER, INTRA, HardwareProfile, ProtocolSpec
 
 # Op names and bus factors are nccl-tests' (one table: core/busfactor.py); re-exported here
@@ -56,7 +57,7 @@ def collective_time_s(hw: HardwareProfile, op: str, group, stride, nbytes):
     shape = np.broadcast_shapes(group.shape, stride.shape, nbytes.shape)
     inv, dg, ds, _ = _distinct_pairs(group, stride, shape)
     dnodes, dlocal = group_nodes(hw, dg, ds)
-    b = _flat(nbytes, shape).astype(float, copy=False)
+    b = flat(nbytes, shape).astype(float, copy=False)
 
     tables = _fit_tables(hw, op)
     if tables is not None:
@@ -71,31 +72,6 @@ def collective_time_s(hw: HardwareProfile, op: str, group, stride, nbytes):
     return t.reshape(shape)
 
 
-def _flat(x, shape):
-    """x as one value (0-d) or as a flat array of every element of `shape`."""
-    if x.size == 1:
-        return x.reshape(())
-    return (x if x.shape == shape else np.broadcast_to(x, shape)).ravel()
-
-
-# Largest packed (group, stride) key counted with a bincount; wider keys are sorted instead.
-_BINCOUNT_KEYS = 1 << 22
-_WHOLE_BELOW = 2 ** 20  # sizes packed into one key: whole numbers in [0, 2^20)
-
-
-def _whole(x):
-    """x as int64 where every element is a whole number in [0, 2^20), else None."""
-    if x.dtype.kind in "iub":
-        xi = x.astype(np.int64, copy=False)
-    else:
-        xi = x.astype(np.int64)
-        if not (xi == x).all():
-            return None
-    if xi.size and (xi.min() < 0 or xi.max() >= _WHOLE_BELOW):
-        return None
-    return xi
-
-
 def _distinct_pairs(a, b, shape):
     """(index of each element's pair, distinct a, distinct b, whether pairs were merged) of two
     arrays broadcast to `shape` (flat). Pairs of whole numbers are packed into one integer and
@@ -103,15 +79,15 @@ def _distinct_pairs(a, b, shape):
     single value is not spread out first. Otherwise every element is its own pair, which gives
     the same figures (every shape-wise formula is element-wise)."""
     size = int(np.prod(shape))
-    fa, fb = _flat(a, shape), _flat(b, shape)
-    ai, bi = _whole(fa), _whole(fb)
+    fa, fb = flat(a, shape), flat(b, shape)
+    ai, bi = whole(fa), whole(fb)
     if size and ai is not None and bi is not None:
         width = int(bi.max()) + 1
         if ai.ndim == 0 and bi.ndim == 0:
             keys, inv = np.array([int(ai) * width + int(bi)]), np.zeros(size, dtype=np.intp)
         else:
             key = ai * width + bi
-            if int(key.max()) < _BINCOUNT_KEYS:
+            if int(key.max()) < BINCOUNT_KEYS:
                 keys = np.flatnonzero(np.bincount(key))
                 lut = np.empty(int(keys[-1]) + 1, dtype=np.intp)
                 lut[keys] = np.arange(keys.size)

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from inferecon.model import network as net
+from inferecon.model.distinct import distinct_rows
 from inferecon.model.engine import kv_reads_per_kv_head
 from inferecon.model.opfits import (GEMM_OPERAND_BYTES, MLA_LATENT_DIM, MOE_ROUTING_DEEPSEEK, MOE_ROUTING_GENERIC,
                                     moe_curve_key, moe_touched_experts)
@@ -130,6 +131,29 @@ class _Acc:
         t["mem"] += mem
         self._fam(family, total, owned=in_place)
 
+    @staticmethod
+    def _spread(v, part_shape, rows, shape):
+        return np.broadcast_to(v, part_shape).take(rows).reshape(shape)
+
+    def gathered(self, rows, shape) -> "_Acc":
+        """This accumulator over distinct rows spread over configurations: row rows[i] into
+        configuration i of an accumulator of `shape`."""
+        out = _Acc.__new__(_Acc)
+        out.shape = shape
+        out.terms = {k: self._spread(v, self.shape, rows, shape) for k, v in self.terms.items()}
+        out.families = {k: self._spread(v, self.shape, rows, shape) for k, v in self.families.items()}
+        return out
+
+    def absorb(self, part, rows):
+        """Adds `part`, an accumulator over distinct rows, into these configurations (row rows[i]
+        of it into configuration i), as its ops' own adds would have: terms it left at zero are
+        left alone."""
+        for k, v in part.terms.items():
+            if v.any():
+                self.terms[k] += self._spread(v, part.shape, rows, self.shape)
+        for name, v in part.families.items():
+            self._fam(name, self._spread(v, part.shape, rows, self.shape), owned=True)
+
     def fixed(self, family, seconds):
         self.terms["fixed"] = self.terms["fixed"] + seconds
         self._fam(family, seconds)
@@ -149,6 +173,63 @@ class _Acc:
         fams = {k: v if isinstance(v, np.ndarray) and v.shape == self.shape and v.dtype == float
                 else np.broadcast_to(v, self.shape).astype(float) for k, v in self.families.items()}
         return StageOps(t["arith"], t["mem"], t["net"], t["fixed"], fams)
+
+
+class _Rows:
+    """Configurations grouped by the distinct rows of some of their columns (model/distinct.py):
+    an op whose time depends on those columns alone is priced once per row, from arrays reduced
+    to the rows (`take`), and spread back over the configurations (`spread`, `into`), the same
+    element-wise figures bit for bit. Where the columns cannot be keyed, every configuration is
+    its own row and nothing is reduced."""
+
+    def __init__(self, shape, cols, codes=None):
+        self.full = shape
+        keyed = distinct_rows(cols, shape, codes)
+        self.rows, self.rep = keyed if keyed is not None else (None, None)
+        self.shape = shape if self.rep is None else self.rep.shape
+
+    def take(self, x):
+        """x (a configuration array, or one value) on the distinct rows."""
+        if self.rep is None or np.ndim(x) == 0:
+            return x
+        return np.broadcast_to(x, self.full).take(self.rep)
+
+    def spread(self, part: _Acc) -> _Acc:
+        """An accumulator over the rows as one over the configurations."""
+        return part if self.rep is None else part.gathered(self.rows, self.full)
+
+    def into(self, acc: _Acc) -> "_RowOps":
+        """Ops priced on the rows and added into `acc` one by one."""
+        return _RowOps(self, acc)
+
+
+class _RowOps:
+    """_Acc's ops, each priced over a _Rows' distinct rows and added into the configurations'
+    accumulator at once, so that every term and family sums its ops in the order they come."""
+
+    def __init__(self, rows: _Rows, acc: _Acc):
+        self._rows, self._acc = rows, acc
+
+    def _op(self, name, *args):
+        r = self._rows
+        if r.rep is None:
+            getattr(self._acc, name)(*args)
+            return
+        part = _Acc(r.shape)
+        getattr(part, name)(*args)
+        self._acc.absorb(part, r.rows)
+
+    def roofline(self, *args):
+        self._op("roofline", *args)
+
+    def fixed(self, *args):
+        self._op("fixed", *args)
+
+    def network(self, *args):
+        self._op("network", *args)
+
+    def memory(self, *args):
+        self._op("memory", *args)
 
 
 def gemm_params(fit, m, weight_bytes, k=None, nbytes=None):
@@ -306,7 +387,6 @@ def stage_ops(model, hw, engine, lay, tok_rank, tok_group, context, heads_axis, 
     ep = lay.ep.astype(float)
     pp = lay.pp.astype(float)
     m = np.broadcast_to(np.asarray(tok_rank, dtype=float), tp.shape)
-    acc = _Acc(tp.shape)
     layers = model.n_layers / pp
     moe_layers = model.n_moe_layers / pp
     dense_layers = layers - moe_layers
@@ -318,64 +398,83 @@ def stage_ops(model, hw, engine, lay, tok_rank, tok_group, context, heads_axis, 
     a_b, w_b, o_b = GEMM_OPERAND_BYTES.get(gdtype, (2.0, dense_fmt.weight_bits / 8, 2.0))
     expert_wb = GEMM_OPERAND_BYTES.get(FORMAT_GEMM_DTYPE[fmt.name], (2.0, model.weight_bytes_per_param, 2.0))[1]
 
-    def gemm(family, count, mm, n, k, wbytes=w_b, fit=None):
-        """count GEMMs priced with the dense format's fit, or `fit` (a 16-bit GEMM's own: bf16
-        operands)."""
-        f = fit or gfit
-        if f is None:
-            return
-        ab, ob = (2.0, 2.0) if fit is not None else (a_b, o_b)
-        flop = 2.0 * mm * n * k
-        weight_bytes = n * k * wbytes
-        nbytes = weight_bytes + mm * k * ab + mm * n * ob
-        acc.roofline(family, count, *gemm_params(f, mm, weight_bytes, k, nbytes), flop, nbytes)
-
-    if model.has_16bit_modules:
-        # Modules the checkpoint keeps in 16 bit (ModelSpec.attention_16bit_layers ...) run the
-        # bf16 GEMM with 2-byte weights, as the router does (the dense format's fit where the
-        # profile has no bf16 one).
-        bf16_fit = fits.gemm_fit("bf16")
+    def gemm_into(target):
+        def gemm(family, count, mm, n, k, wbytes=w_b, fit=None):
+            """count GEMMs priced with the dense format's fit, or `fit` (a 16-bit GEMM's own: bf16
+            operands)."""
+            f = fit or gfit
+            if f is None:
+                return
+            ab, ob = (2.0, 2.0) if fit is not None else (a_b, o_b)
+            flop = 2.0 * mm * n * k
+            weight_bytes = n * k * wbytes
+            nbytes = weight_bytes + mm * k * ab + mm * n * ob
+            target.roofline(family, count, *gemm_params(f, mm, weight_bytes, k, nbytes), flop, nbytes)
 
         def gemm16(family, count, mm, n, k):
+            # Modules the checkpoint keeps in 16 bit (ModelSpec.attention_16bit_layers ...) run the
+            # bf16 GEMM with 2-byte weights, as the router does (the dense format's fit where the
+            # profile has no bf16 one).
             gemm(family, count, mm, n, k, wbytes=2.0, fit=bf16_fit)
 
+        return gemm, gemm16
+
+    bf16_fit = fits.gemm_fit("bf16")
+    # A weight GEMM's time depends on (tokens per rank, tp, pp) alone, and a search's millions of
+    # configurations hold a few hundred distinct such rows (DeepSeek-V3's default space: 307 in
+    # 29,304 layouts): the GEMMs are priced once per distinct row, into an accumulator of those
+    # rows, and gathered (_Acc.absorb): the same element-wise figures, bit for bit.
+    codes: dict = {}  # each column's codes, shared by the groupings below
+    gr = _Rows(tp.shape, (m, tp, pp), codes)
+    m_k, tp_k, pp_k = gr.take(m), gr.take(tp), gr.take(pp)
+    layers_k = model.n_layers / pp_k
+    dense_layers_k = layers_k - model.n_moe_layers / pp_k
+
+    part = _Acc(gr.shape)
+    gemm, gemm16 = gemm_into(part)
     # Attention projections (heads split over `heads_axis`: the tp group in 1D).
     att16 = model.attention_16bit_share
-    for g, count in (((gemm, layers),) if not att16 else
-                     ((gemm, layers * (1.0 - att16)), (gemm16, layers * att16))):
+    for g, count in (((gemm, layers_k),) if not att16 else
+                     ((gemm, layers_k * (1.0 - att16)), (gemm16, layers_k * att16))):
         if model.is_mla:
-            _mla_gemms(g, model, count, m, tp, d)
+            _mla_gemms(g, model, count, m_k, tp_k, d)
         else:
             q = model.n_heads * model.d_head
-            kv = 2.0 * model.d_head * np.maximum(model.n_kv_heads / tp, 1.0)
-            g("gemm_attention", count, m, q / tp + kv, d)
-            g("gemm_attention", count, m, d, q / tp)
+            kv = 2.0 * model.d_head * np.maximum(model.n_kv_heads / tp_k, 1.0)
+            g("gemm_attention", count, m_k, q / tp_k + kv, d)
+            g("gemm_attention", count, m_k, d, q / tp_k)
     gated = model.mlp_matrices - 1
     mlp16 = model.mlp_16bit_share
-    for g, count in (((gemm, dense_layers),) if not mlp16 else
-                     ((gemm, dense_layers * (1.0 - mlp16)), (gemm16, dense_layers * mlp16))):
-        g("gemm_mlp", count, m, gated * model.d_ff / tp, d)
-        g("gemm_mlp", count, m, d, model.d_ff / tp)
-    (gemm16 if model.lm_head_kept_16bit else gemm)("gemm_lm_head", 1.0 / pp, m, model.vocab_size / tp, d)
+    for g, count in (((gemm, dense_layers_k),) if not mlp16 else
+                     ((gemm, dense_layers_k * (1.0 - mlp16)), (gemm16, dense_layers_k * mlp16))):
+        g("gemm_mlp", count, m_k, gated * model.d_ff / tp_k, d)
+        g("gemm_mlp", count, m_k, d, model.d_ff / tp_k)
+    (gemm16 if model.lm_head_kept_16bit else gemm)("gemm_lm_head", 1.0 / pp_k, m_k, model.vocab_size / tp_k, d)
+    # Nothing came before the GEMMs, so the gathered sums are every configuration's sums, bit for bit.
+    acc = gr.spread(part)
 
     # Decode attention over this GPU's share of the KV cache.
     kvd = kv_dtype_of(model)
     afit, mla = _attention_fit(fits, model, kvd)
     if afit is not None:
-        kv_bytes = lay.micro_batch * context * model.kv_bytes_per_token_layer * kv_share
-        attn_flop = model.attention_flop_per_token(context) / model.n_layers * m / heads_axis
+        # Its time depends on (tokens, sequences, head split, pp) alone: priced once per distinct row.
+        ar = _Rows(tp.shape, (m, lay.micro_batch, heads_axis, pp), codes)
+        m_a, ha, layers_a = ar.take(m), ar.take(heads_axis), ar.take(layers)
+        kv_bytes = ar.take(lay.micro_batch) * context * model.kv_bytes_per_token_layer * ar.take(kv_share)
+        attn_flop = model.attention_flop_per_token(context) / model.n_layers * m_a / ha
         # One GPU's heads; MLA reads one latent "KV head" per token (opfits.MLA_LATENT_DIM).
-        h_gpu = model.n_heads / heads_axis
-        hk_gpu = 1.0 if mla else np.maximum(model.n_kv_heads / heads_axis, 1.0)
-        floor_us = afit.floor_us + afit.per_sequence_head_us * m * hk_gpu
-        measured = _attention_grid_us(afit, model, mla, h_gpu, hk_gpu, m, context)
+        h_gpu = model.n_heads / ha
+        hk_gpu = 1.0 if mla else np.maximum(model.n_kv_heads / ha, 1.0)
+        floor_us = afit.floor_us + afit.per_sequence_head_us * m_a * hk_gpu
+        measured = _attention_grid_us(afit, model, mla, h_gpu, hk_gpu, m_a, context)
         floor_us, scale = _at_measured(measured, floor_us, attn_flop / (afit.tflops * 1e6), kv_bytes / (afit.gbps * 1e3))
-        acc.roofline("attention", layers, floor_us, afit.tflops, afit.gbps, attn_flop * scale, kv_bytes * scale)
+        ops = ar.into(acc)
+        ops.roofline("attention", layers_a, floor_us, afit.tflops, afit.gbps, attn_flop * scale, kv_bytes * scale)
         if engine is not None and engine.kv_reread_per_query_head:
             # A kernel of one thread block per query head (engine_kernel_facts.py): the other
             # query heads of each group read the group's KV again, at the fit's bandwidth.
-            reads = kv_reads_per_kv_head(engine, model, heads_axis)
-            acc.memory("attention", layers * (reads - 1.0) * kv_bytes / (afit.gbps * 1e9))
+            reads = kv_reads_per_kv_head(engine, model, ha)
+            ops.memory("attention", layers_a * (reads - 1.0) * kv_bytes / (afit.gbps * 1e9))
 
     # Norms, activations, residuals: the engine's fixed time per layer, plus the activation bytes.
     ew_us = eng.elementwise_per_layer_us if eng is not None else None
@@ -387,10 +486,20 @@ def stage_ops(model, hw, engine, lay, tok_rank, tok_group, context, heads_axis, 
         acc.memory("elementwise", act_bytes_per_gpu / (gfit.gbps * 1e9))
 
     if model.is_moe:
-        _moe(acc, model, eng, gemm, m, np.asarray(tok_group, dtype=float), tp, ep, lay, moe_layers, d, gated,
-             gfit, a_b, expert_wb, o_b, dispatch_bytes_per_elem, hw)
+        # The router's and shared experts' GEMMs on the distinct rows too, each gathered into the
+        # terms on its own (after the ops above: the same sums in the same order).
+        for one in _moe_gemms(model, gated, bf16_fit, m_k, tp_k, pp_k):
+            one(gemm_into(gr.into(acc))[0])
+        # The routed experts and their all-to-alls: (tokens, tp, ep, pp) alone.
+        mr = _Rows(tp.shape, (m, tp, ep, pp), codes)
+        tok_group = np.broadcast_to(np.asarray(tok_group, dtype=float), tp.shape)
+        _moe(mr.into(acc), model, eng, mr.take(m), mr.take(tok_group), mr.take(tp), mr.take(ep), mr.take(lay.tp),
+             mr.take(lay.ep), mr.take(moe_layers), d, gated, gfit, a_b, expert_wb, o_b, dispatch_bytes_per_elem, hw)
 
-    _allreduce(acc, hw, eng, lay, m * d * model.act_bytes, layers, model)
+    # The tensor-parallel reductions: (grid, tokens, pp) alone.
+    rr = _Rows(tp.shape, (lay.tp_r, lay.tp_c, m, pp), codes)
+    _allreduce(rr.into(acc), hw, eng, rr.take(lay.tp_r), rr.take(lay.tp_c), rr.take(m) * d * model.act_bytes,
+               rr.take(layers), model)
     return acc.result()
 
 
@@ -415,18 +524,28 @@ def _mla_gemms(gemm, model, layers, m, tp, d):
     gemm("gemm_attention", layers, m, d, h * model.v_head_dim)
 
 
-def _moe(acc, model, eng, gemm, m, tok_group, tp, ep, lay, moe_layers, d, gated, gfit, a_b, w_b, o_b, disp, hw):
-    ff = float(model.d_ff_expert)
+def _moe_gemms(model, gated, bf16_fit, m, tp, pp):
+    """The MoE layers' dense GEMMs, one callable each (taking the gemm function to price with):
+    the router, then the shared experts' gate/up and down."""
+    moe_layers = model.n_moe_layers / pp
+    d = float(model.d_model)
     # The router: 16-bit weights and inputs (gpt-fast's mixtral-moe/quantize.py skips the layer
     # named "gate" when it quantises; DeepSeek-V3's checkpoints store the gate unquantised), so
     # the bf16 GEMM fit where the profile has one: the dense format's
     # (INT8 weight-only, A100 TRT-LLM: 9.2 us intercept and K / 434 per us against bf16's 2.5 us)
     # priced a kernel the router does not run.
-    gemm("gemm_moe", moe_layers, m, model.n_experts, d, wbytes=2.0, fit=hw.op_fits.gemm_fit("bf16"))
+    out = [lambda gemm: gemm("gemm_moe", moe_layers, m, model.n_experts, d, wbytes=2.0, fit=bf16_fit)]
     if model.n_shared_experts:
-        width = ff * model.n_shared_experts
-        gemm("gemm_moe", moe_layers, m, gated * width / tp, d)
-        gemm("gemm_moe", moe_layers, m, d, width / tp)
+        width = float(model.d_ff_expert) * model.n_shared_experts
+        out.append(lambda gemm: gemm("gemm_moe", moe_layers, m, gated * width / tp, d))
+        out.append(lambda gemm: gemm("gemm_moe", moe_layers, m, d, width / tp))
+    return out
+
+
+def _moe(acc, model, eng, m, tok_group, tp, ep, tp_n, ep_n, moe_layers, d, gated, gfit, a_b, w_b, o_b, disp, hw):
+    """The routed experts (the MoE fit's roofline, or grouped GEMMs from the GEMM fit) and the
+    dispatch and combine all-to-alls; `tp_n`, `ep_n`: the group widths as whole numbers."""
+    ff = float(model.d_ff_expert)
     k = float(model.n_active_experts)
     mfit = _moe_fit(eng, model)
     # Experts of this rank a batch touches, min(E/ep, t·k/ep): the fit's form, whichever routing's
@@ -455,7 +574,7 @@ def _moe(acc, model, eng, gemm, m, tok_group, tp, ep, lay, moe_layers, d, gated,
             acc.fixed("moe", moe_layers * fixed * 1e-6)
     # Dispatch and combine over the ep group (terms.py's pairwise exchange, hierarchical NCCL).
     a2a_bytes = m * k * d * disp / tp
-    a2a = net.collective_time_s(hw, net.ALL_TO_ALL, lay.ep, lay.tp, a2a_bytes)
+    a2a = net.collective_time_s(hw, net.ALL_TO_ALL, ep_n, tp_n, a2a_bytes)
     acc.network("moe_all_to_all", 2.0 * moe_layers * a2a)
 
 
@@ -582,10 +701,10 @@ def allreduce_1d_us(hw, eng, n: int, nbytes, nccl_mode: str = "graph"):
     return t_us
 
 
-def _allreduce(acc, hw, eng, lay, msg_bytes, layers, model):
-    """Tensor-parallel reductions. 1D: two all-reduces of M · d_model per layer, the engine's own
-    inside a node up to its limit, NCCL beyond. 2D grids: the four reductions of terms.py, NCCL."""
-    r, c = lay.tp_r, lay.tp_c
+def _allreduce(acc, hw, eng, r, c, msg_bytes, layers, model):
+    """Tensor-parallel reductions over grids of r x c GPUs. 1D: two all-reduces of M · d_model per
+    layer, the engine's own inside a node up to its limit, NCCL beyond. 2D grids: the four
+    reductions of terms.py, NCCL."""
     msg = np.broadcast_to(msg_bytes, c.shape).astype(float)
     per_layer = np.zeros(c.shape)
     gpn = hw.network.gpus_per_node
