@@ -65,16 +65,20 @@ def _elementwise(monkeypatch):
 
 @pytest.mark.parametrize("name", ["llama-3-70b", "deepseek-v3", "mixtral-8x7b"])
 def test_keyed_search_arrays_equal_the_elementwise_ones(monkeypatch, name):
-    # The kept op-DB fit of H100 x vLLM (tests/fixtures/speed) on 4000 layouts of the default
-    # frontier space drawn with repeats, as a search's rows share their GEMM and attention shapes.
+    # The kept op-DB fit of H100 x vLLM (tests/fixtures/speed) on layouts of the default frontier
+    # space drawn with repeats, as many as make the search path key its rows.
     hw = HardwareProfile.load(FIT / "profile.json")
     eng = EngineProfile.load(FIT / "engine.json")
     model = get_model(name)
     base = build_layouts(model, get_profile("h100-sxm"), SearchSpace(), with_spec=False)
-    pick = np.random.default_rng(3).integers(0, len(base), 4000)
+    pick = np.random.default_rng(3).integers(0, len(base), ops.KEYED_FROM_CONFIGS)
     lay = Layouts(tp_r=base.tp_r[pick], tp_c=base.tp_c[pick], pp=base.pp[pick], ep=base.ep[pick],
                   micro_batch=base.micro_batch[pick], gamma=base.gamma[pick])
+    calls = []
+    real = ops.distinct_rows
+    monkeypatch.setattr(ops, "distinct_rows", lambda *a: calls.append(1) or real(*a))
     keyed = evaluate(model, hw, lay, 4096, engine=eng)
+    assert calls  # the keyed path ran
     _elementwise(monkeypatch)
     plain = evaluate(model, hw, lay, 4096, engine=eng)
     for f in dataclasses.fields(keyed):

@@ -175,6 +175,14 @@ class _Acc:
         return StageOps(t["arith"], t["mem"], t["net"], t["fixed"], fams)
 
 
+# Below this many configurations the arrays sit in cache and keying costs more than it saves
+# (evaluate, H100 x vLLM op-DB, 2-core Sapphire Rapids, 2026-12-03: keyed / element-wise time
+# 1.5-1.8 at 1,000 configurations, 1.04-1.11 at 10,000, 0.69-0.82 at 30,000, 0.65 at 100,000 for
+# Llama 3 70B and DeepSeek-V3): predict's one configuration and the serving model's grids of 48
+# take the element-wise path, a search of tens of thousands and more the keyed one.
+KEYED_FROM_CONFIGS = 1 << 14
+
+
 class _Rows:
     """Configurations grouped by the distinct rows of some of their columns (model/distinct.py):
     an op whose time depends on those columns alone is priced once per row, from arrays reduced
@@ -184,7 +192,7 @@ class _Rows:
 
     def __init__(self, shape, cols, codes=None):
         self.full = shape
-        keyed = distinct_rows(cols, shape, codes)
+        keyed = distinct_rows(cols, shape, codes) if int(np.prod(shape)) >= KEYED_FROM_CONFIGS else None
         self.rows, self.rep = keyed if keyed is not None else (None, None)
         self.shape = shape if self.rep is None else self.rep.shape
 
