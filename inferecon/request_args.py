@@ -62,8 +62,9 @@ def add_flags(p) -> None:
     load.add_argument("--request-rate", type=cli_args.float_in(0.0, 1e6, lo_open=True), default=None,
                       metavar="R", help="Poisson arrivals of R requests/s (M/D/1 prefill queue)")
     g.add_argument("--chunk-size", type=CHUNK_TOKENS, default=None, metavar="TOKENS",
-                   help="token budget per step (prefill chunk + decode tokens; default vLLM's: 8192 on H100/H200, "
-                        "16384 on >= 160 GiB GPUs, 2048 on A100 and smaller)")
+                   help="token budget per step (prefill chunk + decode tokens; default the --engine's own: "
+                        "TensorRT-LLM 8192; SGLang 8192 below 160 GiB, else 16384; vLLM and no engine: 8192 "
+                        "on H100/H200, 16384 on >= 160 GiB GPUs, 2048 on A100 and smaller)")
     g.add_argument("--scheduler-steps", type=cli_args.int_in(1, 1024), default=None, metavar="N",
                    help="with --concurrency or --request-rate: decode steps per scheduling round (vLLM V0's "
                         "--num-scheduler-steps; default 1): a prompt is admitted only at a round's end")

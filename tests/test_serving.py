@@ -451,3 +451,51 @@ def test_scorecard_reads_the_scheduler_steps_from_the_engine_version():
 
     assert scheduler_steps("v0.6.0 (--num-scheduler-steps 10)") == 10
     assert scheduler_steps("v0.6.0") == 1 and scheduler_steps(None) == 1
+
+
+def test_engine_default_token_budgets():
+    # The --chunk-size default is the engine's own: TensorRT-LLM's max_num_tokens 8192 on every GPU
+    # (the LLM API default, aiconfigurator-core TRTLLM_DEFAULT_MAX_NUM_TOKENS); SGLang's
+    # chunked_prefill_size by GPU memory (server_args.py: 8192 below 160 GiB, 16384 from it);
+    # vLLM's as test_vllm_default_token_budget. A100 80 GB: 74.5 GiB; B200: 180 GB = 167.6 GiB.
+    a100, b200, h100 = get_profile("a100-80gb"), get_profile("b200"), get_profile("h100-sxm")
+    assert [default_chunk_tokens(g, "trtllm") for g in (a100, h100, b200)] == [8192, 8192, 8192]
+    assert [default_chunk_tokens(g, "sglang") for g in (a100, h100, b200)] == [8192, 8192, 16384]
+    assert [default_chunk_tokens(g, "vllm") for g in (a100, h100, b200)] == [2048, 8192, 16384]
+
+
+def test_sglang_runs_prefill_first():
+    from inferecon.model.serving import engine_scheduler
+
+    assert engine_scheduler("sglang") == "prefill-first"
+
+
+def test_prefill_first_closed_loop_simulated_by_hand(llama8b, h100):
+    from inferecon.model.prefill import prefill_step
+    from inferecon.model.serving import simulate_closed_loop
+    from inferecon.model.terms import Layouts, evaluate
+
+    # Two clients, 512 in / 65 out, a budget of 512 tokens (one prompt a step). Prefill first:
+    # step 1 prefills A alone (P), step 2 prefills B alone (P) while A waits undecoded, then both
+    # decode 64 steps together at batch 2 (t2 each) and finish in the same step, so every round
+    # repeats it. TTFT: P and 2P, mean 1.5 P. TPOT: B's 64 tokens take 64 t2; A's first token came
+    # at P and its last at 2P + 64 t2, so A's is (P + 64 t2) / 64: mean t2 + P / 128.
+    run = simulate_closed_loop(llama8b, h100, input_len=512, output_len=65, concurrency=2, chunk_tokens=512,
+                               scheduler="prefill-first")
+    p = prefill_step(llama8b, h100, chunks=[(512, 0, True)], decode_tokens=0).t_prefill_s
+    t2 = float(evaluate(llama8b, h100, Layouts(tp_r=1, tp_c=1, pp=1, ep=1, micro_batch=2), 512 + 65 // 2).t_step_s[0])
+    assert run.ttft_mean_s == pytest.approx(1.5 * p, rel=1e-9)
+    assert run.tpot_mean_s == pytest.approx(t2 + p / 128, rel=1e-9)
+
+
+def test_prefill_first_lone_client_by_hand(llama8b, h100):
+    from inferecon.model.prefill import prefill_step
+
+    # One client: its prompt runs in a prefill-only step of its own (no decode beside it), and no
+    # other prompt ever stalls its decode steps, so TTFT = that step and TPOT = the batch-1 step.
+    r = serve(llama8b, h100, input_len=2048, output_len=128, concurrency=1, scheduler="prefill-first")
+    p = prefill_step(llama8b, h100, chunks=[(2048, 0, True)], decode_tokens=0).t_prefill_s
+    assert r.ttft_s == pytest.approx(p, rel=1e-9)
+    assert r.tpot_s == pytest.approx(r.t_decode_step_s, rel=1e-9)
+    with pytest.raises(UserError, match="step scheduler"):
+        serve(llama8b, h100, input_len=2048, output_len=128, concurrency=1, scheduler="fifo")

@@ -69,7 +69,7 @@ def predict_request(model: ModelSpec, hw: HardwareProfile, *, input_len: int, ou
     """A request's figures (module docstring). Without a load, `decode_step_s` and
     `decode_usd_per_mtok` are the decode prediction at `decode_batch` (model/predict.py).
     `scheduler_steps`: decode steps per scheduling round under a load (serving.serve)."""
-    chunk = default_chunk_tokens(hw) if chunk_tokens is None else chunk_tokens
+    chunk = default_chunk_tokens(hw, engine.name if engine is not None else None) if chunk_tokens is None else chunk_tokens
     n_gpu = tp * pp * ep
     alone_s, dominant, level = _lone_prefill(model, hw, input_len=input_len, chunk_tokens=chunk, tp=tp, pp=pp,
                                              ep=ep, engine=engine, popts=popts)

@@ -102,7 +102,7 @@ def request_table(model: ModelSpec, hw: HardwareProfile, *, input_len: int, outp
     for name, v in (("input_len", input_len), ("output_len", output_len)):
         if not isinstance(v, (int, np.integer)) or v < 1:
             raise RequestError(name, v, f"{name.replace('_', ' ')} must be a whole number of tokens >= 1")
-    chunk = default_chunk_tokens(hw) if chunk_tokens is None else chunk_tokens
+    chunk = default_chunk_tokens(hw, engine.name if engine is not None else None) if chunk_tokens is None else chunk_tokens
     context = input_len + output_len // 2
     validate_request(model, hw, context, acceptance, draft)
     lay = build_layouts(model, hw, space, with_spec=draft is not None)

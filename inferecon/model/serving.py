@@ -74,11 +74,24 @@ from inferecon.model.terms import CostOptions, Layouts, evaluate, stored_bytes_p
 QUEUE_MODEL = "M/D/1 (Poisson arrivals, constant prefill service time)"
 
 
-def default_chunk_tokens(hw: HardwareProfile) -> int:
-    """vLLM's default token budget per step for its OpenAI server (vllm/engine/arg_utils.py,
-    EngineArgs._set_default_args, vLLM 0.32): 16384 on GPUs of >= 160 GiB, 8192 on >= 70 GiB
-    other than A100, else 2048. Used for every engine unless --chunk-size says otherwise."""
+def default_chunk_tokens(hw: HardwareProfile, engine_name: str | None = None) -> int:
+    """The engine's default token budget per step on this GPU (the --chunk-size default), by the
+    engine profile's name (engine_scheduler's reading of it):
+
+    - TensorRT-LLM and NIM on it: max_num_tokens 8192 (the LLM API's default; aiconfigurator-core
+      trtllm_backend.py TRTLLM_DEFAULT_MAX_NUM_TOKENS);
+    - SGLang: chunked_prefill_size by the GPU's memory (sglang python/sglang/srt/server_args.py,
+      the GPU-memory defaults): 2048 below 35 GiB, 4096 below 60 GiB, 8192 below 160 GiB (A100
+      80 GB, H100, H200), 16384 from 160 GiB (B200);
+    - vLLM and any other engine: vLLM's max_num_batched_tokens for its OpenAI server
+      (vllm/engine/arg_utils.py, EngineArgs._set_default_args, vLLM 0.32): 16384 on GPUs of
+      >= 160 GiB, 8192 on >= 70 GiB other than A100, else 2048."""
     gib = hw.memory.capacity_gb * 1e9 / 2**30
+    scheduler = engine_scheduler(engine_name)
+    if scheduler == "whole":
+        return 8192
+    if scheduler == "prefill-first":
+        return 2048 if gib < 35 else 4096 if gib < 60 else 8192 if gib < 160 else 16384
     if gib >= 160:
         return 16384
     if gib >= 70 and "a100" not in hw.name.lower():
@@ -282,11 +295,13 @@ def bunch_size(clients: int, input_len: int, room: int) -> int:
 
 
 def _aggregated_at_rate(inst: _Instance, lam: float, input_len: int, output_len: int, chunk_tokens: int,
-                        closed_cap: float | None = None, scheduler_steps: int = 1):
+                        closed_cap: float | None = None, scheduler_steps: int = 1, prefill_first: bool = False):
     """The steady state at arrival rate lam (requests/s per instance), or raises. closed_cap:
     a closed loop of closed_cap + 1 clients in service, whose prompts arrive in bunches
     (bunch_size); None: Poisson arrivals, one prompt at a time on the M/D/1 prefill server.
-    scheduler_steps: decode steps per scheduling round (multi-step scheduling; 1: every step)."""
+    scheduler_steps: decode steps per scheduling round (multi-step scheduling; 1: every step).
+    prefill_first: prompts run in prefill-only steps of the whole budget, and the decoding
+    requests wait through them (SGLang's scheduler, SCHEDULERS), instead of riding decode steps."""
     b = max(lam * (output_len - 1) * inst.t_decode(1.0), 0.0)
     fit = inst.max_batch_fitting()
     for _ in range(60):
@@ -298,7 +313,7 @@ def _aggregated_at_rate(inst: _Instance, lam: float, input_len: int, output_len:
                                f"{lam:g} requests/s keep at least {bi:.0f} requests decoding, whose KV cache needs "
                                f"more than the {inst.usable / 1e9:.0f} GB usable per GPU (room for {fit:.0f}): the "
                                f"queue grows without bound")
-        room = chunk_tokens - int(round(bi))
+        room = chunk_tokens if prefill_first else chunk_tokens - int(round(bi))
         if room < 1:
             raise RequestError("chunk_size", chunk_tokens,
                                f"a token budget of {chunk_tokens} per step leaves no room for prefill beside "
@@ -307,7 +322,10 @@ def _aggregated_at_rate(inst: _Instance, lam: float, input_len: int, output_len:
         # A closed loop's prompts arrive in bunches of k (bunch_size) that share each step; k > 1
         # only where k whole prompts fit the room, so their plan is one chunk.
         k = bunch_size(int(closed_cap) + 1, input_len, room) if closed_cap is not None else 1
-        service, n_steps, prefill_s = inst.prompt_service(max(1, int(round(bi))), input_len, room, k, t_dec)
+        if prefill_first:  # steps of prefill only: each pays its own overheads, no decode rides them
+            service, n_steps, prefill_s = inst.prompt_service(0, input_len, room, k, 0.0)
+        else:
+            service, n_steps, prefill_s = inst.prompt_service(max(1, int(round(bi))), input_len, room, k, t_dec)
         t_mix = service / n_steps
         rho = lam / k * service
         if rho >= 1.0 and closed_cap is None:
@@ -316,7 +334,13 @@ def _aggregated_at_rate(inst: _Instance, lam: float, input_len: int, output_len:
         # Poisson stream's other arrivals keep the whole rho; in a closed loop of c clients in k-bunches
         # the other c/k - 1 bunches' prefills are rho * (1 - k/c) of the time (a lone client: none).
         seen = rho if closed_cap is None else rho * (1.0 - k / (closed_cap + 1.0))
-        tpot = mean_tpot_s(seen, t_mix, t_dec)
+        if prefill_first:
+            # Decode steps run only in the share 1 - seen of the time the others' prefills leave. An
+            # iterate at seen -> 1 (a closed loop's rate search overshooting) is held short of it:
+            # the search then rejects that rate by its latency.
+            tpot = t_dec / (1.0 - min(seen, 0.99))
+        else:
+            tpot = mean_tpot_s(seen, t_mix, t_dec)
         new_b = lam * (output_len - 1) * tpot
         if new_b > fit and closed_cap is not None:
             # A closed loop cannot decode more requests than the cache admits; an iterate past
@@ -392,18 +416,26 @@ def serve(model: ModelSpec, hw: HardwareProfile, *, input_len: int, output_len: 
           ep: int = 1, request_rate_per_s: float | None = None, concurrency: int | None = None,
           chunk_tokens: int | None = None, engine: EngineProfile | None = None,
           opts: CostOptions = CostOptions(), popts: PrefillOptions = PrefillOptions(),
-          admission: KvAdmission | None = None, scheduler_steps: int = 1) -> ServingResult:
+          admission: KvAdmission | None = None, scheduler_steps: int = 1,
+          scheduler: str | None = None) -> ServingResult:
     """Aggregated serving on one instance (module docstring): give exactly one of a Poisson
     request rate (requests/s) or a closed-loop concurrency. `admission`: the engine's KV-cache
     rule (kv_admission; default: the rule of `engine`'s name, vLLM's without one).
-    `scheduler_steps`: decode steps per scheduling round (vLLM V0's --num-scheduler-steps)."""
+    `scheduler_steps`: decode steps per scheduling round (vLLM V0's --num-scheduler-steps).
+    `scheduler`: the step scheduler (SCHEDULERS; default: engine_scheduler of `engine`'s name);
+    "prefill-first" prices prompts in prefill-only steps that the decoding requests wait through."""
     _check_lengths(input_len, output_len)
     _require_whole("scheduler_steps", scheduler_steps, 1,
                    "scheduler steps must be a whole number of decode steps per scheduling round >= 1")
     check_prefill_layout(model, tp, pp, ep)
     if (request_rate_per_s is None) == (concurrency is None):
         raise RequestError("concurrency", concurrency, "give either a request rate or a concurrency, not both or neither")
-    n = default_chunk_tokens(hw) if chunk_tokens is None else chunk_tokens
+    name = engine.name if engine is not None else None
+    sched = engine_scheduler(name) if scheduler is None else scheduler
+    if sched not in SCHEDULERS:
+        raise RequestError("scheduler", sched, f"the step scheduler is one of {', '.join(SCHEDULERS)}")
+    first = sched == "prefill-first"
+    n = default_chunk_tokens(hw, name) if chunk_tokens is None else chunk_tokens
     if not isinstance(n, (int, np.integer)) or n < 2:
         raise RequestError("chunk_size", n, "a token budget per step needs at least 2 tokens (one decode, one prefill)")
     dep = Deployment(tp, pp, ep)
@@ -432,7 +464,8 @@ def serve(model: ModelSpec, hw: HardwareProfile, *, input_len: int, output_len: 
         for _ in range(48):
             mid = 0.5 * (lo + hi)
             try:
-                cur = _aggregated_at_rate(inst, mid, input_len, output_len, n, closed_cap=slots - 1)
+                cur = _aggregated_at_rate(inst, mid, input_len, output_len, n, closed_cap=slots - 1,
+                                          prefill_first=first)
             except RequestError:  # more decoding than the KV cache holds: this rate is too high
                 hi = mid
                 continue
@@ -444,7 +477,7 @@ def serve(model: ModelSpec, hw: HardwareProfile, *, input_len: int, output_len: 
                 break
         lam = lo if lo > 0 else hi * 1e-3
         if s is None:
-            s = _aggregated_at_rate(inst, lam, input_len, output_len, n, closed_cap=slots - 1)
+            s = _aggregated_at_rate(inst, lam, input_len, output_len, n, closed_cap=slots - 1, prefill_first=first)
         if slots < concurrency:
             # Little's law on the waiting room: concurrency - slots requests wait, at rate lam.
             slot_wait = (concurrency - slots) / lam
@@ -456,7 +489,8 @@ def serve(model: ModelSpec, hw: HardwareProfile, *, input_len: int, output_len: 
     if not math.isfinite(lam) or lam <= 0:
         raise RequestError("request_rate", request_rate_per_s, "a request rate must be a positive number per second")
     inst = _Instance(model, hw, dep, engine, context, 4096, opts, popts, adm, held)
-    s = _aggregated_at_rate(inst, lam, input_len, output_len, n, scheduler_steps=scheduler_steps)
+    s = _aggregated_at_rate(inst, lam, input_len, output_len, n, scheduler_steps=scheduler_steps,
+                            prefill_first=first)
     return _result("request_rate", model, hw, dep.n_gpu, lam, input_len, output_len, n, s, lam * s["latency"],
                    scheduler_steps=scheduler_steps)
 
@@ -526,14 +560,23 @@ def serve_disaggregated(model: ModelSpec, hw: HardwareProfile, *, input_len: int
 #   MicroBatchScheduler's loop, cpp/tensorrt_llm/batch_manager/microBatchScheduler.cpp, stops at
 #   the first context that would pass max_num_tokens; generation tokens count in the budget). A prompt longer than the whole budget cannot run unchunked at all
 #   (TensorRT-LLM refuses it unless chunking is on), so it is chunked as under "chunked".
-SCHEDULERS = ("chunked", "whole")
+# "prefill-first": SGLang's default: a step is either a prefill (extend) batch or a decode batch,
+#   never both (ServerArgs.enable_mixed_chunk = False), and prefill comes first: the scheduler's
+#   get_next_batch_to_run returns a new prefill batch whenever prompts wait ("Run prefill first if
+#   possible", python/sglang/srt/managers/scheduler.py) and decodes only when none does. The
+#   prefill batch takes waiting prompts in arrival order up to chunked_prefill_size tokens (the
+#   last one split); the decoding requests' tokens do not count against it, and they wait.
+SCHEDULERS = ("chunked", "whole", "prefill-first")
 
 
 def engine_scheduler(engine_name: str | None) -> str:
     """The default step scheduler of a serving engine by name (SCHEDULERS): TensorRT-LLM and the
-    NIM containers that run it schedule whole prompts; vLLM, SGLang and the rest chunk."""
+    NIM containers that run it schedule whole prompts; SGLang runs prefill first, in steps of
+    their own; vLLM and the rest chunk."""
     name = (engine_name or "").lower()
-    return "whole" if ("trt" in name or "tensorrt" in name or name.startswith("nim")) else "chunked"
+    if "trt" in name or "tensorrt" in name or name.startswith("nim"):
+        return "whole"
+    return "prefill-first" if "sglang" in name else "chunked"
 
 
 @dataclass(frozen=True)
@@ -585,7 +628,7 @@ def simulate_closed_loop(model: ModelSpec, hw: HardwareProfile, *, input_len: in
         raise RequestError("turnaround", turnaround_s, "a client's turnaround must be a finite number of seconds >= 0")
     if scheduler not in SCHEDULERS:
         raise RequestError("scheduler", scheduler, f"the step scheduler is one of {', '.join(SCHEDULERS)}")
-    n = default_chunk_tokens(hw) if chunk_tokens is None else chunk_tokens
+    n = default_chunk_tokens(hw, engine.name if engine is not None else None) if chunk_tokens is None else chunk_tokens
     dep = Deployment(tp, pp, ep)
     adm = admission or kv_admission(engine.name if engine is not None else None, opts)
     inst = _Instance(model, hw, dep, engine, input_len + output_len // 2, int(concurrency), opts, popts, adm,
@@ -621,9 +664,10 @@ def simulate_closed_loop(model: ModelSpec, hw: HardwareProfile, *, input_len: in
     for _ in range(concurrency):
         waiting.append([issued, 0.0, 0])
         issued += 1
+    first = scheduler == "prefill-first"
     while done < total:
         b = len(running)
-        budget = max(n - b, 0)
+        budget = n if first else max(n - b, 0)
         if not running and not prefilling and waiting and waiting[0][1] > now:
             now = waiting[0][1]  # idle until the next request reaches the engine
         while waiting and waiting[0][1] <= now and len(running) + len(prefilling) < slots:
@@ -640,6 +684,8 @@ def simulate_closed_loop(model: ModelSpec, hw: HardwareProfile, *, input_len: in
             budget -= take
         if b == 0 and not chunks:
             break  # nothing to do (cannot happen in a closed loop with slots >= 1)
+        if first and chunks:
+            b = 0  # a prefill-only step: the decoding requests wait through it
         t = inst.t_decode(b) if b else 0.0
         if chunks:
             spec = tuple((int(take), int(req[2]), req[2] + take >= input_len) for req, take in chunks)
@@ -647,8 +693,8 @@ def simulate_closed_loop(model: ModelSpec, hw: HardwareProfile, *, input_len: in
         now += t
         busy_b += b * t
         busy_t += t
-        still = []
-        for req in running:  # decode: one token each
+        still = [] if b or not running else running
+        for req in (running if b else ()):  # decode: one token each
             req[3] -= 1
             if req[3] <= 0:
                 if req[0] >= skip:
