@@ -81,6 +81,34 @@ def test_speculative_request_figures_by_hand(h100, monkeypatch):
     assert set(table.gamma) == {0, 1, 2, 3, 4, 6, 8}
 
 
+def test_sglang_request_figures_prefill_first_by_hand(h100, monkeypatch):
+    # Under SGLang's prefill-first scheduler a prompt's chunks run in steps of prefill only, the
+    # whole budget theirs: 20000 tokens in SGLang's 8192-token H100 budget are 3 chunks (8192,
+    # 8192, 3616) of 2 ms each (stubbed), 6 ms at every batch, and none beside decode tokens.
+    from inferecon.model.engine import EngineProfile
+
+    calls = []
+
+    def fake_chunk(model, hw, *, tokens, prior_tokens, tp, pp, ep, engine, last_chunk, decode_tokens, opts, tp_rows=1):
+        calls.append((tokens, decode_tokens))
+        zeros = {f.name: 0 for f in dataclasses.fields(PrefillCost) if f.name not in ("level", "t_prefill_s")}
+        return PrefillCost(level="roofline", t_prefill_s=2e-3, **zeros)
+
+    monkeypatch.setattr("inferecon.model.prefill.prefill_chunk", fake_chunk)
+    m = resolve_model("llama-3-70b")
+    table = request_table(m, h100, input_len=20000, output_len=200, space=SearchSpace(max_gpus=8),
+                          engine=EngineProfile(name="sglang"))
+    row = table[(table.tp == 8) & (table.tp_r == 1) & (table.pp == 1) & (table.batch == 16)].iloc[0]
+    assert row.chunk_tokens == 8192 and set(calls) == {(8192, 0), (3616, 0)}
+    assert row.prefill_ms == pytest.approx(6.0)
+    # TTFT is the prefill steps alone; the 16 requests' decode waits through each other's: 16 x 6
+    # ms over 200 tokens = 0.48 ms a token on top of the decode step.
+    assert row.ttft_ms == pytest.approx(6.0)
+    t = float(evaluate(m, h100, Layouts(tp_r=1, tp_c=8, pp=1, ep=1, micro_batch=16), 20100,
+                       engine=EngineProfile(name="sglang")).t_step_s[0]) * 1e3
+    assert row.tpot_ms == pytest.approx(t + 0.48)
+
+
 def test_no_draft_no_speculation_and_budget_bounds_the_step(h100):
     m = resolve_model("llama-3-8b")
     table = request_table(m, h100, input_len=1000, output_len=100, space=SearchSpace(max_gpus=2), chunk_tokens=256)

@@ -12,6 +12,9 @@ prompt's marginal prefill:
 
 - TTFT = t + m (the prompt rides in one step; no queue: the load is exactly the batch);
 - TPOT = t / E + B · m / O (the B prefills spread over the O output tokens);
+- under SGLang's prefill-first scheduler (serving.SCHEDULERS) m is the prompt's prefill-only
+  steps, the whole budget its chunks', and TTFT = m: no decode step rides with it, and the B
+  requests' decode waits through each of those steps, which the TPOT above counts;
 - $ per request = n_gpu · price · O · TPOT / B (the instance serves B requests in O · TPOT),
   split into input and output by the prefills' share B · m / (O · TPOT) of that time.
 
@@ -47,7 +50,7 @@ from inferecon.model.frontier import SearchSpace, build_layouts, pareto_mask, va
 from inferecon.model.hardware import HardwareProfile
 from inferecon.model.layout import layout_problem
 from inferecon.model.prefill import PrefillOptions, prefill_time_s
-from inferecon.model.serving import default_chunk_tokens, kv_admission, kv_budget_bytes
+from inferecon.model.serving import default_chunk_tokens, engine_scheduler, kv_admission, kv_budget_bytes
 from inferecon.model.spec import ModelSpec
 from inferecon.model.terms import CostOptions, evaluate, stored_bytes_per_gpu
 
@@ -56,25 +59,27 @@ from inferecon.model.terms import CostOptions, evaluate, stored_bytes_per_gpu
 _BATCH_KNOTS = (1, 8, 64, 512, 4096)
 
 
-def _marginal_prefill_s(model, hw, key, batch, input_len, chunk, engine, popts, cache, draft=None) -> float:
+def _marginal_prefill_s(model, hw, key, batch, input_len, chunk, engine, popts, cache, draft=None,
+                        alone: bool = False) -> float:
     """The prompt's marginal prefill at layout key = (tp, pp, ep, gamma, tp_rows) in steps of
     `batch` sequences: the target's (its step carries batch · (γ + 1) tokens, which leave the
     rest of the budget to the chunk) plus, with γ > 0, the draft's over the same chunks, on the
-    same grid."""
+    same grid. `alone`: in steps of prefill only, the whole budget its chunks' (SGLang's
+    prefill-first scheduler, serving.SCHEDULERS), whatever the batch."""
     tp, pp, ep, gamma, tp_rows = key
     per_seq = gamma + 1
     if key not in cache:
         top = max(chunk // (2 * per_seq), 1)
-        knots = sorted({k for k in _BATCH_KNOTS if k <= top} | {top})
+        knots = [1] if alone else sorted({k for k in _BATCH_KNOTS if k <= top} | {top})
         vals = []
         for b in knots:
-            room = max(chunk - b * per_seq, 1)  # the budget the step's decode tokens leave the chunks
+            room = chunk if alone else max(chunk - b * per_seq, 1)  # what the step's decode tokens leave the chunks
             t = prefill_time_s(model, hw, input_len=input_len, tp=tp, pp=pp, ep=ep, engine=engine, chunk_tokens=room,
-                               decode_tokens=b * per_seq, opts=popts, tp_rows=tp_rows)
+                               decode_tokens=0 if alone else b * per_seq, opts=popts, tp_rows=tp_rows)
             if gamma:
                 # A dense draft on an expert-parallel layout is one replica per ep rank, each on
                 # its own micro-batch (as terms._stage prices its decode): the prompt joins one.
-                d_ep, d_tokens = (ep, b) if draft.is_moe else (1, b / ep)
+                d_ep, d_tokens = (ep, 0 if alone else b) if draft.is_moe else (1, 0 if alone else b / ep)
                 t += prefill_time_s(draft, hw, input_len=input_len, tp=tp, pp=1, ep=d_ep, engine=engine,
                                     chunk_tokens=room, decode_tokens=d_tokens, opts=popts, tp_rows=tp_rows)
             vals.append(t)
@@ -133,10 +138,12 @@ def request_table(model: ModelSpec, hw: HardwareProfile, *, input_len: int, outp
     t_step = np.asarray(res.t_step_s)[rows]
     per_step = np.asarray(res.tokens_per_step, dtype=float)[rows]  # E: tokens a step yields per sequence
     cache: dict = {}
+    # SGLang prefills in steps of their own, which the decoding batch waits through (serving.SCHEDULERS).
+    alone = engine_scheduler(engine.name if engine is not None else None) == "prefill-first"
     marg = np.array([_marginal_prefill_s(model, hw, (int(tp[i]), int(pp[i]), int(ep[i]), int(gamma[i]), int(tp_r[i])),
-                                         batch[i], input_len, chunk, engine, popts, cache, draft)
+                                         batch[i], input_len, chunk, engine, popts, cache, draft, alone)
                      for i in range(len(rows))])
-    ttft = t_step + marg
+    ttft = marg if alone else t_step + marg
     tpot = t_step / per_step + batch * marg / output_len
     gpu_s_per_req = n_gpu * output_len * tpot / batch
     usd_req = gpu_s_per_req * hw.price_usd_per_gpu_hour / 3600.0
