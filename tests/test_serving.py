@@ -497,5 +497,7 @@ def test_prefill_first_lone_client_by_hand(llama8b, h100):
     p = prefill_step(llama8b, h100, chunks=[(2048, 0, True)], decode_tokens=0).t_prefill_s
     assert r.ttft_s == pytest.approx(p, rel=1e-9)
     assert r.tpot_s == pytest.approx(r.t_decode_step_s, rel=1e-9)
+    assert r.scheduler == "prefill-first" and "prefill-first" in r.queue_model
+    assert serve(llama8b, h100, input_len=2048, output_len=128, concurrency=1).scheduler == "mixed"
     with pytest.raises(UserError, match="step scheduler"):
         serve(llama8b, h100, input_len=2048, output_len=128, concurrency=1, scheduler="fifo")

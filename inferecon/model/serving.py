@@ -140,6 +140,7 @@ class ServingResult:
     queue_model: str = QUEUE_MODEL
     prompts_per_step: int = 1  # prompts prefilled together in one step (a closed loop's bunch)
     scheduler_steps: int = 1  # decode steps per scheduling round (multi-step scheduling)
+    scheduler: str = "mixed"  # "prefill-first": prompts in steps of their own (SGLang); else they ride decode steps
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -370,7 +371,8 @@ def _aggregated_at_rate(inst: _Instance, lam: float, input_len: int, output_len:
     share_prefill = lam / k * prefill_s  # of the instance's time
     return dict(b=b, t_dec=t_dec, t_mix=t_mix, service=service, rho=rho, tpot=tpot, wait=wait, in_flight=in_flight,
                 ttft=ttft,
-                latency=ttft + (output_len - 1) * tpot, share_prefill=min(share_prefill, 1.0), bunch=k)
+                latency=ttft + (output_len - 1) * tpot, share_prefill=min(share_prefill, 1.0), bunch=k,
+                prefill_first=prefill_first)
 
 
 def closed_loop_queue_model(bunch: int, waiting: int = 0, slots: int = 0, rule: str = "") -> str:
@@ -399,6 +401,11 @@ def _result(mode, model, hw, dep_gpus, lam_total, input_len, output_len, chunk_t
                 if mode == "request_rate" else "a closed loop's next prompt lands on a round's boundary")
         extra["queue_model"] = (extra.get("queue_model", QUEUE_MODEL)
                                 + f"; prompts admitted at the end of {scheduler_steps}-step scheduling rounds ({wait})")
+    if s.get("prefill_first"):
+        extra["queue_model"] = (extra.get("queue_model", QUEUE_MODEL)
+                                + "; prompts prefilled in steps of their own that the decoding requests wait "
+                                  "through (SGLang's prefill-first scheduler)")
+        extra["scheduler"] = "prefill-first"
     return ServingResult(**extra, scheduler_steps=int(scheduler_steps),
         mode=mode, input_len=int(input_len), output_len=int(output_len), chunk_tokens=int(chunk_tokens),
         n_gpu=int(dep_gpus), request_rate_per_s=float(lam_total), concurrency=float(concurrency),
