@@ -100,6 +100,19 @@ def scheduler_steps(engine_version) -> int:
     return int(m.group(1)) if m else 1
 
 
+def overlap_schedule(engine_name, engine_version) -> bool | None:
+    """Whether a point's engine version ran an overlap scheduler, where its version says
+    otherwise than the engine profile's default (serving.engine_overlaps): SGLang before v0.4,
+    which introduced it on by default (lmsys.org/blog/2024-12-04-sglang-v0-4), did not. None:
+    the profile's default."""
+    from inferecon.model.engine_overheads import EngineVersion
+
+    v = EngineVersion.parse(engine_version)
+    if str(engine_name).lower() == "sglang" and v is not None and v.release is not None and v.release < (0, 4, 0):
+        return False
+    return None
+
+
 def eager_engine(engine: EngineProfile | None) -> EngineProfile:
     """The engine a point without CUDA graphs is priced with: the built-in 'eager' engine (the
     host's launch time per kernel x the kernels of a layer, model/engine.py), or a fitted engine

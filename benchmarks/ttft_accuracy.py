@@ -49,8 +49,8 @@ from pathlib import Path
 from inferecon.core.text import fixed_or_dash
 
 # benchmarks/point_pricing.py, beside this file: how both scorecards price a point.
-from point_pricing import (OPDB_BACKEND, eager_engine, kept_model, opdb_model, resolve_model, runs_eagerly,
-                           scheduler_steps, with_engine_facts)
+from point_pricing import (OPDB_BACKEND, eager_engine, kept_model, opdb_model, overlap_schedule, resolve_model,
+                           runs_eagerly, scheduler_steps, with_engine_facts)
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_CSV = HERE / "data" / "public_ttft.csv"
@@ -256,7 +256,7 @@ def price_point(p: Point, pr: Pricing, kv_bits: int | None, sim: bool, chunk_tok
     a token budget per step by engine name (a sensitivity check; default the serving model's)."""
     from inferecon.core.errors import UserError
     from inferecon.model.predict import predict
-    from inferecon.model.serving import engine_scheduler, serve, simulate_closed_loop
+    from inferecon.model.serving import engine_overlaps, engine_scheduler, serve, simulate_closed_loop
 
     row = dict(source_id=p.source_id, engine=p.engine, model=p.model, gpu=p.gpu, tp=p.tp,
                concurrency=p.concurrency, request_rate=p.request_rate_per_s, input_len=p.input_len,
@@ -275,21 +275,23 @@ def price_point(p: Point, pr: Pricing, kv_bits: int | None, sim: bool, chunk_tok
             engine = eager_engine(engine)
         steps = scheduler_steps(p.engine_version)
         chunk = (chunk_tokens or {}).get(p.engine)
+        ov = overlap_schedule(p.engine, p.engine_version)  # None: the engine profile's default
         if p.closed_loop:
             before = predict(model, pr.hw, tp=p.tp, batch=p.concurrency, context=p.input_len + p.output_len // 2,
                              engine=engine, draws=0)
             row["pred_tpot_before_ms"] = before.t_step_ms if before.feasible else None
             r = serve(model, pr.hw, input_len=p.input_len, output_len=p.output_len, tp=p.tp,
-                      concurrency=p.concurrency, engine=engine, scheduler_steps=steps, chunk_tokens=chunk)
+                      concurrency=p.concurrency, engine=engine, scheduler_steps=steps, chunk_tokens=chunk,
+                      overlap_schedule=ov)
         else:
             r = serve(model, pr.hw, input_len=p.input_len, output_len=p.output_len, tp=p.tp,
                       request_rate_per_s=p.request_rate_per_s, engine=engine, scheduler_steps=steps,
-                      chunk_tokens=chunk)
+                      chunk_tokens=chunk, overlap_schedule=ov)
         row.update(pred_ttft_ms=r.ttft_s * 1e3, pred_tpot_after_ms=r.tpot_s * 1e3, decode_batch=r.decode_batch)
         if sim and p.closed_loop:
             s = simulate_closed_loop(model, pr.hw, input_len=p.input_len, output_len=p.output_len, tp=p.tp,
                                      concurrency=p.concurrency, engine=engine, scheduler=engine_scheduler(p.engine),
-                                     chunk_tokens=chunk)
+                                     chunk_tokens=chunk, overlap=engine_overlaps(p.engine) if ov is None else ov)
             row.update(sim_ttft_ms=s.ttft_mean_s * 1e3, sim_tpot_ms=s.tpot_mean_s * 1e3)
     except UserError as exc:
         row["refused"] = str(exc)

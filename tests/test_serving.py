@@ -501,3 +501,38 @@ def test_prefill_first_lone_client_by_hand(llama8b, h100):
     assert serve(llama8b, h100, input_len=2048, output_len=128, concurrency=1).scheduler == "mixed"
     with pytest.raises(UserError, match="step scheduler"):
         serve(llama8b, h100, input_len=2048, output_len=128, concurrency=1, scheduler="fifo")
+
+
+def test_overlap_scheduler_waits_one_step_by_hand(llama8b, h100):
+    from inferecon.model.prefill import prefill_step
+    from inferecon.model.serving import engine_overlaps, simulate_closed_loop
+
+    assert engine_overlaps("sglang") and not engine_overlaps("vllm") and not engine_overlaps("trtllm")
+    # One client under SGLang's defaults (prefill first, one step ahead): when its request ends, the
+    # scheduler has already launched one more batch-1 decode step (it sees the end a step late);
+    # the next prompt's prefill-only step P follows it. TTFT = t1 + P; TPOT stays the batch-1 step.
+    p = prefill_step(llama8b, h100, chunks=[(2048, 0, True)], decode_tokens=0).t_prefill_s
+    r = serve(llama8b, h100, input_len=2048, output_len=128, concurrency=1, scheduler="prefill-first",
+              overlap_schedule=True)
+    assert r.ttft_s == pytest.approx(r.t_decode_step_s + p, rel=1e-9)
+    assert r.tpot_s == pytest.approx(r.t_decode_step_s, rel=1e-9) and r.overlap_schedule
+    # The simulation, step by step, the same: the first request (an idle engine takes it at once)
+    # is warm-up; every later one waits the extra step.
+    run = simulate_closed_loop(llama8b, h100, input_len=2048, output_len=128, concurrency=1,
+                               scheduler="prefill-first", overlap=True)
+    assert run.ttft_mean_s == pytest.approx(r.t_decode_step_s + p, rel=1e-6)
+    assert run.tpot_mean_s == pytest.approx(r.t_decode_step_s, rel=1e-6)
+
+
+def test_scorecard_reads_sglang_before_v04_as_without_overlap():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from point_pricing import overlap_schedule
+
+    # SGLang v0.4 (2024-12-04) introduced the overlap scheduler, on by default.
+    assert overlap_schedule("sglang", "v0.3.0 (--disable-radix-cache)") is False
+    assert overlap_schedule("sglang", "v0.5.7") is None
+    assert overlap_schedule("sglang", "not stated (lmsysorg/sglang:latest image, Dec 2024)") is None
+    assert overlap_schedule("vllm", "v0.3.0") is None

@@ -141,6 +141,7 @@ class ServingResult:
     prompts_per_step: int = 1  # prompts prefilled together in one step (a closed loop's bunch)
     scheduler_steps: int = 1  # decode steps per scheduling round (multi-step scheduling)
     scheduler: str = "mixed"  # "prefill-first": prompts in steps of their own (SGLang); else they ride decode steps
+    overlap_schedule: bool = False  # the scheduler runs one step ahead of the GPU (engine_overlaps)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -296,13 +297,16 @@ def bunch_size(clients: int, input_len: int, room: int) -> int:
 
 
 def _aggregated_at_rate(inst: _Instance, lam: float, input_len: int, output_len: int, chunk_tokens: int,
-                        closed_cap: float | None = None, scheduler_steps: int = 1, prefill_first: bool = False):
+                        closed_cap: float | None = None, scheduler_steps: int = 1, prefill_first: bool = False,
+                        overlap: bool = False):
     """The steady state at arrival rate lam (requests/s per instance), or raises. closed_cap:
     a closed loop of closed_cap + 1 clients in service, whose prompts arrive in bunches
     (bunch_size); None: Poisson arrivals, one prompt at a time on the M/D/1 prefill server.
     scheduler_steps: decode steps per scheduling round (multi-step scheduling; 1: every step).
     prefill_first: prompts run in prefill-only steps of the whole budget, and the decoding
-    requests wait through them (SGLang's scheduler, SCHEDULERS), instead of riding decode steps."""
+    requests wait through them (SGLang's scheduler, SCHEDULERS), instead of riding decode steps.
+    overlap: the scheduler runs one step ahead of the GPU (engine_overlaps): one more step before
+    an arriving prompt's first."""
     b = max(lam * (output_len - 1) * inst.t_decode(1.0), 0.0)
     fit = inst.max_batch_fitting()
     for _ in range(60):
@@ -362,17 +366,22 @@ def _aggregated_at_rate(inst: _Instance, lam: float, input_len: int, output_len:
         wait = (ahead * service if rho >= 1.0
                 else min(rho * service / (2.0 * (1.0 - rho)), ahead * service))
         in_flight = 0.0  # a closed loop's next request follows a completion: it lands on a step boundary
+        if overlap:
+            # ... where the step behind it is already launched: it waits that one through.
+            in_flight = t_dec
     else:
         wait = md1_wait_s(lam, service)
         # A Poisson arrival lands inside a scheduling round (one step, or N under multi-step
         # scheduling) and is admitted at its end: half of it is left, on average.
         in_flight = 0.5 * scheduler_steps * t_dec
+        if overlap:  # the step launched behind the one in flight runs first
+            in_flight += t_dec
     ttft = wait + in_flight + service
     share_prefill = lam / k * prefill_s  # of the instance's time
     return dict(b=b, t_dec=t_dec, t_mix=t_mix, service=service, rho=rho, tpot=tpot, wait=wait, in_flight=in_flight,
                 ttft=ttft,
                 latency=ttft + (output_len - 1) * tpot, share_prefill=min(share_prefill, 1.0), bunch=k,
-                prefill_first=prefill_first)
+                prefill_first=prefill_first, overlap=overlap)
 
 
 def closed_loop_queue_model(bunch: int, waiting: int = 0, slots: int = 0, rule: str = "") -> str:
@@ -406,6 +415,10 @@ def _result(mode, model, hw, dep_gpus, lam_total, input_len, output_len, chunk_t
                                 + "; prompts prefilled in steps of their own that the decoding requests wait "
                                   "through (SGLang's prefill-first scheduler)")
         extra["scheduler"] = "prefill-first"
+    if s.get("overlap"):
+        extra["queue_model"] = (extra.get("queue_model", QUEUE_MODEL)
+                                + "; the scheduler runs one step ahead of the GPU, so a prompt waits one more step")
+        extra["overlap_schedule"] = True
     return ServingResult(**extra, scheduler_steps=int(scheduler_steps),
         mode=mode, input_len=int(input_len), output_len=int(output_len), chunk_tokens=int(chunk_tokens),
         n_gpu=int(dep_gpus), request_rate_per_s=float(lam_total), concurrency=float(concurrency),
@@ -424,13 +437,14 @@ def serve(model: ModelSpec, hw: HardwareProfile, *, input_len: int, output_len: 
           chunk_tokens: int | None = None, engine: EngineProfile | None = None,
           opts: CostOptions = CostOptions(), popts: PrefillOptions = PrefillOptions(),
           admission: KvAdmission | None = None, scheduler_steps: int = 1,
-          scheduler: str | None = None) -> ServingResult:
+          scheduler: str | None = None, overlap_schedule: bool | None = None) -> ServingResult:
     """Aggregated serving on one instance (module docstring): give exactly one of a Poisson
     request rate (requests/s) or a closed-loop concurrency. `admission`: the engine's KV-cache
     rule (kv_admission; default: the rule of `engine`'s name, vLLM's without one).
     `scheduler_steps`: decode steps per scheduling round (vLLM V0's --num-scheduler-steps).
     `scheduler`: the step scheduler (SCHEDULERS; default: engine_scheduler of `engine`'s name);
-    "prefill-first" prices prompts in prefill-only steps that the decoding requests wait through."""
+    "prefill-first" prices prompts in prefill-only steps that the decoding requests wait through.
+    `overlap_schedule`: whether the scheduler runs one step ahead (default: engine_overlaps)."""
     _check_lengths(input_len, output_len)
     _require_whole("scheduler_steps", scheduler_steps, 1,
                    "scheduler steps must be a whole number of decode steps per scheduling round >= 1")
@@ -442,6 +456,7 @@ def serve(model: ModelSpec, hw: HardwareProfile, *, input_len: int, output_len: 
     if sched not in SCHEDULERS:
         raise RequestError("scheduler", sched, f"the step scheduler is one of {', '.join(SCHEDULERS)}")
     first = sched == "prefill-first"
+    ahead = engine_overlaps(name) if overlap_schedule is None else bool(overlap_schedule)
     n = default_chunk_tokens(hw, name) if chunk_tokens is None else chunk_tokens
     if not isinstance(n, (int, np.integer)) or n < 2:
         raise RequestError("chunk_size", n, "a token budget per step needs at least 2 tokens (one decode, one prefill)")
@@ -472,7 +487,7 @@ def serve(model: ModelSpec, hw: HardwareProfile, *, input_len: int, output_len: 
             mid = 0.5 * (lo + hi)
             try:
                 cur = _aggregated_at_rate(inst, mid, input_len, output_len, n, closed_cap=slots - 1,
-                                          prefill_first=first)
+                                          prefill_first=first, overlap=ahead)
             except RequestError:  # more decoding than the KV cache holds: this rate is too high
                 hi = mid
                 continue
@@ -484,7 +499,8 @@ def serve(model: ModelSpec, hw: HardwareProfile, *, input_len: int, output_len: 
                 break
         lam = lo if lo > 0 else hi * 1e-3
         if s is None:
-            s = _aggregated_at_rate(inst, lam, input_len, output_len, n, closed_cap=slots - 1, prefill_first=first)
+            s = _aggregated_at_rate(inst, lam, input_len, output_len, n, closed_cap=slots - 1, prefill_first=first,
+                                    overlap=ahead)
         if slots < concurrency:
             # Little's law on the waiting room: concurrency - slots requests wait, at rate lam.
             slot_wait = (concurrency - slots) / lam
@@ -497,7 +513,7 @@ def serve(model: ModelSpec, hw: HardwareProfile, *, input_len: int, output_len: 
         raise RequestError("request_rate", request_rate_per_s, "a request rate must be a positive number per second")
     inst = _Instance(model, hw, dep, engine, context, 4096, opts, popts, adm, held)
     s = _aggregated_at_rate(inst, lam, input_len, output_len, n, scheduler_steps=scheduler_steps,
-                            prefill_first=first)
+                            prefill_first=first, overlap=ahead)
     return _result("request_rate", model, hw, dep.n_gpu, lam, input_len, output_len, n, s, lam * s["latency"],
                    scheduler_steps=scheduler_steps)
 
@@ -586,6 +602,18 @@ def engine_scheduler(engine_name: str | None) -> str:
     return "prefill-first" if "sglang" in name else "chunked"
 
 
+def engine_overlaps(engine_name: str | None) -> bool:
+    """Whether a serving engine's scheduler runs one step ahead of the GPU by default, so that a
+    request it receives while a step runs is scheduled only after the step launched behind that
+    one: SGLang since v0.4 ("The scheduler runs one batch ahead and prepares all the metadata
+    required for the next batch", lmsys.org/blog/2024-12-04-sglang-v0-4, zero-overhead batch
+    scheduler; ServerArgs.disable_overlap_schedule = False). TensorRT-LLM's PyTorch backend does the
+    same ("introduces one extra decoding step", docs features/overlap-scheduler), but an engine
+    profile named trtllm may be its C++ executor (NIM's), so it is not assumed; vLLM and the rest:
+    no."""
+    return "sglang" in (engine_name or "").lower()
+
+
 @dataclass(frozen=True)
 class ClosedLoopRun:
     """What an explicit simulation of a closed-loop benchmark measured (seconds)."""
@@ -604,7 +632,8 @@ def simulate_closed_loop(model: ModelSpec, hw: HardwareProfile, *, input_len: in
                          concurrency: int, tp: int = 1, pp: int = 1, ep: int = 1, chunk_tokens: int | None = None,
                          engine: EngineProfile | None = None, warmup_rounds: int = 2, measured_rounds: int = 10,
                          scheduler: str = "chunked", turnaround_s: float = 0.0, opts: CostOptions = CostOptions(),
-                         popts: PrefillOptions = PrefillOptions(), admission: KvAdmission | None = None) -> ClosedLoopRun:
+                         popts: PrefillOptions = PrefillOptions(), admission: KvAdmission | None = None,
+                         overlap: bool = False) -> ClosedLoopRun:
     """An explicit step-by-step simulation of a closed-loop benchmark: `concurrency` clients all
     send at t = 0 (as genai-perf / AIPerf and `vllm bench serve --max-concurrency` start) and
     each sends its next request when its last one completes; fixed I and O (ignore_eos).
@@ -626,7 +655,11 @@ def simulate_closed_loop(model: ModelSpec, hw: HardwareProfile, *, input_len: in
     that arrival. 0 (the default) is the lockstep limit, where a bunch's next requests reach the
     very next step and bunches never merge; > 0 lets requests that end in consecutive steps
     land in the same later step and share it (a sensitivity: no engine publishes the figure).
-    `admission`: the KV-cache rule that sets the slots (kv_admission; default: `engine`'s)."""
+    `admission`: the KV-cache rule that sets the slots (kv_admission; default: `engine`'s).
+    `overlap`: the scheduler runs one step ahead of the GPU (engine_overlaps): while steps run, a
+    request is scheduled only into a step that starts after the one running when it arrived has
+    ended and its successor been launched, i.e. it must have arrived by the start of the step
+    before; an idle engine takes it at once."""
     _check_lengths(input_len, output_len)
     check_prefill_layout(model, tp, pp, ep)
     if not isinstance(concurrency, (int, np.integer)) or concurrency < 1:
@@ -672,12 +705,16 @@ def simulate_closed_loop(model: ModelSpec, hw: HardwareProfile, *, input_len: in
         waiting.append([issued, 0.0, 0])
         issued += 1
     first = scheduler == "prefill-first"
+    prev_start = 0.0  # when the step before this one started
+    stepped_b = None  # the decode batch of the step the last iteration ran (None: the engine was idle)
     while done < total:
         b = len(running)
         budget = n if first else max(n - b, 0)
         if not running and not prefilling and waiting and waiting[0][1] > now:
             now = waiting[0][1]  # idle until the next request reaches the engine
-        while waiting and waiting[0][1] <= now and len(running) + len(prefilling) < slots:
+            stepped_b = None
+        received_by = prev_start if (overlap and stepped_b is not None) else now
+        while waiting and waiting[0][1] <= received_by and len(running) + len(prefilling) < slots:
             prefilling.append(waiting.popleft())
         chunks = []
         for req in prefilling:
@@ -690,7 +727,16 @@ def simulate_closed_loop(model: ModelSpec, hw: HardwareProfile, *, input_len: in
             chunks.append((req, take))
             budget -= take
         if b == 0 and not chunks:
+            if overlap and waiting and stepped_b is not None:
+                if stepped_b:
+                    # The scheduler launched one more step before it saw that its requests had
+                    # ended (an overlap scheduler's extra decoding step): the GPU runs it first.
+                    prev_start, now, stepped_b = now, now + inst.t_decode(stepped_b), 0
+                else:
+                    stepped_b = None  # nothing was launched ahead: the engine is idle
+                continue
             break  # nothing to do (cannot happen in a closed loop with slots >= 1)
+        prev_start, stepped_b = now, b
         if first and chunks:
             b = 0  # a prefill-only step: the decoding requests wait through it
         t = inst.t_decode(b) if b else 0.0
