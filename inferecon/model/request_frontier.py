@@ -13,8 +13,9 @@ prompt's marginal prefill:
 - TTFT = t + m (the prompt rides in one step; no queue: the load is exactly the batch);
 - TPOT = t / E + B · m / O (the B prefills spread over the O output tokens);
 - under SGLang's prefill-first scheduler (serving.SCHEDULERS) m is the prompt's prefill-only
-  steps, the whole budget its chunks', and TTFT = m: no decode step rides with it, and the B
-  requests' decode waits through each of those steps, which the TPOT above counts;
+  steps, the whole budget its chunks': no decode rides with them, and the B requests' decode
+  waits through each of those steps, which the TPOT above counts; TTFT = t + m still, t being
+  the step SGLang's overlap scheduler launched ahead of the prompt's (serving.engine_overlaps);
 - $ per request = n_gpu · price · O · TPOT / B (the instance serves B requests in O · TPOT),
   split into input and output by the prefills' share B · m / (O · TPOT) of that time.
 
@@ -50,7 +51,8 @@ from inferecon.model.frontier import SearchSpace, build_layouts, pareto_mask, va
 from inferecon.model.hardware import HardwareProfile
 from inferecon.model.layout import layout_problem
 from inferecon.model.prefill import PrefillOptions, prefill_time_s
-from inferecon.model.serving import default_chunk_tokens, engine_scheduler, kv_admission, kv_budget_bytes
+from inferecon.model.serving import (default_chunk_tokens, engine_overlaps, engine_scheduler, kv_admission,
+                                     kv_budget_bytes)
 from inferecon.model.spec import ModelSpec
 from inferecon.model.terms import CostOptions, evaluate, stored_bytes_per_gpu
 
@@ -143,7 +145,10 @@ def request_table(model: ModelSpec, hw: HardwareProfile, *, input_len: int, outp
     marg = np.array([_marginal_prefill_s(model, hw, (int(tp[i]), int(pp[i]), int(ep[i]), int(gamma[i]), int(tp_r[i])),
                                          batch[i], input_len, chunk, engine, popts, cache, draft, alone)
                      for i in range(len(rows))])
-    ttft = marg if alone else t_step + marg
+    # The step in flight (mixed schedulers) or, under an overlap scheduler, the step already launched
+    # ahead (serving.engine_overlaps) comes before the prompt's; a prefill-first one without it: none.
+    ahead = engine_overlaps(engine.name if engine is not None else None)
+    ttft = t_step + marg if (ahead or not alone) else marg
     tpot = t_step / per_step + batch * marg / output_len
     gpu_s_per_req = n_gpu * output_len * tpot / batch
     usd_req = gpu_s_per_req * hw.price_usd_per_gpu_hour / 3600.0
