@@ -84,3 +84,29 @@ def test_keyed_search_arrays_equal_the_elementwise_ones(monkeypatch, name):
     for f in dataclasses.fields(keyed):
         a, b = np.asarray(getattr(keyed, f.name)), np.asarray(getattr(plain, f.name))
         assert a.shape == b.shape and (a == b).all(), f.name
+
+
+def test_draws_per_configuration_take_the_elementwise_path(monkeypatch):
+    # An uncertainty band tiles configurations and puts one drawn value per configuration into
+    # the fits (model/uncertainty.apply): the GEMM intercepts and attention floor here. Those
+    # arrays are of the configurations, not of the distinct rows, so the keyed path must step
+    # aside. Expected: each configuration equals its own evaluation with its own drawn value.
+    from inferecon.model.uncertain import Uncertain
+    from inferecon.model.uncertainty import apply
+
+    hw = HardwareProfile.load(FIT / "profile.json")
+    eng = EngineProfile.load(FIT / "engine.json")
+    model = get_model("llama-3-70b")
+    base = build_layouts(model, get_profile("h100-sxm"), SearchSpace(), with_spec=False)
+    n = ops.KEYED_FROM_CONFIGS + 16
+    pick = np.random.default_rng(4).integers(0, len(base), n)
+    lay = Layouts(tp_r=base.tp_r[pick], tp_c=base.tp_c[pick], pp=base.pp[pick], ep=base.ep[pick],
+                  micro_batch=base.micro_batch[pick], gamma=base.gamma[pick])
+    items = [Uncertain("gemm t0", ("op_fits.gemm.0.t0_us",), "uniform", "synthetic", relative=True, low=0.8, high=1.2),
+             Uncertain("attention floor", ("op_fits.attention.0.floor_us",), "uniform", "synthetic", relative=True,
+                       low=0.8, high=1.2)]
+    values = np.random.default_rng(5).uniform(0.8, 1.2, (len(items), n))
+    drawn = evaluate(model, apply(hw, items, values), lay, 4096, engine=eng)
+    for i in np.random.default_rng(6).choice(n, 5, replace=False):
+        one = evaluate(model, apply(hw, items, values[:, i]), lay.subset([i]), 4096, engine=eng)
+        assert drawn.t_step_s[i] == pytest.approx(float(one.t_step_s[0]), rel=1e-12)

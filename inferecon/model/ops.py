@@ -37,6 +37,7 @@ intercept per grouped GEMM). `fallbacks()` names which apply to a model on a pro
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -183,6 +184,39 @@ class _Acc:
 KEYED_FROM_CONFIGS = 1 << 14
 
 
+def _per_configuration_arrays(obj, n: int, depth: int = 0) -> bool:
+    """Whether a profile (a dataclass tree) holds an array of n values, one per configuration:
+    an uncertainty draw's (model/uncertainty.apply puts the draws of n tiled configurations into
+    a fit's fields), which pricing once per distinct row would misalign. Lists and dicts of plain
+    numbers (measured grids) are not walked."""
+    if isinstance(obj, np.ndarray):
+        return obj.ndim > 0 and obj.shape[-1] == n
+    if depth > 8 or obj is None or isinstance(obj, (str, bytes, int, float, bool)):
+        return False
+    if dataclasses.is_dataclass(obj):
+        return any(_per_configuration_arrays(getattr(obj, f.name), n, depth + 1) for f in dataclasses.fields(obj))
+    if isinstance(obj, dict):
+        obj = list(obj.values())
+    if isinstance(obj, (list, tuple)) and obj and not isinstance(obj[0], (int, float, str, type(None))):
+        return any(_per_configuration_arrays(v, n, depth + 1) for v in obj)
+    return False
+
+
+# The last profile and engine checked, with the answer (a search evaluates one pair many times).
+_DRAWN_CACHE: list = [None, None, 0, False]
+
+
+def _keyable(hw, engine, n: int) -> bool:
+    """Whether the ops of n configurations may be priced per distinct row: enough of them
+    (KEYED_FROM_CONFIGS), and no per-configuration draws in the profile or the engine."""
+    if n < KEYED_FROM_CONFIGS:
+        return False
+    c = _DRAWN_CACHE
+    if not (c[0] is hw and c[1] is engine and c[2] == n):
+        c[:] = [hw, engine, n, not (_per_configuration_arrays(hw, n) or _per_configuration_arrays(engine, n))]
+    return c[3]
+
+
 class _Rows:
     """Configurations grouped by the distinct rows of some of their columns (model/distinct.py):
     an op whose time depends on those columns alone is priced once per row, from arrays reduced
@@ -190,9 +224,9 @@ class _Rows:
     element-wise figures bit for bit. Where the columns cannot be keyed, every configuration is
     its own row and nothing is reduced."""
 
-    def __init__(self, shape, cols, codes=None):
+    def __init__(self, shape, cols, codes=None, enabled=True):
         self.full = shape
-        keyed = distinct_rows(cols, shape, codes) if int(np.prod(shape)) >= KEYED_FROM_CONFIGS else None
+        keyed = distinct_rows(cols, shape, codes) if enabled else None
         self.rows, self.rep = keyed if keyed is not None else (None, None)
         self.shape = shape if self.rep is None else self.rep.shape
 
@@ -433,7 +467,8 @@ def stage_ops(model, hw, engine, lay, tok_rank, tok_group, context, heads_axis, 
     # 29,304 layouts): the GEMMs are priced once per distinct row, into an accumulator of those
     # rows, and gathered (_Acc.absorb): the same element-wise figures, bit for bit.
     codes: dict = {}  # each column's codes, shared by the groupings below
-    gr = _Rows(tp.shape, (m, tp, pp), codes)
+    keyable = _keyable(hw, engine, int(np.prod(tp.shape)))
+    gr = _Rows(tp.shape, (m, tp, pp), codes, keyable)
     m_k, tp_k, pp_k = gr.take(m), gr.take(tp), gr.take(pp)
     layers_k = model.n_layers / pp_k
     dense_layers_k = layers_k - model.n_moe_layers / pp_k
@@ -466,7 +501,7 @@ def stage_ops(model, hw, engine, lay, tok_rank, tok_group, context, heads_axis, 
     afit, mla = _attention_fit(fits, model, kvd)
     if afit is not None:
         # Its time depends on (tokens, sequences, head split, pp) alone: priced once per distinct row.
-        ar = _Rows(tp.shape, (m, lay.micro_batch, heads_axis, pp), codes)
+        ar = _Rows(tp.shape, (m, lay.micro_batch, heads_axis, pp), codes, keyable)
         m_a, ha, layers_a = ar.take(m), ar.take(heads_axis), ar.take(layers)
         kv_bytes = ar.take(lay.micro_batch) * context * model.kv_bytes_per_token_layer * ar.take(kv_share)
         attn_flop = model.attention_flop_per_token(context) / model.n_layers * m_a / ha
@@ -499,13 +534,13 @@ def stage_ops(model, hw, engine, lay, tok_rank, tok_group, context, heads_axis, 
         for one in _moe_gemms(model, gated, bf16_fit, m_k, tp_k, pp_k):
             one(gemm_into(gr.into(acc))[0])
         # The routed experts and their all-to-alls: (tokens, tp, ep, pp) alone.
-        mr = _Rows(tp.shape, (m, tp, ep, pp), codes)
+        mr = _Rows(tp.shape, (m, tp, ep, pp), codes, keyable)
         tok_group = np.broadcast_to(np.asarray(tok_group, dtype=float), tp.shape)
         _moe(mr.into(acc), model, eng, mr.take(m), mr.take(tok_group), mr.take(tp), mr.take(ep), mr.take(lay.tp),
              mr.take(lay.ep), mr.take(moe_layers), d, gated, gfit, a_b, expert_wb, o_b, dispatch_bytes_per_elem, hw)
 
     # The tensor-parallel reductions: (grid, tokens, pp) alone.
-    rr = _Rows(tp.shape, (lay.tp_r, lay.tp_c, m, pp), codes)
+    rr = _Rows(tp.shape, (lay.tp_r, lay.tp_c, m, pp), codes, keyable)
     _allreduce(rr.into(acc), hw, eng, rr.take(lay.tp_r), rr.take(lay.tp_c), rr.take(m) * d * model.act_bytes,
                rr.take(layers), model)
     return acc.result()
