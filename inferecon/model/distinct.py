@@ -37,7 +37,7 @@ def whole(x):
     return xi
 
 
-def _codes(xi):
+def value_codes(xi):
     """(index of each element's value among the distinct values, the distinct values) of a flat
     int64 array of whole numbers below WHOLE_BELOW."""
     values = np.flatnonzero(np.bincount(xi))
@@ -55,7 +55,7 @@ def column_codes(c, shape):
         return None
     if ci.ndim == 0:
         return None, 1
-    idx, vals = _codes(ci)
+    idx, vals = value_codes(ci)
     return idx, vals.size
 
 
@@ -85,7 +85,7 @@ def distinct_rows(cols, shape, codes=None):
     if key is None:
         return np.zeros(size, dtype=np.intp), np.zeros(min(size, 1), dtype=np.intp)
     if width < BINCOUNT_KEYS:
-        inv, keys = _codes(key)
+        inv, keys = value_codes(key)
     else:
         keys, inv = np.unique(key, return_inverse=True)
     rep = np.empty(keys.size, dtype=np.intp)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from inferecon.core.busfactor import ALL_GATHER, ALL_REDUCE, ALL_TO_ALL, REDUCE_SCATTER, SEND_RECV, bus_factor
-from inferecon.model.distinct import BINCOUNT_KEYS, flat, whole
+from inferecon.model.distinct import BINCOUNT_KEYS, flat, value_codes, whole
 from inferecon.model.hardware import INTER, INTRA, HardwareProfile, ProtocolSpec
 
 # Op names and bus factors are nccl-tests' (one table: core/busfactor.py); re-exported here
@@ -88,10 +88,7 @@ def _distinct_pairs(a, b, shape):
         else:
             key = ai * width + bi
             if int(key.max()) < BINCOUNT_KEYS:
-                keys = np.flatnonzero(np.bincount(key))
-                lut = np.empty(int(keys[-1]) + 1, dtype=np.intp)
-                lut[keys] = np.arange(keys.size)
-                inv = lut[key]
+                inv, keys = value_codes(key)
             else:
                 keys, inv = np.unique(key, return_inverse=True)
         return inv, (keys // width).astype(float), (keys % width).astype(float), True

@@ -431,7 +431,6 @@ def stage_ops(model, hw, engine, lay, tok_rank, tok_group, context, heads_axis, 
     m = np.broadcast_to(np.asarray(tok_rank, dtype=float), tp.shape)
     layers = model.n_layers / pp
     moe_layers = model.n_moe_layers / pp
-    dense_layers = layers - moe_layers
     d = float(model.d_model)
     fmt = format_of(model)
     dense_fmt = _dense_format(fmt)
@@ -465,7 +464,7 @@ def stage_ops(model, hw, engine, lay, tok_rank, tok_group, context, heads_axis, 
     # A weight GEMM's time depends on (tokens per rank, tp, pp) alone, and a search's millions of
     # configurations hold a few hundred distinct such rows (DeepSeek-V3's default space: 307 in
     # 29,304 layouts): the GEMMs are priced once per distinct row, into an accumulator of those
-    # rows, and gathered (_Acc.absorb): the same element-wise figures, bit for bit.
+    # rows, and gathered (_Rows.spread): the same element-wise figures, bit for bit.
     codes: dict = {}  # each column's codes, shared by the groupings below
     keyable = _keyable(hw, engine, int(np.prod(tp.shape)))
     gr = _Rows(tp.shape, (m, tp, pp), codes, keyable)
@@ -536,8 +535,8 @@ def stage_ops(model, hw, engine, lay, tok_rank, tok_group, context, heads_axis, 
         # The routed experts and their all-to-alls: (tokens, tp, ep, pp) alone.
         mr = _Rows(tp.shape, (m, tp, ep, pp), codes, keyable)
         tok_group = np.broadcast_to(np.asarray(tok_group, dtype=float), tp.shape)
-        _moe(mr.into(acc), model, eng, mr.take(m), mr.take(tok_group), mr.take(tp), mr.take(ep), mr.take(lay.tp),
-             mr.take(lay.ep), mr.take(moe_layers), d, gated, gfit, a_b, expert_wb, o_b, dispatch_bytes_per_elem, hw)
+        _moe(mr.into(acc), model, eng, mr.take(m), mr.take(tok_group), mr.take(tp), mr.take(ep), mr.take(moe_layers),
+             d, gated, gfit, a_b, expert_wb, o_b, dispatch_bytes_per_elem, hw)
 
     # The tensor-parallel reductions: (grid, tokens, pp) alone.
     rr = _Rows(tp.shape, (lay.tp_r, lay.tp_c, m, pp), codes, keyable)
@@ -585,9 +584,9 @@ def _moe_gemms(model, gated, bf16_fit, m, tp, pp):
     return out
 
 
-def _moe(acc, model, eng, m, tok_group, tp, ep, tp_n, ep_n, moe_layers, d, gated, gfit, a_b, w_b, o_b, disp, hw):
+def _moe(acc, model, eng, m, tok_group, tp, ep, moe_layers, d, gated, gfit, a_b, w_b, o_b, disp, hw):
     """The routed experts (the MoE fit's roofline, or grouped GEMMs from the GEMM fit) and the
-    dispatch and combine all-to-alls; `tp_n`, `ep_n`: the group widths as whole numbers."""
+    dispatch and combine all-to-alls."""
     ff = float(model.d_ff_expert)
     k = float(model.n_active_experts)
     mfit = _moe_fit(eng, model)
@@ -617,7 +616,7 @@ def _moe(acc, model, eng, m, tok_group, tp, ep, tp_n, ep_n, moe_layers, d, gated
             acc.fixed("moe", moe_layers * fixed * 1e-6)
     # Dispatch and combine over the ep group (terms.py's pairwise exchange, hierarchical NCCL).
     a2a_bytes = m * k * d * disp / tp
-    a2a = net.collective_time_s(hw, net.ALL_TO_ALL, ep_n, tp_n, a2a_bytes)
+    a2a = net.collective_time_s(hw, net.ALL_TO_ALL, ep, tp, a2a_bytes)
     acc.network("moe_all_to_all", 2.0 * moe_layers * a2a)
 
 

@@ -746,16 +746,17 @@ def simulate_closed_loop(model: ModelSpec, hw: HardwareProfile, *, input_len: in
         now += t
         busy_b += b * t
         busy_t += t
-        still = [] if b or not running else running
-        for req in (running if b else ()):  # decode: one token each
-            req[3] -= 1
-            if req[3] <= 0:
-                if req[0] >= skip:
-                    tpots.append((now - req[2]) / max(output_len - 1, 1))
-                complete()
-            else:
-                still.append(req)
-        running = still
+        if b:  # decode: one token each (none in a prefill-only step)
+            still = []
+            for req in running:
+                req[3] -= 1
+                if req[3] <= 0:
+                    if req[0] >= skip:
+                        tpots.append((now - req[2]) / max(output_len - 1, 1))
+                    complete()
+                else:
+                    still.append(req)
+            running = still
         for req, take in chunks:
             req[2] += take
         left = []
