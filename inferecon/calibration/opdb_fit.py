@@ -40,6 +40,7 @@ from inferecon.model.opfits import (GEMM_OPERAND_BYTES, KV_ELEMENT_BYTES, AllRed
                                     CollectiveOpFit, ContextAttentionFit, ContextMlaFit, EngineOpFits, FitQuality, GemmBand, GemmFit,
                                     MOE_ROUTINGS, MoeFit, OpFits, OpSource, attention_grid_key, moe_curve_key,
                                     moe_touched_experts)
+from inferecon.model.weight_only_kernels import marlin_gemm_fit, marlin_note, uses_marlin
 
 # inferecon's published GPU -> the database's system name.
 SYSTEMS = {"h100-sxm": "h100_sxm", "h200": "h200_sxm", "a100-sxm-80gb": "a100_sxm", "b200": "b200_sxm"}
@@ -797,6 +798,7 @@ def calibrate_from_opdb(db_path, gpu: str, engine: str, engine_version: str | No
     gemms = fit_gemms(gemm_t, base.compute.peak_tflops, hbm, l2_bytes=l2_mb * 1e6 or None)
     if not gemms:
         raise UserError(f"{system}/gemm/{engine}/{gemm_t.source.version}: no dtype with enough usable rows")
+    gemms += _marlin_weight_only(system, engine, gemms, notes)
     gemms += _weight_only_from_other_engines(db, system, engine, {g.dtype for g in gemms}, base, l2_mb, notes)
     if l2_mb:
         notes.append(f"gemm decode regime and bands: HBM bandwidth from rows whose weights exceed L2 ({l2_mb:g} MB"
@@ -857,11 +859,22 @@ def calibrate_from_opdb(db_path, gpu: str, engine: str, engine_version: str | No
     return OpDbCalibration(profile=profile, engine=engine_profile, summary=_summary(op_fits, eng_fits))
 
 
-# Weight-only formats: an engine whose table lacks them is served by another engine's table of
-# the same GPU (the kernels are the same family: Marlin / TRT-LLM's FpA-IntB, dequantise then
-# multiply at 16 bit) before the bf16 fit at 4- or 8-bit bytes, which the tables contradict
-# (A100 TRT-LLM 1.0.0: int4_wo's decode intercept 8.2 us against bf16's 2.6 us).
+# Weight-only formats: an engine whose table lacks them runs its own kernel where a published
+# measurement gives it (vLLM and SGLang on Hopper: Marlin, model/weight_only_kernels.py), else is
+# served by another engine's table of the same GPU (dequantise-then-multiply kernels at 16 bit:
+# TRT-LLM's FpA-IntB on A100) before the bf16 fit at 4- or 8-bit bytes, which the tables
+# contradict (A100 TRT-LLM 1.0.0: int4_wo's decode intercept 8.2 us against bf16's 2.6 us).
 WEIGHT_ONLY_DTYPES = ("int8_wo", "int4_wo")
+
+
+def _marlin_weight_only(system, engine, gemms, notes) -> list[GemmFit]:
+    bf16 = next((g for g in gemms if g.dtype == "bf16"), None)
+    if bf16 is None or not uses_marlin(engine, system):
+        return []
+    have = {g.dtype for g in gemms}
+    out = [marlin_gemm_fit(bf16, d) for d in WEIGHT_ONLY_DTYPES if d not in have]
+    notes.extend(marlin_note(engine, g.dtype, bf16) for g in out)
+    return out
 
 
 def _weight_only_from_other_engines(db, system, engine, have, base, l2_mb, notes) -> list[GemmFit]:
@@ -931,6 +944,11 @@ def _pct(x):
 def _summary(f: OpFits, e: EngineOpFits) -> list[str]:
     lines = [f"{f.gpu} x {f.engine} {f.engine_version}"]
     for g in f.gemm:
+        if g.quality is None:  # derived from a published measurement, no table (model/weight_only_kernels.py)
+            lines.append(f"  gemm {g.dtype:10s} {'/'.join(g.kernels) or 'derived'} (published measurement, no table): "
+                         f"decode t0 {g.decode_t0_us:6.2f} us  {g.decode_gbps:7.1f} GB/s; the bf16 fit above M "
+                         f"{g.decode_m_max}")
+            continue
         lines.append(f"  gemm {g.dtype:10s} t0 {g.t0_us:6.2f} us  {g.tflops:7.1f} TFLOP/s ({_pct(g.compute_efficiency)} of peak)"
                      f"  {g.gbps:7.1f} GB/s ({_pct(g.hbm_efficiency)} of HBM)  held-out MAPE {_pct(g.quality.heldout_mape)}"
                      f"  n={g.quality.n_points}")

@@ -19,7 +19,8 @@ What the reader does to each table, so that no caller has to know the database's
   those of one GPU over one latent KV head of MLA_LATENT_DIM;
 - dtype labels become inferecon's (bfloat16 -> bf16 …);
 - each row whose device, framework or version label disagrees with the folder it sits in
-  is flagged (`flag` names why; "" for a clean row) — callers leave flagged rows out;
+  is flagged (`flag` names why; "" for a clean row), and so is each row whose dtype label
+  names a kernel the collector did not time (MISLABELLED) — callers leave flagged rows out;
 - GEMM rows whose weights fit in L2 are marked `l2_resident` when the caller gives the L2
   size: the tables time GEMMs as CUDA-graph replays, so such weights stay in L2 between
   replays and the row reads faster than a decode step, which streams them from HBM;
@@ -122,6 +123,7 @@ class OpDatabase:
         runtime = meta.get("runtime") or {}
         df = _normalise(df, table, f"{where}/{table}.parquet", l2_bytes)
         df["flag"] = _flags(df, system, backend, version)
+        _flag_mislabelled(df, backend, table)
         source = OpSource(
             database=self.label, system=system, op=op, backend=backend, version=version, table=table,
             device=_first_label(df, "device"), provenance=str(meta.get("provenance", "") or ""),
@@ -266,6 +268,23 @@ def _flags(df, system: str, backend: str, version: str):
             wrong = labels.isin(bad).to_numpy()
             flag[wrong & (flag == "")] = column
     return flag
+
+
+# Rows whose label names a kernel the collector did not time: (backend, table, dtype) -> the flag.
+# SGLang's "int8_wo" GEMM rows: aiconfigurator's collector/sglang/collect_gemm.py, at the versions
+# whose tables hold them, quantises the activations per token in PyTorch ops and runs
+# sgl_kernel's int8_scaled_mm, a W8A8 kernel ("Dynamically quantize activation, then run int8
+# GEMM"), not a weight-only one; on H100 at 8192 x 8192, M = 1, the rows read 50.8 us against
+# bf16's 47.8 us for half the weight bytes.
+MISLABELLED = {("sglang", "gemm_perf", "int8_wo"): "kernel: W8A8 with dynamic activation quantisation, not weight-only"}
+
+
+def _flag_mislabelled(df, backend: str, table: str) -> None:
+    if "dtype" not in df:
+        return
+    for (b, t, dtype), why in MISLABELLED.items():
+        if b == backend and t == table:
+            df.loc[(df["dtype"] == dtype) & (df["flag"] == ""), "flag"] = why
 
 
 def _need(df, table: str, where: str):
