@@ -454,19 +454,24 @@ def add_opdb(res: pd.DataFrame, op_db=None, cache_dir=None) -> pd.DataFrame:
     out = res.copy()
     backends = [OPDB_BACKEND.get(e, (None, f"no op-DB backend for {e}")) for e in out["engine"]]
     profiles = opdb_profiles([(g, b) for g, (b, _) in zip(out["gpu"], backends) if b], op_db, cache_dir)
-    pred, used, note = [], [], []
+    pred, used, note, covered = [], [], [], []
     for r, (backend, why), no_graphs in zip(out.itertuples(), backends, eager_flags(out)):
         got = profiles.get((r.gpu, backend)) if backend else why
         if not isinstance(got, tuple):
             pred.append(np.nan)
             used.append("")
             note.append(str(got))
+            covered.append(None)
             continue
         hw, eng = got
         eng, facts = with_engine_facts(eng, r.engine, r.engine_version)
         case = to_case(r)
         case = dataclasses.replace(case, hw=hw, model=opdb_model(case.model, r.weight_format))
-        pred.append(price(case, eager_engine(eng) if no_graphs else eng, r.metric, load=r.load)[0])
+        ms, p, basis = price(case, eager_engine(eng) if no_graphs else eng, r.metric, draws=COVERAGE_DRAWS,
+                             load=r.load)
+        pred.append(ms)
+        # The op-DB profile's band: each op family's held-out error over the tables' shapes.
+        covered.append(_covered(p, case.measured_ms, basis) if p.tokens_per_s_per_seq_lo is not None else None)
         used.append(f"{backend} {hw.op_fits.engine_version}" + (" run eagerly" if no_graphs else "")
                     + (f" + {facts} ({r.engine} fact{'s' if ', ' in facts else ''})" if facts else ""))
         note.append(why)
@@ -474,6 +479,7 @@ def add_opdb(res: pd.DataFrame, op_db=None, cache_dir=None) -> pd.DataFrame:
     out["ratio_opdb"] = out["pred_opdb_ms"] / out["measured_ms"]
     out["opdb_profile"] = used
     out["opdb_note"] = note
+    out["covered_opdb"] = covered
     return out
 
 
@@ -489,6 +495,12 @@ def opdb_report(res: pd.DataFrame, markdown: bool = False) -> list[str]:
            f"predicted/measured; w20 = % within ±20%; *_mape_both = MAPE on the points opdb and aic both predicted"]
     tools = ("pub", "opdb", "aic") if has_aic else ("pub", "opdb")
     out += slice_report(res, PEER_SLICES, tools, markdown, both=("opdb", "aic") if has_aic else None)
+    banded = res["covered_opdb"].dropna() if "covered_opdb" in res.columns else pd.Series([], dtype=object)
+    if len(banded):
+        out += [f"Coverage of the op-DB profiles' 90% interval (each op family's k-fold held-out error over the "
+                f"tables' shapes, {COVERAGE_DRAWS} draws): {int(banded.astype(bool).sum())} of {len(banded)} points; "
+                f"a band says how well the fits reproduce the tables, not how far an engine run departs from "
+                f"its tables", ""]
     missing = res[res["ratio_opdb"].isna()]
     if len(missing):
         out.append("Points with no op-DB prediction:")

@@ -106,3 +106,54 @@ def op_level_uncertainty(op_fits, run_id: str) -> list[dict]:
                 f"op-level {family} ({dtype})", paths, q.heldout_mape * MAPE_TO_SD,
                 src + f"k-fold held-out error {100 * q.heldout_mape:.1f}% over {q.n_points} shapes"))
     return [u.to_dict() for u in out]
+
+
+def _table(src) -> str:
+    return f"{src.database} {src.system}/{src.op}/{src.backend}/{src.version}/{src.table}" if src else "the op database"
+
+
+def opdb_uncertainty(op_fits, eng_fits) -> tuple[dict[str, float], list[dict]]:
+    """(OpFits.time_scale, profile entries) of a per-op database calibration: each op family's
+    time (one GEMM dtype, one attention KV dtype, the MoE experts of one dtype, the all-reduce)
+    times a lognormal multiplier of the spread its k-fold held-out error over the table's shapes
+    says — the rule of the term fits above. A family moves as a whole (OpFits.time_scale), not
+    through its fitted parameters: where a table measured a shape the op-level model reads the
+    measurement itself (attention grids, MoE curves), which a parameter's multiplier would not
+    move. Several fits of one family (MoE routings, all-reduce lines of each world size and
+    implementation) give the RMS of their errors. A fit without a held-out error (a figure
+    borrowed from a publication, model/weight_only_kernels.py) adds nothing: its error is not known."""
+    from inferecon.model.opfits import time_scale_key
+
+    groups: dict[str, list[tuple[float, int, str]]] = {}
+
+    def add(family, dtype, fit, quality=None):
+        q = quality if quality is not None else getattr(fit, "quality", None)
+        if q is None or q.heldout_mape is None or not math.isfinite(q.heldout_mape):
+            return
+        src = getattr(fit, "source", None)
+        groups.setdefault(time_scale_key(family, dtype), []).append((q.heldout_mape, q.n_points, _table(src)))
+
+    for g in op_fits.gemm:
+        add("gemm", g.dtype, g)
+    for a in op_fits.attention:
+        add("attention", a.kv_dtype, a)
+    for a in op_fits.mla_attention:
+        add("mla_attention", a.kv_dtype, a)
+    for m in (eng_fits.moe if eng_fits is not None else []):
+        add("moe", m.dtype, m)
+    for c in op_fits.collectives:
+        if c.collective == "all_reduce":
+            add("allreduce", "", c)
+    scale, out = {}, []
+    for key, items in sorted(groups.items()):
+        errs = [e for e, _, _ in items]
+        rms = float(np.sqrt(np.mean(np.square(errs))))
+        n = sum(k for _, k, _ in items)
+        tables = sorted({t for _, _, t in items})
+        what = (f"k-fold held-out error {100 * rms:.1f}% over {n} shapes" if len(items) == 1 else
+                f"RMS of {len(items)} fits' k-fold held-out errors, {100 * rms:.1f}% over {n} shapes")
+        scale[key] = 1.0
+        out.append(relative_sd_entry(f"op-level {key.replace('_', ' ', 1)}", (f"op_fits.time_scale.{key}",),
+                                     rms * MAPE_TO_SD, f"{'; '.join(tables[:2])}{' ...' if len(tables) > 2 else ''}: "
+                                                       f"{what}"))
+    return scale, [u.to_dict() for u in out]

@@ -41,6 +41,7 @@ from inferecon.model.opfits import (GEMM_OPERAND_BYTES, KV_ELEMENT_BYTES, AllRed
                                     MOE_ROUTINGS, MoeFit, OpFits, OpSource, attention_grid_key, moe_curve_key,
                                     moe_touched_experts)
 from inferecon.model.weight_only_kernels import marlin_gemm_fit, marlin_note, uses_marlin
+from inferecon.calibration.fit_uncertainty import opdb_uncertainty
 
 # inferecon's published GPU -> the database's system name.
 SYSTEMS = {"h100-sxm": "h100_sxm", "h200": "h200_sxm", "a100-sxm-80gb": "a100_sxm", "b200": "b200_sxm"}
@@ -846,6 +847,10 @@ def calibrate_from_opdb(db_path, gpu: str, engine: str, engine_version: str | No
     op_fits = OpFits(gpu=name, engine=engine, engine_version=version, gemm=gemms, attention=attention, mla_attention=mla,
                      context_attention=context, context_mla=context_mla, collectives=collectives, notes=notes)
     profile = _profile(base, op_fits, db, sources, engine, version)
+    # Each op family's held-out error as a band on its time (calibration/fit_uncertainty.py).
+    time_scale, entries = opdb_uncertainty(op_fits, eng_fits)
+    profile = dataclasses.replace(profile, op_fits=dataclasses.replace(op_fits, time_scale=time_scale),
+                                  uncertainty=entries)
     engine_profile = EngineProfile(
         name=engine, sources=[f"{s.database}: {s.system}/{s.op}/{s.backend}/{s.version}/{s.table}" for s in sources],
         notes=["per-op database fit (calibrate --op-db): step_overhead_us and per_layer_us stay 0 here; "

@@ -455,6 +455,14 @@ class OpFits:
     # Norms, activations, residual adds per layer where no engine stands between (a CPU
     # calibration times them itself); None: the engine's op fits say (EngineOpFits).
     elementwise_per_layer_us: float | None = None
+    # A multiplier on each op family's time, by time_scale_key ("gemm_bf16", "attention_fp8",
+    # "moe_fp8_block", "allreduce"): 1.0 in a file, an array of draws when the profile's
+    # uncertainty entries move it (model/uncertainty.apply). A family without a key is x 1.
+    time_scale: dict[str, Any] = field(default_factory=dict)  # float, or a numpy array of draws
+
+    def scale(self, family: str, dtype: str = ""):
+        """The time multiplier of an op family (of one dtype), 1.0 where none is set."""
+        return self.time_scale.get(time_scale_key(family, dtype), 1.0)
 
     def gemm_fit(self, dtype: str) -> GemmFit | None:
         return next((g for g in self.gemm if g.dtype == dtype), None)
@@ -475,6 +483,12 @@ class OpFits:
         return sorted((c for c in self.collectives if c.collective == collective and c.world_size == world_size
                        and c.scope == scope and (implementation is None or c.implementation == implementation)),
                       key=lambda c: c.min_bytes)
+
+
+def time_scale_key(family: str, dtype: str = "") -> str:
+    """OpFits.time_scale's key of an op family and dtype: one word, so that an uncertainty path
+    (op_fits.time_scale.<key>, dotted) can name it."""
+    return f"{family}_{dtype}" if dtype else family
 
 
 @dataclass(frozen=True)
@@ -547,6 +561,8 @@ def _build(cls, data, where: str):
             value = _curves(value, f"{where}: {cls.__name__}.shape_curves")
         elif key == "shape_grids":
             value = _grids(value, f"{where}: {cls.__name__}.shape_grids")
+        elif key == "time_scale":
+            value = _time_scale(value, f"{where}: {cls.__name__}.time_scale")
         values[key] = value
     for key, value in values.items():
         for v in (value.values() if isinstance(value, dict) else [value]):  # per-dtype maps too
@@ -555,6 +571,18 @@ def _build(cls, data, where: str):
         return cls(**values)
     except TypeError as exc:
         raise UserError(f"{where}: malformed {cls.__name__} ({exc})") from None
+
+
+def _time_scale(value, where: str) -> dict:
+    """{key: a finite multiplier > 0}: a scale of 0 would erase an op, a negative one invert it."""
+    import math
+
+    if not isinstance(value, dict):
+        raise UserError(f"{where} must be an object of multipliers")
+    for key, v in value.items():
+        if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0):
+            raise UserError(f"{where}[{key!r}] must be a finite number > 0, got {v!r}")
+    return {str(k): float(v) for k, v in value.items()}
 
 
 def _rising(xs) -> bool:

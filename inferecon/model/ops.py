@@ -450,7 +450,9 @@ def stage_ops(model, hw, engine, lay, tok_rank, tok_group, context, heads_axis, 
             flop = 2.0 * mm * n * k
             weight_bytes = n * k * wbytes
             nbytes = weight_bytes + mm * k * ab + mm * n * ob
-            target.roofline(family, count, *gemm_params(f, mm, weight_bytes, k, nbytes), flop, nbytes)
+            # x the fit's time multiplier (1.0 but in an uncertainty draw: OpFits.time_scale).
+            target.roofline(family, count * fits.scale("gemm", f.dtype), *gemm_params(f, mm, weight_bytes, k, nbytes),
+                            flop, nbytes)
 
         def gemm16(family, count, mm, n, k):
             # Modules the checkpoint keeps in 16 bit (ModelSpec.attention_16bit_layers ...) run the
@@ -511,6 +513,7 @@ def stage_ops(model, hw, engine, lay, tok_rank, tok_group, context, heads_axis, 
         measured = _attention_grid_us(afit, model, mla, h_gpu, hk_gpu, m_a, context)
         floor_us, scale = _at_measured(measured, floor_us, attn_flop / (afit.tflops * 1e6), kv_bytes / (afit.gbps * 1e3))
         ops = ar.into(acc)
+        layers_a = layers_a * fits.scale("mla_attention" if mla else "attention", afit.kv_dtype)
         ops.roofline("attention", layers_a, floor_us, afit.tflops, afit.gbps, attn_flop * scale, kv_bytes * scale)
         if engine is not None and engine.kv_reread_per_query_head:
             # A kernel of one thread block per query head (engine_kernel_facts.py): the other
@@ -605,11 +608,13 @@ def _moe(acc, model, eng, m, tok_group, tp, ep, moe_layers, d, gated, gfit, a_b,
         measured_us = _moe_curve_us(mfit, model, tok_group, tp, ep) if same_bytes else np.full(np.shape(flop), np.nan)
         fixed_us, scale = _at_measured(measured_us, fixed_us, flop / (mfit.tflops * 1e6),
                                        expert_bytes / (mfit.gbps * 1e3))
-        acc.roofline("moe", moe_layers, fixed_us, mfit.tflops, mfit.gbps, flop * scale, expert_bytes * scale)
+        acc.roofline("moe", moe_layers * hw.op_fits.scale("moe", mfit.dtype), fixed_us, mfit.tflops, mfit.gbps,
+                     flop * scale, expert_bytes * scale)
     elif gfit is not None:
         # Two grouped GEMMs (gate/up, down) over the touched experts: one intercept each.
         tok_bytes = tok_group * k / ep * d * (a_b + o_b) * 2.0
-        acc.roofline("moe", 2.0 * moe_layers, *gemm_params(gfit, tok_group * k / ep, expert_bytes / np.maximum(touched, 1.0)),
+        acc.roofline("moe", 2.0 * moe_layers * hw.op_fits.scale("gemm", gfit.dtype),
+                     *gemm_params(gfit, tok_group * k / ep, expert_bytes / np.maximum(touched, 1.0)),
                      flop / 2.0, (expert_bytes + tok_bytes) / 2.0)
         fixed = (eng.moe_fixed_us.get(FORMAT_MOE_DTYPE[format_of(model).name]) if eng is not None else None)
         if fixed:
@@ -775,4 +780,4 @@ def _allreduce(acc, hw, eng, r, c, msg_bytes, layers, model):
         per_layer[two] = (net.collective_time_s(hw, net.ALL_REDUCE, cc, 1, tb * qkv_words / rr)
                           + net.collective_time_s(hw, net.ALL_REDUCE, cc, 1, tb * (model.mlp_matrices - 1) * ff_reduced / rr)
                           + 2.0 * net.collective_time_s(hw, net.ALL_REDUCE, rr, cc, tb * model.d_model / cc))
-    acc.network("allreduce", layers * per_layer)
+    acc.network("allreduce", layers * per_layer * fits.scale("allreduce"))
