@@ -30,6 +30,7 @@ from inferecon.model.hardware import (
 
 BENCHMARKS = ("matmul", "memory", "launch", "collectives")
 CPU_OPS = "cpu_ops"  # a CPU calibration's interleaved op timings (kernels/cpu_ops.py)
+GPU_OPS = "gpu_ops"  # a GPU calibration's op timings (kernels/gpu_ops.py), in the same columns
 # A CPU has no datasheet in the catalog; its price is a placeholder the user should override.
 CPU_PRICE_USD_PER_HOUR = 0.10
 
@@ -161,8 +162,10 @@ def profile_from_tables(manifest: dict, tables: dict, run_id: str,
         latency = dataclasses.replace(latency, step_overhead_us=step.params["us"])
 
     meta = manifest.get("metadata", {})
-    # -- op level (CPU): every op of an eager decode step from its own fit --------------------
-    op_fits, op_results = _cpu_op_fits(tables.get(CPU_OPS), device_name, meta.get("torch_version"))
+    # -- op level: every op of a decode step from its own fit (a CPU's interleaved op timings,
+    # or a GPU's one shape at a time: the same columns, the same fitter) -----------------------
+    ops_table = tables.get(CPU_OPS) if tables.get(CPU_OPS) is not None else tables.get(GPU_OPS)
+    op_fits, op_results = _cpu_op_fits(ops_table, device_name, meta.get("torch_version"))
     fits += op_results
     # The same ops as inferecon's own torch decoder runs them (what `validate` times); the
     # engine's fits above stay the profile's price (the vLLM loop validates vLLM with them).

@@ -166,7 +166,7 @@ def _measure(args, out: Path) -> None:
     from inferecon.harness.device import apply_cpu_threads, resolve_device
     from inferecon.harness.runner import Progress, SweepContext, run_sweep, warm_device
     from inferecon.harness.session import RunSession, manifest_for
-    from inferecon.kernels import cpu_ops, launch, matmul, memory
+    from inferecon.kernels import cpu_ops, gpu_ops, launch, matmul, memory
     from inferecon.report.summary import print_summary
 
     device = resolve_device(args.device)
@@ -182,8 +182,8 @@ def _measure(args, out: Path) -> None:
     try:
         with session.running():  # SIGTERM stops like Ctrl-C: finished cases are already saved
             warm_device(device, 0.5 if args.quick else 2.0)
-            for mod, cases in ((matmul, cs.matmul_cases), (cpu_ops, cs.cpu_op_cases), (memory, cs.memory_cases),
-                               (launch, cs.launch_cases)):
+            for mod, cases in ((matmul, cs.matmul_cases), (cpu_ops, cs.cpu_op_cases), (gpu_ops, cs.gpu_op_cases),
+                               (memory, cs.memory_cases), (launch, cs.launch_cases)):
                 run_sweep(store, mod.BENCHMARK, mod.BENCHMARK_VERSION, cases(ctx, plan, args.quick), ctx, progress)
             nproc = args.nproc_per_node or (max(1, gpu_count) if device == "cuda" else 2)
             run_collectives(CollectiveOptions(device=device, out=str(out), quick=args.quick, resume=args.resume,

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from inferecon.harness.runner import Case, SweepContext
-from inferecon.kernels import cpu_ops, launch, matmul, memory
+from inferecon.kernels import cpu_ops, gpu_ops, launch, matmul, memory
 
 KB, MB, GB = 1024, 1024**2, 1024**3
 
@@ -98,6 +98,12 @@ def matmul_cases(ctx: SweepContext, p: Plan, quick: bool) -> list[Case]:
 def cpu_op_cases(ctx: SweepContext, p: Plan, quick: bool) -> list[Case]:
     """The interleaved op timings of a CPU decode step (none on a GPU)."""
     return cpu_ops.cases(ctx, quick)
+
+
+def gpu_op_cases(ctx: SweepContext, p: Plan, quick: bool) -> list[Case]:
+    """A GPU decode step's ops one shape at a time (kernels/gpu_ops.py; none on a CPU): decode
+    and prefill GEMMs per dtype, decode attention, elementwise, the kernel floor in a graph."""
+    return gpu_ops.cases(ctx, quick)
 
 
 def memory_cases(ctx: SweepContext, p: Plan, quick: bool) -> list[Case]:
