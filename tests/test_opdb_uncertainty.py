@@ -109,7 +109,8 @@ def test_each_family_gets_its_held_out_error_as_a_lognormal_spread():
 def test_calibrate_op_db_writes_the_band_and_predict_prints_it(tmp_path, capsys):
     out = tmp_path / "cal"
     assert main(["calibrate", "--op-db", str(FIXTURE), "--gpu", "h100-sxm", "--engine", "vllm", "--out", str(out)]) == 0
-    capsys.readouterr()
+    said = capsys.readouterr().out
+    assert "band (90%), each op family's time:" in said and "op-level gemm bf16: x time" in said
     saved = json.loads((out / "profile.json").read_text())
     assert saved["uncertainty"] and all(p.startswith("op_fits.time_scale.") for u in saved["uncertainty"]
                                         for p in u["paths"])

@@ -290,6 +290,12 @@ def _op_db(args) -> int:
     fit = calibrate_from_opdb(args.op_db, args.gpu, args.engine, args.engine_version)
     profile, engine = save_calibration(fit, out)  # the folder layout the scorecards' op-DB cache reads too
     print("\n".join(fit.summary))
+    from inferecon.model.uncertain import entries
+
+    bands = entries(fit.profile)
+    if bands:  # the profile's band: each op family's time, x its held-out error over the tables' shapes
+        print("band (90%), each op family's time:")
+        print("\n".join(f"  {u.describe()}" for u in bands))
     for note in fit.profile.provenance.notes[1:]:
         print(f"note: {note}")
     print(f"\nfitted in {time.monotonic() - started:.1f} s; wrote {profile} and {engine}")
