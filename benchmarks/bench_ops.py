@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     print(f"machine: {os.cpu_count()} CPUs, load {open('/proc/loadavg').read().split()[:3]}, numpy {np.__version__}, "
           f"python {sys.version.split()[0]}; op-DB profile {cal.profile.name}")
     ways = (("published, four terms", get_profile(args.gpu), None),
-            ("op-DB profile, four terms", dataclasses.replace(cal.profile, op_fits=None), cal.engine),
+            ("op-DB profile, four terms", cal.profile.without_op_fits(), cal.engine),
             ("op-DB profile, op level", cal.profile, cal.engine))
     for name in ("llama-3-70b", "deepseek-v3"):
         model = get_model(name)

@@ -142,3 +142,15 @@ def test_a_bad_time_scale_in_a_profile_is_one_line(tmp_path, capsys, value):
     bad.write_text(json.dumps(data))
     line = one_line_error(capsys, ["predict", "--model", "llama-3-8b", "--hardware", str(bad)])
     assert "time_scale" in line
+
+
+def test_a_profile_without_its_op_fits_drops_the_entries_that_moved_them():
+    # bench_ops and the speed fixture price an op-DB profile with the four-term model too: the
+    # entries naming op_fits.* would otherwise name fields the profile no longer has.
+    from inferecon.calibration.opdb_fit import calibrate_from_opdb
+
+    p = calibrate_from_opdb(str(FIXTURE), "h100-sxm", "vllm").profile
+    assert p.uncertainty
+    plain = p.without_op_fits()
+    assert plain.op_fits is None and not any("op_fits." in q for u in plain.uncertainty for q in u["paths"])
+    assert len(plain.uncertainty) == sum(not any("op_fits." in q for q in u["paths"]) for u in p.uncertainty)

@@ -211,8 +211,9 @@ class HardwareProfile:
         profile object (the cost model asks on every call)."""
         extra = self.network.decode_collectives
         # A per-op database's profile (calibrate --op-db) carries its own engine's lines, or knows
-        # the engine has none: the published engine lines it was based on do not join them.
-        if not extra or self.op_fits is not None:
+        # the engine has none: the published engine lines it was based on do not join them. Op fits
+        # without collective lines (a node's own calibration: torch's kernels) leave them as before.
+        if not extra or (self.op_fits is not None and self.op_fits.collectives):
             return self
         timed = {(c.collective, c.scope) for c in self.network.collectives if c.mode == "graph"}
         added = [c for c in extra if (c.collective, c.scope) not in timed]
@@ -251,6 +252,13 @@ class HardwareProfile:
         kept = [u for u in self.uncertainty
                 if u.get("relative") or not any(p.startswith("latency.") for p in u.get("paths", []))]
         return dataclasses.replace(self, network=net, latency=lat, name=self.name + "-no-latency", uncertainty=kept)
+
+    def without_op_fits(self) -> "HardwareProfile":
+        """This profile priced by the four-term model (no op-level fits), with the uncertainty
+        entries that moved the op fits left out: their paths name fields it no longer has."""
+        kept = [u for u in self.uncertainty
+                if not any(str(p).removeprefix("1/").startswith("op_fits.") for p in u.get("paths", []))]
+        return dataclasses.replace(self, op_fits=None, uncertainty=kept)
 
     # -- JSON ------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
