@@ -9,8 +9,8 @@ collectives, CUDA-graph mode included, are the collectives benchmark's).
   the kernel on this device: bf16 (F.linear), fp8 (torch._scaled_mm, per-tensor scales, bf16
   out, GPUs of compute capability >= 8.9), int8_wo (torch._weight_int8pack_mm: int8 weights,
   per-channel scales) and int4_wo (torch._weight_int4pack_mm: tinygemm's int4 layout, groups of
-  128). A dtype whose kernel is missing or refuses the shape records why (SkipCase) and the
-  sweep goes on. FP8 with block scales has no kernel in torch's public ops and is not timed.
+  128; on a CPU, _weight_int4pack_mm_for_cpu). A dtype whose kernel is missing or refuses the
+  shape records why (SkipCase) and the sweep goes on. FP8 with block scales has no kernel in torch's public ops and is not timed.
 - "attention": decode attention, one query token per sequence over `kv_len` cached positions:
   F.scaled_dot_product_attention(q[B, H, 1, D], K, V[B, Hkv, L, D], enable_gqa=True) in bf16,
   by batch x kv_len x the head layout of one GPU (Llama 3 8B at TP 1, 70B at TP 2 and 8), the
@@ -151,15 +151,20 @@ def _gemm_fn(p: dict, device: str):
         scales = torch.rand(n, device=device, dtype=bf16) * 0.01 + 0.001
         return (lambda: torch._weight_int8pack_mm(x, w, scales)), "torch_weight_int8pack_mm"
     if dtype == "int4_wo":
-        if device != "cuda":
-            raise SkipCase("int4_wo: torch's tinygemm kernel (_weight_int4pack_mm) runs on CUDA; the CPU has its own op")
-        if not hasattr(torch, "_weight_int4pack_mm") or k % INT4_GROUP:
-            raise SkipCase(f"int4_wo: no _weight_int4pack_mm in torch {torch.__version__} or K {k} not a multiple "
-                           f"of {INT4_GROUP}")
-        packed_u8 = torch.randint(0, 256, (n, k // 2), device=device, dtype=torch.uint8)
-        w = torch._convert_weight_to_int4pack(packed_u8, INT4_INNER_K_TILES)
+        # tinygemm's layout on CUDA (uint8 pairs packed by _convert_weight_to_int4pack); the CPU
+        # build has the same op under its own name, packed from int32 nibbles.
+        mm, pack = (("_weight_int4pack_mm", "_convert_weight_to_int4pack") if device == "cuda" else
+                    ("_weight_int4pack_mm_for_cpu", "_convert_weight_to_int4pack_for_cpu"))
+        if not (hasattr(torch, mm) and hasattr(torch, pack)) or k % INT4_GROUP:
+            raise SkipCase(f"int4_wo: no {mm} in torch {torch.__version__} or K {k} not a multiple of {INT4_GROUP}")
+        if device == "cuda":
+            raw = torch.randint(0, 256, (n, k // 2), device=device, dtype=torch.uint8)
+        else:
+            raw = torch.randint(0, 16, (n, k), device=device, dtype=torch.int32)
+        w = getattr(torch, pack)(raw, INT4_INNER_K_TILES)
         sz = torch.rand(k // INT4_GROUP, n, 2, device=device, dtype=bf16)
-        return (lambda: torch._weight_int4pack_mm(x, w, INT4_GROUP, sz)), "torch_weight_int4pack_mm"
+        op = getattr(torch, mm)
+        return (lambda: op(x, w, INT4_GROUP, sz)), f"torch{mm}"
     raise SkipCase(f"gemm dtype {dtype!r} is not one of {', '.join(GEMM_DTYPES)}")
 
 
