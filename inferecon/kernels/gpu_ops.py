@@ -111,7 +111,9 @@ def planned_params(device: str, quick: bool) -> list[dict]:
     for dtype in GEMM_DTYPES:
         for label, n, k in p.gemm_shapes:
             out += [gemm_params(m, n, k, dtype, label) for m in p.decode_m]
-            if dtype == "bf16" or device == "cuda":
+            # Prefill M for the 16-bit and FP8 GEMMs (a CPU: bf16): what a prompt's GEMMs run;
+            # the weight-only kernels are decode kernels (tinygemm's is slow at large M).
+            if dtype == "bf16" or (device == "cuda" and dtype == "fp8"):
                 out += [gemm_params(m, n, k, dtype, "prefill_" + label) for m in p.prefill_m]
     out += [attention_params(b, L, h, hk, d) for h, hk, d in p.heads for b in p.batches for L in p.kv_lens]
     out += [elementwise_params(*e) for e in p.elementwise]
