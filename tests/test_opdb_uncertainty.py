@@ -154,3 +154,16 @@ def test_a_profile_without_its_op_fits_drops_the_entries_that_moved_them():
     plain = p.without_op_fits()
     assert plain.op_fits is None and not any("op_fits." in q for u in plain.uncertainty for q in u["paths"])
     assert len(plain.uncertainty) == sum(not any("op_fits." in q for q in u["paths"]) for u in p.uncertainty)
+
+
+def test_drawn_scales_over_a_searchs_many_configurations_stay_per_configuration():
+    # From 2^14 configurations the op-level model prices each op once per distinct row
+    # (ops._keyable); drawn scales belong to the configurations and must keep it element-wise,
+    # whatever order the scale keys come in (a plain 1.0 first, the drawn array after).
+    n = (1 << 14) + 16
+    draws = np.where(np.arange(n) % 2 == 0, 0.5, 2.0)
+    fits = dataclasses.replace(FITS, time_scale={"allreduce": 1.0, "gemm_bf16": draws})
+    r = evaluate(MODEL, _hw(fits), Layouts(tp_r=1, tp_c=np.ones(n, dtype=int), pp=1, ep=1, micro_batch=1),
+                 context=1000, engine=_engine())
+    assert r.t_gemm_s[:2] * 1e6 == pytest.approx([0.5 * GEMM_US, 2.0 * GEMM_US], rel=1e-9)
+    assert np.allclose(r.t_gemm_s * 1e6, draws * GEMM_US, rtol=1e-9)

@@ -196,7 +196,9 @@ def _per_configuration_arrays(obj, n: int, depth: int = 0) -> bool:
     if dataclasses.is_dataclass(obj):
         return any(_per_configuration_arrays(getattr(obj, f.name), n, depth + 1) for f in dataclasses.fields(obj))
     if isinstance(obj, dict):
-        obj = list(obj.values())
+        # Each value on its own: a map of per-dtype numbers may hold a drawn array beside plain
+        # ones (OpFits.time_scale), in any order.
+        return any(_per_configuration_arrays(v, n, depth + 1) for v in obj.values())
     if isinstance(obj, (list, tuple)) and obj and not isinstance(obj[0], (int, float, str, type(None))):
         return any(_per_configuration_arrays(v, n, depth + 1) for v in obj)
     return False
