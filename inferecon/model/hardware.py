@@ -211,9 +211,8 @@ class HardwareProfile:
         profile object (the cost model asks on every call)."""
         extra = self.network.decode_collectives
         # A per-op database's profile (calibrate --op-db) carries its own engine's lines, or knows
-        # the engine has none: the published engine lines it was based on do not join them. Op fits
-        # without collective lines (a node's own calibration: torch's kernels) leave them as before.
-        if not extra or (self.op_fits is not None and self.op_fits.collectives):
+        # the engine has none: the published engine lines it was based on do not join them.
+        if not extra or self.op_fits is not None:
             return self
         timed = {(c.collective, c.scope) for c in self.network.collectives if c.mode == "graph"}
         added = [c for c in extra if (c.collective, c.scope) not in timed]
