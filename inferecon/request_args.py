@@ -158,10 +158,16 @@ def requests_for(args, model, hw, engine, rows) -> list:
                               request_rate_per_s=args.request_rate, chunk_tokens=args.chunk_size, engine=engine,
                               scheduler_steps=args.scheduler_steps or 1)
         return [one]
-    return [predict_request(model, hw, input_len=args.input_len, output_len=args.output_len, tp=args.tp, pp=args.pp,
-                            ep=args.ep, decode_step_s=r.t_step_ms / 1e3 / r.tokens_per_step, decode_batch=r.batch,
-                            decode_usd_per_mtok=r.usd_per_mtok, chunk_tokens=args.chunk_size, engine=engine)
-            for r in rows]
+    out = []
+    for r in rows:  # the prompt's TTFT band is the same whatever the decode batch: drawn once
+        out.append(predict_request(model, hw, input_len=args.input_len, output_len=args.output_len, tp=args.tp,
+                                   pp=args.pp, ep=args.ep, decode_step_s=r.t_step_ms / 1e3 / r.tokens_per_step,
+                                   decode_batch=r.batch, decode_usd_per_mtok=r.usd_per_mtok,
+                                   chunk_tokens=args.chunk_size, engine=engine, draws=getattr(args, "draws", 0),
+                                   seed=getattr(args, "seed", 0),
+                                   ttft_band=(out[0].ttft_lo_ms / 1e3, out[0].ttft_hi_ms / 1e3)
+                                   if out and out[0].ttft_lo_ms is not None else None))
+    return out
 
 
 def add_frontier_flags(p) -> None:

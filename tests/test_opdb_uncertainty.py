@@ -167,3 +167,51 @@ def test_drawn_scales_over_a_searchs_many_configurations_stay_per_configuration(
                  context=1000, engine=_engine())
     assert r.t_gemm_s[:2] * 1e6 == pytest.approx([0.5 * GEMM_US, 2.0 * GEMM_US], rel=1e-9)
     assert np.allclose(r.t_gemm_s * 1e6, draws * GEMM_US, rtol=1e-9)
+
+
+def _prefill(fits, tp=1, input_len=512):
+    from inferecon.model.prefill import prefill_plan
+
+    return prefill_plan(MODEL, _hw(fits), input_len=input_len, tp=tp, engine=_engine())
+
+
+@pytest.mark.parametrize("key, family, tp", [("gemm_bf16", "gemm", 1), ("allreduce", "allreduce", 2)])
+def test_a_family_scale_moves_that_family_of_a_prompts_prefill_alone(key, family, tp):
+    before = _prefill(FITS, tp)
+    after = _prefill(dataclasses.replace(FITS, time_scale={key: 3.0}), tp)
+    assert getattr(after, f"t_{family}_s") == pytest.approx(3.0 * getattr(before, f"t_{family}_s"), rel=1e-12)
+    assert getattr(before, f"t_{family}_s") > 0
+    for other in {"gemm", "attention", "allreduce", "elementwise", "kv_write"} - {family}:
+        assert getattr(after, f"t_{other}_s") == getattr(before, f"t_{other}_s")
+    assert after.t_prefill_s - before.t_prefill_s == pytest.approx(2.0 * getattr(before, f"t_{family}_s"), rel=1e-9)
+
+
+def test_a_lone_prompts_ttft_band_spans_the_prefill_under_the_drawn_scales():
+    # One entry drawing the GEMM scale from {0.5, 2} (a "samples" distribution): 200 draws hold
+    # both, so the band's ends are the prefill at x 0.5 and at x 2 exactly.
+    from inferecon.model.request import lone_ttft_band
+    from inferecon.model.prefill import PrefillOptions
+
+    fits = dataclasses.replace(FITS, time_scale={"gemm_bf16": 1.0})
+    hw = dataclasses.replace(_hw(fits), uncertainty=[{
+        "name": "op-level gemm bf16", "paths": ["op_fits.time_scale.gemm_bf16"], "dist": "samples",
+        "samples": [0.5, 2.0], "relative": True, "source": "test"}])
+    lo, hi = lone_ttft_band(MODEL, hw, input_len=512, chunk_tokens=8192, tp=1, pp=1, ep=1, engine=_engine(),
+                            popts=PrefillOptions(), draws=200, seed=0)
+    at = lambda s: _prefill(dataclasses.replace(fits, time_scale={"gemm_bf16": s})).t_prefill_s  # noqa: E731
+    assert (lo, hi) == pytest.approx((at(0.5), at(2.0)), rel=1e-9)
+    assert lo < _prefill(fits).t_prefill_s < hi
+
+
+def test_predict_prints_a_lone_prompts_ttft_band_and_draws_0_leaves_it_out(tmp_path, capsys):
+    out = tmp_path / "cal"
+    assert main(["calibrate", "--op-db", str(FIXTURE), "--gpu", "h100-sxm", "--engine", "vllm", "--out", str(out)]) == 0
+    capsys.readouterr()
+    argv = ["predict", "--model", "llama-3-8b", "--hardware", str(out / "profile.json"), "--engine",
+            str(out / "engine.json"), "--batch", "1,8", "--input-len", "2000", "--output-len", "100"]
+    assert main(argv + ["--json"]) == 0
+    reqs = [json.loads(line)["request"] for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert len(reqs) == 2 and reqs[0]["ttft_lo_ms"] < reqs[0]["ttft_ms"] < reqs[0]["ttft_hi_ms"]
+    assert (reqs[1]["ttft_lo_ms"], reqs[1]["ttft_hi_ms"]) == (reqs[0]["ttft_lo_ms"], reqs[0]["ttft_hi_ms"])
+    assert main(argv + ["--draws", "0"]) == 0
+    assert "TTFT 90% interval" not in capsys.readouterr().out

@@ -114,7 +114,8 @@ def _table(src) -> str:
 
 def opdb_uncertainty(op_fits, eng_fits) -> tuple[dict[str, float], list[dict]]:
     """(OpFits.time_scale, profile entries) of a per-op database calibration: each op family's
-    time (one GEMM dtype, one attention KV dtype, the MoE experts of one dtype, the all-reduce)
+    time (one GEMM dtype, one decode or prefill attention KV dtype, the MoE experts of one dtype,
+    the all-reduce)
     times a lognormal multiplier of the spread its k-fold held-out error over the table's shapes
     says — the rule of the term fits above. A family moves as a whole (OpFits.time_scale), not
     through its fitted parameters: where a table measured a shape the op-level model reads the
@@ -125,6 +126,7 @@ def opdb_uncertainty(op_fits, eng_fits) -> tuple[dict[str, float], list[dict]]:
     from inferecon.model.opfits import time_scale_key
 
     groups: dict[str, list[tuple[float, int, str]]] = {}
+    names: dict[str, str] = {}
 
     def add(family, dtype, fit, quality=None):
         q = quality if quality is not None else getattr(fit, "quality", None)
@@ -132,6 +134,7 @@ def opdb_uncertainty(op_fits, eng_fits) -> tuple[dict[str, float], list[dict]]:
             return
         src = getattr(fit, "source", None)
         groups.setdefault(time_scale_key(family, dtype), []).append((q.heldout_mape, q.n_points, _table(src)))
+        names[time_scale_key(family, dtype)] = family.replace("_", " ") + (f" {dtype}" if dtype else "")
 
     for g in op_fits.gemm:
         add("gemm", g.dtype, g)
@@ -139,6 +142,10 @@ def opdb_uncertainty(op_fits, eng_fits) -> tuple[dict[str, float], list[dict]]:
         add("attention", a.kv_dtype, a)
     for a in op_fits.mla_attention:
         add("mla_attention", a.kv_dtype, a)
+    for a in op_fits.context_attention:  # prefill attention (the TTFT band, model/prefill.py)
+        add("context_attention", a.kv_dtype, a)
+    for a in op_fits.context_mla:
+        add("context_mla", a.kv_dtype, a, a.curve_quality)
     for m in (eng_fits.moe if eng_fits is not None else []):
         add("moe", m.dtype, m)
     for c in op_fits.collectives:
@@ -153,7 +160,7 @@ def opdb_uncertainty(op_fits, eng_fits) -> tuple[dict[str, float], list[dict]]:
         what = (f"k-fold held-out error {100 * rms:.1f}% over {n} shapes" if len(items) == 1 else
                 f"RMS of {len(items)} fits' k-fold held-out errors, {100 * rms:.1f}% over {n} shapes")
         scale[key] = 1.0
-        out.append(relative_sd_entry(f"op-level {key.replace('_', ' ', 1)}", (f"op_fits.time_scale.{key}",),
+        out.append(relative_sd_entry(f"op-level {names[key]}", (f"op_fits.time_scale.{key}",),
                                      rms * MAPE_TO_SD, f"{'; '.join(tables[:2])}{' ...' if len(tables) > 2 else ''}: "
                                                        f"{what}"))
     return scale, [u.to_dict() for u in out]

@@ -262,14 +262,15 @@ def _token_ops(model, hw, acc, m, lm_rows, tp, pp, ep, op_level, pricing, tp_row
         flop = 2.0 * mm * n * k * count
         nbytes = ((n * k if weight_elems is None else weight_elems) * wb + mm * k * a_b + mm * n * o_b) * count
         flops += flop
-        t0, f_rate, b_rate, act_us = t0_us, rate or F, B, 0.0
+        t0, f_rate, b_rate, act_us, s = t0_us, rate or F, B, 0.0, 1.0
         if (fit or gfit) is not None:  # the fit's regime at this M (opfits.GemmFit.prefill_params)
             t0, tflops, gbps, act_us = (fit or gfit).prefill_params(mm)
             f_rate, b_rate = tflops * 1e12, gbps * 1e9
+            s = _scale(hw, "gemm", (fit or gfit).dtype)
         f, b = flop / f_rate, nbytes / b_rate
         # The activation pass (quantising the M x K input) streams memory: the memory term.
-        acc.add("gemm", arithmetic=f if f > b else 0.0, memory=(b if b >= f else 0.0) + count * mm * k * act_us * 1e-6,
-                latency=count * t0 * 1e-6)
+        acc.add("gemm", arithmetic=s * (f if f > b else 0.0),
+                memory=s * ((b if b >= f else 0.0) + count * mm * k * act_us * 1e-6), latency=s * count * t0 * 1e-6)
 
     # Output width split over the heads' axis (tp in 1D, the r rows in 2D), the reduced width
     # d_model over the c columns (1 in 1D): one rule for both.
@@ -328,7 +329,8 @@ def _token_ops(model, hw, acc, m, lm_rows, tp, pp, ep, op_level, pricing, tp_row
         k_act = float(model.n_active_experts)
         measured = _moe_measured_s(model, moe_fit, m, tp, ep) if r == 1 else None
         if measured is not None:
-            acc.add("gemm", **{k: moe_layers * v for k, v in measured.items()})
+            s = _scale(hw, "moe", moe_fit.dtype)
+            acc.add("gemm", **{k: s * moe_layers * v for k, v in measured.items()})
         else:
             # m tokens pick k of E experts each; this rank holds E/ep of them (balanced routing).
             touched = model.n_experts / ep * (1.0 - (1.0 - k_act / model.n_experts) ** m)
@@ -376,8 +378,21 @@ def _allreduce_s(hw, eng_fits, tp: int, nbytes: float, op_level: bool) -> float:
 
         t_us = allreduce_1d_us(hw, eng_fits, int(tp), np.asarray([nbytes]), nccl_mode="eager")
         if t_us is not None:
-            return _one(t_us) * 1e-6
+            return _one(t_us) * 1e-6 * _scale(hw, "allreduce")
     return _collective_s(hw, net.ALL_REDUCE, tp, 1, nbytes)
+
+
+def _scale(hw, family: str, dtype: str = "") -> float:
+    """An op family's time multiplier in the profile's op fits (OpFits.time_scale: 1.0 but in an
+    uncertainty draw of the prompt's TTFT band, model/uncertainty.py)."""
+    fits = getattr(hw, "op_fits", None)
+    return float(fits.scale(family, dtype)) if fits is not None else 1.0
+
+
+def kv_dtype_of_model(model) -> str:
+    from inferecon.model.ops import kv_dtype_of
+
+    return kv_dtype_of(model)
 
 
 def _one(x) -> float:
@@ -458,12 +473,14 @@ def _attention(model: ModelSpec, hw: HardwareProfile, chunks, heads_axis: float,
     mla_s = _context_mla_s(model, hw, chunks, heads, layers) if op_level and model.is_mla else None
     if mla_s is not None:
         flop_s, floor_s = mla_s  # the table's prompt of P + c read its P cached tokens too: no byte term
-        return _Attention(attn_flop, flop_s, 0.0, floor_s, True, kv_share)
+        s = _scale(hw, "context_mla", hw.op_fits.context_mla_fit(kv_dtype_of_model(model)).kv_dtype)
+        return _Attention(attn_flop, s * flop_s, 0.0, s * floor_s, True, kv_share)
     cfit = _context_attention_fit(model, hw) if op_level else None
     if cfit is not None:
+        s = _scale(hw, "context_attention", cfit.kv_dtype)
         f = attn_flop / (cfit.tflops * 1e12)
         b = (qkvo_bytes / (cfit.gbps * 1e9) if cfit.gbps else 0.0) + prefix_bytes / B
-        return _Attention(attn_flop, f, b, layers * cfit.floor_us * 1e-6, True, kv_share)
+        return _Attention(attn_flop, s * f, s * b, s * layers * cfit.floor_us * 1e-6, True, kv_share)
     f = attn_flop / (hw.compute.peak_tflops["bf16"] * opts.attention_efficiency * 1e12)
     b = (qkvo_bytes + prefix_bytes) / (hw.memory.achieved_gbps * 1e9)
     return _Attention(attn_flop, f, b, 0.0, False, kv_share)

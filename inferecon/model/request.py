@@ -49,6 +49,11 @@ class RequestPrediction:
     usd_per_m_input_tokens: float
     usd_per_m_output_tokens: float
     queue_model: str | None
+    # The TTFT's 90% interval where it was drawn (a lone prompt: the prefill under draws of the
+    # profile's uncertain parameters, lone_ttft_band); None: no band (under a load, or no draws).
+    ttft_lo_ms: float | None = None
+    ttft_hi_ms: float | None = None
+    ttft_band_draws: int = 0
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -60,14 +65,38 @@ def _lone_prefill(model, hw, *, input_len, chunk_tokens, tp, pp, ep, engine, pop
     return cost.t_prefill_s, cost.dominant, cost.level
 
 
+def lone_ttft_band(model: ModelSpec, hw: HardwareProfile, *, input_len: int, chunk_tokens: int, tp: int, pp: int,
+                   ep: int, engine: EngineProfile | None, popts: PrefillOptions, draws: int,
+                   seed: int) -> tuple[float, float] | None:
+    """(5th, 95th percentile) seconds of a lone prompt's prefill over `draws` draws of the
+    profile's uncertain parameters (model/uncertainty.py: each draw one profile, its fits moved
+    as the decode step's band moves them; an op-DB profile's op families through
+    OpFits.time_scale, which model/prefill.py reads too); None without entries or draws."""
+    import numpy as np
+
+    from inferecon.model.uncertainty import apply, draw_parameters, entries, quantiles
+
+    items = entries(hw)
+    if not items or draws < 1:
+        return None
+    values = draw_parameters(items, draws, seed)
+    t = [_lone_prefill(model, apply(hw, items, values[:, i]), input_len=input_len, chunk_tokens=chunk_tokens, tp=tp,
+                       pp=pp, ep=ep, engine=engine, popts=popts)[0] for i in range(draws)]
+    lo, _, hi = quantiles(np.asarray(t))
+    return float(lo), float(hi)
+
+
 def predict_request(model: ModelSpec, hw: HardwareProfile, *, input_len: int, output_len: int, tp: int = 1,
                     pp: int = 1, ep: int = 1, decode_step_s: float | None = None, decode_batch: int = 1,
                     decode_usd_per_mtok: float | None = None, concurrency: int | None = None,
                     request_rate_per_s: float | None = None, chunk_tokens: int | None = None,
                     engine: EngineProfile | None = None,
-                    popts: PrefillOptions = PrefillOptions(), scheduler_steps: int = 1) -> RequestPrediction:
+                    popts: PrefillOptions = PrefillOptions(), scheduler_steps: int = 1, draws: int = 0,
+                    seed: int = 0, ttft_band: tuple[float, float] | None = None) -> RequestPrediction:
     """A request's figures (module docstring). Without a load, `decode_step_s` and
-    `decode_usd_per_mtok` are the decode prediction at `decode_batch` (model/predict.py).
+    `decode_usd_per_mtok` are the decode prediction at `decode_batch` (model/predict.py), and
+    with `draws` the TTFT's 90% interval (lone_ttft_band; `ttft_band`: that interval already
+    drawn, seconds, for the same prompt on other decode batches).
     `scheduler_steps`: decode steps per scheduling round under a load (serving.serve)."""
     chunk = default_chunk_tokens(hw, engine.name if engine is not None else None) if chunk_tokens is None else chunk_tokens
     n_gpu = tp * pp * ep
@@ -77,6 +106,8 @@ def predict_request(model: ModelSpec, hw: HardwareProfile, *, input_len: int, ou
         if decode_step_s is None or decode_usd_per_mtok is None:
             raise ValueError("predict_request without a load needs the decode prediction")
         usd_in = n_gpu * alone_s / input_len * hw.price_usd_per_gpu_hour / 3600.0 * 1e6
+        band = ttft_band or lone_ttft_band(model, hw, input_len=input_len, chunk_tokens=chunk, tp=tp, pp=pp, ep=ep,
+                                           engine=engine, popts=popts, draws=draws, seed=seed)
         return RequestPrediction(
             input_len=int(input_len), output_len=int(output_len), chunk_tokens=int(chunk), load="none",
             concurrency=None, request_rate_per_s=None, decode_batch=float(decode_batch),
@@ -84,7 +115,9 @@ def predict_request(model: ModelSpec, hw: HardwareProfile, *, input_len: int, ou
             prefill_tokens_per_s=input_len / alone_s, prefill_level=level, prefill_dominant=dominant,
             tpot_ms=decode_step_s * 1e3, request_latency_s=alone_s + (output_len - 1) * decode_step_s,
             output_tokens_per_s_per_gpu=decode_batch / decode_step_s / n_gpu, input_tokens_per_s_per_gpu=None,
-            usd_per_m_input_tokens=usd_in, usd_per_m_output_tokens=decode_usd_per_mtok, queue_model=None)
+            usd_per_m_input_tokens=usd_in, usd_per_m_output_tokens=decode_usd_per_mtok, queue_model=None,
+            ttft_lo_ms=band[0] * 1e3 if band else None, ttft_hi_ms=band[1] * 1e3 if band else None,
+            ttft_band_draws=draws if band else 0)
     r = serve(model, hw, input_len=input_len, output_len=output_len, tp=tp, pp=pp, ep=ep,
               request_rate_per_s=request_rate_per_s, concurrency=concurrency, chunk_tokens=chunk, engine=engine,
               popts=popts, scheduler_steps=scheduler_steps)

@@ -24,6 +24,9 @@ def format_request(req) -> str:
         f"  ${req.usd_per_m_input_tokens:.4f} per million input tokens, ${req.usd_per_m_output_tokens:.4f} per "
         f"million output tokens; {req.output_tokens_per_s_per_gpu:,.0f} output tok/s/GPU",
     ]
+    if req.ttft_lo_ms is not None:
+        lines.append(f"  TTFT 90% interval: {req.ttft_lo_ms:.1f}-{req.ttft_hi_ms:.1f} ms (the prefill under "
+                     f"{req.ttft_band_draws} draws of the profile's uncertain parameters)")
     if req.queue_model:
         lines.append(f"  queueing: {req.queue_model}")
     return "\n".join(lines)
