@@ -263,7 +263,7 @@ def price_point(p: Point, pr: Pricing, kv_bits: int | None, sim: bool, chunk_tok
                output_len=p.output_len, ttft_ms=p.ttft_ms, ttft_basis="mean" if p.ttft_mean_ms is not None else "median",
                itl_ms=p.itl_ms, pred_ttft_ms=None, pred_tpot_before_ms=None, pred_tpot_after_ms=None,
                decode_batch=None, refused="", sim_ttft_ms=None, sim_tpot_ms=None, profile=pr.label,
-               profile_note=pr.why)
+               profile_note=pr.why, ttft_lo_ms=None, ttft_hi_ms=None)
     try:
         kv = kv_bits if kv_bits and kv_unstated(p.notes) else p.kv_bits
         model = kept_model(resolve_model(p.model).with_precision(p.weight_bits, kv), p.engine, p.notes,
@@ -288,6 +288,18 @@ def price_point(p: Point, pr: Pricing, kv_bits: int | None, sim: bool, chunk_tok
                       request_rate_per_s=p.request_rate_per_s, engine=engine, scheduler_steps=steps,
                       chunk_tokens=chunk, overlap_schedule=ov)
         row.update(pred_ttft_ms=r.ttft_s * 1e3, pred_tpot_after_ms=r.tpot_s * 1e3, decode_batch=r.decode_batch)
+        if p.closed_loop and p.concurrency == 1:
+            # One client: TTFT is the prompt's prefill alone, whose 90% interval predict prints
+            # (model/request.lone_ttft_band: the profile's draws).
+            from inferecon.model.prefill import PrefillOptions
+            from inferecon.model.request import lone_ttft_band
+            from inferecon.model.serving import default_chunk_tokens
+
+            band = lone_ttft_band(model, pr.hw, input_len=p.input_len,
+                                  chunk_tokens=chunk or default_chunk_tokens(pr.hw, engine.name if engine else None),
+                                  tp=p.tp, pp=1, ep=1, engine=engine, popts=PrefillOptions(), draws=200, seed=0)
+            if band is not None:
+                row.update(ttft_lo_ms=band[0] * 1e3, ttft_hi_ms=band[1] * 1e3)
         if sim and p.closed_loop:
             s = simulate_closed_loop(model, pr.hw, input_len=p.input_len, output_len=p.output_len, tp=p.tp,
                                      concurrency=p.concurrency, engine=engine, scheduler=engine_scheduler(p.engine),
@@ -326,6 +338,11 @@ def summary_lines(out_rows: list[dict]) -> list[str]:
            line("TPOT", "C >= 5 before", "pred_tpot_before_ms", "itl_ms", online_closed),
            line("TPOT", "online after", "pred_tpot_after_ms", "itl_ms", online),
            line("TPOT", "online aiconf.", "aic_tpot_ms", "itl_ms", online)]
+    banded = [r for r in out_rows if r.get("ttft_lo_ms") is not None and r["ttft_ms"] is not None]
+    if banded:
+        inside = sum(r["ttft_lo_ms"] <= r["ttft_ms"] <= r["ttft_hi_ms"] for r in banded)
+        out.append(f"TTFT    90% interval of a lone prompt's prefill (C = 1, the profile's draws): {inside} of "
+                   f"{len(banded)} measured points inside")
     slices = (("load", load_bucket, ("C = 1", "C 2-25", "C 26-100", "C > 100", "rate")),
               ("engine", lambda r: r["engine"], None),
               ("source", lambda r: r["source_id"], None),
