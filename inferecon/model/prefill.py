@@ -389,7 +389,7 @@ def _scale(hw, family: str, dtype: str = "") -> float:
     return float(fits.scale(family, dtype)) if fits is not None else 1.0
 
 
-def kv_dtype_of_model(model) -> str:
+def _kv_dtype(model) -> str:
     from inferecon.model.ops import kv_dtype_of
 
     return kv_dtype_of(model)
@@ -473,7 +473,7 @@ def _attention(model: ModelSpec, hw: HardwareProfile, chunks, heads_axis: float,
     mla_s = _context_mla_s(model, hw, chunks, heads, layers) if op_level and model.is_mla else None
     if mla_s is not None:
         flop_s, floor_s = mla_s  # the table's prompt of P + c read its P cached tokens too: no byte term
-        s = _scale(hw, "context_mla", hw.op_fits.context_mla_fit(kv_dtype_of_model(model)).kv_dtype)
+        s = _scale(hw, "context_mla", hw.op_fits.context_mla_fit(_kv_dtype(model)).kv_dtype)
         return _Attention(attn_flop, s * flop_s, 0.0, s * floor_s, True, kv_share)
     cfit = _context_attention_fit(model, hw) if op_level else None
     if cfit is not None:
