@@ -107,6 +107,7 @@ def test_a_cpu_calibration_runs_no_gpu_op_cases():
     assert cs.gpu_op_cases(ctx, cs.plan("cpu", True, False), True) == []
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_gpu_quick_plan_measures_bf16_gemms_attention_and_the_graph_floor():
     ctx = SweepContext(device="cuda", device_name=torch.cuda.get_device_name(), gpu_count=1, quick=True)
