@@ -285,18 +285,3 @@ def test_fitted_engine_overhead_with_a_standard_error_widens_the_step_by_hand():
     # Without a standard error the engine adds no spread (and here nothing else does).
     fixed = EngineProfile(name="e", step_overhead_us=500.0)
     assert predict(m, hw, tp=1, batch=4, context=1024, engine=fixed).interval_draws is None
-
-
-def test_an_entry_added_to_a_profile_leaves_the_others_draws_where_they_were():
-    # Each entry draws from its own stream (seed, name, paths): the op-DB profiles' coverage moved
-    # 95 -> 100 of 161 points when prefill entries joined, with one shared stream.
-    from inferecon.model.uncertain import Uncertain
-    from inferecon.model.uncertainty import draw_parameters
-
-    a = Uncertain("a", ("memory.efficiency",), "uniform", "test", low=0.7, high=0.9)
-    b = Uncertain("b", ("compute.efficiency",), "uniform", "test", low=0.6, high=0.8)
-    new = Uncertain("new", ("network.time_scale",), "lognormal", "test", relative=True, median=1.0, sigma=0.2)
-    before = draw_parameters([a, b], 50, seed=3)
-    after = draw_parameters([new, a, b], 50, seed=3)
-    assert np.array_equal(after[1:], before)
-    assert not np.array_equal(draw_parameters([a], 50, seed=4), before[:1])  # another seed, other draws

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import zlib
 from numbers import Real
 from typing import Any
 
@@ -46,13 +45,11 @@ BAND_KEYS = ("tokens_per_s_per_seq", "usd_per_mtok", "t_step_s", "t_arithmetic_s
 
 
 def draw_parameters(items: list[Uncertain], k: int = DEFAULT_DRAWS, seed: int = DEFAULT_SEED) -> np.ndarray:
-    """(len(items), k) draws, seeded: the same profile and seed give the same band. Each entry
-    draws from a stream of its own, keyed by the seed, the entry's name and the fields it moves,
-    so that a profile gaining or losing an entry leaves the other entries' draws where they were."""
+    """(len(items), k) draws, seeded: the same profile and seed give the same band."""
     if k < 1:
         raise UserError(f"draws must be at least 1, got {k}")
-    return np.array([u.draw(k, np.random.default_rng([seed, zlib.crc32("|".join((u.name,) + tuple(u.paths)).encode())]))
-                     for u in items]).reshape(len(items), k)
+    rng = np.random.default_rng(seed)
+    return np.array([u.draw(k, rng) for u in items]).reshape(len(items), k)
 
 
 def apply(hw, items: list[Uncertain], values) -> Any:
