@@ -294,10 +294,12 @@ def price_point(p: Point, pr: Pricing, kv_bits: int | None, sim: bool, chunk_tok
             from inferecon.model.prefill import PrefillOptions
             from inferecon.model.request import lone_ttft_band
             from inferecon.model.serving import default_chunk_tokens
+            from inferecon.model.uncertainty import DEFAULT_DRAWS, DEFAULT_SEED
 
             band = lone_ttft_band(model, pr.hw, input_len=p.input_len,
                                   chunk_tokens=chunk or default_chunk_tokens(pr.hw, engine.name if engine else None),
-                                  tp=p.tp, pp=1, ep=1, engine=engine, popts=PrefillOptions(), draws=200, seed=0)
+                                  tp=p.tp, pp=1, ep=1, engine=engine, popts=PrefillOptions(), draws=DEFAULT_DRAWS,
+                                  seed=DEFAULT_SEED)
             if band is not None:
                 row.update(ttft_lo_ms=band[0] * 1e3, ttft_hi_ms=band[1] * 1e3)
         if sim and p.closed_loop:

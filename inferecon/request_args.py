@@ -158,15 +158,15 @@ def requests_for(args, model, hw, engine, rows) -> list:
                               request_rate_per_s=args.request_rate, chunk_tokens=args.chunk_size, engine=engine,
                               scheduler_steps=args.scheduler_steps or 1)
         return [one]
-    out = []
+    out, band = [], None
     for r in rows:  # the prompt's TTFT band is the same whatever the decode batch: drawn once
-        out.append(predict_request(model, hw, input_len=args.input_len, output_len=args.output_len, tp=args.tp,
-                                   pp=args.pp, ep=args.ep, decode_step_s=r.t_step_ms / 1e3 / r.tokens_per_step,
-                                   decode_batch=r.batch, decode_usd_per_mtok=r.usd_per_mtok,
-                                   chunk_tokens=args.chunk_size, engine=engine, draws=getattr(args, "draws", 0),
-                                   seed=getattr(args, "seed", 0),
-                                   ttft_band=(out[0].ttft_lo_ms / 1e3, out[0].ttft_hi_ms / 1e3)
-                                   if out and out[0].ttft_lo_ms is not None else None))
+        req = predict_request(model, hw, input_len=args.input_len, output_len=args.output_len, tp=args.tp, pp=args.pp,
+                              ep=args.ep, decode_step_s=r.t_step_ms / 1e3 / r.tokens_per_step, decode_batch=r.batch,
+                              decode_usd_per_mtok=r.usd_per_mtok, chunk_tokens=args.chunk_size, engine=engine,
+                              draws=args.draws, seed=args.seed, ttft_band=band)
+        if band is None and req.ttft_lo_ms is not None:
+            band = (req.ttft_lo_ms / 1e3, req.ttft_hi_ms / 1e3)
+        out.append(req)
     return out
 
 

@@ -115,9 +115,8 @@ def _table(src) -> str:
 def opdb_uncertainty(op_fits, eng_fits) -> tuple[dict[str, float], list[dict]]:
     """(OpFits.time_scale, profile entries) of a per-op database calibration: each op family's
     time (one GEMM dtype, one decode or prefill attention KV dtype, the MoE experts of one dtype,
-    the all-reduce)
-    times a lognormal multiplier of the spread its k-fold held-out error over the table's shapes
-    says — the rule of the term fits above. A family moves as a whole (OpFits.time_scale), not
+    the all-reduce) times a lognormal multiplier of the spread its k-fold held-out error over the
+    table's shapes says — the rule of the term fits above. A family moves as a whole (OpFits.time_scale), not
     through its fitted parameters: where a table measured a shape the op-level model reads the
     measurement itself (attention grids, MoE curves), which a parameter's multiplier would not
     move. Several fits of one family (MoE routings, all-reduce lines of each world size and

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from inferecon.calibration.fit_uncertainty import opdb_uncertainty
 from inferecon.core.errors import UserError, suggest
 from inferecon.core.stats import mape_pct
 from inferecon.ingest.opdb import OpDatabase, OpTable, open_database, version_key
@@ -41,7 +42,6 @@ from inferecon.model.opfits import (GEMM_OPERAND_BYTES, KV_ELEMENT_BYTES, AllRed
                                     MOE_ROUTINGS, MoeFit, OpFits, OpSource, attention_grid_key, moe_curve_key,
                                     moe_touched_experts)
 from inferecon.model.weight_only_kernels import marlin_gemm_fit, marlin_note, uses_marlin
-from inferecon.calibration.fit_uncertainty import opdb_uncertainty
 
 # inferecon's published GPU -> the database's system name.
 SYSTEMS = {"h100-sxm": "h100_sxm", "h200": "h200_sxm", "a100-sxm-80gb": "a100_sxm", "b200": "b200_sxm"}

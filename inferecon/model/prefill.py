@@ -167,9 +167,9 @@ def _context_mla_s(model: ModelSpec, hw: HardwareProfile, chunks, heads: float, 
     read off the engine's MLA prefill table (opfits.ContextMlaFit: one prompt of isl tokens on
     this GPU's heads, DeepSeek-V3's latent dims): a chunk of c tokens after P cached costs what
     the table gives a prompt of P + c less a prompt of P (the causal rows P..P+c of the same
-    kernel), the kernel's floor (its one-token row) once per chunk as latency. None where the
-    profile has no such table, the model's latent or head count is not measured, or a prompt
-    runs past the table's longest."""
+    kernel), the kernel's floor (its one-token row) once per chunk as latency, both x the MLA
+    prefill's time multiplier (OpFits.time_scale). None where the profile has no such table, the
+    model's latent or head count is not measured, or a prompt runs past the table's longest."""
     from inferecon.model.ops import kv_dtype_of
 
     fits = getattr(hw, "op_fits", None)
@@ -186,7 +186,8 @@ def _context_mla_s(model: ModelSpec, hw: HardwareProfile, chunks, heads: float, 
             return None
         work_us += whole - (fit.time_us(heads, float(P)) if P > 0 else floor_us)
     n = len(chunks)
-    return layers * max(work_us, 0.0) * 1e-6, layers * n * floor_us * 1e-6
+    s = _scale(hw, "context_mla", fit.kv_dtype)
+    return s * layers * max(work_us, 0.0) * 1e-6, s * layers * n * floor_us * 1e-6
 
 
 def check_prefill_layout(model: ModelSpec, tp: int, pp: int, ep: int, tp_rows: int = 1) -> None:
@@ -389,12 +390,6 @@ def _scale(hw, family: str, dtype: str = "") -> float:
     return float(fits.scale(family, dtype)) if fits is not None else 1.0
 
 
-def _kv_dtype(model) -> str:
-    from inferecon.model.ops import kv_dtype_of
-
-    return kv_dtype_of(model)
-
-
 def _one(x) -> float:
     return float(np.asarray(x).reshape(-1)[0])
 
@@ -473,8 +468,7 @@ def _attention(model: ModelSpec, hw: HardwareProfile, chunks, heads_axis: float,
     mla_s = _context_mla_s(model, hw, chunks, heads, layers) if op_level and model.is_mla else None
     if mla_s is not None:
         flop_s, floor_s = mla_s  # the table's prompt of P + c read its P cached tokens too: no byte term
-        s = _scale(hw, "context_mla", hw.op_fits.context_mla_fit(_kv_dtype(model)).kv_dtype)
-        return _Attention(attn_flop, s * flop_s, 0.0, s * floor_s, True, kv_share)
+        return _Attention(attn_flop, flop_s, 0.0, floor_s, True, kv_share)
     cfit = _context_attention_fit(model, hw) if op_level else None
     if cfit is not None:
         s = _scale(hw, "context_attention", cfit.kv_dtype)
